@@ -1,0 +1,1 @@
+"""Kitchen Table: conversation guides about work, answered without names."""

@@ -1,0 +1,7 @@
+"""`python -m bot` is `kitchen-table`."""
+
+import sys
+
+from bot.app import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Channel adapters: platform event -> Inbound, Outbound -> platform call. No state."""

@@ -1,0 +1,80 @@
+"""The terminal channel: a real adapter that reads lines from stdin and prints replies.
+
+It is how a guide author tries a guide without any token, and what the
+end-to-end tests lean on. A line is one answer: a number or a label for a
+choice, comma-separated for several, yes or no for consent, or a /command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import TextIO
+
+from bot.channels.base import SendResult, Sent
+from bot.delivery import Deliverer
+from bot.dispatcher import Dispatcher
+from bot.flows.run import RunStatus
+from bot.messages import Inbound, Outbound
+
+CHANNEL = "terminal"
+
+
+def render_plain(message: Outbound) -> str:
+    """A message as plain lines, with numbered options to type."""
+    head = f"[{message.progress}] " if message.progress else ""
+    lines = [head + message.text]
+    if message.input == "scale":
+        lines.append("   " + "  ".join(button.label for button in message.buttons))
+    elif message.buttons:
+        numbered = [b for b in message.buttons if not b.value.startswith("_")]
+        for number, button in enumerate(numbered, start=1):
+            tick = " ✓" if button.chosen else ""
+            lines.append(f"  {number}. {button.label}{tick}")
+    if message.hint:
+        lines.extend(f"  ({line})" for line in message.hint.splitlines())
+    return "\n".join(lines) + "\n\n"
+
+
+class TerminalChannel:
+    name = CHANNEL
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
+
+    async def send(self, address: str, message: Outbound) -> SendResult:
+        self.out.write(render_plain(message))
+        self.out.flush()
+        return Sent()
+
+
+async def chat(
+    dispatcher: Dispatcher,
+    deliverer: Deliverer,
+    guide_id: str,
+    name: str,
+    language: str | None,
+    stdin: TextIO | None = None,
+    out: TextIO | None = None,
+) -> int:
+    """Walk one person through a guide; exit 0 when it ends or input runs out."""
+    source = stdin or sys.stdin
+    echo = out or sys.stdout
+    interactive = source.isatty()
+
+    async def say(text: str) -> bool:
+        handled = await dispatcher.handle(Inbound(CHANNEL, name, name, text, language=language))
+        await deliverer.drain(CHANNEL)
+        return handled.status is not None and RunStatus(handled.status).ended
+
+    if await say(f"/start {guide_id}"):
+        return 0
+    while True:
+        if interactive:
+            echo.write("> ")
+            echo.flush()
+        line = await asyncio.to_thread(source.readline)
+        if not line:
+            return 0
+        if await say(line.rstrip("\r\n")):
+            return 0

@@ -1,0 +1,59 @@
+"""Configuration from the environment and `.env`, validated once at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting Kitchen Table reads; the README's configuration table mirrors this."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="KT_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    data_dir: Path = Field(Path("data"), description="Where the database and secret live.")
+    database: Path | None = Field(
+        None, description="SQLite file; default DATA_DIR/kitchen-table.db"
+    )
+    secret_key: SecretStr | None = Field(
+        None, description="Keys pseudonyms and address encryption; generated if unset."
+    )
+    guides_dir: Path = Field(Path("guides"), description="Folder of YAML guides.")
+    default_guide: str = Field("changing-work", description="Guide the terminal opens.")
+    max_answer_chars: int = Field(4000, ge=1, le=100_000)
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    telegram_bot_token: SecretStr | None = Field(None, validation_alias="TELEGRAM_BOT_TOKEN")
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError(
+                "must be at least 16 characters; generate one with: openssl rand -hex 32"
+            )
+        return value
+
+    @property
+    def database_path(self) -> Path:
+        return self.database or self.data_dir / "kitchen-table.db"
+
+
+class ConfigError(Exception):
+    """Configuration that can't work, explained in a line per setting."""
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as invalid:
+        lines = []
+        for error in invalid.errors():
+            name = str(error["loc"][0]) if error["loc"] else "?"
+            env = name.upper() if name.isupper() else f"KT_{name.upper()}"
+            lines.append(f"{env}: {str(error['msg']).removeprefix('Value error, ')}")
+        raise ConfigError("\n".join(lines)) from None

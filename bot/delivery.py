@@ -1,0 +1,109 @@
+"""Delivery drains the outbox: each message owed is sent, retried, or dropped as unreachable.
+
+Rows leave the outbox only once the platform has accepted them, so a crash
+between commit and send re-sends from the outbox rather than losing anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from bot.channels.base import Channel, Failed, RetryAfter, Sent, Unreachable
+from bot.messages import Outbound
+from bot.privacy import Identity
+from storage.protocol import Storage
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = timedelta(minutes=10)
+
+
+def backoff(attempts: int) -> timedelta:
+    """Wait 1, 2, 4 ... seconds after each failure, up to ten minutes."""
+    return min(timedelta(seconds=2 ** min(attempts, 20)), MAX_BACKOFF)
+
+
+class Deliverer:
+    def __init__(
+        self,
+        storage: Storage,
+        identity: Identity,
+        channels: dict[str, Channel],
+        clock: Callable[[], datetime],
+        batch: int = 200,
+    ) -> None:
+        self.storage = storage
+        self.identity = identity
+        self.channels = channels
+        self.clock = clock
+        self.batch = batch
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def drain(self, channel_name: str) -> int:
+        """Send everything now due on one channel, in order per person; return how many."""
+        channel = self.channels[channel_name]
+        sent = 0
+        while True:
+            rows = await self.storage.due_outbox(channel_name, self.clock(), self.batch)
+            if not rows:
+                return sent
+            held: set[str] = set()  # people whose earlier message must go first
+            progressed = False
+            for row in rows:
+                assert row.id is not None
+                if row.participant in held:
+                    continue
+                message = Outbound.model_validate_json(row.payload)
+                result = await channel.send(self.identity.unseal(row.address), message)
+                match result:
+                    case Sent():
+                        await self.storage.outbox_sent(row.id)
+                        sent += 1
+                        progressed = True
+                    case Unreachable():
+                        await self.storage.mark_unreachable(row.participant)
+                        held.add(row.participant)
+                        progressed = True
+                    case RetryAfter(seconds=seconds):
+                        wait = timedelta(seconds=seconds)
+                        await self.storage.outbox_retry(row.id, self.clock() + wait, row.attempts)
+                        held.add(row.participant)
+                    case Failed(reason=reason):
+                        log.info("delivery failed (%s); will retry", reason)
+                        attempts = row.attempts + 1
+                        wait = backoff(attempts)
+                        await self.storage.outbox_retry(row.id, self.clock() + wait, attempts)
+                        held.add(row.participant)
+            if not progressed:
+                return sent
+
+    async def run(self) -> None:
+        """Deliver until cancelled: on every wake-up, and when a retry falls due."""
+        while True:
+            # Clear before draining, so a wake-up during the drain is not lost.
+            self._wake.clear()
+            for name in self.channels:
+                try:
+                    await self.drain(name)
+                except Exception:
+                    log.exception("delivery on %s failed; will try again", name)
+            timeout = await self._until_next_due()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _until_next_due(self) -> float:
+        soonest: datetime | None = None
+        for name in self.channels:
+            due = await self.storage.next_due(name)
+            if due is not None and (soonest is None or due < soonest):
+                soonest = due
+        if soonest is None:
+            return 60.0
+        return max(0.05, min(60.0, (soonest - self.clock()).total_seconds()))

@@ -1,0 +1,307 @@
+"""The dispatcher ties the layers together, one conversation at a time.
+
+For each inbound message it locks the participant, loads their run, asks the
+engine what happens next, and commits the new run state, the stored answers
+and the outgoing messages in one transaction. Delivery reads the outbox after.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.flows.engine import Flow
+from bot.flows.events import (
+    AnswerGiven,
+    AnswerWithdrawn,
+    Button,
+    Command,
+    ConsentDecided,
+    Input,
+    InputKind,
+    Outcome,
+    Repeat,
+    Reply,
+    Tap,
+    TextInput,
+)
+from bot.flows.loader import LoadedGuide, parse_guide
+from bot.flows.phrases import Phrasebook
+from bot.flows.run import RunState, RunStatus
+from bot.flows.text import localize
+from bot.library import GuideLibrary
+from bot.locks import KeyedLocks
+from bot.messages import Inbound, Outbound, clean_text
+from bot.privacy import Identity
+from storage.protocol import Storage
+from storage.rows import (
+    AnswerRow,
+    Commit,
+    ConsentRow,
+    GuideSourceRow,
+    OutboxRow,
+    ParticipantRow,
+    RunRow,
+)
+
+GUIDE_MENU_STEP = "_guide"
+STALE_STEP = "_stale"
+
+
+@dataclass(frozen=True)
+class Handled:
+    """What became of an inbound message."""
+
+    accepted: bool  # False when it was a duplicate and nothing was done
+    status: str | None = None  # the participant's current run status afterwards
+
+
+@dataclass
+class _Turn:
+    """One inbound message being handled: who sent it and what it will commit."""
+
+    inbound: Inbound
+    participant_id: str
+    person: ParticipantRow | None
+    now: datetime
+    sealed_address: bytes
+    commit: Commit
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        storage: Storage,
+        library: GuideLibrary,
+        identity: Identity,
+        phrases: Phrasebook,
+        clock: Callable[[], datetime],
+        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        max_answer_chars: int = 4000,
+        on_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.storage = storage
+        self.library = library
+        self.identity = identity
+        self.phrases = phrases
+        self.clock = clock
+        self.new_id = new_id
+        self.max_answer_chars = max_answer_chars
+        self.on_commit = on_commit
+        self._locks = KeyedLocks()
+        self._flows: dict[str, Flow] = {}
+
+    # The one entry point -----------------------------------------------------
+
+    async def handle(self, inbound: Inbound) -> Handled:
+        participant_id = self.identity.pseudonym(inbound.channel, inbound.user)
+        if inbound.text is not None:
+            inbound = dataclasses.replace(inbound, text=clean_text(inbound.text))
+        async with self._locks.hold(participant_id):
+            if inbound.key is not None and await self.storage.inbound_seen(inbound.key):
+                return Handled(False)
+            person = await self.storage.participant(participant_id)
+            turn = _Turn(
+                inbound,
+                participant_id,
+                person,
+                self.clock(),
+                self.identity.seal(inbound.address),
+                Commit(inbound_key=inbound.key),
+            )
+            status = await self._route(turn)
+            if not await self.storage.commit(turn.commit):
+                return Handled(False)
+        self.on_commit()
+        return Handled(True, status)
+
+    async def _route(self, turn: _Turn) -> str | None:
+        inbound = turn.inbound
+        command = inbound.command
+        if command is not None and command[0] in ("start", "guides"):
+            name, arg = command
+            if name == "start" and arg:
+                return await self._start_guide(turn, arg)
+            self._menu(turn, self._language(turn, None))
+            return None
+        if inbound.tap is not None and inbound.tap.step == GUIDE_MENU_STEP:
+            return await self._start_guide(turn, inbound.tap.value)
+        person = turn.person
+        run_row = (
+            await self.storage.run(person.current_run) if person and person.current_run else None
+        )
+        if run_row is None:
+            self._no_conversation(turn, command[0] if command else None)
+            return None
+        flow = await self._flow(run_row.guide_hash)
+        state = RunState.model_validate_json(run_row.state)
+        outcome = flow.resume(state, self._input(inbound, state), turn.now)
+        await self._record(turn, flow, outcome, None)
+        return outcome.state.status.value
+
+    def _input(self, inbound: Inbound, state: RunState) -> Input:
+        command = inbound.command
+        if command is not None:
+            return Command(*command)
+        if inbound.tap is not None:
+            if inbound.tap_run is not None and inbound.tap_run != state.run_id:
+                # A button from another run must never change this one.
+                return Tap(STALE_STEP, inbound.tap.value)
+            return inbound.tap
+        return TextInput(inbound.text or "")
+
+    # Starting and resuming guides --------------------------------------------
+
+    async def _start_guide(self, turn: _Turn, guide_id: str) -> str | None:
+        loaded = self.library.get(guide_id.strip().lower())
+        language = self._language(turn, None)
+        if loaded is None or loaded.guide is None:
+            turn.commit.outbox.append(
+                self._outbox(
+                    turn, Reply(self.phrases.text(language, "unknown_guide", guide=guide_id))
+                )
+            )
+            self._menu(turn, language)
+            return None
+        existing = await self.storage.open_run(turn.participant_id, loaded.guide.id)
+        if existing is not None:
+            flow = await self._flow(existing.guide_hash)
+            state = RunState.model_validate_json(existing.state)
+            outcome = flow.resume(state, Repeat(), turn.now)
+            await self._record(turn, flow, outcome, None)
+            if not outcome.state.status.ended:
+                return outcome.state.status.value
+            # It had expired: the participant is told, and starts afresh below.
+        flow = self._flow_for(loaded)
+        wanted = turn.inbound.language or (turn.person.language if turn.person else None)
+        outcome = flow.start(
+            run_id=self.new_id(), guide_hash=loaded.hash, language=wanted or "", now=turn.now
+        )
+        await self._record(turn, flow, outcome, loaded)
+        return outcome.state.status.value
+
+    async def _flow(self, guide_hash: str) -> Flow:
+        """The flow a run is pinned to: the current guide file, or the stored older text."""
+        if guide_hash not in self._flows:
+            loaded = self.library.by_hash(guide_hash)
+            if loaded is None:
+                source = await self.storage.guide_source(guide_hash)
+                if source is None:
+                    raise LookupError(f"no guide with hash {guide_hash}")
+                loaded = parse_guide(source, f"stored guide {guide_hash}")
+                self.library.add(loaded, current=False)
+            return self._flow_for(loaded)
+        return self._flows[guide_hash]
+
+    def _flow_for(self, loaded: LoadedGuide) -> Flow:
+        if loaded.hash not in self._flows:
+            assert loaded.guide is not None
+            self._flows[loaded.hash] = Flow(
+                loaded.guide, self.phrases, max_answer_chars=self.max_answer_chars
+            )
+        return self._flows[loaded.hash]
+
+    # Turning an outcome into rows ---------------------------------------------
+
+    async def _record(
+        self, turn: _Turn, flow: Flow, outcome: Outcome, new: LoadedGuide | None
+    ) -> None:
+        state = outcome.state
+        commit = turn.commit
+        guide = flow.guide
+        if new is not None:
+            commit.guide_source = GuideSourceRow(new.hash, guide.id, guide.version, new.source)
+        for event in outcome.events:
+            match event:
+                case Reply():
+                    commit.outbox.append(self._outbox(turn, event, state.run_id))
+                case AnswerGiven(step=step, kind=kind, value=value):
+                    commit.answers.append(
+                        AnswerRow(
+                            state.run_id,
+                            step,
+                            turn.participant_id,
+                            guide.id,
+                            guide.version,
+                            kind,
+                            json.dumps(value, ensure_ascii=False),
+                            turn.now,
+                        )
+                    )
+                case AnswerWithdrawn(step=step):
+                    commit.withdrawn.append((state.run_id, step))
+                case ConsentDecided(given=given):
+                    commit.consents.append(
+                        ConsentRow(turn.participant_id, guide.id, guide.version, given, turn.now)
+                    )
+        if state.status is RunStatus.DECLINED:
+            # A decline keeps nothing but the record that they declined.
+            commit.delete_run = state.run_id
+            commit.runs = [r for r in commit.runs if r.id != state.run_id]
+            others = await self.storage.count_runs(turn.participant_id)
+            if new is None:
+                others -= 1
+            if others <= 0 and not commit.runs:
+                commit.delete_participant = turn.participant_id
+                commit.participant = None
+                return
+            current = None
+        else:
+            commit.runs.append(
+                RunRow(
+                    state.run_id,
+                    turn.participant_id,
+                    state.guide_id,
+                    state.guide_version,
+                    state.guide_hash,
+                    state.status.value,
+                    state.model_dump_json(),
+                    state.started_at,
+                    state.updated_at,
+                )
+            )
+            current = state.run_id
+        commit.participant = ParticipantRow(
+            turn.participant_id,
+            turn.inbound.channel,
+            turn.sealed_address,
+            state.language,
+            current,
+        )
+
+    def _outbox(self, turn: _Turn, reply: Reply, run: str | None = None) -> OutboxRow:
+        payload = Outbound.from_reply(reply, run).model_dump_json(exclude_defaults=True)
+        return OutboxRow(
+            turn.inbound.channel, turn.participant_id, turn.sealed_address, payload, turn.now
+        )
+
+    # Messages outside a run ----------------------------------------------------
+
+    def _language(self, turn: _Turn, fallback: str | None) -> str:
+        person = turn.person
+        return (person.language if person else None) or turn.inbound.language or fallback or "en"
+
+    def _menu(self, turn: _Turn, language: str) -> None:
+        guides = [loaded.guide for loaded in self.library.all() if loaded.guide is not None]
+        if not guides:
+            turn.commit.outbox.append(
+                self._outbox(turn, Reply(self.phrases.text(language, "no_guides")))
+            )
+            return
+        buttons = tuple(
+            Button(localize(g.title, language, g.default_language), GUIDE_MENU_STEP, g.id)
+            for g in guides
+        )
+        prompt = self.phrases.text(language, "guides_prompt")
+        reply = Reply(prompt, buttons, InputKind.CHOICE, step=GUIDE_MENU_STEP)
+        turn.commit.outbox.append(self._outbox(turn, reply))
+
+    def _no_conversation(self, turn: _Turn, command: str | None) -> None:
+        language = self._language(turn, None)
+        key = command if command in ("help", "privacy") else "no_conversation"
+        turn.commit.outbox.append(self._outbox(turn, Reply(self.phrases.text(language, key))))

@@ -1,0 +1,138 @@
+"""Turn what a participant typed or tapped into an answer for a step, or say why not.
+
+Parsing is forgiving: an option can be given by its number, its label in any
+of the guide's languages, or its id; a number may come with words around it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from bot.flows.guide import Step, StepKind
+from bot.flows.text import all_variants, fold
+
+AnswerValue = str | int | float | list[str] | None
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A valid answer, ready to store."""
+
+    value: AnswerValue
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """Why an answer was not accepted: a phrase key and its placeholders."""
+
+    reason: str
+    params: dict[str, object] = field(default_factory=dict)
+
+
+_NUMBER = re.compile(r"[-+]?\d+(?:[.,]\d+)?")
+
+
+def match_option(step: Step, typed: str) -> str | None:
+    """The id of the option `typed` names: a 1-based number, a label or an id."""
+    options = step.option_list()
+    key = fold(typed)
+    if key.isdigit():
+        index = int(key) - 1
+        return options[index].id if 0 <= index < len(options) else None
+    for option in options:
+        if key == fold(option.id) or any(key == fold(v) for v in all_variants(option.label)):
+            return option.id
+    return None
+
+
+def _parse_number(typed: str) -> float | None:
+    found = _NUMBER.findall(typed)
+    if len(found) != 1:
+        return None
+    return float(found[0].replace(",", "."))
+
+
+def _as_int_if_whole(value: float) -> int | float:
+    return int(value) if value.is_integer() else value
+
+
+def parse_choice(step: Step, typed: str) -> Parsed | Invalid:
+    option = match_option(step, typed)
+    return Parsed(option) if option else Invalid("invalid_choice")
+
+
+def check_choices(step: Step, chosen: list[str]) -> Parsed | Invalid:
+    """Validate a set of option ids against the step's min and max."""
+    low, high = step.choice_bounds()
+    unique = list(dict.fromkeys(chosen))
+    if not low <= len(unique) <= high or not unique:
+        return Invalid("invalid_choices", {"min": max(low, 1), "max": high})
+    # Keep the guide's order, so that answers compare equal however they were typed.
+    order = [option.id for option in step.option_list()]
+    return Parsed(sorted(unique, key=order.index))
+
+
+def parse_choices(step: Step, typed: str) -> Parsed | Invalid:
+    low, high = step.choice_bounds()
+    parts = [part for part in re.split(r"[,;\n]+", typed) if part.strip()]
+    if len(parts) == 1 and match_option(step, parts[0]) is None:
+        # "1 3" is as natural as "1, 3" for numbers.
+        parts = parts[0].split()
+    chosen = [match_option(step, part) for part in parts]
+    if not parts or None in chosen:
+        return Invalid("invalid_choices", {"min": max(low, 1), "max": high})
+    return check_choices(step, [option for option in chosen if option])
+
+
+def parse_scale(step: Step, typed: str) -> Parsed | Invalid:
+    low, high = step.scale_range()
+    key = fold(typed)
+    for value, label in (step.labels or {}).items():
+        if any(key == fold(v) for v in all_variants(label)):
+            return Parsed(value)
+    number = _parse_number(typed)
+    if number is None or not number.is_integer() or not low <= number <= high:
+        return Invalid("invalid_scale", {"low": low, "high": high})
+    return Parsed(int(number))
+
+
+def parse_number(step: Step, typed: str) -> Parsed | Invalid:
+    number = _parse_number(typed)
+    if step.range is not None:
+        low, high = step.range
+        if number is None or not low <= number <= high:
+            return Invalid(
+                "invalid_number_range",
+                {"low": _as_int_if_whole(low), "high": _as_int_if_whole(high)},
+            )
+    if number is None:
+        return Invalid("invalid_number")
+    return Parsed(_as_int_if_whole(number))
+
+
+def parse_text(step: Step, typed: str, limit: int) -> Parsed | Invalid:
+    text = typed.strip()
+    if not text:
+        return Invalid("empty_answer")
+    limit = min(limit, step.max_length or limit)
+    if len(text) > limit:
+        return Invalid("too_long", {"limit": limit})
+    return Parsed(text)
+
+
+def parse_answer(step: Step, typed: str, limit: int) -> Parsed | Invalid:
+    """Parse typed text for any question step; `limit` caps free-text length."""
+    if not typed.strip() and step.kind is not StepKind.ASK:
+        return Invalid("empty_answer")
+    match step.kind:
+        case StepKind.CHOOSE:
+            return parse_choice(step, typed)
+        case StepKind.CHOOSE_MANY:
+            return parse_choices(step, typed)
+        case StepKind.SCALE:
+            return parse_scale(step, typed)
+        case StepKind.NUMBER:
+            return parse_number(step, typed)
+        case _:
+            return parse_text(step, typed, limit)

@@ -1,0 +1,232 @@
+"""Rules that need the whole guide: unique ids, earlier steps in `when`, options, ranges,
+languages and templates. Each problem names where it is (a path into the YAML) and
+what to change, so that an author who is not a programmer can fix it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from bot.flows.expressions import ExpressionError, condition_names, template_names
+from bot.flows.guide import Guide, Step, StepKind
+from bot.flows.text import Text
+
+Path = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: Path
+    step: str | None
+    message: str
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def check_guide(guide: Guide) -> list[Finding]:
+    """Every whole-guide problem in `guide`; an empty list means it is ready to use."""
+    return list(_check(guide))
+
+
+def _check(guide: Guide) -> Iterator[Finding]:
+    yield from _texts(guide, ("title",), None, guide.title)
+    if guide.summary is not None:
+        yield from _texts(guide, ("summary",), None, guide.summary)
+    if guide.consent is not None:
+        yield from _texts(guide, ("consent",), None, guide.consent)
+    seen: dict[str, int] = {}
+    earlier: list[str] = []
+    for index, step in enumerate(guide.steps):
+        at: Path = ("steps", index)
+        if step.id in seen:
+            yield Finding(
+                (*at, "id"),
+                step.id,
+                f"the id '{step.id}' is already used by step {seen[step.id] + 1}; "
+                "give each step its own id",
+            )
+        seen.setdefault(step.id, index)
+        yield from _condition(guide, step, at, earlier)
+        yield from _texts(guide, (*at, step.kind.value), step.id, step.text, earlier)
+        if step.help is not None:
+            yield from _texts(guide, (*at, "help"), step.id, step.help, earlier)
+        yield from _options(guide, step, at)
+        yield from _numbers(step, at)
+        for value, label in (step.labels or {}).items():
+            yield from _texts(guide, (*at, "labels", value), step.id, label)
+        if step.sensitive and step.quotable:
+            yield Finding(
+                (*at, "quotable"),
+                step.id,
+                "a sensitive step is never shown, so it can't be quotable; remove one of the two",
+            )
+        earlier.append(step.id)
+
+
+def _condition(guide: Guide, step: Step, at: Path, earlier: list[str]) -> Iterator[Finding]:
+    if step.when is None:
+        return
+    try:
+        names = condition_names(step.when)
+    except ExpressionError as error:
+        yield Finding((*at, "when"), step.id, f"{error}; write it like worry >= 4")
+        return
+    all_ids = [s.id for s in guide.steps]
+    for name in sorted(names):
+        if name in earlier:
+            continue
+        if name in all_ids:
+            yield Finding(
+                (*at, "when"),
+                step.id,
+                f"'when' uses '{name}', which comes later; "
+                "a condition can only use earlier answers",
+            )
+        else:
+            yield Finding(
+                (*at, "when"),
+                step.id,
+                f"'when' uses '{name}', which is not a step id{did_you_mean(name, earlier)}",
+            )
+
+
+def _texts(
+    guide: Guide, at: Path, step: str | None, text: Text, earlier: list[str] | None = None
+) -> Iterator[Finding]:
+    declared = guide.languages
+    if isinstance(text, str):
+        variants = {declared[0]: text}
+        if len(declared) > 1:
+            yield Finding(
+                at,
+                step,
+                f"this text is only in '{declared[0]}'; write it as a mapping with "
+                f"{', '.join(declared)} versions",
+            )
+    else:
+        variants = text
+        for language in declared:
+            if language not in text:
+                yield Finding(
+                    at, step, f"this text has no '{language}' version; add {language}: ..."
+                )
+        for language in text:
+            if language not in declared:
+                yield Finding(
+                    (*at, language),
+                    step,
+                    f"'{language}' is not one of the guide's languages ({', '.join(declared)}); "
+                    "add it to 'languages' or remove it",
+                )
+    allowed = {"guide"} if earlier is None else {"guide", *earlier}
+    for language, source in variants.items():
+        where = at if isinstance(text, str) else (*at, language)
+        try:
+            names = template_names(source)
+        except ExpressionError as error:
+            yield Finding(where, step, f"{error}; check the {{{{ }}}} braces")
+            continue
+        for name in sorted(names - allowed):
+            yield Finding(
+                where,
+                step,
+                f"the text shows '{{{{ {name} }}}}', but '{name}' is not an earlier step"
+                f"{did_you_mean(name, sorted(allowed))}",
+            )
+
+
+def _per_language(guide: Guide) -> str:
+    return ", ".join(f"{code}: ..." for code in guide.languages)
+
+
+def _options(guide: Guide, step: Step, at: Path) -> Iterator[Finding]:
+    is_choice = step.kind in (StepKind.CHOOSE, StepKind.CHOOSE_MANY)
+    if not is_choice:
+        if step.options is not None:
+            yield Finding(
+                (*at, "options"), step.id, "only choose and choose_many steps take options"
+            )
+        for key in ("min", "max"):
+            if getattr(step, key) is not None:
+                yield Finding((*at, key), step.id, f"'{key}' is only for choose_many steps")
+        return
+    if not step.options:
+        yield Finding(
+            at, step.id, f"a {step.kind.value} step needs options, like options: [Yes, No]"
+        )
+        return
+    if len(step.options) < 2:
+        yield Finding((*at, "options"), step.id, "give at least two options to choose from")
+    seen: set[str] = set()
+    for index, (raw, option) in enumerate(zip(step.options, step.option_list(), strict=True)):
+        where: Path = (*at, "options", index)
+        if option.id in seen:
+            yield Finding(
+                where,
+                step.id,
+                f"two options have the id '{option.id}'; give each option a different label or id",
+            )
+        seen.add(option.id)
+        if isinstance(raw, str) and len(guide.languages) > 1:
+            yield Finding(
+                where,
+                step.id,
+                f"with several languages, write the option '{raw}' with an id, like "
+                f"{{id: {option.id}, label: {{{_per_language(guide)}}}}}",
+            )
+        elif not isinstance(raw, str):
+            yield from _texts(guide, (*where, "label"), step.id, raw.label)
+    if step.kind is StepKind.CHOOSE:
+        for key in ("min", "max"):
+            if getattr(step, key) is not None:
+                yield Finding((*at, key), step.id, f"'{key}' is only for choose_many steps")
+        return
+    low, high = step.choice_bounds()
+    if step.max is not None and step.max > len(step.options):
+        yield Finding(
+            (*at, "max"),
+            step.id,
+            f"'max' is {step.max} but there are only {len(step.options)} options",
+        )
+    if low > high:
+        yield Finding((*at, "min"), step.id, f"'min' ({low}) is more than 'max' ({high})")
+
+
+def _numbers(step: Step, at: Path) -> Iterator[Finding]:
+    if step.range is not None:
+        low, high = step.range
+        if step.kind not in (StepKind.SCALE, StepKind.NUMBER):
+            yield Finding((*at, "range"), step.id, "only scale and number steps take a range")
+        elif low > high:
+            yield Finding(
+                (*at, "range"),
+                step.id,
+                f"the range [{low:g}, {high:g}] is reversed; write [{high:g}, {low:g}]",
+            )
+        elif step.kind is StepKind.SCALE and not (low.is_integer() and high.is_integer()):
+            yield Finding((*at, "range"), step.id, "a scale's range must be whole numbers")
+        elif step.kind is StepKind.SCALE and high - low > 10:
+            yield Finding(
+                (*at, "range"),
+                step.id,
+                "a scale can have at most 11 points; use a number step for wider ranges",
+            )
+    if step.labels is not None:
+        if step.kind is not StepKind.SCALE:
+            yield Finding((*at, "labels"), step.id, "only scale steps take labels")
+            return
+        low_i, high_i = step.scale_range()
+        for value in step.labels:
+            if not low_i <= value <= high_i:
+                yield Finding(
+                    (*at, "labels", value),
+                    step.id,
+                    f"the label for {value} is outside the range {low_i} to {high_i}",
+                )
+    if step.max_length is not None and step.kind is not StepKind.ASK:
+        yield Finding((*at, "max_length"), step.id, "'max_length' is only for ask steps")

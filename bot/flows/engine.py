@@ -1,0 +1,464 @@
+"""The flow engine: (state, input, now) -> (new state, events). Pure: no I/O, no clock.
+
+A `Flow` binds one guide to the bot's phrasebook. `start` begins a run and
+`resume` takes one input; both return an `Outcome` and never mutate what they
+were given. The caller stores the state and carries out the events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from bot.flows.answers import (
+    AnswerValue,
+    Invalid,
+    Parsed,
+    check_choices,
+    parse_answer,
+)
+from bot.flows.events import (
+    CONSENT_STEP,
+    DONE_VALUE,
+    LANGUAGE_STEP,
+    AnswerGiven,
+    AnswerWithdrawn,
+    Button,
+    Command,
+    ConsentDecided,
+    Event,
+    Input,
+    InputKind,
+    Outcome,
+    Repeat,
+    Reply,
+    RunEnded,
+    Tap,
+    TextInput,
+    Timeout,
+)
+from bot.flows.expressions import holds, render
+from bot.flows.guide import Guide, Step, StepKind
+from bot.flows.phrases import Phrasebook
+from bot.flows.run import RunState, RunStatus
+from bot.flows.scrub import scrub
+from bot.flows.text import Text, fold, localize
+
+_INPUT_KIND = {
+    StepKind.CHOOSE: InputKind.CHOICE,
+    StepKind.CHOOSE_MANY: InputKind.CHOICES,
+    StepKind.SCALE: InputKind.SCALE,
+    StepKind.NUMBER: InputKind.NUMBER,
+    StepKind.ASK: InputKind.TEXT,
+}
+
+
+@dataclass
+class _Turn:
+    """The state being built by one call, and the events it has produced so far."""
+
+    state: RunState
+    events: list[Event] = field(default_factory=list)
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
+
+    def outcome(self) -> Outcome:
+        return Outcome(self.state, tuple(self.events))
+
+
+class Flow:
+    """One guide, ready to run: the engine's entry points."""
+
+    def __init__(self, guide: Guide, phrases: Phrasebook, *, max_answer_chars: int = 4000):
+        self.guide = guide
+        self.phrases = phrases
+        self.max_answer_chars = max_answer_chars
+
+    # Entry points -----------------------------------------------------------
+
+    def start(self, *, run_id: str, guide_hash: str, language: str, now: datetime) -> Outcome:
+        guide = self.guide
+        state = RunState(
+            run_id=run_id,
+            guide_id=guide.id,
+            guide_version=guide.version,
+            guide_hash=guide_hash,
+            language=self.pick_language(language),
+            status=RunStatus.CONSENT if guide.consent is not None else RunStatus.ACTIVE,
+            started_at=now,
+            updated_at=now,
+        )
+        turn = _Turn(state)
+        turn.emit(Reply(self._intro(state)))
+        if state.status is RunStatus.CONSENT:
+            turn.emit(self._consent_prompt(state))
+        else:
+            self._advance(turn, 0)
+        return turn.outcome()
+
+    def resume(self, state: RunState, given: Input, now: datetime) -> Outcome:
+        turn = _Turn(state.model_copy(deep=True))
+        current = turn.state
+        if current.status.ended:
+            if not isinstance(given, Timeout):
+                turn.emit(Reply(self._say(current, "finished_already")))
+            return turn.outcome()
+        if now - current.updated_at > self.guide.expiry:
+            self._end(turn, RunStatus.EXPIRED, None if isinstance(given, Timeout) else "expired")
+            return turn.outcome()
+        if isinstance(given, Timeout):
+            return turn.outcome()
+        current.updated_at = now
+        if isinstance(given, Repeat):
+            turn.emit(Reply(self._say(current, "welcome_back")))
+            self._reprompt(turn)
+        elif isinstance(given, Command):
+            self._command(turn, given)
+        elif current.choosing_language and self._choose_language(turn, given):
+            pass
+        elif current.status is RunStatus.CONSENT:
+            self._consent(turn, given)
+        else:
+            self._answer(turn, given)
+        return turn.outcome()
+
+    def pick_language(self, wanted: str | None) -> str:
+        """The guide language closest to what the participant asked for."""
+        if wanted:
+            for candidate in (wanted, wanted.split("-")[0].lower()):
+                if candidate in self.guide.languages:
+                    return candidate
+        return self.guide.default_language
+
+    # Consent ----------------------------------------------------------------
+
+    def _consent(self, turn: _Turn, given: Input) -> None:
+        decision: bool | None = None
+        if isinstance(given, Tap) and given.step == CONSENT_STEP:
+            decision = given.value == "yes"
+        elif isinstance(given, TextInput):
+            decision = self._yes_or_no(turn.state, given.text)
+        if decision is None:
+            turn.emit(Reply(self._say(turn.state, "consent_again")))
+            turn.emit(self._consent_prompt(turn.state))
+            return
+        turn.emit(ConsentDecided(decision))
+        if decision:
+            turn.state.status = RunStatus.ACTIVE
+            self._advance(turn, 0)
+        else:
+            self._end(turn, RunStatus.DECLINED, "declined")
+
+    def _yes_or_no(self, state: RunState, typed: str) -> bool | None:
+        key = fold(typed).strip(".!")
+        if key in ("1", *map(fold, self.phrases.words(state.language, "yes_words"))):
+            return True
+        if key in ("2", *map(fold, self.phrases.words(state.language, "no_words"))):
+            return False
+        if key == fold(self._say(state, "agree")):
+            return True
+        if key == fold(self._say(state, "decline")):
+            return False
+        return None
+
+    # Answers ----------------------------------------------------------------
+
+    def _answer(self, turn: _Turn, given: Input) -> None:
+        state = turn.state
+        assert state.step is not None  # an active run always waits on a question
+        step = self.guide.step(state.step)
+        result: Parsed | Invalid
+        if isinstance(given, Tap):
+            if given.step != step.id:
+                turn.emit(Reply(self._say(state, "stale_button")))
+                self._reprompt(turn)
+                return
+            if step.kind is StepKind.CHOOSE_MANY and given.value != DONE_VALUE:
+                self._toggle(turn, step, given.value)
+                return
+            result = self._tapped(step, given.value, state)
+        else:
+            assert isinstance(given, TextInput)
+            if len(given.text) > self.max_answer_chars:
+                result = Invalid("too_long", {"limit": self.max_answer_chars})
+            else:
+                result = parse_answer(step, given.text, self.max_answer_chars)
+        if isinstance(result, Invalid):
+            turn.emit(Reply(self._say(state, result.reason, **result.params)))
+            self._reprompt(turn)
+            return
+        value = result.value
+        if step.kind is StepKind.ASK and step.scrub and isinstance(value, str):
+            value = scrub(value)
+        self._record(turn, step, value)
+        self._advance(turn, self.guide.index_of(step.id) + 1)
+
+    def _tapped(self, step: Step, value: str, state: RunState) -> Parsed | Invalid:
+        if step.kind is StepKind.CHOOSE_MANY:
+            return check_choices(step, state.pending)
+        return parse_answer(step, value, self.max_answer_chars)
+
+    def _toggle(self, turn: _Turn, step: Step, option_id: str) -> None:
+        pending = turn.state.pending
+        if option_id not in {option.id for option in step.option_list()}:
+            self._reprompt(turn)
+            return
+        if option_id in pending:
+            pending.remove(option_id)
+        else:
+            pending.append(option_id)
+        prompt = self._prompt(turn.state, step)
+        turn.emit(
+            Reply(
+                prompt.text,
+                prompt.buttons,
+                prompt.input,
+                prompt.progress,
+                prompt.hint,
+                prompt.step,
+                update=True,
+            )
+        )
+
+    def _record(self, turn: _Turn, step: Step, value: AnswerValue) -> None:
+        state = turn.state
+        state.answers[step.id] = value
+        state.asked.append(step.id)
+        state.pending = []
+        display = self.display(step, value, state.language)
+        turn.emit(AnswerGiven(step.id, step.kind.value, value, display))
+
+    # Moving through the guide -----------------------------------------------
+
+    def _advance(self, turn: _Turn, index: int) -> None:
+        """Say what there is to say from `index` on, and stop at the next question."""
+        state = turn.state
+        conditions = self._condition_context(state)
+        for step in self.guide.steps[index:]:
+            if step.when and not holds(step.when, conditions):
+                continue
+            if step.kind is StepKind.SAY:
+                turn.emit(Reply(self._render(state, step.text)))
+                continue
+            state.step = step.id
+            turn.emit(self._prompt(state, step))
+            return
+        self._end(turn, RunStatus.FINISHED, None)
+
+    def _end(self, turn: _Turn, status: RunStatus, phrase: str | None) -> None:
+        turn.state.status = status
+        turn.state.step = None
+        turn.state.pending = []
+        turn.state.choosing_language = False
+        turn.emit(RunEnded(status))
+        if phrase:
+            turn.emit(Reply(self._say(turn.state, phrase)))
+
+    def _reprompt(self, turn: _Turn) -> None:
+        state = turn.state
+        if state.status is RunStatus.CONSENT:
+            turn.emit(self._consent_prompt(state))
+        elif state.status is RunStatus.ACTIVE and state.step is not None:
+            turn.emit(self._prompt(state, self.guide.step(state.step)))
+
+    # Commands ---------------------------------------------------------------
+
+    def _command(self, turn: _Turn, command: Command) -> None:
+        state = turn.state
+        name = command.name.lower()
+        if name == "stop":
+            self._end(turn, RunStatus.STOPPED, "stopped")
+        elif name == "help":
+            help_text = self._say(state, "help")
+            if state.step is not None:
+                extra = self.guide.step(state.step).help
+                if extra is not None:
+                    help_text = self._render(state, extra) + "\n\n" + help_text
+            turn.emit(Reply(help_text))
+            self._reprompt(turn)
+        elif name == "privacy":
+            turn.emit(Reply(self._say(state, "privacy")))
+            self._reprompt(turn)
+        elif name == "language":
+            self._language_command(turn, command.arg)
+        elif name == "skip" and state.status is RunStatus.ACTIVE and state.step:
+            step = self.guide.step(state.step)
+            if step.optional:
+                self._record(turn, step, None)
+                self._advance(turn, self.guide.index_of(step.id) + 1)
+            else:
+                turn.emit(Reply(self._say(state, "cannot_skip")))
+                self._reprompt(turn)
+        elif name == "back" and state.status is RunStatus.ACTIVE:
+            if not state.asked:
+                turn.emit(Reply(self._say(state, "first_question")))
+            else:
+                previous = state.asked.pop()
+                state.answers.pop(previous, None)
+                state.pending = []
+                state.step = previous
+                turn.emit(AnswerWithdrawn(previous))
+            self._reprompt(turn)
+        elif name in ("skip", "back"):
+            turn.emit(Reply(self._say(state, "cannot_skip")))
+            self._reprompt(turn)
+        else:
+            turn.emit(Reply(self._say(state, "unknown_command", command="/" + command.name)))
+            self._reprompt(turn)
+
+    def _language_command(self, turn: _Turn, wanted: str) -> None:
+        state = turn.state
+        if wanted.strip():
+            if not self._choose_language(turn, TextInput(wanted)):
+                listed = ", ".join(self.phrases.language_name(c) for c in self.guide.languages)
+                turn.emit(Reply(self._say(state, "language_unknown", languages=listed)))
+                self._reprompt(turn)
+            return
+        state.choosing_language = True
+        buttons = tuple(
+            Button(self.phrases.language_name(code), LANGUAGE_STEP, code, code == state.language)
+            for code in self.guide.languages
+        )
+        turn.emit(
+            Reply(
+                self._say(state, "language_prompt"),
+                buttons,
+                InputKind.CHOICE,
+                step=LANGUAGE_STEP,
+            )
+        )
+
+    def _choose_language(self, turn: _Turn, given: Input) -> bool:
+        """Switch language if `given` names one of the guide's; False if it names none."""
+        state = turn.state
+        chosen: str | None = None
+        if isinstance(given, Tap) and given.step == LANGUAGE_STEP:
+            chosen = given.value if given.value in self.guide.languages else None
+        elif isinstance(given, TextInput):
+            key = fold(given.text)
+            for number, code in enumerate(self.guide.languages, start=1):
+                if key in (code, str(number), fold(self.phrases.language_name(code))):
+                    chosen = code
+        state.choosing_language = False
+        if chosen is None:
+            return False
+        state.language = chosen
+        turn.emit(Reply(self._say(state, "language_set")))
+        self._reprompt(turn)
+        return True
+
+    # Rendering ----------------------------------------------------------------
+
+    def _say(self, state: RunState, key: str, **params: object) -> str:
+        return self.phrases.text(state.language, key, **params)
+
+    def _local(self, state: RunState, text: Text | None) -> str:
+        return localize(text, state.language, self.guide.default_language)
+
+    def _render(self, state: RunState, text: Text) -> str:
+        return render(self._local(state, text), self._template_context(state))
+
+    def _intro(self, state: RunState) -> str:
+        parts = [self._say(state, "intro", title=self._local(state, self.guide.title))]
+        if self.guide.summary is not None:
+            parts.append(self._render(state, self.guide.summary))
+        if self.guide.minutes:
+            parts.append(self._say(state, "about_minutes", minutes=self.guide.minutes))
+        return "\n".join(parts)
+
+    def _consent_prompt(self, state: RunState) -> Reply:
+        text = self._render(state, self.guide.consent or "")
+        buttons = (
+            Button(self._say(state, "agree"), CONSENT_STEP, "yes"),
+            Button(self._say(state, "decline"), CONSENT_STEP, "no"),
+        )
+        question = self._say(state, "consent_question")
+        return Reply(f"{text}\n\n{question}", buttons, InputKind.CHOICE, step=CONSENT_STEP)
+
+    def _prompt(self, state: RunState, step: Step) -> Reply:
+        hints: list[str] = []
+        buttons: tuple[Button, ...] = ()
+        if step.kind in (StepKind.CHOOSE, StepKind.CHOOSE_MANY):
+            buttons = tuple(
+                Button(self._local(state, o.label), step.id, o.id, o.id in state.pending)
+                for o in step.option_list()
+            )
+        if step.kind is StepKind.CHOOSE_MANY:
+            low, high = step.choice_bounds()
+            key = "choose_many_hint" if low <= 1 else "choose_many_range_hint"
+            hints.append(self._say(state, key, min=low, max=high))
+            buttons += (Button(self._say(state, "done"), step.id, DONE_VALUE),)
+        elif step.kind is StepKind.SCALE:
+            low, high = step.scale_range()
+            buttons = tuple(Button(str(v), step.id, str(v)) for v in range(low, high + 1))
+            if step.labels:
+                hints.append(
+                    " · ".join(
+                        f"{value} = {self._local(state, label)}"
+                        for value, label in sorted(step.labels.items())
+                    )
+                )
+        elif step.kind is StepKind.NUMBER:
+            if step.range is not None:
+                low_n, high_n = (int(v) if v.is_integer() else v for v in step.range)
+                hints.append(self._say(state, "number_hint", low=low_n, high=high_n))
+            else:
+                hints.append(self._say(state, "number_any_hint"))
+        if step.optional:
+            hints.append(self._say(state, "optional_hint"))
+        return Reply(
+            self._render(state, step.text),
+            buttons,
+            _INPUT_KIND[step.kind],
+            progress=self._progress(state, step),
+            hint="\n".join(hints) or None,
+            step=step.id,
+        )
+
+    def _progress(self, state: RunState, step: Step) -> str:
+        done = len(state.asked)
+        conditions = self._condition_context(state)
+        later = self.guide.steps[self.guide.index_of(step.id) + 1 :]
+        remaining = sum(
+            1 for s in later if s.is_question and (not s.when or holds(s.when, conditions))
+        )
+        return self._say(state, "progress", n=done + 1, total=done + 1 + remaining)
+
+    def display(self, step: Step, value: AnswerValue, language: str) -> str:
+        """An answer as the participant would read it back: labels, not ids."""
+        if value is None:
+            return "–"
+        labels = {
+            o.id: localize(o.label, language, self.guide.default_language)
+            for o in step.option_list()
+        }
+        if isinstance(value, list):
+            return ", ".join(labels.get(v, v) for v in value)
+        if step.kind is StepKind.CHOOSE:
+            return labels.get(str(value), str(value))
+        if step.kind is StepKind.SCALE and step.labels and isinstance(value, int):
+            label = step.labels.get(value)
+            if label is not None:
+                return f"{value} ({localize(label, language, self.guide.default_language)})"
+        return str(value)
+
+    def _condition_context(self, state: RunState) -> dict[str, AnswerValue]:
+        context: dict[str, AnswerValue] = {s.id: None for s in self.guide.questions}
+        context.update(state.answers)
+        return context
+
+    def _template_context(self, state: RunState) -> dict[str, Any]:
+        context: dict[str, Any] = {
+            "guide": {
+                "id": self.guide.id,
+                "title": self._local(state, self.guide.title),
+                "summary": self._local(state, self.guide.summary),
+                "minutes": self.guide.minutes,
+            }
+        }
+        for step in self.guide.questions:
+            value = state.answers.get(step.id)
+            context[step.id] = None if value is None else self.display(step, value, state.language)
+        return context

@@ -1,0 +1,48 @@
+"""The bot's own words (not a guide's), in every language that ships.
+
+Phrases live in `bot/locales/<lang>.yaml`; this module only looks them up, so
+the engine stays free of I/O and every user-facing string can be translated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+class Phrasebook:
+    """Phrases by language and key, with `{name}` placeholders; English is the fallback."""
+
+    def __init__(self, books: Mapping[str, Mapping[str, Any]], fallback: str = "en") -> None:
+        if fallback not in books:
+            raise ValueError(f"the phrasebook has no '{fallback}' phrases to fall back on")
+        self._books = books
+        self._fallback = fallback
+
+    @property
+    def languages(self) -> list[str]:
+        return list(self._books)
+
+    def _lookup(self, language: str, key: str) -> Any:
+        for lang in (language, language.split("-")[0], self._fallback):
+            book = self._books.get(lang)
+            if book is not None and key in book:
+                return book[key]
+        raise KeyError(f"no phrase '{key}'")
+
+    def text(self, language: str, key: str, **params: object) -> str:
+        """The phrase `key` in `language`, with its placeholders filled in."""
+        phrase = self._lookup(language, key)
+        return str(phrase).format(**params).strip() if params else str(phrase).strip()
+
+    def words(self, language: str, key: str) -> list[str]:
+        """A list phrase (such as the words that mean yes), in `language` and the fallback."""
+        found: list[str] = []
+        for lang in (language, self._fallback):
+            value = self._books.get(lang, {}).get(key, [])
+            found.extend(str(word) for word in value)
+        return found
+
+    def language_name(self, code: str) -> str:
+        names = self._books[self._fallback].get("language_names", {})
+        return str(names.get(code, code))

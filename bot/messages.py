@@ -1,0 +1,91 @@
+"""Messages between channels and the dispatcher: `Inbound` in, `Outbound` out.
+
+Outbound text is plain: each channel escapes it for its own markup when it
+renders, so nothing a participant typed is ever read as markup.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from bot.flows.events import Button, Reply, Tap
+
+_COMMAND = re.compile(r"^/([A-Za-z][A-Za-z0-9_]{0,31})(?:@[A-Za-z0-9_]+)?(?:\s+(.*))?$", re.DOTALL)
+
+
+def parse_command(text: str) -> tuple[str, str] | None:
+    """`/start changing-work` -> ('start', 'changing-work'); not a command -> None."""
+    match = _COMMAND.match(text.strip())
+    if match is None:
+        return None
+    return match.group(1).lower(), (match.group(2) or "").strip()
+
+
+def clean_text(text: str) -> str:
+    """Drop control characters (but keep line breaks and tabs) from what someone typed."""
+    return "".join(
+        ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs")
+    )
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """Something a person sent, as a channel saw it.
+
+    `user` is the platform's id for the sender and `address` where replies go; the
+    dispatcher turns the first into a pseudonym and seals the second at once.
+    """
+
+    channel: str
+    user: str
+    address: str
+    text: str | None = None
+    tap: Tap | None = None
+    tap_run: str | None = None  # the run a tapped button belonged to
+    key: str | None = None  # the platform's id for this update, for at-most-once processing
+    language: str | None = None
+
+    @property
+    def command(self) -> tuple[str, str] | None:
+        return None if self.text is None else parse_command(self.text)
+
+
+class OutButton(BaseModel):
+    label: str
+    step: str
+    value: str
+    chosen: bool = False
+
+
+class Outbound(BaseModel):
+    """A message owed to someone, as stored in the outbox and handed to a channel."""
+
+    text: str
+    buttons: list[OutButton] = []
+    input: str = "none"
+    progress: str | None = None
+    hint: str | None = None
+    step: str | None = None
+    run: str | None = None
+    update: bool = False
+
+    @classmethod
+    def from_reply(cls, reply: Reply, run: str | None) -> Outbound:
+        return cls(
+            text=reply.text,
+            buttons=[_button(b) for b in reply.buttons],
+            input=reply.input.value,
+            progress=reply.progress,
+            hint=reply.hint,
+            step=reply.step,
+            run=run,
+            update=reply.update,
+        )
+
+
+def _button(button: Button) -> OutButton:
+    return OutButton(label=button.label, step=button.step, value=button.value, chosen=button.chosen)

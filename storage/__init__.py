@@ -1,0 +1,1 @@
+"""Storage: rows and keys, not guides or platforms. One async protocol, many backends."""

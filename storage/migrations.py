@@ -1,0 +1,69 @@
+"""Versioned schema migrations for SQLite, applied in order and recorded in user_version."""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: participants, runs, answers, consents, the outbox, guide snapshots, inbound keys.
+    """
+    CREATE TABLE participants (
+        id TEXT PRIMARY KEY,            -- HMAC pseudonym, never a platform id
+        channel TEXT NOT NULL,
+        address BLOB NOT NULL,          -- Fernet-sealed address to reply to
+        language TEXT,
+        current_run TEXT,
+        unreachable INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        participant TEXT NOT NULL,
+        guide_id TEXT NOT NULL,
+        guide_version INTEGER NOT NULL,
+        guide_hash TEXT NOT NULL,
+        status TEXT NOT NULL,
+        state TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX runs_by_participant ON runs (participant, guide_id, status);
+    CREATE TABLE answers (
+        run_id TEXT NOT NULL,
+        step TEXT NOT NULL,
+        participant TEXT NOT NULL,
+        guide_id TEXT NOT NULL,
+        guide_version INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        value TEXT NOT NULL,
+        answered_at TEXT NOT NULL,
+        PRIMARY KEY (run_id, step)
+    );
+    CREATE INDEX answers_by_guide ON answers (guide_id, answered_at);
+    CREATE TABLE consents (
+        participant TEXT NOT NULL,
+        guide_id TEXT NOT NULL,
+        guide_version INTEGER NOT NULL,
+        given INTEGER NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX consents_by_participant ON consents (participant);
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel TEXT NOT NULL,
+        participant TEXT NOT NULL,
+        address BLOB NOT NULL,
+        payload TEXT NOT NULL,
+        not_before TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX outbox_due ON outbox (channel, not_before, id);
+    CREATE TABLE guide_sources (
+        hash TEXT PRIMARY KEY,
+        guide_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        source TEXT NOT NULL
+    );
+    CREATE TABLE inbound (
+        key TEXT PRIMARY KEY,
+        at TEXT NOT NULL
+    );
+    """,
+]

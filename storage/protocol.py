@@ -1,0 +1,53 @@
+"""The storage protocol every backend implements; the shared test suite runs against it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from storage.rows import AnswerRow, Commit, ConsentRow, OutboxRow, ParticipantRow, RunRow
+
+
+class Storage(Protocol):
+    async def open(self) -> None:
+        """Connect and bring the schema up to date."""
+
+    async def close(self) -> None: ...
+
+    async def commit(self, commit: Commit) -> bool:
+        """Write a whole commit atomically; False (and nothing written) if its key was seen."""
+        ...
+
+    async def inbound_seen(self, key: str) -> bool: ...
+
+    async def participant(self, participant_id: str) -> ParticipantRow | None: ...
+
+    async def run(self, run_id: str) -> RunRow | None: ...
+
+    async def open_run(self, participant_id: str, guide_id: str) -> RunRow | None:
+        """The participant's most recent unfinished run of a guide, if any."""
+        ...
+
+    async def count_runs(self, participant_id: str) -> int: ...
+
+    async def answers(self, run_id: str) -> list[AnswerRow]: ...
+
+    async def consents(self, participant_id: str) -> list[ConsentRow]: ...
+
+    async def guide_source(self, guide_hash: str) -> str | None: ...
+
+    async def due_outbox(self, channel: str, now: datetime, limit: int) -> list[OutboxRow]:
+        """Messages owed on a channel whose time has come, oldest first."""
+        ...
+
+    async def outbox_sent(self, message_id: int) -> None: ...
+
+    async def outbox_retry(self, message_id: int, not_before: datetime, attempts: int) -> None: ...
+
+    async def mark_unreachable(self, participant_id: str) -> None:
+        """The platform says this person can't be reached: drop what is owed to them."""
+        ...
+
+    async def next_due(self, channel: str) -> datetime | None:
+        """When the earliest message owed on a channel falls due, if any."""
+        ...

@@ -1,0 +1,94 @@
+"""The rows storage keeps. Plain data: storage knows nothing of guides or platforms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class ParticipantRow:
+    """A pseudonymous participant and the sealed (encrypted) address used to reply."""
+
+    id: str
+    channel: str
+    address: bytes
+    language: str | None = None
+    current_run: str | None = None
+    unreachable: bool = False
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: str
+    participant: str
+    guide_id: str
+    guide_version: int
+    guide_hash: str
+    status: str
+    state: str  # JSON written by the caller
+    started_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class AnswerRow:
+    run_id: str
+    step: str
+    participant: str
+    guide_id: str
+    guide_version: int
+    kind: str
+    value: str  # JSON written by the caller
+    answered_at: datetime
+
+
+@dataclass(frozen=True)
+class ConsentRow:
+    participant: str
+    guide_id: str
+    guide_version: int
+    given: bool
+    at: datetime
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """A message owed to someone; deleted once the platform has accepted it."""
+
+    channel: str
+    participant: str
+    address: bytes
+    payload: str  # JSON written by the caller
+    not_before: datetime
+    attempts: int = 0
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class GuideSourceRow:
+    """The exact text of a guide a run was started on, so later edits can't change it."""
+
+    hash: str
+    guide_id: str
+    version: int
+    source: str
+
+
+@dataclass
+class Commit:
+    """Everything one inbound message changes, written in one transaction.
+
+    `inbound_key` makes the commit idempotent: a key already seen commits nothing.
+    """
+
+    inbound_key: str | None = None
+    participant: ParticipantRow | None = None
+    delete_participant: str | None = None
+    runs: list[RunRow] = field(default_factory=list)
+    delete_run: str | None = None
+    guide_source: GuideSourceRow | None = None
+    answers: list[AnswerRow] = field(default_factory=list)
+    withdrawn: list[tuple[str, str]] = field(default_factory=list)  # (run id, step)
+    consents: list[ConsentRow] = field(default_factory=list)
+    outbox: list[OutboxRow] = field(default_factory=list)

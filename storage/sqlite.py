@@ -1,0 +1,299 @@
+"""The aiosqlite backend: WAL, one writer behind a lock, a separate connection for reads.
+
+Every commit is one `BEGIN IMMEDIATE` transaction, so an answer, the run state
+and the messages owed for it are on disk together or not at all. Deleted rows
+are overwritten on disk (`secure_delete`), so erased text leaves no trace in
+free pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiosqlite
+
+from storage.migrations import MIGRATIONS
+from storage.rows import AnswerRow, Commit, ConsentRow, OutboxRow, ParticipantRow, RunRow
+
+_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",  # an acknowledged answer survives power loss, not just a crash
+    "PRAGMA secure_delete=ON",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=10000",
+)
+
+
+def _ts(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _dt(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+class SQLiteStorage:
+    """Storage in one SQLite file."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            # Create the file private to its owner before SQLite writes anything into it.
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        self._writer = await aiosqlite.connect(self.path, isolation_level=None)
+        for pragma in _PRAGMAS:
+            await self._writer.execute(pragma)
+        await self._migrate(self._writer)
+        self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+        for pragma in _PRAGMAS[2:]:
+            await self._reader.execute(pragma)
+
+    async def close(self) -> None:
+        for connection in (self._reader, self._writer):
+            if connection is not None:
+                await connection.close()
+        self._reader = self._writer = None
+
+    @property
+    def _w(self) -> aiosqlite.Connection:
+        if self._writer is None:
+            raise RuntimeError("storage is not open")
+        return self._writer
+
+    @property
+    def _r(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            raise RuntimeError("storage is not open")
+        return self._reader
+
+    async def _migrate(self, db: aiosqlite.Connection) -> None:
+        async with db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        current = int(row[0]) if row else 0
+        for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
+            await db.executescript(
+                f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={version};\nCOMMIT;"
+            )
+
+    # Writing ---------------------------------------------------------------
+
+    async def commit(self, commit: Commit) -> bool:
+        async with self._write_lock:
+            db = self._w
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                if commit.inbound_key is not None:
+                    try:
+                        await db.execute(
+                            "INSERT INTO inbound (key, at) VALUES (?, ?)",
+                            (commit.inbound_key, _ts(datetime.now(UTC))),
+                        )
+                    except sqlite3.IntegrityError:
+                        await db.execute("ROLLBACK")
+                        return False
+                await self._apply(db, commit)
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+            return True
+
+    async def _apply(self, db: aiosqlite.Connection, commit: Commit) -> None:
+        if commit.guide_source is not None:
+            source = commit.guide_source
+            await db.execute(
+                "INSERT OR IGNORE INTO guide_sources (hash, guide_id, version, source)"
+                " VALUES (?, ?, ?, ?)",
+                (source.hash, source.guide_id, source.version, source.source),
+            )
+        if commit.participant is not None:
+            p = commit.participant
+            await db.execute(
+                "INSERT INTO participants"
+                " (id, channel, address, language, current_run, unreachable)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                " address = excluded.address, language = excluded.language,"
+                " current_run = excluded.current_run, unreachable = excluded.unreachable",
+                (p.id, p.channel, p.address, p.language, p.current_run, int(p.unreachable)),
+            )
+        for r in commit.runs:
+            await db.execute(
+                "INSERT INTO runs (id, participant, guide_id, guide_version, guide_hash, status,"
+                " state, started_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
+                " state = excluded.state, updated_at = excluded.updated_at",
+                (
+                    r.id,
+                    r.participant,
+                    r.guide_id,
+                    r.guide_version,
+                    r.guide_hash,
+                    r.status,
+                    r.state,
+                    _ts(r.started_at),
+                    _ts(r.updated_at),
+                ),
+            )
+        for run_id, step in commit.withdrawn:
+            await db.execute("DELETE FROM answers WHERE run_id = ? AND step = ?", (run_id, step))
+        if commit.answers:
+            await db.executemany(
+                "INSERT INTO answers (run_id, step, participant, guide_id, guide_version, kind,"
+                " value, answered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (run_id, step) DO UPDATE SET value = excluded.value,"
+                " answered_at = excluded.answered_at",
+                [
+                    (
+                        a.run_id,
+                        a.step,
+                        a.participant,
+                        a.guide_id,
+                        a.guide_version,
+                        a.kind,
+                        a.value,
+                        _ts(a.answered_at),
+                    )
+                    for a in commit.answers
+                ],
+            )
+        if commit.consents:
+            await db.executemany(
+                "INSERT INTO consents (participant, guide_id, guide_version, given, at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [
+                    (c.participant, c.guide_id, c.guide_version, int(c.given), _ts(c.at))
+                    for c in commit.consents
+                ],
+            )
+        if commit.delete_run is not None:
+            await db.execute("DELETE FROM answers WHERE run_id = ?", (commit.delete_run,))
+            await db.execute("DELETE FROM runs WHERE id = ?", (commit.delete_run,))
+        if commit.delete_participant is not None:
+            await db.execute("DELETE FROM participants WHERE id = ?", (commit.delete_participant,))
+        if commit.outbox:
+            await db.executemany(
+                "INSERT INTO outbox (channel, participant, address, payload, not_before, attempts)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (o.channel, o.participant, o.address, o.payload, _ts(o.not_before), o.attempts)
+                    for o in commit.outbox
+                ],
+            )
+
+    async def outbox_sent(self, message_id: int) -> None:
+        async with self._write_lock:
+            await self._w.execute("DELETE FROM outbox WHERE id = ?", (message_id,))
+
+    async def outbox_retry(self, message_id: int, not_before: datetime, attempts: int) -> None:
+        async with self._write_lock:
+            await self._w.execute(
+                "UPDATE outbox SET not_before = ?, attempts = ? WHERE id = ?",
+                (_ts(not_before), attempts, message_id),
+            )
+
+    async def mark_unreachable(self, participant_id: str) -> None:
+        async with self._write_lock:
+            db = self._w
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                await db.execute(
+                    "UPDATE participants SET unreachable = 1 WHERE id = ?", (participant_id,)
+                )
+                await db.execute("DELETE FROM outbox WHERE participant = ?", (participant_id,))
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+
+    # Reading ---------------------------------------------------------------
+
+    async def _one(self, sql: str, params: tuple[object, ...]) -> sqlite3.Row | None:
+        async with self._r.execute(sql, params) as cursor:
+            row: sqlite3.Row | None = await cursor.fetchone()
+            return row
+
+    async def _all(self, sql: str, params: tuple[object, ...]) -> list[sqlite3.Row]:
+        async with self._r.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def inbound_seen(self, key: str) -> bool:
+        return await self._one("SELECT 1 FROM inbound WHERE key = ?", (key,)) is not None
+
+    async def participant(self, participant_id: str) -> ParticipantRow | None:
+        row = await self._one(
+            "SELECT id, channel, address, language, current_run, unreachable"
+            " FROM participants WHERE id = ?",
+            (participant_id,),
+        )
+        if row is None:
+            return None
+        return ParticipantRow(row[0], row[1], bytes(row[2]), row[3], row[4], bool(row[5]))
+
+    @staticmethod
+    def _run_row(row: sqlite3.Row) -> RunRow:
+        return RunRow(
+            row[0], row[1], row[2], row[3], row[4], row[5], row[6], _dt(row[7]), _dt(row[8])
+        )
+
+    _RUN_COLUMNS = (
+        "id, participant, guide_id, guide_version, guide_hash, status, state,"
+        " started_at, updated_at"
+    )
+
+    async def run(self, run_id: str) -> RunRow | None:
+        row = await self._one(f"SELECT {self._RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
+        return None if row is None else self._run_row(row)
+
+    async def open_run(self, participant_id: str, guide_id: str) -> RunRow | None:
+        row = await self._one(
+            f"SELECT {self._RUN_COLUMNS} FROM runs WHERE participant = ? AND guide_id = ?"
+            " AND status IN ('consent', 'active') ORDER BY updated_at DESC LIMIT 1",
+            (participant_id, guide_id),
+        )
+        return None if row is None else self._run_row(row)
+
+    async def count_runs(self, participant_id: str) -> int:
+        row = await self._one("SELECT count(*) FROM runs WHERE participant = ?", (participant_id,))
+        return int(row[0]) if row else 0
+
+    async def answers(self, run_id: str) -> list[AnswerRow]:
+        rows = await self._all(
+            "SELECT run_id, step, participant, guide_id, guide_version, kind, value, answered_at"
+            " FROM answers WHERE run_id = ? ORDER BY answered_at, step",
+            (run_id,),
+        )
+        return [AnswerRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], _dt(r[7])) for r in rows]
+
+    async def consents(self, participant_id: str) -> list[ConsentRow]:
+        rows = await self._all(
+            "SELECT participant, guide_id, guide_version, given, at FROM consents"
+            " WHERE participant = ? ORDER BY at",
+            (participant_id,),
+        )
+        return [ConsentRow(r[0], r[1], r[2], bool(r[3]), _dt(r[4])) for r in rows]
+
+    async def guide_source(self, guide_hash: str) -> str | None:
+        row = await self._one("SELECT source FROM guide_sources WHERE hash = ?", (guide_hash,))
+        return None if row is None else str(row[0])
+
+    async def due_outbox(self, channel: str, now: datetime, limit: int) -> list[OutboxRow]:
+        rows = await self._all(
+            "SELECT id, channel, participant, address, payload, not_before, attempts FROM outbox"
+            " WHERE channel = ? AND not_before <= ? ORDER BY id LIMIT ?",
+            (channel, _ts(now), limit),
+        )
+        return [OutboxRow(r[1], r[2], bytes(r[3]), r[4], _dt(r[5]), r[6], id=r[0]) for r in rows]
+
+    async def next_due(self, channel: str) -> datetime | None:
+        row = await self._one("SELECT min(not_before) FROM outbox WHERE channel = ?", (channel,))
+        return None if row is None or row[0] is None else _dt(row[0])
