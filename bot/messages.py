@@ -6,23 +6,13 @@ renders, so nothing a participant typed is ever read as markup.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from dataclasses import dataclass
 
 from pydantic import BaseModel
 
+from bot.flows.commands import parse_command
 from bot.flows.events import Button, Reply, Tap
-
-_COMMAND = re.compile(r"^/([A-Za-z][A-Za-z0-9_]{0,31})(?:@[A-Za-z0-9_]+)?(?:\s+(.*))?$", re.DOTALL)
-
-
-def parse_command(text: str) -> tuple[str, str] | None:
-    """`/start changing-work` -> ('start', 'changing-work'); not a command -> None."""
-    match = _COMMAND.match(text.strip())
-    if match is None:
-        return None
-    return match.group(1).lower(), (match.group(2) or "").strip()
 
 
 def clean_text(text: str) -> str:

@@ -99,17 +99,9 @@ def _texts(
     guide: Guide, at: Path, step: str | None, text: Text, earlier: list[str] | None = None
 ) -> Iterator[Finding]:
     declared = guide.languages
-    if isinstance(text, str):
-        variants = {declared[0]: text}
-        if len(declared) > 1:
-            yield Finding(
-                at,
-                step,
-                f"this text is only in '{declared[0]}'; write it as a mapping with "
-                f"{', '.join(declared)} versions",
-            )
-    else:
-        variants = text
+    # A plain string is the default language's text and serves every language.
+    variants = {declared[0]: text} if isinstance(text, str) else text
+    if isinstance(text, dict):
         for language in declared:
             if language not in text:
                 yield Finding(
@@ -140,10 +132,6 @@ def _texts(
             )
 
 
-def _per_language(guide: Guide) -> str:
-    return ", ".join(f"{code}: ..." for code in guide.languages)
-
-
 def _options(guide: Guide, step: Step, at: Path) -> Iterator[Finding]:
     is_choice = step.kind in (StepKind.CHOOSE, StepKind.CHOOSE_MANY)
     if not is_choice:
@@ -172,14 +160,7 @@ def _options(guide: Guide, step: Step, at: Path) -> Iterator[Finding]:
                 f"two options have the id '{option.id}'; give each option a different label or id",
             )
         seen.add(option.id)
-        if isinstance(raw, str) and len(guide.languages) > 1:
-            yield Finding(
-                where,
-                step.id,
-                f"with several languages, write the option '{raw}' with an id, like "
-                f"{{id: {option.id}, label: {{{_per_language(guide)}}}}}",
-            )
-        elif not isinstance(raw, str):
+        if not isinstance(raw, str):
             yield from _texts(guide, (*where, "label"), step.id, raw.label)
     if step.kind is StepKind.CHOOSE:
         for key in ("min", "max"):

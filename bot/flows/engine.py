@@ -18,6 +18,7 @@ from bot.flows.answers import (
     check_choices,
     parse_answer,
 )
+from bot.flows.commands import parse_command
 from bot.flows.events import (
     CONSENT_STEP,
     DONE_VALUE,
@@ -110,6 +111,8 @@ class Flow:
             return turn.outcome()
         if isinstance(given, Timeout):
             return turn.outcome()
+        if isinstance(given, TextInput) and (command := parse_command(given.text)) is not None:
+            given = Command(*command)
         current.updated_at = now
         if isinstance(given, Repeat):
             turn.emit(Reply(self._say(current, "welcome_back")))
@@ -358,7 +361,7 @@ class Flow:
         return localize(text, state.language, self.guide.default_language)
 
     def _render(self, state: RunState, text: Text) -> str:
-        return render(self._local(state, text), self._template_context(state))
+        return render(self._local(state, text), self._template_context(state)).strip()
 
     def _intro(self, state: RunState) -> str:
         parts = [self._say(state, "intro", title=self._local(state, self.guide.title))]

@@ -43,6 +43,18 @@ class OptionSpec(BaseModel):
     id: str = Field(min_length=1)
     label: Text
 
+    @model_validator(mode="before")
+    @classmethod
+    def _needs_id(cls, data: Any) -> Any:
+        # `{en: Manufacturing, es: Manufactura}` without an id is the usual slip in a
+        # guide with several languages: explain the fix rather than list missing keys.
+        if isinstance(data, dict) and "id" not in data and "label" not in data:
+            example = ", ".join(f"{key}: ..." for key in data)
+            raise ValueError(
+                f"an option in several languages needs an id, like {{id: some-id, label: {{{example}}}}}"
+            )
+        return data
+
 
 @dataclass(frozen=True)
 class Option:

@@ -13,7 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from bot.flows.checks import Finding, Path, check_guide, did_you_mean
-from bot.flows.guide import Guide, OptionSpec, Step
+from bot.flows.guide import KIND_KEYS, Guide, OptionSpec, Step
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,10 @@ _KNOWN_KEYS: dict[str, list[str]] = {
     "step": list(Step.model_fields),
     "option": list(OptionSpec.model_fields),
 }
+
+
+_QUOTE_TIP = 'Tip: put a text that contains : # ? , { } [ ] in "double quotes".'
+_TEXT_KEYS = {"title", "summary", "consent", "help", "label", *KIND_KEYS}
 
 
 def _line_map(
@@ -99,20 +103,26 @@ def _has(node: Any, part: str | int) -> bool:
     return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
 
 
-def _data_path(data: Any, loc: tuple[str | int, ...]) -> Path:
-    """The part of a pydantic error location that exists in the document."""
+def _data_path(data: Any, error: Any) -> Path:
+    """Where in the document a pydantic error is, without pydantic's union-branch tags."""
+    loc = tuple(error["loc"])
     path: list[str | int] = []
     node = data
     for part in loc:
-        if _has(node, part):
-            node = node[part]
-        else:
-            # Keep a missing or unknown key itself: it is what the author must change.
-            if isinstance(node, dict) and isinstance(part, str) and path[-1:] != [part]:
-                path.append(part)
+        if not _has(node, part):
             break
+        node = node[part]
         path.append(part)
+    if error["type"] in ("extra_forbidden", "missing") and loc:
+        # The unknown or missing key itself is what the author must change.
+        path.append(loc[-1])
     return tuple(path)
+
+
+def _pick(errors: list[Any]) -> Any:
+    """Of the errors pydantic reports for one place (one per union branch), the most useful."""
+    specific = [e for e in errors if not str(e["type"]).endswith("_type")]
+    return (specific or errors)[0]
 
 
 def _owner(path: Path) -> str:
@@ -135,6 +145,8 @@ def _explain(error: Any, path: Path) -> str:
         return "the guide id must be lowercase letters, digits and dashes, like changing-work"
     if kind == "string_pattern_mismatch" and path[-1:] == ("id",):
         return "a step id must be letters, digits and underscores, like work_story"
+    if kind in ("string_type", "dict_type") and path and path[-1] in _TEXT_KEYS:
+        return f"'{path[-1]}' should be a text, or one text per language like {{en: ..., es: ...}}"
     message = str(error["msg"]).removeprefix("Value error, ")
     if not path or not isinstance(path[-1], str):
         return message
@@ -151,7 +163,10 @@ def parse_guide(source: str, file: str) -> LoadedGuide:
         line = mark.line + 1 if mark is not None else None
         reason = getattr(error, "problem", None) or str(error)
         return LoadedGuide(
-            source, file, None, [Problem(file, line, None, f"this is not valid YAML: {reason}")]
+            source,
+            file,
+            None,
+            [Problem(file, line, None, f"this is not valid YAML: {reason}. {_QUOTE_TIP}")],
         )
     if not isinstance(data, dict) or node is None:
         return LoadedGuide(
@@ -164,14 +179,16 @@ def parse_guide(source: str, file: str) -> LoadedGuide:
     try:
         guide = Guide.model_validate(data)
     except ValidationError as invalid:
-        problems: dict[Path, Problem] = {}
+        by_place: dict[Path, list[Any]] = {}
         for issue in invalid.errors():
-            path = _data_path(data, tuple(issue["loc"]))
-            if path not in problems:
-                problems[path] = Problem(
-                    file, _nearest_line(lines, path), _step_id(data, path), _explain(issue, path)
-                )
-        return LoadedGuide(source, file, None, list(problems.values()))
+            by_place.setdefault(_data_path(data, issue), []).append(issue)
+        problems = [
+            Problem(
+                file, _nearest_line(lines, path), _step_id(data, path), _explain(_pick(errs), path)
+            )
+            for path, errs in by_place.items()
+        ]
+        return LoadedGuide(source, file, None, problems)
     findings: list[Finding] = check_guide(guide)
     problems_list = [
         Problem(file, _nearest_line(lines, f.path), f.step, f.message) for f in findings

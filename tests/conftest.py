@@ -1,0 +1,130 @@
+"""Shared fixtures: a fake clock, the real phrasebook, storage in a temporary folder."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.channels.base import SendResult, Sent
+from bot.delivery import Deliverer
+from bot.dispatcher import Dispatcher
+from bot.flows.engine import Flow
+from bot.flows.loader import LoadedGuide, parse_guide
+from bot.flows.phrases import Phrasebook
+from bot.library import GuideLibrary
+from bot.locales import load_phrasebook
+from bot.messages import Inbound, Outbound
+from bot.privacy import Identity
+from storage.sqlite import SQLiteStorage
+
+ROOT = Path(__file__).resolve().parent.parent
+GUIDES = ROOT / "guides"
+DATA = Path(__file__).resolve().parent / "data"
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+class FakeClock:
+    """Time that moves only when a test says so."""
+
+    def __init__(self, now: datetime = START) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+class RecordingChannel:
+    """A channel that keeps what it was asked to send, per address."""
+
+    name = "terminal"
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Outbound]] = []
+
+    async def send(self, address: str, message: Outbound) -> SendResult:
+        self.sent.append((address, message))
+        return Sent()
+
+    def texts(self, address: str | None = None) -> list[str]:
+        return [m.text for a, m in self.sent if address is None or a == address]
+
+
+@pytest.fixture(scope="session")
+def phrases() -> Phrasebook:
+    return load_phrasebook()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def load(text: str, name: str = "test.yaml") -> LoadedGuide:
+    loaded = parse_guide(text, name)
+    assert loaded.guide is not None, [str(p) for p in loaded.problems]
+    return loaded
+
+
+def flow_for(text: str, phrases: Phrasebook, **options: int) -> Flow:
+    guide = load(text).guide
+    assert guide is not None
+    return Flow(guide, phrases, **options)
+
+
+@pytest.fixture
+async def storage(tmp_path: Path) -> AsyncIterator[SQLiteStorage]:
+    store = SQLiteStorage(tmp_path / "kt.db")
+    await store.open()
+    yield store
+    await store.close()
+
+
+class Harness:
+    """A dispatcher, storage and recording channel wired as the app wires them."""
+
+    def __init__(
+        self, storage: SQLiteStorage, library: GuideLibrary, clock: FakeClock, phrases: Phrasebook
+    ) -> None:
+        self.storage = storage
+        self.library = library
+        self.clock = clock
+        self.identity = Identity(b"test-secret-test-secret")
+        self.channel = RecordingChannel()
+        self.deliverer = Deliverer(storage, self.identity, {"terminal": self.channel}, clock)
+        ids = itertools.count(1)
+        self.dispatcher = Dispatcher(
+            storage=storage,
+            library=library,
+            identity=self.identity,
+            phrases=phrases,
+            clock=clock,
+            new_id=lambda: f"run{next(ids)}",
+            max_answer_chars=200,
+        )
+
+    async def say(self, text: str, user: str = "ana", **extra: object) -> list[Outbound]:
+        before = len(self.channel.sent)
+        await self.dispatcher.handle(Inbound("terminal", user, user, text, **extra))  # type: ignore[arg-type]
+        await self.deliverer.drain("terminal")
+        return [m for _, m in self.channel.sent[before:]]
+
+    def pseudonym(self, user: str = "ana") -> str:
+        return self.identity.pseudonym("terminal", user)
+
+
+@pytest.fixture
+def make_harness(storage: SQLiteStorage, clock: FakeClock, phrases: Phrasebook):  # type: ignore[no-untyped-def]
+    def make(*guide_texts: str) -> Harness:
+        library = GuideLibrary()
+        for index, text in enumerate(guide_texts):
+            library.add(load(text, f"guide{index}.yaml"))
+        return Harness(storage, library, clock, phrases)
+
+    return make

@@ -1,0 +1,149 @@
+"""The dispatcher with real storage and a recording channel: what people see and what is kept."""
+
+from __future__ import annotations
+
+import json
+
+from bot.flows.events import CONSENT_STEP, Tap
+from bot.flows.run import RunState
+from tests.conftest import load
+
+GUIDE = """
+guide: pulse
+version: 1
+title: Weekly pulse
+consent: Your answers are kept without your name.
+steps:
+  - id: week
+    scale: How was your week?
+  - id: change
+    ask: What changed?
+  - id: thanks
+    say: Thank you!
+"""
+
+
+async def current_state(h, user: str = "ana") -> RunState:
+    person = await h.storage.participant(h.pseudonym(user))
+    row = await h.storage.run(person.current_run)
+    return RunState.model_validate_json(row.state)
+
+
+async def test_a_conversation_is_stored_and_delivered(make_harness):
+    h = make_harness(GUIDE)
+    intro = await h.say("/start pulse")
+    assert intro[0].text.startswith("Weekly pulse")
+    assert intro[-1].step == CONSENT_STEP
+    await h.say("yes")
+    await h.say("4")
+    done = await h.say("New manager <b>& rules</b>")
+    assert [m.text for m in done] == ["Thank you!"]
+    state = await current_state(h)
+    assert state.status == "finished"
+    rows = await h.storage.answers(state.run_id)
+    assert {r.step: json.loads(r.value) for r in rows} == {
+        "week": 4,
+        "change": "New manager <b>& rules</b>",
+    }
+    assert [c.given for c in await h.storage.consents(h.pseudonym())] == [True]
+    # Delivered messages leave the outbox.
+    assert await h.storage.due_outbox("terminal", h.clock(), 10) == []
+
+
+async def test_decline_keeps_nothing_but_the_decline(make_harness):
+    h = make_harness(GUIDE)
+    await h.say("/start pulse")
+    replies = await h.say("no")
+    assert "Nothing you said has been kept" in replies[-1].text
+    assert await h.storage.participant(h.pseudonym()) is None
+    assert await h.storage.count_runs(h.pseudonym()) == 0
+    assert [c.given for c in await h.storage.consents(h.pseudonym())] == [False]
+
+
+async def test_an_update_that_arrives_twice_is_processed_once(make_harness):
+    h = make_harness(GUIDE)
+    await h.say("/start pulse")
+    await h.say("yes")
+    first = await h.say("3", key="update-7")
+    again = await h.say("5", key="update-7")
+    assert again == []
+    assert [m.text for m in first] == ["What changed?"]
+    assert (await current_state(h)).answers == {"week": 3}
+
+
+async def test_restarting_resumes_the_unfinished_run(make_harness):
+    h = make_harness(GUIDE)
+    await h.say("/start pulse")
+    await h.say("yes")
+    await h.say("2")
+    back = await h.say("/start pulse")
+    assert back[0].text.startswith("Welcome back")
+    assert back[1].text == "What changed?"
+    assert (await current_state(h)).answers == {"week": 2}
+
+
+async def test_a_live_guide_edit_does_not_change_runs_in_progress(make_harness):
+    h = make_harness(GUIDE)
+    await h.say("/start pulse")
+    await h.say("yes")
+    edited = GUIDE.replace("version: 1", "version: 2").replace("What changed?", "Anything new?")
+    h.library.add(load(edited, "edited.yaml"))
+    h.dispatcher.library = h.library
+    replies = await h.say("3")
+    assert [m.text for m in replies] == ["What changed?"]
+    # Someone starting now gets the new version.
+    newcomer = await h.say("/start pulse", user="ben")
+    await h.say("yes", user="ben")
+    assert [m.text for m in await h.say("3", user="ben")] == ["Anything new?"]
+    assert (await current_state(h, "ben")).guide_version == 2
+    assert newcomer
+
+
+async def test_a_pinned_guide_survives_a_restart_from_storage(
+    make_harness, storage, clock, phrases
+):
+    h = make_harness(GUIDE)
+    await h.say("/start pulse")
+    await h.say("yes")
+    # A new process whose guides folder only has version 2.
+    from bot.library import GuideLibrary
+    from tests.conftest import Harness
+
+    library = GuideLibrary()
+    library.add(load(GUIDE.replace("version: 1", "version: 2").replace("What changed?", "Hmm?")))
+    fresh = Harness(storage, library, clock, phrases)
+    assert [m.text for m in await fresh.say("3")] == ["What changed?"]
+
+
+async def test_taps_from_another_run_change_nothing(make_harness):
+    h = make_harness(GUIDE)
+    await h.say("/start pulse")
+    await h.say("yes")
+    replies = await h.say(None, tap=Tap("week", "5"), tap_run="some-old-run")
+    assert "already answered" in replies[0].text
+    assert (await current_state(h)).answers == {}
+    ok = await h.say(None, tap=Tap("week", "5"), tap_run="run1")
+    assert ok[0].text == "What changed?"
+
+
+async def test_strangers_get_a_menu_and_nothing_is_kept(make_harness):
+    h = make_harness(GUIDE)
+    replies = await h.say("hello")
+    assert "Send /start" in replies[0].text
+    menu = await h.say("/start")
+    assert [b.value for b in menu[0].buttons] == ["pulse"]
+    unknown = await h.say("/start nope")
+    assert "couldn't find" in unknown[0].text
+    assert await h.storage.participant(h.pseudonym()) is None
+    started = await h.say(None, tap=Tap("_guide", "pulse"))
+    assert started[-1].step == CONSENT_STEP
+
+
+async def test_control_characters_are_dropped_from_answers(make_harness):
+    h = make_harness(GUIDE)
+    await h.say("/start pulse")
+    await h.say("yes")
+    await h.say("1")
+    await h.say("a\x00b\x1b[31mc\u200b")
+    state = await current_state(h)
+    assert state.answers["change"] == "ab[31mc\u200b"

@@ -1,0 +1,157 @@
+"""The storage protocol suite: written against `Storage`, run against every backend."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from storage.protocol import Storage
+from storage.rows import (
+    AnswerRow,
+    Commit,
+    ConsentRow,
+    GuideSourceRow,
+    OutboxRow,
+    ParticipantRow,
+    RunRow,
+)
+from storage.sqlite import SQLiteStorage
+from tests.conftest import START
+
+BACKENDS = ["sqlite"]
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+    backend: Storage = SQLiteStorage(tmp_path / "suite.db")
+    await backend.open()
+    yield backend
+    await backend.close()
+
+
+def run_row(run_id: str = "r1", status: str = "active", state: str = "{}") -> RunRow:
+    return RunRow(run_id, "p1", "g", 1, "h1", status, state, START, START)
+
+
+def answer(step: str, value: str = '"x"', run_id: str = "r1") -> AnswerRow:
+    return AnswerRow(run_id, step, "p1", "g", 1, "ask", value, START)
+
+
+def outbox(text: str, participant: str = "p1", channel: str = "terminal") -> OutboxRow:
+    return OutboxRow(channel, participant, b"sealed", f'{{"text": "{text}"}}', START)
+
+
+async def test_a_commit_writes_everything_together(store: Storage) -> None:
+    commit = Commit(
+        inbound_key="u1",
+        participant=ParticipantRow("p1", "terminal", b"sealed", "en", "r1"),
+        runs=[run_row()],
+        guide_source=GuideSourceRow("h1", "g", 1, "guide: g"),
+        answers=[answer("a"), answer("b")],
+        consents=[ConsentRow("p1", "g", 1, True, START)],
+        outbox=[outbox("one"), outbox("two")],
+    )
+    assert await store.commit(commit)
+    assert (await store.participant("p1")) == ParticipantRow(
+        "p1", "terminal", b"sealed", "en", "r1"
+    )
+    assert (await store.run("r1")) == run_row()
+    assert [a.step for a in await store.answers("r1")] == ["a", "b"]
+    assert [c.given for c in await store.consents("p1")] == [True]
+    assert await store.guide_source("h1") == "guide: g"
+    due = await store.due_outbox("terminal", START, 10)
+    assert [row.payload for row in due] == ['{"text": "one"}', '{"text": "two"}']
+
+
+async def test_the_same_inbound_key_commits_once(store: Storage) -> None:
+    assert await store.commit(Commit(inbound_key="u1", answers=[answer("a")]))
+    assert not await store.commit(Commit(inbound_key="u1", answers=[answer("b")]))
+    assert [a.step for a in await store.answers("r1")] == ["a"]
+    assert await store.inbound_seen("u1")
+    assert not await store.inbound_seen("u2")
+
+
+async def test_a_failed_commit_leaves_nothing_half_done(store: Storage) -> None:
+    broken = Commit(runs=[run_row()], answers=[answer("a")], outbox=[outbox("x")])
+    broken.consents.append(ConsentRow("p1", "g", 1, True, None))  # type: ignore[arg-type]
+    with pytest.raises(AttributeError):
+        await store.commit(broken)
+    assert await store.run("r1") is None
+    assert await store.answers("r1") == []
+    assert await store.due_outbox("terminal", START, 10) == []
+    # The store still works afterwards.
+    assert await store.commit(Commit(runs=[run_row()]))
+
+
+async def test_answers_are_replaced_and_withdrawn(store: Storage) -> None:
+    await store.commit(Commit(runs=[run_row()], answers=[answer("a", '"first"')]))
+    await store.commit(Commit(answers=[answer("a", '"second"')]))
+    assert [a.value for a in await store.answers("r1")] == ['"second"']
+    await store.commit(Commit(withdrawn=[("r1", "a")]))
+    assert await store.answers("r1") == []
+
+
+async def test_run_updates_and_open_run(store: Storage) -> None:
+    await store.commit(Commit(runs=[run_row("r1", "finished"), run_row("r2", "active")]))
+    assert (await store.open_run("p1", "g")).id == "r2"  # type: ignore[union-attr]
+    await store.commit(Commit(runs=[run_row("r2", "stopped", '{"x": 1}')]))
+    assert await store.open_run("p1", "g") is None
+    assert (await store.run("r2")).state == '{"x": 1}'  # type: ignore[union-attr]
+    assert await store.count_runs("p1") == 2
+
+
+async def test_deleting_a_run_deletes_its_answers(store: Storage) -> None:
+    await store.commit(
+        Commit(
+            participant=ParticipantRow("p1", "terminal", b"s"),
+            runs=[run_row()],
+            answers=[answer("a")],
+        )
+    )
+    await store.commit(Commit(delete_run="r1", delete_participant="p1"))
+    assert await store.run("r1") is None
+    assert await store.answers("r1") == []
+    assert await store.participant("p1") is None
+
+
+async def test_outbox_order_retry_and_sent(store: Storage) -> None:
+    await store.commit(
+        Commit(outbox=[outbox("one"), outbox("two"), outbox("other", channel="slack")])
+    )
+    first, second = await store.due_outbox("terminal", START, 10)
+    assert first.id is not None and second.id is not None
+    await store.outbox_retry(first.id, START + timedelta(seconds=30), 1)
+    assert [r.id for r in await store.due_outbox("terminal", START, 10)] == [second.id]
+    assert await store.next_due("terminal") == START
+    await store.outbox_sent(second.id)
+    assert await store.next_due("terminal") == START + timedelta(seconds=30)
+    later = await store.due_outbox("terminal", START + timedelta(minutes=1), 10)
+    assert [(r.id, r.attempts) for r in later] == [(first.id, 1)]
+    assert await store.next_due("nowhere") is None
+
+
+async def test_unreachable_people_are_marked_and_owed_nothing(store: Storage) -> None:
+    await store.commit(
+        Commit(
+            participant=ParticipantRow("p1", "terminal", b"s"),
+            outbox=[outbox("a"), outbox("b"), outbox("c", participant="p2")],
+        )
+    )
+    await store.mark_unreachable("p1")
+    assert (await store.participant("p1")).unreachable  # type: ignore[union-attr]
+    assert [r.participant for r in await store.due_outbox("terminal", START, 10)] == ["p2"]
+
+
+async def test_reopening_keeps_data_and_schema(tmp_path: Path) -> None:
+    first = SQLiteStorage(tmp_path / "again.db")
+    await first.open()
+    await first.commit(Commit(runs=[run_row()]))
+    await first.close()
+    second = SQLiteStorage(tmp_path / "again.db")
+    await second.open()
+    assert await second.run("r1") == run_row()
+    await second.close()
+    assert (tmp_path / "again.db").stat().st_mode & 0o077 == 0
