@@ -10,14 +10,16 @@ import re
 
 import phonenumbers
 
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
+# Local parts may hold almost any printable character (RFC 5322), so match generously.
+_EMAIL = re.compile(r"[^\s@<>()\[\],;:\"]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
 _URL = re.compile(
     r"\b(?:https?://|www\.)\S+|\b[\w-]+(?:\.[\w-]+)*\.(?:com|org|net|io|co|us|mx|es|info|biz|gov|edu)(?:/\S*)?\b",
     re.IGNORECASE,
 )
 _HANDLE = re.compile(r"(?<![\w@])@[A-Za-z0-9_]{2,}")
-# Nine or more digits, allowing the spaces, dots and dashes people type inside numbers.
-_DIGITS = re.compile(r"\d(?:[\s.\-/]?\d){8,}")
+# Nine or more digits, allowing the spaces, dots, dashes and brackets people type inside
+# numbers: this catches phone numbers the matcher finds implausible, such as unassigned codes.
+_DIGITS = re.compile(r"\d(?:[\s.\-/()]{0,2}\d){8,}")
 # Regions tried when a number is written without a country code; the
 # partnership works first in the Americas and Europe.
 _REGIONS = ("US", "MX", "GB", "ES")

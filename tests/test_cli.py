@@ -1,0 +1,131 @@
+"""The `kitchen-table` command as a person uses it: real processes, piped stdin."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import DATA, ROOT
+
+EXAMPLE = DATA / "format-example.yaml"
+
+
+def kitchen_table(
+    *args: str, data: Path, stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith(("KT_", "TELEGRAM_", "SLACK_"))
+    }
+    environment.update({"KT_DATA_DIR": str(data), "KT_GUIDES_DIR": str(ROOT / "guides")})
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=data.parent,
+        timeout=60,
+    )
+
+
+def test_chat_walks_through_a_guide_and_exits_when_finished(tmp_path: Path):
+    answers = "yes\n2\nWe got a scheduling app\n5\nThe app decides\n1, 3\n45\nextra line\n"
+    done = kitchen_table(
+        "chat", str(EXAMPLE), "--as", "rosa", data=tmp_path / "data", stdin=answers
+    )
+    assert done.returncode == 0, done.stderr
+    assert "[1 of 5] Which best describes your work?" in done.stdout
+    assert "  2. Health care" in done.stdout
+    assert "(1 = Not at all · 5 = Very)" in done.stdout
+    assert done.stdout.rstrip().endswith(
+        "Thank you! Your answers join others from How is work changing where you live?."
+    )
+
+
+def test_chat_resumes_an_unfinished_run_for_the_same_name(tmp_path: Path):
+    data = tmp_path / "data"
+    first = kitchen_table("chat", str(EXAMPLE), "--as", "rosa", data=data, stdin="yes\n2\n")
+    assert first.returncode == 0
+    assert first.stdout.rstrip().endswith("(You can skip this one with /skip.)")
+    again = kitchen_table("chat", str(EXAMPLE), "--as", "rosa", data=data, stdin="/skip\n")
+    assert "Welcome back! Let's pick up where you left off." in again.stdout
+    assert "Tell us about one change at work in the last year." in again.stdout
+    assert "How worried are you about your job?" in again.stdout
+    other = kitchen_table("chat", str(EXAMPLE), "--as", "sam", data=data, stdin="")
+    assert "Welcome back" not in other.stdout
+
+
+def test_spanish_from_the_command_line(tmp_path: Path):
+    done = kitchen_table(
+        "chat", "changing-work", "--as", "lu", "--lang", "es", data=tmp_path / "d", stdin=""
+    )
+    assert done.returncode == 0, done.stderr
+    assert "¿Te parece bien?" in done.stdout
+
+
+def test_after_a_conversation_the_data_folder_names_nobody(tmp_path: Path):
+    data = tmp_path / "data"
+    name = "Rosalind Quetzal-Ibarra"
+    answers = (
+        "yes\n2\n"
+        "Write to rosalind.qi@example.org or call 312-555-0199 or +44 20 7946 0958, "
+        "ask @rosalind_qi, see https://rosalind.example.net/me, id 123456789012\n"
+        "5\nI worry\n1\n40\n"
+    )
+    done = kitchen_table("chat", str(EXAMPLE), "--as", name, data=data, stdin=answers)
+    assert done.returncode == 0, done.stderr
+    secrets = [
+        name, "Rosalind", "rosalind", "Quetzal", "example.org", "312-555-0199", "3125550199",
+        "7946", "rosalind_qi", "example.net", "123456789012",
+    ]  # fmt: skip
+    files = [p for p in data.rglob("*") if p.is_file()]
+    assert any(p.name.endswith(".db") for p in files)
+    for path in files:
+        raw = path.read_bytes()
+        for secret in secrets:
+            assert secret.encode() not in raw, f"{secret!r} found in {path.name}"
+            assert secret.encode("utf-16-le") not in raw
+
+
+def test_guides_commands(tmp_path: Path):
+    checked = kitchen_table("guides", "check", data=tmp_path)
+    assert checked.returncode == 0, checked.stdout
+    listed = kitchen_table("guides", "list", data=tmp_path)
+    assert "changing-work" in listed.stdout and "weekly-checkin" in listed.stdout
+    schema = kitchen_table("guides", "schema", data=tmp_path)
+    assert schema.stdout == (ROOT / "guides" / "guide.schema.json").read_text("utf-8")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(EXAMPLE.read_text("utf-8").replace("range: [0, 100]", "range: [100, 0]"))
+    failed = kitchen_table("guides", "check", str(bad), data=tmp_path)
+    assert failed.returncode == 1
+    assert f"{bad}:33: step 'hours': the range [100, 0] is reversed" in failed.stdout
+
+
+def test_run_without_tokens_explains_and_opens_the_terminal(tmp_path: Path):
+    done = kitchen_table("run", data=tmp_path / "data", stdin="no\n", env={"KT_PORT": "0"})
+    assert done.returncode == 0, done.stderr
+    assert "TELEGRAM_BOT_TOKEN" in done.stderr
+    assert "How is work changing" in done.stdout
+    assert "Nothing you said has been kept" in done.stdout
+
+
+def test_invalid_configuration_fails_clearly(tmp_path: Path):
+    done = kitchen_table("run", data=tmp_path, env={"KT_PORT": "eighty", "KT_SECRET_KEY": "short"})
+    assert done.returncode == 2
+    assert "KT_PORT:" in done.stderr
+    assert "KT_SECRET_KEY: must be at least 16 characters" in done.stderr
+
+
+def test_a_missing_guide_is_explained(tmp_path: Path):
+    done = kitchen_table("chat", "no-such-guide", data=tmp_path)
+    assert done.returncode == 1
+    assert "There is no guide 'no-such-guide'" in done.stderr
+
+
+def test_the_generated_secret_is_private(tmp_path: Path):
+    data = tmp_path / "data"
+    kitchen_table("chat", str(EXAMPLE), "--as", "x", data=data, stdin="no\n")
+    assert (data / "secret.key").stat().st_mode & 0o777 == 0o600
