@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import getpass
 import logging
+import signal
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from admin import guides as guide_admin
-from bot.channels.base import Channel
+from bot.channels.telegram import TelegramChannel, make_bot, webhook_secrets
 from bot.channels.terminal import CHANNEL as TERMINAL
 from bot.channels.terminal import TerminalChannel, chat
 from bot.config import ConfigError, Settings, load_settings
@@ -40,6 +41,7 @@ def utc_now() -> datetime:
 @dataclass
 class Bot:
     settings: Settings
+    secret: bytes
     storage: SQLiteStorage
     library: GuideLibrary
     dispatcher: Dispatcher
@@ -47,15 +49,18 @@ class Bot:
 
 
 @contextlib.asynccontextmanager
-async def build(settings: Settings, channels: dict[str, Channel]) -> AsyncIterator[Bot]:
-    """Open storage and wire dispatcher and delivery for the given channels."""
+async def build(settings: Settings) -> AsyncIterator[Bot]:
+    """Open storage and wire the dispatcher and delivery; channels are added by the caller."""
     secret_value = settings.secret_key.get_secret_value() if settings.secret_key else None
-    identity = Identity(load_or_create_secret(secret_value, settings.data_dir))
+    secret = load_or_create_secret(secret_value, settings.data_dir)
+    identity = Identity(secret)
     storage = SQLiteStorage(settings.database_path)
     await storage.open()
     try:
         library = GuideLibrary.from_paths([settings.guides_dir])
-        deliverer = Deliverer(storage, identity, channels, utc_now)
+        for problem in library.problems:
+            log.warning("skipped a guide with problems: %s", problem)
+        deliverer = Deliverer(storage, identity, {}, utc_now)
         dispatcher = Dispatcher(
             storage=storage,
             library=library,
@@ -65,13 +70,14 @@ async def build(settings: Settings, channels: dict[str, Channel]) -> AsyncIterat
             max_answer_chars=settings.max_answer_chars,
             on_commit=deliverer.wake,
         )
-        yield Bot(settings, storage, library, dispatcher, deliverer)
+        yield Bot(settings, secret, storage, library, dispatcher, deliverer)
     finally:
         await storage.close()
 
 
 async def _chat(settings: Settings, guide: str, name: str, language: str | None) -> int:
-    async with build(settings, {TERMINAL: TerminalChannel()}) as bot:
+    async with build(settings) as bot:
+        bot.deliverer.channels[TERMINAL] = TerminalChannel()
         guide_id = guide
         if guide.endswith((".yaml", ".yml")) or "/" in guide:
             loaded = read_guide_file(Path(guide))
@@ -88,33 +94,67 @@ async def _chat(settings: Settings, guide: str, name: str, language: str | None)
                 file=sys.stderr,
             )
             return 1
-        for problem in bot.library.problems:
-            log.warning("skipped a guide with problems: %s", problem)
         # Anything owed from an earlier session is delivered first.
         await bot.deliverer.drain(TERMINAL)
         return await chat(bot.dispatcher, bot.deliverer, guide_id, name, language)
 
 
-async def _run(settings: Settings) -> int:
-    configured: list[str] = []
-    if settings.telegram_bot_token is not None:
-        configured.append("telegram")
-    if not configured:
-        print(
-            "No chat platform is set up, so here is the terminal. To add Telegram, set\n"
-            "TELEGRAM_BOT_TOKEN (from @BotFather); for Slack, see the README.",
-            file=sys.stderr,
-        )
-        runner = None
-        with contextlib.suppress(OSError):
-            runner = await start_web(make_web_app(), settings.host, settings.port)
+async def _serve(settings: Settings) -> int:
+    """Run every configured platform channel until interrupted."""
+    async with build(settings) as bot:
+        web_app = make_web_app()
+        tasks: list[asyncio.Task[None]] = []
+        stoppers = []
+        if settings.telegram_bot_token is not None:
+            telegram = TelegramChannel(
+                make_bot(settings.telegram_bot_token.get_secret_value(), settings.telegram_api_url),
+                bot.dispatcher.handle,
+            )
+            await telegram.start()
+            stoppers.append(telegram.stop)
+            bot.deliverer.channels[telegram.name] = telegram
+            if settings.public_url:
+                path, token = webhook_secrets(bot.secret)
+                web_app.router.add_post(f"/telegram/{path}", telegram.webhook_handler(token))
+                await telegram.set_webhook(f"{settings.public_url}/telegram/{path}", token)
+                log.warning("Telegram: webhook at %s/telegram/…", settings.public_url)
+            else:
+                tasks.append(asyncio.create_task(telegram.poll()))
+                log.warning("Telegram: long polling as @%s", telegram.username)
+        runner = await start_web(web_app, settings.host, settings.port)
+        tasks.append(asyncio.create_task(bot.deliverer.run()))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signal_number, stop.set)
         try:
-            return await _chat(settings, settings.default_guide, getpass.getuser(), None)
+            await stop.wait()
         finally:
-            if runner is not None:
-                await runner.cleanup()
-    print("Telegram arrives with issue #3; set no token to use the terminal.", file=sys.stderr)
-    return 2
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for stopper in stoppers:
+                await stopper()
+            await runner.cleanup()
+        return 0
+
+
+async def _run(settings: Settings) -> int:
+    if settings.telegram_bot_token is not None:
+        return await _serve(settings)
+    print(
+        "No chat platform is set up, so here is the terminal. To add Telegram, set\n"
+        "TELEGRAM_BOT_TOKEN (from @BotFather); for Slack, see the README.",
+        file=sys.stderr,
+    )
+    runner = None
+    with contextlib.suppress(OSError):
+        runner = await start_web(make_web_app(), settings.host, settings.port)
+    try:
+        return await _chat(settings, settings.default_guide, getpass.getuser(), None)
+    finally:
+        if runner is not None:
+            await runner.cleanup()
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -28,6 +28,15 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     telegram_bot_token: SecretStr | None = Field(None, validation_alias="TELEGRAM_BOT_TOKEN")
+    telegram_api_url: str | None = Field(None, description="Bot API base URL (self-hosted).")
+    public_url: str | None = Field(None, description="Public https URL: turns on webhooks.")
+
+    @field_validator("public_url", "telegram_api_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with https:// (or http:// for a local server)")
+        return value.rstrip("/") if value else value
 
     @field_validator("secret_key")
     @classmethod

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from bot.channels.base import Channel, Failed, RetryAfter, Sent, Unreachable
+from bot.channels.base import Channel, Dropped, Failed, RetryAfter, Sent, Unreachable
 from bot.messages import Outbound
 from bot.privacy import Identity
 from storage.protocol import Storage
@@ -66,6 +66,10 @@ class Deliverer:
                     case Sent():
                         await self.storage.outbox_sent(row.id)
                         sent += 1
+                        progressed = True
+                    case Dropped(reason=reason):
+                        log.warning("the platform refused a message for good: %s", reason)
+                        await self.storage.outbox_sent(row.id)
                         progressed = True
                     case Unreachable():
                         await self.storage.mark_unreachable(row.participant)

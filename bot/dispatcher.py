@@ -16,6 +16,7 @@ from datetime import datetime
 
 from bot.flows.engine import Flow
 from bot.flows.events import (
+    CONSENT_STEP,
     AnswerGiven,
     AnswerWithdrawn,
     Button,
@@ -99,7 +100,9 @@ class Dispatcher:
     # The one entry point -----------------------------------------------------
 
     async def handle(self, inbound: Inbound) -> Handled:
-        participant_id = self.identity.pseudonym(inbound.channel, inbound.user)
+        # In a group the bot answers the group itself, never a person in it.
+        sender = f"chat:{inbound.address}" if inbound.group else inbound.user
+        participant_id = self.identity.pseudonym(inbound.channel, sender)
         if inbound.text is not None:
             inbound = dataclasses.replace(inbound, text=clean_text(inbound.text))
         async with self._locks.hold(participant_id):
@@ -122,6 +125,17 @@ class Dispatcher:
 
     async def _route(self, turn: _Turn) -> str | None:
         inbound = turn.inbound
+        language = self._language(turn, None)
+        if inbound.group:
+            # Answers are never collected in a group: explain, and point to a private chat.
+            button = Button(self.phrases.text(language, "group_button"), "", "")
+            reply = Reply(self.phrases.text(language, "group_intro"), (button,))
+            turn.commit.outbox.append(self._outbox(turn, reply, link=inbound.link))
+            return None
+        if inbound.kind != "text":
+            key = "edited" if inbound.kind == "edited" else "unsupported"
+            turn.commit.outbox.append(self._outbox(turn, Reply(self.phrases.text(language, key))))
+            return None
         command = inbound.command
         if command is not None and command[0] in ("start", "guides"):
             name, arg = command
@@ -218,8 +232,15 @@ class Dispatcher:
             commit.guide_source = GuideSourceRow(new.hash, guide.id, guide.version, new.source)
         for event in outcome.events:
             match event:
+                case Reply(update=True):
+                    commit.outbox.append(
+                        self._outbox(turn, event, state.run_id, edit=turn.inbound.message_ref)
+                    )
                 case Reply():
                     commit.outbox.append(self._outbox(turn, event, state.run_id))
+                case AnswerGiven(step=step, display=display) if self._tapped(turn, step):
+                    commit.outbox.append(self._answered(turn, step, display))
+            match event:
                 case AnswerGiven(step=step, kind=kind, value=value):
                     commit.answers.append(
                         AnswerRow(
@@ -239,6 +260,9 @@ class Dispatcher:
                     commit.consents.append(
                         ConsentRow(turn.participant_id, guide.id, guide.version, given, turn.now)
                     )
+                    if self._tapped(turn, CONSENT_STEP):
+                        label = self.phrases.text(state.language, "agree" if given else "decline")
+                        commit.outbox.insert(0, self._answered(turn, CONSENT_STEP, label))
         if state.status is RunStatus.DECLINED:
             # A decline keeps nothing but the record that they declined.
             commit.delete_run = state.run_id
@@ -274,10 +298,39 @@ class Dispatcher:
             current,
         )
 
-    def _outbox(self, turn: _Turn, reply: Reply, run: str | None = None) -> OutboxRow:
-        payload = Outbound.from_reply(reply, run).model_dump_json(exclude_defaults=True)
+    def _outbox(
+        self,
+        turn: _Turn,
+        reply: Reply,
+        run: str | None = None,
+        *,
+        edit: str | None = None,
+        link: str | None = None,
+    ) -> OutboxRow:
+        message = Outbound.from_reply(reply, run)
+        message.edit = edit
+        if link is not None:
+            for button in message.buttons:
+                button.url = link
+        payload = message.model_dump_json(exclude_defaults=True)
         return OutboxRow(
             turn.inbound.channel, turn.participant_id, turn.sealed_address, payload, turn.now
+        )
+
+    @staticmethod
+    def _tapped(turn: _Turn, step: str) -> bool:
+        tap = turn.inbound.tap
+        return tap is not None and tap.step == step and turn.inbound.message_ref is not None
+
+    def _answered(self, turn: _Turn, step: str, display: str) -> OutboxRow:
+        """Mark the tapped question as answered, so its buttons can't change it again."""
+        message = Outbound(text=display, input="answered", step=step, edit=turn.inbound.message_ref)
+        return OutboxRow(
+            turn.inbound.channel,
+            turn.participant_id,
+            turn.sealed_address,
+            message.model_dump_json(exclude_defaults=True),
+            turn.now,
         )
 
     # Messages outside a run ----------------------------------------------------

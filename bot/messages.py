@@ -38,6 +38,10 @@ class Inbound:
     tap_run: str | None = None  # the run a tapped button belonged to
     key: str | None = None  # the platform's id for this update, for at-most-once processing
     language: str | None = None
+    kind: str = "text"  # "text", or "unsupported" (a photo, a voice note...), or "edited"
+    message_ref: str | None = None  # the platform message a tapped button sits on
+    group: bool = False  # sent in a group chat, where the bot never collects answers
+    link: str | None = None  # in a group: the link to a private chat with the bot
 
     @property
     def command(self) -> tuple[str, str] | None:
@@ -46,9 +50,10 @@ class Inbound:
 
 class OutButton(BaseModel):
     label: str
-    step: str
-    value: str
+    step: str = ""
+    value: str = ""
     chosen: bool = False
+    url: str | None = None  # a link button (a deep link to a private chat)
 
 
 class Outbound(BaseModel):
@@ -62,6 +67,7 @@ class Outbound(BaseModel):
     step: str | None = None
     run: str | None = None
     update: bool = False
+    edit: str | None = None  # the platform message to change instead of sending a new one
 
     @classmethod
     def from_reply(cls, reply: Reply, run: str | None) -> Outbound:

@@ -128,3 +128,11 @@ def make_harness(storage: SQLiteStorage, clock: FakeClock, phrases: Phrasebook):
         return Harness(storage, library, clock, phrases)
 
     return make
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--regen-transcripts",
+        action="store_true",
+        help="rewrite the expected messages and answers in tests/transcripts/",
+    )

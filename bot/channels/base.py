@@ -32,7 +32,14 @@ class Failed:
     reason: str
 
 
-SendResult = Sent | RetryAfter | Unreachable | Failed
+@dataclass(frozen=True)
+class Dropped:
+    """The platform refused this message for good (a bad request): don't retry it."""
+
+    reason: str
+
+
+SendResult = Sent | RetryAfter | Unreachable | Failed | Dropped
 
 
 class Channel(Protocol):

@@ -22,6 +22,8 @@ CHANNEL = "terminal"
 
 def render_plain(message: Outbound) -> str:
     """A message as plain lines, with numbered options to type."""
+    if message.edit is not None:
+        return ""  # changes to an earlier message's buttons mean nothing in a terminal
     head = f"[{message.progress}] " if message.progress else ""
     lines = [head + message.text]
     if message.input == "scale":
@@ -43,7 +45,10 @@ class TerminalChannel:
         self.out = out or sys.stdout
 
     async def send(self, address: str, message: Outbound) -> SendResult:
-        self.out.write(render_plain(message))
+        text = render_plain(message)
+        if not text:
+            return Sent()
+        self.out.write(text)
         self.out.flush()
         return Sent()
 

@@ -1,0 +1,254 @@
+"""The Telegram channel on python-telegram-bot 22: updates in, Bot API calls out.
+
+Thin by design: it turns an `Update` into an `Inbound` for the dispatcher and an
+`Outbound` into `sendMessage` or an edit, and holds no conversation state. It
+runs in the bot's own asyncio loop, by long polling or behind the bot's web
+server as a webhook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from aiohttp import web
+from telegram import Bot, LinkPreviewOptions, Update
+from telegram.constants import ChatType, ParseMode
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+
+from bot.channels import base
+from bot.channels.telegram_format import (
+    NOOP,
+    answered_keyboard,
+    decode_callback,
+    keyboard,
+    render_pieces,
+)
+from bot.flows.events import Tap
+from bot.messages import Inbound, Outbound
+from bot.ratelimit import RateLimits
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "telegram"
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
+DEFAULT_API_URL = "https://api.telegram.org"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+Handler = Callable[[Inbound], Awaitable[object]]
+
+
+def telegram_limits() -> RateLimits:
+    """Telegram's documented limits: 30 messages/s overall, about 1/s per chat, 20/min per group."""
+    return RateLimits(overall=(30, 30.0), per_chat=(3, 1.0), per_group=(20, 20 / 60))
+
+
+def webhook_secrets(secret: bytes) -> tuple[str, str]:
+    """A path component and a secret token, derived from our secret so they survive restarts."""
+    digest = hmac.new(secret, b"kitchen-table/telegram-webhook", hashlib.sha256).hexdigest()
+    return digest[:24], digest[24:56]
+
+
+class TelegramChannel:
+    name = CHANNEL
+
+    def __init__(
+        self,
+        bot: Bot,
+        handle: Handler,
+        *,
+        limits: RateLimits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        poll_timeout: int = 25,
+    ) -> None:
+        self.bot = bot
+        self.handle = handle
+        self.limits = limits or telegram_limits()
+        self.clock = clock
+        self.poll_timeout = poll_timeout
+        self.username = ""
+
+    async def start(self) -> None:
+        await self.bot.initialize()
+        self.username = self.bot.username
+
+    async def stop(self) -> None:
+        await self.bot.shutdown()
+
+    # Inbound ------------------------------------------------------------------
+
+    def deep_link(self, payload: str = "") -> str:
+        return f"https://t.me/{self.username}" + (f"?start={payload}" if payload else "")
+
+    def translate(self, update: Update) -> Inbound | None:
+        """An update as an Inbound, or None when there is nothing to answer."""
+        key = f"{CHANNEL}:{update.update_id}"
+        query = update.callback_query
+        if query is not None:
+            message = query.message
+            callback = decode_callback(query.data or "")
+            if message is None or callback is None or query.data == NOOP:
+                return None
+            if message.chat.type != ChatType.PRIVATE:
+                return None
+            return Inbound(
+                CHANNEL,
+                str(query.from_user.id),
+                str(message.chat.id),
+                tap=Tap(callback.step, callback.value),
+                tap_run=callback.run or None,
+                key=key,
+                language=query.from_user.language_code,
+                message_ref=str(message.message_id),
+            )
+        message = update.message or update.edited_message
+        if message is None or message.from_user is None or message.from_user.is_bot:
+            return None
+        user = message.from_user
+        common = {
+            "key": key,
+            "language": user.language_code,
+        }
+        if message.chat.type != ChatType.PRIVATE:
+            text = message.text or ""
+            mentioned = bool(self.username) and f"@{self.username}".lower() in text.lower()
+            if not (text.startswith("/") or mentioned):
+                return None  # ordinary group talk is none of the bot's business
+            return Inbound(
+                CHANNEL,
+                str(user.id),
+                str(message.chat.id),
+                text,
+                group=True,
+                link=self.deep_link(),
+                **common,  # type: ignore[arg-type]
+            )
+        if update.edited_message is not None:
+            return Inbound(CHANNEL, str(user.id), str(message.chat.id), kind="edited", **common)  # type: ignore[arg-type]
+        if message.text is None:
+            return Inbound(
+                CHANNEL, str(user.id), str(message.chat.id), kind="unsupported", **common
+            )  # type: ignore[arg-type]
+        return Inbound(CHANNEL, str(user.id), str(message.chat.id), message.text, **common)  # type: ignore[arg-type]
+
+    async def process(self, update: Update) -> None:
+        query = update.callback_query
+        if query is not None:
+            # Answer every tap at once, so no button keeps spinning.
+            try:
+                await query.answer()
+            except TelegramError as error:
+                log.info("could not answer a button tap: %s", error)
+        inbound = self.translate(update)
+        if inbound is not None:
+            await self.handle(inbound)
+
+    async def poll(self) -> None:
+        """Long polling until cancelled."""
+        await self.bot.delete_webhook()
+        offset: int | None = None
+        failures = 0
+        while True:
+            try:
+                updates = await self.bot.get_updates(
+                    offset=offset, timeout=self.poll_timeout, allowed_updates=ALLOWED_UPDATES
+                )
+                failures = 0
+            except (NetworkError, TimedOut) as error:
+                failures += 1
+                delay = min(2**failures, 60)
+                log.warning("polling failed (%s); trying again in %ss", error, delay)
+                await asyncio.sleep(delay)
+                continue
+            except RetryAfter as error:
+                await asyncio.sleep(_seconds(error))
+                continue
+            for update in updates:
+                try:
+                    await self.process(update)
+                except Exception:
+                    log.exception("an update could not be handled")
+                offset = update.update_id + 1
+
+    # Webhook ------------------------------------------------------------------
+
+    async def set_webhook(self, url: str, secret_token: str) -> None:
+        await self.bot.set_webhook(url, secret_token=secret_token, allowed_updates=ALLOWED_UPDATES)
+
+    def webhook_handler(
+        self, secret_token: str
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        expected = secret_token.encode()
+
+        async def handler(request: web.Request) -> web.Response:
+            given = request.headers.get(SECRET_HEADER, "").encode()
+            if not hmac.compare_digest(given, expected):
+                return web.Response(status=403)
+            try:
+                data = await request.json()
+                update = Update.de_json(data, self.bot)
+            except Exception:
+                return web.Response(status=400)
+            if update is None:
+                return web.Response(status=400)
+            # Handled before answering: if this fails, Telegram retries the same update,
+            # and its update_id makes the retry harmless.
+            await self.process(update)
+            return web.Response(status=200)
+
+        return handler
+
+    # Outbound -----------------------------------------------------------------
+
+    async def send(self, address: str, message: Outbound) -> base.SendResult:
+        chat_id = int(address)
+        wait = self.limits.reserve(address, chat_id < 0, self.clock())
+        if wait > 0:
+            return base.RetryAfter(wait)
+        try:
+            if message.edit is not None:
+                markup = (
+                    answered_keyboard(message.text)
+                    if message.input == "answered"
+                    else keyboard(message)
+                )
+                await self.bot.edit_message_reply_markup(
+                    chat_id, int(message.edit), reply_markup=markup
+                )
+                return base.Sent()
+            pieces = render_pieces(message)
+            for index, piece in enumerate(pieces):
+                last = index == len(pieces) - 1
+                await self.bot.send_message(
+                    chat_id,
+                    piece,
+                    parse_mode=ParseMode.HTML,
+                    reply_markup=keyboard(message) if last else None,
+                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                )
+        except RetryAfter as error:
+            return base.RetryAfter(_seconds(error))
+        except Forbidden:
+            return base.Unreachable()
+        except BadRequest as error:
+            if "not modified" in str(error).lower():
+                return base.Sent()
+            return base.Dropped(str(error))
+        except (TimedOut, NetworkError) as error:
+            return base.Failed(str(error))
+        return base.Sent()
+
+
+def _seconds(error: RetryAfter) -> float:
+    value = error.retry_after
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def make_bot(token: str, api_url: str | None) -> Bot:
+    base_url = (api_url or DEFAULT_API_URL).rstrip("/")
+    return Bot(token, base_url=f"{base_url}/bot", base_file_url=f"{base_url}/file/bot")

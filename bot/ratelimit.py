@@ -1,0 +1,70 @@
+"""Token buckets for platform send limits: bursts are fine, the average rate is kept.
+
+Pure: the caller passes the time, and is told how long to wait rather than made to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Bucket:
+    capacity: float
+    per_second: float
+    tokens: float
+    updated: float
+
+    def wait(self, now: float) -> float:
+        """Seconds until one token is free (0 if one is free now)."""
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.per_second)
+        self.updated = now
+        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.per_second
+
+    def take(self) -> None:
+        self.tokens -= 1
+
+
+class RateLimits:
+    """An overall bucket plus one per chat, with separate rates for people and groups."""
+
+    def __init__(
+        self,
+        *,
+        overall: tuple[float, float],
+        per_chat: tuple[float, float],
+        per_group: tuple[float, float],
+        max_chats: int = 50_000,
+    ) -> None:
+        self._overall_spec = overall
+        self._chat_spec = per_chat
+        self._group_spec = per_group
+        self._overall: Bucket | None = None
+        self._chats: dict[str, Bucket] = {}
+        self._max_chats = max_chats
+
+    def _bucket(self, spec: tuple[float, float], now: float) -> Bucket:
+        capacity, per_second = spec
+        return Bucket(capacity, per_second, capacity, now)
+
+    def reserve(self, chat: str, is_group: bool, now: float) -> float:
+        """Take a send slot for `chat` and return 0, or return how long to wait and take none."""
+        if self._overall is None:
+            self._overall = self._bucket(self._overall_spec, now)
+        chat_bucket = self._chats.get(chat)
+        if chat_bucket is None:
+            if len(self._chats) >= self._max_chats:
+                # Forget full buckets: a chat idle long enough to refill owes nothing.
+                self._chats = {
+                    k: b
+                    for k, b in self._chats.items()
+                    if b.wait(now) == 0 and b.tokens < b.capacity
+                }
+            chat_bucket = self._bucket(self._group_spec if is_group else self._chat_spec, now)
+            self._chats[chat] = chat_bucket
+        wait = max(self._overall.wait(now), chat_bucket.wait(now))
+        if wait > 0:
+            return wait
+        self._overall.take()
+        chat_bucket.take()
+        return 0.0
