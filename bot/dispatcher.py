@@ -163,7 +163,8 @@ class Dispatcher:
         if command is not None:
             return Command(*command)
         if inbound.tap is not None:
-            if inbound.tap_run is not None and inbound.tap_run != state.run_id:
+            # Channels may carry a prefix of the run id, to fit platform limits.
+            if inbound.tap_run is not None and not state.run_id.startswith(inbound.tap_run):
                 # A button from another run must never change this one.
                 return Tap(STALE_STEP, inbound.tap.value)
             return inbound.tap

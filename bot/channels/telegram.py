@@ -155,9 +155,7 @@ class TelegramChannel:
         failures = 0
         while True:
             try:
-                updates = await self.bot.get_updates(
-                    offset=offset, timeout=self.poll_timeout, allowed_updates=ALLOWED_UPDATES
-                )
+                offset = await self.poll_once(offset)
                 failures = 0
             except (NetworkError, TimedOut) as error:
                 failures += 1
@@ -167,13 +165,20 @@ class TelegramChannel:
                 continue
             except RetryAfter as error:
                 await asyncio.sleep(_seconds(error))
-                continue
-            for update in updates:
-                try:
-                    await self.process(update)
-                except Exception:
-                    log.exception("an update could not be handled")
-                offset = update.update_id + 1
+
+    async def poll_once(self, offset: int | None) -> int | None:
+        """Fetch and handle one batch of updates; return the next offset."""
+        updates = await self.bot.get_updates(
+            offset=offset, timeout=self.poll_timeout, allowed_updates=ALLOWED_UPDATES
+        )
+        for update in updates:
+            try:
+                await self.process(update)
+            except Exception:
+                # One update that can't be handled must not stop everyone else's.
+                log.exception("an update could not be handled")
+            offset = update.update_id + 1
+        return offset
 
     # Webhook ------------------------------------------------------------------
 

@@ -1,0 +1,407 @@
+"""Telegram, end to end over real HTTP: python-telegram-bot talks to a fake Bot API
+server on 127.0.0.1. What a worker would see on their phone, and what is kept."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bot.channels.telegram import SECRET_HEADER, TelegramChannel, make_bot, webhook_secrets
+from bot.delivery import Deliverer
+from bot.dispatcher import Dispatcher
+from bot.flows.run import RunState
+from bot.library import GuideLibrary
+from bot.privacy import Identity
+from bot.ratelimit import RateLimits
+from bot.web import make_web_app, start_web
+from storage.sqlite import SQLiteStorage
+from tests.conftest import GUIDES, FakeClock, load
+from tests.fake_telegram import TOKEN, FakeTelegram
+
+SECRET = b"telegram-test-secret-123"
+CHAT = 4242
+
+GUIDE = """
+guide: phone
+version: 1
+title: Work on the phone
+consent: We keep answers without names.
+steps:
+  - id: sector
+    choose: What do you do?
+    options: [Retail, Health care, Other]
+  - id: helps
+    choose_many: What would help?
+    options: [Training, A union, Better pay]
+  - id: worry
+    scale: How worried are you?
+    labels: {1: Not at all, 5: Very}
+  - id: story
+    ask: Tell us one thing.
+  - id: bye
+    say: "You said: {{ story }}"
+"""
+
+
+class Phone:
+    """One bot process (storage, dispatcher, delivery, Telegram channel) and a fake Telegram."""
+
+    def __init__(
+        self, fake: FakeTelegram, db: Path, library: GuideLibrary, clock: FakeClock
+    ) -> None:
+        self.fake = fake
+        self.db = db
+        self.library = library
+        self.clock = clock
+        self.offset: int | None = None
+
+    async def open(self) -> None:
+        self.storage = SQLiteStorage(self.db)
+        await self.storage.open()
+        from bot.locales import load_phrasebook
+
+        identity = Identity(SECRET)
+        self.identity = identity
+        self.deliverer = Deliverer(self.storage, identity, {}, self.clock)
+        self.dispatcher = Dispatcher(
+            storage=self.storage,
+            library=self.library,
+            identity=identity,
+            phrases=load_phrasebook(),
+            clock=self.clock,
+        )
+        generous = RateLimits(
+            overall=(1000, 1000.0), per_chat=(1000, 1000.0), per_group=(1000, 1000.0)
+        )
+        self.channel = TelegramChannel(
+            make_bot(TOKEN, self.fake.url), self.dispatcher.handle, limits=generous, poll_timeout=0
+        )
+        await self.channel.start()
+        self.deliverer.channels["telegram"] = self.channel
+
+    async def close(self) -> None:
+        await self.channel.stop()
+        await self.storage.close()
+
+    async def deliver(self) -> None:
+        await self.deliverer.drain("telegram")
+
+    async def receive(self, update: dict[str, Any]) -> list[str]:
+        """Let Telegram deliver an update by long polling; return the texts sent back."""
+        before = len(self.fake.sent())
+        self.fake.queue(update)
+        self.offset = await self.channel.poll_once(self.offset)
+        await self.deliver()
+        return [p["text"] for p in self.fake.sent()[before:]]
+
+    async def type(self, text: str, chat: int = CHAT, **extra: Any) -> list[str]:
+        return await self.receive(self.fake.message_update(chat, text, **extra))
+
+    def last_keyboard(
+        self, chat: int = CHAT, back: int = 0
+    ) -> tuple[int, list[list[dict[str, Any]]]]:
+        with_keyboards = [p for p in self.fake.sent(chat) if "reply_markup" in p]
+        for params in reversed(with_keyboards[: len(with_keyboards) - back]):
+            if "reply_markup" in params:
+                return params["_message_id"], params["reply_markup"]["inline_keyboard"]
+        raise AssertionError("no keyboard was sent")
+
+    async def tap(self, label: str, chat: int = CHAT, back: int = 0) -> list[str]:
+        """Tap a button on the newest keyboard, or on one `back` keyboards earlier."""
+        message_id, rows = self.last_keyboard(chat, back)
+        for row in rows:
+            for button in row:
+                if button["text"] == label:
+                    data = button["callback_data"]
+                    update = self.fake.tap_update(chat, data, message_id)
+                    return await self.receive(update)
+        raise AssertionError(f"no button {label!r} in {rows}")
+
+    async def state(self, chat: int = CHAT) -> RunState:
+        person = await self.storage.participant(self.identity.pseudonym("telegram", str(chat)))
+        assert person is not None and person.current_run is not None
+        run = await self.storage.run(person.current_run)
+        assert run is not None
+        return RunState.model_validate_json(run.state)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    server = FakeTelegram()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def phone(fake: FakeTelegram, tmp_path: Path) -> AsyncIterator[Phone]:
+    library = GuideLibrary()
+    library.add(load(GUIDE, "phone.yaml"))
+    for loaded in GuideLibrary.from_paths([GUIDES]).all():
+        library.add(loaded)
+    device = Phone(fake, tmp_path / "kt.db", library, FakeClock())
+    await device.open()
+    yield device
+    await device.close()
+
+
+def labels(rows: list[list[dict[str, Any]]]) -> list[str]:
+    return [button["text"] for row in rows for button in row]
+
+
+async def test_a_guide_with_buttons_and_typed_answers(phone: Phone, fake: FakeTelegram):
+    hello = await phone.type("/start")
+    assert "Which conversation" in hello[0]
+    assert "Work on the phone" in labels(phone.last_keyboard()[1])
+    await phone.tap("Work on the phone")
+    assert labels(phone.last_keyboard()[1]) == ["I agree", "No thanks"]
+    first = await phone.tap("I agree")
+    assert first == ["<i>1 of 4</i>\nWhat do you do?"]
+    assert fake.edits()[-1]["reply_markup"]["inline_keyboard"][0][0]["text"] == "✓ I agree"
+    await phone.tap("Health care")
+    assert fake.edits()[-1]["reply_markup"]["inline_keyboard"] == [
+        [{"text": "✓ Health care", "callback_data": "noop"}]
+    ]
+    # choose_many: toggles tick in place, then Done.
+    assert await phone.tap("Training") == []
+    _, rows = fake.edits()[-1]["message_id"], fake.edits()[-1]["reply_markup"]["inline_keyboard"]
+    assert labels(rows) == ["✓ Training", "A union", "Better pay", "Done"]
+    await phone.tap("Better pay")
+    scale = await phone.tap("Done")
+    assert "How worried are you?" in scale[0]
+    assert "1 = Not at all · 5 = Very" in scale[0]
+    assert labels(phone.last_keyboard()[1]) == ["1", "2", "3", "4", "5"]
+    await phone.tap("4")
+    done = await phone.type("Less <b>hours</b> & a <a href='tg://user?id=1'>link</a>")
+    assert done == [
+        "You said: Less &lt;b&gt;hours&lt;/b&gt; &amp; a &lt;a href=&#x27;tg://user?id=1&#x27;&gt;link&lt;/a&gt;"
+    ]
+    state = await phone.state()
+    assert state.status == "finished"
+    assert state.answers == {
+        "sector": "health-care",
+        "helps": ["training", "better-pay"],
+        "worry": 4,
+        "story": "Less <b>hours</b> & a <a href='tg://user?id=1'>link</a>",
+    }
+    # Every tap was answered, so no button kept spinning.
+    taps = sum(1 for u in fake.updates if "callback_query" in u)
+    assert len(fake.calls_to("answerCallbackQuery")) == taps
+    assert all(p["parse_mode"] == "HTML" for p in fake.sent())
+
+
+async def test_deep_link_starts_a_guide_in_the_users_language(phone: Phone):
+    replies = await phone.type("/start changing-work", language="es")
+    assert "¿Te parece bien?" in replies[-1]
+    assert labels(phone.last_keyboard()[1]) == ["Estoy de acuerdo", "No, gracias"]
+
+
+async def test_the_same_update_twice_is_processed_once(phone: Phone, fake: FakeTelegram):
+    await phone.type("/start phone")
+    await phone.tap("I agree")
+    update = fake.message_update(CHAT, "2")
+    first = await phone.receive(update)
+    again = await phone.receive(dict(update))
+    assert len(first) == 1 and again == []
+    assert (await phone.state()).answers == {"sector": "health-care"}
+
+
+async def test_a_stale_keyboard_never_changes_an_earlier_answer(phone: Phone, fake: FakeTelegram):
+    await phone.type("/start phone")
+    await phone.tap("I agree")
+    await phone.tap("Retail")
+    stale = await phone.tap("Other", back=1)
+    assert "already answered" in stale[0]
+    assert (await phone.state()).answers == {"sector": "retail"}
+
+
+async def test_429_waits_retry_after_then_sends_the_same_message(phone: Phone, fake: FakeTelegram):
+    await phone.type("/start phone")
+    fake.fail_next("sendMessage", 429, retry_after=3)
+    sent = await phone.tap("I agree")
+    assert sent == []
+    phone.clock.advance(seconds=2)
+    await phone.deliver()
+    assert not any("What do you do?" in t for t in fake.texts())
+    phone.clock.advance(seconds=1)
+    await phone.deliver()
+    assert sum("What do you do?" in t for t in fake.texts()) == 1
+
+
+async def test_a_server_error_retries_with_backoff(phone: Phone, fake: FakeTelegram):
+    fake.fail_next("sendMessage", 500)
+    fake.fail_next("sendMessage", 502)
+    assert await phone.type("/start") == []
+    phone.clock.advance(seconds=2)
+    await phone.deliver()
+    assert fake.texts() == []
+    phone.clock.advance(seconds=4)
+    await phone.deliver()
+    assert len(fake.texts()) == 1
+
+
+async def test_a_blocked_user_is_marked_unreachable_and_never_retried(
+    phone: Phone, fake: FakeTelegram
+):
+    await phone.type("/start phone")
+    await phone.tap("I agree")
+    fake.blocked.add(CHAT)
+    await phone.type("1")
+    person = await phone.storage.participant(phone.identity.pseudonym("telegram", str(CHAT)))
+    assert person is not None and person.unreachable
+    attempts = len(fake.calls_to("sendMessage"))
+    phone.clock.advance(hours=1)
+    await phone.deliver()
+    assert len(fake.calls_to("sendMessage")) == attempts
+    assert await phone.storage.due_outbox("telegram", phone.clock(), 10) == []
+
+
+async def test_a_restart_resumes_at_the_same_step(phone: Phone, fake: FakeTelegram):
+    await phone.type("/start phone")
+    await phone.tap("I agree")
+    await phone.tap("Other")
+    await phone.close()
+    await phone.open()
+    back = await phone.type("/start phone")
+    assert back[0].startswith("Welcome back")
+    assert "What would help?" in back[1]
+    await phone.tap("A union")
+    assert "How worried" in (await phone.tap("Done"))[0]
+
+
+async def test_owed_messages_are_sent_after_a_restart(phone: Phone, fake: FakeTelegram):
+    await phone.type("/start phone")
+    fake.fail_next("sendMessage", 500)
+    await phone.tap("I agree")
+    await phone.close()
+    await phone.open()
+    phone.clock.advance(minutes=1)
+    await phone.deliver()
+    assert sum("What do you do?" in t for t in fake.texts()) == 1
+
+
+async def test_in_a_group_the_bot_only_points_to_a_private_chat(phone: Phone, fake: FakeTelegram):
+    assert await phone.type("what a nice day", chat=-100, chat_type="group") == []
+    replies = await phone.type("/start@KitchenTableBot phone", chat=-100, chat_type="supergroup")
+    assert "only collect answers in a private chat" in replies[0]
+    _, rows = phone.last_keyboard(-100)
+    assert rows[0][0]["url"] == "https://t.me/KitchenTableBot"
+    assert await phone.storage.count_runs(phone.identity.pseudonym("telegram", "777")) == 0
+
+
+async def test_photos_voice_stickers_and_edits_get_a_friendly_answer(
+    phone: Phone, fake: FakeTelegram
+):
+    await phone.type("/start phone")
+    photo = await phone.receive(
+        fake.message_update(
+            CHAT, None, photo=[{"file_id": "f", "file_unique_id": "u", "width": 1, "height": 1}]
+        )
+    )
+    assert "only read text" in photo[0]
+    voice = await phone.receive(
+        fake.message_update(
+            CHAT, None, voice={"file_id": "v", "file_unique_id": "v", "duration": 2}
+        )
+    )
+    assert "only read text" in voice[0]
+    edited = fake.message_update(CHAT, "changed")
+    edited["edited_message"] = edited.pop("message")
+    assert "first version" in (await phone.receive(edited))[0]
+
+
+async def test_long_texts_are_split_at_paragraphs(phone: Phone, fake: FakeTelegram):
+    from bot.messages import Outbound
+
+    paragraph = "Work is changing & we talk about it. " * 50
+    text = "\n\n".join([paragraph.strip()] * 4)
+    await phone.channel.send(str(CHAT), Outbound(text=text))
+    pieces = fake.texts(CHAT)
+    assert len(pieces) >= 2
+    assert all(len(p) <= 4096 for p in pieces)
+    assert all(p.startswith("Work is changing") for p in pieces)
+    assert "".join(pieces).count("&amp;") == text.count("&")
+
+
+async def test_language_command_offers_buttons(phone: Phone):
+    await phone.type("/start changing-work")
+    replies = await phone.type("/language")
+    assert "Which language" in replies[0]
+    assert labels(phone.last_keyboard()[1]) == ["English", "Español"]
+    switched = await phone.tap("Español")
+    assert switched[0] == "Muy bien, seguimos en español."
+
+
+async def webhook_post(url: str, update: dict[str, Any], secret: str | None) -> int:
+    headers = {SECRET_HEADER: secret} if secret is not None else {}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, json=update, headers=headers) as response,
+    ):
+        return response.status
+
+
+async def test_webhook_mode(phone: Phone, fake: FakeTelegram):
+    path, token = webhook_secrets(SECRET)
+    app = make_web_app()
+    app.router.add_post(f"/telegram/{path}", phone.channel.webhook_handler(token))
+    runner = await start_web(app, "127.0.0.1", 0)
+    port = runner.addresses[0][1]
+    url = f"http://127.0.0.1:{port}/telegram/{path}"
+    try:
+        await phone.channel.set_webhook(url, token)
+        assert fake.calls_to("setWebhook")[0]["secret_token"] == token
+        start = fake.message_update(CHAT, "/start phone")
+        assert await webhook_post(url, start, None) == 403
+        assert await webhook_post(url, start, "wrong") == 403
+        assert (
+            await phone.storage.participant(phone.identity.pseudonym("telegram", str(CHAT))) is None
+        )
+        assert await webhook_post(url, start, token) == 200
+        assert await webhook_post(url, start, token) == 200  # Telegram retrying: processed once
+        await phone.deliver()
+        assert sum("We keep answers" in t for t in fake.texts()) == 1
+        _, rows = phone.last_keyboard()
+        agree = fake.tap_update(CHAT, rows[0][0]["callback_data"], phone.last_keyboard()[0])
+        assert await webhook_post(url, agree, token) == 200
+        for answer in ["3", "1, 2", "5", "All good"]:
+            assert await webhook_post(url, fake.message_update(CHAT, answer), token) == 200
+        await phone.deliver()
+        assert (await phone.state()).status == "finished"
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/healthz") as health,
+        ):
+            assert health.status == 200
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_shipped_guide_walked_through_in_telegram(phone: Phone, fake: FakeTelegram):
+    await phone.type("/start weekly-checkin")
+    await phone.tap(labels(phone.last_keyboard()[1])[0])
+    steps = 0
+    while (await phone.state()).status == "active" and steps < 20:
+        steps += 1
+        state = await phone.state()
+        try:
+            _, rows = phone.last_keyboard()
+        except AssertionError:
+            rows = []
+        last = fake.sent(CHAT)[-1]
+        if "reply_markup" in last and labels(rows):
+            choice = next(b for b in labels(rows) if b != "Done")
+            await phone.tap(choice)
+            if (await phone.state()).step == state.step and "Done" in labels(rows):
+                await phone.tap("Done")
+        else:
+            await phone.type("42" if "hour" in last["text"].lower() else "It was a steady week.")
+    final = await phone.state()
+    assert final.status == "finished"
+    assert final.answers
+    assert json.dumps(final.answers)
