@@ -37,7 +37,7 @@ def test_chat_walks_through_a_guide_and_exits_when_finished(tmp_path: Path):
         "chat", str(EXAMPLE), "--as", "rosa", data=tmp_path / "data", stdin=answers
     )
     assert done.returncode == 0, done.stderr
-    assert "[1 of 5] Which best describes your work?" in done.stdout
+    assert "[1 of 6] Which best describes your work?" in done.stdout
     assert "  2. Health care" in done.stdout
     assert "(1 = Not at all · 5 = Very)" in done.stdout
     assert done.stdout.rstrip().endswith(

@@ -245,11 +245,14 @@ def test_language_switch_by_buttons_and_by_name(phrases):
 def test_progress_counts_questions(phrases):
     flow = flow_for(GUIDE, phrases)
     at_sector = feed(flow, start(flow), "yes")
-    assert at_sector.replies[-1].progress == "1 of 5"
+    # "why" depends on "worry", not yet answered: it counts until we know.
+    assert at_sector.replies[-1].progress == "1 of 6"
     at_worry = feed(flow, at_sector, "1", "story")
-    assert at_worry.replies[-1].progress == "3 of 5"
-    at_why = feed(flow, at_worry, "5")
-    assert at_why.replies[-1].progress == "4 of 6"
+    assert at_worry.replies[-1].progress == "3 of 6"
+    worried = feed(flow, at_worry, "5")
+    assert worried.replies[-1].progress == "4 of 6"
+    calm = feed(flow, at_worry, "2")
+    assert calm.replies[-1].progress == "4 of 5"
 
 
 def test_expiry_is_an_input(phrases):

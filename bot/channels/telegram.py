@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -34,6 +35,10 @@ from bot.messages import Inbound, Outbound
 from bot.ratelimit import RateLimits
 
 log = logging.getLogger(__name__)
+
+# Opt in now to PTB's coming behaviour (durations as timedelta) instead of a warning on
+# every rate limit; `_seconds` reads either form.
+os.environ.setdefault("PTB_TIMEDELTA", "1")
 
 CHANNEL = "telegram"
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]

@@ -43,6 +43,16 @@ def match_option(step: Step, typed: str) -> str | None:
     for option in options:
         if key == fold(option.id) or any(key == fold(v) for v in all_variants(option.label)):
             return option.id
+    # The first word or words of one label are enough: "salud" for "Salud o cuidados".
+    if len(key) >= 3:
+        starts = {
+            option.id
+            for option in options
+            for variant in all_variants(option.label)
+            if (fold(variant) + " ").startswith(key + " ") or fold(variant).startswith(key + ",")
+        }
+        if len(starts) == 1:
+            return starts.pop()
     return None
 
 

@@ -39,7 +39,7 @@ from bot.flows.events import (
     TextInput,
     Timeout,
 )
-from bot.flows.expressions import holds, render
+from bot.flows.expressions import condition_names, holds, render
 from bot.flows.guide import Guide, Step, StepKind
 from bot.flows.phrases import Phrasebook
 from bot.flows.run import RunState, RunStatus
@@ -421,13 +421,28 @@ class Flow:
         )
 
     def _progress(self, state: RunState, step: Step) -> str:
+        """Progress such as "3 of 8".
+
+        A later conditional step counts until the answers it depends on are in, so the
+        total can only shrink as someone goes, never grow.
+        """
         done = len(state.asked)
         conditions = self._condition_context(state)
-        later = self.guide.steps[self.guide.index_of(step.id) + 1 :]
-        remaining = sum(
-            1 for s in later if s.is_question and (not s.when or holds(s.when, conditions))
-        )
+        here = self.guide.index_of(step.id)
+        remaining = 0
+        for later in self.guide.steps[here + 1 :]:
+            if not later.is_question:
+                continue
+            if later.when and self._decided(later.when, here):
+                remaining += holds(later.when, conditions)
+            else:
+                remaining += 1
         return self._say(state, "progress", n=done + 1, total=done + 1 + remaining)
+
+    def _decided(self, condition: str, here: int) -> bool:
+        """Whether every answer a condition uses is already given (or passed by)."""
+        positions = {s.id: i for i, s in enumerate(self.guide.steps)}
+        return all(positions.get(name, here) < here for name in condition_names(condition))
 
     def display(self, step: Step, value: AnswerValue, language: str) -> str:
         """An answer as the participant would read it back: labels, not ids."""

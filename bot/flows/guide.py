@@ -38,7 +38,7 @@ KIND_KEYS: tuple[str, ...] = tuple(kind.value for kind in StepKind)
 class OptionSpec(BaseModel):
     """An option written out in full: `{id: mfg, label: {en: Manufacturing, es: Manufactura}}`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
     id: str = Field(min_length=1)
     label: Text
@@ -69,6 +69,7 @@ class Step(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        coerce_numbers_to_str=True,  # `options: [1, 2, 3]` means three labels
         json_schema_extra={"oneOf": [{"required": [key]} for key in KIND_KEYS]},
     )
 

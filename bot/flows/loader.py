@@ -6,6 +6,7 @@ This module parses text it is given; reading files is the caller's business.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,24 @@ class LoadedGuide:
     def hash(self) -> str:
         """Pins a run to this exact text, so later edits never change a run under way."""
         return hashlib.sha256(self.source.encode("utf-8")).hexdigest()[:16]
+
+
+class GuideYamlLoader(yaml.SafeLoader):
+    """YAML as guide authors mean it: only true and false are booleans.
+
+    YAML 1.1 reads `options: [Yes, No]` as two booleans; an author means two words.
+    """
+
+
+GuideYamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+GuideYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
 
 
 _KNOWN_KEYS: dict[str, list[str]] = {
@@ -156,8 +175,8 @@ def _explain(error: Any, path: Path) -> str:
 def parse_guide(source: str, file: str) -> LoadedGuide:
     """Parse and check a guide; never raises on bad input."""
     try:
-        node = yaml.compose(source, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(source)
+        node = yaml.compose(source, Loader=GuideYamlLoader)
+        data = yaml.load(source, Loader=GuideYamlLoader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
