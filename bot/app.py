@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import getpass
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,6 +106,7 @@ async def _serve(settings: Settings) -> int:
         web_app = make_web_app()
         tasks: list[asyncio.Task[None]] = []
         stoppers = []
+        webhooks: list[Callable[[], Awaitable[None]]] = []
         if settings.telegram_bot_token is not None:
             telegram = TelegramChannel(
                 make_bot(settings.telegram_bot_token.get_secret_value(), settings.telegram_api_url),
@@ -116,12 +118,16 @@ async def _serve(settings: Settings) -> int:
             if settings.public_url:
                 path, token = webhook_secrets(bot.secret)
                 web_app.router.add_post(f"/telegram/{path}", telegram.webhook_handler(token))
-                await telegram.set_webhook(f"{settings.public_url}/telegram/{path}", token)
+                url = f"{settings.public_url}/telegram/{path}"
+                webhooks.append(functools.partial(telegram.set_webhook, url, token))
                 log.warning("Telegram: webhook at %s/telegram/…", settings.public_url)
             else:
                 tasks.append(asyncio.create_task(telegram.poll()))
                 log.warning("Telegram: long polling as @%s", telegram.username)
         runner = await start_web(web_app, settings.host, settings.port)
+        # Only ask platforms to call us once we are listening.
+        for register in webhooks:
+            await register()
         tasks.append(asyncio.create_task(bot.deliverer.run()))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -68,3 +68,10 @@ class RateLimits:
         self._overall.take()
         chat_bucket.take()
         return 0.0
+
+    def _forget_idle(self, now: float) -> None:
+        """Drop the buckets that have refilled: a chat idle that long owes nothing."""
+        for chat, bucket in list(self._chats.items()):
+            bucket.wait(now)
+            if bucket.tokens >= bucket.capacity:
+                del self._chats[chat]

@@ -41,6 +41,7 @@ class FakeTelegram:
     _update_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _runner: web.AppRunner | None = None
     _new_update: asyncio.Event = field(default_factory=asyncio.Event)
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     async def start(self) -> None:
         app = web.Application()
@@ -57,6 +58,11 @@ class FakeTelegram:
             await self._runner.cleanup()
 
     # What tests use --------------------------------------------------------
+
+    async def wait_until(self, predicate: Any, seconds: float = 20) -> None:
+        """Wait until the bot's calls satisfy `predicate` (checked after every call)."""
+        async with asyncio.timeout(seconds), self._changed:
+            await self._changed.wait_for(predicate)
 
     def fail_next(self, method: str, status: int, **parameters: Any) -> None:
         self.faults.setdefault(method, []).append((status, parameters))
@@ -177,6 +183,8 @@ class FakeTelegram:
         result = await self._result(method, params)
         if method == "sendMessage":
             params["_message_id"] = result["message_id"]
+        async with self._changed:
+            self._changed.notify_all()
         return web.json_response({"ok": True, "result": result})
 
     async def _result(self, method: str, params: dict[str, Any]) -> Any:
