@@ -1,4 +1,7 @@
-"""Versioned schema migrations for SQLite, applied in order and recorded in user_version."""
+"""Versioned schema migrations for SQLite, applied in order and recorded in user_version.
+
+Each script is statements separated by semicolons (and none inside a statement).
+"""
 
 from __future__ import annotations
 

@@ -1,14 +1,15 @@
-"""The aiosqlite backend: WAL, one writer behind a lock, a separate connection for reads.
+"""The SQLite backend: WAL, one writer thread with group commit, aiosqlite for reads.
 
-Every commit is one `BEGIN IMMEDIATE` transaction, so an answer, the run state
-and the messages owed for it are on disk together or not at all. Deleted rows
+Every commit is applied whole inside a `BEGIN IMMEDIATE` transaction (with
+others that arrived meanwhile, see `sqlite_writer.py`), so an answer, the run
+state and the messages owed for it are on disk together or not at all, and the
+caller hears back only once they are. Deleted rows
 are overwritten on disk (`secure_delete`), so erased text leaves no trace in
 free pages.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ import aiosqlite
 
 from storage.migrations import MIGRATIONS
 from storage.rows import AnswerRow, Commit, ConsentRow, OutboxRow, ParticipantRow, RunRow
+from storage.sqlite_writer import Duplicate, GroupWriter
 
 _PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -36,36 +38,138 @@ def _dt(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring the schema up to date inside the writer's transaction."""
+    current = int(db.execute("PRAGMA user_version").fetchone()[0])
+    for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
+        for statement in script.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version={version}")
+
+
+def _apply(db: sqlite3.Connection, commit: Commit) -> None:
+    """Write one commit; raise Duplicate (undoing it) if its inbound key was seen."""
+    if commit.inbound_key is not None:
+        try:
+            db.execute(
+                "INSERT INTO inbound (key, at) VALUES (?, ?)",
+                (commit.inbound_key, _ts(datetime.now(UTC))),
+            )
+        except sqlite3.IntegrityError:
+            raise Duplicate(commit.inbound_key) from None
+    if commit.guide_source is not None:
+        source = commit.guide_source
+        db.execute(
+            "INSERT OR IGNORE INTO guide_sources (hash, guide_id, version, source)"
+            " VALUES (?, ?, ?, ?)",
+            (source.hash, source.guide_id, source.version, source.source),
+        )
+    if commit.participant is not None:
+        p = commit.participant
+        db.execute(
+            "INSERT INTO participants"
+            " (id, channel, address, language, current_run, unreachable)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+            " address = excluded.address, language = excluded.language,"
+            " current_run = excluded.current_run, unreachable = excluded.unreachable",
+            (p.id, p.channel, p.address, p.language, p.current_run, int(p.unreachable)),
+        )
+    for r in commit.runs:
+        db.execute(
+            "INSERT INTO runs (id, participant, guide_id, guide_version, guide_hash, status,"
+            " state, started_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
+            " state = excluded.state, updated_at = excluded.updated_at",
+            (
+                r.id,
+                r.participant,
+                r.guide_id,
+                r.guide_version,
+                r.guide_hash,
+                r.status,
+                r.state,
+                _ts(r.started_at),
+                _ts(r.updated_at),
+            ),
+        )
+    for run_id, step in commit.withdrawn:
+        db.execute("DELETE FROM answers WHERE run_id = ? AND step = ?", (run_id, step))
+    if commit.answers:
+        db.executemany(
+            "INSERT INTO answers (run_id, step, participant, guide_id, guide_version, kind,"
+            " value, answered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (run_id, step) DO UPDATE SET value = excluded.value,"
+            " answered_at = excluded.answered_at",
+            [
+                (
+                    a.run_id,
+                    a.step,
+                    a.participant,
+                    a.guide_id,
+                    a.guide_version,
+                    a.kind,
+                    a.value,
+                    _ts(a.answered_at),
+                )
+                for a in commit.answers
+            ],
+        )
+    if commit.consents:
+        db.executemany(
+            "INSERT INTO consents (participant, guide_id, guide_version, given, at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [
+                (c.participant, c.guide_id, c.guide_version, int(c.given), _ts(c.at))
+                for c in commit.consents
+            ],
+        )
+    if commit.delete_run is not None:
+        db.execute("DELETE FROM answers WHERE run_id = ?", (commit.delete_run,))
+        db.execute("DELETE FROM runs WHERE id = ?", (commit.delete_run,))
+    if commit.delete_participant is not None:
+        db.execute("DELETE FROM participants WHERE id = ?", (commit.delete_participant,))
+    if commit.outbox:
+        db.executemany(
+            "INSERT INTO outbox (channel, participant, address, payload, not_before, attempts)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (o.channel, o.participant, o.address, o.payload, _ts(o.not_before), o.attempts)
+                for o in commit.outbox
+            ],
+        )
+
+
 class SQLiteStorage:
     """Storage in one SQLite file."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self._writer: aiosqlite.Connection | None = None
+        self._writer: GroupWriter | None = None
         self._reader: aiosqlite.Connection | None = None
-        self._write_lock = asyncio.Lock()
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self.path.exists():
             # Create the file private to its owner before SQLite writes anything into it.
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        self._writer = await aiosqlite.connect(self.path, isolation_level=None)
-        for pragma in _PRAGMAS:
-            await self._writer.execute(pragma)
-        await self._migrate(self._writer)
+        writer = GroupWriter(self.path, _PRAGMAS)
+        await writer.open()
+        self._writer = writer
+        await writer.run(_migrate)
         self._reader = await aiosqlite.connect(self.path, isolation_level=None)
         for pragma in _PRAGMAS[2:]:
             await self._reader.execute(pragma)
 
     async def close(self) -> None:
-        for connection in (self._reader, self._writer):
-            if connection is not None:
-                await connection.close()
+        if self._reader is not None:
+            await self._reader.close()
+        if self._writer is not None:
+            await self._writer.close()
         self._reader = self._writer = None
 
     @property
-    def _w(self) -> aiosqlite.Connection:
+    def _w(self) -> GroupWriter:
         if self._writer is None:
             raise RuntimeError("storage is not open")
         return self._writer
@@ -76,144 +180,32 @@ class SQLiteStorage:
             raise RuntimeError("storage is not open")
         return self._reader
 
-    async def _migrate(self, db: aiosqlite.Connection) -> None:
-        async with db.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
-        current = int(row[0]) if row else 0
-        for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
-            await db.executescript(
-                f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={version};\nCOMMIT;"
-            )
-
     # Writing ---------------------------------------------------------------
 
     async def commit(self, commit: Commit) -> bool:
-        async with self._write_lock:
-            db = self._w
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                if commit.inbound_key is not None:
-                    try:
-                        await db.execute(
-                            "INSERT INTO inbound (key, at) VALUES (?, ?)",
-                            (commit.inbound_key, _ts(datetime.now(UTC))),
-                        )
-                    except sqlite3.IntegrityError:
-                        await db.execute("ROLLBACK")
-                        return False
-                await self._apply(db, commit)
-                await db.execute("COMMIT")
-            except BaseException:
-                await db.execute("ROLLBACK")
-                raise
-            return True
-
-    async def _apply(self, db: aiosqlite.Connection, commit: Commit) -> None:
-        if commit.guide_source is not None:
-            source = commit.guide_source
-            await db.execute(
-                "INSERT OR IGNORE INTO guide_sources (hash, guide_id, version, source)"
-                " VALUES (?, ?, ?, ?)",
-                (source.hash, source.guide_id, source.version, source.source),
-            )
-        if commit.participant is not None:
-            p = commit.participant
-            await db.execute(
-                "INSERT INTO participants"
-                " (id, channel, address, language, current_run, unreachable)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
-                " address = excluded.address, language = excluded.language,"
-                " current_run = excluded.current_run, unreachable = excluded.unreachable",
-                (p.id, p.channel, p.address, p.language, p.current_run, int(p.unreachable)),
-            )
-        for r in commit.runs:
-            await db.execute(
-                "INSERT INTO runs (id, participant, guide_id, guide_version, guide_hash, status,"
-                " state, started_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
-                " state = excluded.state, updated_at = excluded.updated_at",
-                (
-                    r.id,
-                    r.participant,
-                    r.guide_id,
-                    r.guide_version,
-                    r.guide_hash,
-                    r.status,
-                    r.state,
-                    _ts(r.started_at),
-                    _ts(r.updated_at),
-                ),
-            )
-        for run_id, step in commit.withdrawn:
-            await db.execute("DELETE FROM answers WHERE run_id = ? AND step = ?", (run_id, step))
-        if commit.answers:
-            await db.executemany(
-                "INSERT INTO answers (run_id, step, participant, guide_id, guide_version, kind,"
-                " value, answered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (run_id, step) DO UPDATE SET value = excluded.value,"
-                " answered_at = excluded.answered_at",
-                [
-                    (
-                        a.run_id,
-                        a.step,
-                        a.participant,
-                        a.guide_id,
-                        a.guide_version,
-                        a.kind,
-                        a.value,
-                        _ts(a.answered_at),
-                    )
-                    for a in commit.answers
-                ],
-            )
-        if commit.consents:
-            await db.executemany(
-                "INSERT INTO consents (participant, guide_id, guide_version, given, at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [
-                    (c.participant, c.guide_id, c.guide_version, int(c.given), _ts(c.at))
-                    for c in commit.consents
-                ],
-            )
-        if commit.delete_run is not None:
-            await db.execute("DELETE FROM answers WHERE run_id = ?", (commit.delete_run,))
-            await db.execute("DELETE FROM runs WHERE id = ?", (commit.delete_run,))
-        if commit.delete_participant is not None:
-            await db.execute("DELETE FROM participants WHERE id = ?", (commit.delete_participant,))
-        if commit.outbox:
-            await db.executemany(
-                "INSERT INTO outbox (channel, participant, address, payload, not_before, attempts)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (o.channel, o.participant, o.address, o.payload, _ts(o.not_before), o.attempts)
-                    for o in commit.outbox
-                ],
-            )
+        try:
+            await self._w.run(lambda db: _apply(db, commit))
+        except Duplicate:
+            return False
+        return True
 
     async def outbox_sent(self, message_id: int) -> None:
-        async with self._write_lock:
-            await self._w.execute("DELETE FROM outbox WHERE id = ?", (message_id,))
+        await self._w.run(lambda db: db.execute("DELETE FROM outbox WHERE id = ?", (message_id,)))
 
     async def outbox_retry(self, message_id: int, not_before: datetime, attempts: int) -> None:
-        async with self._write_lock:
-            await self._w.execute(
+        await self._w.run(
+            lambda db: db.execute(
                 "UPDATE outbox SET not_before = ?, attempts = ? WHERE id = ?",
                 (_ts(not_before), attempts, message_id),
             )
+        )
 
     async def mark_unreachable(self, participant_id: str) -> None:
-        async with self._write_lock:
-            db = self._w
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                await db.execute(
-                    "UPDATE participants SET unreachable = 1 WHERE id = ?", (participant_id,)
-                )
-                await db.execute("DELETE FROM outbox WHERE participant = ?", (participant_id,))
-                await db.execute("COMMIT")
-            except BaseException:
-                await db.execute("ROLLBACK")
-                raise
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("UPDATE participants SET unreachable = 1 WHERE id = ?", (participant_id,))
+            db.execute("DELETE FROM outbox WHERE participant = ?", (participant_id,))
+
+        await self._w.run(write)
 
     # Reading ---------------------------------------------------------------
 
