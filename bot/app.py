@@ -20,7 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from admin import guides as guide_admin
-from bot.channels.telegram import TelegramChannel, make_bot, webhook_secrets
+from bot.channels.telegram import (
+    TelegramChannel,
+    make_bot,
+    telegram_limits,
+    webhook_secrets,
+)
 from bot.channels.terminal import CHANNEL as TERMINAL
 from bot.channels.terminal import TerminalChannel, chat
 from bot.config import ConfigError, Settings, load_settings
@@ -111,6 +116,9 @@ async def _serve(settings: Settings) -> int:
             telegram = TelegramChannel(
                 make_bot(settings.telegram_bot_token.get_secret_value(), settings.telegram_api_url),
                 bot.dispatcher.handle,
+                limits=telegram_limits(
+                    settings.telegram_max_per_second, settings.telegram_max_per_chat
+                ),
             )
             await telegram.start()
             stoppers.append(telegram.stop)

@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     telegram_bot_token: SecretStr | None = Field(None, validation_alias="TELEGRAM_BOT_TOKEN")
     telegram_api_url: str | None = Field(None, description="Bot API base URL (self-hosted).")
     public_url: str | None = Field(None, description="Public https URL: turns on webhooks.")
+    telegram_max_per_second: int = Field(
+        30, ge=1, le=100_000, description="Messages/s to all chats (more with paid broadcasts)."
+    )
+    telegram_max_per_chat: float = Field(
+        1.0, gt=0, le=1000, description="Messages/s to one private chat, after a burst of 3."
+    )
 
     @field_validator("public_url", "telegram_api_url")
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -16,6 +17,7 @@ from bot.channels.base import Channel, Dropped, Failed, RetryAfter, Sent, Unreac
 from bot.messages import Outbound
 from bot.privacy import Identity
 from storage.protocol import Storage
+from storage.rows import OutboxRow
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,8 @@ class Deliverer:
         identity: Identity,
         channels: dict[str, Channel],
         clock: Callable[[], datetime],
-        batch: int = 200,
+        batch: int = 500,
+        concurrency: int = 64,
     ) -> None:
         self.storage = storage
         self.identity = identity
@@ -42,51 +45,65 @@ class Deliverer:
         self.clock = clock
         self.batch = batch
         self._wake = asyncio.Event()
+        self._in_flight = asyncio.Semaphore(concurrency)
+        self._draining: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     def wake(self) -> None:
         self._wake.set()
 
     async def drain(self, channel_name: str) -> int:
-        """Send everything now due on one channel, in order per person; return how many."""
-        channel = self.channels[channel_name]
+        """Send everything now due on one channel, in order per person; return how many.
+
+        Different people are served concurrently; one person's messages go one at a
+        time, and a message that must wait holds back the ones after it.
+        """
+        async with self._draining[channel_name]:
+            sent = 0
+            while True:
+                rows = await self.storage.due_outbox(channel_name, self.clock(), self.batch)
+                if not rows:
+                    return sent
+                queues: dict[str, list[OutboxRow]] = defaultdict(list)
+                for row in rows:
+                    queues[row.participant].append(row)
+                channel = self.channels[channel_name]
+                results = await asyncio.gather(
+                    *(self._send_in_order(channel, queue) for queue in queues.values())
+                )
+                sent += sum(count for count, _ in results)
+                if not any(progressed for _, progressed in results):
+                    return sent
+
+    async def _send_in_order(self, channel: Channel, rows: list[OutboxRow]) -> tuple[int, bool]:
+        """Send one person's due messages in order; stop at the first that must wait."""
         sent = 0
-        while True:
-            rows = await self.storage.due_outbox(channel_name, self.clock(), self.batch)
-            if not rows:
-                return sent
-            held: set[str] = set()  # people whose earlier message must go first
-            progressed = False
-            for row in rows:
-                assert row.id is not None
-                if row.participant in held:
-                    continue
-                message = Outbound.model_validate_json(row.payload)
+        for row in rows:
+            assert row.id is not None
+            message = Outbound.model_validate_json(row.payload)
+            async with self._in_flight:
                 result = await channel.send(self.identity.unseal(row.address), message)
-                match result:
-                    case Sent():
-                        await self.storage.outbox_sent(row.id)
-                        sent += 1
-                        progressed = True
-                    case Dropped(reason=reason):
-                        log.warning("the platform refused a message for good: %s", reason)
-                        await self.storage.outbox_sent(row.id)
-                        progressed = True
-                    case Unreachable():
-                        await self.storage.mark_unreachable(row.participant)
-                        held.add(row.participant)
-                        progressed = True
-                    case RetryAfter(seconds=seconds):
-                        wait = timedelta(seconds=seconds)
-                        await self.storage.outbox_retry(row.id, self.clock() + wait, row.attempts)
-                        held.add(row.participant)
-                    case Failed(reason=reason):
-                        log.info("delivery failed (%s); will retry", reason)
-                        attempts = row.attempts + 1
-                        wait = backoff(attempts)
-                        await self.storage.outbox_retry(row.id, self.clock() + wait, attempts)
-                        held.add(row.participant)
-            if not progressed:
-                return sent
+            match result:
+                case Sent():
+                    await self.storage.outbox_sent(row.id)
+                    sent += 1
+                case Dropped(reason=reason):
+                    log.warning("the platform refused a message for good: %s", reason)
+                    await self.storage.outbox_sent(row.id)
+                case Unreachable():
+                    await self.storage.mark_unreachable(row.participant)
+                    return sent, True
+                case RetryAfter(seconds=seconds):
+                    wait = timedelta(seconds=seconds)
+                    await self.storage.outbox_retry(row.id, self.clock() + wait, row.attempts)
+                    return sent, sent > 0
+                case Failed(reason=reason):
+                    log.info("delivery failed (%s); will retry", reason)
+                    attempts = row.attempts + 1
+                    await self.storage.outbox_retry(
+                        row.id, self.clock() + backoff(attempts), attempts
+                    )
+                    return sent, sent > 0
+        return sent, True
 
     async def run(self) -> None:
         """Deliver until cancelled: on every wake-up, and when a retry falls due."""

@@ -21,6 +21,7 @@ from aiohttp import web
 from telegram import Bot, LinkPreviewOptions, Update
 from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.request import HTTPXRequest
 
 from bot.channels import base
 from bot.channels.telegram_format import (
@@ -48,9 +49,14 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 Handler = Callable[[Inbound], Awaitable[object]]
 
 
-def telegram_limits() -> RateLimits:
-    """Telegram's documented limits: 30 messages/s overall, about 1/s per chat, 20/min per group."""
-    return RateLimits(overall=(30, 30.0), per_chat=(3, 1.0), per_group=(20, 20 / 60))
+def telegram_limits(per_second: float = 30, per_chat: float = 1.0) -> RateLimits:
+    """Telegram's documented limits: 30 messages/s overall (more with paid broadcasts),
+    about 1/s per chat (a short burst is fine), 20/min per group."""
+    return RateLimits(
+        overall=(per_second, float(per_second)),
+        per_chat=(max(3.0, per_chat), per_chat),
+        per_group=(20, 20 / 60),
+    )
 
 
 def webhook_secrets(secret: bytes) -> tuple[str, str]:
@@ -259,6 +265,13 @@ def _seconds(error: RetryAfter) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
-def make_bot(token: str, api_url: str | None) -> Bot:
+def make_bot(token: str, api_url: str | None, connections: int = 64) -> Bot:
+    """A Bot for `{api_url}/bot{token}/{method}`, able to send to many chats at once."""
     base_url = (api_url or DEFAULT_API_URL).rstrip("/")
-    return Bot(token, base_url=f"{base_url}/bot", base_file_url=f"{base_url}/file/bot")
+    return Bot(
+        token,
+        base_url=f"{base_url}/bot",
+        base_file_url=f"{base_url}/file/bot",
+        request=HTTPXRequest(connection_pool_size=connections),
+        get_updates_request=HTTPXRequest(connection_pool_size=1, read_timeout=60),
+    )

@@ -30,9 +30,10 @@ def _parse_condition(expression: str) -> nodes.Template:
         raise ExpressionError(f"'{expression}' does not parse: {error.message}") from None
 
 
-def condition_names(expression: str) -> set[str]:
+@lru_cache(maxsize=1024)
+def condition_names(expression: str) -> frozenset[str]:
     """The step ids (and other names) a condition refers to; raises ExpressionError."""
-    return set(meta.find_undeclared_variables(_parse_condition(expression)))
+    return frozenset(meta.find_undeclared_variables(_parse_condition(expression)))
 
 
 @lru_cache(maxsize=1024)
