@@ -71,6 +71,7 @@ class _Turn:
     now: datetime
     sealed_address: bytes
     commit: Commit
+    run: RunRow | None  # the participant's current run, as loaded
 
 
 class Dispatcher:
@@ -106,16 +107,17 @@ class Dispatcher:
         if inbound.text is not None:
             inbound = dataclasses.replace(inbound, text=clean_text(inbound.text))
         async with self._locks.hold(participant_id):
-            if inbound.key is not None and await self.storage.inbound_seen(inbound.key):
+            loaded = await self.storage.conversation(participant_id, inbound.key)
+            if loaded.seen:
                 return Handled(False)
-            person = await self.storage.participant(participant_id)
             turn = _Turn(
                 inbound,
                 participant_id,
-                person,
+                loaded.participant,
                 self.clock(),
                 self.identity.seal(inbound.address),
                 Commit(inbound_key=inbound.key),
+                loaded.run,
             )
             status = await self._route(turn)
             if not await self.storage.commit(turn.commit):
@@ -145,10 +147,7 @@ class Dispatcher:
             return None
         if inbound.tap is not None and inbound.tap.step == GUIDE_MENU_STEP:
             return await self._start_guide(turn, inbound.tap.value)
-        person = turn.person
-        run_row = (
-            await self.storage.run(person.current_run) if person and person.current_run else None
-        )
+        run_row = turn.run
         if run_row is None:
             self._no_conversation(turn, command[0] if command else None)
             return None

@@ -54,12 +54,7 @@ class RateLimits:
         chat_bucket = self._chats.get(chat)
         if chat_bucket is None:
             if len(self._chats) >= self._max_chats:
-                # Forget full buckets: a chat idle long enough to refill owes nothing.
-                self._chats = {
-                    k: b
-                    for k, b in self._chats.items()
-                    if b.wait(now) == 0 and b.tokens < b.capacity
-                }
+                self._forget_idle(now)
             chat_bucket = self._bucket(self._group_spec if is_group else self._chat_spec, now)
             self._chats[chat] = chat_bucket
         wait = max(self._overall.wait(now), chat_bucket.wait(now))

@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from storage.rows import AnswerRow, Commit, ConsentRow, OutboxRow, ParticipantRow, RunRow
+from storage.rows import (
+    AnswerRow,
+    Commit,
+    ConsentRow,
+    Conversation,
+    OutboxRow,
+    ParticipantRow,
+    RunRow,
+)
 
 
 class Storage(Protocol):
@@ -19,6 +27,10 @@ class Storage(Protocol):
         ...
 
     async def inbound_seen(self, key: str) -> bool: ...
+
+    async def conversation(self, participant_id: str, inbound_key: str | None) -> Conversation:
+        """Whether the key was seen, the participant and their current run, in one read."""
+        ...
 
     async def participant(self, participant_id: str) -> ParticipantRow | None: ...
 

@@ -32,6 +32,15 @@ class RunRow:
 
 
 @dataclass(frozen=True)
+class Conversation:
+    """What handling one inbound message needs first, read in one go."""
+
+    seen: bool  # its inbound key was already processed
+    participant: ParticipantRow | None
+    run: RunRow | None  # the participant's current run
+
+
+@dataclass(frozen=True)
 class AnswerRow:
     run_id: str
     step: str

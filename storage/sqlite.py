@@ -14,11 +14,20 @@ import os
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
 from storage.migrations import MIGRATIONS
-from storage.rows import AnswerRow, Commit, ConsentRow, OutboxRow, ParticipantRow, RunRow
+from storage.rows import (
+    AnswerRow,
+    Commit,
+    ConsentRow,
+    Conversation,
+    OutboxRow,
+    ParticipantRow,
+    RunRow,
+)
 from storage.sqlite_writer import Duplicate, GroupWriter
 
 _PRAGMAS = (
@@ -209,14 +218,32 @@ class SQLiteStorage:
 
     # Reading ---------------------------------------------------------------
 
+    # One trip to the reader thread per query: under load, each trip waits for the
+    # event loop, so a cursor's separate execute, fetch and close cost three waits.
+
     async def _one(self, sql: str, params: tuple[object, ...]) -> sqlite3.Row | None:
-        async with self._r.execute(sql, params) as cursor:
-            row: sqlite3.Row | None = await cursor.fetchone()
-            return row
+        rows = await self._all(sql, params)
+        return rows[0] if rows else None
 
     async def _all(self, sql: str, params: tuple[object, ...]) -> list[sqlite3.Row]:
-        async with self._r.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        return list(await self._r.execute_fetchall(sql, params))
+
+    async def conversation(self, participant_id: str, inbound_key: str | None) -> Conversation:
+        row = await self._one(
+            "SELECT EXISTS (SELECT 1 FROM inbound WHERE key = ?),"
+            " p.id, p.channel, p.address, p.language, p.current_run, p.unreachable,"
+            " r.id, r.participant, r.guide_id, r.guide_version, r.guide_hash, r.status, r.state,"
+            " r.started_at, r.updated_at"
+            " FROM (SELECT 1) LEFT JOIN participants AS p ON p.id = ?"
+            " LEFT JOIN runs AS r ON r.id = p.current_run",
+            (inbound_key, participant_id),
+        )
+        assert row is not None  # the query always returns one row
+        person = None
+        if row[1] is not None:
+            person = ParticipantRow(row[1], row[2], bytes(row[3]), row[4], row[5], bool(row[6]))
+        run = self._run_row(row[7:]) if row[7] is not None else None
+        return Conversation(bool(row[0]), person, run)
 
     async def inbound_seen(self, key: str) -> bool:
         return await self._one("SELECT 1 FROM inbound WHERE key = ?", (key,)) is not None
@@ -232,7 +259,7 @@ class SQLiteStorage:
         return ParticipantRow(row[0], row[1], bytes(row[2]), row[3], row[4], bool(row[5]))
 
     @staticmethod
-    def _run_row(row: sqlite3.Row) -> RunRow:
+    def _run_row(row: sqlite3.Row | tuple[Any, ...]) -> RunRow:
         return RunRow(
             row[0], row[1], row[2], row[3], row[4], row[5], row[6], _dt(row[7]), _dt(row[8])
         )

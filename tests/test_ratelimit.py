@@ -46,8 +46,13 @@ def test_a_wait_takes_no_slot():
     assert limits.reserve("b", False, 1.0) == 0  # and "b" lost nothing by waiting
 
 
-def test_idle_chats_are_forgotten():
-    limits = RateLimits(overall=(10**6, 10**6), per_chat=(3, 1.0), per_group=(3, 1.0), max_chats=10)
-    for chat in range(100):
-        limits.reserve(str(chat), False, float(chat))
-    assert len(limits._chats) <= 11
+def test_idle_chats_are_forgotten_but_busy_ones_stay_limited():
+    limits = RateLimits(overall=(10**6, 10**6), per_chat=(3, 1.0), per_group=(3, 1.0), max_chats=4)
+    for chat in range(3):
+        limits.reserve(f"idle{chat}", False, 0.0)
+    for _ in range(3):
+        assert limits.reserve("busy", False, 100.0) == 0
+    # Room is made at t=100: the idle chats have refilled and go; "busy" has not.
+    assert limits.reserve("newcomer", False, 100.0) == 0
+    assert limits.reserve("busy", False, 100.0) > 0
+    assert len(limits._chats) == 2

@@ -1,0 +1,92 @@
+"""A lean fake Telegram Bot API for benchmarks: answers fast, hands each chat's
+messages to whoever waits for them, and can enforce a send-rate limit with 429."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import defaultdict
+from typing import Any
+
+from aiohttp import web
+
+TOKEN = "424242:BENCH"
+
+
+class FakeApi:
+    def __init__(self, rate_limit: float | None = None) -> None:
+        self.inboxes: defaultdict[int, asyncio.Queue[str]] = defaultdict(asyncio.Queue)
+        self.webhook: dict[str, Any] = {}
+        self.webhook_set = asyncio.Event()
+        self.sent = 0
+        self.refused = 0
+        self.rate_limit = rate_limit
+        self._window_start = time.monotonic()
+        self._window_count = 0
+        self._ids = 0
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/bot{token}/{method}", self._endpoint)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=4096)
+        await site.start()
+        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def reset(self) -> None:
+        self.inboxes.clear()
+        self.webhook = {}
+        self.webhook_set = asyncio.Event()
+        self.sent = self.refused = 0
+
+    def _over_limit(self) -> float:
+        if self.rate_limit is None:
+            return 0.0
+        now = time.monotonic()
+        if now - self._window_start >= 1.0:
+            self._window_start, self._window_count = now, 0
+        if self._window_count >= self.rate_limit:
+            return 1.0 - (now - self._window_start)
+        self._window_count += 1
+        return 0.0
+
+    async def _endpoint(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        form = await request.post()
+        params = {k: str(v) for k, v in form.items()}
+        if method == "getMe":
+            result: Any = {
+                "id": 424242,
+                "is_bot": True,
+                "first_name": "Bench",
+                "username": "BenchBot",
+            }
+        elif method == "setWebhook":
+            self.webhook = params
+            self.webhook_set.set()
+            result = True
+        elif method == "sendMessage":
+            wait = self._over_limit()
+            if wait > 0:
+                self.refused += 1
+                body = {"ok": False, "error_code": 429, "description": "Too Many Requests",
+                        "parameters": {"retry_after": max(1, round(wait))}}  # fmt: skip
+                return web.json_response(body, status=429)
+            chat = int(params["chat_id"])
+            self.sent += 1
+            self._ids += 1
+            self.inboxes[chat].put_nowait(params.get("text", ""))
+            result = {"message_id": self._ids, "date": 0, "chat": {"id": chat, "type": "private"}}
+        else:
+            result = True
+        return web.Response(
+            text=json.dumps({"ok": True, "result": result}), content_type="application/json"
+        )
