@@ -13,7 +13,15 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from bot.channels.base import Channel, Dropped, Failed, RetryAfter, Sent, Unreachable
+from bot.channels.base import (
+    Channel,
+    Dropped,
+    Failed,
+    RetryAfter,
+    SendResult,
+    Sent,
+    Unreachable,
+)
 from bot.messages import Outbound
 from bot.privacy import Identity
 from storage.protocol import Storage
@@ -79,9 +87,8 @@ class Deliverer:
         sent = 0
         for row in rows:
             assert row.id is not None
-            message = Outbound.model_validate_json(row.payload)
             async with self._in_flight:
-                result = await channel.send(self.identity.unseal(row.address), message)
+                result = await self._send_one(channel, row)
             match result:
                 case Sent():
                     await self.storage.outbox_sent(row.id)
@@ -104,6 +111,15 @@ class Deliverer:
                     )
                     return sent, sent > 0
         return sent, True
+
+    async def _send_one(self, channel: Channel, row: OutboxRow) -> SendResult:
+        try:
+            message = Outbound.model_validate_json(row.payload)
+            return await channel.send(self.identity.unseal(row.address), message)
+        except Exception as error:
+            # Whatever went wrong, this row waits and retries with backoff; nobody else waits.
+            log.exception("sending a message failed unexpectedly")
+            return Failed(type(error).__name__)
 
     async def run(self) -> None:
         """Deliver until cancelled: on every wake-up, and when a retry falls due."""

@@ -69,4 +69,8 @@ MIGRATIONS: list[str] = [
         at TEXT NOT NULL
     );
     """,
+    # 2: find a person's earlier messages quickly, to keep their messages in order.
+    """
+    CREATE INDEX outbox_by_participant ON outbox (participant, id);
+    """,
 ]

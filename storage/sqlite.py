@@ -306,10 +306,14 @@ class SQLiteStorage:
         return None if row is None else str(row[0])
 
     async def due_outbox(self, channel: str, now: datetime, limit: int) -> list[OutboxRow]:
+        # A message is due only when nothing owed to the same person before it is
+        # waiting, so one person's messages are never sent out of order.
         rows = await self._all(
             "SELECT id, channel, participant, address, payload, not_before, attempts FROM outbox"
-            " WHERE channel = ? AND not_before <= ? ORDER BY id LIMIT ?",
-            (channel, _ts(now), limit),
+            " WHERE channel = ? AND not_before <= ? AND NOT EXISTS (SELECT 1 FROM outbox AS e"
+            " WHERE e.participant = outbox.participant AND e.id < outbox.id"
+            " AND e.not_before > ?) ORDER BY id LIMIT ?",
+            (channel, _ts(now), _ts(now), limit),
         )
         return [OutboxRow(r[1], r[2], bytes(r[3]), r[4], _dt(r[5]), r[6], id=r[0]) for r in rows]
 

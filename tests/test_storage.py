@@ -119,17 +119,27 @@ async def test_deleting_a_run_deletes_its_answers(store: Storage) -> None:
 
 async def test_outbox_order_retry_and_sent(store: Storage) -> None:
     await store.commit(
-        Commit(outbox=[outbox("one"), outbox("two"), outbox("other", channel="slack")])
+        Commit(
+            outbox=[
+                outbox("one"),
+                outbox("two"),
+                outbox("three", participant="p2"),
+                outbox("other", channel="slack"),
+            ]
+        )
     )
-    first, second = await store.due_outbox("terminal", START, 10)
-    assert first.id is not None and second.id is not None
+    first, second, third = await store.due_outbox("terminal", START, 10)
+    assert first.id is not None and second.id is not None and third.id is not None
     await store.outbox_retry(first.id, START + timedelta(seconds=30), 1)
-    assert [r.id for r in await store.due_outbox("terminal", START, 10)] == [second.id]
+    # p1's second message waits behind their first; p2 is not held up.
+    assert [r.id for r in await store.due_outbox("terminal", START, 10)] == [third.id]
+    await store.outbox_sent(third.id)
     assert await store.next_due("terminal") == START
-    await store.outbox_sent(second.id)
-    assert await store.next_due("terminal") == START + timedelta(seconds=30)
     later = await store.due_outbox("terminal", START + timedelta(minutes=1), 10)
-    assert [(r.id, r.attempts) for r in later] == [(first.id, 1)]
+    assert [(r.id, r.attempts) for r in later] == [(first.id, 1), (second.id, 0)]
+    await store.outbox_sent(first.id)
+    await store.outbox_sent(second.id)
+    assert await store.next_due("terminal") is None
     assert await store.next_due("nowhere") is None
 
 

@@ -6,6 +6,7 @@ of the guide's languages, or its id; a number may come with words around it.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -30,19 +31,31 @@ class Invalid:
     params: dict[str, object] = field(default_factory=dict)
 
 
-_NUMBER = re.compile(r"[-+]?\d+(?:[.,]\d+)?")
+_NUMBER = re.compile(r"[-+]?\d+(?:[.,]\d+)*")
+_THOUSANDS = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+$")
+
+
+def tapped_option(step: Step, value: str) -> str | None:
+    """The option a button tap carries: its id, or `#n` (its position) where a platform
+    could not fit the id in a button."""
+    options = step.option_list()
+    if value.startswith("#") and value[1:].isdigit():
+        index = int(value[1:])
+        return options[index].id if index < len(options) else None
+    return value if value in {option.id for option in options} else None
 
 
 def match_option(step: Step, typed: str) -> str | None:
-    """The id of the option `typed` names: a 1-based number, a label or an id."""
+    """The id of the option `typed` names: its label or id, else its 1-based number."""
     options = step.option_list()
     key = fold(typed)
-    if key.isdigit():
-        index = int(key) - 1
-        return options[index].id if 0 <= index < len(options) else None
+    # Labels and ids first, so that `options: [3, 4, 5]` means what it says.
     for option in options:
         if key == fold(option.id) or any(key == fold(v) for v in all_variants(option.label)):
             return option.id
+    if key.isdigit():
+        index = int(key) - 1
+        return options[index].id if 0 <= index < len(options) else None
     # The first word or words of one label are enough: "salud" for "Salud o cuidados".
     if len(key) >= 3:
         starts = {
@@ -57,10 +70,17 @@ def match_option(step: Step, typed: str) -> str | None:
 
 
 def _parse_number(typed: str) -> float | None:
+    """The one number in `typed`: "40", "about 40 hours", "1,500", "7,5" (a decimal comma)."""
     found = _NUMBER.findall(typed)
     if len(found) != 1:
         return None
-    return float(found[0].replace(",", "."))
+    text = found[0]
+    text = text.replace(",", "") if _THOUSANDS.match(text) else text.replace(",", ".")
+    try:
+        number = float(text)
+    except ValueError:  # "1.2.3"
+        return None
+    return number if math.isfinite(number) and abs(number) < 1e15 else None
 
 
 def _as_int_if_whole(value: float) -> int | float:
@@ -76,7 +96,7 @@ def check_choices(step: Step, chosen: list[str]) -> Parsed | Invalid:
     """Validate a set of option ids against the step's min and max."""
     low, high = step.choice_bounds()
     unique = list(dict.fromkeys(chosen))
-    if not low <= len(unique) <= high or not unique:
+    if not low <= len(unique) <= high:
         return Invalid("invalid_choices", {"min": max(low, 1), "max": high})
     # Keep the guide's order, so that answers compare equal however they were typed.
     order = [option.id for option in step.option_list()]
@@ -85,6 +105,9 @@ def check_choices(step: Step, chosen: list[str]) -> Parsed | Invalid:
 
 def parse_choices(step: Step, typed: str) -> Parsed | Invalid:
     low, high = step.choice_bounds()
+    whole = match_option(step, typed)
+    if whole is not None:  # a single label that itself contains a comma
+        return check_choices(step, [whole])
     parts = [part for part in re.split(r"[,;\n]+", typed) if part.strip()]
     if len(parts) == 1 and match_option(step, parts[0]) is None:
         # "1 3" is as natural as "1, 3" for numbers.

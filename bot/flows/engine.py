@@ -17,6 +17,7 @@ from bot.flows.answers import (
     Parsed,
     check_choices,
     parse_answer,
+    tapped_option,
 )
 from bot.flows.commands import parse_command
 from bot.flows.events import (
@@ -201,11 +202,15 @@ class Flow:
     def _tapped(self, step: Step, value: str, state: RunState) -> Parsed | Invalid:
         if step.kind is StepKind.CHOOSE_MANY:
             return check_choices(step, state.pending)
+        if step.kind is StepKind.CHOOSE:
+            option = tapped_option(step, value)
+            return Parsed(option) if option else Invalid("invalid_choice")
         return parse_answer(step, value, self.max_answer_chars)
 
-    def _toggle(self, turn: _Turn, step: Step, option_id: str) -> None:
+    def _toggle(self, turn: _Turn, step: Step, value: str) -> None:
         pending = turn.state.pending
-        if option_id not in {option.id for option in step.option_list()}:
+        option_id = tapped_option(step, value)
+        if option_id is None:
             self._reprompt(turn)
             return
         if option_id in pending:

@@ -1,0 +1,91 @@
+"""Delivery from the outbox: order per person, waits, failures and surprises."""
+
+from __future__ import annotations
+
+from bot.channels.base import Failed, RetryAfter, SendResult, Sent
+from bot.delivery import Deliverer
+from bot.messages import Outbound
+from bot.privacy import Identity
+from storage.rows import Commit, OutboxRow
+from tests.conftest import FakeClock
+
+IDENTITY = Identity(b"delivery-test-secret")
+
+
+class ScriptedChannel:
+    """Answers each send from a script (per address), then with Sent; records what went out."""
+
+    name = "terminal"
+
+    def __init__(self, script: dict[str, list[SendResult | Exception]]) -> None:
+        self.script = script
+        self.delivered: list[tuple[str, str]] = []
+
+    async def send(self, address: str, message: Outbound) -> SendResult:
+        planned = self.script.get(address)
+        if planned:
+            outcome = planned.pop(0)
+            if isinstance(outcome, Exception):
+                raise outcome
+            if not isinstance(outcome, Sent):
+                return outcome
+        self.delivered.append((address, message.text))
+        return Sent()
+
+
+async def owe(storage, clock: FakeClock, *messages: tuple[str, str]) -> None:
+    await storage.commit(
+        Commit(
+            outbox=[
+                OutboxRow(
+                    "terminal",
+                    who,
+                    IDENTITY.seal(who),
+                    Outbound(text=text).model_dump_json(),
+                    clock(),
+                )
+                for who, text in messages
+            ]
+        )
+    )
+
+
+async def test_a_wait_holds_back_that_persons_later_messages_only(storage, clock):
+    channel = ScriptedChannel({"ana": [RetryAfter(5)]})
+    deliverer = Deliverer(storage, IDENTITY, {"terminal": channel}, clock)
+    await owe(storage, clock, ("ana", "a1"), ("ana", "a2"), ("ben", "b1"))
+    await deliverer.drain("terminal")
+    assert channel.delivered == [("ben", "b1")]
+    clock.advance(seconds=4)
+    await deliverer.drain("terminal")
+    assert channel.delivered == [("ben", "b1")]
+    clock.advance(seconds=1)
+    await deliverer.drain("terminal")
+    assert channel.delivered == [("ben", "b1"), ("ana", "a1"), ("ana", "a2")]
+
+
+async def test_an_unexpected_error_is_retried_later_and_nothing_is_sent_twice(storage, clock):
+    channel = ScriptedChannel({"bob": [RuntimeError("surprise")]})
+    deliverer = Deliverer(storage, IDENTITY, {"terminal": channel}, clock)
+    await owe(storage, clock, ("bob", "b1"), ("cy", "c1"), ("cy", "c2"))
+    await deliverer.drain("terminal")
+    await deliverer.drain("terminal")
+    assert channel.delivered == [("cy", "c1"), ("cy", "c2")]
+    clock.advance(seconds=2)
+    await deliverer.drain("terminal")
+    assert channel.delivered == [("cy", "c1"), ("cy", "c2"), ("bob", "b1")]
+
+
+async def test_failures_back_off_longer_each_time(storage, clock):
+    channel = ScriptedChannel({"dee": [Failed("500"), Failed("500"), Failed("500")]})
+    deliverer = Deliverer(storage, IDENTITY, {"terminal": channel}, clock)
+    await owe(storage, clock, ("dee", "d1"))
+    waits = []
+    for _ in range(3):
+        await deliverer.drain("terminal")
+        due = await storage.next_due("terminal")
+        waits.append((due - clock()).total_seconds())
+        clock.now = due
+    assert waits == [2.0, 4.0, 8.0]
+    await deliverer.drain("terminal")
+    assert channel.delivered == [("dee", "d1")]
