@@ -33,6 +33,7 @@ from bot.flows.events import (
 from bot.flows.loader import LoadedGuide, parse_guide
 from bot.flows.phrases import Phrasebook
 from bot.flows.run import RunState, RunStatus
+from bot.flows.scrub import scrub
 from bot.flows.text import localize
 from bot.library import GuideLibrary
 from bot.locks import KeyedLocks
@@ -175,11 +176,10 @@ class Dispatcher:
         loaded = self.library.get(guide_id.strip().lower())
         language = self._language(turn, None)
         if loaded is None or loaded.guide is None:
-            turn.commit.outbox.append(
-                self._outbox(
-                    turn, Reply(self.phrases.text(language, "unknown_guide", guide=guide_id))
-                )
-            )
+            # Echo what they typed only scrubbed and short: it reaches the outbox on disk.
+            shown = scrub(guide_id)[:40]
+            reply = Reply(self.phrases.text(language, "unknown_guide", guide=shown))
+            turn.commit.outbox.append(self._outbox(turn, reply))
             self._menu(turn, language)
             return None
         existing = await self.storage.open_run(turn.participant_id, loaded.guide.id)
@@ -192,7 +192,7 @@ class Dispatcher:
                 return outcome.state.status.value
             # It had expired: the participant is told, and starts afresh below.
         flow = self._flow_for(loaded)
-        wanted = turn.inbound.language or (turn.person.language if turn.person else None)
+        wanted = self._language(turn, None)
         outcome = flow.start(
             run_id=self.new_id(), guide_hash=loaded.hash, language=wanted or "", now=turn.now
         )
@@ -336,6 +336,7 @@ class Dispatcher:
     # Messages outside a run ----------------------------------------------------
 
     def _language(self, turn: _Turn, fallback: str | None) -> str:
+        """The language someone chose with /language, else their app's, else English."""
         person = turn.person
         return (person.language if person else None) or turn.inbound.language or fallback or "en"
 

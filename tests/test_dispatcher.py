@@ -147,3 +147,30 @@ async def test_control_characters_are_dropped_from_answers(make_harness):
     await h.say("a\x00b\x1b[31mc\u200b")
     state = await current_state(h)
     assert state.answers["change"] == "ab[31mc\u200b"
+
+
+BILINGUAL = """
+guide: duo
+version: 1
+title: {en: Work, es: Trabajo}
+languages: [en, es]
+steps:
+  - id: week
+    scale: {en: "How was your week?", es: "¿Cómo estuvo tu semana?"}
+"""
+
+
+async def test_a_chosen_language_wins_over_the_apps(make_harness):
+    h = make_harness(BILINGUAL)
+    await h.say("/start duo", language="en")
+    await h.say("/language es", language="en")
+    await h.say("3", language="en")
+    again = await h.say("/start duo", language="en")
+    assert "¿Cómo estuvo tu semana?" in again[-1].text
+
+
+async def test_an_unknown_guide_is_not_echoed_with_personal_data(make_harness):
+    h = make_harness(GUIDE)
+    replies = await h.say("/start call me 312-555-0199 ana@example.org")
+    assert "312-555-0199" not in replies[0].text
+    assert "ana@example.org" not in replies[0].text

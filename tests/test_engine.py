@@ -296,6 +296,8 @@ def test_scrubbing_applies_to_free_text_unless_turned_off(phrases):
     at_story = feed(flow, start(flow), "yes", "1")
     scrubbed = feed(flow, at_story, "Mail me at ana@example.org or call 312-555-0199")
     assert scrubbed.state.answers["story"] == "Mail me at [email] or call [phone]"
+    links = feed(flow, at_story, "t.me/ana_l and ana.dev/cv")
+    assert links.state.answers["story"] == "[link] and [link]"
     raw_guide = GUIDE.replace("    max_length: 50", "    max_length: 50\n    scrub: false")
     raw = flow_for(raw_guide, phrases)
     kept = feed(raw, feed(raw, start(raw), "yes", "1"), "ana@example.org")
@@ -308,3 +310,39 @@ def test_resume_never_mutates_its_input(phrases):
     before = at_sector.state.model_dump()
     flow.resume(at_sector.state, TextInput("1"), START)
     assert at_sector.state.model_dump() == before
+
+
+def test_stop_or_silence_before_consent_keeps_nothing(phrases):
+    flow = flow_for(GUIDE, phrases)
+    stopped = feed(flow, start(flow), Command("stop"))
+    assert stopped.state.status is RunStatus.DECLINED
+    assert "Nothing you said has been kept" in stopped.replies[-1].text
+    silent = flow.resume(start(flow).state, Timeout(), START + timedelta(days=8))
+    assert silent.state.status is RunStatus.DECLINED
+    back = feed(flow, start(flow), Command("back"))
+    assert back.state.status is RunStatus.CONSENT
+    assert "yes or no" in back.replies[0].text
+
+
+NUMBERED = """
+guide: numbered
+version: 1
+title: Shifts
+steps:
+  - id: shifts
+    choose: How many shifts?
+    options: [3, 4, 5, 1]
+  - id: bye
+    say: Thanks
+"""
+
+
+def test_options_that_are_numbers_mean_what_they_say(phrases):
+    flow = flow_for(NUMBERED, phrases)
+    begun = flow.start(run_id="r", guide_hash="h", language="en", now=START)
+    assert feed(flow, begun, Tap("shifts", "3")).state.answers == {"shifts": "3"}
+    assert feed(flow, begun, Tap("shifts", "1")).state.answers == {"shifts": "1"}
+    assert feed(flow, begun, "1").state.answers == {"shifts": "1"}
+    # A platform that could not fit an id in a button sends its position instead.
+    assert feed(flow, begun, Tap("shifts", "#2")).state.answers == {"shifts": "5"}
+    assert feed(flow, begun, Tap("shifts", "#9")).state.step == "shifts"

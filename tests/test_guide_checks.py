@@ -135,6 +135,18 @@ def test_the_schema_accepts_the_example_and_rejects_unknown_keys():
             "g.yaml:23: step 'worry': the label for 9 is outside the range 1 to 5",
         ),
         (
+            ("  - id: story", "  - id: self"),
+            "g.yaml:16: step 'self': 'self' is a word conditions use themselves",
+        ),
+        (
+            ("expires_after: 3d", "expires_after: 999999w"),
+            "g.yaml:7: 'expires_after': a duration can be at most 365d",
+        ),
+        (
+            ("minutes: 10", "minutes: 10\nextra: &a [1]\nmore: *a"),
+            "g.yaml:8: this is not valid YAML: aliases (*name) are not allowed in a guide",
+        ),
+        (
             ("expires_after: 3d", "expires_after: three days"),
             "g.yaml:7: 'expires_after': 'three days' is not a duration; write it like 7d, 12h or 30m",
         ),

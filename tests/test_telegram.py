@@ -177,9 +177,9 @@ async def test_a_guide_with_buttons_and_typed_answers(phone: Phone, fake: FakeTe
     assert "1 = Not at all · 5 = Very" in scale[0]
     assert labels(phone.last_keyboard()[1]) == ["1", "2", "3", "4", "5"]
     await phone.tap("4")
-    done = await phone.type("Less <b>hours</b> & a <a href='tg://user?id=1'>link</a>")
+    done = await phone.type("Less <b>hours</b> & a <a href=x>link</a>")
     assert done == [
-        "You said: Less &lt;b&gt;hours&lt;/b&gt; &amp; a &lt;a href=&#x27;tg://user?id=1&#x27;&gt;link&lt;/a&gt;"
+        "You said: Less &lt;b&gt;hours&lt;/b&gt; &amp; a &lt;a href=x&gt;link&lt;/a&gt;"
     ]
     state = await phone.state()
     assert state.status == "finished"
@@ -187,7 +187,7 @@ async def test_a_guide_with_buttons_and_typed_answers(phone: Phone, fake: FakeTe
         "sector": "health-care",
         "helps": ["training", "better-pay"],
         "worry": 4,
-        "story": "Less <b>hours</b> & a <a href='tg://user?id=1'>link</a>",
+        "story": "Less <b>hours</b> & a <a href=x>link</a>",
     }
     # Every tap was answered, so no button kept spinning.
     taps = sum(1 for u in fake.updates if "callback_query" in u)

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -212,9 +213,16 @@ class TelegramChannel:
                 return web.Response(status=400)
             if update is None:
                 return web.Response(status=400)
-            # Handled before answering: if this fails, Telegram retries the same update,
+            # Handled before answering: if storage fails, Telegram retries the same update,
             # and its update_id makes the retry harmless.
-            await self.process(update)
+            try:
+                await self.process(update)
+            except (OSError, sqlite3.Error):
+                log.exception("could not store an update; Telegram will send it again")
+                return web.Response(status=503)
+            except Exception:
+                # A bug with this one update: retrying would fail the same way forever.
+                log.exception("an update could not be handled")
             return web.Response(status=200)
 
         return handler

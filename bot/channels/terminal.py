@@ -14,6 +14,7 @@ from typing import TextIO
 from bot.channels.base import SendResult, Sent
 from bot.delivery import Deliverer
 from bot.dispatcher import Dispatcher
+from bot.flows.events import DONE_VALUE
 from bot.flows.run import RunStatus
 from bot.messages import Inbound, Outbound
 
@@ -29,7 +30,8 @@ def render_plain(message: Outbound) -> str:
     if message.input == "scale":
         lines.append("   " + "  ".join(button.label for button in message.buttons))
     elif message.buttons:
-        numbered = [b for b in message.buttons if not b.value.startswith("_")]
+        # Typed answers need no Done button: a line of numbers is the whole answer.
+        numbered = [b for b in message.buttons if b.value != DONE_VALUE]
         for number, button in enumerate(numbered, start=1):
             tick = " ✓" if button.chosen else ""
             lines.append(f"  {number}. {button.label}{tick}")

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from bot.flows.expressions import ExpressionError, condition_names, template_names
-from bot.flows.guide import Guide, Step, StepKind
+from bot.flows.guide import RESERVED_STEP_IDS, Guide, Step, StepKind
 from bot.flows.text import Text
 
 Path = tuple[str | int, ...]
@@ -51,6 +51,12 @@ def _check(guide: Guide) -> Iterator[Finding]:
                 "give each step its own id",
             )
         seen.setdefault(step.id, index)
+        if step.id in RESERVED_STEP_IDS:
+            yield Finding(
+                (*at, "id"),
+                step.id,
+                f"'{step.id}' is a word conditions use themselves; call the step something else",
+            )
         yield from _condition(guide, step, at, earlier)
         yield from _texts(guide, (*at, step.kind.value), step.id, step.text, earlier)
         if step.help is not None:

@@ -8,6 +8,7 @@ from datetime import timedelta
 _PART = re.compile(r"(\d+)\s*([wdhms])")
 _WHOLE = re.compile(r"^\s*(\d+\s*[wdhms]\s*)+$")
 _UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_LONGEST = 365 * 86400
 
 
 def parse_duration(text: str) -> timedelta:
@@ -17,4 +18,6 @@ def parse_duration(text: str) -> timedelta:
     seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(text))
     if seconds <= 0:
         raise ValueError("a duration must be longer than zero")
+    if seconds > _LONGEST:
+        raise ValueError("a duration can be at most 365d")
     return timedelta(seconds=seconds)

@@ -108,7 +108,9 @@ class Flow:
                 turn.emit(Reply(self._say(current, "finished_already")))
             return turn.outcome()
         if now - current.updated_at > self.guide.expiry:
-            self._end(turn, RunStatus.EXPIRED, None if isinstance(given, Timeout) else "expired")
+            # Before consent nothing may be kept, so an unanswered invitation is a decline.
+            ended = RunStatus.DECLINED if current.status is RunStatus.CONSENT else RunStatus.EXPIRED
+            self._end(turn, ended, None if isinstance(given, Timeout) else "expired")
             return turn.outcome()
         if isinstance(given, Timeout):
             return turn.outcome()
@@ -276,7 +278,9 @@ class Flow:
     def _command(self, turn: _Turn, command: Command) -> None:
         state = turn.state
         name = command.name.lower()
-        if name == "stop":
+        if name == "stop" and state.status is RunStatus.CONSENT:
+            self._end(turn, RunStatus.DECLINED, "declined")
+        elif name == "stop":
             self._end(turn, RunStatus.STOPPED, "stopped")
         elif name == "help":
             help_text = self._say(state, "help")
@@ -309,8 +313,8 @@ class Flow:
                 state.step = previous
                 turn.emit(AnswerWithdrawn(previous))
             self._reprompt(turn)
-        elif name in ("skip", "back"):
-            turn.emit(Reply(self._say(state, "cannot_skip")))
+        elif name in ("skip", "back"):  # while consent is asked: ask it again
+            turn.emit(Reply(self._say(state, "consent_again")))
             self._reprompt(turn)
         else:
             turn.emit(Reply(self._say(state, "unknown_command", command="/" + command.name)))

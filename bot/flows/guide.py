@@ -18,7 +18,12 @@ from bot.flows.duration import parse_duration
 from bot.flows.text import Text, slugify
 
 GUIDE_ID_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
-STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,39}$"
+# Words that `when` and `{{ }}` give a meaning of their own, so no step may be called them.
+RESERVED_STEP_IDS = frozenset(
+    {"guide", "self", "loop", "none", "None", "true", "false", "True", "False",
+     "and", "or", "not", "in", "is", "if", "else", "range", "namespace"}
+)  # fmt: skip
 
 
 class StepKind(StrEnum):
@@ -137,8 +142,10 @@ class Guide(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    guide: str = Field(pattern=GUIDE_ID_PATTERN, description="Lowercase letters, digits, dashes.")
-    version: int = Field(ge=1, description="Bump it when questions change.")
+    guide: str = Field(
+        pattern=GUIDE_ID_PATTERN, max_length=60, description="Lowercase letters, digits, dashes."
+    )
+    version: int = Field(ge=1, le=2**31 - 1, description="Bump it when questions change.")
     title: Text
     summary: Text | None = None
     languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1)

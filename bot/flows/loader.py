@@ -48,10 +48,20 @@ class LoadedGuide:
 
 
 class GuideYamlLoader(yaml.SafeLoader):
-    """YAML as guide authors mean it: only true and false are booleans.
+    """YAML as guide authors mean it: only true and false are booleans, and no aliases.
 
     YAML 1.1 reads `options: [Yes, No]` as two booleans; an author means two words.
+    Aliases (`*name`) are refused: a guide never needs them, and nested or
+    self-referring ones make a file that takes minutes to read.
     """
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed in a guide", event.start_mark
+            )
+        return super().compose_node(parent, index)
 
 
 GuideYamlLoader.yaml_implicit_resolvers = {
@@ -163,7 +173,7 @@ def _explain(error: Any, path: Path) -> str:
     if kind == "string_pattern_mismatch" and path == ("guide",):
         return "the guide id must be lowercase letters, digits and dashes, like changing-work"
     if kind == "string_pattern_mismatch" and path[-1:] == ("id",):
-        return "a step id must be letters, digits and underscores, like work_story"
+        return "a step id must be up to 40 letters, digits and underscores, like work_story"
     if kind in ("string_type", "dict_type") and path and path[-1] in _TEXT_KEYS:
         return f"'{path[-1]}' should be a text, or one text per language like {{en: ..., es: ...}}"
     message = str(error["msg"]).removeprefix("Value error, ")
@@ -177,15 +187,16 @@ def parse_guide(source: str, file: str) -> LoadedGuide:
     try:
         node = yaml.compose(source, Loader=GuideYamlLoader)
         data = yaml.load(source, Loader=GuideYamlLoader)
-    except yaml.YAMLError as error:
+    except (yaml.YAMLError, RecursionError) as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         reason = getattr(error, "problem", None) or str(error)
+        tip = f" {_QUOTE_TIP}" if "expected" in reason or "not allowed here" in reason else ""
         return LoadedGuide(
             source,
             file,
             None,
-            [Problem(file, line, None, f"this is not valid YAML: {reason}. {_QUOTE_TIP}")],
+            [Problem(file, line, None, f"this is not valid YAML: {reason}.{tip}")],
         )
     if not isinstance(data, dict) or node is None:
         return LoadedGuide(

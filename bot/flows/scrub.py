@@ -12,8 +12,12 @@ import phonenumbers
 
 # Local parts may hold almost any printable character (RFC 5322), so match generously.
 _EMAIL = re.compile(r"[^\s@<>()\[\],;:\"]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
+# A scheme (https://, tg://) or www., any name.name/path (t.me/someone, juan.dev/cv), or
+# a bare domain with a common ending.
 _URL = re.compile(
-    r"\b(?:https?://|www\.)\S+|\b[\w-]+(?:\.[\w-]+)*\.(?:com|org|net|io|co|us|mx|es|info|biz|gov|edu)(?:/\S*)?\b",
+    r"\b[a-z][a-z0-9+.-]*://\S+|\bwww\.\S+"
+    r"|\b[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}/\S*"
+    r"|\b[\w-]+(?:\.[\w-]+)*\.(?:com|org|net|io|co|us|mx|es|info|biz|gov|edu|me|dev|app)\b",
     re.IGNORECASE,
 )
 _HANDLE = re.compile(r"(?<![\w@])@[A-Za-z0-9_]{2,}")
