@@ -20,7 +20,6 @@ from bot.flows.events import (
     AnswerGiven,
     AnswerWithdrawn,
     Button,
-    Command,
     ConsentDecided,
     Input,
     InputKind,
@@ -159,16 +158,13 @@ class Dispatcher:
         return outcome.state.status.value
 
     def _input(self, inbound: Inbound, state: RunState) -> Input:
-        command = inbound.command
-        if command is not None:
-            return Command(*command)
         if inbound.tap is not None:
             # Channels may carry a prefix of the run id, to fit platform limits.
             if inbound.tap_run is not None and not state.run_id.startswith(inbound.tap_run):
                 # A button from another run must never change this one.
                 return Tap(STALE_STEP, inbound.tap.value)
             return inbound.tap
-        return TextInput(inbound.text or "")
+        return TextInput(inbound.text or "")  # the engine reads commands in it itself
 
     # Starting and resuming guides --------------------------------------------
 
@@ -232,16 +228,12 @@ class Dispatcher:
             commit.guide_source = GuideSourceRow(new.hash, guide.id, guide.version, new.source)
         for event in outcome.events:
             match event:
-                case Reply(update=True):
-                    commit.outbox.append(
-                        self._outbox(turn, event, state.run_id, edit=turn.inbound.message_ref)
-                    )
                 case Reply():
-                    commit.outbox.append(self._outbox(turn, event, state.run_id))
-                case AnswerGiven(step=step, display=display) if self._tapped(turn, step):
-                    commit.outbox.append(self._answered(turn, step, display))
-            match event:
-                case AnswerGiven(step=step, kind=kind, value=value):
+                    edit = turn.inbound.message_ref if event.update else None
+                    commit.outbox.append(self._outbox(turn, event, state.run_id, edit=edit))
+                case AnswerGiven(step=step, kind=kind, value=value, display=display):
+                    if self._tapped(turn, step):
+                        commit.outbox.append(self._answered(turn, step, display))
                     commit.answers.append(
                         AnswerRow(
                             state.run_id,
@@ -262,7 +254,7 @@ class Dispatcher:
                     )
                     if self._tapped(turn, CONSENT_STEP):
                         label = self.phrases.text(state.language, "agree" if given else "decline")
-                        commit.outbox.insert(0, self._answered(turn, CONSENT_STEP, label))
+                        commit.outbox.append(self._answered(turn, CONSENT_STEP, label))
         if state.status is RunStatus.DECLINED:
             # A decline keeps nothing but the record that they declined.
             commit.delete_run = state.run_id
@@ -312,6 +304,10 @@ class Dispatcher:
         if link is not None:
             for button in message.buttons:
                 button.url = link
+        return self._row(turn, message)
+
+    @staticmethod
+    def _row(turn: _Turn, message: Outbound) -> OutboxRow:
         payload = message.model_dump_json(exclude_defaults=True)
         return OutboxRow(
             turn.inbound.channel, turn.participant_id, turn.sealed_address, payload, turn.now
@@ -325,13 +321,7 @@ class Dispatcher:
     def _answered(self, turn: _Turn, step: str, display: str) -> OutboxRow:
         """Mark the tapped question as answered, so its buttons can't change it again."""
         message = Outbound(text=display, input="answered", step=step, edit=turn.inbound.message_ref)
-        return OutboxRow(
-            turn.inbound.channel,
-            turn.participant_id,
-            turn.sealed_address,
-            message.model_dump_json(exclude_defaults=True),
-            turn.now,
-        )
+        return self._row(turn, message)
 
     # Messages outside a run ----------------------------------------------------
 

@@ -56,18 +56,14 @@ def render_pieces(message: Outbound) -> list[str]:
 def keyboard(message: Outbound) -> InlineKeyboardMarkup | None:
     if not message.buttons:
         return None
-    buttons = [
-        InlineKeyboardButton(
-            ("✓ " if b.chosen and message.input == "choices" else "") + b.label,
-            url=b.url,
-        )
-        if b.url
-        else InlineKeyboardButton(
-            ("✓ " if b.chosen and message.input == "choices" else "") + b.label,
-            callback_data=encode_callback(message.run, b.step, b.value, i),
-        )
-        for i, b in enumerate(message.buttons)
-    ]
+    buttons = []
+    for index, button in enumerate(message.buttons):
+        label = ("✓ " if button.chosen and message.input == "choices" else "") + button.label
+        if button.url:
+            buttons.append(InlineKeyboardButton(label, url=button.url))
+        else:
+            data = encode_callback(message.run, button.step, button.value, index)
+            buttons.append(InlineKeyboardButton(label, callback_data=data))
     if message.input == "scale":
         # Numbers sit side by side, at most six to a row so they stay tappable.
         rows = [buttons[i : i + 6] for i in range(0, len(buttons), 6)]

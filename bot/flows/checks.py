@@ -139,15 +139,15 @@ def _texts(
 
 
 def _options(guide: Guide, step: Step, at: Path) -> Iterator[Finding]:
-    is_choice = step.kind in (StepKind.CHOOSE, StepKind.CHOOSE_MANY)
-    if not is_choice:
+    if step.kind is not StepKind.CHOOSE_MANY:
+        for key in ("min", "max"):
+            if getattr(step, key) is not None:
+                yield Finding((*at, key), step.id, f"'{key}' is only for choose_many steps")
+    if step.kind not in (StepKind.CHOOSE, StepKind.CHOOSE_MANY):
         if step.options is not None:
             yield Finding(
                 (*at, "options"), step.id, "only choose and choose_many steps take options"
             )
-        for key in ("min", "max"):
-            if getattr(step, key) is not None:
-                yield Finding((*at, key), step.id, f"'{key}' is only for choose_many steps")
         return
     if not step.options:
         yield Finding(
@@ -169,9 +169,6 @@ def _options(guide: Guide, step: Step, at: Path) -> Iterator[Finding]:
         if not isinstance(raw, str):
             yield from _texts(guide, (*where, "label"), step.id, raw.label)
     if step.kind is StepKind.CHOOSE:
-        for key in ("min", "max"):
-            if getattr(step, key) is not None:
-                yield Finding((*at, key), step.id, f"'{key}' is only for choose_many steps")
         return
     low, high = step.choice_bounds()
     if step.max is not None and step.max > len(step.options):

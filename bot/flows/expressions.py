@@ -38,8 +38,10 @@ def condition_names(expression: str) -> frozenset[str]:
 
 @lru_cache(maxsize=1024)
 def _compiled_condition(expression: str) -> Any:
-    _parse_condition(expression)  # a clear error before jinja's own
-    return _SANDBOX.compile_expression(expression, undefined_to_none=True)
+    try:
+        return _SANDBOX.compile_expression(expression, undefined_to_none=True)
+    except TemplateSyntaxError as error:
+        raise ExpressionError(f"'{expression}' does not parse: {error.message}") from None
 
 
 def holds(expression: str, answers: Mapping[str, Any]) -> bool:
