@@ -26,7 +26,7 @@ test: lint
 	$(BIN)/pytest
 
 bench: $(STAMP)
-	@echo "Benchmarks arrive with the benchmarks issue (#4); nothing to run yet."
+	$(BIN)/python benchmarks/inbound.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
