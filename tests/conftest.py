@@ -20,6 +20,7 @@ from bot.locales import load_phrasebook
 from bot.messages import Inbound, Outbound
 from bot.privacy import Identity
 from storage.sqlite import SQLiteStorage
+from tests.fake_telegram import FakeTelegram
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDES = ROOT / "guides"
@@ -128,6 +129,15 @@ def make_harness(storage: SQLiteStorage, clock: FakeClock, phrases: Phrasebook):
         return Harness(storage, library, clock, phrases)
 
     return make
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    """A fake Telegram Bot API server on 127.0.0.1, for as long as the test runs."""
+    server = FakeTelegram()
+    await server.start()
+    yield server
+    await server.stop()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

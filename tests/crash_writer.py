@@ -28,18 +28,23 @@ def guide_text() -> str:
     return f"guide: burst\nversion: 1\ntitle: Burst\nsteps:\n{steps}\n"
 
 
-async def main(db: Path, people: int) -> None:
-    storage = SQLiteStorage(db)
-    await storage.open()
+def burst_dispatcher(storage: SQLiteStorage) -> Dispatcher:
+    """The dispatcher the writer uses, and the crash test uses again after the kill."""
     library = GuideLibrary()
     library.add(parse_guide(guide_text(), "burst.yaml"))
-    dispatcher = Dispatcher(
+    return Dispatcher(
         storage=storage,
         library=library,
         identity=Identity(SECRET),
         phrases=load_phrasebook(),
         clock=lambda: datetime.now(UTC),
     )
+
+
+async def main(db: Path, people: int) -> None:
+    storage = SQLiteStorage(db)
+    await storage.open()
+    dispatcher = burst_dispatcher(storage)
 
     async def person(n: int) -> None:
         user = f"user{n}"

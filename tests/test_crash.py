@@ -16,7 +16,7 @@ from bot.messages import Inbound
 from bot.privacy import Identity
 from storage.sqlite import SQLiteStorage
 from tests.conftest import ROOT
-from tests.crash_writer import SECRET, STEPS, guide_text
+from tests.crash_writer import SECRET, STEPS, burst_dispatcher
 
 PEOPLE = 12
 
@@ -73,23 +73,10 @@ async def test_every_acknowledged_answer_survives_sigkill(tmp_path: Path) -> Non
         await storage.close()
 
     # The restarted bot carries on where each person was.
-    from bot.dispatcher import Dispatcher
-    from bot.flows.loader import parse_guide
-    from bot.library import GuideLibrary
-    from bot.locales import load_phrasebook
-
     storage = SQLiteStorage(db)
     await storage.open()
     try:
-        library = GuideLibrary()
-        library.add(parse_guide(guide_text(), "burst.yaml"))
-        dispatcher = Dispatcher(
-            storage=storage,
-            library=library,
-            identity=Identity(SECRET),
-            phrases=load_phrasebook(),
-            clock=lambda: datetime.now(UTC),
-        )
+        dispatcher = burst_dispatcher(storage)
         user = max(acked, key=lambda u: acked[u])
         if acked[user] < STEPS - 1:
             # A retried update that was already committed is not applied twice.

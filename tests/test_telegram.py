@@ -131,14 +131,6 @@ class Phone:
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    server = FakeTelegram()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def phone(fake: FakeTelegram, tmp_path: Path) -> AsyncIterator[Phone]:
     library = GuideLibrary()
     library.add(load(GUIDE, "phone.yaml"))

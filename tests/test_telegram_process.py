@@ -7,11 +7,9 @@ import asyncio
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from bot.channels.telegram import SECRET_HEADER, webhook_secrets
 from tests.conftest import ROOT
@@ -24,14 +22,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    server = FakeTelegram()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 async def start_bot(fake: FakeTelegram, data: Path, **env: str) -> asyncio.subprocess.Process:
