@@ -93,7 +93,13 @@ class GroupWriter:
                 connection.execute("SAVEPOINT one")
                 try:
                     results.append(operation(connection))
+                    if not connection.in_transaction:
+                        raise sqlite3.OperationalError("SQLite rolled the transaction back")
                 except Exception as error:
+                    if not connection.in_transaction:
+                        # SQLite undid the whole transaction itself (a full disk does
+                        # that): every commit in this batch failed, and each caller hears so.
+                        raise
                     connection.execute("ROLLBACK TO one")
                     results.append(error)
                 connection.execute("RELEASE one")

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,8 @@ class FakeTelegram:
     _runner: web.AppRunner | None = None
     _new_update: asyncio.Event = field(default_factory=asyncio.Event)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    chaos: random.Random | None = None  # when set, sends fail at random...
+    chaos_rate: float = 0.3  # ...this often, in one of several ways
 
     async def start(self) -> None:
         app = web.Application()
@@ -156,6 +159,27 @@ class FakeTelegram:
         if method == "sendMessage" and "text" in params:
             params["text"] = str(form["text"])  # keep texts as sent, even "123"
         self.calls.append(Call(method, params))
+        chaotic = self.chaos is not None and method in ("sendMessage", "editMessageReplyMarkup")
+        if chaotic and self.chaos is not None and self.chaos.random() < self.chaos_rate:
+            params["_failed"] = True
+            fault = self.chaos.choice(["500", "429", "garbage", "drop"])
+            if fault == "garbage":
+                return web.Response(text="<html>not json", content_type="text/html")
+            if fault == "drop":
+                assert request.transport is not None
+                request.transport.close()
+                return web.Response(status=500)
+            if fault == "429":
+                body = {
+                    "ok": False,
+                    "error_code": 429,
+                    "description": "slow down",
+                    "parameters": {"retry_after": 1},
+                }
+                return web.json_response(body, status=429)
+            return web.json_response(
+                {"ok": False, "error_code": 500, "description": "oops"}, status=500
+            )
         planned = self.faults.get(method)
         if planned:
             params["_failed"] = True

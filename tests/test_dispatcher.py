@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+
+import pytest
 
 from bot.flows.events import CONSENT_STEP, Tap
 from bot.flows.run import RunState
+from bot.messages import Inbound
 from tests.conftest import load
 
 GUIDE = """
@@ -174,3 +178,31 @@ async def test_an_unknown_guide_is_not_echoed_with_personal_data(make_harness):
     replies = await h.say("/start call me 312-555-0199 ana@example.org")
     assert "312-555-0199" not in replies[0].text
     assert "ana@example.org" not in replies[0].text
+
+
+async def test_a_full_disk_leaves_nothing_half_done_and_recovers(make_harness):
+    h = make_harness(GUIDE)
+    h.dispatcher.max_answer_chars = 20_000
+    await h.say("/start pulse")
+    await h.say("yes")
+    await h.say("3")
+
+    def disk_full(db: sqlite3.Connection) -> None:
+        # The database may not grow any more: a long answer needs pages it can't have.
+        db.execute(f"PRAGMA max_page_count={db.execute('PRAGMA page_count').fetchone()[0]}")
+
+    await h.storage._w.run(disk_full)
+    story = "The new schedule app changed everything. " * 300
+    answer = Inbound("terminal", "ana", "ana", story, key="update-full")
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        await h.dispatcher.handle(answer)
+    stuck = await current_state(h)
+    assert stuck.step == "change" and stuck.answers == {"week": 3}
+    assert [a.step for a in await h.storage.answers(stuck.run_id)] == ["week"]
+
+    await h.storage._w.run(lambda db: db.execute("PRAGMA max_page_count=1073741823"))
+    # The platform sends the same update again; now it goes through, once.
+    assert (await h.dispatcher.handle(answer)).accepted
+    assert not (await h.dispatcher.handle(answer)).accepted
+    done = await current_state(h)
+    assert done.status == "finished" and done.answers["change"] == story.strip()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -397,3 +398,50 @@ async def test_a_shipped_guide_walked_through_in_telegram(phone: Phone, fake: Fa
     assert final.status == "finished"
     assert final.answers
     assert json.dumps(final.answers)
+
+
+async def test_platform_faults_at_random_lose_nothing_and_repeat_nothing(
+    phone: Phone, fake: FakeTelegram
+):
+    """Sends fail a third of the time (500, 429, garbage instead of JSON, a dropped
+    connection): everyone still finishes, and each question reaches them once."""
+    import random
+
+    people = [5000 + n for n in range(8)]
+    answers = ["1", "1, 2", "3", "Fine, thanks"]
+    for chat in people:
+        await phone.type("/start phone", chat=chat)
+    fake.chaos = random.Random(11)
+
+    async def settle() -> None:
+        for _ in range(60):
+            if not await phone.storage.due_outbox(
+                "telegram", phone.clock() + timedelta(hours=1), 1
+            ):
+                return
+            phone.clock.advance(seconds=30)
+            await phone.deliver()
+        raise AssertionError("messages still owed after many retries")
+
+    await settle()
+    fake.chaos = random.Random(12)
+    for chat in people:
+        await phone.type("yes", chat=chat)
+    await settle()
+    for answer in answers:
+        for chat in people:
+            await phone.type(answer, chat=chat)
+        await settle()
+    for chat in people:
+        state = await phone.state(chat)
+        assert state.status == "finished"
+        assert state.answers["story"] == "Fine, thanks"
+        texts = fake.texts(chat)
+        for question in [
+            "What do you do?",
+            "What would help?",
+            "How worried are you?",
+            "Tell us one thing.",
+        ]:
+            assert sum(question in t for t in texts) == 1, (chat, question, texts)
+    assert any(c.params.get("_failed") for c in fake.calls)

@@ -8,6 +8,7 @@ choice, comma-separated for several, yes or no for consent, or a /command.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 from typing import TextIO
 
@@ -70,7 +71,12 @@ async def chat(
     interactive = source.isatty()
 
     async def say(text: str) -> bool:
-        handled = await dispatcher.handle(Inbound(CHANNEL, name, name, text, language=language))
+        try:
+            handled = await dispatcher.handle(Inbound(CHANNEL, name, name, text, language=language))
+        except (sqlite3.Error, OSError):
+            # Nothing was saved (the commit is all or nothing): say so once, plainly.
+            echo.write(dispatcher.phrases.text(language or "en", "storage_error") + "\n\n")
+            return False
         await deliverer.drain(CHANNEL)
         return handled.status is not None and RunStatus(handled.status).ended
 

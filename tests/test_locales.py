@@ -1,0 +1,32 @@
+"""Every phrase the bot says exists in every language it ships, with the same placeholders."""
+
+from __future__ import annotations
+
+import string
+from importlib import resources
+
+import yaml
+
+BOOKS = {
+    entry.name.removesuffix(".yaml"): yaml.safe_load(entry.read_text("utf-8"))
+    for entry in resources.files("bot.locales").iterdir()
+    if entry.name.endswith(".yaml")
+}
+
+
+def placeholders(text: object) -> set[str]:
+    if not isinstance(text, str):
+        return set()
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+def test_english_and_spanish_ship():
+    assert {"en", "es"} <= set(BOOKS)
+
+
+def test_every_language_has_every_phrase_with_the_same_placeholders():
+    english = BOOKS["en"]
+    for language, book in BOOKS.items():
+        assert set(book) == set(english), language
+        for key, text in english.items():
+            assert placeholders(book[key]) == placeholders(text), (language, key)
