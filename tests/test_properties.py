@@ -43,6 +43,17 @@ typed = st.one_of(
     ),
     st.just("x" * (LIMIT + 1)),
     st.just(""),
+    st.sampled_from(
+        [
+            "y" * 1_000_000,  # a 1 MB message
+            "9" * 400,  # a number too big for any range, or for a float
+            "-1e309",
+            "مرحبا، العمل تغير كثيرا",  # right-to-left text
+            "\u202eevil\u202c 5",  # a right-to-left override
+            "👍🏽🎉👷‍♀️",  # emoji only
+            "\x00\x1b[2J\r\n",  # control characters
+        ]
+    ),
 )
 inputs = st.one_of(
     typed.map(TextInput),
