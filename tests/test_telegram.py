@@ -349,7 +349,7 @@ async def test_webhook_mode(phone: Phone, fake: FakeTelegram):
     try:
         await phone.channel.set_webhook(url, token)
         assert fake.calls_to("setWebhook")[0]["secret_token"] == token
-        start = fake.message_update(CHAT, "/start phone")
+        start = fake.message_update(CHAT, "/start weekly-checkin")
         assert await webhook_post(url, start, None) == 403
         assert await webhook_post(url, start, "wrong") == 403
         assert (
@@ -358,11 +358,11 @@ async def test_webhook_mode(phone: Phone, fake: FakeTelegram):
         assert await webhook_post(url, start, token) == 200
         assert await webhook_post(url, start, token) == 200  # Telegram retrying: processed once
         await phone.deliver()
-        assert sum("We keep answers" in t for t in fake.texts()) == 1
+        assert sum("Is that all right with you?" in t for t in fake.texts()) == 1
         _, rows = phone.last_keyboard()
         agree = fake.tap_update(CHAT, rows[0][0]["callback_data"], phone.last_keyboard()[0])
         assert await webhook_post(url, agree, token) == 200
-        for answer in ["3", "1, 2", "5", "All good"]:
+        for answer in ["4", "40", "yes", "New rota", "A full lunch break"]:
             assert await webhook_post(url, fake.message_update(CHAT, answer), token) == 200
         await phone.deliver()
         assert (await phone.state()).status == "finished"
