@@ -75,15 +75,25 @@ class Deliverer:
                 for row in rows:
                     queues[row.participant].append(row)
                 channel = self.channels[channel_name]
+                done: list[int] = []
                 results = await asyncio.gather(
-                    *(self._send_in_order(channel, queue) for queue in queues.values())
+                    *(self._send_in_order(channel, queue, done) for queue in queues.values())
                 )
+                # One write for the whole round: a write per message made the writer the
+                # bottleneck (measured: about 1.5 of every 2.5 writes were these).
+                if done:
+                    await self.storage.outbox_sent(done)
                 sent += sum(count for count, _ in results)
                 if not any(progressed for _, progressed in results):
                     return sent
 
-    async def _send_in_order(self, channel: Channel, rows: list[OutboxRow]) -> tuple[int, bool]:
-        """Send one person's due messages in order; stop at the first that must wait."""
+    async def _send_in_order(
+        self, channel: Channel, rows: list[OutboxRow], done: list[int]
+    ) -> tuple[int, bool]:
+        """Send one person's due messages in order; stop at the first that must wait.
+
+        The ids of rows the platform took (or refused for good) are added to `done`.
+        """
         sent = 0
         for row in rows:
             assert row.id is not None
@@ -91,11 +101,11 @@ class Deliverer:
                 result = await self._send_one(channel, row)
             match result:
                 case Sent():
-                    await self.storage.outbox_sent(row.id)
+                    done.append(row.id)
                     sent += 1
                 case Dropped(reason=reason):
                     log.warning("the platform refused a message for good: %s", reason)
-                    await self.storage.outbox_sent(row.id)
+                    done.append(row.id)
                 case Unreachable():
                     await self.storage.mark_unreachable(row.participant)
                     return sent, True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -52,7 +53,9 @@ class Storage(Protocol):
         """Messages owed on a channel whose time has come, oldest first."""
         ...
 
-    async def outbox_sent(self, message_id: int) -> None: ...
+    async def outbox_sent(self, message_ids: Sequence[int]) -> None:
+        """The platform took these messages: they are owed no more."""
+        ...
 
     async def outbox_retry(self, message_id: int, not_before: datetime, attempts: int) -> None: ...
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -198,8 +199,9 @@ class SQLiteStorage:
             return False
         return True
 
-    async def outbox_sent(self, message_id: int) -> None:
-        await self._w.run(lambda db: db.execute("DELETE FROM outbox WHERE id = ?", (message_id,)))
+    async def outbox_sent(self, message_ids: Sequence[int]) -> None:
+        rows = [(message_id,) for message_id in message_ids]
+        await self._w.run(lambda db: db.executemany("DELETE FROM outbox WHERE id = ?", rows))
 
     async def outbox_retry(self, message_id: int, not_before: datetime, attempts: int) -> None:
         await self._w.run(

@@ -133,12 +133,11 @@ async def test_outbox_order_retry_and_sent(store: Storage) -> None:
     await store.outbox_retry(first.id, START + timedelta(seconds=30), 1)
     # p1's second message waits behind their first; p2 is not held up.
     assert [r.id for r in await store.due_outbox("terminal", START, 10)] == [third.id]
-    await store.outbox_sent(third.id)
+    await store.outbox_sent([third.id])
     assert await store.next_due("terminal") == START
     later = await store.due_outbox("terminal", START + timedelta(minutes=1), 10)
     assert [(r.id, r.attempts) for r in later] == [(first.id, 1), (second.id, 0)]
-    await store.outbox_sent(first.id)
-    await store.outbox_sent(second.id)
+    await store.outbox_sent([first.id, second.id])
     assert await store.next_due("terminal") is None
     assert await store.next_due("nowhere") is None
 
