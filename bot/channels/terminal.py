@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import sys
+import threading
 from typing import TextIO
 
 from bot.channels.base import SendResult, Sent
@@ -56,6 +57,24 @@ class TerminalChannel:
         return Sent()
 
 
+def _lines_of(source: TextIO) -> asyncio.Queue[str | None]:
+    """Lines from `source`, read by a daemon thread, then None at the end.
+
+    A daemon thread, not the loop's executor: a thread blocked reading a terminal
+    would otherwise keep Ctrl-C from ending the program until Enter is pressed.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def read() -> None:
+        for line in iter(source.readline, ""):
+            loop.call_soon_threadsafe(queue.put_nowait, line)
+        loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    threading.Thread(target=read, name="terminal-input", daemon=True).start()
+    return queue
+
+
 async def chat(
     dispatcher: Dispatcher,
     deliverer: Deliverer,
@@ -82,12 +101,13 @@ async def chat(
 
     if await say(f"/start {guide_id}"):
         return 0
+    lines = _lines_of(source)
     while True:
         if interactive:
             echo.write("> ")
             echo.flush()
-        line = await asyncio.to_thread(source.readline)
-        if not line:
+        line = await lines.get()
+        if line is None:
             return 0
         if await say(line.rstrip("\r\n")):
             return 0
