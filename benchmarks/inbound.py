@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -49,6 +50,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+PROFILE: str | None = None  # set by --profile: py-spy writes a speedscope file here
+
+
 async def start_target(name: str, api: FakeApi, data: Path) -> asyncio.subprocess.Process:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KT_")}
@@ -67,6 +71,18 @@ async def start_target(name: str, api: FakeApi, data: Path) -> asyncio.subproces
     command = [sys.executable, "-m", "bot", "run"]
     if name == "baseline":
         command = [sys.executable, str(ROOT / "benchmarks" / "baseline_bot.py")]
+    if PROFILE and name != "baseline":
+        spy = [
+            str(Path(sys.executable).with_name("py-spy")),
+            "record",
+            "--format",
+            "speedscope",
+            "--threads",
+            "-o",
+            PROFILE,
+            "--",
+        ]
+        command = spy + command
     api.reset()
     process = await asyncio.create_subprocess_exec(
         *command,
@@ -79,9 +95,16 @@ async def start_target(name: str, api: FakeApi, data: Path) -> asyncio.subproces
     return process
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def stop_target(process: asyncio.subprocess.Process) -> None:
-    process.terminate()
-    await asyncio.wait_for(process.wait(), 30)
+    # py-spy writes its profile on Ctrl-C, and the bot stops cleanly on either.
+    process.send_signal(signal.SIGINT if PROFILE else signal.SIGTERM)
+    await asyncio.wait_for(process.wait(), 60)
 
 
 class Walker:
@@ -138,9 +161,13 @@ async def measure(name: str, people: int, paced_rate: int, first_chat: int) -> d
             async with aiohttp.ClientSession(connector=connector) as session:
                 # As fast as people can go: throughput and its latencies.
                 walker = Walker(api, session)
+                bot_cpu = cpu_seconds(process.pid)
+                own_cpu = time.process_time()
                 began = time.perf_counter()
                 await asyncio.gather(*(walker.walk(first_chat + n) for n in range(people)))
                 elapsed = time.perf_counter() - began
+                bot_cpu = cpu_seconds(process.pid) - bot_cpu
+                own_cpu = time.process_time() - own_cpu
                 flat_out = walker.latencies
                 # Paced: `paced_rate` answers a second in all, one a second per person.
                 paced = Walker(api, session)
@@ -157,6 +184,9 @@ async def measure(name: str, people: int, paced_rate: int, first_chat: int) -> d
             await api.stop()
     return {
         "rate": people * ANSWERS_PER_PERSON / elapsed,
+        # CPU milliseconds per answer: the bot's, and the simulated people's + fake API's.
+        "bot_cpu_ms": bot_cpu * 1000 / (people * ANSWERS_PER_PERSON),
+        "load_cpu_ms": own_cpu * 1000 / (people * ANSWERS_PER_PERSON),
         "p50": percentile(flat_out, 0.5) * 1000,
         "p99": percentile(flat_out, 0.99) * 1000,
         "paced_p50": percentile(paced.latencies, 0.5) * 1000,
@@ -169,21 +199,30 @@ async def main() -> None:
     parser.add_argument("--people", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--paced-rate", type=int, default=200)
+    parser.add_argument("--profile", help="record the bot with py-spy into this file")
+    parser.add_argument("--only", choices=["kitchen-table", "baseline"])
     args = parser.parse_args()
+    global PROFILE
+    PROFILE = args.profile
     results: dict[str, list[dict[str, float]]] = {"kitchen-table": [], "baseline": []}
     for run in range(args.runs):
-        for name in results:  # alternate, so drift on a noisy machine hits both
+        for name in (
+            [args.only] if args.only else results
+        ):  # alternate, so drift on a noisy machine hits both
             results[name].append(
                 await measure(name, args.people, args.paced_rate, 10**8 * (run + 1))
             )
             print(f"run {run + 1} {name}: {results[name][-1]}", file=sys.stderr)
+    if args.only:  # a probe while profiling, not a comparison: nothing is published
+        return
     rows = []
     summary: dict[str, dict[str, float]] = {}
     for name, runs in results.items():
         summary[name] = {key: median([r[key] for r in runs]) for key in runs[0]}
         s = summary[name]
         rows.append([name, f"{s['rate']:.0f}", f"{s['p50']:.1f}", f"{s['p99']:.1f}",
-                     f"{s['paced_p50']:.1f}", f"{s['paced_p99']:.1f}"])  # fmt: skip
+                     f"{s['paced_p50']:.1f}", f"{s['paced_p99']:.1f}",
+                     f"{s['bot_cpu_ms']:.2f}", f"{s['load_cpu_ms']:.2f}"])  # fmt: skip
     ratio = summary["kitchen-table"]["rate"] / summary["baseline"]["rate"]
     body = table(
         [
@@ -193,6 +232,8 @@ async def main() -> None:
             "p99 ms",
             f"p50 ms at {args.paced_rate}/s",
             f"p99 ms at {args.paced_rate}/s",
+            "bot CPU ms/answer",
+            "load CPU ms/answer",
         ],
         rows,
     )
@@ -200,7 +241,9 @@ async def main() -> None:
         f"{args.people} people × {ANSWERS_PER_PERSON} answers each, medians of {args.runs} runs. "
         f"Throughput ratio kitchen-table / baseline: **{ratio:.2f}x**. Kitchen Table commits every "
         "answer (synchronous=FULL) before its reply is sent; the baseline's PicklePersistence "
-        "writes to disk only every 60 s, so its answers are not durable when it replies."
+        "writes to disk only every 60 s, so its answers are not durable when it replies. "
+        "CPU per answer is the bot process's, and the load generator's (simulated people "
+        "and fake Bot API, one process) on the same cores."
     )
     publish("Inbound throughput and latency (weekly check-in over Telegram webhooks)", body, notes)
 

@@ -17,6 +17,9 @@ from typing import Any
 from aiohttp import web
 
 TOKEN = "123456:TEST-token"
+# A "hang" fault answers nothing for this long: far past the read timeout the tests give
+# the bot, so the bot must give up and retry on its own.
+HANG_SECONDS = 30.0
 BOT_USER = {
     "id": 123456,
     "is_bot": True,
@@ -43,6 +46,7 @@ class FakeTelegram:
     _runner: web.AppRunner | None = None
     _new_update: asyncio.Event = field(default_factory=asyncio.Event)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     chaos: random.Random | None = None  # when set, sends fail at random...
     chaos_rate: float = 0.3  # ...this often, in one of several ways
 
@@ -57,6 +61,7 @@ class FakeTelegram:
         self.url = f"http://127.0.0.1:{port}"
 
     async def stop(self) -> None:
+        self._stopping.set()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -162,7 +167,12 @@ class FakeTelegram:
         chaotic = self.chaos is not None and method in ("sendMessage", "editMessageReplyMarkup")
         if chaotic and self.chaos is not None and self.chaos.random() < self.chaos_rate:
             params["_failed"] = True
-            fault = self.chaos.choice(["500", "429", "garbage", "drop"])
+            fault = self.chaos.choice(["500", "429", "garbage", "drop", "hang"])
+            params["_fault"] = fault
+            if fault == "hang":  # answer nothing until the bot gives up waiting
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), HANG_SECONDS)
+                return web.Response(status=504)
             if fault == "garbage":
                 return web.Response(text="<html>not json", content_type="text/html")
             if fault == "drop":

@@ -22,7 +22,6 @@ from aiohttp import web
 from telegram import Bot, LinkPreviewOptions, Update
 from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
-from telegram.request import HTTPXRequest
 
 from bot.channels import base
 from bot.channels.telegram_format import (
@@ -32,6 +31,7 @@ from bot.channels.telegram_format import (
     keyboard,
     render_pieces,
 )
+from bot.channels.telegram_request import AiohttpRequest
 from bot.flows.events import Tap
 from bot.messages import Inbound, Outbound
 from bot.ratelimit import RateLimits
@@ -273,13 +273,15 @@ def _seconds(error: RetryAfter) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
-def make_bot(token: str, api_url: str | None, connections: int = 64) -> Bot:
+def make_bot(
+    token: str, api_url: str | None, connections: int = 64, read_timeout: float = 5.0
+) -> Bot:
     """A Bot for `{api_url}/bot{token}/{method}`, able to send to many chats at once."""
     base_url = (api_url or DEFAULT_API_URL).rstrip("/")
     return Bot(
         token,
         base_url=f"{base_url}/bot",
         base_file_url=f"{base_url}/file/bot",
-        request=HTTPXRequest(connection_pool_size=connections),
-        get_updates_request=HTTPXRequest(connection_pool_size=1, read_timeout=60),
+        request=AiohttpRequest(connections=connections, read_timeout=read_timeout),
+        get_updates_request=AiohttpRequest(connections=1, read_timeout=60),
     )
