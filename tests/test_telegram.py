@@ -80,7 +80,10 @@ class Phone:
             overall=(1000, 1000.0), per_chat=(1000, 1000.0), per_group=(1000, 1000.0)
         )
         self.channel = TelegramChannel(
-            make_bot(TOKEN, self.fake.url, read_timeout=0.5), self.dispatcher.handle, limits=generous, poll_timeout=0
+            make_bot(TOKEN, self.fake.url, read_timeout=0.5),
+            self.dispatcher.handle,
+            limits=generous,
+            poll_timeout=0,
         )
         await self.channel.start()
         self.deliverer.channels["telegram"] = self.channel
