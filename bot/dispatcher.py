@@ -24,6 +24,7 @@ from bot.flows.events import (
     Input,
     InputKind,
     Outcome,
+    Picked,
     Repeat,
     Reply,
     Tap,
@@ -163,6 +164,8 @@ class Dispatcher:
             if inbound.tap_run is not None and not state.run_id.startswith(inbound.tap_run):
                 # A button from another run must never change this one.
                 return Tap(STALE_STEP, inbound.tap.value)
+            if inbound.picked is not None:
+                return Picked(inbound.tap.step, inbound.picked)
             return inbound.tap
         return TextInput(inbound.text or "")  # the engine reads commands in it itself
 
@@ -233,7 +236,9 @@ class Dispatcher:
                     commit.outbox.append(self._outbox(turn, event, state.run_id, edit=edit))
                 case AnswerGiven(step=step, kind=kind, value=value, display=display):
                     if self._tapped(turn, step):
-                        commit.outbox.append(self._answered(turn, step, display))
+                        commit.outbox.append(
+                            self._answered(turn, step, display, flow.question(state, step))
+                        )
                     commit.answers.append(
                         AnswerRow(
                             state.run_id,
@@ -254,7 +259,11 @@ class Dispatcher:
                     )
                     if self._tapped(turn, CONSENT_STEP):
                         label = self.phrases.text(state.language, "agree" if given else "decline")
-                        commit.outbox.append(self._answered(turn, CONSENT_STEP, label))
+                        commit.outbox.append(
+                            self._answered(
+                                turn, CONSENT_STEP, label, flow.question(state, CONSENT_STEP)
+                            )
+                        )
         if state.status is RunStatus.DECLINED:
             # A decline keeps nothing but the record that they declined.
             commit.delete_run = state.run_id
@@ -318,9 +327,11 @@ class Dispatcher:
         tap = turn.inbound.tap
         return tap is not None and tap.step == step and turn.inbound.message_ref is not None
 
-    def _answered(self, turn: _Turn, step: str, display: str) -> OutboxRow:
+    def _answered(self, turn: _Turn, step: str, display: str, asked: str) -> OutboxRow:
         """Mark the tapped question as answered, so its buttons can't change it again."""
-        message = Outbound(text=display, input="answered", step=step, edit=turn.inbound.message_ref)
+        message = Outbound(
+            text=display, input="answered", step=step, edit=turn.inbound.message_ref, asked=asked
+        )
         return self._row(turn, message)
 
     # Messages outside a run ----------------------------------------------------

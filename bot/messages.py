@@ -42,6 +42,7 @@ class Inbound:
     message_ref: str | None = None  # the platform message a tapped button sits on
     group: bool = False  # sent in a group chat, where the bot never collects answers
     link: str | None = None  # in a group: the link to a private chat with the bot
+    picked: tuple[str, ...] | None = None  # with tap: the options submitted all at once
 
     @property
     def command(self) -> tuple[str, str] | None:
@@ -68,6 +69,8 @@ class Outbound(BaseModel):
     run: str | None = None
     update: bool = False
     edit: str | None = None  # the platform message to change instead of sending a new one
+    controls: list[OutButton] = []  # skip / back / stop, for channels that draw them
+    asked: str | None = None  # with input "answered": the question, to keep beside the answer
 
     @classmethod
     def from_reply(cls, reply: Reply, run: str | None) -> Outbound:
@@ -80,6 +83,7 @@ class Outbound(BaseModel):
             step=reply.step,
             run=run,
             update=reply.update,
+            controls=[_button(b) for b in reply.controls],
         )
 
 

@@ -13,6 +13,7 @@ from bot.flows.events import (
     Command,
     ConsentDecided,
     Outcome,
+    Picked,
     RunEnded,
     Tap,
     TextInput,
@@ -280,6 +281,30 @@ def test_choose_many_by_toggling_buttons(phrases):
     assert done.state.answers["helps"] == ["a-union"]
     none_chosen = feed(flow, at_helps, Tap("helps", DONE_VALUE))
     assert none_chosen.state.step == "helps"
+
+
+def test_choose_many_by_submitting_a_set_of_checkboxes(phrases):
+    flow = flow_for(GUIDE, phrases)
+    at_helps = feed(flow, start(flow), "yes", "1", "/skip", "1")
+    done = feed(flow, at_helps, Picked("helps", ("better-pay", "training", "training")))
+    assert done.state.answers["helps"] == ["training", "better-pay"]  # in the guide's order
+    assert done.state.step == "hours"
+    too_many = feed(flow, at_helps, Picked("helps", ("training", "a-union", "better-pay")))
+    assert too_many.state.step == "helps" and "helps" not in too_many.state.answers
+    unknown = feed(flow, at_helps, Picked("helps", ("training", "a-pony")))
+    assert unknown.state.step == "helps" and unknown.state.pending == []
+    stale = feed(flow, at_helps, Picked("sector", ("training",)))
+    assert "already answered" in stale.replies[0].text
+
+
+def test_questions_offer_skip_only_when_optional_and_back_after_the_first(phrases):
+    flow = flow_for(GUIDE, phrases)
+    at_sector = feed(flow, start(flow), "yes")
+    assert [b.value for b in at_sector.replies[-1].controls] == ["stop"]
+    at_story = feed(flow, at_sector, "1")
+    assert [b.value for b in at_story.replies[-1].controls] == ["skip", "back", "stop"]
+    assert [b.label for b in at_story.replies[-1].controls] == ["Skip", "Back", "Stop"]
+    assert flow.question(at_story.state, "story") == "Tell us a story."
 
 
 def test_a_tap_on_an_old_question_changes_nothing(phrases):

@@ -33,6 +33,7 @@ from bot.flows.events import (
     Input,
     InputKind,
     Outcome,
+    Picked,
     Repeat,
     Reply,
     RunEnded,
@@ -176,11 +177,18 @@ class Flow:
         assert state.step is not None  # an active run always waits on a question
         step = self.guide.step(state.step)
         result: Parsed | Invalid
-        if isinstance(given, Tap):
-            if given.step != step.id:
-                turn.emit(Reply(self._say(state, "stale_button")))
+        if isinstance(given, (Tap, Picked)) and given.step != step.id:
+            turn.emit(Reply(self._say(state, "stale_button")))
+            self._reprompt(turn)
+            return
+        if isinstance(given, Picked):
+            chosen = [tapped_option(step, value) for value in given.values]
+            if step.kind is not StepKind.CHOOSE_MANY or None in chosen:
                 self._reprompt(turn)
                 return
+            state.pending = list(dict.fromkeys(c for c in chosen if c is not None))
+            result = check_choices(step, state.pending)
+        elif isinstance(given, Tap):
             if step.kind is StepKind.CHOOSE_MANY and given.value != DONE_VALUE:
                 self._toggle(turn, step, given.value)
                 return
@@ -427,7 +435,21 @@ class Flow:
             progress=self._progress(state, step),
             hint="\n".join(hints) or None,
             step=step.id,
+            controls=self._controls(state, step),
         )
+
+    def _controls(self, state: RunState, step: Step) -> tuple[Button, ...]:
+        names = ["skip"] if step.optional else []
+        if state.asked:
+            names.append("back")
+        names.append("stop")
+        return tuple(Button(self._say(state, f"{name}_button"), step.id, name) for name in names)
+
+    def question(self, state: RunState, step_id: str) -> str:
+        """The text a question was asked with, to show beside its answer once given."""
+        if step_id == CONSENT_STEP:
+            return self._render(state, self.guide.consent or "")
+        return self._render(state, self.guide.step(step_id).text)
 
     def _progress(self, state: RunState, step: Step) -> str:
         """Progress such as "3 of 8".

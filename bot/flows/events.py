@@ -32,6 +32,14 @@ class Tap:
 
 
 @dataclass(frozen=True)
+class Picked:
+    """Several options chosen at once and submitted (checkboxes, where a platform has them)."""
+
+    step: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Command:
     """A participant command such as /skip or /language es (without the slash)."""
 
@@ -49,7 +57,7 @@ class Repeat:
     """The participant came back: greet them and ask the current question again."""
 
 
-Input = TextInput | Tap | Command | Timeout | Repeat
+Input = TextInput | Tap | Picked | Command | Timeout | Repeat
 
 
 # Events -------------------------------------------------------------------
@@ -85,6 +93,9 @@ class Reply:
     hint: str | None = None
     step: str | None = None
     update: bool = False  # replaces the prompt already shown for `step` (a toggled option)
+    # Skip, back and stop as buttons (value = the command), for platforms where typing
+    # /skip is awkward; a channel may draw them or leave them to typed commands.
+    controls: tuple[Button, ...] = ()
 
 
 @dataclass(frozen=True)
