@@ -73,4 +73,15 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX outbox_by_participant ON outbox (participant, id);
     """,
+    # 3: small records the bot keeps for a platform, such as a Slack workspace's
+    # installation (its token, sealed by the caller) or a one-time OAuth state.
+    """
+    CREATE TABLE records (
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value BLOB NOT NULL,
+        expires_at TEXT,
+        PRIMARY KEY (kind, key)
+    );
+    """,
 ]

@@ -63,6 +63,22 @@ class Storage(Protocol):
         """The platform says this person can't be reached: drop what is owed to them."""
         ...
 
+    async def put_record(
+        self, kind: str, key: str, value: bytes, expires_at: datetime | None = None
+    ) -> None:
+        """Keep an opaque record (sealed by the caller when secret), replacing any before."""
+        ...
+
+    async def record(self, kind: str, key: str, now: datetime) -> bytes | None:
+        """A record that has not expired, if there is one."""
+        ...
+
+    async def take_record(self, kind: str, key: str, now: datetime) -> bytes | None:
+        """Delete a record and return it if it had not expired: at most one caller gets it."""
+        ...
+
+    async def delete_records(self, kind: str, key: str) -> None: ...
+
     async def next_due(self, channel: str) -> datetime | None:
         """When the earliest message owed on a channel falls due, if any."""
         ...

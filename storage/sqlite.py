@@ -218,7 +218,44 @@ class SQLiteStorage:
 
         await self._w.run(write)
 
+    async def put_record(
+        self, kind: str, key: str, value: bytes, expires_at: datetime | None = None
+    ) -> None:
+        expiry = None if expires_at is None else _ts(expires_at)
+        await self._w.run(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO records (kind, key, value, expires_at) VALUES (?, ?, ?, ?)",
+                (kind, key, value, expiry),
+            )
+        )
+
+    async def take_record(self, kind: str, key: str, now: datetime) -> bytes | None:
+        def take(db: sqlite3.Connection) -> bytes | None:
+            row = db.execute(
+                "DELETE FROM records WHERE kind = ? AND key = ? RETURNING value, expires_at",
+                (kind, key),
+            ).fetchone()
+            if row is None or (row[1] is not None and row[1] <= _ts(now)):
+                return None
+            return bytes(row[0])
+
+        taken: bytes | None = await self._w.run(take)
+        return taken
+
+    async def delete_records(self, kind: str, key: str) -> None:
+        await self._w.run(
+            lambda db: db.execute("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key))
+        )
+
     # Reading ---------------------------------------------------------------
+
+    async def record(self, kind: str, key: str, now: datetime) -> bytes | None:
+        row = await self._one(
+            "SELECT value FROM records WHERE kind = ? AND key = ?"
+            " AND (expires_at IS NULL OR expires_at > ?)",
+            (kind, key, _ts(now)),
+        )
+        return None if row is None else bytes(row[0])
 
     # One trip to the reader thread per query: under load, each trip waits for the
     # event loop, so a cursor's separate execute, fetch and close cost three waits.

@@ -164,3 +164,19 @@ async def test_reopening_keeps_data_and_schema(tmp_path: Path) -> None:
     assert await second.run("r1") == run_row()
     await second.close()
     assert (tmp_path / "again.db").stat().st_mode & 0o077 == 0
+
+
+async def test_records_expire_and_are_taken_once(store: Storage) -> None:
+    now = START
+    await store.put_record("slack-install", "T1", b"sealed-1")
+    await store.put_record("slack-install", "T1", b"sealed-2")  # replaces
+    assert await store.record("slack-install", "T1", now) == b"sealed-2"
+    assert await store.record("slack-install", "T2", now) is None
+    await store.put_record("oauth-state", "s1", b"", now + timedelta(minutes=10))
+    await store.put_record("oauth-state", "old", b"", now - timedelta(seconds=1))
+    assert await store.record("oauth-state", "old", now) is None
+    assert await store.take_record("oauth-state", "s1", now) == b""
+    assert await store.take_record("oauth-state", "s1", now) is None  # only once
+    assert await store.take_record("oauth-state", "old", now) is None  # expired
+    await store.delete_records("slack-install", "T1")
+    assert await store.record("slack-install", "T1", now) is None
