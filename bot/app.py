@@ -20,6 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from admin import guides as guide_admin
+from bot.channels.slack import DEFAULT_API_URL as SLACK_API_URL
+from bot.channels.slack import SlackChannel
+from bot.channels.slack_install import StoredInstallations, StoredStates
 from bot.channels.telegram import (
     TelegramChannel,
     make_bot,
@@ -37,6 +40,9 @@ from bot.privacy import Identity, load_or_create_secret
 from bot.web import make_web_app, start_web
 from storage.sqlite import SQLiteStorage
 
+# What the app may do in a workspace; slack-manifest.yaml asks for the same.
+SLACK_SCOPES = ["chat:write", "commands", "im:history", "im:read", "im:write"]
+
 log = logging.getLogger("kitchen_table")
 
 
@@ -48,14 +54,16 @@ def utc_now() -> datetime:
 class Bot:
     settings: Settings
     secret: bytes
+    identity: Identity
     storage: SQLiteStorage
     library: GuideLibrary
     dispatcher: Dispatcher
     deliverer: Deliverer
+    clock: Callable[[], datetime] = utc_now
 
 
 @contextlib.asynccontextmanager
-async def build(settings: Settings) -> AsyncIterator[Bot]:
+async def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> AsyncIterator[Bot]:
     """Open storage and wire the dispatcher and delivery; channels are added by the caller."""
     secret_value = settings.secret_key.get_secret_value() if settings.secret_key else None
     secret = load_or_create_secret(secret_value, settings.data_dir)
@@ -66,17 +74,17 @@ async def build(settings: Settings) -> AsyncIterator[Bot]:
         library = GuideLibrary.from_paths([settings.guides_dir])
         for problem in library.problems:
             log.warning("skipped a guide with problems: %s", problem)
-        deliverer = Deliverer(storage, identity, {}, utc_now)
+        deliverer = Deliverer(storage, identity, {}, clock)
         dispatcher = Dispatcher(
             storage=storage,
             library=library,
             identity=identity,
             phrases=load_phrasebook(),
-            clock=utc_now,
+            clock=clock,
             max_answer_chars=settings.max_answer_chars,
             on_commit=deliverer.wake,
         )
-        yield Bot(settings, secret, storage, library, dispatcher, deliverer)
+        yield Bot(settings, secret, identity, storage, library, dispatcher, deliverer, clock)
     finally:
         await storage.close()
 
@@ -132,6 +140,21 @@ async def _serve(settings: Settings) -> int:
             else:
                 tasks.append(asyncio.create_task(telegram.poll()))
                 log.warning("Telegram: long polling as @%s", telegram.username)
+        if settings.slack_enabled:
+            slack = make_slack(settings, bot)
+            bot.deliverer.channels[slack.name] = slack
+            if settings.slack_app_token is not None:
+                from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+                socket = AsyncSocketModeHandler(
+                    slack.app, settings.slack_app_token.get_secret_value()
+                )
+                await socket.connect_async()
+                stoppers.append(socket.close_async)
+                log.warning("Slack: Socket Mode")
+            else:
+                slack.add_routes(web_app, oauth=settings.slack_oauth)
+                log.warning("Slack: events, commands and clicks at /slack/events")
         runner = await start_web(web_app, settings.host, settings.port)
         # Only ask platforms to call us once we are listening.
         for register in webhooks:
@@ -153,12 +176,68 @@ async def _serve(settings: Settings) -> int:
         return 0
 
 
+def make_slack(settings: Settings, bot: Bot) -> SlackChannel:
+    """The Slack app: one workspace with SLACK_BOT_TOKEN, or many installed by OAuth."""
+    from slack_bolt.async_app import AsyncApp
+    from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    signing = settings.slack_signing_secret
+    if signing is None and settings.slack_app_token is None:
+        raise ConfigError(
+            "SLACK_SIGNING_SECRET: needed to check that requests come from Slack "
+            "(or set SLACK_APP_TOKEN for Socket Mode)"
+        )
+    # No retries inside the client: the outbox retries, and honours Retry-After.
+    client = AsyncWebClient(
+        token=None if settings.slack_oauth else token,
+        base_url=(settings.slack_api_url or SLACK_API_URL).rstrip("/") + "/",
+        retry_handlers=[],
+    )
+    installations = StoredInstallations(bot.storage, bot.identity, bot.clock)
+    options: dict[str, object] = {}
+    if settings.slack_oauth:
+        assert settings.slack_client_secret is not None
+        options["oauth_settings"] = AsyncOAuthSettings(
+            client_id=settings.slack_client_id,
+            client_secret=settings.slack_client_secret.get_secret_value(),
+            scopes=SLACK_SCOPES,
+            installation_store=installations,
+            installation_store_bot_only=True,
+            state_store=StoredStates(bot.storage, bot.clock),
+            redirect_uri=f"{settings.public_url}/slack/oauth_redirect"
+            if settings.public_url
+            else None,
+        )
+
+        async def token_for(team: str) -> str | None:
+            return await installations.bot_token(team)
+    else:
+
+        async def token_for(team: str) -> str | None:
+            return token
+
+    app = AsyncApp(
+        client=client,
+        signing_secret=signing.get_secret_value() if signing else "",
+        # Listeners finish (the answer stored) before Slack gets its 200.
+        process_before_response=True,
+        request_verification_enabled=signing is not None,
+        **options,  # type: ignore[arg-type]
+    )
+    return SlackChannel(
+        app, client, bot.dispatcher.handle, bot.dispatcher.home, token_for,
+        command=settings.slack_command,
+    )  # fmt: skip
+
+
 async def _run(settings: Settings) -> int:
-    if settings.telegram_bot_token is not None:
+    if settings.telegram_bot_token is not None or settings.slack_enabled:
         return await _serve(settings)
     print(
         "No chat platform is set up, so here is the terminal. To add Telegram, set\n"
-        "TELEGRAM_BOT_TOKEN (from @BotFather); for Slack, see the README.",
+        "TELEGRAM_BOT_TOKEN (from @BotFather); for Slack, SLACK_BOT_TOKEN (see the README).",
         file=sys.stderr,
     )
     runner = None
@@ -213,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
             name = args.name or getpass.getuser()
             return asyncio.run(_chat(settings, args.guide, name, args.lang))
         return asyncio.run(_run(settings))
+    except ConfigError as error:
+        print(f"Kitchen Table can't start; please fix its configuration:\n{error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

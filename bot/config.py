@@ -37,7 +37,27 @@ class Settings(BaseSettings):
         1.0, gt=0, le=1000, description="Messages/s to one private chat, after a burst of 3."
     )
 
-    @field_validator("public_url", "telegram_api_url")
+    slack_bot_token: SecretStr | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")
+    slack_app_token: SecretStr | None = Field(None, validation_alias="SLACK_APP_TOKEN")
+    slack_client_id: str | None = Field(None, validation_alias="SLACK_CLIENT_ID")
+    slack_client_secret: SecretStr | None = Field(None, validation_alias="SLACK_CLIENT_SECRET")
+    slack_api_url: str | None = Field(
+        None, description="Slack Web API base URL (proxies, GovSlack)."
+    )
+    slack_command: str = Field(
+        "/kitchen-table", pattern=r"^/[a-z0-9_-]{1,31}$", description="The app's slash command."
+    )
+
+    @property
+    def slack_oauth(self) -> bool:
+        return bool(self.slack_client_id and self.slack_client_secret)
+
+    @property
+    def slack_enabled(self) -> bool:
+        return self.slack_bot_token is not None or self.slack_oauth
+
+    @field_validator("public_url", "telegram_api_url", "slack_api_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):

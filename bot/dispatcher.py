@@ -342,19 +342,39 @@ class Dispatcher:
         return (person.language if person else None) or turn.inbound.language or fallback or "en"
 
     def _menu(self, turn: _Turn, language: str) -> None:
+        turn.commit.outbox.append(self._outbox(turn, self._menu_reply(language)))
+
+    def _menu_reply(self, language: str) -> Reply:
         guides = [loaded.guide for loaded in self.library.all() if loaded.guide is not None]
         if not guides:
-            turn.commit.outbox.append(
-                self._outbox(turn, Reply(self.phrases.text(language, "no_guides")))
-            )
-            return
+            return Reply(self.phrases.text(language, "no_guides"))
         buttons = tuple(
             Button(localize(g.title, language, g.default_language), GUIDE_MENU_STEP, g.id)
             for g in guides
         )
         prompt = self.phrases.text(language, "guides_prompt")
-        reply = Reply(prompt, buttons, InputKind.CHOICE, step=GUIDE_MENU_STEP)
-        turn.commit.outbox.append(self._outbox(turn, reply))
+        return Reply(prompt, buttons, InputKind.CHOICE, step=GUIDE_MENU_STEP)
+
+    async def home(self, inbound: Inbound) -> list[Outbound]:
+        """What a platform's home screen shows someone: their unfinished guides, then all.
+
+        Read-only: nothing is stored for merely looking, not even a participant row.
+        """
+        participant_id = self.identity.pseudonym(inbound.channel, inbound.user)
+        person = await self.storage.participant(participant_id)
+        language = (person.language if person else None) or inbound.language or "en"
+        sections = [Reply(self.phrases.text(language, "home_intro"))]
+        unfinished = []
+        for run in await self.storage.open_runs(participant_id) if person else []:
+            loaded = self.library.get(run.guide_id)
+            if loaded is not None and loaded.guide is not None:
+                title = localize(loaded.guide.title, language, loaded.guide.default_language)
+                unfinished.append(Button(title, GUIDE_MENU_STEP, run.guide_id))
+        if unfinished:
+            text = self.phrases.text(language, "home_unfinished")
+            sections.append(Reply(text, tuple(unfinished), InputKind.CHOICE, step=GUIDE_MENU_STEP))
+        sections.append(self._menu_reply(language))
+        return [Outbound.from_reply(reply, None) for reply in sections]
 
     def _no_conversation(self, turn: _Turn, command: str | None) -> None:
         language = self._language(turn, None)

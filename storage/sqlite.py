@@ -320,6 +320,14 @@ class SQLiteStorage:
         )
         return None if row is None else self._run_row(row)
 
+    async def open_runs(self, participant_id: str) -> list[RunRow]:
+        rows = await self._all(
+            f"SELECT {self._RUN_COLUMNS} FROM runs WHERE participant = ?"
+            " AND status IN ('consent', 'active') ORDER BY updated_at DESC",
+            (participant_id,),
+        )
+        return [self._run_row(row) for row in rows]
+
     async def count_runs(self, participant_id: str) -> int:
         row = await self._one("SELECT count(*) FROM runs WHERE participant = ?", (participant_id,))
         return int(row[0]) if row else 0

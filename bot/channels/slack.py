@@ -1,0 +1,288 @@
+"""The Slack channel on slack-bolt's `AsyncApp`: events, commands and clicks in, Web API out.
+
+Thin like the Telegram channel: it turns Slack payloads into `Inbound`s for the
+dispatcher and `Outbound`s into `chat.postMessage` / `chat.update`, and keeps no
+conversation state. Participants talk to the bot in their direct messages with
+the app; a slash command works from anywhere and answers there.
+
+People are told apart per workspace: the platform id is `TEAM:USER`, so the same
+person in two workspaces has two unrelated pseudonyms.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.channels import base
+from bot.channels.slack_format import (
+    ACTION_PREFIX,
+    BUTTON,
+    CHECKBOX,
+    CONTROL,
+    SUBMIT,
+    answered_blocks,
+    blocks,
+    decode,
+    menu_blocks,
+    plain_text,
+)
+from bot.flows.events import DONE_VALUE, Tap
+from bot.messages import Inbound, Outbound
+from bot.ratelimit import RateLimits
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "slack"
+DEFAULT_API_URL = "https://slack.com/api/"
+DEFAULT_COMMAND = "/kitchen-table"
+SUBCOMMANDS = {"guides", "start", "help", "privacy", "language", "stop", "skip", "back"}
+# Errors that mean this person can't be written to, now or later.
+UNREACHABLE = {"channel_not_found", "user_not_found", "is_archived", "account_inactive",
+               "user_disabled", "cannot_dm_bot", "not_in_channel"}  # fmt: skip
+
+Handler = Callable[[Inbound], Awaitable[object]]
+HomeBuilder = Callable[[Inbound], Awaitable[list[Outbound]]]
+TokenFinder = Callable[[str], Awaitable[str | None]]
+
+
+def slack_limits() -> RateLimits:
+    """Slack allows about one message a second per conversation (a short burst is fine)
+    and, for chat.postMessage, several hundred a minute per workspace."""
+    return RateLimits(overall=(50.0, 10.0), per_chat=(3.0, 1.0), per_group=(3.0, 1.0))
+
+
+def subcommand(text: str) -> str:
+    """`/kitchen-table start weekly-checkin` -> `/start weekly-checkin`; empty -> `/guides`."""
+    words = text.strip().split(maxsplit=1)
+    if not words:
+        return "/guides"
+    name = words[0].lower().lstrip("/")
+    rest = words[1] if len(words) > 1 else ""
+    if name not in SUBCOMMANDS:
+        return "/help"
+    return f"/{name} {rest}".strip()
+
+
+class SlackChannel:
+    name = CHANNEL
+
+    def __init__(
+        self,
+        app: AsyncApp,
+        client: AsyncWebClient,
+        handle: Handler,
+        home: HomeBuilder,
+        token_for: TokenFinder,
+        *,
+        command: str = DEFAULT_COMMAND,
+        limits: RateLimits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.app = app
+        self.client = client
+        self.handle = handle
+        self.home = home
+        self.token_for = token_for
+        self.command = command
+        self.limits = limits or slack_limits()
+        self.clock = clock
+        app.command(command)(self._on_command)
+        app.event("message")(self._on_message)
+        app.event("app_home_opened")(self._on_home)
+        app.action(re.compile("^" + re.escape(ACTION_PREFIX)))(self._on_action)
+
+    # Serving ------------------------------------------------------------------
+
+    def add_routes(self, web_app: web.Application, oauth: bool) -> None:
+        web_app.router.add_post("/slack/events", self._http)
+        if oauth:
+            web_app.router.add_get("/slack/install", self._install)
+            web_app.router.add_get("/slack/oauth_redirect", self._oauth_redirect)
+
+    async def _http(self, request: web.Request) -> web.Response:
+        # Bolt checks the signature and the 5-minute timestamp window (401 otherwise)
+        # before any listener runs.
+        response = await self.app.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(response)
+
+    async def _install(self, request: web.Request) -> web.Response:
+        assert self.app.oauth_flow is not None
+        response = await self.app.oauth_flow.handle_installation(await to_bolt_request(request))
+        return await to_aiohttp_response(response)
+
+    async def _oauth_redirect(self, request: web.Request) -> web.Response:
+        assert self.app.oauth_flow is not None
+        response = await self.app.oauth_flow.handle_callback(await to_bolt_request(request))
+        return await to_aiohttp_response(response)
+
+    # Inbound ------------------------------------------------------------------
+
+    async def _on_command(self, ack: Any, command: dict[str, Any]) -> None:
+        await ack()
+        team, user = command.get("team_id", ""), command.get("user_id", "")
+        await self.handle(
+            Inbound(
+                CHANNEL,
+                f"{team}:{user}",
+                f"{team}:{user}",
+                subcommand(command.get("text", "")),
+                key=f"{CHANNEL}:cmd:{command['trigger_id']}" if command.get("trigger_id") else None,
+            )
+        )
+
+    async def _on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        if event.get("channel_type") != "im" or event.get("bot_id"):
+            return
+        subtype = event.get("subtype")
+        if subtype in ("message_changed",):
+            event = {**event.get("message", {}), "channel": event.get("channel")}
+            kind = "edited"
+        elif subtype in ("file_share",):
+            kind = "unsupported"
+        elif subtype is None:
+            kind = "text"
+        else:
+            return  # joins, deletions, bot messages: nothing to answer
+        user = event.get("user")
+        if not user or event.get("bot_id"):
+            return
+        team = body.get("team_id") or event.get("team", "")
+        text = plain_text(event.get("text") or "") if kind == "text" else None
+        await self.handle(
+            Inbound(
+                CHANNEL,
+                f"{team}:{user}",
+                f"{team}:{user}",
+                text,
+                key=f"{CHANNEL}:{body.get('event_id') or event.get('ts')}",
+                kind=kind,
+            )
+        )
+
+    async def _on_action(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        action_id = str(action.get("action_id", ""))
+        if action_id.startswith(CHECKBOX):
+            return  # ticks are read from the message's state when Submit is clicked
+        user = body.get("user", {})
+        team = (body.get("team") or {}).get("id") or user.get("team_id", "")
+        who = f"{team}:{user.get('id', '')}"
+        container = body.get("container", {})
+        ref = None
+        if container.get("type") == "message":
+            ref = f"{container.get('channel_id')} {container.get('message_ts')}"
+        key = f"{CHANNEL}:act:{who}:{action.get('action_ts', '')}"
+        decoded = decode(str(action.get("value", "")))
+        if decoded is None:
+            return
+        if action_id.startswith(CONTROL):
+            await self.handle(Inbound(CHANNEL, who, who, f"/{decoded.value}", key=key))
+            return
+        picked: tuple[str, ...] | None = None
+        if action_id == SUBMIT:
+            picked = tuple(_ticked(body))
+            decoded_value = DONE_VALUE
+        elif action_id.startswith(BUTTON):
+            decoded_value = decoded.value
+        else:
+            return
+        await self.handle(
+            Inbound(
+                CHANNEL,
+                who,
+                who,
+                tap=Tap(decoded.step, decoded_value),
+                tap_run=decoded.run or None,
+                key=key,
+                message_ref=ref,
+                picked=picked,
+            )
+        )
+
+    async def _on_home(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        if event.get("tab", "home") != "home":
+            return
+        team = body.get("team_id", "")
+        user = event.get("user", "")
+        token = await self.token_for(team)
+        if token is None:
+            return
+        sections = await self.home(Inbound(CHANNEL, f"{team}:{user}", f"{team}:{user}"))
+        view = {"type": "home", "blocks": menu_blocks(sections)}
+        try:
+            await self.client.views_publish(token=token, user_id=user, view=view)
+        except SlackApiError as error:
+            log.info("could not publish the App Home: %s", error.response.get("error"))
+
+    # Outbound -----------------------------------------------------------------
+
+    async def send(self, address: str, message: Outbound) -> base.SendResult:
+        team, _, user = address.partition(":")
+        wait = self.limits.reserve(address, False, self.clock())
+        if wait > 0:
+            return base.RetryAfter(wait)
+        token = await self.token_for(team)
+        if token is None:
+            return base.Unreachable()  # the workspace uninstalled the app
+        try:
+            if message.edit is not None:
+                channel, _, ts = message.edit.partition(" ")
+                render = answered_blocks if message.input == "answered" else blocks
+                text, rendered = render(message, self.command)
+                await self.client.chat_update(
+                    token=token, channel=channel, ts=ts, text=text, blocks=rendered
+                )
+                return base.Sent()
+            text, rendered = blocks(message, self.command)
+            # Posting to a user id writes in the app's direct messages with them.
+            await self.client.chat_postMessage(
+                token=token, channel=user, text=text, blocks=rendered, unfurl_links=False
+            )
+        except SlackApiError as error:
+            return _result(error)
+        except Exception as error:  # a network failure: try again later
+            return base.Failed(f"{type(error).__name__}: {error}")
+        return base.Sent()
+
+
+def _ticked(body: dict[str, Any]) -> list[str]:
+    """The values of every ticked checkbox in the clicked message, in order."""
+    values: list[str] = []
+    for block in (body.get("state") or {}).get("values", {}).values():
+        for action_id, element in block.items():
+            if not str(action_id).startswith(CHECKBOX):
+                continue
+            for option in element.get("selected_options") or []:
+                decoded = decode(str(option.get("value", "")))
+                if decoded is not None:
+                    values.append(decoded.value)
+    return values
+
+
+def _result(error: SlackApiError) -> base.SendResult:
+    response = error.response
+    code = str(response.get("error", "")) if response is not None else ""
+    status = response.status_code if response is not None else 0
+    if status == 429 or code == "ratelimited":
+        retry_after = response.headers.get("Retry-After", "1") if response is not None else "1"
+        try:
+            return base.RetryAfter(max(1.0, float(retry_after)))
+        except ValueError:
+            return base.RetryAfter(1.0)
+    if code in UNREACHABLE:
+        return base.Unreachable()
+    if code in ("invalid_auth", "token_revoked", "account_inactive", "not_authed"):
+        return base.Unreachable()
+    if status >= 500 or code in ("internal_error", "fatal_error", "service_unavailable"):
+        return base.Failed(code or str(status))
+    return base.Dropped(code or str(status))

@@ -1,0 +1,192 @@
+"""An `Outbound` as Slack Block Kit, and Slack's message markup back to plain text.
+
+Everything shown goes through `escape`, so no answer or guide text can mention
+@channel, @here or a person, or make a link: Slack reads `<...>` as markup and
+`&`, `<`, `>` are the only characters it asks us to escape.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from bot.messages import Outbound, OutButton
+
+SECTION_LIMIT = 3000  # characters in one section block's text
+LABEL_LIMIT = 75  # characters in a button's or a checkbox's label
+CHECKBOXES_LIMIT = 10  # options in one checkboxes element
+ACTIONS_LIMIT = 25  # elements in one actions block
+
+ACTION_PREFIX = "kt:"
+BUTTON = "kt:b:"  # a choice, a scale point or a guide in the menu
+CONTROL = "kt:c:"  # skip, back or stop
+CHECKBOX = "kt:x:"  # a tick in a choose-many question: nothing happens until Submit
+SUBMIT = "kt:submit"
+
+_COMMANDS = re.compile(r"(?<![\w/])/(skip|back|stop|help|start|language|guides|privacy)\b")
+
+
+def escape(text: str) -> str:
+    """Text shown literally in Slack mrkdwn or plain_text."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+_MARKUP = re.compile(r"<([^<>]*)>")
+
+
+def plain_text(text: str) -> str:
+    """What someone typed in Slack, as they saw it: Slack's `<...>` markup undone.
+
+    A mention `<@U123>` becomes `@U123` (which the engine's scrubbing removes from
+    free-text answers), a link `<https://x|label>` its address, `<!here>` `@here`;
+    then `&lt;` and friends become the characters the person typed.
+    """
+
+    def one(match: re.Match[str]) -> str:
+        inner = match.group(1)
+        target, _, label = inner.partition("|")
+        if target.startswith(("@", "#")):
+            return target[0] + (label or target[1:])
+        if target.startswith("!"):
+            name = target[1:].split("^")[0]
+            return "@" + (label or name)
+        return target
+
+    text = _MARKUP.sub(one, text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def with_command(text: str, command: str) -> str:
+    """`/skip` in a phrase becomes `/kitchen-table skip`: Slack has one command per app."""
+    return _COMMANDS.sub(lambda m: f"{command} {m.group(1)}", text)
+
+
+@dataclass(frozen=True)
+class Action:
+    """A decoded button or checkbox value."""
+
+    run: str
+    step: str
+    value: str
+
+
+def encode(run: str | None, step: str, value: str) -> str:
+    return json.dumps({"r": (run or "")[:8], "s": step, "v": value}, separators=(",", ":"))
+
+
+def decode(raw: str) -> Action | None:
+    try:
+        data = json.loads(raw)
+        return Action(str(data["r"]), str(data["s"]), str(data["v"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _plain(text: str) -> dict[str, Any]:
+    # plain_text is never read as markup; it only needs to fit.
+    return {"type": "plain_text", "text": text[:LABEL_LIMIT] or " ", "emoji": True}
+
+
+def _sections(text: str) -> list[dict[str, Any]]:
+    escaped = escape(text)
+    pieces = [escaped[i : i + SECTION_LIMIT] for i in range(0, len(escaped), SECTION_LIMIT)]
+    return [{"type": "section", "text": {"type": "mrkdwn", "text": p}} for p in pieces if p]
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": escape(text)[:3000]}]}
+
+
+def _actions(elements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {"type": "actions", "elements": elements[i : i + ACTIONS_LIMIT]}
+        for i in range(0, len(elements), ACTIONS_LIMIT)
+    ]
+
+
+def _button(prefix: str, index: int, label: str, value: str) -> dict[str, Any]:
+    return {
+        "type": "button",
+        "action_id": f"{prefix}{index}",
+        "text": _plain(label),
+        "value": value,
+    }
+
+
+def _choice_buttons(message: Outbound, buttons: list[OutButton]) -> list[dict[str, Any]]:
+    return [
+        _button(BUTTON, i, b.label, encode(message.run, b.step, b.value))
+        for i, b in enumerate(buttons)
+    ]
+
+
+def _checkboxes(message: Outbound, options: list[OutButton]) -> list[dict[str, Any]]:
+    elements: list[dict[str, Any]] = []
+    for start in range(0, len(options), CHECKBOXES_LIMIT):
+        chunk = options[start : start + CHECKBOXES_LIMIT]
+        rendered = [
+            {"text": _plain(o.label), "value": encode(message.run, o.step, o.value)} for o in chunk
+        ]
+        element: dict[str, Any] = {
+            "type": "checkboxes",
+            "action_id": f"{CHECKBOX}{start}",
+            "options": rendered,
+        }
+        chosen = [r for r, o in zip(rendered, chunk, strict=True) if o.chosen]
+        if chosen:
+            element["initial_options"] = chosen
+        elements.append(element)
+    return elements
+
+
+def blocks(message: Outbound, command: str) -> tuple[str, list[dict[str, Any]]]:
+    """The fallback text (for notifications) and the blocks of one message."""
+    text = with_command(message.text, command)
+    out: list[dict[str, Any]] = []
+    if message.progress:
+        out.append(_context(message.progress))
+    out += _sections(text)
+    if message.hint:
+        out.append(_context(with_command(message.hint, command)))
+    if message.input == "choices":
+        done = [b for b in message.buttons if b.value.startswith("_")]
+        options = [b for b in message.buttons if not b.value.startswith("_")]
+        elements = _checkboxes(message, options)
+        for button in done:
+            submit = _button(
+                SUBMIT, 0, button.label, encode(message.run, button.step, button.value)
+            )
+            submit["action_id"] = SUBMIT
+            submit["style"] = "primary"
+            elements.append(submit)
+        out += _actions(elements)
+    elif message.buttons and any(b.url for b in message.buttons):
+        pass  # link buttons point into Telegram; Slack needs none
+    elif message.buttons:
+        out += _actions(_choice_buttons(message, message.buttons))
+    if message.controls:
+        controls = [
+            _button(CONTROL, i, b.label, encode(message.run, b.step, b.value))
+            for i, b in enumerate(message.controls)
+        ]
+        out += _actions(controls)
+    return escape(text)[:3000], out[:50]
+
+
+def answered_blocks(message: Outbound, command: str) -> tuple[str, list[dict[str, Any]]]:
+    """An answered question: what was asked and what was chosen, with nothing left to click."""
+    out = _sections(with_command(message.asked or "", command))
+    out.append(_context(f"✓ {message.text}"))
+    return escape(f"✓ {message.text}")[:3000], out[:50]
+
+
+def menu_blocks(sections: list[Outbound]) -> list[dict[str, Any]]:
+    """The App Home: a few sections, each with its buttons."""
+    out: list[dict[str, Any]] = []
+    for section in sections:
+        out += _sections(section.text)
+        if section.buttons:
+            out += _actions(_choice_buttons(section, section.buttons))
+    return out[:100]

@@ -1,0 +1,419 @@
+"""Slack, end to end over real HTTP: signed requests into the bot's /slack/events, and
+slack_sdk's calls out to a fake Slack Web API on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import time
+from collections.abc import AsyncIterator
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import pytest
+
+from bot.app import Bot, build, make_slack
+from bot.channels.slack import SlackChannel
+from bot.config import Settings
+from bot.ratelimit import RateLimits
+from bot.web import make_web_app, start_web
+from tests.conftest import ROOT, FakeClock
+from tests.fake_slack import CLIENT_ID, CLIENT_SECRET, FakeSlack
+from tests.test_telegram_process import free_port
+
+SIGNING = "slack-signing-secret"
+SECRET = "slack-test-secret-0123456789"
+
+ECHO_GUIDE = """
+guide: echo
+version: 1
+title: Echo
+consent: We keep your answers without your name.
+steps:
+  - id: story
+    ask: Tell us anything.
+    scrub: false
+  - id: helps
+    choose_many: What would help?
+    options: [Training, A union, Better pay]
+  - id: bye
+    say: "You said: {{ story }}"
+"""
+
+
+class Workspace:
+    """The bot serving Slack, and a crowd of people clicking and typing in it."""
+
+    def __init__(self, fake: FakeSlack, data: Path, oauth: bool = False) -> None:
+        self.fake = fake
+        self.data = data
+        self.oauth = oauth
+        self.clock = FakeClock()
+        self.ids = itertools.count(1)
+        guides = data / "guides"
+        guides.mkdir(parents=True, exist_ok=True)
+        for name in ("weekly-checkin.yaml", "changing-work.yaml"):
+            (guides / name).write_text((ROOT / "guides" / name).read_text())
+        (guides / "echo.yaml").write_text(ECHO_GUIDE)
+        values: dict[str, Any] = {
+            "data_dir": data,
+            "guides_dir": guides,
+            "secret_key": SECRET,
+            "slack_signing_secret": SIGNING,
+            "slack_api_url": fake.url,
+        }
+        if oauth:
+            values |= {"slack_client_id": CLIENT_ID, "slack_client_secret": CLIENT_SECRET}
+        else:
+            values["slack_bot_token"] = "xoxb-T1"
+        self.settings = Settings(**values)
+
+    async def __aenter__(self) -> Workspace:
+        self._build = build(self.settings, self.clock)
+        self.bot: Bot = await self._build.__aenter__()
+        self.slack: SlackChannel = make_slack(self.settings, self.bot)
+        # Pacing is tested on its own; here people may click as fast as they like.
+        generous = (1e6, 1e6)
+        self.slack.limits = RateLimits(overall=generous, per_chat=generous, per_group=generous)
+        self.bot.deliverer.channels[self.slack.name] = self.slack
+        web_app = make_web_app()
+        self.slack.add_routes(web_app, oauth=self.oauth)
+        port = free_port()
+        self.runner = await start_web(web_app, "127.0.0.1", port)
+        self.base = f"http://127.0.0.1:{port}"
+        self.http = aiohttp.ClientSession()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.http.close()
+        await self.runner.cleanup()
+        await self._build.__aexit__(None, None, None)
+
+    # Requests from Slack ---------------------------------------------------
+
+    async def post(
+        self,
+        body: str,
+        content_type: str,
+        *,
+        timestamp: int | None = None,
+        secret: str = SIGNING,
+        headers: dict[str, str] | None = None,
+    ) -> int:
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256)
+        signed = {
+            "Content-Type": content_type,
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": "v0=" + digest.hexdigest(),
+            **(headers or {}),
+        }
+        async with self.http.post(f"{self.base}/slack/events", data=body, headers=signed) as r:
+            status = r.status
+        await self.bot.deliverer.drain("slack")
+        return status
+
+    async def command(self, text: str, user: str = "U1", team: str = "T1") -> int:
+        form = {
+            "command": "/kitchen-table",
+            "text": text,
+            "team_id": team,
+            "user_id": user,
+            "channel_id": f"D{user}",
+            "trigger_id": f"trigger-{next(self.ids)}",
+        }
+        return await self.post(urlencode(form), "application/x-www-form-urlencoded")
+
+    def event_body(self, text: str, user: str = "U1", team: str = "T1", **event: Any) -> str:
+        n = next(self.ids)
+        return json.dumps(
+            {
+                "type": "event_callback",
+                "team_id": team,
+                "api_app_id": "A1",
+                "event_id": f"Ev{n}",
+                "event_time": 1767000000,
+                "event": {
+                    "type": "message",
+                    "channel": f"D{user}",
+                    "channel_type": "im",
+                    "user": user,
+                    "text": text,
+                    "ts": f"1767000000.{n:06d}",
+                    **event,
+                },
+            }
+        )
+
+    async def say(self, text: str, user: str = "U1", team: str = "T1") -> int:
+        return await self.post(self.event_body(text, user, team), "application/json")
+
+    def last_post(self, user: str = "U1", team: str = "T1") -> dict[str, Any]:
+        return self.fake.posts(team, user)[-1]
+
+    def message_with(self, label: str, user: str, team: str) -> dict[str, Any]:
+        for post in reversed(self.fake.posts(team, user)):
+            if find_element(post, label) is not None:
+                return post
+        raise AssertionError(f"no message with {label!r}")
+
+    async def click(
+        self, label: str, user: str = "U1", team: str = "T1", ticked: list[str] | None = None
+    ) -> int:
+        """Click the newest button labelled `label`, with these checkboxes ticked."""
+        post = self.message_with(label, user, team)
+        element = find_element(post, label)
+        assert element is not None
+        state: dict[str, Any] = {}
+        for block_index, block in enumerate(post["blocks"]):
+            for item in block.get("elements", []):
+                if item.get("type") == "checkboxes":
+                    chosen = [o for o in item["options"] if o["text"]["text"] in (ticked or [])]
+                    state.setdefault(f"b{block_index}", {})[item["action_id"]] = {
+                        "type": "checkboxes",
+                        "selected_options": chosen,
+                    }
+        payload = {
+            "type": "block_actions",
+            "team": {"id": team},
+            "user": {"id": user, "team_id": team},
+            "container": {"type": "message", "channel_id": f"D{user}", "message_ts": post["_ts"]},
+            "state": {"values": state},
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": element["action_id"],
+                    "value": element["value"],
+                    "action_ts": f"1767000001.{next(self.ids):06d}",
+                }
+            ],
+        }
+        form = urlencode({"payload": json.dumps(payload)})
+        return await self.post(form, "application/x-www-form-urlencoded")
+
+    async def state(self, user: str = "U1", team: str = "T1") -> dict[str, Any]:
+        pid = self.bot.identity.pseudonym("slack", f"{team}:{user}")
+        person = await self.bot.storage.participant(pid)
+        assert person is not None and person.current_run is not None
+        run = await self.bot.storage.run(person.current_run)
+        assert run is not None
+        answers = await self.bot.storage.answers(run.id)
+        return {"status": run.status, "answers": {a.step: json.loads(a.value) for a in answers}}
+
+
+def find_element(post: dict[str, Any], label: str) -> dict[str, Any] | None:
+    for block in post.get("blocks", []):
+        for element in block.get("elements", []):
+            if element.get("type") == "button" and element["text"]["text"] == label:
+                return element
+    return None
+
+
+@pytest.fixture
+async def slack_api() -> AsyncIterator[FakeSlack]:
+    fake = FakeSlack()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def workspace(slack_api: FakeSlack, tmp_path: Path) -> AsyncIterator[Workspace]:
+    async with Workspace(slack_api, tmp_path / "data") as ws:
+        yield ws
+
+
+async def test_the_weekly_check_in_by_slash_command_buttons_and_replies(workspace: Workspace):
+    ws = workspace
+    assert await ws.command("start weekly-checkin") == 200
+    assert "Is that all right" in ws.last_post()["text"]
+    assert await ws.click("I agree") == 200
+    # The consent message now shows what was chosen, with nothing left to click.
+    answered = ws.fake.updates()[-1]
+    assert answered["ts"] == ws.message_with("I agree", "U1", "T1")["_ts"]
+    assert "✓ I agree" in json.dumps(answered["blocks"], ensure_ascii=False)
+    assert not any(b["type"] == "actions" for b in answered["blocks"])
+    assert "How was your week" in ws.last_post()["text"]
+    await ws.click("4")
+    assert "how many hours" in ws.last_post()["text"]
+    await ws.say("38")
+    await ws.click("No")
+    assert "next week better" in ws.last_post()["text"]
+    await ws.say("Fewer double shifts")
+    assert "Thank you" in ws.last_post()["text"]
+    state = await ws.state()
+    assert state["status"] == "finished"
+    assert state["answers"] == {
+        "week": 4,
+        "hours": 38,
+        "changed": "no",
+        "better_week": "Fewer double shifts",
+    }
+
+
+async def test_checkboxes_submit_a_set_and_old_buttons_change_nothing(workspace: Workspace):
+    ws = workspace
+    await ws.command("start echo")
+    await ws.click("I agree")
+    await ws.say("fine")
+    question = ws.last_post()
+    kinds = [e["type"] for b in question["blocks"] for e in b.get("elements", [])]
+    assert "checkboxes" in kinds
+    await ws.click("Done", ticked=["Training", "Better pay"])
+    assert (await ws.state())["answers"]["helps"] == ["training", "better-pay"]
+    # A click on an old message (the consent, already given) changes nothing.
+    before = await ws.state()
+    await ws.click("I agree")
+    assert "finished" in ws.fake.texts("T1", "U1")[-1]
+    assert await ws.state() == before
+
+
+async def test_skip_back_and_stop_are_buttons(workspace: Workspace):
+    ws = workspace
+    await ws.command("start weekly-checkin")
+    await ws.click("I agree")
+    await ws.click("4")
+    assert [e["text"]["text"] for e in ws.last_post()["blocks"][-1]["elements"]] == [
+        "Back",
+        "Stop",
+    ]
+    await ws.click("Back")
+    assert "How was your week" in ws.last_post()["text"]
+    await ws.click("Stop")
+    assert (await ws.state())["status"] == "stopped"
+
+
+async def test_bad_signature_and_stale_timestamp_are_refused_and_change_nothing(
+    workspace: Workspace,
+):
+    ws = workspace
+    body = ws.event_body("hi")
+    assert await ws.post(body, "application/json", secret="not-the-secret") == 401
+    stale = int(time.time()) - 6 * 60
+    assert await ws.post(body, "application/json", timestamp=stale) == 401
+    pid = ws.bot.identity.pseudonym("slack", "T1:U1")
+    assert await ws.bot.storage.participant(pid) is None
+    assert ws.fake.calls_to("chat.postMessage") == []
+    assert await ws.post(body, "application/json") == 200  # the same, signed: accepted
+    assert len(ws.fake.calls_to("chat.postMessage")) == 1
+
+
+async def test_a_retried_event_is_processed_once(workspace: Workspace):
+    ws = workspace
+    await ws.command("start weekly-checkin")
+    await ws.click("I agree")
+    await ws.click("4")
+    body = ws.event_body("38")
+    assert await ws.post(body, "application/json") == 200
+    retry = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+    assert await ws.post(body, "application/json", headers=retry) == 200
+    asked = [t for t in ws.fake.texts("T1", "U1") if "anything change" in t]
+    assert len(asked) == 1
+
+
+async def test_slack_markup_in_an_answer_is_shown_literally_everywhere(workspace: Workspace):
+    ws = workspace
+    await ws.command("start echo")
+    await ws.click("I agree")
+    # What Slack sends when someone types these characters (it escapes <, > and &).
+    typed = "&lt;!channel&gt; &lt;@U123&gt; &lt;http://x|y&gt; &amp; more"
+    await ws.say(typed)
+    await ws.click("Done", ticked=["Training"])
+    assert (await ws.state())["answers"]["story"] == "<!channel> <@U123> <http://x|y> & more"
+    echo = ws.last_post()
+    assert "You said" in echo["text"]
+    for call in ws.fake.calls:
+        shown = json.dumps(call.params)
+        for markup in ("<!channel>", "<@U123>", "<http://x|y>"):
+            assert markup not in shown
+    assert "&lt;!channel&gt; &lt;@U123&gt; &lt;http://x|y&gt; &amp; more" in echo["text"]
+
+
+async def test_mentions_typed_as_real_mentions_are_not_kept(workspace: Workspace):
+    ws = workspace
+    await ws.command("start weekly-checkin")
+    await ws.click("I agree")
+    await ws.click("4")
+    await ws.say("38")
+    await ws.click("No")
+    await ws.say("Ask <@U0LEADER> and see <https://union.example/join|our page>")
+    stored = (await ws.state())["answers"]["better_week"]
+    assert "U0LEADER" not in stored and "union.example" not in stored
+
+
+async def test_ratelimited_waits_for_retry_after_then_sends(workspace: Workspace):
+    ws = workspace
+    ws.fake.fail(
+        "chat.postMessage", 429, {"ok": False, "error": "ratelimited"}, **{"Retry-After": "7"}
+    )
+    await ws.command("start weekly-checkin")
+    assert ws.fake.texts("T1", "U1") == []
+    ws.clock.advance(seconds=5)
+    await ws.bot.deliverer.drain("slack")
+    assert ws.fake.texts("T1", "U1") == []  # not before Slack said
+    ws.clock.advance(seconds=3)
+    await ws.bot.deliverer.drain("slack")
+    first, second = ws.fake.texts("T1", "U1")  # in order, each once
+    assert "Weekly check-in" in first and "Is that all right" in second
+
+
+async def test_the_app_home_lists_guides_and_unfinished_ones(workspace: Workspace):
+    ws = workspace
+    await ws.command("start weekly-checkin")
+    await ws.click("I agree")
+    body = json.dumps(
+        {
+            "type": "event_callback",
+            "team_id": "T1",
+            "api_app_id": "A1",
+            "event_id": "EvHome",
+            "event": {"type": "app_home_opened", "user": "U1", "channel": "DU1", "tab": "home"},
+        }
+    )
+    assert await ws.post(body, "application/json") == 200
+    view = ws.fake.calls_to("views.publish")[-1].params["view"]
+    shown = json.dumps(view, ensure_ascii=False)
+    assert "pick up where you left off" in shown
+    assert shown.count("Weekly check-in") == 2  # unfinished, and in the list of all
+    assert "Echo" in shown
+
+
+async def test_oauth_installs_two_workspaces_whose_people_stay_apart(
+    slack_api: FakeSlack, tmp_path: Path
+):
+    async with Workspace(slack_api, tmp_path / "data", oauth=True) as ws:
+        for team in ("T1", "T2"):
+            async with ws.http.get(f"{ws.base}/slack/install", allow_redirects=False) as page:
+                assert page.status == 200
+                cookie = SimpleCookie(page.headers["Set-Cookie"])
+                state = cookie["slack-app-oauth-state"].value
+            url = f"{ws.base}/slack/oauth_redirect?code=code-{team}&state={state}"
+            headers = {"Cookie": f"slack-app-oauth-state={state}"}
+            async with ws.http.get(url, headers=headers) as done:
+                assert done.status == 200, await done.text()
+            # A state is good for one installation only.
+            async with ws.http.get(url, headers=headers) as replay:
+                assert replay.status == 401
+        # The same user id in both workspaces is two different, unrelated people.
+        await ws.command("start weekly-checkin", user="U1", team="T1")
+        await ws.command("start echo", user="U1", team="T2")
+        await ws.click("I agree", user="U1", team="T1")
+        await ws.click("4", user="U1", team="T1")
+        assert "how many hours" in ws.fake.texts("T1", "U1")[-1]
+        assert "Tell us anything" not in " ".join(ws.fake.texts("T1", "U1"))
+        assert "Is that all right" in ws.fake.texts("T2", "U1")[-1]
+        assert (await ws.state("U1", "T1"))["answers"] == {"week": 4}
+        with pytest.raises(AssertionError):
+            await ws.state("U1", "T3")
+        t1 = ws.bot.identity.pseudonym("slack", "T1:U1")
+        t2 = ws.bot.identity.pseudonym("slack", "T2:U1")
+        assert t1 != t2
+    # Tokens are stored sealed: no workspace token appears in the data folder.
+    for path in (tmp_path / "data").rglob("*"):
+        if path.is_file():
+            assert b"xoxb-T" not in path.read_bytes(), path
