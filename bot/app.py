@@ -229,6 +229,7 @@ def make_slack(settings: Settings, bot: Bot) -> SlackChannel:
     return SlackChannel(
         app, client, bot.dispatcher.handle, bot.dispatcher.home, token_for,
         command=settings.slack_command,
+        apology=lambda language: bot.dispatcher.phrases.text(language or "en", "storage_error"),
     )  # fmt: skip
 
 

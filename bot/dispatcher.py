@@ -377,6 +377,10 @@ class Dispatcher:
         return [Outbound.from_reply(reply, None) for reply in sections]
 
     def _no_conversation(self, turn: _Turn, command: str | None) -> None:
+        """Someone with no conversation under way: help if asked, otherwise the guides."""
         language = self._language(turn, None)
-        key = command if command in ("help", "privacy") else "no_conversation"
-        turn.commit.outbox.append(self._outbox(turn, Reply(self.phrases.text(language, key))))
+        if command in ("help", "privacy"):
+            reply = Reply(self.phrases.text(language, command))
+            turn.commit.outbox.append(self._outbox(turn, reply))
+            return
+        self._menu(turn, language)

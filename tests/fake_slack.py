@@ -38,10 +38,14 @@ class FakeSlack:
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _runner: web.AppRunner | None = None
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    # Socket Mode: the bot's open connection, and the envelope ids it acknowledged.
+    socket: web.WebSocketResponse | None = None
+    acks: list[str] = field(default_factory=list)
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/api/{method}", self._endpoint)
+        app.router.add_get("/ws", self._socket)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -50,6 +54,8 @@ class FakeSlack:
         self.url = f"http://127.0.0.1:{port}/api/"
 
     async def stop(self) -> None:
+        if self.socket is not None:
+            await self.socket.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -78,6 +84,40 @@ class FakeSlack:
     def calls_to(self, method: str) -> list[SlackCall]:
         return [c for c in self.calls if c.method == method]
 
+    async def wait_until(self, predicate: Any, seconds: float = 20) -> None:
+        """Wait until the bot's calls (or acks) satisfy `predicate`."""
+        async with asyncio.timeout(seconds), self._changed:
+            await self._changed.wait_for(predicate)
+
+    async def push(self, kind: str, payload: dict[str, Any], envelope_id: str) -> None:
+        """Send an envelope down the Socket Mode connection, as Slack does."""
+        assert self.socket is not None, "the bot has not connected"
+        await self.socket.send_json(
+            {
+                "envelope_id": envelope_id,
+                "type": kind,
+                "accepts_response_payload": kind != "events_api",
+                "payload": payload,
+            }
+        )
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        self.socket = socket
+        await socket.send_json({"type": "hello", "num_connections": 1})
+        await self._notify()
+        async for message in socket:
+            data = json.loads(message.data)
+            if "envelope_id" in data:
+                self.acks.append(data["envelope_id"])
+                await self._notify()
+        return socket
+
     # The Web API -----------------------------------------------------------
 
     async def _endpoint(self, request: web.Request) -> web.Response:
@@ -99,6 +139,11 @@ class FakeSlack:
             return web.json_response(body, status=status, headers=headers)
         if method == "oauth.v2.access":
             return self._oauth(request, params)
+        if method == "apps.connections.open":
+            if not token.startswith("xapp-"):
+                return web.json_response({"ok": False, "error": "invalid_auth"})
+            ws = self.url.replace("http://", "ws://").replace("/api/", "/ws")
+            return web.json_response({"ok": True, "url": ws})
         team = token.removeprefix("xoxb-")
         if not token.startswith("xoxb-T"):
             return web.json_response({"ok": False, "error": "invalid_auth"})

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
@@ -417,3 +418,66 @@ async def test_oauth_installs_two_workspaces_whose_people_stay_apart(
     for path in (tmp_path / "data").rglob("*"):
         if path.is_file():
             assert b"xoxb-T" not in path.read_bytes(), path
+
+
+def test_the_manifest_asks_for_what_the_bot_uses_and_the_readme_lists_every_setting():
+    import yaml
+
+    from bot.app import SLACK_SCOPES
+
+    manifest = yaml.safe_load((ROOT / "slack-manifest.yaml").read_text())
+    assert sorted(manifest["oauth_config"]["scopes"]["bot"]) == sorted(SLACK_SCOPES)
+    commands = [c["command"] for c in manifest["features"]["slash_commands"]]
+    assert commands == [Settings.model_fields["slack_command"].default]
+    assert set(manifest["settings"]["event_subscriptions"]["bot_events"]) == {
+        "app_home_opened",
+        "message.im",
+    }
+    readme = (ROOT / "README.md").read_text()
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        env = alias if isinstance(alias, str) else f"KT_{name.upper()}"
+        assert f"`{env}`" in readme, env
+
+
+async def test_when_storage_fails_slack_retries_events_and_commands_get_a_plain_apology(
+    workspace: Workspace,
+):
+    ws = workspace
+    handle = ws.slack.handle
+
+    async def broken(inbound: Any) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    ws.slack.handle = broken
+    body = ws.event_body("hi")
+    assert await ws.post(body, "application/json") == 500  # Slack sends it again later
+    form = {"command": "/kitchen-table", "text": "guides", "team_id": "T1", "user_id": "U1",
+            "trigger_id": "t-broken"}  # fmt: skip
+    ts = str(int(time.time()))
+    encoded = urlencode(form)
+    digest = hmac.new(SIGNING.encode(), f"v0:{ts}:{encoded}".encode(), hashlib.sha256)
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": "v0=" + digest.hexdigest(),
+    }
+    async with ws.http.post(f"{ws.base}/slack/events", data=encoded, headers=headers) as r:
+        assert r.status == 200
+        assert "could not save" in (await r.text()).lower()
+    ws.slack.handle = handle
+    assert await ws.post(body, "application/json") == 200  # the retry, once space is back
+    assert len(ws.fake.texts("T1", "U1")) == 1
+
+
+async def test_saying_hi_lists_the_guides_as_buttons_and_one_click_starts(workspace: Workspace):
+    ws = workspace
+    await ws.say("hi")
+    labels = [e["text"]["text"] for b in ws.last_post()["blocks"] for e in b.get("elements", [])]
+    assert {"Weekly check-in", "Echo"} <= set(labels)
+    await ws.click("Weekly check-in")
+    assert "Is that all right" in ws.last_post()["text"]
+    # The /kitchen-table help text names Slack's command, not Telegram's /skip.
+    await ws.command("help")
+    shown = " ".join(ws.fake.texts("T1", "U1")[-2:])
+    assert "/kitchen-table skip" in shown and " /skip" not in shown

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -84,6 +85,7 @@ class SlackChannel:
         home: HomeBuilder,
         token_for: TokenFinder,
         *,
+        apology: Callable[[str | None], str] = lambda language: "",
         command: str = DEFAULT_COMMAND,
         limits: RateLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -93,6 +95,7 @@ class SlackChannel:
         self.handle = handle
         self.home = home
         self.token_for = token_for
+        self.apology = apology
         self.command = command
         self.limits = limits or slack_limits()
         self.clock = clock
@@ -128,17 +131,22 @@ class SlackChannel:
     # Inbound ------------------------------------------------------------------
 
     async def _on_command(self, ack: Any, command: dict[str, Any]) -> None:
-        await ack()
         team, user = command.get("team_id", ""), command.get("user_id", "")
-        await self.handle(
-            Inbound(
-                CHANNEL,
-                f"{team}:{user}",
-                f"{team}:{user}",
-                subcommand(command.get("text", "")),
-                key=f"{CHANNEL}:cmd:{command['trigger_id']}" if command.get("trigger_id") else None,
-            )
+        inbound = Inbound(
+            CHANNEL,
+            f"{team}:{user}",
+            f"{team}:{user}",
+            subcommand(command.get("text", "")),
+            key=f"{CHANNEL}:cmd:{command['trigger_id']}" if command.get("trigger_id") else None,
         )
+        try:
+            await self.handle(inbound)
+        except (OSError, sqlite3.Error):
+            # Nothing was kept (a commit is all or nothing): say so, only to them.
+            log.exception("could not store a Slack command")
+            await ack(text=self.apology(None))
+            return
+        await ack()
 
     async def _on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         if event.get("channel_type") != "im" or event.get("bot_id"):
