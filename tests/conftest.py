@@ -20,6 +20,7 @@ from bot.locales import load_phrasebook
 from bot.messages import Inbound, Outbound
 from bot.privacy import Identity
 from storage.sqlite import SQLiteStorage
+from tests.fake_slack import FakeSlack
 from tests.fake_telegram import FakeTelegram
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,6 +130,15 @@ def make_harness(storage: SQLiteStorage, clock: FakeClock, phrases: Phrasebook):
         return Harness(storage, library, clock, phrases)
 
     return make
+
+
+@pytest.fixture
+async def slack_api() -> AsyncIterator[FakeSlack]:
+    """A fake Slack Web API (and Socket Mode websocket) on 127.0.0.1."""
+    server = FakeSlack()
+    await server.start()
+    yield server
+    await server.stop()
 
 
 @pytest.fixture

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import itertools
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -183,5 +186,14 @@ class FakeSlack:
         )
 
 
-def dumps(payload: dict[str, Any]) -> str:
-    return json.dumps(payload, separators=(",", ":"))
+def signed_headers(
+    body: str, secret: str, content_type: str, timestamp: int | None = None
+) -> dict[str, str]:
+    """The headers Slack sends with a request: its timestamp and signature over the body."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256)
+    return {
+        "Content-Type": content_type,
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": "v0=" + digest.hexdigest(),
+    }

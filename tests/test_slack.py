@@ -3,8 +3,6 @@ slack_sdk's calls out to a fake Slack Web API on 127.0.0.1."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import itertools
 import json
 import sqlite3
@@ -24,7 +22,7 @@ from bot.config import Settings
 from bot.ratelimit import RateLimits
 from bot.web import make_web_app, start_web
 from tests.conftest import ROOT, FakeClock
-from tests.fake_slack import CLIENT_ID, CLIENT_SECRET, FakeSlack
+from tests.fake_slack import CLIENT_ID, CLIENT_SECRET, FakeSlack, signed_headers
 from tests.test_telegram_process import free_port
 
 SIGNING = "slack-signing-secret"
@@ -106,14 +104,7 @@ class Workspace:
         secret: str = SIGNING,
         headers: dict[str, str] | None = None,
     ) -> int:
-        ts = str(int(time.time()) if timestamp is None else timestamp)
-        digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256)
-        signed = {
-            "Content-Type": content_type,
-            "X-Slack-Request-Timestamp": ts,
-            "X-Slack-Signature": "v0=" + digest.hexdigest(),
-            **(headers or {}),
-        }
+        signed = signed_headers(body, secret, content_type, timestamp) | (headers or {})
         async with self.http.post(f"{self.base}/slack/events", data=body, headers=signed) as r:
             status = r.status
         await self.bot.deliverer.drain("slack")
@@ -213,14 +204,6 @@ def find_element(post: dict[str, Any], label: str) -> dict[str, Any] | None:
             if element.get("type") == "button" and element["text"]["text"] == label:
                 return element
     return None
-
-
-@pytest.fixture
-async def slack_api() -> AsyncIterator[FakeSlack]:
-    fake = FakeSlack()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 @pytest.fixture
@@ -454,14 +437,8 @@ async def test_when_storage_fails_slack_retries_events_and_commands_get_a_plain_
     assert await ws.post(body, "application/json") == 500  # Slack sends it again later
     form = {"command": "/kitchen-table", "text": "guides", "team_id": "T1", "user_id": "U1",
             "trigger_id": "t-broken"}  # fmt: skip
-    ts = str(int(time.time()))
     encoded = urlencode(form)
-    digest = hmac.new(SIGNING.encode(), f"v0:{ts}:{encoded}".encode(), hashlib.sha256)
-    headers = {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "X-Slack-Request-Timestamp": ts,
-        "X-Slack-Signature": "v0=" + digest.hexdigest(),
-    }
+    headers = signed_headers(encoded, SIGNING, "application/x-www-form-urlencoded")
     async with ws.http.post(f"{ws.base}/slack/events", data=encoded, headers=headers) as r:
         assert r.status == 200
         assert "could not save" in (await r.text()).lower()

@@ -4,31 +4,18 @@ Mode, talking to the fake Slack Web API (and its Socket Mode websocket) on 127.0
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import os
 import sys
-import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlencode
 
 import aiohttp
-import pytest
 
 from tests.conftest import ROOT
-from tests.fake_slack import FakeSlack
+from tests.fake_slack import FakeSlack, signed_headers
 from tests.test_telegram_process import free_port, stop_bot
 
 SIGNING = "process-signing-secret"
-
-
-@pytest.fixture
-async def slack_api() -> AsyncIterator[FakeSlack]:
-    fake = FakeSlack()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 async def start_bot(fake: FakeSlack, data: Path, **env: str) -> asyncio.subprocess.Process:
@@ -69,13 +56,7 @@ async def test_run_serves_slack_over_http(slack_api: FakeSlack, tmp_path: Path):
     )
     try:
         body = urlencode(command_form("start weekly-checkin", "t1"))
-        ts = str(int(time.time()))
-        signature = hmac.new(SIGNING.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256)
-        headers = {
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Slack-Request-Timestamp": ts,
-            "X-Slack-Signature": "v0=" + signature.hexdigest(),
-        }
+        headers = signed_headers(body, SIGNING, "application/x-www-form-urlencoded")
         async with aiohttp.ClientSession() as session:
             for _ in range(100):  # until the process is listening
                 try:
