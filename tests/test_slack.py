@@ -458,3 +458,30 @@ async def test_saying_hi_lists_the_guides_as_buttons_and_one_click_starts(worksp
     await ws.command("help")
     shown = " ".join(ws.fake.texts("T1", "U1")[-2:])
     assert "/kitchen-table skip" in shown and " /skip" not in shown
+
+
+async def test_changing_work_end_to_end_with_buttons_checkboxes_replies_and_skip(
+    workspace: Workspace,
+):
+    ws = workspace
+    await ws.command("start changing-work")
+    await ws.click("I agree")
+    await ws.click("Health care or caregiving")
+    await ws.say("12")
+    await ws.click("Done", ticked=["New technology or automation", "Less predictable schedules"])
+    typed = ["They brought in a scheduling app that decides our shifts. Call me 312-555-0199",
+             "Short staffed every night", "1", "We need more people", "1", "2", "2", "1, 4",
+             "Listen to nurses aides", "3"]  # fmt: skip
+    for text in typed:
+        assert await ws.say(text) == 200
+    await ws.click("Skip")
+    state = await ws.state()
+    assert state["status"] == "finished"
+    answers = state["answers"]
+    assert answers["sector"] == "health-care"
+    assert answers["years"] == 12
+    assert answers["changes"][0] == "technology" and len(answers["changes"]) == 2
+    assert "312-555-0199" not in answers["tech_story"]
+    assert answers["anything_else"] is None
+    # Every question that had buttons and was clicked now shows its answer instead.
+    assert len(ws.fake.updates()) == 3
