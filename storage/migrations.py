@@ -84,4 +84,25 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (kind, key)
     );
     """,
+    # 4: facilitated gatherings, and which gathering a run was joined through.
+    """
+    CREATE TABLE gatherings (
+        id TEXT PRIMARY KEY,
+        code TEXT NOT NULL UNIQUE,
+        guide_id TEXT NOT NULL,
+        title TEXT NOT NULL,
+        facilitator TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        address BLOB NOT NULL,
+        private_address BLOB NOT NULL,
+        paced INTEGER NOT NULL,
+        part INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        closed_at TEXT
+    );
+    ALTER TABLE runs ADD COLUMN gathering TEXT;
+    CREATE INDEX runs_by_gathering ON runs (gathering);
+    """,
 ]

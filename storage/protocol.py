@@ -11,6 +11,7 @@ from storage.rows import (
     Commit,
     ConsentRow,
     Conversation,
+    GatheringRow,
     OutboxRow,
     ParticipantRow,
     RunRow,
@@ -82,6 +83,20 @@ class Storage(Protocol):
         ...
 
     async def delete_records(self, kind: str, key: str) -> None: ...
+
+    async def records_of(self, kind: str, now: datetime) -> list[tuple[str, bytes]]:
+        """Every unexpired record of one kind, as (key, value), by key."""
+        ...
+
+    async def gathering(self, gathering_id: str) -> GatheringRow | None: ...
+
+    async def gathering_by_code(self, code: str) -> GatheringRow | None: ...
+
+    async def gathering_runs(self, gathering_id: str) -> list[RunRow]:
+        """Every run joined through a gathering, the earliest first."""
+        ...
+
+    async def gathering_answers(self, gathering_id: str) -> list[AnswerRow]: ...
 
     async def next_due(self, channel: str) -> datetime | None:
         """When the earliest message owed on a channel falls due, if any."""

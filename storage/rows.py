@@ -29,6 +29,27 @@ class RunRow:
     state: str  # JSON written by the caller
     started_at: datetime
     updated_at: datetime
+    gathering: str | None = None  # the facilitated gathering this run was joined through
+
+
+@dataclass(frozen=True)
+class GatheringRow:
+    """A facilitated gathering: one guide launched for a room, with a short join code."""
+
+    id: str
+    code: str
+    guide_id: str
+    title: str
+    facilitator: str  # pseudonym
+    channel: str
+    address: bytes  # sealed: where it was launched (a group, a channel or a DM)
+    private_address: bytes  # sealed: the facilitator's own chat, for the summary
+    paced: bool
+    part: int  # paced: how many questions are open to everyone
+    status: str  # "open" or "closed"
+    created_at: datetime
+    expires_at: datetime  # when its join code stops working
+    closed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -101,3 +122,4 @@ class Commit:
     withdrawn: list[tuple[str, str]] = field(default_factory=list)  # (run id, step)
     consents: list[ConsentRow] = field(default_factory=list)
     outbox: list[OutboxRow] = field(default_factory=list)
+    gathering: GatheringRow | None = None  # created or changed (by its facilitator)

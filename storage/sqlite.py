@@ -25,6 +25,7 @@ from storage.rows import (
     Commit,
     ConsentRow,
     Conversation,
+    GatheringRow,
     OutboxRow,
     ParticipantRow,
     RunRow,
@@ -88,7 +89,7 @@ def _apply(db: sqlite3.Connection, commit: Commit) -> None:
     for r in commit.runs:
         db.execute(
             "INSERT INTO runs (id, participant, guide_id, guide_version, guide_hash, status,"
-            " state, started_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " state, started_at, updated_at, gathering) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
             " state = excluded.state, updated_at = excluded.updated_at",
             (
@@ -101,6 +102,7 @@ def _apply(db: sqlite3.Connection, commit: Commit) -> None:
                 r.state,
                 _ts(r.started_at),
                 _ts(r.updated_at),
+                r.gathering,
             ),
         )
     for run_id, step in commit.withdrawn:
@@ -139,6 +141,16 @@ def _apply(db: sqlite3.Connection, commit: Commit) -> None:
         db.execute("DELETE FROM runs WHERE id = ?", (commit.delete_run,))
     if commit.delete_participant is not None:
         db.execute("DELETE FROM participants WHERE id = ?", (commit.delete_participant,))
+    if commit.gathering is not None:
+        g = commit.gathering
+        db.execute(
+            "INSERT OR REPLACE INTO gatherings (id, code, guide_id, title, facilitator, channel,"
+            " address, private_address, paced, part, status, created_at, expires_at, closed_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (g.id, g.code, g.guide_id, g.title, g.facilitator, g.channel, g.address,
+             g.private_address, int(g.paced), g.part, g.status, _ts(g.created_at),
+             _ts(g.expires_at), None if g.closed_at is None else _ts(g.closed_at)),
+        )  # fmt: skip
     if commit.outbox:
         db.executemany(
             "INSERT INTO outbox (channel, participant, address, payload, not_before, attempts)"
@@ -272,7 +284,7 @@ class SQLiteStorage:
             "SELECT EXISTS (SELECT 1 FROM inbound WHERE key = ?),"
             " p.id, p.channel, p.address, p.language, p.current_run, p.unreachable,"
             " r.id, r.participant, r.guide_id, r.guide_version, r.guide_hash, r.status, r.state,"
-            " r.started_at, r.updated_at"
+            " r.started_at, r.updated_at, r.gathering"
             " FROM (SELECT 1) LEFT JOIN participants AS p ON p.id = ?"
             " LEFT JOIN runs AS r ON r.id = p.current_run",
             (inbound_key, participant_id),
@@ -300,13 +312,63 @@ class SQLiteStorage:
     @staticmethod
     def _run_row(row: sqlite3.Row | tuple[Any, ...]) -> RunRow:
         return RunRow(
-            row[0], row[1], row[2], row[3], row[4], row[5], row[6], _dt(row[7]), _dt(row[8])
-        )
+            row[0], row[1], row[2], row[3], row[4], row[5], row[6], _dt(row[7]), _dt(row[8]),
+            row[9],
+        )  # fmt: skip
 
     _RUN_COLUMNS = (
         "id, participant, guide_id, guide_version, guide_hash, status, state,"
-        " started_at, updated_at"
+        " started_at, updated_at, gathering"
     )
+
+    _GATHERING_COLUMNS = (
+        "id, code, guide_id, title, facilitator, channel, address, private_address, paced,"
+        " part, status, created_at, expires_at, closed_at"
+    )
+
+    @staticmethod
+    def _gathering_row(row: sqlite3.Row | tuple[Any, ...]) -> GatheringRow:
+        return GatheringRow(
+            row[0], row[1], row[2], row[3], row[4], row[5], bytes(row[6]), bytes(row[7]),
+            bool(row[8]), row[9], row[10], _dt(row[11]), _dt(row[12]),
+            None if row[13] is None else _dt(row[13]),
+        )  # fmt: skip
+
+    async def gathering(self, gathering_id: str) -> GatheringRow | None:
+        row = await self._one(
+            f"SELECT {self._GATHERING_COLUMNS} FROM gatherings WHERE id = ?", (gathering_id,)
+        )
+        return None if row is None else self._gathering_row(row)
+
+    async def gathering_by_code(self, code: str) -> GatheringRow | None:
+        row = await self._one(
+            f"SELECT {self._GATHERING_COLUMNS} FROM gatherings WHERE code = ?", (code,)
+        )
+        return None if row is None else self._gathering_row(row)
+
+    async def gathering_runs(self, gathering_id: str) -> list[RunRow]:
+        rows = await self._all(
+            f"SELECT {self._RUN_COLUMNS} FROM runs WHERE gathering = ? ORDER BY started_at, id",
+            (gathering_id,),
+        )
+        return [self._run_row(row) for row in rows]
+
+    async def gathering_answers(self, gathering_id: str) -> list[AnswerRow]:
+        rows = await self._all(
+            "SELECT a.run_id, a.step, a.participant, a.guide_id, a.guide_version, a.kind,"
+            " a.value, a.answered_at FROM answers AS a JOIN runs AS r ON r.id = a.run_id"
+            " WHERE r.gathering = ? ORDER BY a.answered_at, a.run_id, a.step",
+            (gathering_id,),
+        )
+        return [AnswerRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], _dt(r[7])) for r in rows]
+
+    async def records_of(self, kind: str, now: datetime) -> list[tuple[str, bytes]]:
+        rows = await self._all(
+            "SELECT key, value FROM records WHERE kind = ?"
+            " AND (expires_at IS NULL OR expires_at > ?) ORDER BY key",
+            (kind, _ts(now)),
+        )
+        return [(row[0], bytes(row[1])) for row in rows]
 
     async def run(self, run_id: str) -> RunRow | None:
         row = await self._one(f"SELECT {self._RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))

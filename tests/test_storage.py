@@ -180,3 +180,22 @@ async def test_records_expire_and_are_taken_once(store: Storage) -> None:
     assert await store.take_record("oauth-state", "old", now) is None  # expired
     await store.delete_records("slack-install", "T1")
     assert await store.record("slack-install", "T1", now) is None
+
+
+async def test_gatherings_and_the_runs_joined_through_them(store: Storage) -> None:
+    from storage.rows import Commit, GatheringRow
+
+    gathering = GatheringRow(
+        "g1", "K7M2QP", "pulse", "Tuesday supper", "fac", "telegram", b"group", b"dm",
+        True, 1, "open", START, START + timedelta(days=7),
+    )  # fmt: skip
+    await store.commit(Commit(gathering=gathering))
+    assert await store.gathering_by_code("K7M2QP") == gathering
+    run = RunRow("r9", "p1", "pulse", 1, "h", "active", "{}", START, START, "g1")
+    await store.commit(Commit(runs=[run, run_row("r8")], answers=[answer("q", run_id="r9")]))
+    assert [r.id for r in await store.gathering_runs("g1")] == ["r9"]
+    assert [a.step for a in await store.gathering_answers("g1")] == ["q"]
+    closed = GatheringRow(**{**gathering.__dict__, "status": "closed", "closed_at": START})
+    await store.commit(Commit(gathering=closed))
+    assert (await store.gathering("g1")) == closed
+    assert await store.gathering_by_code("NOPE") is None
