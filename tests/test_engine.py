@@ -12,6 +12,7 @@ from bot.flows.events import (
     AnswerWithdrawn,
     Command,
     ConsentDecided,
+    Open,
     Outcome,
     Picked,
     RunEnded,
@@ -305,6 +306,25 @@ def test_questions_offer_skip_only_when_optional_and_back_after_the_first(phrase
     assert [b.value for b in at_story.replies[-1].controls] == ["skip", "back", "stop"]
     assert [b.label for b in at_story.replies[-1].controls] == ["Skip", "Back", "Stop"]
     assert flow.question(at_story.state, "story") == "Tell us a story."
+
+
+def test_paced_runs_wait_for_the_group_at_each_question(phrases):
+    flow = flow_for(GUIDE, phrases)
+    started = flow.start(run_id="r1", guide_hash="h", language="en", now=START, gate=1)
+    at_sector = feed(flow, started, "yes")
+    assert at_sector.replies[-1].step == "sector"  # question 1 is open
+    waiting = feed(flow, at_sector, "1")
+    assert waiting.state.waiting and "wait for the group" in waiting.replies[-1].text
+    still = feed(flow, waiting, "a story typed too early")
+    assert "story" not in still.state.answers and "waiting" in still.replies[-1].text
+    assert "waiting" in feed(flow, waiting, Command("skip")).replies[-1].text
+    opened = feed(flow, waiting, Open(2))
+    assert not opened.state.waiting and opened.replies[-1].step == "story"
+    assert feed(flow, opened, "Long nights").state.answers["story"] == "Long nights"
+    back = feed(flow, waiting, Command("back"))
+    assert back.state.step == "sector" and not back.state.waiting
+    # A run not yet at the gate only learns that more is open.
+    assert feed(flow, at_sector, Open(3)).replies == []
 
 
 def test_a_tap_on_an_old_question_changes_nothing(phrases):

@@ -15,6 +15,8 @@ from bot.flows.events import (
     DONE_VALUE,
     LANGUAGE_STEP,
     Command,
+    Open,
+    Picked,
     Tap,
     TextInput,
     Timeout,
@@ -64,6 +66,8 @@ inputs = st.one_of(
         st.sampled_from(["", "es", "en", "klingon"]),
     ),
     st.just(Timeout()),
+    st.builds(Open, st.integers(0, 20)),
+    st.builds(Picked, st.sampled_from(STEP_IDS), st.lists(st.sampled_from(VALUES)).map(tuple)),
 )
 
 
@@ -79,6 +83,8 @@ def assert_valid(state: RunState) -> None:
     assert set(state.answers) <= set(questions)
     assert list(dict.fromkeys(state.asked)) == state.asked
     assert set(state.asked) == set(state.answers)
+    if state.waiting:  # a paced run waits only at a question not yet open
+        assert state.gate is not None and state.status is RunStatus.ACTIVE
     for step_id, value in state.answers.items():
         step = questions[step_id]
         if value is None:
@@ -105,7 +111,8 @@ def assert_valid(state: RunState) -> None:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(inputs, max_size=25), st.sampled_from(["en", "es", "fr", ""]))
 def test_no_input_ever_crashes_the_engine_or_breaks_a_run(given_inputs, language):
-    outcome = FLOW.start(run_id="r", guide_hash="h", language=language, now=START)
+    gate = 1 if language == "fr" else None  # some runs paced, from the first question
+    outcome = FLOW.start(run_id="r", guide_hash="h", language=language, now=START, gate=gate)
     assert_valid(outcome.state)
     now = START
     for item in given_inputs:

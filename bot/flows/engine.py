@@ -32,6 +32,7 @@ from bot.flows.events import (
     Event,
     Input,
     InputKind,
+    Open,
     Outcome,
     Picked,
     Repeat,
@@ -81,7 +82,15 @@ class Flow:
 
     # Entry points -----------------------------------------------------------
 
-    def start(self, *, run_id: str, guide_hash: str, language: str, now: datetime) -> Outcome:
+    def start(
+        self,
+        *,
+        run_id: str,
+        guide_hash: str,
+        language: str,
+        now: datetime,
+        gate: int | None = None,
+    ) -> Outcome:
         guide = self.guide
         state = RunState(
             run_id=run_id,
@@ -92,6 +101,7 @@ class Flow:
             status=RunStatus.CONSENT if guide.consent is not None else RunStatus.ACTIVE,
             started_at=now,
             updated_at=now,
+            gate=gate,
         )
         turn = _Turn(state)
         turn.emit(Reply(self._intro(state)))
@@ -118,7 +128,9 @@ class Flow:
         if isinstance(given, TextInput) and (command := parse_command(given.text)) is not None:
             given = Command(*command)
         current.updated_at = now
-        if isinstance(given, Repeat):
+        if isinstance(given, Open):
+            self._open(turn, given.part)
+        elif isinstance(given, Repeat):
             turn.emit(Reply(self._say(current, "welcome_back")))
             self._reprompt(turn)
         elif isinstance(given, Command):
@@ -127,6 +139,8 @@ class Flow:
             pass
         elif current.status is RunStatus.CONSENT:
             self._consent(turn, given)
+        elif current.waiting:
+            turn.emit(Reply(self._say(current, "still_waiting")))
         else:
             self._answer(turn, given)
         return turn.outcome()
@@ -261,9 +275,28 @@ class Flow:
                 turn.emit(Reply(self._render(state, step.text)))
                 continue
             state.step = step.id
+            if state.gate is not None and self._number(step) > state.gate:
+                # Paced: this question opens when the facilitator moves the room on.
+                state.waiting = True
+                turn.emit(Reply(self._say(state, "wait_for_group")))
+                return
+            state.waiting = False
             turn.emit(self._prompt(state, step))
             return
         self._end(turn, RunStatus.FINISHED, None)
+
+    def _number(self, step: Step) -> int:
+        """A question's place among the guide's questions, from 1: its part when paced."""
+        return next(i for i, q in enumerate(self.guide.questions, start=1) if q.id == step.id)
+
+    def _open(self, turn: _Turn, part: int) -> None:
+        state = turn.state
+        state.gate = max(state.gate or 0, part)
+        if state.waiting and state.step is not None:
+            step = self.guide.step(state.step)
+            if self._number(step) <= state.gate:
+                state.waiting = False
+                turn.emit(self._prompt(state, step))
 
     def _end(self, turn: _Turn, status: RunStatus, phrase: str | None) -> None:
         turn.state.status = status
@@ -278,6 +311,8 @@ class Flow:
         state = turn.state
         if state.status is RunStatus.CONSENT:
             turn.emit(self._consent_prompt(state))
+        elif state.status is RunStatus.ACTIVE and state.waiting:
+            turn.emit(Reply(self._say(state, "still_waiting")))
         elif state.status is RunStatus.ACTIVE and state.step is not None:
             turn.emit(self._prompt(state, self.guide.step(state.step)))
 
@@ -303,6 +338,8 @@ class Flow:
             self._reprompt(turn)
         elif name == "language":
             self._language_command(turn, command.arg)
+        elif name == "skip" and state.waiting:
+            turn.emit(Reply(self._say(state, "still_waiting")))
         elif name == "skip" and state.status is RunStatus.ACTIVE and state.step:
             step = self.guide.step(state.step)
             if step.optional:
@@ -319,6 +356,7 @@ class Flow:
                 state.answers.pop(previous, None)
                 state.pending = []
                 state.step = previous
+                state.waiting = False
                 turn.emit(AnswerWithdrawn(previous))
             self._reprompt(turn)
         elif name in ("skip", "back"):  # while consent is asked: ask it again

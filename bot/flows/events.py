@@ -40,6 +40,13 @@ class Picked:
 
 
 @dataclass(frozen=True)
+class Open:
+    """A paced gathering moves on: questions up to number `part` are open to everyone."""
+
+    part: int
+
+
+@dataclass(frozen=True)
 class Command:
     """A participant command such as /skip or /language es (without the slash)."""
 
@@ -57,7 +64,7 @@ class Repeat:
     """The participant came back: greet them and ask the current question again."""
 
 
-Input = TextInput | Tap | Picked | Command | Timeout | Repeat
+Input = TextInput | Tap | Picked | Open | Command | Timeout | Repeat
 
 
 # Events -------------------------------------------------------------------

@@ -41,5 +41,9 @@ class RunState(BaseModel):
     asked: list[str] = Field(default_factory=list)
     pending: list[str] = Field(default_factory=list)
     choosing_language: bool = False
+    # Paced gatherings: how many of the guide's questions are open to the room (None:
+    # self-paced), and whether this run is waiting at the next one for the group.
+    gate: int | None = None
+    waiting: bool = False
     started_at: datetime
     updated_at: datetime
