@@ -37,11 +37,16 @@ from bot.dispatcher import Dispatcher
 from bot.library import GuideLibrary, read_guide_file
 from bot.locales import load_phrasebook
 from bot.privacy import Identity, load_or_create_secret
+from bot.reports import Reports
+from bot.roles import Roles, admin_pseudonyms
 from bot.web import make_web_app, start_web
 from storage.sqlite import SQLiteStorage
 
 # What the app may do in a workspace; slack-manifest.yaml asks for the same.
-SLACK_SCOPES = ["chat:write", "commands", "im:history", "im:read", "im:write"]
+SLACK_SCOPES = ["chat:write", "chat:write.public", "commands", "im:history", "im:read", "im:write"]
+# Who runs `kitchen-table session ...` on this machine: an admin, like anyone who can
+# read the data folder and its secret.
+OPERATOR = "operator"
 
 log = logging.getLogger("kitchen_table")
 
@@ -75,14 +80,20 @@ async def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
         for problem in library.problems:
             log.warning("skipped a guide with problems: %s", problem)
         deliverer = Deliverer(storage, identity, {}, clock)
+        admins = admin_pseudonyms(identity, settings.admins)
+        admins.add(identity.pseudonym(TERMINAL, OPERATOR))
+        phrases = load_phrasebook()
         dispatcher = Dispatcher(
             storage=storage,
             library=library,
             identity=identity,
-            phrases=load_phrasebook(),
+            phrases=phrases,
             clock=clock,
             max_answer_chars=settings.max_answer_chars,
             on_commit=deliverer.wake,
+            roles=Roles(storage, admins, clock),
+            reports=Reports(phrases, settings.templates_dir),
+            min_group=settings.min_group,
         )
         yield Bot(settings, secret, identity, storage, library, dispatcher, deliverer, clock)
     finally:
@@ -91,7 +102,7 @@ async def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
 
 async def _chat(settings: Settings, guide: str, name: str, language: str | None) -> int:
     async with build(settings) as bot:
-        bot.deliverer.channels[TERMINAL] = TerminalChannel()
+        bot.deliverer.channels[TERMINAL] = TerminalChannel(only=name)
         guide_id = guide
         if guide.endswith((".yaml", ".yml")) or "/" in guide:
             loaded = read_guide_file(Path(guide))

@@ -37,6 +37,13 @@ class Settings(BaseSettings):
         1.0, gt=0, le=1000, description="Messages/s to one private chat, after a burst of 3."
     )
 
+    admins: str = Field(
+        "", description="Admins, as channel:id pairs: telegram:12345,slack:T0001/U0002"
+    )
+    min_group: int = Field(
+        5, ge=1, le=1000, description="Smallest group any figure or quote may come from."
+    )
+    templates_dir: Path | None = Field(None, description="Folder of templates overriding ours.")
     slack_bot_token: SecretStr | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
     slack_signing_secret: SecretStr | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")
     slack_app_token: SecretStr | None = Field(None, validation_alias="SLACK_APP_TOKEN")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -35,15 +35,20 @@ from bot.flows.phrases import Phrasebook
 from bot.flows.run import RunState, RunStatus
 from bot.flows.scrub import scrub
 from bot.flows.text import localize
+from bot.gatherings import COMMANDS as GATHERING_COMMANDS
+from bot.gatherings import JOIN_STEP, STATUS_STEP, Gatherings
 from bot.library import GuideLibrary
 from bot.locks import KeyedLocks
 from bot.messages import Inbound, Outbound, clean_text
 from bot.privacy import Identity
+from bot.reports import Reports
+from bot.roles import Roles
 from storage.protocol import Storage
 from storage.rows import (
     AnswerRow,
     Commit,
     ConsentRow,
+    GatheringRow,
     GuideSourceRow,
     OutboxRow,
     ParticipantRow,
@@ -73,6 +78,9 @@ class _Turn:
     sealed_address: bytes
     commit: Commit
     run: RunRow | None  # the participant's current run, as loaded
+    gathering: GatheringRow | None = None  # joining through a gathering: the run belongs to it
+    after: list[Callable[[], Awaitable[None]]] = dataclasses.field(default_factory=list)
+    actor: str = ""  # the pseudonym of the person who sent it (in a group too): their role
 
 
 class Dispatcher:
@@ -87,6 +95,9 @@ class Dispatcher:
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         max_answer_chars: int = 4000,
         on_commit: Callable[[], None] = lambda: None,
+        roles: Roles | None = None,
+        reports: Reports | None = None,
+        min_group: int = 5,
     ) -> None:
         self.storage = storage
         self.library = library
@@ -98,6 +109,9 @@ class Dispatcher:
         self.on_commit = on_commit
         self._locks = KeyedLocks()
         self._flows: dict[str, Flow] = {}
+        self.roles = roles or Roles(storage, set(), clock)
+        self.reports = reports or Reports(phrases)
+        self.gatherings = Gatherings(self, self.roles, self.reports, min_group)
 
     # The one entry point -----------------------------------------------------
 
@@ -119,16 +133,46 @@ class Dispatcher:
                 self.identity.seal(inbound.address),
                 Commit(inbound_key=inbound.key),
                 loaded.run,
+                actor=self.identity.pseudonym(inbound.channel, inbound.user),
             )
             status = await self._route(turn)
             if not await self.storage.commit(turn.commit):
                 return Handled(False)
         self.on_commit()
+        for then in turn.after:  # work for other people's conversations, under their locks
+            await then()
         return Handled(True, status)
+
+    async def nudge(self, participant_id: str, run_id: str, given: Input) -> None:
+        """Move someone's current run on without a message from them (a paced gathering
+        opening a question; later, the scheduler's timeouts)."""
+        async with self._locks.hold(participant_id):
+            loaded = await self.storage.conversation(participant_id, None)
+            person, run_row = loaded.participant, loaded.run
+            if person is None or run_row is None or run_row.id != run_id or person.unreachable:
+                return  # they have moved on to another conversation since
+            inbound = Inbound(person.channel, "", "", language=person.language)
+            turn = _Turn(inbound, participant_id, person, self.clock(), person.address,
+                         Commit(), run_row)  # fmt: skip
+            flow = await self._flow(run_row.guide_hash)
+            state = RunState.model_validate_json(run_row.state)
+            outcome = flow.resume(state, given, turn.now)
+            if outcome.events or outcome.state != state:
+                await self._record(turn, flow, outcome, None)
+                await self.storage.commit(turn.commit)
+        self.on_commit()
 
     async def _route(self, turn: _Turn) -> str | None:
         inbound = turn.inbound
         language = self._language(turn, None)
+        command = inbound.command
+        if command is not None and command[0] == "start" and "-" in command[1]:
+            # Deep links: /start join-K7M2QP (a gathering), /start redeem-CODE (a role).
+            action, _, code = command[1].partition("-")
+            if action in ("join", "redeem"):
+                command = (action, code)
+        if command is not None and command[0] in GATHERING_COMMANDS:
+            return await self.gatherings.command(turn, *command)
         if inbound.group:
             # Answers are never collected in a group: explain, and point to a private chat.
             button = Button(self.phrases.text(language, "group_button"), "", "")
@@ -139,18 +183,29 @@ class Dispatcher:
             key = "edited" if inbound.kind == "edited" else "unsupported"
             turn.commit.outbox.append(self._outbox(turn, Reply(self.phrases.text(language, key))))
             return None
-        command = inbound.command
         if command is not None and command[0] in ("start", "guides"):
             name, arg = command
             if name == "start" and arg:
                 return await self._start_guide(turn, arg)
             self._menu(turn, self._language(turn, None))
             return None
-        if inbound.tap is not None and inbound.tap.step == GUIDE_MENU_STEP:
-            return await self._start_guide(turn, inbound.tap.value)
+        tap = inbound.tap
+        if tap is not None and tap.step == GUIDE_MENU_STEP:
+            return await self._start_guide(turn, tap.value)
+        if tap is not None and tap.step == JOIN_STEP:
+            return await self.gatherings.join(turn, tap.value)
+        if tap is not None and tap.step == STATUS_STEP:
+            await self.gatherings.refresh(turn, tap.value)
+            return None
         run_row = turn.run
         if run_row is None:
             self._no_conversation(turn, command[0] if command else None)
+            return None
+        if (
+            run_row.gathering is not None
+            and command is None
+            and await self.gatherings.refuses_late(turn, run_row.gathering)
+        ):
             return None
         flow = await self._flow(run_row.guide_hash)
         state = RunState.model_validate_json(run_row.state)
@@ -172,6 +227,8 @@ class Dispatcher:
     # Starting and resuming guides --------------------------------------------
 
     async def _start_guide(self, turn: _Turn, guide_id: str) -> str | None:
+        """Start a guide, or carry on with the one already under way (from a gathering
+        too, when the run joined through it is the one under way)."""
         loaded = self.library.get(guide_id.strip().lower())
         language = self._language(turn, None)
         if loaded is None or loaded.guide is None:
@@ -182,7 +239,8 @@ class Dispatcher:
             self._menu(turn, language)
             return None
         existing = await self.storage.open_run(turn.participant_id, loaded.guide.id)
-        if existing is not None:
+        joining = turn.gathering.id if turn.gathering is not None else None
+        if existing is not None and (joining is None or existing.gathering == joining):
             flow = await self._flow(existing.guide_hash)
             state = RunState.model_validate_json(existing.state)
             outcome = flow.resume(state, Repeat(), turn.now)
@@ -192,8 +250,13 @@ class Dispatcher:
             # It had expired: the participant is told, and starts afresh below.
         flow = self._flow_for(loaded)
         wanted = self._language(turn, None)
+        paced = turn.gathering is not None and turn.gathering.paced
         outcome = flow.start(
-            run_id=self.new_id(), guide_hash=loaded.hash, language=wanted or "", now=turn.now
+            run_id=self.new_id(),
+            guide_hash=loaded.hash,
+            language=wanted or "",
+            now=turn.now,
+            gate=turn.gathering.part if paced and turn.gathering is not None else None,
         )
         await self._record(turn, flow, outcome, loaded)
         return outcome.state.status.value
@@ -288,6 +351,8 @@ class Dispatcher:
                     state.model_dump_json(),
                     state.started_at,
                     state.updated_at,
+                    # Only a new run takes this: storage never changes a run's gathering.
+                    turn.gathering.id if turn.gathering is not None else None,
                 )
             )
             current = state.run_id

@@ -43,6 +43,7 @@ class Inbound:
     group: bool = False  # sent in a group chat, where the bot never collects answers
     link: str | None = None  # in a group: the link to a private chat with the bot
     picked: tuple[str, ...] | None = None  # with tap: the options submitted all at once
+    private: str | None = None  # in a group: the address of a private chat with the sender
 
     @property
     def command(self) -> tuple[str, str] | None:
@@ -71,6 +72,10 @@ class Outbound(BaseModel):
     edit: str | None = None  # the platform message to change instead of sending a new one
     controls: list[OutButton] = []  # skip / back / stop, for channels that draw them
     asked: str | None = None  # with input "answered": the question, to keep beside the answer
+    # A report (status, summary) already rendered and escaped for each markup: "html"
+    # (Telegram), "mrkdwn" (Slack), "text"; `text` is the plain version.
+    markup: dict[str, str] | None = None
+    qr: str | None = None  # a link to show as a QR code (for a room to scan)
 
     @classmethod
     def from_reply(cls, reply: Reply, run: str | None) -> Outbound:

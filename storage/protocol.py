@@ -92,6 +92,10 @@ class Storage(Protocol):
 
     async def gathering_by_code(self, code: str) -> GatheringRow | None: ...
 
+    async def latest_gathering(self, facilitator: str) -> GatheringRow | None:
+        """The gathering this facilitator launched last."""
+        ...
+
     async def gathering_runs(self, gathering_id: str) -> list[RunRow]:
         """Every run joined through a gathering, the earliest first."""
         ...

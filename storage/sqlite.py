@@ -346,6 +346,14 @@ class SQLiteStorage:
         )
         return None if row is None else self._gathering_row(row)
 
+    async def latest_gathering(self, facilitator: str) -> GatheringRow | None:
+        row = await self._one(
+            f"SELECT {self._GATHERING_COLUMNS} FROM gatherings WHERE facilitator = ?"
+            " ORDER BY created_at DESC LIMIT 1",
+            (facilitator,),
+        )
+        return None if row is None else self._gathering_row(row)
+
     async def gathering_runs(self, gathering_id: str) -> list[RunRow]:
         rows = await self._all(
             f"SELECT {self._RUN_COLUMNS} FROM runs WHERE gathering = ? ORDER BY started_at, id",

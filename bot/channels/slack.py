@@ -46,7 +46,9 @@ log = logging.getLogger(__name__)
 CHANNEL = "slack"
 DEFAULT_API_URL = "https://slack.com/api/"
 DEFAULT_COMMAND = "/kitchen-table"
-SUBCOMMANDS = {"guides", "start", "help", "privacy", "language", "stop", "skip", "back"}
+SUBCOMMANDS = {"guides", "start", "help", "privacy", "language", "stop", "skip", "back",
+               "launch", "join", "redeem", "status", "next", "close", "summary", "qr"}  # fmt: skip
+ROOM_COMMANDS = {"launch", "status", "next", "close", "summary", "qr"}
 # Errors that mean this person can't be written to, now or later.
 UNREACHABLE = {"channel_not_found", "user_not_found", "is_archived", "account_inactive",
                "user_disabled", "cannot_dm_bot", "not_in_channel"}  # fmt: skip
@@ -132,12 +134,21 @@ class SlackChannel:
 
     async def _on_command(self, ack: Any, command: dict[str, Any]) -> None:
         team, user = command.get("team_id", ""), command.get("user_id", "")
+        channel = str(command.get("channel_id") or "")
+        text = subcommand(command.get("text", ""))
+        # A facilitator's command in a channel speaks to the room; everything else is
+        # answered in the person's direct messages with the app, wherever it was typed.
+        in_room = (
+            bool(channel) and not channel.startswith("D") and text.split()[0][1:] in ROOM_COMMANDS
+        )
         inbound = Inbound(
             CHANNEL,
             f"{team}:{user}",
-            f"{team}:{user}",
-            subcommand(command.get("text", "")),
+            f"{team}:{channel}" if in_room else f"{team}:{user}",
+            text,
             key=f"{CHANNEL}:cmd:{command['trigger_id']}" if command.get("trigger_id") else None,
+            group=in_room,
+            private=f"{team}:{user}" if in_room else None,
         )
         try:
             await self.handle(inbound)

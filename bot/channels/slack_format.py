@@ -145,6 +145,18 @@ def blocks(message: Outbound, command: str) -> tuple[str, list[dict[str, Any]]]:
     """The fallback text (for notifications) and the blocks of one message."""
     text = with_command(message.text, command)
     out: list[dict[str, Any]] = []
+    if message.markup is not None:
+        # A report, rendered and escaped for mrkdwn already.
+        rendered = with_command(message.markup["mrkdwn"], command)
+        out += [
+            {"type": "section", "text": {"type": "mrkdwn", "text": rendered[i : i + SECTION_LIMIT]}}
+            for i in range(0, len(rendered), SECTION_LIMIT)
+        ]
+        if message.buttons:
+            out += _actions(_choice_buttons(message, message.buttons))
+        return escape(text)[:3000], out[:50]
+    if message.qr is not None:
+        text = f"{text}\n{message.qr}"
     if message.progress:
         out.append(_context(message.progress))
     out += _sections(text)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import html
+import io
 import logging
 import os
 import sqlite3
@@ -18,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+import segno
 from aiohttp import web
 from telegram import Bot, LinkPreviewOptions, Update
 from telegram.constants import ChatType, ParseMode
@@ -25,11 +28,13 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Tele
 
 from bot.channels import base
 from bot.channels.telegram_format import (
+    MAX_TEXT,
     NOOP,
     answered_keyboard,
     decode_callback,
     keyboard,
     render_pieces,
+    split_text,
 )
 from bot.channels.telegram_request import AiohttpRequest
 from bot.flows.events import Tap
@@ -138,6 +143,7 @@ class TelegramChannel:
                 text,
                 group=True,
                 link=self.deep_link(),
+                private=str(user.id),  # a private chat's id is the person's id
                 **common,  # type: ignore[arg-type]
             )
         if update.edited_message is not None:
@@ -235,6 +241,22 @@ class TelegramChannel:
         if wait > 0:
             return base.RetryAfter(wait)
         try:
+            if message.edit is not None and message.markup is not None:
+                await self.bot.edit_message_text(
+                    message.markup["html"][:MAX_TEXT],
+                    chat_id,
+                    int(message.edit),
+                    parse_mode=ParseMode.HTML,
+                    reply_markup=keyboard(message),
+                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                )
+                return base.Sent()
+            if message.qr is not None:
+                await self.bot.send_photo(
+                    chat_id, qr_png(message.qr), caption=html.escape(message.text)[:1024],
+                    parse_mode=ParseMode.HTML,
+                )  # fmt: skip
+                return base.Sent()
             if message.edit is not None:
                 markup = (
                     answered_keyboard(message.text)
@@ -245,7 +267,9 @@ class TelegramChannel:
                     chat_id, int(message.edit), reply_markup=markup
                 )
                 return base.Sent()
-            pieces = render_pieces(message)
+            pieces = (
+                split_text(message.markup["html"]) if message.markup else render_pieces(message)
+            )
             for index, piece in enumerate(pieces):
                 last = index == len(pieces) - 1
                 await self.bot.send_message(
@@ -271,6 +295,13 @@ class TelegramChannel:
 def _seconds(error: RetryAfter) -> float:
     value = error.retry_after
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def qr_png(link: str) -> bytes:
+    """The link as a QR code a room can scan off a projector or a phone held up."""
+    buffer = io.BytesIO()
+    segno.make(link, error="m").save(buffer, kind="png", scale=10, border=2)
+    return buffer.getvalue()
 
 
 def make_bot(

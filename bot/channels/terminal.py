@@ -8,12 +8,15 @@ choice, comma-separated for several, yes or no for consent, or a /command.
 from __future__ import annotations
 
 import asyncio
+import io
 import sqlite3
 import sys
 import threading
 from typing import TextIO
 
-from bot.channels.base import SendResult, Sent
+import segno
+
+from bot.channels.base import RetryAfter, SendResult, Sent
 from bot.delivery import Deliverer
 from bot.dispatcher import Dispatcher
 from bot.flows.events import DONE_VALUE
@@ -27,6 +30,10 @@ def render_plain(message: Outbound) -> str:
     """A message as plain lines, with numbered options to type."""
     if message.edit is not None:
         return ""  # changes to an earlier message's buttons mean nothing in a terminal
+    if message.markup is not None:
+        return message.markup.get("text", message.text) + "\n\n"
+    if message.qr is not None:
+        return qr_text(message.qr) + message.text + "\n\n"
     head = f"[{message.progress}] " if message.progress else ""
     lines = [head + message.text]
     if message.input == "scale":
@@ -42,13 +49,23 @@ def render_plain(message: Outbound) -> str:
     return "\n".join(lines) + "\n\n"
 
 
+def qr_text(link: str) -> str:
+    """A QR code drawn with block characters, for a room to scan off a screen."""
+    buffer = io.StringIO()
+    segno.make(link, error="m").terminal(out=buffer, compact=True)
+    return buffer.getvalue() + "\n"
+
+
 class TerminalChannel:
     name = CHANNEL
 
-    def __init__(self, out: TextIO | None = None) -> None:
+    def __init__(self, out: TextIO | None = None, only: str | None = None) -> None:
         self.out = out or sys.stdout
+        self.only = only  # print only what is owed to this person (others get it later)
 
     async def send(self, address: str, message: Outbound) -> SendResult:
+        if self.only is not None and address != self.only:
+            return RetryAfter(1.0)  # someone else's: theirs to read when they come back
         text = render_plain(message)
         if not text:
             return Sent()

@@ -1,0 +1,97 @@
+"""Who may do what: participant, facilitator, coordinator, admin.
+
+A role is held by a pseudonym (the same HMAC that keys a participant's answers),
+so granting a role stores no name either. Admins are named in configuration
+(`KT_ADMINS=telegram:12345,slack:T0001/U0002`). Facilitators and coordinators
+are invited: `kitchen-table invite facilitator` prints a one-time code that the
+person sends to the bot as `/redeem CODE`. Codes are stored only as a hash,
+work once, and expire.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from bot.privacy import Identity
+from storage.protocol import Storage
+
+PARTICIPANT = "participant"
+FACILITATOR = "facilitator"
+COORDINATOR = "coordinator"
+ADMIN = "admin"
+GRANTABLE = (FACILITATOR, COORDINATOR)
+
+ROLE = "role"
+INVITE = "invite"
+# Letters and digits that can't be mistaken for one another when read aloud or typed.
+CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+
+
+def new_code(length: int) -> str:
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(length))
+
+
+def normal_code(text: str) -> str:
+    """What someone typed as a code, the way codes are stored: upper case, no spaces."""
+    return "".join(text.split()).upper().replace("-", "")
+
+
+def admin_pseudonyms(identity: Identity, configured: str) -> set[str]:
+    """`telegram:12345,slack:T0001/U0002,terminal:sam` as pseudonyms."""
+    found = set()
+    for entry in configured.split(","):
+        channel, _, platform_id = entry.strip().partition(":")
+        if channel and platform_id:
+            found.add(identity.pseudonym(channel, platform_id.replace("/", ":")))
+    return found
+
+
+class Roles:
+    def __init__(self, storage: Storage, admins: set[str], clock: Callable[[], datetime]) -> None:
+        self.storage = storage
+        self.admins = admins
+        self.clock = clock
+
+    async def role_of(self, pseudonym: str) -> str:
+        if pseudonym in self.admins:
+            return ADMIN
+        stored = await self.storage.record(ROLE, pseudonym, self.clock())
+        return stored.decode() if stored else PARTICIPANT
+
+    async def is_at_least_facilitator(self, pseudonym: str) -> bool:
+        return await self.role_of(pseudonym) in (FACILITATOR, ADMIN)
+
+    async def invite(self, role: str, lasts: timedelta) -> str:
+        if role not in GRANTABLE:
+            raise ValueError(f"only {' or '.join(GRANTABLE)} can be invited")
+        code = new_code(10)
+        await self.storage.put_record(INVITE, _hash(code), role.encode(), self.clock() + lasts)
+        return code
+
+    async def redeem(self, code: str, pseudonym: str) -> str | None:
+        """The role the code grants (now held by `pseudonym`), or None if it is no good."""
+        role = await self.storage.take_record(INVITE, _hash(normal_code(code)), self.clock())
+        if role is None:
+            return None
+        await self.storage.put_record(ROLE, pseudonym, role)
+        return role.decode()
+
+    async def holders(self) -> list[tuple[str, str]]:
+        return [
+            (key, value.decode())
+            for key, value in await self.storage.records_of(ROLE, self.clock())
+        ]
+
+    async def revoke(self, prefix: str) -> list[str]:
+        """Take the role from every holder whose pseudonym starts with `prefix`."""
+        revoked = [key for key, _ in await self.holders() if prefix and key.startswith(prefix)]
+        for key in revoked:
+            await self.storage.delete_records(ROLE, key)
+        return revoked
+
+
+def _hash(code: str) -> str:
+    return hashlib.sha256(code.encode()).hexdigest()

@@ -1,0 +1,205 @@
+"""What a room said: the figures of a gathering's summary, computed from stored rows.
+
+Pure: rows and a guide in, plain data out; `bot/reports.py` renders it. The
+privacy rules live here, in one place:
+
+- nothing from a `sensitive` step, ever;
+- no figure, breakdown or quote from fewer than `min_group` people: it is left
+  out and the summary says so;
+- quotes only from `quotable` steps, scrubbed again, at most one per person,
+  picked at random (seeded by the gathering, so a summary is stable) rather
+  than the first few who answered.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from bot.flows.guide import Guide, StepKind
+from bot.flows.scrub import scrub
+from bot.flows.text import localize
+from storage.rows import AnswerRow, RunRow
+
+MAX_QUOTES = 5
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One question's results: tallies for choices, a distribution and median for numbers."""
+
+    step: str
+    question: str
+    kind: str
+    responses: int
+    suppressed: bool
+    tallies: list[tuple[str, int]] = field(default_factory=list)
+    median: float | None = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    title: str
+    guide_title: str
+    joined: int
+    finished: int
+    min_group: int
+    suppressed: bool  # too few took part to show anything but that
+    figures: list[Figure]
+    quotes: list[str]
+    quotes_suppressed: bool
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A gathering while it runs: who joined, who is answering, who finished, and where
+    the ones still answering are (drop-off by step)."""
+
+    title: str
+    code: str
+    joined: int
+    in_progress: int
+    finished: int
+    stopped: int
+    at_question: list[tuple[int, int]]  # (question number, 0 for consent; how many are there)
+    status: str
+    part: int | None
+
+
+def summarize(
+    guide: Guide,
+    language: str,
+    title: str,
+    runs: Sequence[RunRow],
+    answers: Sequence[AnswerRow],
+    min_group: int,
+    seed: str,
+) -> Summary:
+    joined = len({r.participant for r in runs if r.status != "declined"})
+    finished = len({r.participant for r in runs if r.status == "finished"})
+    guide_title = localize(guide.title, language, guide.default_language)
+    if joined < min_group:
+        return Summary(title, guide_title, joined, finished, min_group, True, [], [], True)
+    by_step: dict[str, list[AnswerRow]] = {}
+    for answer in answers:
+        by_step.setdefault(answer.step, []).append(answer)
+    figures: list[Figure] = []
+    quotable: list[tuple[str, str]] = []  # (participant, text)
+    for step in guide.questions:
+        if step.sensitive:
+            continue
+        given = [(a.participant, json.loads(a.value)) for a in by_step.get(step.id, [])]
+        given = [(who, value) for who, value in given if value is not None]
+        question = localize(step.text, language, guide.default_language)
+        people = len({who for who, _ in given})
+        if step.kind is StepKind.ASK:
+            if step.quotable and people >= min_group:
+                quotable += [(who, str(value)) for who, value in given]
+            continue
+        if people < min_group:
+            figures.append(Figure(step.id, question, step.kind.value, people, True))
+            continue
+        figures.append(_figure(guide, step.id, question, language, given, people))
+    quotes_suppressed = (
+        any(s.quotable and not s.sensitive and s.kind is StepKind.ASK for s in guide.questions)
+        and not quotable
+    )
+    return Summary(
+        title,
+        guide_title,
+        joined,
+        finished,
+        min_group,
+        False,
+        figures,
+        _fair_quotes(quotable, seed),
+        quotes_suppressed,
+    )
+
+
+def _figure(
+    guide: Guide,
+    step_id: str,
+    question: str,
+    language: str,
+    given: list[tuple[str, object]],
+    people: int,
+) -> Figure:
+    step = guide.step(step_id)
+    values = [value for _, value in given]
+    if step.kind in (StepKind.CHOOSE, StepKind.CHOOSE_MANY):
+        counts: Counter[str] = Counter()
+        for value in values:
+            for option in value if isinstance(value, list) else [value]:
+                counts[str(option)] += 1
+        tallies = [
+            (localize(o.label, language, guide.default_language), counts.get(o.id, 0))
+            for o in step.option_list()
+        ]
+        return Figure(step_id, question, step.kind.value, people, False, tallies)
+    numbers = sorted(float(v) for v in values if isinstance(v, int | float))
+    if step.kind is StepKind.SCALE:
+        low, high = step.scale_range()
+        spread = Counter(int(n) for n in numbers)
+        tallies = [(str(point), spread.get(point, 0)) for point in range(low, high + 1)]
+    else:
+        tallies = _number_bands(numbers)
+    median = statistics.median(numbers) if numbers else None
+    return Figure(step_id, question, step.kind.value, people, False, tallies, median)
+
+
+def _number_bands(numbers: list[float]) -> list[tuple[str, int]]:
+    """Numbers in up to five equal bands, so no single unusual value stands out."""
+    if not numbers:
+        return []
+    low, high = numbers[0], numbers[-1]
+    if low == high:
+        return [(_show(low), len(numbers))]
+    width = (high - low) / 5
+    bands: Counter[int] = Counter(min(int((n - low) / width), 4) for n in numbers)
+    return [
+        (f"{_show(low + i * width)}–{_show(low + (i + 1) * width)}", bands.get(i, 0))
+        for i in range(5)
+    ]
+
+
+def _show(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else f"{number:.1f}"
+
+
+def _fair_quotes(candidates: list[tuple[str, str]], seed: str) -> list[str]:
+    """At most one quote per person, chosen at random (stably for one gathering)."""
+    per_person: dict[str, list[str]] = {}
+    for who, text in candidates:
+        per_person.setdefault(who, []).append(text)
+    chooser = random.Random(seed)
+    people = sorted(per_person)
+    chooser.shuffle(people)
+    return [scrub(chooser.choice(per_person[who])) for who in people[:MAX_QUOTES]]
+
+
+def progress(
+    guide: Guide, title: str, code: str, status: str, part: int | None, runs: Sequence[RunRow]
+) -> Progress:
+    counted = [r for r in runs if r.status != "declined"]
+    at: Counter[str] = Counter()
+    for run in counted:
+        if run.status in ("active", "consent"):
+            step = json.loads(run.state).get("step") or "_consent"
+            at[step] += 1
+    order = ["_consent"] + [q.id for q in guide.questions]
+    return Progress(
+        title,
+        code,
+        len(counted),
+        sum(r.status in ("active", "consent") for r in counted),
+        sum(r.status == "finished" for r in counted),
+        sum(r.status in ("stopped", "expired") for r in counted),
+        [(number, at[step]) for number, step in enumerate(order) if at[step]],
+        status,
+        part,
+    )
