@@ -66,7 +66,7 @@ class Gatherings:
             case "redeem":
                 await self._redeem(turn, words)
             case "join":
-                return await self.join(turn, words[0] if words else "")
+                return await self.join(turn, "".join(words))  # "K7M 2QP" is one code
             case "launch":
                 await self._launch(turn, words, paced="--paced" in flags)
             case _:

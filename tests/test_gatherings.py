@@ -1,0 +1,200 @@
+"""Facilitated gatherings through the dispatcher, as the terminal channel sees them:
+roles, launch, join, paced rounds, status, close with a summary, and every refusal."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+
+from bot.messages import Outbound
+from tests.conftest import Harness
+
+GUIDE = """
+guide: supper
+version: 1
+title: Tuesday supper
+consent: We keep your answers without your name.
+steps:
+  - id: sector
+    choose: What do you do?
+    options: [Retail, Health care, Other]
+  - id: worry
+    scale: How worried are you?
+    labels: {1: Not at all, 5: Very}
+  - id: hours
+    number: Hours last week?
+    range: [0, 100]
+  - id: helps
+    choose_many: What would help?
+    options: [Training, A union, Better pay]
+  - id: story
+    ask: Tell us one thing.
+    quotable: true
+  - id: secret
+    ask: Anything you would rather keep between us?
+    sensitive: true
+    optional: true
+"""
+PEOPLE = [f"p{n}" for n in range(7)]
+
+
+def answers_for(n: int) -> list[str]:
+    return ["yes", str(1 + n % 3), str(1 + n % 5), str(30 + n), "1, 3",
+            f"Story <b>{n}</b> from the line", f"private-{n}"]  # fmt: skip
+
+
+@pytest.fixture
+async def room(make_harness) -> Harness:  # type: ignore[no-untyped-def]
+    h: Harness = make_harness(GUIDE)
+    h.dispatcher.roles.admins.add(h.pseudonym("admin"))
+    code = await h.dispatcher.roles.invite("facilitator", timedelta(days=7))
+    replies = await h.say(f"/redeem {code}", user="host")
+    assert "now a facilitator" in replies[0].text
+    return h
+
+
+async def launch(h: Harness, arg: str = "supper Tuesday supper") -> str:
+    replies = await h.say(f"/launch {arg}", user="host")
+    match = re.search(r"Join code: ([A-Z0-9]{6})", replies[-1].text)
+    assert match, replies[-1].text
+    return match.group(1)
+
+
+def text_of(message: Outbound) -> str:
+    return message.markup["text"] if message.markup else message.text
+
+
+async def test_seven_people_from_launch_to_a_shared_summary(room: Harness):
+    h = room
+    code = await launch(h)
+    for n, person in enumerate(PEOPLE):
+        joined = await h.say(f"/join {code}", user=person)
+        assert "Is that all right" in joined[-1].text
+        for answer in answers_for(n):
+            await h.say(answer, user=person)
+    status = (await h.say("/status", user="host"))[-1]
+    assert "Joined 7" in text_of(status) and "finished 7" in text_of(status)
+    assert status.buttons[0].label == "Refresh"
+    replies = await h.say("/close --share", user="host")
+    summaries = [m for m in replies if m.markup]
+    assert len(summaries) == 2  # to the host, and posted for the room
+    summary = text_of(summaries[0])
+    assert "7 took part and 7 finished" in summary
+    assert re.search(r"3 · Retail", summary)  # p0, p3, p6
+    assert "Middle value: 33" in summary  # hours 30..36
+    assert re.search(r"7 · Training", summary) and re.search(r"0 · A union", summary)
+    quotes = re.findall(r"“(.*)”", summary)
+    assert len(quotes) == 5 and len(set(quotes)) == 5
+    assert quotes != [f"Story <b>{n}</b> from the line" for n in range(5)]  # not just the first
+    assert "private-" not in summary and "rather keep" not in summary  # sensitive: never
+    # Participant text is escaped for each target, never read as markup.
+    assert "Story &lt;b&gt;" in summaries[0].markup["html"]  # type: ignore[index]
+    assert "<b>Story" not in summaries[0].markup["html"]  # type: ignore[index]
+    assert "Story &lt;b&gt;" in summaries[0].markup["mrkdwn"]  # type: ignore[index]
+
+
+async def test_late_answers_after_close_are_refused_politely(room: Harness):
+    h = room
+    code = await launch(h)
+    await h.say(f"/join {code}", user="late")
+    await h.say("yes", user="late")
+    await h.say("/close", user="host")
+    refused = await h.say("1", user="late")
+    assert "has closed" in refused[0].text
+    late = await h.storage.participant(h.pseudonym("late"))
+    assert late is not None and late.current_run is not None
+    assert await h.storage.answers(late.current_run) == []
+    rejoin = await h.say(f"/join {code}", user="someone-else")
+    assert "has closed" in rejoin[0].text
+
+
+async def test_paced_rooms_move_together_with_next(room: Harness):
+    h = room
+    code = await launch(h, "supper --paced")
+    people = PEOPLE[:5]
+    for person in people:
+        await h.say(f"/join {code}", user=person)
+        await h.say("yes", user=person)
+        waiting = await h.say("1", user=person)
+        assert "wait for the group" in waiting[-1].text
+    early = await h.say("3", user=people[0])
+    assert "waiting for the group" in early[-1].text
+    await h.say("/next", user="host")
+    assert "Question 2 of 6 is now open" in h.channel.texts("host")[-1]
+    for person in people:
+        asked = [m.text for a, m in h.channel.sent if a == person]
+        assert asked[-1].endswith("How worried are you?")
+    assert "Questions open to everyone: 2" in text_of((await h.say("/status", user="host"))[-1])
+
+
+async def test_figures_from_fewer_than_five_people_are_left_out(room: Harness):
+    h = room
+    code = await launch(h)
+    for n, person in enumerate(PEOPLE[:3]):
+        await h.say(f"/join {code}", user=person)
+        for answer in answers_for(n):
+            await h.say(answer, user=person)
+    summary = text_of([m for m in await h.say("/close", user="host") if m.markup][0])
+    assert "Fewer than 5 people took part" in summary
+    assert "Retail" not in summary and "Story" not in summary
+
+
+async def test_a_question_answered_by_too_few_is_left_out_with_a_note(room: Harness):
+    h = room
+    code = await launch(h)
+    for n, person in enumerate(PEOPLE[:6]):
+        await h.say(f"/join {code}", user=person)
+        for answer in answers_for(n)[:3]:  # sector and worry
+            await h.say(answer, user=person)
+        if n < 4:
+            await h.say("/stop", user=person)  # only two go on to the hours question
+        else:
+            for answer in answers_for(n)[3:]:
+                await h.say(answer, user=person)
+    summary = text_of([m for m in await h.say("/close", user="host") if m.markup][0])
+    assert re.search(r"2 · Health care", summary)  # six answered this one
+    hours = summary.split("Hours last week?")[1]
+    assert hours.lstrip().startswith("Fewer than 5 people answered this")
+    assert "Fewer than 5 people answered the open questions" in summary  # no quotes
+
+
+async def test_every_refusal_is_a_clear_message(room: Harness):
+    h = room
+    assert "Only facilitators" in (await h.say("/launch supper", user="p1"))[0].text
+    assert "didn't work" in (await h.say("/redeem NOTACODE", user="p1"))[0].text
+    assert "couldn't find" in (await h.say("/status", user="host"))[0].text
+    code = await launch(h)
+    other = await h.dispatcher.roles.invite("facilitator", timedelta(days=1))
+    await h.say(f"/redeem {other}", user="other-host")
+    assert "didn't work" in (await h.say(f"/redeem {other}", user="p2"))[0].text  # used
+    for command in (f"/close {code}", f"/status {code}", f"/next {code}"):
+        refused = await h.say(command, user="other-host")
+        assert "Only the facilitator who launched" in refused[0].text, command
+    assert "Only the facilitator" in (await h.say(f"/summary {code}", user="p1"))[0].text
+    assert "own pace" in (await h.say("/next", user="host"))[0].text
+    assert "Tell us one thing" not in " ".join(h.channel.texts("p1"))  # saw nobody's answers
+    coordinator = await h.dispatcher.roles.invite("coordinator", timedelta(days=1))
+    await h.say(f"/redeem {coordinator}", user="coord")
+    assert (await h.say(f"/summary {code}", user="coord"))[0].markup is not None
+    # An admin may act on anyone's gathering.
+    assert "is closed" in (await h.say(f"/close {code}", user="admin"))[-1].text
+    assert "for example: /launch" in (await h.say("/launch", user="host"))[0].text
+
+
+async def test_an_expired_join_code_is_refused(room: Harness):
+    h = room
+    code = await launch(h)
+    h.clock.advance(days=8)
+    refused = await h.say(f"/join {code}", user="p1")
+    assert "has closed" in refused[0].text
+    assert "didn't work" in (await h.say("/join ZZZZZZ", user="p1"))[0].text
+    assert await h.storage.participant(h.pseudonym("p1")) is None  # nothing kept
+
+
+async def test_join_codes_are_forgiving_about_case_and_spaces(room: Harness):
+    h = room
+    code = await launch(h)
+    joined = await h.say(f"/join {code[:3].lower()} {code[3:].lower()}", user="p1")
+    assert "Is that all right" in joined[-1].text
