@@ -136,7 +136,7 @@ async def test_figures_from_fewer_than_five_people_are_left_out(room: Harness):
         await h.say(f"/join {code}", user=person)
         for answer in answers_for(n):
             await h.say(answer, user=person)
-    summary = text_of([m for m in await h.say("/close", user="host") if m.markup][0])
+    summary = text_of(next(m for m in await h.say("/close", user="host") if m.markup))
     assert "Fewer than 5 people took part" in summary
     assert "Retail" not in summary and "Story" not in summary
 
@@ -153,7 +153,7 @@ async def test_a_question_answered_by_too_few_is_left_out_with_a_note(room: Harn
         else:
             for answer in answers_for(n)[3:]:
                 await h.say(answer, user=person)
-    summary = text_of([m for m in await h.say("/close", user="host") if m.markup][0])
+    summary = text_of(next(m for m in await h.say("/close", user="host") if m.markup))
     assert re.search(r"2 · Health care", summary)  # six answered this one
     hours = summary.split("Hours last week?")[1]
     assert hours.lstrip().startswith("Fewer than 5 people answered this")
