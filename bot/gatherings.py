@@ -142,7 +142,7 @@ class Gatherings:
         gathering = GatheringRow(
             self.d.new_id(), code, guide.id, title, turn.actor, turn.inbound.channel,
             turn.sealed_address, self.d.identity.seal(private), paced, 1 if paced else 0,
-            "open", turn.now, turn.now + self.code_lasts,
+            "open", turn.now, turn.now + self.code_lasts, place=turn.participant_id,
         )  # fmt: skip
         turn.commit.gathering = gathering
         invite = self.d.phrases.text(language, "gathering_invite", title=title, code=code)
@@ -240,7 +240,7 @@ class Gatherings:
         if code:
             found = await self.d.storage.gathering_by_code(normal_code(code))
         else:
-            found = await self.d.storage.latest_gathering(turn.actor)
+            found = await self.d.storage.latest_gathering(turn.actor, turn.participant_id)
         if found is None:
             self._say(turn, "no_gathering")
         return found

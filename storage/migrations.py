@@ -100,8 +100,11 @@ MIGRATIONS: list[str] = [
         status TEXT NOT NULL,
         created_at TEXT NOT NULL,
         expires_at TEXT NOT NULL,
-        closed_at TEXT
+        closed_at TEXT,
+        place TEXT NOT NULL
     );
+    CREATE INDEX gatherings_by_facilitator ON gatherings (facilitator, created_at);
+    CREATE INDEX gatherings_by_place ON gatherings (place, created_at);
     ALTER TABLE runs ADD COLUMN gathering TEXT;
     CREATE INDEX runs_by_gathering ON runs (gathering);
     """,

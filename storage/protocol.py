@@ -92,8 +92,8 @@ class Storage(Protocol):
 
     async def gathering_by_code(self, code: str) -> GatheringRow | None: ...
 
-    async def latest_gathering(self, facilitator: str) -> GatheringRow | None:
-        """The gathering this facilitator launched last."""
+    async def latest_gathering(self, facilitator: str, place: str) -> GatheringRow | None:
+        """The latest gathering launched in this place or by this facilitator."""
         ...
 
     async def gathering_runs(self, gathering_id: str) -> list[RunRow]:

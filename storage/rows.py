@@ -50,6 +50,7 @@ class GatheringRow:
     created_at: datetime
     expires_at: datetime  # when its join code stops working
     closed_at: datetime | None = None
+    place: str = ""  # pseudonym of where it was launched, to find it there without a code
 
 
 @dataclass(frozen=True)

@@ -145,11 +145,11 @@ def _apply(db: sqlite3.Connection, commit: Commit) -> None:
         g = commit.gathering
         db.execute(
             "INSERT OR REPLACE INTO gatherings (id, code, guide_id, title, facilitator, channel,"
-            " address, private_address, paced, part, status, created_at, expires_at, closed_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " address, private_address, paced, part, status, created_at, expires_at, closed_at,"
+            " place) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (g.id, g.code, g.guide_id, g.title, g.facilitator, g.channel, g.address,
              g.private_address, int(g.paced), g.part, g.status, _ts(g.created_at),
-             _ts(g.expires_at), None if g.closed_at is None else _ts(g.closed_at)),
+             _ts(g.expires_at), None if g.closed_at is None else _ts(g.closed_at), g.place),
         )  # fmt: skip
     if commit.outbox:
         db.executemany(
@@ -323,7 +323,7 @@ class SQLiteStorage:
 
     _GATHERING_COLUMNS = (
         "id, code, guide_id, title, facilitator, channel, address, private_address, paced,"
-        " part, status, created_at, expires_at, closed_at"
+        " part, status, created_at, expires_at, closed_at, place"
     )
 
     @staticmethod
@@ -331,7 +331,7 @@ class SQLiteStorage:
         return GatheringRow(
             row[0], row[1], row[2], row[3], row[4], row[5], bytes(row[6]), bytes(row[7]),
             bool(row[8]), row[9], row[10], _dt(row[11]), _dt(row[12]),
-            None if row[13] is None else _dt(row[13]),
+            None if row[13] is None else _dt(row[13]), row[14],
         )  # fmt: skip
 
     async def gathering(self, gathering_id: str) -> GatheringRow | None:
@@ -346,11 +346,12 @@ class SQLiteStorage:
         )
         return None if row is None else self._gathering_row(row)
 
-    async def latest_gathering(self, facilitator: str) -> GatheringRow | None:
+    async def latest_gathering(self, facilitator: str, place: str) -> GatheringRow | None:
+        # The room's own gathering first; else the facilitator's latest anywhere.
         row = await self._one(
-            f"SELECT {self._GATHERING_COLUMNS} FROM gatherings WHERE facilitator = ?"
-            " ORDER BY created_at DESC LIMIT 1",
-            (facilitator,),
+            f"SELECT {self._GATHERING_COLUMNS} FROM gatherings WHERE place = ? OR facilitator = ?"
+            " ORDER BY place = ? DESC, created_at DESC LIMIT 1",
+            (place, facilitator, place),
         )
         return None if row is None else self._gathering_row(row)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -65,6 +66,7 @@ class Workspace:
             "secret_key": SECRET,
             "slack_signing_secret": SIGNING,
             "slack_api_url": fake.url,
+            "admins": "slack:T1/UHOST",
         }
         if oauth:
             values |= {"slack_client_id": CLIENT_ID, "slack_client_secret": CLIENT_SECRET}
@@ -110,13 +112,15 @@ class Workspace:
         await self.bot.deliverer.drain("slack")
         return status
 
-    async def command(self, text: str, user: str = "U1", team: str = "T1") -> int:
+    async def command(
+        self, text: str, user: str = "U1", team: str = "T1", channel: str | None = None
+    ) -> int:
         form = {
             "command": "/kitchen-table",
             "text": text,
             "team_id": team,
             "user_id": user,
-            "channel_id": f"D{user}",
+            "channel_id": channel or f"D{user}",
             "trigger_id": f"trigger-{next(self.ids)}",
         }
         return await self.post(urlencode(form), "application/x-www-form-urlencoded")
@@ -148,17 +152,25 @@ class Workspace:
     def last_post(self, user: str = "U1", team: str = "T1") -> dict[str, Any]:
         return self.fake.posts(team, user)[-1]
 
-    def message_with(self, label: str, user: str, team: str) -> dict[str, Any]:
-        for post in reversed(self.fake.posts(team, user)):
+    def message_with(
+        self, label: str, user: str, team: str, channel: str | None = None
+    ) -> dict[str, Any]:
+        for post in reversed(self.fake.posts(team, channel or user)):
             if find_element(post, label) is not None:
                 return post
         raise AssertionError(f"no message with {label!r}")
 
     async def click(
-        self, label: str, user: str = "U1", team: str = "T1", ticked: list[str] | None = None
+        self,
+        label: str,
+        user: str = "U1",
+        team: str = "T1",
+        ticked: list[str] | None = None,
+        channel: str | None = None,
     ) -> int:
-        """Click the newest button labelled `label`, with these checkboxes ticked."""
-        post = self.message_with(label, user, team)
+        """Click the newest button labelled `label` (in their DM, or in `channel`), with
+        these checkboxes ticked."""
+        post = self.message_with(label, user, team, channel)
         element = find_element(post, label)
         assert element is not None
         state: dict[str, Any] = {}
@@ -174,7 +186,11 @@ class Workspace:
             "type": "block_actions",
             "team": {"id": team},
             "user": {"id": user, "team_id": team},
-            "container": {"type": "message", "channel_id": f"D{user}", "message_ts": post["_ts"]},
+            "container": {
+                "type": "message",
+                "channel_id": channel or f"D{user}",
+                "message_ts": post["_ts"],
+            },
             "state": {"values": state},
             "actions": [
                 {
@@ -485,3 +501,36 @@ async def test_changing_work_end_to_end_with_buttons_checkboxes_replies_and_skip
     assert answers["anything_else"] is None
     # Every question that had buttons and was clicked now shows its answer instead.
     assert len(ws.fake.updates()) == 3
+
+
+async def test_a_gathering_in_a_channel_from_launch_to_a_shared_summary(workspace: Workspace):
+    ws = workspace
+    await ws.command("launch weekly-checkin Union hall supper", user="UHOST", channel="C1")
+    invite = ws.fake.posts("T1", "C1")[-1]
+    assert "Union hall supper" in invite["text"]
+    code = re.search(r"/join ([A-Z0-9]{6})", invite["text"]).group(1)  # type: ignore[union-attr]
+    assert any(f"Join code: {code}" in t for t in ws.fake.texts("T1", "UHOST"))
+    people = [f"U{n}" for n in range(7)]
+    for n, user in enumerate(people):
+        await ws.click("Join", user=user, channel="C1")
+        await ws.click("I agree", user=user)
+        await ws.click("4", user=user)
+        await ws.say(str(36 + n), user=user)
+        await ws.click("No", user=user)
+        await ws.say(f"&lt;!here&gt; more rest {n}", user=user)
+        assert "Thank you" in ws.last_post(user)["text"]
+    await ws.command("status", user="UHOST", channel="C1")
+    status = ws.fake.posts("T1", "UHOST")[-1]
+    assert "finished 7" in json.dumps(status["blocks"])
+    await ws.command("close --share", user="UHOST", channel="C1")
+    shared = ws.fake.posts("T1", "C1")[-2]
+    private = ws.fake.posts("T1", "UHOST")[-1]
+    for summary in (shared, private):
+        shown = summary["blocks"][0]["text"]["text"]
+        assert "*What the room said: Union hall supper*" in shown
+        assert "7 took part and 7 finished" in shown
+        assert "&lt;!here&gt; more rest" in shown and "<!here>" not in json.dumps(summary)
+    assert "is closed" in ws.fake.texts("T1", "C1")[-1]
+    # Someone else in the channel can't close or check it.
+    await ws.command("status", user="U0", channel="C1")
+    assert "Only the facilitator" in ws.fake.texts("T1", "C1")[-1]

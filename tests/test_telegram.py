@@ -450,3 +450,34 @@ async def test_platform_faults_at_random_lose_nothing_and_repeat_nothing(
             assert sum(question in t for t in texts) == 1, (chat, question, texts)
     faults = {c.params.get("_fault") for c in fake.calls} - {None}
     assert faults == {"500", "429", "garbage", "drop", "hang"}
+
+
+async def test_a_gathering_in_a_group_from_launch_to_a_shared_summary(
+    phone: Phone, fake: FakeTelegram
+):
+    group, host = -100500, 777  # the fake sends every group message from user 777
+    phone.dispatcher.roles.admins.add(phone.identity.pseudonym("telegram", str(host)))
+    await phone.type("/launch weekly-checkin Supper at St. Anne's", chat=group, chat_type="group")
+    invite = fake.sent(group)[-1]
+    assert "Supper at St. Anne" in invite["text"]
+    join = invite["reply_markup"]["inline_keyboard"][0][0]
+    assert join["url"].startswith("https://t.me/KitchenTableBot?start=join-")
+    code = join["url"].rsplit("-", 1)[1]
+    assert any(f"Join code: {code}" in t for t in fake.texts(host))  # told privately
+    for n in range(7):
+        chat = 9000 + n
+        await phone.type(f"/start join-{code}", chat=chat)
+        for answer in ["yes", "4", str(36 + n), "no", f"More rest <i>{n}</i> & fewer doubles"]:
+            await phone.type(answer, chat=chat)
+        assert "Thank you" in fake.texts(chat)[-1]
+    await phone.type("/close --share", chat=group, chat_type="group")
+    shared, private = fake.sent(group)[-2], fake.sent(host)[-1]
+    for summary in (shared, private):
+        assert summary["parse_mode"] == "HTML"
+        assert "7 took part and 7 finished" in summary["text"]
+        assert "Middle value: 39" in summary["text"]
+        assert "More rest &lt;i&gt;" in summary["text"] and "&amp; fewer" in summary["text"]
+        assert "<i>0</i>" not in summary["text"]
+    assert "is closed" in fake.texts(group)[-1]
+    late = await phone.type("/start join-" + code, chat=9100)
+    assert "has closed" in late[-1]
