@@ -12,6 +12,7 @@ import contextlib
 import functools
 import getpass
 import logging
+import shlex
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from admin import guides as guide_admin
+from admin import sessions
 from bot.channels.slack import DEFAULT_API_URL as SLACK_API_URL
 from bot.channels.slack import SlackChannel
 from bot.channels.slack_install import StoredInstallations, StoredStates
@@ -34,6 +36,7 @@ from bot.channels.terminal import TerminalChannel, chat
 from bot.config import ConfigError, Settings, load_settings
 from bot.delivery import Deliverer
 from bot.dispatcher import Dispatcher
+from bot.flows.duration import parse_duration
 from bot.library import GuideLibrary, read_guide_file
 from bot.locales import load_phrasebook
 from bot.privacy import Identity, load_or_create_secret
@@ -100,10 +103,15 @@ async def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
         await storage.close()
 
 
-async def _chat(settings: Settings, guide: str, name: str, language: str | None) -> int:
+async def _chat(
+    settings: Settings, guide: str, name: str, language: str | None, join: str | None = None
+) -> int:
     async with build(settings) as bot:
         bot.deliverer.channels[TERMINAL] = TerminalChannel(only=name)
         guide_id = guide
+        if join is not None:
+            await bot.deliverer.drain(TERMINAL)
+            return await chat(bot.dispatcher, bot.deliverer, f"/join {join}", name, language)
         if guide.endswith((".yaml", ".yml")) or "/" in guide:
             loaded = read_guide_file(Path(guide))
             if loaded.guide is None:
@@ -121,7 +129,7 @@ async def _chat(settings: Settings, guide: str, name: str, language: str | None)
             return 1
         # Anything owed from an earlier session is delivered first.
         await bot.deliverer.drain(TERMINAL)
-        return await chat(bot.dispatcher, bot.deliverer, guide_id, name, language)
+        return await chat(bot.dispatcher, bot.deliverer, f"/start {guide_id}", name, language)
 
 
 async def _serve(settings: Settings) -> int:
@@ -262,6 +270,30 @@ async def _run(settings: Settings) -> int:
             await runner.cleanup()
 
 
+async def _admin(settings: Settings, args: argparse.Namespace) -> int:
+    """`session`, `invite` and `roles`: the facilitator's and coordinator's side."""
+    async with build(settings) as bot:
+        out = sys.stdout
+        if args.command == "invite":
+            lasts = parse_duration(args.expires)
+            return await sessions.invite(bot.dispatcher.roles, args.role, lasts, None, out)
+        if args.command == "roles":
+            if args.roles_command == "list":
+                return await sessions.list_roles(bot.dispatcher.roles, out)
+            return await sessions.revoke(bot.dispatcher.roles, args.pseudonym, out)
+        action = args.session_command
+        if action == "qr":
+            link = args.link or f"/join {args.code}"
+            return sessions.save_qr(link, args.out, out)
+        words = [args.code] if getattr(args, "code", None) else []
+        if action == "launch":
+            words = [args.guide, *args.title, *(["--paced"] if args.paced else [])]
+        elif action == "close" and args.share:
+            words.append("--share")
+        text = f"/{action} " + " ".join(shlex.quote(w) for w in words)
+        return await sessions.command(bot.dispatcher, bot.deliverer, OPERATOR, text.strip(), out)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kitchen-table",
@@ -270,9 +302,36 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="start every configured channel (the terminal if none)")
     chat_cmd = commands.add_parser("chat", help="walk through a guide in the terminal")
-    chat_cmd.add_argument("guide", help="a guide id, or the path to a YAML file")
+    chat_cmd.add_argument("guide", nargs="?", help="a guide id, or the path to a YAML file")
+    chat_cmd.add_argument("--join", metavar="CODE", help="join a gathering by its code instead")
     chat_cmd.add_argument("--as", dest="name", help="who is answering (default: your user name)")
     chat_cmd.add_argument("--lang", help="language to start in, e.g. es")
+    session = commands.add_parser("session", help="run a facilitated gathering from here")
+    session_commands = session.add_subparsers(dest="session_command", required=True)
+    launch = session_commands.add_parser("launch", help="open a gathering; prints its join code")
+    launch.add_argument("guide")
+    launch.add_argument("title", nargs="*", help="what to call it (default: the guide's title)")
+    launch.add_argument("--paced", action="store_true", help="open one question at a time")
+    for name, about in (("status", "who joined, answered, finished"),
+                        ("next", "paced: open the next question for everyone"),
+                        ("close", "stop new answers and print the summary"),
+                        ("summary", "print a gathering's summary")):  # fmt: skip
+        sub = session_commands.add_parser(name, help=about)
+        sub.add_argument("code", nargs="?", help="its join code (default: your latest)")
+        if name == "close":
+            sub.add_argument("--share", action="store_true", help="also post it to the room")
+    qr = session_commands.add_parser("qr", help="save a QR code of a gathering's join link")
+    qr.add_argument("code")
+    qr.add_argument("--out", type=Path, required=True, help="a .png or .svg file")
+    qr.add_argument("--link", help="the link to encode, e.g. https://t.me/YourBot?start=join-CODE")
+    invite = commands.add_parser("invite", help="a one-time code that grants a role")
+    invite.add_argument("role", choices=["facilitator", "coordinator"])
+    invite.add_argument("--expires", default="7d", help="how long it works (default 7d)")
+    roles = commands.add_parser("roles", help="list or revoke facilitators and coordinators")
+    roles_commands = roles.add_subparsers(dest="roles_command", required=True)
+    roles_commands.add_parser("list", help="who holds a role (by pseudonym)")
+    revoke = roles_commands.add_parser("revoke", help="take a role back")
+    revoke.add_argument("pseudonym", help="the start of a pseudonym from `roles list`")
     guides = commands.add_parser("guides", help="check, list or describe guides")
     guide_commands = guides.add_subparsers(dest="guides_command", required=True)
     check_cmd = guide_commands.add_parser("check", help="check guides and explain any problem")
@@ -302,7 +361,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "chat":
             name = args.name or getpass.getuser()
-            return asyncio.run(_chat(settings, args.guide, name, args.lang))
+            if args.guide is None and args.join is None:
+                print("Name a guide, or give --join CODE.", file=sys.stderr)
+                return 2
+            return asyncio.run(_chat(settings, args.guide or "", name, args.lang, args.join))
+        if args.command in ("session", "invite", "roles"):
+            return asyncio.run(_admin(settings, args))
         return asyncio.run(_run(settings))
     except ConfigError as error:
         print(f"Kitchen Table can't start; please fix its configuration:\n{error}", file=sys.stderr)

@@ -207,7 +207,8 @@ class Gatherings:
         if summary is None:
             return
         self._to_facilitator(turn, gathering, summary)
-        if share:
+        in_room = gathering.place != gathering.facilitator  # launched in a group or channel
+        if share and in_room:
             room = OutboxRow(
                 gathering.channel,
                 self.d.identity.pseudonym(gathering.channel, f"gathering:{gathering.id}"),
@@ -216,7 +217,8 @@ class Gatherings:
                 turn.now,
             )
             turn.commit.outbox.append(room)
-        self._say(turn, "closed_shared" if share else "closed", title=gathering.title)
+        if turn.inbound.group:
+            self._say(turn, "closed_shared" if share else "closed", title=gathering.title)
 
     async def _summary(self, turn: _Turn, gathering: GatheringRow) -> None:
         role = await self.roles.role_of(turn.actor)

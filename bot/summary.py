@@ -145,7 +145,14 @@ def _figure(
     if step.kind is StepKind.SCALE:
         low, high = step.scale_range()
         spread = Counter(int(n) for n in numbers)
-        tallies = [(str(point), spread.get(point, 0)) for point in range(low, high + 1)]
+        ends = {
+            point: localize(label, language, guide.default_language)
+            for point, label in (step.labels or {}).items()
+        }
+        tallies = [
+            (f"{point} {ends[point]}" if point in ends else str(point), spread.get(point, 0))
+            for point in range(low, high + 1)
+        ]
     else:
         tallies = _number_bands(numbers)
     median = statistics.median(numbers) if numbers else None

@@ -129,3 +129,36 @@ def test_the_generated_secret_is_private(tmp_path: Path):
     data = tmp_path / "data"
     kitchen_table("chat", str(EXAMPLE), "--as", "x", data=data, stdin="no\n")
     assert (data / "secret.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_whole_gathering_rehearsed_in_terminals(tmp_path: Path):
+    import re
+
+    data = tmp_path / "data"
+    env = {"KT_SECRET_KEY": "rehearsal-secret-0123456789"}
+    launched = kitchen_table("session", "launch", "weekly-checkin", "Tuesday", "supper",
+                             data=data, env=env)  # fmt: skip
+    assert launched.returncode == 0, launched.stderr
+    code = re.search(r"Join code: ([A-Z0-9]{6})", launched.stdout).group(1)  # type: ignore[union-attr]
+    assert f"send /join {code}" in launched.stdout
+    for n, person in enumerate(["ana", "ben", "cal", "dee", "eve"]):
+        answers = f"yes\n{1 + n % 5}\n{35 + n}\nno\nMore <b>rest</b> {n}\n"
+        walked = kitchen_table("chat", "--join", code, "--as", person, data=data, stdin=answers,
+                               env=env)  # fmt: skip
+        assert "Thank you" in walked.stdout, walked.stdout + walked.stderr
+    status = kitchen_table("session", "status", data=data, env=env)
+    assert "Joined 5 · answering 0 · finished 5" in status.stdout
+    closed = kitchen_table("session", "close", code, data=data, env=env)
+    assert "5 took part and 5 finished" in closed.stdout
+    assert "Middle value: 37" in closed.stdout
+    assert "More <b>rest</b>" in closed.stdout  # plain text: shown exactly as typed
+    late = kitchen_table("chat", "--join", code, "--as", "fay", data=data, stdin="", env=env)
+    assert "has closed" in late.stdout
+    qr = kitchen_table("session", "qr", code, "--out", str(tmp_path / "join.svg"),
+                       "--link", f"https://t.me/KitchenTableBot?start=join-{code}",
+                       data=data, env=env)  # fmt: skip
+    assert qr.returncode == 0 and (tmp_path / "join.svg").read_text().startswith("<?xml")
+    invited = kitchen_table("invite", "coordinator", "--expires", "2d", data=data, env=env)
+    assert "good for 2 days" in invited.stdout and "/redeem" in invited.stdout
+    roles = kitchen_table("roles", "list", data=data, env=env)
+    assert "No facilitators or coordinators yet" in roles.stdout

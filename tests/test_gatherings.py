@@ -79,7 +79,7 @@ async def test_seven_people_from_launch_to_a_shared_summary(room: Harness):
     assert status.buttons[0].label == "Refresh"
     replies = await h.say("/close --share", user="host")
     summaries = [m for m in replies if m.markup]
-    assert len(summaries) == 2  # to the host, and posted for the room
+    assert len(summaries) == 1  # launched in a private chat: the room is the host's chat
     summary = text_of(summaries[0])
     assert "7 took part and 7 finished" in summary
     assert re.search(r"3 · Retail", summary)  # p0, p3, p6
@@ -138,7 +138,7 @@ async def test_figures_from_fewer_than_five_people_are_left_out(room: Harness):
             await h.say(answer, user=person)
     summary = text_of(next(m for m in await h.say("/close", user="host") if m.markup))
     assert "Fewer than 5 people took part" in summary
-    assert "Retail" not in summary and "Story" not in summary
+    assert "Retail" not in summary and "Story" not in summary and "3 took part" not in summary
 
 
 async def test_a_question_answered_by_too_few_is_left_out_with_a_note(room: Harness):
@@ -179,7 +179,9 @@ async def test_every_refusal_is_a_clear_message(room: Harness):
     await h.say(f"/redeem {coordinator}", user="coord")
     assert (await h.say(f"/summary {code}", user="coord"))[0].markup is not None
     # An admin may act on anyone's gathering.
-    assert "is closed" in (await h.say(f"/close {code}", user="admin"))[-1].text
+    closed_by_admin = await h.say(f"/close {code}", user="admin")
+    assert "Fewer than 5 people took part" in closed_by_admin[-1].text
+    assert (await h.storage.gathering_by_code(code)).status == "closed"  # type: ignore[union-attr]
     assert "for example: /launch" in (await h.say("/launch", user="host"))[0].text
 
 

@@ -95,7 +95,7 @@ def _lines_of(source: TextIO) -> asyncio.Queue[str | None]:
 async def chat(
     dispatcher: Dispatcher,
     deliverer: Deliverer,
-    guide_id: str,
+    first: str,
     name: str,
     language: str | None,
     stdin: TextIO | None = None,
@@ -116,7 +116,7 @@ async def chat(
         await deliverer.drain(CHANNEL)
         return handled.status is not None and RunStatus(handled.status).ended
 
-    if await say(f"/start {guide_id}"):
+    if await say(first):  # `/start GUIDE`, or `/join CODE` for a gathering
         return 0
     lines = _lines_of(source)
     while True:
