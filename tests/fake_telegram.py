@@ -157,6 +157,9 @@ class FakeTelegram:
         form = await request.post()
         params: dict[str, Any] = {}
         for key, value in form.items():
+            if isinstance(value, web.FileField):  # an upload, such as a photo
+                params[key] = value.file.read()
+                continue
             try:
                 params[key] = json.loads(str(value))
             except ValueError:
@@ -235,7 +238,7 @@ class FakeTelegram:
                     )
                 pending = [u for u in self.updates if u["update_id"] >= offset]
             return pending
-        if method in ("sendMessage", "editMessageReplyMarkup"):
+        if method in ("sendMessage", "editMessageReplyMarkup", "editMessageText", "sendPhoto"):
             return {
                 "message_id": int(params.get("message_id") or next(self._ids)),
                 "date": 1767000000,

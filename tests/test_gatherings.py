@@ -200,3 +200,20 @@ async def test_join_codes_are_forgiving_about_case_and_spaces(room: Harness):
     code = await launch(h)
     joined = await h.say(f"/join {code[:3].lower()} {code[3:].lower()}", user="p1")
     assert "Is that all right" in joined[-1].text
+
+
+async def test_a_revoked_facilitator_can_no_longer_launch(room: Harness):
+    h = room
+    holders = await h.dispatcher.roles.holders()
+    assert holders == [(h.pseudonym("host"), "facilitator")]
+    assert await h.dispatcher.roles.revoke(h.pseudonym("host")[:8]) == [h.pseudonym("host")]
+    assert "Only facilitators" in (await h.say("/launch supper", user="host"))[0].text
+
+
+async def test_invites_open_by_deep_link_and_expire(room: Harness):
+    h = room
+    code = await h.dispatcher.roles.invite("coordinator", timedelta(days=1))
+    h.clock.advance(days=2)
+    assert "didn't work" in (await h.say(f"/start redeem-{code}", user="c1"))[0].text
+    fresh = await h.dispatcher.roles.invite("coordinator", timedelta(days=1))
+    assert "now a coordinator" in (await h.say(f"/start redeem-{fresh}", user="c1"))[0].text

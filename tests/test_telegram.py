@@ -470,6 +470,18 @@ async def test_a_gathering_in_a_group_from_launch_to_a_shared_summary(
         for answer in ["yes", "4", str(36 + n), "no", f"More rest <i>{n}</i> & fewer doubles"]:
             await phone.type(answer, chat=chat)
         assert "Thank you" in fake.texts(chat)[-1]
+    # The host checks on the room privately, and refreshes the figures in place.
+    await phone.type("/status", chat=group, chat_type="group")
+    status = fake.sent(host)[-1]
+    assert "finished 7" in status["text"] and status["parse_mode"] == "HTML"
+    await phone.tap("Refresh", chat=host)
+    edit = fake.calls_to("editMessageText")[-1]
+    assert edit["message_id"] == status["_message_id"] and "finished 7" in edit["text"]
+    # A QR code of the deep link, for the room to scan.
+    await phone.type("/qr", chat=group, chat_type="group")
+    photo = fake.calls_to("sendPhoto")[-1]
+    assert int(photo["chat_id"]) == group and photo["photo"].startswith(b"\x89PNG")
+    assert code in photo["caption"]
     await phone.type("/close --share", chat=group, chat_type="group")
     shared, private = fake.sent(group)[-2], fake.sent(host)[-1]
     for summary in (shared, private):
