@@ -270,13 +270,27 @@ async def _run(settings: Settings) -> int:
             await runner.cleanup()
 
 
+async def _telegram_link(settings: Settings) -> str | None:
+    """https://t.me/<the bot>, when Telegram is set up and answers; else None."""
+    if settings.telegram_bot_token is None:
+        return None
+    bot = make_bot(settings.telegram_bot_token.get_secret_value(), settings.telegram_api_url)
+    try:
+        async with bot:
+            return f"https://t.me/{bot.username}"
+    except Exception as error:  # offline: the code alone still works
+        log.warning("could not ask Telegram for the bot's name: %s", error)
+        return None
+
+
 async def _admin(settings: Settings, args: argparse.Namespace) -> int:
     """`session`, `invite` and `roles`: the facilitator's and coordinator's side."""
     async with build(settings) as bot:
         out = sys.stdout
         if args.command == "invite":
             lasts = parse_duration(args.expires)
-            return await sessions.invite(bot.dispatcher.roles, args.role, lasts, None, out)
+            link = await _telegram_link(settings)
+            return await sessions.invite(bot.dispatcher.roles, args.role, lasts, link, out)
         if args.command == "roles":
             if args.roles_command == "list":
                 return await sessions.list_roles(bot.dispatcher.roles, out)

@@ -85,3 +85,18 @@ async def test_run_serves_a_webhook(fake: FakeTelegram, tmp_path: Path):
                 assert (await health.json()) == {"status": "ok"}
     finally:
         await stop_bot(bot)
+
+
+async def test_invite_prints_a_deep_link_when_telegram_is_set_up(
+    fake: FakeTelegram, tmp_path: Path
+):
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("KT_", "SLACK_"))}
+    environment.update(TELEGRAM_BOT_TOKEN=TOKEN, KT_TELEGRAM_API_URL=fake.url,
+                       KT_DATA_DIR=str(tmp_path / "data"), KT_SECRET_KEY=SECRET)  # fmt: skip
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "invite", "facilitator", env=environment, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    assert "https://t.me/KitchenTableBot?start=redeem-" in out.decode()
