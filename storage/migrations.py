@@ -108,4 +108,51 @@ MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN gathering TEXT;
     CREATE INDEX runs_by_gathering ON runs (gathering);
     """,
+    # 5: cohorts, schedules and the prompts they sent, and people's own time settings.
+    """
+    CREATE TABLE cohorts (
+        name TEXT PRIMARY KEY,
+        code TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE members (
+        cohort TEXT NOT NULL,
+        participant TEXT NOT NULL,
+        joined_at TEXT NOT NULL,
+        PRIMARY KEY (cohort, participant)
+    );
+    CREATE INDEX members_by_participant ON members (participant);
+    CREATE TABLE preferences (
+        participant TEXT PRIMARY KEY,
+        tz TEXT,
+        paused_until TEXT
+    );
+    CREATE TABLE schedules (
+        id TEXT PRIMARY KEY,
+        guide_id TEXT NOT NULL,
+        cohort TEXT NOT NULL,
+        cron TEXT NOT NULL,
+        tz TEXT NOT NULL,
+        paused INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        checked_until TEXT NOT NULL
+    );
+    CREATE TABLE occurrences (
+        schedule TEXT NOT NULL,
+        tz TEXT NOT NULL,
+        due_at TEXT NOT NULL,
+        status TEXT NOT NULL,
+        claimed_at TEXT NOT NULL,
+        PRIMARY KEY (schedule, tz, due_at)
+    );
+    CREATE TABLE deliveries (
+        key TEXT PRIMARY KEY,
+        schedule TEXT NOT NULL,
+        participant TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        delivered_at TEXT NOT NULL,
+        reminders INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX deliveries_by_time ON deliveries (delivered_at);
+    """,
 ]

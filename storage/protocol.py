@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from storage.rows import (
@@ -11,10 +11,14 @@ from storage.rows import (
     Commit,
     ConsentRow,
     Conversation,
+    DeliveryRow,
     GatheringRow,
+    MemberRow,
     OutboxRow,
     ParticipantRow,
+    PreferenceRow,
     RunRow,
+    ScheduleRow,
 )
 
 
@@ -101,6 +105,49 @@ class Storage(Protocol):
         ...
 
     async def gathering_answers(self, gathering_id: str) -> list[AnswerRow]: ...
+
+    # Cohorts and schedules -----------------------------------------------------
+
+    async def save_cohort(self, name: str, code: str, now: datetime) -> None: ...
+
+    async def cohort(self, name: str) -> tuple[str, str] | None:
+        """(name, join code) of a cohort."""
+        ...
+
+    async def cohort_by_code(self, code: str) -> str | None: ...
+
+    async def cohorts_of(self, participant_id: str) -> list[str]: ...
+
+    async def members(self, cohort: str) -> list[MemberRow]: ...
+
+    async def preference(self, participant_id: str) -> PreferenceRow | None: ...
+
+    async def save_schedule(self, schedule: ScheduleRow) -> None: ...
+
+    async def remove_schedule(self, schedule_id: str) -> bool: ...
+
+    async def schedules(self) -> list[ScheduleRow]: ...
+
+    async def advance_schedule(self, schedule_id: str, checked_until: datetime) -> None: ...
+
+    async def claim_occurrence(
+        self, schedule_id: str, tz: str, due_at: datetime, now: datetime, lease: timedelta
+    ) -> bool:
+        """Take an occurrence to send: True for one caller only, or for a later caller once
+        the first has held it past `lease` without finishing (it crashed)."""
+        ...
+
+    async def finish_occurrence(
+        self, schedule_id: str, tz: str, due_at: datetime, status: str
+    ) -> None: ...
+
+    async def occurrences(self, schedule_id: str) -> list[tuple[str, datetime, str]]: ...
+
+    async def due_reminders(
+        self, delivered_before: datetime, max_reminders: int
+    ) -> list[DeliveryRow]: ...
+
+    async def deliveries(self, schedule_id: str) -> list[DeliveryRow]: ...
 
     async def next_due(self, channel: str) -> datetime | None:
         """When the earliest message owed on a channel falls due, if any."""

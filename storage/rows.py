@@ -54,6 +54,49 @@ class GatheringRow:
 
 
 @dataclass(frozen=True)
+class ScheduleRow:
+    """A guide sent to a cohort on a cron, in a time zone (each member's own, if set)."""
+
+    id: str
+    guide_id: str
+    cohort: str
+    cron: str
+    tz: str
+    paused: bool
+    created_at: datetime
+    checked_until: datetime  # occurrences up to here have been looked at
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    """One scheduled prompt to one participant; its key makes it happen once."""
+
+    key: str
+    schedule: str
+    participant: str
+    run_id: str
+    delivered_at: datetime
+    reminders: int = 0
+
+
+@dataclass(frozen=True)
+class MemberRow:
+    """A cohort member as the scheduler needs them: how to reach them, and when."""
+
+    participant: str
+    tz: str | None
+    paused_until: datetime | None
+    unreachable: bool
+
+
+@dataclass(frozen=True)
+class PreferenceRow:
+    participant: str
+    tz: str | None = None
+    paused_until: datetime | None = None
+
+
+@dataclass(frozen=True)
 class Conversation:
     """What handling one inbound message needs first, read in one go."""
 
@@ -124,3 +167,8 @@ class Commit:
     consents: list[ConsentRow] = field(default_factory=list)
     outbox: list[OutboxRow] = field(default_factory=list)
     gathering: GatheringRow | None = None  # created or changed (by its facilitator)
+    joined: list[tuple[str, str]] = field(default_factory=list)  # (cohort, participant)
+    left: list[tuple[str | None, str]] = field(default_factory=list)  # None: every cohort
+    preference: PreferenceRow | None = None
+    delivery: DeliveryRow | None = None
+    reminded: str | None = None  # a delivery key whose reminder this commit sends
