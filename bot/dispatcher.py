@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from bot.cohorts import COMMANDS as COHORT_COMMANDS
+from bot.cohorts import KEEP_STEP, Cohorts
 from bot.flows.engine import Flow
 from bot.flows.events import (
     CONSENT_STEP,
@@ -25,10 +27,13 @@ from bot.flows.events import (
     InputKind,
     Outcome,
     Picked,
+    Remind,
     Repeat,
     Reply,
+    RunEnded,
     Tap,
     TextInput,
+    Timeout,
 )
 from bot.flows.loader import LoadedGuide, parse_guide
 from bot.flows.phrases import Phrasebook
@@ -48,6 +53,7 @@ from storage.rows import (
     AnswerRow,
     Commit,
     ConsentRow,
+    DeliveryRow,
     GatheringRow,
     GuideSourceRow,
     OutboxRow,
@@ -81,6 +87,7 @@ class _Turn:
     gathering: GatheringRow | None = None  # joining through a gathering: the run belongs to it
     after: list[Callable[[], Awaitable[None]]] = dataclasses.field(default_factory=list)
     actor: str = ""  # the pseudonym of the person who sent it (in a group too): their role
+    not_before: datetime | None = None  # hold its messages until then (quiet hours)
 
 
 class Dispatcher:
@@ -98,6 +105,7 @@ class Dispatcher:
         roles: Roles | None = None,
         reports: Reports | None = None,
         min_group: int = 5,
+        default_tz: str = "UTC",
     ) -> None:
         self.storage = storage
         self.library = library
@@ -112,6 +120,7 @@ class Dispatcher:
         self.roles = roles or Roles(storage, set(), clock)
         self.reports = reports or Reports(phrases)
         self.gatherings = Gatherings(self, self.roles, self.reports, min_group)
+        self.cohorts = Cohorts(self, default_tz)
 
     # The one entry point -----------------------------------------------------
 
@@ -143,6 +152,56 @@ class Dispatcher:
             await then()
         return Handled(True, status)
 
+    async def prompt(
+        self, participant_id: str, key: str, schedule_id: str, guide_id: str,
+        not_before: datetime | None = None,
+    ) -> bool:  # fmt: skip
+        """Send a scheduled guide to someone who opted in, once for `key`: True if sent."""
+        async with self._locks.hold(participant_id):
+            loaded = await self.storage.conversation(participant_id, key)
+            person = loaded.participant
+            if loaded.seen or person is None or person.unreachable:
+                return False
+            inbound = Inbound(person.channel, "", "", key=key, language=person.language)
+            turn = _Turn(inbound, participant_id, person, self.clock(), person.address,
+                         Commit(inbound_key=key), loaded.run, not_before=not_before)  # fmt: skip
+            await self._start_guide(turn, guide_id)
+            started = next((r for r in turn.commit.runs if r.guide_id == guide_id), None)
+            if started is None:
+                return False
+            turn.commit.delivery = DeliveryRow(
+                key, schedule_id, participant_id, started.id, turn.now
+            )
+            if not await self.storage.commit(turn.commit):
+                return False
+        self.on_commit()
+        return True
+
+    async def remind(self, delivery: DeliveryRow, not_before: datetime | None = None) -> bool:
+        """Nudge someone who has not finished a prompted guide; once per reminder."""
+        key = f"remind:{delivery.key}:{delivery.reminders + 1}"
+        async with self._locks.hold(delivery.participant):
+            loaded = await self.storage.conversation(delivery.participant, key)
+            person, run_row = loaded.participant, loaded.run
+            if loaded.seen or person is None or person.unreachable:
+                return False
+            if run_row is None or run_row.id != delivery.run_id:
+                return False  # they have moved on to another conversation
+            inbound = Inbound(person.channel, "", "", key=key, language=person.language)
+            turn = _Turn(inbound, delivery.participant, person, self.clock(), person.address,
+                         Commit(inbound_key=key, reminded=delivery.key), run_row,
+                         not_before=not_before)  # fmt: skip
+            flow = await self._flow(run_row.guide_hash)
+            state = RunState.model_validate_json(run_row.state)
+            # A run that has expired stops its reminders: it is ended, silently.
+            expired = turn.now - state.updated_at > flow.guide.expiry
+            outcome = flow.resume(state, Timeout() if expired else Remind(), turn.now)
+            await self._record(turn, flow, outcome, None)
+            if not await self.storage.commit(turn.commit):
+                return False
+        self.on_commit()
+        return True
+
     async def nudge(self, participant_id: str, run_id: str, given: Input) -> None:
         """Move someone's current run on without a message from them (a paced gathering
         opening a question; later, the scheduler's timeouts)."""
@@ -173,6 +232,12 @@ class Dispatcher:
                 command = (action, code)
         if command is not None and command[0] in GATHERING_COMMANDS:
             return await self.gatherings.command(turn, *command)
+        if command is not None and command[0] in COHORT_COMMANDS and not inbound.group:
+            await self.cohorts.command(turn, *command)
+            return None
+        if command is not None and command[0] == "stop" and not inbound.group:
+            # /stop also means: no more check-ins.
+            await self.cohorts.leave(turn, quietly=turn.run is not None)
         if inbound.group:
             # Answers are never collected in a group: explain, and point to a private chat.
             button = Button(self.phrases.text(language, "group_button"), "", "")
@@ -197,9 +262,13 @@ class Dispatcher:
         if tap is not None and tap.step == STATUS_STEP:
             await self.gatherings.refresh(turn, tap.value)
             return None
+        if tap is not None and tap.step == KEEP_STEP:
+            await self.cohorts.keep(turn, tap.value)
+            return None
         run_row = turn.run
         if run_row is None:
-            self._no_conversation(turn, command[0] if command else None)
+            if command is None or command[0] != "stop":
+                self._no_conversation(turn, command[0] if command else None)
             return None
         if (
             run_row.gathering is not None
@@ -327,6 +396,18 @@ class Dispatcher:
                                 turn, CONSENT_STEP, label, flow.question(state, CONSENT_STEP)
                             )
                         )
+        cohort = guide.keep_in_touch
+        finished = any(
+            isinstance(e, RunEnded) and e.status is RunStatus.FINISHED for e in outcome.events
+        )
+        if (
+            finished
+            and cohort is not None
+            and await self.storage.cohort(cohort) is not None
+            and cohort not in await self.storage.cohorts_of(turn.participant_id)
+        ):
+            offer = self.cohorts.offer(cohort, state.language)
+            commit.outbox.append(self._outbox(turn, offer))
         if state.status is RunStatus.DECLINED:
             # A decline keeps nothing but the record that they declined.
             commit.delete_run = state.run_id
@@ -383,8 +464,9 @@ class Dispatcher:
     @staticmethod
     def _row(turn: _Turn, message: Outbound) -> OutboxRow:
         payload = message.model_dump_json(exclude_defaults=True)
+        due = max(turn.now, turn.not_before) if turn.not_before else turn.now
         return OutboxRow(
-            turn.inbound.channel, turn.participant_id, turn.sealed_address, payload, turn.now
+            turn.inbound.channel, turn.participant_id, turn.sealed_address, payload, due
         )
 
     @staticmethod

@@ -96,7 +96,9 @@ class Gatherings:
     async def join(self, turn: _Turn, code: str) -> str | None:
         gathering = await self.d.storage.gathering_by_code(normal_code(code)) if code else None
         if gathering is None:
-            self._say(turn, "join_unknown")
+            # Not a gathering: perhaps a cohort's code, for scheduled check-ins.
+            if not (code and await self.d.cohorts.join(turn, code)):
+                self._say(turn, "join_unknown")
             return None
         if gathering.status != "open" or turn.now >= gathering.expires_at:
             self._say(turn, "join_closed", title=gathering.title)

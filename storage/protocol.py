@@ -132,9 +132,10 @@ class Storage(Protocol):
 
     async def claim_occurrence(
         self, schedule_id: str, tz: str, due_at: datetime, now: datetime, lease: timedelta
-    ) -> bool:
-        """Take an occurrence to send: True for one caller only, or for a later caller once
-        the first has held it past `lease` without finishing (it crashed)."""
+    ) -> str:
+        """Take an occurrence to send: "claimed" for one caller only (or for a later one
+        once the first has held it past `lease` without finishing: it crashed); "held"
+        while another caller has it; "done" once it was sent or missed."""
         ...
 
     async def finish_occurrence(

@@ -311,9 +311,17 @@ class SQLiteStorage:
             lambda db: db.execute(
                 "INSERT OR REPLACE INTO schedules (id, guide_id, cohort, cron, tz, paused,"
                 " created_at, checked_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (s.id, s.guide_id, s.cohort, s.cron, s.tz, int(s.paused), _ts(s.created_at),
-                 _ts(s.checked_until)),
-            )  # fmt: skip
+                (
+                    s.id,
+                    s.guide_id,
+                    s.cohort,
+                    s.cron,
+                    s.tz,
+                    int(s.paused),
+                    _ts(s.created_at),
+                    _ts(s.checked_until),
+                ),
+            )
         )
 
     async def remove_schedule(self, schedule_id: str) -> bool:
@@ -334,8 +342,8 @@ class SQLiteStorage:
 
     async def claim_occurrence(
         self, schedule_id: str, tz: str, due_at: datetime, now: datetime, lease: timedelta
-    ) -> bool:
-        def claim(db: sqlite3.Connection) -> bool:
+    ) -> str:
+        def claim(db: sqlite3.Connection) -> str:
             cursor = db.execute(
                 "INSERT INTO occurrences (schedule, tz, due_at, status, claimed_at)"
                 " VALUES (?, ?, ?, 'claimed', ?) ON CONFLICT (schedule, tz, due_at)"
@@ -343,9 +351,15 @@ class SQLiteStorage:
                 " WHERE occurrences.status = 'claimed' AND occurrences.claimed_at < ?",
                 (schedule_id, tz, _ts(due_at), _ts(now), _ts(now - lease)),
             )
-            return cursor.rowcount == 1
+            if cursor.rowcount == 1:
+                return "claimed"
+            status = db.execute(
+                "SELECT status FROM occurrences WHERE schedule = ? AND tz = ? AND due_at = ?",
+                (schedule_id, tz, _ts(due_at)),
+            ).fetchone()[0]
+            return "held" if status == "claimed" else "done"
 
-        claimed: bool = await self._w.run(claim)
+        claimed: str = await self._w.run(claim)
         return claimed
 
     async def finish_occurrence(

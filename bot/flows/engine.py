@@ -35,6 +35,7 @@ from bot.flows.events import (
     Open,
     Outcome,
     Picked,
+    Remind,
     Repeat,
     Reply,
     RunEnded,
@@ -130,8 +131,9 @@ class Flow:
         current.updated_at = now
         if isinstance(given, Open):
             self._open(turn, given.part)
-        elif isinstance(given, Repeat):
-            turn.emit(Reply(self._say(current, "welcome_back")))
+        elif isinstance(given, Repeat | Remind):
+            key = "welcome_back" if isinstance(given, Repeat) else "reminder"
+            turn.emit(Reply(self._say(current, key)))
             self._reprompt(turn)
         elif isinstance(given, Command):
             self._command(turn, given)

@@ -60,11 +60,16 @@ class Timeout:
 
 
 @dataclass(frozen=True)
+class Remind:
+    """The scheduler's gentle nudge to someone who has not finished a prompted guide."""
+
+
+@dataclass(frozen=True)
 class Repeat:
     """The participant came back: greet them and ask the current question again."""
 
 
-Input = TextInput | Tap | Picked | Open | Command | Timeout | Repeat
+Input = TextInput | Tap | Picked | Open | Command | Timeout | Repeat | Remind
 
 
 # Events -------------------------------------------------------------------

@@ -152,6 +152,12 @@ class Guide(BaseModel):
     minutes: int | None = Field(None, ge=1)
     expires_after: str = Field("7d", description="Idle runs expire after this: 3d, 12h, 30m.")
     consent: Text | None = None
+    keep_in_touch: str | None = Field(
+        None,
+        pattern=GUIDE_ID_PATTERN,
+        max_length=60,
+        description="A cohort to offer joining when someone finishes (for scheduled check-ins).",
+    )
     steps: list[Step] = Field(min_length=1)
 
     @field_validator("expires_after")

@@ -1,0 +1,61 @@
+"""When scheduled prompts fall due: cron occurrences in a time zone, and quiet hours.
+
+Occurrences come from APScheduler's `CronTrigger`, which knows the calendar and
+daylight saving: "0 9 * * MON" in America/Chicago is 9:00 in Chicago on every
+Monday, whatever the UTC offset that week. Times in and out are aware datetimes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.cron import CronTrigger
+
+QUIET_START = time(21, 0)
+QUIET_END = time(8, 0)
+
+
+def zone(name: str) -> ZoneInfo | None:
+    """The time zone called `name` (an IANA name such as America/Chicago), if it exists."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def trigger(cron: str, tz: str) -> CronTrigger:
+    """A trigger for a five-field cron line; ValueError if the line or the zone is wrong."""
+    found = zone(tz)
+    if found is None:
+        raise ValueError(f"unknown time zone {tz!r} (use a name such as America/Chicago)")
+    return CronTrigger.from_crontab(cron, timezone=found)
+
+
+def occurrences(cron: str, tz: str, after: datetime, until: datetime) -> list[datetime]:
+    """Every time the cron line fires after `after` and no later than `until`."""
+    fires = trigger(cron, tz)
+    found: list[datetime] = []
+    previous: datetime | None = None
+    now = after + timedelta(microseconds=1)
+    while True:
+        fire: datetime | None = fires.get_next_fire_time(previous, now)
+        if fire is None or fire > until:
+            return found
+        found.append(fire)
+        previous, now = fire, fire + timedelta(microseconds=1)
+
+
+def quiet_until(
+    now: datetime, tz: str, start: time = QUIET_START, end: time = QUIET_END
+) -> datetime:
+    """When quiet hours end if `now` falls in them where the person lives, else `now`."""
+    local_zone = zone(tz) or ZoneInfo("UTC")
+    local = now.astimezone(local_zone)
+    moment = local.time()
+    overnight = start > end
+    quiet = (moment >= start or moment < end) if overnight else (start <= moment < end)
+    if not quiet:
+        return now
+    day = local.date() if moment < end else local.date() + timedelta(days=1)
+    return datetime.combine(day, end, tzinfo=local_zone).astimezone(now.tzinfo)

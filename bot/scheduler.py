@@ -1,0 +1,146 @@
+"""Scheduled prompts and reminders: what each tick of the clock sends.
+
+Schedules are rows in our storage; APScheduler only calls `tick()` every minute
+(see `run_every`). A tick is safe to repeat and safe to run in two processes on
+one database at once:
+
+- each occurrence is claimed with a lease before its prompts go out, so only one
+  process sends it (and another takes over if the first died mid-way);
+- each (occurrence, person) prompt is committed under a unique key in the same
+  transaction as the run it starts and the messages it owes, so nobody is ever
+  prompted twice for one occurrence, whatever happens.
+
+A schedule's cron is read in each member's own time zone (else the schedule's),
+so "0 9 * * MON" is nine on Monday morning where each person lives, across
+daylight saving changes. A prompt due in someone's quiet hours (21:00-08:00
+their time) waits in the outbox until the quiet hours end. After downtime, an
+occurrence is still sent if its guide would not yet have expired; older ones are
+recorded as missed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from bot.dispatcher import Dispatcher
+from bot.library import GuideLibrary
+from bot.schedule_time import occurrences, quiet_until
+from storage.protocol import Storage
+from storage.rows import MemberRow, ScheduleRow
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=10)
+
+
+@dataclass
+class TickReport:
+    """What one tick did, for logs and tests."""
+
+    prompted: int = 0
+    missed: list[tuple[str, datetime]] = field(default_factory=list)
+    reminded: int = 0
+
+
+class Scheduler:
+    def __init__(
+        self,
+        storage: Storage,
+        dispatcher: Dispatcher,
+        library: GuideLibrary,
+        clock: Callable[[], datetime],
+        *,
+        remind_after: timedelta = timedelta(hours=24),
+        max_reminders: int = 1,
+    ) -> None:
+        self.storage = storage
+        self.dispatcher = dispatcher
+        self.library = library
+        self.clock = clock
+        self.remind_after = remind_after
+        self.max_reminders = max_reminders
+
+    async def tick(self) -> TickReport:
+        report = TickReport()
+        now = self.clock()
+        for schedule in await self.storage.schedules():
+            if schedule.paused:
+                continue
+            try:
+                await self._occurrences(schedule, now, report)
+            except Exception:  # one broken schedule must not stop the others
+                log.exception("schedule %s could not be run", schedule.id)
+        await self._reminders(now, report)
+        return report
+
+    async def _occurrences(self, schedule: ScheduleRow, now: datetime, report: TickReport) -> None:
+        loaded = self.library.get(schedule.guide_id)
+        if loaded is None or loaded.guide is None:
+            log.warning("schedule %s: no guide %s", schedule.id, schedule.guide_id)
+            return
+        expiry = loaded.guide.expiry
+        by_zone: dict[str, list[MemberRow]] = defaultdict(list)
+        for member in await self.storage.members(schedule.cohort):
+            by_zone[member.tz or schedule.tz].append(member)
+        checked = now
+        for tz, members in sorted(by_zone.items()):
+            for due in occurrences(schedule.cron, tz, schedule.checked_until, now):
+                claim = await self.storage.claim_occurrence(schedule.id, tz, due, now, LEASE)
+                if claim == "held":
+                    # Another process is sending it; look again until it is done (or it
+                    # dies and its lease runs out).
+                    checked = min(checked, due - timedelta(microseconds=1))
+                if claim != "claimed":
+                    continue
+                if now - due >= expiry:
+                    # Down for longer than the guide lasts: too late to be worth sending.
+                    await self.storage.finish_occurrence(schedule.id, tz, due, "missed")
+                    report.missed.append((tz, due))
+                    continue
+                for member in members:
+                    if await self._prompt(schedule, member, tz, due, now):
+                        report.prompted += 1
+                await self.storage.finish_occurrence(schedule.id, tz, due, "sent")
+        await self.storage.advance_schedule(schedule.id, checked)
+
+    async def _prompt(
+        self, schedule: ScheduleRow, member: MemberRow, tz: str, due: datetime, now: datetime
+    ) -> bool:
+        if member.unreachable or (member.paused_until is not None and member.paused_until > now):
+            return False
+        key = f"prompt:{schedule.id}:{due.astimezone(UTC).isoformat()}:{member.participant}"
+        return await self.dispatcher.prompt(
+            member.participant, key, schedule.id, schedule.guide_id, quiet_until(now, tz)
+        )
+
+    async def _reminders(self, now: datetime, report: TickReport) -> None:
+        due = await self.storage.due_reminders(now - self.remind_after, self.max_reminders)
+        if not due:
+            return
+        zones = {s.id: s.tz for s in await self.storage.schedules()}
+        for delivery in due:
+            preference = await self.storage.preference(delivery.participant)
+            if preference and preference.paused_until and preference.paused_until > now:
+                continue
+            tz = (preference.tz if preference else None) or zones.get(delivery.schedule, "UTC")
+            if quiet_until(now, tz) > now:
+                continue  # a later tick, once they are awake
+            if await self.dispatcher.remind(delivery):
+                report.reminded += 1
+
+
+def run_every(scheduler: Scheduler, seconds: int = 60) -> object:
+    """An APScheduler that calls `scheduler.tick()` every `seconds`, one tick at a time."""
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    ticker = AsyncIOScheduler()
+    ticker.add_job(
+        scheduler.tick, "interval", seconds=seconds, max_instances=1, coalesce=True,
+        next_run_time=datetime.now().astimezone(),
+    )  # fmt: skip
+    ticker.start()
+    return ticker

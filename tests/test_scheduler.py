@@ -1,0 +1,277 @@
+"""Scheduled prompts and reminders, with a fake clock: local hours across daylight saving,
+quiet hours, catch-up after downtime, two schedulers on one database, reminders, opt-outs."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bot.delivery import Deliverer
+from bot.dispatcher import Dispatcher
+from bot.library import GuideLibrary
+from bot.locales import load_phrasebook
+from bot.messages import Inbound
+from bot.privacy import Identity
+from bot.scheduler import Scheduler
+from storage.rows import ScheduleRow
+from storage.sqlite import SQLiteStorage
+from tests.conftest import FakeClock, RecordingChannel, load
+
+PULSE = """
+guide: pulse
+version: 1
+title: Pulse
+expires_after: 3d
+keep_in_touch: weekly
+steps:
+  - id: week
+    scale: How was your week?
+  - id: hope
+    ask: One hope for next week?
+"""
+CODE = "WEEKLY1"
+MONDAY_9_CHICAGO = "0 9 * * MON"
+SECRET = b"scheduler-test-secret"
+
+
+class Town:
+    """One database; any number of bot processes (dispatcher + scheduler) on it."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self.clock = FakeClock(datetime(2026, 10, 16, 12, 0, tzinfo=UTC))  # a Friday
+        self.library = GuideLibrary()
+        self.library.add(load(PULSE, "pulse.yaml"))
+        self.identity = Identity(SECRET)
+        self.channel = RecordingChannel()
+        self.ids = itertools.count(1)
+        self.storages: list[SQLiteStorage] = []
+
+    async def process(self) -> tuple[Dispatcher, Scheduler, Deliverer]:
+        storage = SQLiteStorage(self.db)
+        await storage.open()
+        self.storages.append(storage)
+        dispatcher = Dispatcher(
+            storage=storage, library=self.library, identity=self.identity,
+            phrases=load_phrasebook(), clock=self.clock,
+            new_id=lambda: f"r{next(self.ids)}", default_tz="America/Chicago",
+        )  # fmt: skip
+        deliverer = Deliverer(storage, self.identity, {"terminal": self.channel}, self.clock)
+        return dispatcher, Scheduler(storage, dispatcher, self.library, self.clock), deliverer
+
+    async def close(self) -> None:
+        for storage in self.storages:
+            await storage.close()
+
+    async def say(self, dispatcher: Dispatcher, who: str, text: str) -> None:
+        await dispatcher.handle(Inbound("terminal", who, who, text))
+
+    def texts(self, who: str) -> list[str]:
+        return self.channel.texts(who)
+
+    def prompts(self, who: str) -> int:
+        return sum("How was your week" in t for t in self.texts(who))
+
+
+@pytest.fixture
+async def town(tmp_path: Path):  # type: ignore[no-untyped-def]
+    place = Town(tmp_path / "kt.db")
+    yield place
+    await place.close()
+
+
+async def setup(
+    town: Town, people: dict[str, str | None]
+) -> tuple[Dispatcher, Scheduler, Deliverer]:
+    dispatcher, scheduler, deliverer = await town.process()
+    storage = dispatcher.storage
+    await storage.save_cohort("weekly", CODE, town.clock())
+    await storage.save_schedule(
+        ScheduleRow(
+            "s1",
+            "pulse",
+            "weekly",
+            MONDAY_9_CHICAGO,
+            "America/Chicago",
+            False,
+            town.clock(),
+            town.clock(),
+        )
+    )
+    for who, tz in people.items():
+        await town.say(dispatcher, who, f"/join {CODE}")
+        if tz:
+            await town.say(dispatcher, who, f"/timezone {tz}")
+    await deliverer.drain("terminal")
+    return dispatcher, scheduler, deliverer
+
+
+async def at(town: Town, moment: datetime, scheduler: Scheduler, deliverer: Deliverer) -> None:
+    town.clock.now = moment.astimezone(UTC)
+    await scheduler.tick()
+    await deliverer.drain("terminal")
+
+
+async def test_nine_on_monday_where_each_person_lives_across_daylight_saving(town: Town):
+    _, scheduler, deliverer = await setup(town, {"chi": None, "mad": "Europe/Madrid"})
+    assert "America/Chicago" in town.texts("chi")[0]  # told their time zone when joining
+    chicago, madrid = ZoneInfo("America/Chicago"), ZoneInfo("Europe/Madrid")
+    # Europe changes its clocks on 25 October, the United States on 1 November.
+    for monday in (19, 26):
+        for who, place in (("mad", madrid), ("chi", chicago)):
+            before = town.prompts(who)
+            await at(town, datetime(2026, 10, monday, 8, 59, tzinfo=place), scheduler, deliverer)
+            assert town.prompts(who) == before, (who, monday)
+            await at(town, datetime(2026, 10, monday, 9, 0, tzinfo=place), scheduler, deliverer)
+            assert town.prompts(who) == before + 1, (who, monday)
+    for who, place in (("mad", madrid), ("chi", chicago)):
+        await at(town, datetime(2026, 11, 2, 9, 0, tzinfo=place), scheduler, deliverer)
+        assert town.prompts(who) == 3
+    # The same wall-clock hour each week, whatever the UTC offset.
+    keys = [d.key for d in await scheduler.storage.deliveries("s1")]
+    assert len(keys) == 6
+
+
+async def test_a_prompt_due_in_quiet_hours_waits_until_morning(town: Town):
+    _dispatcher, scheduler, deliverer = await setup(town, {"owl": "Asia/Tokyo"})
+    tokyo = ZoneInfo("Asia/Tokyo")
+    # Nine in Chicago on Monday 19 October is 23:00 in Tokyo.
+    await at(town, datetime(2026, 10, 19, 23, 0, tzinfo=tokyo), scheduler, deliverer)
+    assert town.prompts("owl") == 0  # the run started, its message waits in the outbox
+    town.clock.now = datetime(2026, 10, 20, 7, 59, tzinfo=tokyo).astimezone(UTC)
+    await deliverer.drain("terminal")
+    assert town.prompts("owl") == 0
+    town.clock.now = datetime(2026, 10, 20, 8, 0, tzinfo=tokyo).astimezone(UTC)
+    await deliverer.drain("terminal")
+    assert town.prompts("owl") == 1
+
+
+async def test_after_downtime_recent_occurrences_go_out_and_old_ones_are_missed(town: Town):
+    _, scheduler, deliverer = await setup(town, {"ana": None})
+    chicago = ZoneInfo("America/Chicago")
+    # Down from Friday until Wednesday: Monday's prompt is 2 days old, the guide lasts 3.
+    await at(town, datetime(2026, 10, 21, 10, 0, tzinfo=chicago), scheduler, deliverer)
+    assert town.prompts("ana") == 1
+    # Down for three weeks: only what is younger than 3 days still goes out.
+    await town.say(scheduler.dispatcher, "ana", "/stop")
+    await town.say(scheduler.dispatcher, "ana", f"/join {CODE}")
+    report = await scheduler.tick()
+    town.clock.now = datetime(2026, 11, 10, 10, 0, tzinfo=chicago).astimezone(UTC)
+    report = await scheduler.tick()
+    await deliverer.drain("terminal")
+    assert [due.date().isoformat() for _, due in report.missed] == ["2026-10-26", "2026-11-02"]
+    assert report.prompted == 1  # 9 November, a day ago
+    statuses = [status for _, _, status in await scheduler.storage.occurrences("s1")]
+    assert statuses == ["sent", "missed", "missed", "sent"]
+
+
+async def test_two_schedulers_on_one_database_prompt_each_person_once(town: Town):
+    people = {f"p{n}": None for n in range(12)}
+    _, first, deliverer = await setup(town, people)
+    _, second, _ = await town.process()
+    town.clock.now = datetime(2026, 10, 19, 14, 0, tzinfo=UTC)  # nine in Chicago
+    await asyncio.gather(first.tick(), second.tick(), first.tick())
+    await deliverer.drain("terminal")
+    assert [town.prompts(who) for who in people] == [1] * 12
+    assert len(await first.storage.deliveries("s1")) == 12
+
+
+async def test_a_scheduler_that_died_mid_way_is_taken_over_without_repeats(town: Town):
+    people = {f"p{n}": None for n in range(6)}
+    dispatcher, first, deliverer = await setup(town, people)
+    _, second, _ = await town.process()
+    due = datetime(2026, 10, 19, 14, 0, tzinfo=UTC)
+    town.clock.now = due
+    # The first process claims the occurrence, prompts two people, then dies.
+    lease = timedelta(minutes=10)
+    claim = await first.storage.claim_occurrence("s1", "America/Chicago", due, due, lease)
+    assert claim == "claimed"
+    for who in ("p0", "p1"):
+        pid = town.identity.pseudonym("terminal", who)
+        await dispatcher.prompt(pid, f"prompt:s1:{due.isoformat()}:{pid}", "s1", "pulse")
+    assert (await second.tick()).prompted == 0  # still held by the first
+    town.clock.advance(minutes=11)
+    assert (await second.tick()).prompted == 4  # taken over: the four not yet prompted
+    await deliverer.drain("terminal")
+    assert [town.prompts(who) for who in people] == [1] * 6
+
+
+async def test_one_reminder_after_a_day_never_to_finishers_or_at_night(town: Town):
+    dispatcher, scheduler, deliverer = await setup(town, {"slow": None, "done": None})
+    chicago = ZoneInfo("America/Chicago")
+    await at(town, datetime(2026, 10, 19, 9, 0, tzinfo=chicago), scheduler, deliverer)
+    for answer in ("4", "A day off"):
+        await town.say(dispatcher, "done", answer)
+    await at(town, datetime(2026, 10, 20, 8, 59, tzinfo=chicago), scheduler, deliverer)
+    assert not any("reminder" in t for t in town.texts("slow"))  # not yet a day
+    await at(town, datetime(2026, 10, 20, 22, 0, tzinfo=chicago), scheduler, deliverer)
+    assert not any("reminder" in t for t in town.texts("slow"))  # quiet hours
+    await at(town, datetime(2026, 10, 21, 8, 0, tzinfo=chicago), scheduler, deliverer)
+    reminders = [t for t in town.texts("slow") if "reminder" in t]
+    assert len(reminders) == 1
+    assert town.texts("slow")[-1] == "How was your week?"  # and the question again
+    await at(town, datetime(2026, 10, 22, 9, 0, tzinfo=chicago), scheduler, deliverer)
+    assert len([t for t in town.texts("slow") if "reminder" in t]) == 1  # only once
+    assert not any("reminder" in t for t in town.texts("done"))
+
+
+async def test_an_expired_run_gets_no_reminder(town: Town):
+    _dispatcher, scheduler, deliverer = await setup(town, {"gone": None})
+    chicago = ZoneInfo("America/Chicago")
+    await at(town, datetime(2026, 10, 19, 9, 0, tzinfo=chicago), scheduler, deliverer)
+    await at(town, datetime(2026, 10, 23, 9, 0, tzinfo=chicago), scheduler, deliverer)  # 4 days
+    assert not any("reminder" in t or "expired" in t for t in town.texts("gone"))
+    assert await scheduler.storage.due_reminders(town.clock(), 1) == []
+
+
+async def test_leave_stop_and_pause_mean_no_prompts(town: Town):
+    dispatcher, scheduler, deliverer = await setup(
+        town, {"leaver": None, "stopper": None, "holiday": None, "stays": None}
+    )
+    await town.say(dispatcher, "leaver", "/leave")
+    await town.say(dispatcher, "stopper", "/stop")
+    await town.say(dispatcher, "holiday", "/pause until 2026-10-31")
+    await deliverer.drain("terminal")
+    assert "won't get any more" in town.texts("leaver")[-1]
+    assert "paused until 2026-10-31" in town.texts("holiday")[-1]
+    chicago = ZoneInfo("America/Chicago")
+    await at(town, datetime(2026, 10, 19, 9, 0, tzinfo=chicago), scheduler, deliverer)
+    counts = {who: town.prompts(who) for who in ("leaver", "stopper", "holiday", "stays")}
+    assert counts == {"leaver": 0, "stopper": 0, "holiday": 0, "stays": 1}
+    await at(town, datetime(2026, 11, 2, 9, 0, tzinfo=chicago), scheduler, deliverer)
+    assert town.prompts("holiday") == 1  # back after the holiday
+
+
+async def test_a_guide_offers_to_keep_in_touch_and_nobody_else_is_written_to(town: Town):
+    dispatcher, scheduler, deliverer = await setup(town, {})
+    await town.say(dispatcher, "walkin", "/start pulse")
+    for answer in ("5", "Rest"):
+        await town.say(dispatcher, "walkin", answer)
+    await town.say(dispatcher, "stranger", "/start pulse")
+    await deliverer.drain("terminal")
+    assert "keep in touch" in " ".join(town.texts("walkin")).lower() or any(
+        "check-in from us" in t for t in town.texts("walkin")
+    )
+    from bot.flows.events import Tap
+
+    await dispatcher.handle(Inbound("terminal", "walkin", "walkin", tap=Tap("_keep", "yes:weekly")))
+    chicago = ZoneInfo("America/Chicago")
+    await at(town, datetime(2026, 10, 19, 9, 0, tzinfo=chicago), scheduler, deliverer)
+    assert town.prompts("walkin") == 2  # the one they did, and Monday's
+    assert town.prompts("stranger") == 1  # only the one they asked for
+
+
+async def test_time_zones_are_checked(town: Town):
+    dispatcher, _, deliverer = await setup(town, {"tz": None})
+    for wrong in ("Mars/Olympus", "CST6", "../../etc/passwd"):
+        await town.say(dispatcher, "tz", f"/timezone {wrong}")
+        await deliverer.drain("terminal")
+        assert "don't know that time zone" in town.texts("tz")[-1]
+    await town.say(dispatcher, "tz", "/timezone Europe/Madrid")
+    await deliverer.drain("terminal")
+    assert "Europe/Madrid" in town.texts("tz")[-1]
