@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from admin import guides as guide_admin
-from admin import sessions
+from admin import schedules, sessions
 from bot.channels.slack import DEFAULT_API_URL as SLACK_API_URL
 from bot.channels.slack import SlackChannel
 from bot.channels.slack_install import StoredInstallations, StoredStates
@@ -42,6 +42,7 @@ from bot.locales import load_phrasebook
 from bot.privacy import Identity, load_or_create_secret
 from bot.reports import Reports
 from bot.roles import Roles, admin_pseudonyms
+from bot.scheduler import Scheduler, run_every
 from bot.web import make_web_app, start_web
 from storage.sqlite import SQLiteStorage
 
@@ -97,6 +98,7 @@ async def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
             roles=Roles(storage, admins, clock),
             reports=Reports(phrases, settings.templates_dir),
             min_group=settings.min_group,
+            default_tz=settings.timezone,
         )
         yield Bot(settings, secret, identity, storage, library, dispatcher, deliverer, clock)
     finally:
@@ -179,6 +181,9 @@ async def _serve(settings: Settings) -> int:
         for register in webhooks:
             await register()
         tasks.append(asyncio.create_task(bot.deliverer.run()))
+        # Scheduled prompts and reminders: APScheduler ticks, our tables say what is due.
+        ticker = run_every(Scheduler(bot.storage, bot.dispatcher, bot.library, bot.clock))
+        stoppers.append(functools.partial(_shutdown, ticker))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signal_number in (signal.SIGINT, signal.SIGTERM):
@@ -193,6 +198,10 @@ async def _serve(settings: Settings) -> int:
                 await stopper()
             await runner.cleanup()
         return 0
+
+
+async def _shutdown(ticker: object) -> None:
+    ticker.shutdown(wait=False)  # type: ignore[attr-defined]
 
 
 def make_slack(settings: Settings, bot: Bot) -> SlackChannel:
@@ -291,6 +300,22 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
             lasts = parse_duration(args.expires)
             link = await _telegram_link(settings)
             return await sessions.invite(bot.dispatcher.roles, args.role, lasts, link, out)
+        if args.command == "cohort":
+            if args.cohort_command == "add":
+                return await schedules.add_cohort(bot.storage, args.name, bot.clock(), out)
+            for name, code in await bot.storage.cohorts():
+                out.write(f"{name}  /join {code}\n")
+            return 0
+        if args.command == "schedule":
+            action = args.schedule_command
+            if action == "add":
+                return await schedules.add_schedule(
+                    bot.storage, bot.library, guide=args.guide, cohort=args.cohort,
+                    cron=args.cron, tz=args.tz or settings.timezone, now=bot.clock(), out=out,
+                )  # fmt: skip
+            if action == "list":
+                return await schedules.list_schedules(bot.storage, out)
+            return await schedules.change_schedule(bot.storage, args.id, action, bot.clock(), out)
         if args.command == "roles":
             if args.roles_command == "list":
                 return await sessions.list_roles(bot.dispatcher.roles, out)
@@ -338,6 +363,21 @@ def _parser() -> argparse.ArgumentParser:
     qr.add_argument("code")
     qr.add_argument("--out", type=Path, required=True, help="a .png or .svg file")
     qr.add_argument("--link", help="the link to encode, e.g. https://t.me/YourBot?start=join-CODE")
+    cohort = commands.add_parser("cohort", help="groups that opt in to scheduled check-ins")
+    cohort_commands = cohort.add_subparsers(dest="cohort_command", required=True)
+    cohort_add = cohort_commands.add_parser("add", help="create a cohort; prints its join code")
+    cohort_add.add_argument("name", help="lowercase letters, digits and dashes")
+    cohort_commands.add_parser("list", help="every cohort and its join code")
+    schedule = commands.add_parser("schedule", help="send a guide to a cohort on a schedule")
+    schedule_commands = schedule.add_subparsers(dest="schedule_command", required=True)
+    schedule_add = schedule_commands.add_parser("add", help="add a schedule")
+    schedule_add.add_argument("--guide", required=True)
+    schedule_add.add_argument("--cohort", required=True)
+    schedule_add.add_argument("--cron", required=True, help='five fields: "0 9 * * MON"')
+    schedule_add.add_argument("--tz", help="IANA time zone (default KT_TIMEZONE)")
+    schedule_commands.add_parser("list", help="every schedule")
+    for name in ("pause", "resume", "remove"):
+        schedule_commands.add_parser(name, help=f"{name} a schedule").add_argument("id")
     invite = commands.add_parser("invite", help="a one-time code that grants a role")
     invite.add_argument("role", choices=["facilitator", "coordinator"])
     invite.add_argument("--expires", default="7d", help="how long it works (default 7d)")
@@ -379,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("Name a guide, or give --join CODE.", file=sys.stderr)
                 return 2
             return asyncio.run(_chat(settings, args.guide or "", name, args.lang, args.join))
-        if args.command in ("session", "invite", "roles"):
+        if args.command in ("session", "invite", "roles", "cohort", "schedule"):
             return asyncio.run(_admin(settings, args))
         return asyncio.run(_run(settings))
     except ConfigError as error:

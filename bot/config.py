@@ -44,6 +44,10 @@ class Settings(BaseSettings):
         5, ge=1, le=1000, description="Smallest group any figure or quote may come from."
     )
     templates_dir: Path | None = Field(None, description="Folder of templates overriding ours.")
+    timezone: str = Field(
+        "UTC", description="Time zone for schedules and digests unless one is given (IANA name)."
+    )
+    digest_cron: str = Field("0 8 * * MON", description="When coordinators get the weekly digest.")
     slack_bot_token: SecretStr | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
     slack_signing_secret: SecretStr | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")
     slack_app_token: SecretStr | None = Field(None, validation_alias="SLACK_APP_TOKEN")
@@ -70,6 +74,17 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must start with https:// (or http:// for a local server)")
         return value.rstrip("/") if value else value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not a time zone; use a name such as America/Chicago") from None
+        return value
 
     @field_validator("secret_key")
     @classmethod

@@ -378,6 +378,10 @@ class SQLiteStorage:
         row = await self._one("SELECT name, code FROM cohorts WHERE name = ?", (name,))
         return None if row is None else (row[0], row[1])
 
+    async def cohorts(self) -> list[tuple[str, str]]:
+        rows = await self._all("SELECT name, code FROM cohorts ORDER BY name", ())
+        return [(row[0], row[1]) for row in rows]
+
     async def cohort_by_code(self, code: str) -> str | None:
         row = await self._one("SELECT name FROM cohorts WHERE code = ?", (code,))
         return None if row is None else str(row[0])

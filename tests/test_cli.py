@@ -162,3 +162,31 @@ def test_a_whole_gathering_rehearsed_in_terminals(tmp_path: Path):
     assert "good for 2 days" in invited.stdout and "/redeem" in invited.stdout
     roles = kitchen_table("roles", "list", data=data, env=env)
     assert "No facilitators or coordinators yet" in roles.stdout
+
+
+def test_cohorts_and_schedules_from_the_command_line(tmp_path: Path):
+    import re
+
+    data = tmp_path / "data"
+    env = {"KT_SECRET_KEY": "schedule-secret-0123456789", "KT_TIMEZONE": "America/Chicago"}
+    made = kitchen_table("cohort", "add", "riverside", data=data, env=env)
+    code = re.search(r"/join ([A-Z0-9]{7})", made.stdout).group(1)  # type: ignore[union-attr]
+    assert f"riverside  /join {code}" in kitchen_table("cohort", "list", data=data, env=env).stdout
+    bad = kitchen_table("schedule", "add", "--guide", "weekly-checkin", "--cohort", "riverside",
+                        "--cron", "every monday", data=data, env=env)  # fmt: skip
+    assert bad.returncode == 2 and "can't be read" in bad.stdout
+    added = kitchen_table("schedule", "add", "--guide", "weekly-checkin", "--cohort", "riverside",
+                          "--cron", "0 9 * * MON", data=data, env=env)  # fmt: skip
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert "(America/Chicago)" in added.stdout and "Mon" in added.stdout and "09:00" in added.stdout
+    schedule_id = re.search(r"Added schedule (\w+)", added.stdout).group(1)  # type: ignore[union-attr]
+    assert kitchen_table("schedule", "pause", schedule_id, data=data, env=env).returncode == 0
+    listed = kitchen_table("schedule", "list", data=data, env=env).stdout
+    assert (
+        f"{schedule_id}  weekly-checkin -> riverside  0 9 * * MON (America/Chicago)  paused"
+        in listed
+    )
+    assert kitchen_table("schedule", "remove", schedule_id, data=data, env=env).returncode == 0
+    assert "No schedules yet" in kitchen_table("schedule", "list", data=data, env=env).stdout
+    joined = kitchen_table("chat", "--join", code, "--as", "rosa", data=data, env=env)
+    assert "America/Chicago" in joined.stdout

@@ -1,0 +1,96 @@
+"""`kitchen-table cohort|schedule`: who gets scheduled check-ins, which guide, and when.
+
+Schedules are rows in our storage, read by the running bot's scheduler on its
+next tick (within a minute): nothing needs a restart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import TextIO
+
+from bot.library import GuideLibrary
+from bot.roles import new_code
+from bot.schedule_time import occurrences, trigger
+from storage.protocol import Storage
+from storage.rows import ScheduleRow
+
+
+async def add_cohort(storage: Storage, name: str, now: datetime, out: TextIO) -> int:
+    existing = await storage.cohort(name)
+    if existing is not None:
+        out.write(f"The cohort {name} already exists; its join code is {existing[1]}.\n")
+        return 0
+    code = new_code(7)
+    await storage.save_cohort(name, code, now)
+    out.write(
+        f"Created the cohort {name}. People join by sending /join {code} to the bot\n"
+        f"(in Slack: /kitchen-table join {code}), or through a guide with keep_in_touch: {name}.\n"
+    )
+    return 0
+
+
+async def add_schedule(
+    storage: Storage,
+    library: GuideLibrary,
+    *,
+    guide: str,
+    cohort: str,
+    cron: str,
+    tz: str,
+    now: datetime,
+    out: TextIO,
+    new_id: Callable[[], str] = lambda: uuid.uuid4().hex[:8],
+) -> int:
+    loaded = library.get(guide)
+    if loaded is None or loaded.guide is None:
+        out.write(f"There is no guide {guide}. See `kitchen-table guides list`.\n")
+        return 2
+    if await storage.cohort(cohort) is None:
+        out.write(f"There is no cohort {cohort}. Create it with `kitchen-table cohort add`.\n")
+        return 2
+    try:
+        trigger(cron, tz)
+    except ValueError as error:
+        out.write(f"That schedule can't be read: {error}.\n"
+                  'Use five fields, e.g. --cron "0 9 * * MON" for nine on Mondays.\n')  # fmt: skip
+        return 2
+    schedule = ScheduleRow(new_id(), guide, cohort, cron, tz, False, now, now)
+    await storage.save_schedule(schedule)
+    upcoming = occurrences(cron, tz, now, now.replace(year=now.year + 1))[:3]
+    out.write(f"Added schedule {schedule.id}: {guide} to {cohort}, {cron} ({tz}).\nNext: ")
+    out.write(", ".join(f"{d:%a %d %b %Y %H:%M %Z}" for d in upcoming) + "\n")
+    return 0
+
+
+async def list_schedules(storage: Storage, out: TextIO) -> int:
+    schedules = await storage.schedules()
+    if not schedules:
+        out.write("No schedules yet: add one with `kitchen-table schedule add`.\n")
+    for s in schedules:
+        state = "paused" if s.paused else "active"
+        out.write(f"{s.id}  {s.guide_id} -> {s.cohort}  {s.cron} ({s.tz})  {state}\n")
+    return 0
+
+
+async def change_schedule(
+    storage: Storage, schedule_id: str, action: str, now: datetime, out: TextIO
+) -> int:
+    found = next((s for s in await storage.schedules() if s.id == schedule_id), None)
+    if found is None:
+        out.write(f"There is no schedule {schedule_id}. See `kitchen-table schedule list`.\n")
+        return 1
+    if action == "remove":
+        await storage.remove_schedule(schedule_id)
+        out.write(f"Removed schedule {schedule_id}.\n")
+        return 0
+    # Occurrences while paused are skipped, not sent all at once on resuming.
+    checked = max(found.checked_until, now)
+    await storage.save_schedule(
+        dataclasses.replace(found, paused=action == "pause", checked_until=checked)
+    )
+    out.write(f"Schedule {schedule_id} is now {action}d.\n")
+    return 0
