@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from admin import digests, schedules, sessions
 from admin import guides as guide_admin
-from admin import schedules, sessions
 from bot.channels.slack import DEFAULT_API_URL as SLACK_API_URL
 from bot.channels.slack import SlackChannel
 from bot.channels.slack_install import StoredInstallations, StoredStates
@@ -182,7 +182,12 @@ async def _serve(settings: Settings) -> int:
             await register()
         tasks.append(asyncio.create_task(bot.deliverer.run()))
         # Scheduled prompts and reminders: APScheduler ticks, our tables say what is due.
-        ticker = run_every(Scheduler(bot.storage, bot.dispatcher, bot.library, bot.clock))
+        scheduler = Scheduler(
+            bot.storage, bot.dispatcher, bot.library, bot.clock,
+            digest_cron=settings.digest_cron, timezone=settings.timezone,
+            digest_dir=settings.data_dir / "digests",
+        )  # fmt: skip
+        ticker = run_every(scheduler)
         stoppers.append(functools.partial(_shutdown, ticker))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -300,6 +305,12 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
             lasts = parse_duration(args.expires)
             link = await _telegram_link(settings)
             return await sessions.invite(bot.dispatcher.roles, args.role, lasts, link, out)
+        if args.command == "digest":
+            return await digests.digest(
+                bot.storage, bot.library, bot.dispatcher.reports, since=parse_duration(args.since),
+                now=bot.clock(), guide=args.guide, fmt=args.format, min_group=settings.min_group,
+                out_path=args.out, out=out,
+            )  # fmt: skip
         if args.command == "cohort":
             if args.cohort_command == "add":
                 return await schedules.add_cohort(bot.storage, args.name, bot.clock(), out)
@@ -378,6 +389,11 @@ def _parser() -> argparse.ArgumentParser:
     schedule_commands.add_parser("list", help="every schedule")
     for name in ("pause", "resume", "remove"):
         schedule_commands.add_parser(name, help=f"{name} a schedule").add_argument("id")
+    digest = commands.add_parser("digest", help="what people said lately, per guide")
+    digest.add_argument("--since", default="7d", help="how far back (default 7d)")
+    digest.add_argument("--guide", help="only this guide")
+    digest.add_argument("--format", choices=["text", "md", "html"], default="text")
+    digest.add_argument("--out", type=Path, help="write it to this file")
     invite = commands.add_parser("invite", help="a one-time code that grants a role")
     invite.add_argument("role", choices=["facilitator", "coordinator"])
     invite.add_argument("--expires", default="7d", help="how long it works (default 7d)")
@@ -419,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("Name a guide, or give --join CODE.", file=sys.stderr)
                 return 2
             return asyncio.run(_chat(settings, args.guide or "", name, args.lang, args.join))
-        if args.command in ("session", "invite", "roles", "cohort", "schedule"):
+        if args.command in ("session", "invite", "roles", "cohort", "schedule", "digest"):
             return asyncio.run(_admin(settings, args))
         return asyncio.run(_run(settings))
     except ConfigError as error:

@@ -12,10 +12,11 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot.cohorts import COMMANDS as COHORT_COMMANDS
 from bot.cohorts import KEEP_STEP, Cohorts
+from bot.digest import build_digest
 from bot.flows.engine import Flow
 from bot.flows.events import (
     CONSENT_STEP,
@@ -47,7 +48,7 @@ from bot.locks import KeyedLocks
 from bot.messages import Inbound, Outbound, clean_text
 from bot.privacy import Identity
 from bot.reports import Reports
-from bot.roles import Roles
+from bot.roles import ADMIN, COORDINATOR, Roles
 from storage.protocol import Storage
 from storage.rows import (
     AnswerRow,
@@ -202,6 +203,32 @@ class Dispatcher:
         self.on_commit()
         return True
 
+    async def send_to(self, participant_id: str, message: Outbound, key: str) -> bool:
+        """A message for someone outside any conversation (a weekly digest), once per key."""
+        async with self._locks.hold(participant_id):
+            loaded = await self.storage.conversation(participant_id, key)
+            person = loaded.participant
+            if loaded.seen or person is None or person.unreachable:
+                return False
+            inbound = Inbound(person.channel, "", "", key=key)
+            turn = _Turn(inbound, participant_id, person, self.clock(), person.address,
+                         Commit(inbound_key=key), loaded.run)  # fmt: skip
+            turn.commit.outbox.append(self._row(turn, message))
+            if not await self.storage.commit(turn.commit):
+                return False
+        self.on_commit()
+        return True
+
+    async def digest_message(self, language: str, since: datetime, until: datetime) -> Outbound:
+        digest = await build_digest(
+            self.storage, self.library, since, until, min_group=self.gatherings.min_group,
+            language=language,
+        )  # fmt: skip
+        return Outbound(
+            text=self.reports.render("digest", "text", language, d=digest),
+            markup=self.reports.every_format("digest", language, d=digest),
+        )
+
     async def nudge(self, participant_id: str, run_id: str, given: Input) -> None:
         """Move someone's current run on without a message from them (a paced gathering
         opening a question; later, the scheduler's timeouts)."""
@@ -232,6 +259,17 @@ class Dispatcher:
                 command = (action, code)
         if command is not None and command[0] in GATHERING_COMMANDS:
             return await self.gatherings.command(turn, *command)
+        if command is not None and command[0] == "digest" and not inbound.group:
+            if await self.roles.role_of(turn.actor) not in (COORDINATOR, ADMIN):
+                reply = Reply(self.phrases.text(language, "digest_only_coordinators"))
+            else:
+                message = await self.digest_message(
+                    language, turn.now - timedelta(days=7), turn.now
+                )
+                turn.commit.outbox.append(self._row(turn, message))
+                return None
+            turn.commit.outbox.append(self._outbox(turn, reply))
+            return None
         if command is not None and command[0] in COHORT_COMMANDS and not inbound.group:
             await self.cohorts.command(turn, *command)
             return None

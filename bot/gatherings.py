@@ -26,7 +26,7 @@ from bot.messages import Outbound, OutButton
 from bot.reports import Reports
 from bot.roles import ADMIN, COORDINATOR, FACILITATOR, Roles, new_code, normal_code
 from bot.summary import progress, summarize
-from storage.rows import GatheringRow, OutboxRow
+from storage.rows import GatheringRow, OutboxRow, ParticipantRow
 
 if TYPE_CHECKING:
     from bot.dispatcher import Dispatcher, _Turn
@@ -120,8 +120,12 @@ class Gatherings:
         role = await self.roles.redeem(words[0], turn.actor) if words else None
         if role is None:
             self._say(turn, "redeem_failed")
-        else:
-            self._say(turn, f"redeemed_{role}")
+            return
+        # Keep how to reach them (sealed), for digests and gathering summaries.
+        if turn.commit.participant is None and not turn.inbound.group:
+            person = turn.person or ParticipantRow(turn.actor, turn.inbound.channel, b"")
+            turn.commit.participant = dataclasses.replace(person, address=turn.sealed_address)
+        self._say(turn, f"redeemed_{role}")
 
     async def _launch(self, turn: _Turn, words: list[str], paced: bool) -> None:
         if await self.roles.role_of(turn.actor) not in (FACILITATOR, ADMIN):

@@ -10,6 +10,7 @@ Templates can be overridden from a folder (`KT_TEMPLATES_DIR`).
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,16 +22,20 @@ from bot.channels.slack_format import escape as slack_escape
 from bot.flows.phrases import Phrasebook
 
 BUILTIN = Path(__file__).parent / "templates"
-FORMATS = ("html", "mrkdwn", "text")
+FORMATS = ("html", "mrkdwn", "text")  # what chats show: Telegram, Slack, a terminal
+DOCUMENTS = ("md", "page")  # files: Markdown, and a whole HTML page
 BAR_WIDTH = 10
 
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>|~#])")
 _ESCAPE: dict[str, Callable[[str], str]] = {
     "html": lambda s: html.escape(s, quote=False),
     "mrkdwn": slack_escape,
     "text": lambda s: s,
+    "md": lambda s: _MARKDOWN.sub(r"\\\1", s),
+    "page": lambda s: html.escape(s, quote=True),
 }
-_BOLD = {"html": "<b>{}</b>", "mrkdwn": "*{}*", "text": "{}"}
-_ITALIC = {"html": "<i>{}</i>", "mrkdwn": "_{}_", "text": "{}"}
+_BOLD = {"html": "<b>{}</b>", "mrkdwn": "*{}*", "text": "{}", "md": "**{}**", "page": "<b>{}</b>"}
+_ITALIC = {"html": "<i>{}</i>", "mrkdwn": "_{}_", "text": "{}", "md": "_{}_", "page": "<i>{}</i>"}
 
 
 def _number(value: float) -> str:
@@ -38,7 +43,7 @@ def _number(value: float) -> str:
 
 
 def _bar(count: int, total: int) -> str:
-    filled = round(BAR_WIDTH * count / total) if total else 0
+    filled = min(BAR_WIDTH, round(BAR_WIDTH * count / total)) if total else 0
     return "█" * filled + "░" * (BAR_WIDTH - filled)
 
 
@@ -47,7 +52,7 @@ class Reports:
         self.phrases = phrases
         folders = [str(override)] if override else []
         loader = jinja2.FileSystemLoader([*folders, str(BUILTIN)])
-        self._envs = {fmt: self._environment(fmt, loader) for fmt in FORMATS}
+        self._envs = {fmt: self._environment(fmt, loader) for fmt in FORMATS + DOCUMENTS}
 
     @staticmethod
     def _environment(fmt: str, loader: jinja2.BaseLoader) -> jinja2.Environment:
@@ -72,7 +77,30 @@ class Reports:
 
     def render(self, name: str, fmt: str, language: str, **data: Any) -> str:
         template = self._envs[fmt].get_template(f"{name}.j2")
-        return template.render(t=lambda key, **p: self.phrases.text(language, key, **p), **data)
+
+        def t(key: str, **params: Any) -> str:
+            return self.phrases.text(language, key, **params)
+
+        digest = data.get("d")
+        smallest = getattr(digest, "min_group", 5)
+
+        def n(count: Any) -> str:
+            """A count, or "fewer than 5" when it came from too few people to show."""
+            return t("digest_fewer", min=smallest) if count.value is None else str(count.value)
+
+        def change(count: Any) -> str:
+            if count.value is None or count.before is None:
+                return ""
+            delta = count.value - count.before
+            return f" ({'+' if delta >= 0 else '−'}{abs(delta)})"
+
+        def percent(rate: float | None) -> str:
+            return "–" if rate is None else f"{round(100 * rate)}%"
+
+        return template.render(
+            t=t, n=n, change=change, percent=percent, day=lambda d: f"{d:%Y-%m-%d}",
+            language=language, **data,
+        )  # fmt: skip
 
     def every_format(self, name: str, language: str, **data: Any) -> dict[str, str]:
         return {fmt: self.render(name, fmt, language, **data) for fmt in FORMATS}

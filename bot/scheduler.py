@@ -20,14 +20,18 @@ recorded as missed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+from bot.digest import build_digest
 from bot.dispatcher import Dispatcher
 from bot.library import GuideLibrary
+from bot.roles import COORDINATOR
 from bot.schedule_time import occurrences, quiet_until
 from storage.protocol import Storage
 from storage.rows import MemberRow, ScheduleRow
@@ -35,6 +39,7 @@ from storage.rows import MemberRow, ScheduleRow
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=10)
+DIGEST = "digest"
 
 
 @dataclass
@@ -44,6 +49,7 @@ class TickReport:
     prompted: int = 0
     missed: list[tuple[str, datetime]] = field(default_factory=list)
     reminded: int = 0
+    digests: int = 0
 
 
 class Scheduler:
@@ -56,6 +62,9 @@ class Scheduler:
         *,
         remind_after: timedelta = timedelta(hours=24),
         max_reminders: int = 1,
+        digest_cron: str | None = None,
+        timezone: str = "UTC",
+        digest_dir: Path | None = None,
     ) -> None:
         self.storage = storage
         self.dispatcher = dispatcher
@@ -63,6 +72,9 @@ class Scheduler:
         self.clock = clock
         self.remind_after = remind_after
         self.max_reminders = max_reminders
+        self.digest_cron = digest_cron
+        self.timezone = timezone
+        self.digest_dir = digest_dir
 
     async def tick(self) -> TickReport:
         report = TickReport()
@@ -75,7 +87,40 @@ class Scheduler:
             except Exception:  # one broken schedule must not stop the others
                 log.exception("schedule %s could not be run", schedule.id)
         await self._reminders(now, report)
+        if self.digest_cron:
+            await self._digests(now, report)
         return report
+
+    async def _digests(self, now: datetime, report: TickReport) -> None:
+        """The weekly digest: by direct message to every coordinator, and as a page on disk."""
+        assert self.digest_cron is not None
+        record = await self.storage.record(DIGEST, "checked", now)
+        checked = datetime.fromisoformat(record.decode()) if record else now
+        for due in occurrences(self.digest_cron, self.timezone, checked, now):
+            if (
+                await self.storage.claim_occurrence(DIGEST, self.timezone, due, now, LEASE)
+                != "claimed"
+            ):
+                continue
+            since = due - timedelta(days=7)
+            digest = await build_digest(self.storage, self.library, since, due,
+                                        min_group=self.dispatcher.gatherings.min_group)  # fmt: skip
+            if self.digest_dir is not None:
+                page = self.dispatcher.reports.render("digest_page", "page", "en", d=digest)
+                path = self.digest_dir / f"digest-{due.astimezone(UTC):%Y-%m-%d}.html"
+                await asyncio.to_thread(_write, path, page)
+            coordinators = [
+                p for p, role in await self.dispatcher.roles.holders() if role == COORDINATOR
+            ]
+            for person in [*coordinators, *sorted(self.dispatcher.roles.admins)]:
+                preference = await self.storage.participant(person)
+                language = (preference.language if preference else None) or "en"
+                message = await self.dispatcher.digest_message(language, since, due)
+                key = f"digest:{due.astimezone(UTC).isoformat()}:{person}"
+                if await self.dispatcher.send_to(person, message, key):
+                    report.digests += 1
+            await self.storage.finish_occurrence(DIGEST, self.timezone, due, "sent")
+        await self.storage.put_record(DIGEST, "checked", now.isoformat().encode())
 
     async def _occurrences(self, schedule: ScheduleRow, now: datetime, report: TickReport) -> None:
         loaded = self.library.get(schedule.guide_id)
@@ -131,6 +176,11 @@ class Scheduler:
                 continue  # a later tick, once they are awake
             if await self.dispatcher.remind(delivery):
                 report.reminded += 1
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
 
 
 def run_every(scheduler: Scheduler, seconds: int = 60) -> object:

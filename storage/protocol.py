@@ -154,6 +154,34 @@ class Storage(Protocol):
 
     async def deliveries(self, schedule_id: str) -> list[DeliveryRow]: ...
 
+    # Digests ------------------------------------------------------------------
+
+    async def run_counts(
+        self, since: datetime, until: datetime
+    ) -> list[tuple[str, str, int, int]]: ...
+
+    async def people_counts(
+        self, since: datetime, until: datetime
+    ) -> list[tuple[str, int, int]]: ...
+
+    async def open_steps(
+        self, guide_id: str, since: datetime, until: datetime
+    ) -> list[tuple[str, int]]: ...
+
+    async def answer_tallies(
+        self, guide_id: str, since: datetime, until: datetime
+    ) -> list[tuple[str, str, int]]: ...
+
+    async def answer_people(
+        self, guide_id: str, since: datetime, until: datetime
+    ) -> list[tuple[str, int]]: ...
+
+    async def answer_texts(
+        self, guide_id: str, steps: Sequence[str], since: datetime, until: datetime
+    ) -> list[tuple[str, str, str]]: ...
+
+    async def gatherings_held(self, since: datetime, until: datetime) -> list[tuple[str, int]]: ...
+
     async def next_due(self, channel: str) -> datetime | None:
         """When the earliest message owed on a channel falls due, if any."""
         ...

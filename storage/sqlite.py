@@ -452,6 +452,91 @@ class SQLiteStorage:
         )
         return [DeliveryRow(r[0], r[1], r[2], r[3], _dt(r[4]), r[5]) for r in rows]
 
+    # Digests: plain aggregates over one period ------------------------------------
+
+    async def run_counts(self, since: datetime, until: datetime) -> list[tuple[str, str, int, int]]:
+        """(guide, status, runs, distinct participants) for runs active in the period."""
+        rows = await self._all(
+            "SELECT guide_id, status, count(*), count(DISTINCT participant) FROM runs"
+            " WHERE updated_at >= ? AND started_at < ? GROUP BY guide_id, status",
+            (_ts(since), _ts(until)),
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def people_counts(self, since: datetime, until: datetime) -> list[tuple[str, int, int]]:
+        """(guide, distinct participants in the period, of whom new: first run ever in it)."""
+        rows = await self._all(
+            "WITH firsts AS (SELECT participant, min(started_at) AS first FROM runs"
+            " GROUP BY participant)"
+            " SELECT r.guide_id, count(DISTINCT r.participant),"
+            " count(DISTINCT CASE WHEN f.first >= ? THEN r.participant END)"
+            " FROM runs AS r JOIN firsts AS f ON f.participant = r.participant"
+            " WHERE r.updated_at >= ? AND r.started_at < ? GROUP BY r.guide_id",
+            (_ts(since), _ts(since), _ts(until)),
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def open_steps(
+        self, guide_id: str, since: datetime, until: datetime
+    ) -> list[tuple[str, int]]:
+        """Where runs of a guide that did not finish stopped: (step, runs)."""
+        rows = await self._all(
+            "SELECT coalesce(json_extract(state, '$.step'), '_consent'), count(*) FROM runs"
+            " WHERE guide_id = ? AND status NOT IN ('finished', 'declined')"
+            " AND updated_at >= ? AND started_at < ? GROUP BY 1",
+            (guide_id, _ts(since), _ts(until)),
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    async def answer_tallies(
+        self, guide_id: str, since: datetime, until: datetime
+    ) -> list[tuple[str, str, int]]:
+        """(step, one value as JSON, count) for choices, scales and numbers; a list of
+        choices counts once for each option in it."""
+        rows = await self._all(
+            "SELECT step, value, count(*) FROM answers WHERE guide_id = ?"
+            " AND answered_at >= ? AND answered_at < ? AND kind IN ('choose', 'scale', 'number')"
+            " AND value != 'null' GROUP BY step, value"
+            " UNION ALL SELECT a.step, json_quote(j.value), count(*) FROM answers AS a,"
+            " json_each(a.value) AS j WHERE a.guide_id = ? AND a.answered_at >= ?"
+            " AND a.answered_at < ? AND a.kind = 'choose_many' GROUP BY a.step, j.value",
+            (guide_id, _ts(since), _ts(until), guide_id, _ts(since), _ts(until)),
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def answer_people(
+        self, guide_id: str, since: datetime, until: datetime
+    ) -> list[tuple[str, int]]:
+        """(step, distinct people who answered it) in the period."""
+        rows = await self._all(
+            "SELECT step, count(DISTINCT participant) FROM answers WHERE guide_id = ?"
+            " AND answered_at >= ? AND answered_at < ? AND value != 'null' GROUP BY step",
+            (guide_id, _ts(since), _ts(until)),
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    async def answer_texts(
+        self, guide_id: str, steps: Sequence[str], since: datetime, until: datetime
+    ) -> list[tuple[str, str, str]]:
+        """(participant, step, value as JSON) of the given (free-text) steps."""
+        if not steps:
+            return []
+        marks = ", ".join("?" for _ in steps)
+        rows = await self._all(
+            f"SELECT participant, step, value FROM answers WHERE guide_id = ? AND step IN ({marks})"
+            " AND answered_at >= ? AND answered_at < ? AND value != 'null'",
+            (guide_id, *steps, _ts(since), _ts(until)),
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def gatherings_held(self, since: datetime, until: datetime) -> list[tuple[str, int]]:
+        rows = await self._all(
+            "SELECT guide_id, count(*) FROM gatherings WHERE created_at >= ? AND created_at < ?"
+            " GROUP BY guide_id",
+            (_ts(since), _ts(until)),
+        )
+        return [(r[0], r[1]) for r in rows]
+
     async def record(self, kind: str, key: str, now: datetime) -> bytes | None:
         row = await self._one(
             "SELECT value FROM records WHERE kind = ? AND key = ?"

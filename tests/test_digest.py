@@ -1,0 +1,123 @@
+"""Coordinators' digests: figures and their change, small-group suppression, escaping in
+every format, the /digest command, and the weekly digest sent once and saved as a page."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from bot.digest import build_digest
+from bot.scheduler import Scheduler
+from tests.conftest import Harness
+
+GUIDE = """
+guide: pulse
+version: 1
+title: Pulse
+steps:
+  - id: sector
+    choose: What do you do?
+    options: [Retail, Health care, Other]
+  - id: week
+    scale: How was your week?
+    labels: {1: Hard, 5: Good}
+  - id: hope
+    ask: One hope for next week?
+    quotable: true
+  - id: private
+    ask: Anything just for us?
+    sensitive: true
+"""
+OTHER = """
+guide: other
+version: 1
+title: Other talk
+steps:
+  - id: q
+    ask: Say something.
+"""
+TRICKY = "<script>alert(1)</script> *bold* <!channel> {{ 7*7 }} {% if x %} & more rest"
+
+
+async def answer(h: Harness, who: str, *answers: str, guide: str = "pulse") -> None:
+    await h.say(f"/start {guide}", user=who)
+    for text in answers:
+        await h.say(text, user=who)
+
+
+async def test_figures_changes_and_suppression(make_harness):  # type: ignore[no-untyped-def]
+    h: Harness = make_harness(GUIDE, OTHER)
+    for n in range(5):  # last week
+        await answer(h, f"a{n}", "1", "2", "More rest please", "secret-a")
+    h.clock.advance(days=7)
+    for n in range(7):  # this week
+        await answer(h, f"b{n}", str(1 + n % 2), "4", f"More rest and fair pay {n}", f"secret-{n}")
+    for n in range(3):
+        await answer(h, f"c{n}", "hello there", guide="other")
+    second = timedelta(seconds=1)  # the weeks are [last answers + 1 s, this week's + 1 s)
+    digest = await build_digest(h.storage, h.library, h.clock() - timedelta(days=7) + second,
+                                h.clock() + second, min_group=5)  # fmt: skip
+    text = h.dispatcher.reports.render("digest", "text", "en", d=digest)
+    pulse = text.split("Other talk")[0]
+    assert "People: 7, of whom new: 7 (+2)" in pulse
+    assert "Started: 7 · finished: 7 · completion 100%" in pulse
+    assert re.search(r"4 · Retail \(−1\)", pulse)  # 4 now, 5 the week before
+    assert re.search(r"7 · 4\b", pulse) and "1 Hard" in pulse
+    assert "Middle value: 4 · the period before: 2" in pulse
+    assert "rest" in pulse.split("Words that came up often")[1] and "fair pay" in pulse
+    quotes = re.findall(r"“(.*)”", pulse)
+    assert len(quotes) == 3 and all(q.startswith("More rest and fair pay") for q in quotes)
+    assert "secret-" not in text and "just for us" not in text  # sensitive: never
+    other = text.split("Other talk")[1]
+    assert "Fewer than 5 people took part" in other and "hello" not in other
+
+
+async def test_participant_text_is_shown_literally_in_every_format(make_harness):  # type: ignore[no-untyped-def]
+    h: Harness = make_harness(GUIDE)
+    for n in range(5):
+        await answer(h, f"p{n}", "1", "3", TRICKY, "x")
+    digest = await build_digest(h.storage, h.library, h.clock() - timedelta(days=1),
+                                h.clock() + timedelta(seconds=1), min_group=5)  # fmt: skip
+    render = h.dispatcher.reports.render
+    text = render("digest", "text", "en", d=digest)
+    assert TRICKY in text  # plain text: exactly as typed, the template syntax untouched
+    html = render("digest", "html", "en", d=digest)
+    assert "&lt;script&gt;" in html and "<script>" not in html and "{{ 7*7 }}" in html
+    assert "49" not in html
+    mrkdwn = render("digest", "mrkdwn", "en", d=digest)
+    assert "&lt;!channel&gt;" in mrkdwn and "<!channel>" not in mrkdwn
+    md = render("digest", "md", "en", d=digest)
+    assert r"\<script\>" in md and r"\*bold\*" in md
+    page = render("digest_page", "page", "en", d=digest)
+    assert page.startswith("<!doctype html>") and "<svg" in page and "<script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+async def test_the_digest_command_is_for_coordinators(make_harness):  # type: ignore[no-untyped-def]
+    h: Harness = make_harness(GUIDE)
+    refused = await h.say("/digest", user="p1")
+    assert "Only coordinators" in refused[0].text
+    code = await h.dispatcher.roles.invite("coordinator", timedelta(days=1))
+    await h.say(f"/redeem {code}", user="coord")
+    digest = await h.say("/digest", user="coord")
+    assert digest[0].markup is not None and "What people said" in digest[0].text
+
+
+async def test_the_weekly_digest_goes_to_coordinators_once_and_is_saved(make_harness, tmp_path):  # type: ignore[no-untyped-def]
+    h: Harness = make_harness(GUIDE)
+    code = await h.dispatcher.roles.invite("coordinator", timedelta(days=1))
+    await h.say(f"/redeem {code}", user="coord")
+    for n in range(5):
+        await answer(h, f"p{n}", "1", "3", "Time with family", "x")
+    scheduler = Scheduler(h.storage, h.dispatcher, h.library, h.clock,
+                          digest_cron="0 8 * * MON", timezone="UTC", digest_dir=tmp_path)  # fmt: skip
+    await scheduler.tick()  # starts the clock on digests: nothing is due yet
+    h.clock.now = h.clock.now.replace(day=9, hour=8)  # the next Monday, 08:00
+    first, second = await scheduler.tick(), await scheduler.tick()
+    await h.deliverer.drain("terminal")
+    assert (first.digests, second.digests) == (1, 0)
+    sent = [m for a, m in h.channel.sent if a == "coord" and m.markup]
+    assert len(sent) == 1 and "5 took part" not in sent[0].text
+    assert "People: 5, of whom new: 5" in sent[0].text
+    page = (tmp_path / "digest-2026-03-09.html").read_text()
+    assert "Time with family" in page or "family" in page
