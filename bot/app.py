@@ -12,6 +12,7 @@ import contextlib
 import functools
 import getpass
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -19,9 +20,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
 from admin import digests, schedules, sessions
 from admin import guides as guide_admin
+from bot import exports
 from bot.channels.slack import DEFAULT_API_URL as SLACK_API_URL
 from bot.channels.slack import SlackChannel
 from bot.channels.slack_install import StoredInstallations, StoredStates
@@ -185,7 +188,7 @@ async def _serve(settings: Settings) -> int:
         scheduler = Scheduler(
             bot.storage, bot.dispatcher, bot.library, bot.clock,
             digest_cron=settings.digest_cron, timezone=settings.timezone,
-            digest_dir=settings.data_dir / "digests",
+            digest_dir=settings.data_dir / "digests", retention_days=settings.retention_days,
         )  # fmt: skip
         ticker = run_every(scheduler)
         stoppers.append(functools.partial(_shutdown, ticker))
@@ -297,6 +300,70 @@ async def _telegram_link(settings: Settings) -> str | None:
         return None
 
 
+async def _export(bot: Bot, args: argparse.Namespace, out: TextIO) -> int:
+    loaded = bot.library.get(args.guide)
+    if loaded is None or loaded.guide is None:
+        out.write(f"There is no guide {args.guide}. See `kitchen-table guides list`.\n")
+        return 2
+    guide = loaded.guide
+    since = _day(args.since)
+    until = _day(args.until)
+    tty = sys.stderr.isatty()
+
+    def progress(count: int) -> None:
+        if tty:
+            sys.stderr.write(f"\rExported {count:,} answers")
+            sys.stderr.flush()
+
+    rows = exports.answers(
+        bot.storage, guide, since=since, until=until, include_sensitive=args.include_sensitive,
+        min_group=args.min_group, by_run=args.wide, progress=progress,
+    )  # fmt: skip
+    if args.format == "floip":
+        folder = args.out or Path(f"{guide.id}-floip")
+        count = await exports.write_floip(
+            rows, guide, folder, bot.clock(), include_sensitive=args.include_sensitive
+        )
+        target = str(folder)
+    else:
+        handle = args.out.open("w", newline="", encoding="utf-8") if args.out else sys.stdout
+        try:
+            if args.format == "jsonl":
+                count = await exports.write_jsonl(rows, handle)
+            elif args.wide:
+                count = await exports.write_wide_csv(rows, guide, handle)
+            else:
+                count = await exports.write_csv(rows, handle)
+        finally:
+            if args.out:
+                handle.close()
+        target = str(args.out) if args.out else "standard output"
+    if tty:
+        sys.stderr.write("\n")
+    print(f"Exported {count:,} {'runs' if args.wide else 'answers'} to {target}.", file=sys.stderr)
+    return 0
+
+
+def _day(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def _forget(bot: Bot, pseudonym: str, out: TextIO) -> int:
+    """An admin acting on an erasure request received some other way."""
+    if len(pseudonym) != 32 or await bot.storage.participant(pseudonym) is None:
+        if await bot.storage.tombstone(pseudonym) is not None:
+            out.write("That participant was already forgotten.\n")
+            return 0
+        out.write("No participant has that pseudonym (32 characters, as in exports).\n")
+        return 1
+    await bot.storage.forget(pseudonym, bot.clock())
+    out.write(f"Erased everything kept about {pseudonym}; only a tombstone remains.\n")
+    return 0
+
+
 async def _admin(settings: Settings, args: argparse.Namespace) -> int:
     """`session`, `invite` and `roles`: the facilitator's and coordinator's side."""
     async with build(settings) as bot:
@@ -305,6 +372,10 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
             lasts = parse_duration(args.expires)
             link = await _telegram_link(settings)
             return await sessions.invite(bot.dispatcher.roles, args.role, lasts, link, out)
+        if args.command == "export":
+            return await _export(bot, args, out)
+        if args.command == "forget":
+            return await _forget(bot, args.participant, out)
         if args.command == "digest":
             return await digests.digest(
                 bot.storage, bot.library, bot.dispatcher.reports, since=parse_duration(args.since),
@@ -389,6 +460,19 @@ def _parser() -> argparse.ArgumentParser:
     schedule_commands.add_parser("list", help="every schedule")
     for name in ("pause", "resume", "remove"):
         schedule_commands.add_parser(name, help=f"{name} a schedule").add_argument("id")
+    export = commands.add_parser("export", help="a guide's answers as open data")
+    export.add_argument("--guide", required=True)
+    export.add_argument("--format", choices=["csv", "jsonl", "floip"], default="csv")
+    export.add_argument("--since", help="from this date, e.g. 2026-01-01")
+    export.add_argument("--until", help="up to (not including) this date")
+    export.add_argument("--out", type=Path, help="a file (a folder for floip)")
+    export.add_argument("--wide", action="store_true", help="csv: one row per run")
+    export.add_argument("--include-sensitive", action="store_true",
+                        help="include steps marked sensitive (not for public release)")  # fmt: skip
+    export.add_argument("--min-group", type=int, default=None,
+                        help="drop choices fewer than this many people made")  # fmt: skip
+    forget = commands.add_parser("forget", help="erase everything kept about a participant")
+    forget.add_argument("--participant", required=True, help="the pseudonym (from an export)")
     digest = commands.add_parser("digest", help="what people said lately, per guide")
     digest.add_argument("--since", default="7d", help="how far back (default 7d)")
     digest.add_argument("--guide", help="only this guide")
@@ -435,7 +519,8 @@ def main(argv: list[str] | None = None) -> int:
                 print("Name a guide, or give --join CODE.", file=sys.stderr)
                 return 2
             return asyncio.run(_chat(settings, args.guide or "", name, args.lang, args.join))
-        if args.command in ("session", "invite", "roles", "cohort", "schedule", "digest"):
+        admin = ("session", "invite", "roles", "cohort", "schedule", "digest", "forget", "export")
+        if args.command in admin:
             return asyncio.run(_admin(settings, args))
         return asyncio.run(_run(settings))
     except ConfigError as error:
@@ -443,6 +528,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `kitchen-table export | head`: the reader has had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     timezone: str = Field(
         "UTC", description="Time zone for schedules and digests unless one is given (IANA name)."
     )
+    retention_days: int | None = Field(
+        None, ge=1, le=36500, description="Blank free-text answers older than this many days."
+    )
     digest_cron: str = Field("0 8 * * MON", description="When coordinators get the weekly digest.")
     slack_bot_token: SecretStr | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
     slack_signing_secret: SecretStr | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")

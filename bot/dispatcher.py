@@ -48,6 +48,8 @@ from bot.locks import KeyedLocks
 from bot.messages import Inbound, Outbound, clean_text
 from bot.privacy import Identity
 from bot.reports import Reports
+from bot.rights import COMMANDS as RIGHTS_COMMANDS
+from bot.rights import FORGET_STEP, Rights
 from bot.roles import ADMIN, COORDINATOR, Roles
 from storage.protocol import Storage
 from storage.rows import (
@@ -122,6 +124,7 @@ class Dispatcher:
         self.reports = reports or Reports(phrases)
         self.gatherings = Gatherings(self, self.roles, self.reports, min_group)
         self.cohorts = Cohorts(self, default_tz)
+        self.rights = Rights(self)
 
     # The one entry point -----------------------------------------------------
 
@@ -270,6 +273,9 @@ class Dispatcher:
                 return None
             turn.commit.outbox.append(self._outbox(turn, reply))
             return None
+        if command is not None and command[0] in RIGHTS_COMMANDS and not inbound.group:
+            await self.rights.command(turn, *command)
+            return None
         if command is not None and command[0] in COHORT_COMMANDS and not inbound.group:
             await self.cohorts.command(turn, *command)
             return None
@@ -299,6 +305,9 @@ class Dispatcher:
             return await self.gatherings.join(turn, tap.value)
         if tap is not None and tap.step == STATUS_STEP:
             await self.gatherings.refresh(turn, tap.value)
+            return None
+        if tap is not None and tap.step == FORGET_STEP:
+            await self.rights.tap(turn, tap.value)
             return None
         if tap is not None and tap.step == KEEP_STEP:
             await self.cohorts.keep(turn, tap.value)

@@ -76,6 +76,7 @@ class Outbound(BaseModel):
     # (Telegram), "mrkdwn" (Slack), "text"; `text` is the plain version.
     markup: dict[str, str] | None = None
     qr: str | None = None  # a link to show as a QR code (for a room to scan)
+    document: str | None = None  # a JSON file to attach (someone's own data, for /mydata)
 
     @classmethod
     def from_reply(cls, reply: Reply, run: str | None) -> Outbound:

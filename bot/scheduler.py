@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=10)
 DIGEST = "digest"
+RETENTION = "retention"
 
 
 @dataclass
@@ -50,6 +51,7 @@ class TickReport:
     missed: list[tuple[str, datetime]] = field(default_factory=list)
     reminded: int = 0
     digests: int = 0
+    expired: int = 0
 
 
 class Scheduler:
@@ -65,6 +67,7 @@ class Scheduler:
         digest_cron: str | None = None,
         timezone: str = "UTC",
         digest_dir: Path | None = None,
+        retention_days: int | None = None,
     ) -> None:
         self.storage = storage
         self.dispatcher = dispatcher
@@ -75,6 +78,7 @@ class Scheduler:
         self.digest_cron = digest_cron
         self.timezone = timezone
         self.digest_dir = digest_dir
+        self.retention_days = retention_days
 
     async def tick(self) -> TickReport:
         report = TickReport()
@@ -89,7 +93,20 @@ class Scheduler:
         await self._reminders(now, report)
         if self.digest_cron:
             await self._digests(now, report)
+        if self.retention_days is not None:
+            await self._retention(now, report)
         return report
+
+    async def _retention(self, now: datetime, report: TickReport) -> None:
+        """Once a day: blank what people wrote in their own words after the retention
+        period; the rows stay, so counts and completion rates do too."""
+        last = await self.storage.record(RETENTION, "checked", now)
+        if last is not None and now - datetime.fromisoformat(last.decode()) < timedelta(days=1):
+            return
+        assert self.retention_days is not None
+        cutoff = now - timedelta(days=self.retention_days)
+        report.expired = await self.storage.expire_texts(["ask"], cutoff)
+        await self.storage.put_record(RETENTION, "checked", now.isoformat().encode())
 
     async def _digests(self, now: datetime, report: TickReport) -> None:
         """The weekly digest: by direct message to every coordinator, and as a page on disk."""

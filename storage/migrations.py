@@ -155,4 +155,12 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX deliveries_by_time ON deliveries (delivered_at);
     """,
+    # 6: erasure leaves only this: that a pseudonym was forgotten, and when.
+    """
+    CREATE TABLE tombstones (
+        participant TEXT PRIMARY KEY,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX deliveries_by_participant ON deliveries (participant);
+    """,
 ]

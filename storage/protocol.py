@@ -182,6 +182,30 @@ class Storage(Protocol):
 
     async def gatherings_held(self, since: datetime, until: datetime) -> list[tuple[str, int]]: ...
 
+    # Data rights and exports -----------------------------------------------------
+
+    async def forget(self, participant_id: str, now: datetime) -> None:
+        """Erase every row that refers to a participant, leaving only a tombstone."""
+        ...
+
+    async def tombstone(self, participant_id: str) -> datetime | None: ...
+
+    async def expire_texts(self, kinds: Sequence[str], before: datetime) -> int: ...
+
+    async def export_rows(
+        self,
+        guide_id: str,
+        since: datetime | None,
+        until: datetime | None,
+        after: tuple[str, str, str] | None,
+        limit: int,
+        by_run: bool = False,
+    ) -> list[tuple[str, str, str, int, str, str, str, str]]: ...
+
+    async def choice_counts(self, guide_id: str) -> list[tuple[str, str, int]]: ...
+
+    async def mine(self, participant_id: str) -> dict[str, list[tuple[object, ...]]]: ...
+
     async def next_due(self, channel: str) -> datetime | None:
         """When the earliest message owed on a channel falls due, if any."""
         ...

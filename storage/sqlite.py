@@ -372,7 +372,124 @@ class SQLiteStorage:
             )
         )
 
+    async def forget(self, participant_id: str, now: datetime) -> None:
+        """Erase everything that refers to a participant, leaving a tombstone; then
+        checkpoint the WAL so no copy of the data survives in the journal."""
+
+        def erase(db: sqlite3.Connection) -> None:
+            p = (participant_id,)
+            db.execute("DELETE FROM answers WHERE participant = ?", p)
+            db.execute(
+                "DELETE FROM answers WHERE run_id IN (SELECT id FROM runs WHERE participant = ?)", p
+            )
+            db.execute("DELETE FROM runs WHERE participant = ?", p)
+            db.execute("DELETE FROM consents WHERE participant = ?", p)
+            db.execute("DELETE FROM outbox WHERE participant = ?", p)
+            db.execute("DELETE FROM members WHERE participant = ?", p)
+            db.execute("DELETE FROM preferences WHERE participant = ?", p)
+            db.execute("DELETE FROM deliveries WHERE participant = ?", p)
+            db.execute("DELETE FROM records WHERE key = ?", p)  # roles
+            db.execute("DELETE FROM participants WHERE id = ?", p)
+            # Keys of prompts and reminders name the pseudonym: they go too.
+            db.execute("DELETE FROM inbound WHERE instr(key, ?) > 0", p)
+            # Their gatherings stay (others answered in them) but no longer name them.
+            db.execute(
+                "UPDATE gatherings SET facilitator = 'forgotten', place = 'forgotten'"
+                " WHERE facilitator = ? OR place = ?",
+                (participant_id, participant_id),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO tombstones (participant, at) VALUES (?, ?)",
+                (participant_id, _ts(now)),
+            )
+
+        await self._w.run(erase)
+        await self._checkpoint()
+
+    async def _checkpoint(self) -> None:
+        """Copy the journal into the database and empty it, so what was just erased
+        lives on nowhere (secure_delete has zeroed the freed pages)."""
+        # Outside any transaction, so from the reader's connection, not the writer's.
+        await self._r.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    async def expire_texts(self, kinds: Sequence[str], before: datetime) -> int:
+        """Blank free-text answers older than `before`, keeping the rows (so counts stay)."""
+        marks = ", ".join("?" for _ in kinds)
+
+        def blank(db: sqlite3.Connection) -> int:
+            return db.execute(
+                f"UPDATE answers SET value = '\"\"' WHERE kind IN ({marks})"
+                " AND answered_at < ? AND value NOT IN ('\"\"', 'null')",
+                (*kinds, _ts(before)),
+            ).rowcount
+
+        blanked: int = await self._w.run(blank)
+        if blanked:
+            await self._checkpoint()
+        return blanked
+
     # Reading ---------------------------------------------------------------
+
+    async def tombstone(self, participant_id: str) -> datetime | None:
+        row = await self._one("SELECT at FROM tombstones WHERE participant = ?", (participant_id,))
+        return None if row is None else _dt(row[0])
+
+    async def export_rows(
+        self,
+        guide_id: str,
+        since: datetime | None,
+        until: datetime | None,
+        after: tuple[str, str, str] | None,
+        limit: int,
+        by_run: bool = False,
+    ) -> list[tuple[str, str, str, int, str, str, str, str]]:
+        """A page of a guide's answers in a stable order, for streaming exports:
+        (answered_at, run, step, guide_version, participant, kind, value, language).
+        Pages follow each other by `after`, the last row's sort key: (answered_at, run,
+        step), or (run, step, answered_at) with `by_run`."""
+        low = _ts(since) if since else ""
+        high = _ts(until) if until else "9999"
+        start = after or ("", "", "")
+        key = "a.run_id, a.step, a.answered_at" if by_run else "a.answered_at, a.run_id, a.step"
+        rows = await self._all(
+            "SELECT a.answered_at, a.run_id, a.step, a.guide_version, a.participant, a.kind,"
+            " a.value, coalesce(json_extract(r.state, '$.language'), '')"
+            " FROM answers AS a LEFT JOIN runs AS r ON r.id = a.run_id"
+            " WHERE a.guide_id = ? AND a.answered_at >= ? AND a.answered_at < ?"
+            f" AND ({key}) > (?, ?, ?)"
+            " AND NOT EXISTS (SELECT 1 FROM tombstones AS t WHERE t.participant = a.participant"
+            " AND t.at >= a.answered_at)"
+            f" ORDER BY {key} LIMIT ?",
+            (guide_id, low, high, *start, limit),
+        )
+        return [(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows]
+
+    async def choice_counts(self, guide_id: str) -> list[tuple[str, str, int]]:
+        """(step, option, distinct people) for choose steps, for public-release thresholds."""
+        rows = await self._all(
+            "SELECT step, value, count(DISTINCT participant) FROM answers"
+            " WHERE guide_id = ? AND kind = 'choose' GROUP BY step, value",
+            (guide_id,),
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def mine(self, participant_id: str) -> dict[str, list[tuple[object, ...]]]:
+        """Everything kept about one participant, table by table (for /mydata)."""
+        p = (participant_id,)
+        queries = {
+            "runs": "SELECT id, guide_id, guide_version, status, started_at, updated_at"
+            " FROM runs WHERE participant = ? ORDER BY started_at",
+            "answers": "SELECT run_id, guide_id, step, kind, value, answered_at FROM answers"
+            " WHERE participant = ? ORDER BY answered_at, rowid",
+            "consents": "SELECT guide_id, guide_version, given, at FROM consents"
+            " WHERE participant = ? ORDER BY at",
+            "cohorts": "SELECT cohort, joined_at FROM members WHERE participant = ?",
+            "preferences": "SELECT tz, paused_until FROM preferences WHERE participant = ?",
+            "roles": "SELECT CAST(value AS TEXT) FROM records WHERE kind = 'role' AND key = ?",
+        }
+        return {
+            name: [tuple(row) for row in await self._all(sql, p)] for name, sql in queries.items()
+        }
 
     async def cohort(self, name: str) -> tuple[str, str] | None:
         row = await self._one("SELECT name, code FROM cohorts WHERE name = ?", (name,))

@@ -190,3 +190,29 @@ def test_cohorts_and_schedules_from_the_command_line(tmp_path: Path):
     assert "No schedules yet" in kitchen_table("schedule", "list", data=data, env=env).stdout
     joined = kitchen_table("chat", "--join", code, "--as", "rosa", data=data, env=env)
     assert "America/Chicago" in joined.stdout
+
+
+def test_export_and_forget_from_the_command_line(tmp_path: Path):
+    import csv
+    import io
+    import json
+
+    data = tmp_path / "data"
+    env = {"KT_SECRET_KEY": "export-secret-0123456789"}
+    for person in ("ana", "ben"):
+        kitchen_table("chat", "weekly-checkin", "--as", person, data=data, env=env,
+                      stdin="yes\n4\n40\nno\nRest\n")  # fmt: skip
+    exported = kitchen_table("export", "--guide", "weekly-checkin", data=data, env=env)
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert len(rows) == 8 and "Exported 8 answers" in exported.stderr
+    ana = rows[0]["participant"]
+    folder = tmp_path / "package"
+    floip = kitchen_table("export", "--guide", "weekly-checkin", "--format", "floip",
+                          "--out", str(folder), data=data, env=env)  # fmt: skip
+    assert floip.returncode == 0 and json.loads((folder / "datapackage.json").read_text())
+    forgot = kitchen_table("forget", "--participant", ana, data=data, env=env)
+    assert "only a tombstone remains" in forgot.stdout
+    after = kitchen_table("export", "--guide", "weekly-checkin", data=data, env=env)
+    assert ana not in after.stdout and len(after.stdout.splitlines()) == 5
+    again = kitchen_table("forget", "--participant", ana, data=data, env=env)
+    assert "already forgotten" in again.stdout

@@ -157,6 +157,9 @@ def blocks(message: Outbound, command: str) -> tuple[str, list[dict[str, Any]]]:
         return escape(text)[:3000], out[:50]
     if message.qr is not None:
         text = f"{text}\n{message.qr}"
+    if message.document is not None:
+        # Files need another scope; a code block is readable and copies cleanly.
+        text = f"{text}\n```{message.document}```"
     if message.progress:
         out.append(_context(message.progress))
     out += _sections(text)

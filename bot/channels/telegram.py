@@ -22,7 +22,7 @@ from datetime import timedelta
 
 import segno
 from aiohttp import web
-from telegram import Bot, LinkPreviewOptions, Update
+from telegram import Bot, InputFile, LinkPreviewOptions, Update
 from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 
@@ -250,6 +250,12 @@ class TelegramChannel:
                     reply_markup=keyboard(message),
                     link_preview_options=LinkPreviewOptions(is_disabled=True),
                 )
+                return base.Sent()
+            if message.document is not None:
+                await self.bot.send_document(
+                    chat_id, InputFile(message.document.encode(), filename="my-data.json"),
+                    caption=html.escape(message.text)[:1024], parse_mode=ParseMode.HTML,
+                )  # fmt: skip
                 return base.Sent()
             if message.qr is not None:
                 await self.bot.send_photo(

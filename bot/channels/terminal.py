@@ -34,6 +34,8 @@ def render_plain(message: Outbound) -> str:
         return message.markup.get("text", message.text) + "\n\n"
     if message.qr is not None:
         return qr_text(message.qr) + message.text + "\n\n"
+    if message.document is not None:
+        return f"{message.text}\n{message.document}\n\n"
     head = f"[{message.progress}] " if message.progress else ""
     lines = [head + message.text]
     if message.input == "scale":

@@ -1,0 +1,224 @@
+"""Open-data exports of a guide's answers: CSV (long or wide), JSON Lines, and a FLOIP
+Flow Results package.
+
+Exports stream: answers are read a page at a time and written as they come, so
+memory stays flat however many there are. They carry pseudonyms, never addresses;
+`sensitive` steps are left out unless asked for; answers from people who were
+forgotten never appear. For a public release, `min_group` drops any answer to a
+`choose` option that fewer than that many people chose.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from bot.flows.guide import Guide, StepKind
+from bot.flows.text import localize
+from storage.protocol import Storage
+
+PAGE = 2000
+LONG_FIELDS = ["run", "participant", "step", "kind", "answer", "answered_at", "guide_version",
+               "language"]  # fmt: skip
+FLOIP_FIELDS = [
+    ("timestamp", "datetime"),
+    ("row_id", "string"),
+    ("contact_id", "string"),
+    ("session_id", "string"),
+    ("question_id", "string"),
+    ("response", "any"),
+    ("response_metadata", "object"),
+]
+FLOIP_TYPES = {
+    StepKind.CHOOSE: "select_one",
+    StepKind.CHOOSE_MANY: "select_many",
+    StepKind.SCALE: "numeric",
+    StepKind.NUMBER: "numeric",
+    StepKind.ASK: "text",
+}
+
+
+@dataclass(frozen=True)
+class Answer:
+    answered_at: datetime
+    run: str
+    step: str
+    guide_version: int
+    participant: str
+    kind: str
+    value: Any
+    language: str
+
+
+async def answers(
+    storage: Storage,
+    guide: Guide,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    include_sensitive: bool = False,
+    min_group: int | None = None,
+    by_run: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> AsyncIterator[Answer]:
+    """Every answer to the guide that may be exported, page by page."""
+    hidden = set() if include_sensitive else {s.id for s in guide.questions if s.sensitive}
+    rare: set[tuple[str, str]] = set()
+    if min_group is not None:
+        rare = {(step, value) for step, value, people in await storage.choice_counts(guide.id)
+                if people < min_group}  # fmt: skip
+    after: tuple[str, str, str] | None = None
+    count = 0
+    while True:
+        page = await storage.export_rows(guide.id, since, until, after, PAGE, by_run)
+        if not page:
+            return
+        for at, run, step, version, who, kind, value, language in page:
+            if step in hidden or (step, value) in rare:
+                continue
+            count += 1
+            yield Answer(datetime.fromisoformat(at), run, step, version, who, kind,
+                         json.loads(value), language)  # fmt: skip
+        last = page[-1]
+        after = (last[1], last[2], last[0]) if by_run else (last[0], last[1], last[2])
+        if progress is not None:
+            progress(count)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return "; ".join(map(str, value))
+    return str(value)
+
+
+async def write_csv(rows: AsyncIterator[Answer], out: TextIO) -> int:
+    writer = csv.writer(out)
+    writer.writerow(LONG_FIELDS)
+    count = 0
+    async for a in rows:
+        writer.writerow([a.run, a.participant, a.step, a.kind, _cell(a.value),
+                         a.answered_at.isoformat(), a.guide_version, a.language])  # fmt: skip
+        count += 1
+    return count
+
+
+async def write_wide_csv(rows: AsyncIterator[Answer], guide: Guide, out: TextIO) -> int:
+    """One row per run, a column per step; `rows` must come grouped by run."""
+    steps = [s.id for s in guide.questions]
+    writer = csv.writer(out)
+    writer.writerow(["run", "participant", "guide_version", "language", "first_answered_at",
+                     *steps])  # fmt: skip
+    current: dict[str, Any] | None = None
+    count = 0
+
+    def flush(run: dict[str, Any]) -> None:
+        writer.writerow([run["run"], run["participant"], run["version"], run["language"],
+                         run["started"], *(_cell(run["answers"].get(s)) for s in steps)])  # fmt: skip
+
+    async for a in rows:
+        if current is None or current["run"] != a.run:
+            if current is not None:
+                flush(current)
+                count += 1
+            current = {"run": a.run, "participant": a.participant, "version": a.guide_version,
+                       "language": a.language, "started": a.answered_at.isoformat(),
+                       "answers": {}}  # fmt: skip
+        current["answers"][a.step] = a.value
+        current["started"] = min(current["started"], a.answered_at.isoformat())
+    if current is not None:
+        flush(current)
+        count += 1
+    return count
+
+
+async def write_jsonl(rows: AsyncIterator[Answer], out: TextIO) -> int:
+    count = 0
+    async for a in rows:
+        record = {"run": a.run, "participant": a.participant, "step": a.step, "kind": a.kind,
+                  "answer": a.value, "answered_at": a.answered_at.isoformat(),
+                  "guide_version": a.guide_version, "language": a.language}  # fmt: skip
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        count += 1
+    return count
+
+
+def floip_descriptor(
+    guide: Guide, data_file: str, now: datetime, language: str, include_sensitive: bool = False
+) -> dict[str, Any]:
+    """The `datapackage.json` of a Flow Results package (FLOIP, version 1.0.0)."""
+    questions: dict[str, Any] = {}
+    for step in guide.questions:
+        if step.sensitive and not include_sensitive:
+            continue
+        options: dict[str, Any] = {}
+        if step.kind in (StepKind.CHOOSE, StepKind.CHOOSE_MANY):
+            options["choices"] = [o.id for o in step.option_list()]
+        elif step.kind is StepKind.SCALE:
+            options["range"] = list(step.scale_range())
+        elif step.kind is StepKind.NUMBER and step.range is not None:
+            options["range"] = list(step.range)
+        questions[step.id] = {
+            "type": FLOIP_TYPES[step.kind],
+            "label": localize(step.text, language, guide.default_language),
+            "type_options": options,
+        }
+    stamp = now.astimezone(UTC).isoformat()
+    return {
+        "profile": "flow-results-package",
+        "flow_results_specification_version": "1.0.0",
+        "name": f"{guide.id}-v{guide.version}",
+        "id": str(uuid.uuid4()),
+        "title": localize(guide.title, language, guide.default_language),
+        "created": stamp,
+        "modified": stamp,
+        "resources": [
+            {
+                "name": f"{guide.id}-responses",
+                "path": data_file,
+                "mediatype": "application/json",
+                "encoding": "utf-8",
+                "format": "json",
+                "dialect": {"header": False},  # rows only: the fields are in the schema
+                "schema": {
+                    "fields": [{"name": name, "type": kind} for name, kind in FLOIP_FIELDS],
+                    "questions": questions,
+                },
+            }
+        ],
+    }
+
+
+async def write_floip(
+    rows: AsyncIterator[Answer],
+    guide: Guide,
+    folder: Path,
+    now: datetime,
+    language: str = "en",
+    include_sensitive: bool = False,
+) -> int:
+    """A Flow Results package in `folder`: datapackage.json and its data file."""
+    folder.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
+    data_file = f"{guide.id}-responses.json"
+    descriptor = floip_descriptor(guide, data_file, now, language, include_sensitive)
+    # A command-line export has nothing else to do meanwhile: plain blocking writes.
+    descriptor_text = json.dumps(descriptor, indent=2, ensure_ascii=False)
+    (folder / "datapackage.json").write_text(descriptor_text)
+    count = 0
+    with (folder / data_file).open("w", encoding="utf-8") as out:
+        out.write("[")
+        async for a in rows:
+            row = [a.answered_at.astimezone(UTC).isoformat(), f"{a.run}:{a.step}", a.participant,
+                   a.run, a.step, a.value, {"guide_version": a.guide_version,
+                                             "language": a.language}]  # fmt: skip
+            out.write(("," if count else "") + "\n" + json.dumps(row, ensure_ascii=False))
+            count += 1
+        out.write("\n]\n")
+    return count

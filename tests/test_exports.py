@@ -1,0 +1,178 @@
+"""Open-data exports: CSV (long and wide) that round-trips, JSON Lines, a FLOIP package
+that frictionless validates, sensitive steps and rare choices left out, and a
+200,000-answer export in flat memory."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import sqlite3
+import tracemalloc
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import frictionless
+
+from bot import exports
+from tests.conftest import START, Harness
+
+GUIDE = """
+guide: shop
+version: 3
+title: Shop floor
+steps:
+  - id: sector
+    choose: What do you do?
+    options: [Retail, Health care, Other]
+  - id: helps
+    choose_many: What would help?
+    options: [Training, A union, Better pay]
+  - id: worry
+    scale: How worried are you?
+  - id: hours
+    number: Hours last week?
+    range: [0, 100]
+  - id: story
+    ask: Tell us one thing.
+  - id: health
+    ask: Anything about your health?
+    sensitive: true
+"""
+
+
+async def filled(make_harness) -> Harness:  # type: ignore[no-untyped-def]
+    h: Harness = make_harness(GUIDE)
+    for n in range(6):
+        sector = "3" if n == 0 else "1"  # only one person says Other
+        for text in ("/start shop", sector, "1, 3", "4", str(30 + n),
+                     f'Line, "quoted", and\nnew line {n}', f"private {n}"):  # fmt: skip
+            await h.say(text, user=f"p{n}")
+    return h
+
+
+def guide_of(h: Harness):  # type: ignore[no-untyped-def]
+    loaded = h.library.get("shop")
+    assert loaded is not None and loaded.guide is not None
+    return loaded.guide
+
+
+async def test_csv_round_trips_and_leaves_sensitive_steps_out(make_harness):  # type: ignore[no-untyped-def]
+    h = await filled(make_harness)
+    out = io.StringIO()
+    count = await exports.write_csv(exports.answers(h.storage, guide_of(h)), out)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert count == len(rows) == 6 * 5
+    assert set(rows[0]) == set(exports.LONG_FIELDS)
+    stories = [r["answer"] for r in rows if r["step"] == "story"]
+    assert 'Line, "quoted", and\nnew line 0' in stories  # commas, quotes, line breaks survive
+    assert {r["answer"] for r in rows if r["step"] == "helps"} == {"training; better-pay"}
+    assert all(re.fullmatch(r"[0-9a-f]{32}", r["participant"]) for r in rows)
+    assert not any(r["step"] == "health" for r in rows)
+    assert {r["guide_version"] for r in rows} == {"3"}
+    with_sensitive = [
+        a async for a in exports.answers(h.storage, guide_of(h), include_sensitive=True)
+    ]
+    assert sum(a.step == "health" for a in with_sensitive) == 6
+
+
+async def test_wide_csv_is_one_row_per_run(make_harness):  # type: ignore[no-untyped-def]
+    h = await filled(make_harness)
+    out = io.StringIO()
+    rows_in = exports.answers(h.storage, guide_of(h), by_run=True)
+    assert await exports.write_wide_csv(rows_in, guide_of(h), out) == 6
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert [r["hours"] for r in sorted(rows, key=lambda r: r["hours"])] == [
+        str(30 + n) for n in range(6)
+    ]
+    assert rows[0]["health"] == ""  # the column is there, the answers are not
+
+
+async def test_jsonl_and_public_release_thresholds(make_harness):  # type: ignore[no-untyped-def]
+    h = await filled(make_harness)
+    out = io.StringIO()
+    rows_in = exports.answers(h.storage, guide_of(h), min_group=5)
+    await exports.write_jsonl(rows_in, out)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    sectors = [line["answer"] for line in lines if line["step"] == "sector"]
+    assert sectors == ["retail"] * 5  # "other", chosen by one person, is dropped
+    assert next(line["answer"] for line in lines if line["step"] == "helps") == [
+        "training",
+        "better-pay",
+    ]
+
+
+async def test_floip_package_validates_and_rows_follow_the_rules(make_harness, tmp_path: Path):  # type: ignore[no-untyped-def]
+    h = await filled(make_harness)
+    guide = guide_of(h)
+    folder = tmp_path / "floip"
+    count = await exports.write_floip(exports.answers(h.storage, guide), guide, folder, START)
+    descriptor = json.loads((folder / "datapackage.json").read_text())
+    assert descriptor["profile"] == "flow-results-package"
+    assert descriptor["flow_results_specification_version"] == "1.0.0"
+    assert re.fullmatch(r"[0-9a-f-]{36}", descriptor["id"])
+    assert descriptor["created"] == descriptor["modified"] == START.isoformat()
+    resource = descriptor["resources"][0]
+    names = [f["name"] for f in resource["schema"]["fields"]]
+    assert names == ["timestamp", "row_id", "contact_id", "session_id", "question_id",
+                     "response", "response_metadata"]  # fmt: skip
+    questions = resource["schema"]["questions"]
+    assert questions["sector"]["type"] == "select_one"
+    assert questions["sector"]["type_options"]["choices"] == ["retail", "health-care", "other"]
+    assert questions["helps"]["type"] == "select_many"
+    assert questions["hours"] == {"type": "numeric", "label": "Hours last week?",
+                                  "type_options": {"range": [0, 100]}}  # fmt: skip
+    assert "health" not in questions  # sensitive: left out of the package entirely
+    # frictionless knows no "flow-results-package" profile: check it as a data package.
+    copy = dict(descriptor, profile="data-package")
+    (folder / "as-data-package.json").write_text(json.dumps(copy))
+    report = frictionless.validate(str(folder / "as-data-package.json"))
+    assert report.valid, report.flatten(["type", "note"])
+    rows = json.loads((folder / resource["path"]).read_text())
+    assert len(rows) == count == 30
+    assert len({row[1] for row in rows}) == len(rows)  # row_id unique
+    for timestamp, _row_id, contact, session, question, response, meta in rows:
+        assert datetime.fromisoformat(timestamp).utcoffset() is not None
+        assert re.fullmatch(r"[0-9a-f]{32}", contact) and session
+        spec = questions[question]
+        if spec["type"] == "select_one":
+            assert response in spec["type_options"]["choices"]
+        elif spec["type"] == "select_many":
+            assert set(response) <= set(spec["type_options"]["choices"])
+        elif spec["type"] == "numeric" and "range" in spec["type_options"]:
+            low, high = spec["type_options"]["range"]
+            assert low <= response <= high
+        else:
+            assert isinstance(response, str)
+        assert meta["guide_version"] == 3
+
+
+async def test_two_hundred_thousand_answers_export_in_flat_memory(make_harness, tmp_path: Path):  # type: ignore[no-untyped-def]
+    h: Harness = make_harness(GUIDE)
+    db = sqlite3.connect(tmp_path / "kt.db")
+    with db:
+        db.executemany(
+            "INSERT INTO runs (id, participant, guide_id, guide_version, guide_hash, status,"
+            " state, started_at, updated_at) VALUES (?, ?, 'shop', 3, 'h', 'finished', '{}', ?, ?)",
+            [(f"r{n}", f"{n:032x}", START.isoformat(), START.isoformat()) for n in range(40_000)],
+        )
+        stamp = (START + timedelta(hours=1)).astimezone(UTC)
+        db.executemany(
+            "INSERT INTO answers (run_id, step, participant, guide_id, guide_version, kind,"
+            " value, answered_at) VALUES (?, ?, ?, 'shop', 3, 'ask', ?, ?)",
+            [(f"r{n // 5}", f"s{n % 5}", f"{n // 5:032x}", json.dumps("a fairly ordinary answer " * 4),
+              (stamp + timedelta(microseconds=n)).isoformat()) for n in range(200_000)],
+        )  # fmt: skip
+    db.close()
+
+    class Null(io.TextIOBase):
+        def write(self, text: str) -> int:
+            return len(text)
+
+    tracemalloc.start()
+    count = await exports.write_csv(exports.answers(h.storage, guide_of(h)), Null())  # type: ignore[arg-type]
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert count == 200_000
+    assert peak < 16 * 1024 * 1024, peak  # about 25 MB of answers went through

@@ -1,0 +1,139 @@
+"""Participants' rights: /privacy, /mydata (their own data, nobody else's), /forget
+(nothing left but a tombstone, not even in the database's spare pages or journal),
+and retention of free text."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+from bot import exports
+from bot.digest import build_digest
+from bot.flows.events import Tap
+from tests.conftest import Harness
+
+GUIDE = """
+guide: pulse
+version: 1
+title: Pulse
+consent: We keep your answers without your name.
+keep_in_touch: weekly
+steps:
+  - id: sector
+    choose: What do you do?
+    options: [Retail, Health care, Other]
+  - id: hope
+    ask: One hope for next week?
+    quotable: true
+"""
+SECRET_WORDS = "Zanzibar-lighthouse-shift"
+
+
+async def walk(h: Harness, who: str, hope: str) -> None:
+    for text in ("/start pulse", "yes", "1", hope):
+        await h.say(text, user=who)
+
+
+def every_text_column(db: Path) -> list[tuple[str, str]]:
+    """(table, value) for every text or blob value in every table."""
+    connection = sqlite3.connect(db)
+    found = []
+    tables = [r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    for table in tables:
+        for row in connection.execute(f"SELECT * FROM {table}"):
+            for value in row:
+                if isinstance(value, str | bytes):
+                    found.append((table, value if isinstance(value, str) else value.hex()))
+    connection.close()
+    return found
+
+
+async def test_privacy_says_what_is_kept_for_what_how_long_and_how_to_erase(make_harness):  # type: ignore[no-untyped-def]
+    h: Harness = make_harness(GUIDE)
+    text = (await h.say("/privacy", user="ana"))[0].text
+    for words in ("What we keep", "What for", "Who sees it", "How long", "/mydata", "/forget"):
+        assert words in text
+    spanish = (await h.say("/privacy", user="ana", language="es"))[0].text
+    assert "/forget" in spanish and "Qué guardamos" in spanish
+
+
+async def test_mydata_is_exactly_their_own(make_harness):  # type: ignore[no-untyped-def]
+    h: Harness = make_harness(GUIDE)
+    await h.storage.save_cohort("weekly", "WEEKLY1", h.clock())
+    await walk(h, "ana", "Fair pay for Ana")
+    await h.say(None, user="ana", tap=Tap("_keep", "yes:weekly"))  # type: ignore[arg-type]
+    await walk(h, "ben", "Rest for Ben")
+    replies = await h.say("/mydata", user="ana")
+    readable, document = replies[0].text, replies[1].document
+    assert "Fair pay for Ana" in readable and "What do you do? retail" in readable
+    assert "weekly" in readable and "agreed" in readable
+    assert "Ben" not in readable and document is not None and "Ben" not in document
+    data = json.loads(document)
+    assert [a[4] for a in data["answers"]] == ["retail", "Fair pay for Ana"]
+    assert data["cohorts"][0][0] == "weekly" and len(data["consents"]) == 1
+    nothing = await h.say("/mydata", user="stranger")
+    assert "keep nothing" in nothing[0].text
+
+
+async def test_forget_asks_first_then_leaves_only_a_tombstone(make_harness, tmp_path: Path):  # type: ignore[no-untyped-def]
+    h: Harness = make_harness(GUIDE)
+    await h.storage.save_cohort("weekly", "WEEKLY1", h.clock())
+    for n in range(5):
+        await walk(h, f"p{n}", f"More rest {n}")
+    await walk(h, "ana", SECRET_WORDS)
+    await h.say(None, user="ana", tap=Tap("_keep", "yes:weekly"))  # type: ignore[arg-type]
+    await h.say("/timezone Europe/Madrid", user="ana")
+    pseudonym = h.pseudonym("ana")
+    asked = await h.say("/forget", user="ana")
+    assert "can't be undone" in asked[0].text and len(asked[0].buttons) == 2
+    kept = await h.say(None, user="ana", tap=Tap("_forget", "no"))  # type: ignore[arg-type]
+    assert "Nothing was erased" in kept[0].text
+    assert await h.storage.participant(pseudonym) is not None
+    done = await h.say(None, user="ana", tap=Tap("_forget", "yes"))  # type: ignore[arg-type]
+    assert "has been erased" in done[0].text
+    await h.deliverer.drain("terminal")
+    db = tmp_path / "kt.db"
+    leftovers = [(t, v) for t, v in every_text_column(db) if pseudonym in v and t != "tombstones"]
+    assert leftovers == []
+    assert await h.storage.tombstone(pseudonym) is not None
+    # Nothing they typed survives anywhere in the data folder, free pages and journal included.
+    for path in tmp_path.glob("kt.db*"):
+        assert SECRET_WORDS.encode() not in path.read_bytes(), path
+    # Gone from exports and digests made afterwards.
+    loaded = h.library.get("pulse")
+    assert loaded is not None and loaded.guide is not None
+    exported = [a async for a in exports.answers(h.storage, loaded.guide)]
+    assert exported and all(a.participant != pseudonym for a in exported)
+    digest = await build_digest(h.storage, h.library, h.clock() - timedelta(days=1),
+                                h.clock() + timedelta(days=1), min_group=5)  # fmt: skip
+    assert digest.guides[0].participants.value == 5
+    # Coming back, they start fresh: asked for consent again, nothing remembered.
+    again = await h.say("/start pulse", user="ana")
+    assert "Is that all right" in again[-1].text
+    assert "keep nothing" not in (await h.say("/mydata", user="ana"))[0].text  # the new run only
+
+
+async def test_forget_by_typing_yes_and_by_an_admin(make_harness, tmp_path: Path):  # type: ignore[no-untyped-def]
+    h: Harness = make_harness(GUIDE)
+    await walk(h, "ana", "one")
+    await h.say("/forget yes", user="ana")
+    assert await h.storage.participant(h.pseudonym("ana")) is None
+
+
+async def test_retention_blanks_old_free_text_and_nothing_else(make_harness):  # type: ignore[no-untyped-def]
+    from bot.scheduler import Scheduler
+
+    h: Harness = make_harness(GUIDE)
+    await walk(h, "old", "An old hope")
+    h.clock.advance(days=40)
+    await walk(h, "new", "A new hope")
+    scheduler = Scheduler(h.storage, h.dispatcher, h.library, h.clock, retention_days=30)
+    report = await scheduler.tick()
+    assert report.expired == 1
+    old = await h.storage.mine(h.pseudonym("old"))
+    assert [json.loads(str(a[4])) for a in old["answers"]] == ["retail", ""]  # choice kept
+    new = await h.storage.mine(h.pseudonym("new"))
+    assert [json.loads(str(a[4])) for a in new["answers"]] == ["retail", "A new hope"]
+    assert (await scheduler.tick()).expired == 0  # once a day
