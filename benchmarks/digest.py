@@ -28,8 +28,7 @@ from benchmarks.common import median, publish, table
 
 ROOT = Path(__file__).resolve().parent.parent
 END = datetime(2026, 11, 23, tzinfo=UTC)
-WORDS = ("rest pay shifts schedule training union break overtime nurse warehouse boss safety "
-         "childcare bus rent hours weekend tired respect raise").split()  # fmt: skip
+WORDS = ["rest", "pay", "shifts", "schedule", "training", "union", "break", "overtime", "nurse", "warehouse", "boss", "safety", "childcare", "bus", "rent", "hours", "weekend", "tired", "respect", "raise"]  # fmt: skip
 
 BASELINE = """
 import sqlite3, sys, time
@@ -72,9 +71,9 @@ print(elapsed, peak / 1024)
 
 def fill(db: Path, answers: int) -> None:
     """Two weeks of the weekly check-in: five answers a run, spread evenly in time."""
-    from storage.sqlite import SQLiteStorage  # creates the schema
-
     import asyncio
+
+    from storage.sqlite import SQLiteStorage  # creates the schema
 
     async def create() -> None:
         storage = SQLiteStorage(db)
@@ -105,7 +104,14 @@ def fill(db: Path, answers: int) -> None:
                 text = " ".join(chooser.choices(WORDS, k=6))
                 yield (f"r{n}", "week", who, "scale", str(chooser.randint(1, 5)), at)
                 yield (f"r{n}", "hours", who, "number", str(chooser.randint(0, 70)), at)
-                yield (f"r{n}", "changed", who, "choose", json.dumps(chooser.choice(["yes", "no"])), at)
+                yield (
+                    f"r{n}",
+                    "changed",
+                    who,
+                    "choose",
+                    json.dumps(chooser.choice(["yes", "no"])),
+                    at,
+                )
                 yield (f"r{n}", "what_changed", who, "ask", json.dumps(text), at)
                 yield (f"r{n}", "better_week", who, "ask", json.dumps(text[::-1]), at)
 
@@ -138,10 +144,12 @@ def main() -> None:
         for run in range(args.runs):
             results["GROUP BY"].append(measure(BASELINE, str(db)))
             results["digest"].append(measure(DIGEST, str(db), str(ROOT), END.isoformat()))
-            print(f"run {run + 1}: {results['GROUP BY'][-1]} {results['digest'][-1]}", file=sys.stderr)
+            print(
+                f"run {run + 1}: {results['GROUP BY'][-1]} {results['digest'][-1]}", file=sys.stderr
+            )
     summary = {name: (median([r[0] for r in rs]), median([r[1] for r in rs]))
                for name, rs in results.items()}  # fmt: skip
-    base_time, base_rss = summary["GROUP BY"]
+    base_time, _base_rss = summary["GROUP BY"]
     rows = [[name, f"{t:.2f}", f"{t / base_time:.2f}", f"{rss:.0f}"]
             for name, (t, rss) in summary.items()]  # fmt: skip
     body = table(["query", "seconds", "ratio to GROUP BY", "peak RSS MB"], rows)

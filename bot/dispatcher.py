@@ -135,7 +135,8 @@ class Dispatcher:
         if inbound.text is not None:
             inbound = dataclasses.replace(inbound, text=clean_text(inbound.text))
         async with self._locks.hold(participant_id):
-            loaded = await self.storage.conversation(participant_id, inbound.key)
+            seen_key = self._seen_key(inbound.key)
+            loaded = await self.storage.conversation(participant_id, seen_key)
             if loaded.seen:
                 return Handled(False)
             turn = _Turn(
@@ -144,7 +145,7 @@ class Dispatcher:
                 loaded.participant,
                 self.clock(),
                 self.identity.seal(inbound.address),
-                Commit(inbound_key=inbound.key),
+                Commit(inbound_key=seen_key),
                 loaded.run,
                 actor=self.identity.pseudonym(inbound.channel, inbound.user),
             )
@@ -156,19 +157,25 @@ class Dispatcher:
             await then()
         return Handled(True, status)
 
+    def _seen_key(self, key: str | None) -> str | None:
+        """What storage keeps to recognise a message seen before: a keyed hash, since a
+        platform's ids for a message can name its sender (Slack's do)."""
+        return None if key is None else self.identity.pseudonym("seen", key)
+
     async def prompt(
         self, participant_id: str, key: str, schedule_id: str, guide_id: str,
         not_before: datetime | None = None,
     ) -> bool:  # fmt: skip
         """Send a scheduled guide to someone who opted in, once for `key`: True if sent."""
         async with self._locks.hold(participant_id):
-            loaded = await self.storage.conversation(participant_id, key)
+            loaded = await self.storage.conversation(participant_id, self._seen_key(key))
             person = loaded.participant
             if loaded.seen or person is None or person.unreachable:
                 return False
             inbound = Inbound(person.channel, "", "", key=key, language=person.language)
             turn = _Turn(inbound, participant_id, person, self.clock(), person.address,
-                         Commit(inbound_key=key), loaded.run, not_before=not_before)  # fmt: skip
+                         Commit(inbound_key=self._seen_key(key)), loaded.run,
+                         not_before=not_before)  # fmt: skip
             await self._start_guide(turn, guide_id)
             started = next((r for r in turn.commit.runs if r.guide_id == guide_id), None)
             if started is None:
@@ -185,7 +192,7 @@ class Dispatcher:
         """Nudge someone who has not finished a prompted guide; once per reminder."""
         key = f"remind:{delivery.key}:{delivery.reminders + 1}"
         async with self._locks.hold(delivery.participant):
-            loaded = await self.storage.conversation(delivery.participant, key)
+            loaded = await self.storage.conversation(delivery.participant, self._seen_key(key))
             person, run_row = loaded.participant, loaded.run
             if loaded.seen or person is None or person.unreachable:
                 return False
@@ -193,7 +200,7 @@ class Dispatcher:
                 return False  # they have moved on to another conversation
             inbound = Inbound(person.channel, "", "", key=key, language=person.language)
             turn = _Turn(inbound, delivery.participant, person, self.clock(), person.address,
-                         Commit(inbound_key=key, reminded=delivery.key), run_row,
+                         Commit(inbound_key=self._seen_key(key), reminded=delivery.key), run_row,
                          not_before=not_before)  # fmt: skip
             flow = await self._flow(run_row.guide_hash)
             state = RunState.model_validate_json(run_row.state)
@@ -209,13 +216,13 @@ class Dispatcher:
     async def send_to(self, participant_id: str, message: Outbound, key: str) -> bool:
         """A message for someone outside any conversation (a weekly digest), once per key."""
         async with self._locks.hold(participant_id):
-            loaded = await self.storage.conversation(participant_id, key)
+            loaded = await self.storage.conversation(participant_id, self._seen_key(key))
             person = loaded.participant
             if loaded.seen or person is None or person.unreachable:
                 return False
             inbound = Inbound(person.channel, "", "", key=key)
             turn = _Turn(inbound, participant_id, person, self.clock(), person.address,
-                         Commit(inbound_key=key), loaded.run)  # fmt: skip
+                         Commit(inbound_key=self._seen_key(key)), loaded.run)  # fmt: skip
             turn.commit.outbox.append(self._row(turn, message))
             if not await self.storage.commit(turn.commit):
                 return False

@@ -194,7 +194,7 @@ class Gatherings:
             return
         last = len(loaded.guide.questions)
         part = min(gathering.part + 1, last)
-        turn.commit.gathering = _changed(gathering, part=part)
+        turn.commit.gathering_part = (gathering.id, part)
         self._say(turn, "next_opened", number=part, total=last)
         runs = await self.d.storage.gathering_runs(gathering.id)
         waiting = [(r.participant, r.id) for r in runs if r.status in ("active", "consent")]
@@ -207,8 +207,8 @@ class Gatherings:
 
     async def _close(self, turn: _Turn, gathering: GatheringRow, share: bool) -> None:
         if gathering.status == "open":
+            turn.commit.gathering_closed = (gathering.id, turn.now)
             gathering = _changed(gathering, status="closed", closed_at=turn.now)
-            turn.commit.gathering = gathering
         summary = await self._summary_message(turn, gathering)
         if summary is None:
             return

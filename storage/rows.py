@@ -166,7 +166,9 @@ class Commit:
     withdrawn: list[tuple[str, str]] = field(default_factory=list)  # (run id, step)
     consents: list[ConsentRow] = field(default_factory=list)
     outbox: list[OutboxRow] = field(default_factory=list)
-    gathering: GatheringRow | None = None  # created or changed (by its facilitator)
+    gathering: GatheringRow | None = None  # a gathering launched
+    gathering_part: tuple[str, int] | None = None  # (id, part): opened up to, if still open
+    gathering_closed: tuple[str, datetime] | None = None  # (id, when), if still open
     joined: list[tuple[str, str]] = field(default_factory=list)  # (cohort, participant)
     left: list[tuple[str | None, str]] = field(default_factory=list)  # None: every cohort
     preference: PreferenceRow | None = None

@@ -148,13 +148,27 @@ def _apply(db: sqlite3.Connection, commit: Commit) -> None:
     if commit.gathering is not None:
         g = commit.gathering
         db.execute(
-            "INSERT OR REPLACE INTO gatherings (id, code, guide_id, title, facilitator, channel,"
+            "INSERT INTO gatherings (id, code, guide_id, title, facilitator, channel,"
             " address, private_address, paced, part, status, created_at, expires_at, closed_at,"
             " place) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (g.id, g.code, g.guide_id, g.title, g.facilitator, g.channel, g.address,
              g.private_address, int(g.paced), g.part, g.status, _ts(g.created_at),
              _ts(g.expires_at), None if g.closed_at is None else _ts(g.closed_at), g.place),
         )  # fmt: skip
+    # Targeted changes, never a whole row from an earlier read: a close can't be undone
+    # by a stale /next, nor an erasure by either.
+    if commit.gathering_part is not None:
+        gathering_id, part = commit.gathering_part
+        db.execute(
+            "UPDATE gatherings SET part = max(part, ?) WHERE id = ? AND status = 'open'",
+            (part, gathering_id),
+        )
+    if commit.gathering_closed is not None:
+        gathering_id, at = commit.gathering_closed
+        db.execute(
+            "UPDATE gatherings SET status = 'closed', closed_at = ? WHERE id = ? AND status = 'open'",
+            (_ts(at), gathering_id),
+        )
     for cohort, participant in commit.joined:
         db.execute(
             "INSERT OR IGNORE INTO members (cohort, participant, joined_at) VALUES (?, ?, ?)",

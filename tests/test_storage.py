@@ -195,7 +195,8 @@ async def test_gatherings_and_the_runs_joined_through_them(store: Storage) -> No
     await store.commit(Commit(runs=[run, run_row("r8")], answers=[answer("q", run_id="r9")]))
     assert [r.id for r in await store.gathering_runs("g1")] == ["r9"]
     assert [a.step for a in await store.gathering_answers("g1")] == ["q"]
+    await store.commit(Commit(gathering_closed=("g1", START)))
+    await store.commit(Commit(gathering_part=("g1", 5)))  # too late: it is closed
     closed = GatheringRow(**{**gathering.__dict__, "status": "closed", "closed_at": START})
-    await store.commit(Commit(gathering=closed))
     assert (await store.gathering("g1")) == closed
     assert await store.gathering_by_code("NOPE") is None
