@@ -30,6 +30,7 @@ async def command(
     """Send one command as the operator and print the bot's answers to them."""
     deliverer.channels[TERMINAL] = TerminalChannel(out=out, only=operator)
     await dispatcher.handle(Inbound(TERMINAL, operator, operator, text))
+    await dispatcher.settle()  # `session next`: open the question for everyone before exiting
     await deliverer.drain(TERMINAL)
     return 0
 

@@ -7,6 +7,7 @@ and the outgoing messages in one transaction. Delivery reads the outbox after.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import uuid
@@ -26,6 +27,7 @@ from bot.flows.events import (
     ConsentDecided,
     Input,
     InputKind,
+    Open,
     Outcome,
     Picked,
     Remind,
@@ -65,6 +67,8 @@ from storage.rows import (
 )
 
 GUIDE_MENU_STEP = "_guide"
+# What still works in a run whose gathering has closed.
+AFTER_CLOSE = {"stop", "help", "privacy", "language", "mydata", "forget"}
 STALE_STEP = "_stale"
 
 
@@ -120,6 +124,7 @@ class Dispatcher:
         self.on_commit = on_commit
         self._locks = KeyedLocks()
         self._flows: dict[str, Flow] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self.roles = roles or Roles(storage, set(), clock)
         self.reports = reports or Reports(phrases)
         self.gatherings = Gatherings(self, self.roles, self.reports, min_group)
@@ -154,8 +159,15 @@ class Dispatcher:
                 return Handled(False)
         self.on_commit()
         for then in turn.after:  # work for other people's conversations, under their locks
-            await then()
+            task = asyncio.create_task(then())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         return Handled(True, status)
+
+    async def settle(self) -> None:
+        """Wait for work started for other people's conversations (tests, shutdown)."""
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
 
     def _seen_key(self, key: str | None) -> str | None:
         """What storage keeps to recognise a message seen before: a keyed hash, since a
@@ -324,14 +336,24 @@ class Dispatcher:
             if command is None or command[0] != "stop":
                 self._no_conversation(turn, command[0] if command else None)
             return None
-        if (
-            run_row.gathering is not None
-            and command is None
-            and await self.gatherings.refuses_late(turn, run_row.gathering)
-        ):
-            return None
         flow = await self._flow(run_row.guide_hash)
         state = RunState.model_validate_json(run_row.state)
+        if run_row.gathering is not None:
+            gathering = await self.storage.gathering(run_row.gathering)
+            if gathering is not None and gathering.status != "open":
+                # Closed: what was said stays as it was summarised. Only leaving,
+                # help and their own data remain.
+                if command is None or command[0] not in AFTER_CLOSE:
+                    await self.gatherings.refuses_late(turn, run_row.gathering)
+                    return None
+            elif gathering is not None and gathering.paced and (state.gate or 0) < gathering.part:
+                # The room has moved on since this run last heard: catch up first. This is
+                # what keeps paced runs right; the nudges after /next only save a wait.
+                opened = flow.resume(state, Open(gathering.part), turn.now)
+                await self._record(turn, flow, opened, None)
+                was_waiting, state = state.waiting, opened.state
+                if was_waiting and not state.waiting and command is None:
+                    return state.status.value  # they were waiting: the question is their answer
         outcome = flow.resume(state, self._input(inbound, state), turn.now)
         await self._record(turn, flow, outcome, None)
         return outcome.state.status.value

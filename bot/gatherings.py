@@ -16,6 +16,7 @@ Who may do what:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import shlex
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -30,6 +31,8 @@ from storage.rows import GatheringRow, OutboxRow, ParticipantRow
 
 if TYPE_CHECKING:
     from bot.dispatcher import Dispatcher, _Turn
+
+log = logging.getLogger(__name__)
 
 COMMANDS = {"launch", "join", "status", "next", "close", "summary", "qr", "redeem"}
 IN_GROUPS = {"launch", "status", "next", "close", "summary", "qr"}
@@ -102,6 +105,10 @@ class Gatherings:
             return None
         if gathering.status != "open" or turn.now >= gathering.expires_at:
             self._say(turn, "join_closed", title=gathering.title)
+            return None
+        runs = await self.d.storage.gathering_runs(gathering.id)
+        if any(r.participant == turn.participant_id and r.status == "finished" for r in runs):
+            self._say(turn, "join_already", title=gathering.title)  # one voice each
             return None
         turn.gathering = gathering
         return await self.d._start_guide(turn, gathering.guide_id)
@@ -201,7 +208,10 @@ class Gatherings:
 
         async def open_for_everyone() -> None:
             for participant, run_id in waiting:
-                await self.d.nudge(participant, run_id, Open(part))
+                try:
+                    await self.d.nudge(participant, run_id, Open(part))
+                except Exception:  # one person's trouble must not hold the room back
+                    log.exception("could not open the next question for one participant")
 
         turn.after.append(open_for_everyone)
 

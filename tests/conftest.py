@@ -114,6 +114,7 @@ class Harness:
     async def say(self, text: str, user: str = "ana", **extra: object) -> list[Outbound]:
         before = len(self.channel.sent)
         await self.dispatcher.handle(Inbound("terminal", user, user, text, **extra))  # type: ignore[arg-type]
+        await self.dispatcher.settle()
         await self.deliverer.drain("terminal")
         return [m for _, m in self.channel.sent[before:]]
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 
 from bot.messages import Outbound
+from storage.rows import Commit
 from tests.conftest import Harness
 
 GUIDE = """
@@ -217,3 +218,40 @@ async def test_invites_open_by_deep_link_and_expire(room: Harness):
     assert "didn't work" in (await h.say(f"/start redeem-{code}", user="c1"))[0].text
     fresh = await h.dispatcher.roles.invite("coordinator", timedelta(days=1))
     assert "now a coordinator" in (await h.say(f"/start redeem-{fresh}", user="c1"))[0].text
+
+
+async def test_a_paced_run_that_missed_the_nudge_catches_up_and_closed_means_closed(room: Harness):
+    h = room
+    code = await launch(h, "supper --paced")
+    await h.say(f"/join {code}", user="p1")
+    await h.say("yes", user="p1")
+    waiting = await h.say("1", user="p1")
+    assert "wait for the group" in waiting[-1].text
+    # The host opens two questions while p1's run doesn't hear of it (another guide open).
+    await h.storage.commit(Commit(gathering_part=(await gathering_id(h, code), 3)))
+    caught_up = await h.say("anything", user="p1")
+    assert caught_up[-1].text.endswith("How worried are you?")  # no longer stuck waiting
+    await h.say("4", user="p1")
+    # After close, answers and going back are refused; leaving still works.
+    await h.say("/close", user="host")
+    for late in ("30", "/back", "/skip"):
+        assert "has closed" in (await h.say(late, user="p1"))[0].text
+    answers = await h.storage.answers((await h.storage.participant(h.pseudonym("p1"))).current_run)  # type: ignore[union-attr,arg-type]
+    assert [a.step for a in answers] == ["sector", "worry"]
+
+
+async def test_one_voice_each(room: Harness):
+    h = room
+    code = await launch(h)
+    await h.say(f"/join {code}", user="p1")
+    for answer in answers_for(1):
+        await h.say(answer, user="p1")
+    again = await h.say(f"/join {code}", user="p1")
+    assert "already taken part" in again[0].text
+    assert len(await h.storage.gathering_runs(await gathering_id(h, code))) == 1
+
+
+async def gathering_id(h: Harness, code: str) -> str:
+    found = await h.storage.gathering_by_code(code)
+    assert found is not None
+    return found.id
