@@ -39,6 +39,8 @@ IN_GROUPS = {"launch", "status", "next", "close", "summary", "qr"}
 JOIN_STEP = "_join"
 STATUS_STEP = "_status"
 JOIN_CODE_LENGTH = 6
+PRIVATE_REPLIES = {"not_your_gathering", "only_facilitators", "summary_refused", "no_gathering",
+                   "not_paced", "launch_usage", "unknown_guide"}  # fmt: skip
 
 
 class Gatherings:
@@ -237,13 +239,17 @@ class Gatherings:
             self._say(turn, "closed_shared" if share else "closed", title=gathering.title)
 
     async def _summary(self, turn: _Turn, gathering: GatheringRow) -> None:
+        """Coordinators read any gathering's summary; its facilitator, once it has closed
+        (a summary asked for again as each person joins would show that person's
+        answers). Always privately: sharing with the room is `/close --share`."""
         role = await self.roles.role_of(turn.actor)
-        if role not in (COORDINATOR, ADMIN) and turn.actor != gathering.facilitator:
-            self._say(turn, "not_your_gathering")
+        owner = turn.actor == gathering.facilitator and gathering.status != "open"
+        if role not in (COORDINATOR, ADMIN) and not owner:
+            self._say(turn, "summary_refused")
             return
         summary = await self._summary_message(turn, gathering)
         if summary is not None:
-            self._to_facilitator(turn, gathering, summary, here=True)
+            self._to_facilitator(turn, gathering, summary)
 
     def _qr(self, turn: _Turn, gathering: GatheringRow) -> None:
         link = f"{turn.inbound.link}?start=join-{gathering.code}" if turn.inbound.link else None
@@ -288,13 +294,22 @@ class Gatherings:
         return self.d.phrases.text(self._language(turn), key, **params)
 
     def _say(self, turn: _Turn, key: str, **params: object) -> None:
-        self._say_text(turn, self._text(turn, key, **params))
+        text = self._text(turn, key, **params)
+        if turn.inbound.group and key in PRIVATE_REPLIES:
+            # A refusal is for the person who asked, not for the whole room.
+            self._to_facilitator(turn, None, text)
+            return
+        self._say_text(turn, text)
 
     def _say_text(self, turn: _Turn, text: str) -> None:
         turn.commit.outbox.append(self.d._outbox(turn, Reply(text)))
 
     def _to_facilitator(
-        self, turn: _Turn, gathering: GatheringRow, message: Outbound | str, here: bool = False
+        self,
+        turn: _Turn,
+        gathering: GatheringRow | None,
+        message: Outbound | str,
+        here: bool = False,
     ) -> None:
         """To the facilitator's own chat (or, for `here`, where they asked)."""
         if isinstance(message, str):

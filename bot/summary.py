@@ -37,7 +37,7 @@ class Figure:
     kind: str
     responses: int
     suppressed: bool
-    tallies: list[tuple[str, int]] = field(default_factory=list)
+    tallies: list[tuple[str, int | None]] = field(default_factory=list)  # None: too few
     median: float | None = None
 
 
@@ -103,7 +103,7 @@ def summarize(
         if people < min_group:
             figures.append(Figure(step.id, question, step.kind.value, people, True))
             continue
-        figures.append(_figure(guide, step.id, question, language, given, people))
+        figures.append(_figure(guide, step.id, question, language, given, people, min_group))
     quotes_suppressed = (
         any(s.quotable and not s.sensitive and s.kind is StepKind.ASK for s in guide.questions)
         and not quotable
@@ -128,6 +128,7 @@ def _figure(
     language: str,
     given: list[tuple[str, object]],
     people: int,
+    min_group: int,
 ) -> Figure:
     step = guide.step(step_id)
     values = [value for _, value in given]
@@ -137,7 +138,10 @@ def _figure(
             for option in value if isinstance(value, list) else [value]:
                 counts[str(option)] += 1
         tallies = [
-            (localize(o.label, language, guide.default_language), counts.get(o.id, 0))
+            (
+                localize(o.label, language, guide.default_language),
+                _cell(counts.get(o.id, 0), min_group),
+            )
             for o in step.option_list()
         ]
         return Figure(step_id, question, step.kind.value, people, False, tallies)
@@ -150,13 +154,19 @@ def _figure(
             for point, label in (step.labels or {}).items()
         }
         tallies = [
-            (f"{point} {ends[point]}" if point in ends else str(point), spread.get(point, 0))
+            (f"{point} {ends[point]}" if point in ends else str(point),
+             _cell(spread.get(point, 0), min_group))
             for point in range(low, high + 1)
-        ]
+        ]  # fmt: skip
     else:
-        tallies = _number_bands(numbers)
+        tallies = []  # numbers: the middle value only, so no one's unusual answer shows
     median = statistics.median(numbers) if numbers else None
     return Figure(step_id, question, step.kind.value, people, False, tallies, median)
+
+
+def _cell(count: int, min_group: int) -> int | None:
+    """A count as shown: none is fine to show, and so are enough; a few are not."""
+    return count if count == 0 or count >= min_group else None
 
 
 def _number_bands(numbers: list[float]) -> list[tuple[str, int]]:

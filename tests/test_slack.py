@@ -531,6 +531,7 @@ async def test_a_gathering_in_a_channel_from_launch_to_a_shared_summary(workspac
         assert "7 took part and 7 finished" in shown
         assert "&lt;!here&gt; more rest" in shown and "<!here>" not in json.dumps(summary)
     assert "is closed" in ws.fake.texts("T1", "C1")[-1]
-    # Someone else in the channel can't close or check it.
+    # Someone else in the channel can't check it; they are told so privately, not the room.
     await ws.command("status", user="U0", channel="C1")
-    assert "Only the facilitator" in ws.fake.texts("T1", "C1")[-1]
+    assert "Only the facilitator" in ws.fake.texts("T1", "U0")[-1]
+    assert "Only the facilitator" not in ws.fake.texts("T1", "C1")[-1]

@@ -305,6 +305,7 @@ class Flow:
         turn.state.step = None
         turn.state.pending = []
         turn.state.choosing_language = False
+        turn.state.waiting = False
         turn.emit(RunEnded(status))
         if phrase:
             turn.emit(Reply(self._say(turn.state, phrase)))
