@@ -220,6 +220,11 @@ def make_slack(settings: Settings, bot: Bot) -> SlackChannel:
 
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     signing = settings.slack_signing_secret
+    if settings.slack_oauth and settings.slack_app_token is not None:
+        raise ConfigError(
+            "SLACK_APP_TOKEN: Socket Mode serves one workspace; for installs into several "
+            "(SLACK_CLIENT_ID), use HTTP mode with KT_PUBLIC_URL"
+        )
     if signing is None and settings.slack_app_token is None:
         raise ConfigError(
             "SLACK_SIGNING_SECRET: needed to check that requests come from Slack "

@@ -22,7 +22,7 @@ from bot.channels.base import (
     Sent,
     Unreachable,
 )
-from bot.messages import Outbound
+from bot.messages import SEALED, Outbound
 from bot.privacy import Identity
 from storage.protocol import Storage
 from storage.rows import OutboxRow
@@ -125,6 +125,8 @@ class Deliverer:
     async def _send_one(self, channel: Channel, row: OutboxRow) -> SendResult:
         try:
             message = Outbound.model_validate_json(row.payload)
+            if message.edit is not None and message.edit.startswith(SEALED):
+                message.edit = self.identity.unseal(message.edit[len(SEALED) :].encode())
             return await channel.send(self.identity.unseal(row.address), message)
         except Exception as error:
             # Whatever went wrong, this row waits and retries with backoff; nobody else waits.

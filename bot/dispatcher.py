@@ -47,7 +47,7 @@ from bot.gatherings import COMMANDS as GATHERING_COMMANDS
 from bot.gatherings import JOIN_STEP, STATUS_STEP, Gatherings
 from bot.library import GuideLibrary
 from bot.locks import KeyedLocks
-from bot.messages import Inbound, Outbound, clean_text
+from bot.messages import SEALED, Inbound, Outbound, clean_text
 from bot.privacy import Identity
 from bot.reports import Reports
 from bot.rights import COMMANDS as RIGHTS_COMMANDS
@@ -338,6 +338,15 @@ class Dispatcher:
             return None
         flow = await self._flow(run_row.guide_hash)
         state = RunState.model_validate_json(run_row.state)
+        if inbound.control_step is not None and (
+            inbound.control_step != (state.step or CONSENT_STEP)
+            or not state.run_id.startswith(inbound.tap_run or "")
+            or state.status.ended
+        ):
+            # Skip, back or stop under an old question: it must not act on the current one.
+            outcome = flow.resume(state, Tap(STALE_STEP, ""), turn.now)
+            await self._record(turn, flow, outcome, None)
+            return outcome.state.status.value
         if run_row.gathering is not None:
             gathering = await self.storage.gathering(run_row.gathering)
             if gathering is not None and gathering.status != "open":
@@ -537,8 +546,13 @@ class Dispatcher:
                 button.url = link
         return self._row(turn, message)
 
-    @staticmethod
-    def _row(turn: _Turn, message: Outbound) -> OutboxRow:
+    def _row(self, turn: _Turn, message: Outbound) -> OutboxRow:
+        if message.edit is not None and not message.edit.startswith(SEALED):
+            # A platform's reference to a message can name a conversation (a Slack DM's
+            # channel id): kept sealed like addresses, opened only to send.
+            message = message.model_copy(
+                update={"edit": SEALED + self.identity.seal(message.edit).decode()}
+            )
         payload = message.model_dump_json(exclude_defaults=True)
         due = max(turn.now, turn.not_before) if turn.not_before else turn.now
         return OutboxRow(

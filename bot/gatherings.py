@@ -22,6 +22,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from bot.flows.events import Button, Open, Reply
+from bot.flows.scrub import scrub
 from bot.flows.text import localize
 from bot.messages import Outbound, OutButton
 from bot.reports import Reports
@@ -145,11 +146,14 @@ class Gatherings:
             return
         loaded = self.d.library.get(words[0].lower())
         if loaded is None or loaded.guide is None:
-            self._say(turn, "unknown_guide", guide=words[0][:40])
+            self._say(turn, "unknown_guide", guide=scrub(words[0])[:40])
             return
         guide = loaded.guide
         language = self._language(turn)
-        title = " ".join(words[1:])[:80] or localize(guide.title, language, guide.default_language)
+        # Titles are shown to rooms and kept: scrubbed like any free text.
+        title = scrub(" ".join(words[1:]))[:80] or localize(
+            guide.title, language, guide.default_language
+        )
         code = new_code(JOIN_CODE_LENGTH)
         while await self.d.storage.gathering_by_code(code) is not None:
             code = new_code(JOIN_CODE_LENGTH)

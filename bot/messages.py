@@ -14,6 +14,10 @@ from pydantic import BaseModel
 from bot.flows.commands import parse_command
 from bot.flows.events import Button, Reply, Tap
 
+# An edit reference kept sealed in the outbox: platform message references can name a
+# conversation (a Slack DM's channel id), so they are encrypted like addresses.
+SEALED = "sealed:"
+
 
 def clean_text(text: str) -> str:
     """Drop control characters (but keep line breaks and tabs) from what someone typed."""
@@ -44,6 +48,7 @@ class Inbound:
     link: str | None = None  # in a group: the link to a private chat with the bot
     picked: tuple[str, ...] | None = None  # with tap: the options submitted all at once
     private: str | None = None  # in a group: the address of a private chat with the sender
+    control_step: str | None = None  # a skip/back/stop button: the question it sat under
 
     @property
     def command(self) -> tuple[str, str] | None:

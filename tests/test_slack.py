@@ -535,3 +535,38 @@ async def test_a_gathering_in_a_channel_from_launch_to_a_shared_summary(workspac
     await ws.command("status", user="U0", channel="C1")
     assert "Only the facilitator" in ws.fake.texts("T1", "U0")[-1]
     assert "Only the facilitator" not in ws.fake.texts("T1", "C1")[-1]
+
+
+async def test_old_skip_back_stop_buttons_change_nothing_and_slack_ids_are_not_kept(
+    workspace: Workspace,
+):
+    ws = workspace
+    WHO = "U07QSLACKPERSON"
+    await ws.command("start weekly-checkin", user=WHO)
+    await ws.click("I agree", user=WHO)
+    await ws.click("4", user=WHO)  # now at "how many hours", which has Back and Stop under it
+    await ws.say("38", user=WHO)  # answered by typing: its buttons stay on screen
+    before = await ws.state(WHO)
+    hours_message = next(p for p in ws.fake.posts("T1", WHO) if "how many hours" in p["text"])
+    stop = find_element(hours_message, "Stop")
+    assert stop is not None
+    await ws.click(
+        "Stop", user=WHO
+    )  # the newest Stop is under the current question: that one works...
+    assert (await ws.state(WHO))["status"] == "stopped"
+    # ...but a fresh start, then the old Back under "how many hours", must not act.
+    await ws.command("start weekly-checkin", user=WHO)
+    state_now = await ws.state(WHO)
+    payload = {
+        "type": "block_actions", "team": {"id": "T1"}, "user": {"id": WHO, "team_id": "T1"},
+        "container": {"type": "message", "channel_id": "D" + WHO, "message_ts": hours_message["_ts"]},
+        "actions": [{"type": "button", "action_id": find_element(hours_message, "Back")["action_id"],  # type: ignore[index]
+                     "value": find_element(hours_message, "Back")["value"], "action_ts": "9.9"}],  # type: ignore[index]
+    }  # fmt: skip
+    await ws.post(urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded")
+    assert await ws.state(WHO) == state_now
+    assert before["answers"]["hours"] == 38
+    # Slack's ids for people never reach the disk, not even in the record of seen messages.
+    for path in ws.data.rglob("*"):
+        if path.is_file() and path.suffix in ("", ".db", ".db-wal"):
+            assert WHO.encode() not in path.read_bytes(), path

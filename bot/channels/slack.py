@@ -135,7 +135,7 @@ class SlackChannel:
     async def _on_command(self, ack: Any, command: dict[str, Any]) -> None:
         team, user = command.get("team_id", ""), command.get("user_id", "")
         channel = str(command.get("channel_id") or "")
-        text = subcommand(command.get("text", ""))
+        text = subcommand(plain_text(command.get("text", "")))
         # A facilitator's command in a channel speaks to the room; everything else is
         # answered in the person's direct messages with the app, wherever it was typed.
         in_room = (
@@ -163,8 +163,11 @@ class SlackChannel:
         if event.get("channel_type") != "im" or event.get("bot_id"):
             return
         subtype = event.get("subtype")
-        if subtype in ("message_changed",):
-            event = {**event.get("message", {}), "channel": event.get("channel")}
+        if subtype == "message_changed":
+            changed = event.get("message", {})
+            if not changed.get("edited"):
+                return  # Slack adding a link preview, not the person editing
+            event = {**changed, "channel": event.get("channel")}
             kind = "edited"
         elif subtype in ("file_share",):
             kind = "unsupported"
@@ -205,7 +208,9 @@ class SlackChannel:
         if decoded is None:
             return
         if action_id.startswith(CONTROL):
-            await self.handle(Inbound(CHANNEL, who, who, f"/{decoded.value}", key=key))
+            control = Inbound(CHANNEL, who, who, f"/{decoded.value}", key=key,
+                              tap_run=decoded.run or None, control_step=decoded.step)  # fmt: skip
+            await self.handle(control)
             return
         picked: tuple[str, ...] | None = None
         if action_id == SUBMIT:

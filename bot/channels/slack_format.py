@@ -147,7 +147,8 @@ def blocks(message: Outbound, command: str) -> tuple[str, list[dict[str, Any]]]:
     out: list[dict[str, Any]] = []
     if message.markup is not None:
         # A report, rendered and escaped for mrkdwn already.
-        rendered = with_command(message.markup["mrkdwn"], command)
+        # Not `with_command`: a report quotes people, whose words stay as they wrote them.
+        rendered = message.markup["mrkdwn"]
         out += [
             {"type": "section", "text": {"type": "mrkdwn", "text": rendered[i : i + SECTION_LIMIT]}}
             for i in range(0, len(rendered), SECTION_LIMIT)

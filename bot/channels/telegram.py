@@ -15,6 +15,7 @@ import html
 import io
 import logging
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -132,7 +133,12 @@ class TelegramChannel:
             "language": user.language_code,
         }
         if message.chat.type != ChatType.PRIVATE:
+            if update.edited_message is not None:
+                return None  # an edited /next must not open another question
             text = message.text or ""
+            mention = re.match(r"^/\w+@(\w+)", text)
+            if mention and self.username and mention.group(1).lower() != self.username.lower():
+                return None  # a command for another bot in the group
             mentioned = bool(self.username) and f"@{self.username}".lower() in text.lower()
             if not (text.startswith("/") or mentioned):
                 return None  # ordinary group talk is none of the bot's business
