@@ -131,6 +131,7 @@ class TelegramChannel:
         common = {
             "key": key,
             "language": user.language_code,
+            "link": self.deep_link(),  # for join links and QR codes (/qr)
         }
         if message.chat.type != ChatType.PRIVATE:
             if update.edited_message is not None:
@@ -148,7 +149,6 @@ class TelegramChannel:
                 str(message.chat.id),
                 text,
                 group=True,
-                link=self.deep_link(),
                 private=str(user.id),  # a private chat's id is the person's id
                 **common,  # type: ignore[arg-type]
             )
