@@ -28,6 +28,8 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python benchmarks/inbound.py
 	$(BIN)/python benchmarks/memory.py
+	$(BIN)/python benchmarks/digest.py
+	$(BIN)/python benchmarks/fanout.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

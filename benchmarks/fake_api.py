@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 from aiohttp import web
@@ -31,6 +31,7 @@ class FakeApi:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/bot{token}/{method}", self._endpoint)
+        app.router.add_get("/stats", self._stats)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=4096)
@@ -40,6 +41,14 @@ class FakeApi:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+    async def _stats(self, _: web.Request) -> web.Response:
+        """How many messages each chat got, as {messages: chats}, and the totals."""
+        spread = Counter(queue.qsize() for queue in self.inboxes.values())
+        return web.json_response(
+            {"sent": self.sent, "refused": self.refused,
+             "chats_by_messages": {str(k): v for k, v in spread.items()}}
+        )  # fmt: skip
 
     def reset(self) -> None:
         self.inboxes.clear()
@@ -90,3 +99,17 @@ class FakeApi:
         return web.Response(
             text=json.dumps({"ok": True, "result": result}), content_type="application/json"
         )
+
+
+async def serve_forever(rate_limit: float | None) -> None:
+    """Run on its own (a second process, a second core): print the URL, then serve."""
+    api = FakeApi(rate_limit)
+    await api.start()
+    print(api.url, flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    import sys
+
+    asyncio.run(serve_forever(float(sys.argv[1]) if len(sys.argv) > 1 else None))
