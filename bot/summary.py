@@ -169,25 +169,6 @@ def _cell(count: int, min_group: int) -> int | None:
     return count if count == 0 or count >= min_group else None
 
 
-def _number_bands(numbers: list[float]) -> list[tuple[str, int]]:
-    """Numbers in up to five equal bands, so no single unusual value stands out."""
-    if not numbers:
-        return []
-    low, high = numbers[0], numbers[-1]
-    if low == high:
-        return [(_show(low), len(numbers))]
-    width = (high - low) / 5
-    bands: Counter[int] = Counter(min(int((n - low) / width), 4) for n in numbers)
-    return [
-        (f"{_show(low + i * width)}–{_show(low + (i + 1) * width)}", bands.get(i, 0))
-        for i in range(5)
-    ]
-
-
-def _show(number: float) -> str:
-    return str(int(number)) if float(number).is_integer() else f"{number:.1f}"
-
-
 def _fair_quotes(candidates: list[tuple[str, str]], seed: str) -> list[str]:
     """At most one quote per person, chosen at random (stably for one gathering)."""
     per_person: dict[str, list[str]] = {}
