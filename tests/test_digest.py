@@ -121,3 +121,22 @@ async def test_the_weekly_digest_goes_to_coordinators_once_and_is_saved(make_har
     assert "People: 5, of whom new: 5" in sent[0].text
     page = (tmp_path / "digest-2026-03-09.html").read_text()
     assert "Time with family" in page or "family" in page
+
+
+async def test_templates_can_be_replaced_from_a_folder(make_harness, tmp_path):  # type: ignore[no-untyped-def]
+    from bot.locales import load_phrasebook
+    from bot.reports import Reports
+
+    h: Harness = make_harness(GUIDE)
+    (tmp_path / "digest.j2").write_text(
+        "Our own digest: {{ d.guides | length }} guide(s), {{ t('digest_fewer', min=5) }}"
+    )
+    reports = Reports(load_phrasebook(), tmp_path)
+    digest = await build_digest(h.storage, h.library, h.clock() - timedelta(days=7), h.clock(),
+                                min_group=5)  # fmt: skip
+    assert (
+        reports.render("digest", "text", "en", d=digest)
+        == "Our own digest: 0 guide(s), fewer than 5"
+    )
+    page = reports.render("digest_page", "page", "en", d=digest)
+    assert page.startswith("<!doctype html>")  # templates not replaced stay ours

@@ -61,7 +61,7 @@ TokenFinder = Callable[[str], Awaitable[str | None]]
 def slack_limits() -> RateLimits:
     """Slack allows about one message a second per conversation (a short burst is fine)
     and, for chat.postMessage, several hundred a minute per workspace."""
-    return RateLimits(overall=(50.0, 10.0), per_chat=(3.0, 1.0), per_group=(3.0, 1.0))
+    return RateLimits(overall=(10.0, 10.0), per_chat=(3.0, 1.0), per_group=(3.0, 1.0))
 
 
 def subcommand(text: str) -> str:
