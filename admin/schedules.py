@@ -6,12 +6,12 @@ next tick (within a minute): nothing needs a restart.
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import TextIO
 
+from bot.cohorts import set_paused
 from bot.library import GuideLibrary
 from bot.roles import new_code
 from bot.schedule_time import occurrences, trigger
@@ -87,10 +87,6 @@ async def change_schedule(
         await storage.remove_schedule(schedule_id)
         out.write(f"Removed schedule {schedule_id}.\n")
         return 0
-    # Occurrences while paused are skipped, not sent all at once on resuming.
-    checked = max(found.checked_until, now)
-    await storage.save_schedule(
-        dataclasses.replace(found, paused=action == "pause", checked_until=checked)
-    )
+    await set_paused(storage, found, action == "pause", now)
     out.write(f"Schedule {schedule_id} is now {action}d.\n")
     return 0

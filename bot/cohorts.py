@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from bot.flows.events import Button, Reply
 from bot.roles import ADMIN, COORDINATOR, FACILITATOR, normal_code
 from bot.schedule_time import zone
+from storage.protocol import Storage
 from storage.rows import ParticipantRow, PreferenceRow, ScheduleRow
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ class Cohorts:
             if found is None:
                 self._say(turn, "schedule_unknown", id=words[1][:20])
                 return
-            await self.set_paused(found, words[0] == "pause", turn.now)
+            await set_paused(self.d.storage, found, words[0] == "pause", turn.now)
             self._say(turn, "schedule_changed", id=found.id, state=words[0] + "d")
             return
         if not schedules:
@@ -157,13 +158,12 @@ class Cohorts:
         ]
         turn.commit.outbox.append(self.d._outbox(turn, Reply("\n".join(lines))))
 
-    async def set_paused(self, schedule: ScheduleRow, paused: bool, now: datetime) -> None:
-        """Pause or resume; occurrences while paused are skipped, not sent later."""
-        checked = max(schedule.checked_until, now)
-        await self.d.storage.save_schedule(
-            dataclasses.replace(schedule, paused=paused, checked_until=checked)
-        )
-
     def _say(self, turn: _Turn, key: str, **params: object) -> None:
         text = self.d.phrases.text(self.d._language(turn, None), key, **params)
         turn.commit.outbox.append(self.d._outbox(turn, Reply(text)))
+
+
+async def set_paused(storage: Storage, schedule: ScheduleRow, paused: bool, now: datetime) -> None:
+    """Pause or resume a schedule; occurrences while paused are skipped, not sent later."""
+    checked = max(schedule.checked_until, now)
+    await storage.save_schedule(dataclasses.replace(schedule, paused=paused, checked_until=checked))

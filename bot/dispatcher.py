@@ -353,7 +353,7 @@ class Dispatcher:
                 # Closed: what was said stays as it was summarised. Only leaving,
                 # help and their own data remain.
                 if command is None or command[0] not in AFTER_CLOSE:
-                    await self.gatherings.refuses_late(turn, run_row.gathering)
+                    self.gatherings.refuse_late(turn, gathering)
                     return None
             elif gathering is not None and gathering.paced and (state.gate or 0) < gathering.part:
                 # The room has moved on since this run last heard: catch up first. This is

@@ -116,13 +116,9 @@ class Gatherings:
         turn.gathering = gathering
         return await self.d._start_guide(turn, gathering.guide_id)
 
-    async def refuses_late(self, turn: _Turn, gathering_id: str) -> bool:
+    def refuse_late(self, turn: _Turn, gathering: GatheringRow) -> None:
         """An answer to a gathering that has closed: thank them, keep nothing."""
-        gathering = await self.d.storage.gathering(gathering_id)
-        if gathering is None or gathering.status == "open":
-            return False
         self._say(turn, "gathering_closed", title=gathering.title)
-        return True
 
     # The commands ------------------------------------------------------------------
 
