@@ -41,8 +41,11 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def publish(title: str, body: str, notes: str = "") -> None:
-    """Print a result table and append it, with the machine, to RESULTS.md."""
+    """Print a result table and append it, with the machine, to RESULTS.md
+    (unless KT_BENCH_DRY is set)."""
     text = f"## {title}\n\n{machine()}\n\n{body}\n" + (f"\n{notes}\n" if notes else "")
     print(text)
+    if os.environ.get("KT_BENCH_DRY"):
+        return  # a trial run (e.g. while other work shares the machine): print only
     with RESULTS.open("a", encoding="utf-8") as results:
         results.write("\n" + text)
