@@ -69,8 +69,13 @@ class FakeApi:
 
     async def _endpoint(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
-        form = await request.post()
-        params = {k: str(v) for k, v in form.items()}
+        if request.content_type == "application/json":  # the Bot API takes JSON bodies too
+            params = {
+                k: v if isinstance(v, str) else json.dumps(v)
+                for k, v in (await request.json()).items()
+            }
+        else:
+            params = {k: str(v) for k, v in (await request.post()).items()}
         if method == "getMe":
             result: Any = {
                 "id": 424242,

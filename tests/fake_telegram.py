@@ -154,18 +154,21 @@ class FakeTelegram:
             return web.json_response(
                 {"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401
             )
-        form = await request.post()
         params: dict[str, Any] = {}
-        for key, value in form.items():
-            if isinstance(value, web.FileField):  # an upload, such as a photo
-                params[key] = value.file.read()
-                continue
-            try:
-                params[key] = json.loads(str(value))
-            except ValueError:
-                params[key] = str(value)
-        if method == "sendMessage" and "text" in params:
-            params["text"] = str(form["text"])  # keep texts as sent, even "123"
+        if request.content_type == "application/json":  # the Bot API takes JSON bodies too
+            params = await request.json()
+        else:
+            form = await request.post()
+            for key, value in form.items():
+                if isinstance(value, web.FileField):  # an upload, such as a photo
+                    params[key] = value.file.read()
+                    continue
+                try:
+                    params[key] = json.loads(str(value))
+                except ValueError:
+                    params[key] = str(value)
+            if method == "sendMessage" and "text" in params:
+                params["text"] = str(form["text"])  # keep texts as sent, even "123"
         self.calls.append(Call(method, params))
         chaotic = self.chaos is not None and method in ("sendMessage", "editMessageReplyMarkup")
         if chaotic and self.chaos is not None and self.chaos.random() < self.chaos_rate:

@@ -351,10 +351,16 @@ def test_scrubbing_applies_to_free_text_unless_turned_off(phrases):
 
 def test_resume_never_mutates_its_input(phrases):
     flow = flow_for(GUIDE, phrases)
-    at_sector = feed(flow, start(flow), "yes")
-    before = at_sector.state.model_dump()
-    flow.resume(at_sector.state, TextInput("1"), START)
-    assert at_sector.state.model_dump() == before
+    walk = ["yes", "1", "a story", "5", Command("back"), "5", "why", Tap("helps", "training"),
+            Tap("helps", "a-union"), Tap("helps", "training"), Tap("helps", DONE_VALUE),
+            Command("back"), Picked("helps", ("better-pay",)), "40"]  # fmt: skip
+    outcome = start(flow)
+    for given in walk:
+        before = outcome.state.model_dump()
+        following = feed(flow, outcome, given)
+        assert outcome.state.model_dump() == before, given
+        outcome = following
+    assert outcome.state.status is RunStatus.FINISHED
 
 
 def test_stop_or_silence_before_consent_keeps_nothing(phrases):

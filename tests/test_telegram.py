@@ -241,6 +241,19 @@ async def test_a_server_error_retries_with_backoff(phone: Phone, fake: FakeTeleg
     assert len(fake.texts()) == 1
 
 
+async def test_a_message_telegram_refuses_for_good_is_dropped_and_the_next_one_goes(
+    phone: Phone, fake: FakeTelegram
+):
+    await phone.type("/start phone")
+    fake.fail_next("sendMessage", 400)  # e.g. "Bad Request: message text is empty"
+    assert await phone.tap("I agree") == []
+    phone.clock.advance(hours=1)
+    await phone.deliver()
+    assert len(fake.calls_to("sendMessage")) == 3  # intro, consent, the refused one: no retry
+    assert await phone.storage.due_outbox("telegram", phone.clock(), 10) == []
+    assert any("What do you do?" in t for t in await phone.type("/help"))  # asked again
+
+
 async def test_a_blocked_user_is_marked_unreachable_and_never_retried(
     phone: Phone, fake: FakeTelegram
 ):

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
-
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+from typing import Any
 
 from bot.messages import Outbound
 
@@ -53,17 +52,21 @@ def render_pieces(message: Outbound) -> list[str]:
     return pieces
 
 
-def keyboard(message: Outbound) -> InlineKeyboardMarkup | None:
+def keyboard(message: Outbound) -> dict[str, Any] | None:
+    """The message's buttons as a Bot API `InlineKeyboardMarkup`.
+
+    Plain dicts rather than PTB's objects: this runs for every question sent.
+    """
     if not message.buttons:
         return None
-    buttons = []
+    buttons: list[dict[str, Any]] = []
     for index, button in enumerate(message.buttons):
         label = ("✓ " if button.chosen and message.input == "choices" else "") + button.label
         if button.url:
-            buttons.append(InlineKeyboardButton(label, url=button.url))
+            buttons.append({"text": label, "url": button.url})
         else:
             data = encode_callback(message.run, button.step, button.value, index)
-            buttons.append(InlineKeyboardButton(label, callback_data=data))
+            buttons.append({"text": label, "callback_data": data})
     if message.input == "scale":
         # Numbers sit side by side, at most six to a row so they stay tappable.
         rows = [buttons[i : i + 6] for i in range(0, len(buttons), 6)]
@@ -71,12 +74,16 @@ def keyboard(message: Outbound) -> InlineKeyboardMarkup | None:
         rows = [buttons]
     else:
         rows = [[button] for button in buttons]
-    return InlineKeyboardMarkup(rows)
+    return _markup(rows)
 
 
-def answered_keyboard(display: str) -> InlineKeyboardMarkup:
+def answered_keyboard(display: str) -> dict[str, Any]:
     """The keyboard an answered question keeps: what was chosen, and nothing to tap."""
-    return InlineKeyboardMarkup([[InlineKeyboardButton(f"✓ {display}"[:60], callback_data=NOOP)]])
+    return _markup([[{"text": f"✓ {display}"[:60], "callback_data": NOOP}]])
+
+
+def _markup(rows: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    return {"inline_keyboard": rows}
 
 
 def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:

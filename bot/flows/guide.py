@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -106,7 +107,7 @@ class Step(BaseModel):
             raise ValueError(f"a step needs exactly one of {', '.join(KIND_KEYS)} (found {found})")
         return self
 
-    @property
+    @cached_property  # asked several times per answer; a step never changes once parsed
     def kind(self) -> StepKind:
         return next(StepKind(key) for key in KIND_KEYS if getattr(self, key) is not None)
 
@@ -121,12 +122,16 @@ class Step(BaseModel):
         return self.kind is not StepKind.SAY
 
     def option_list(self) -> list[Option]:
-        return [
+        return list(self._options)
+
+    @cached_property  # read several times per answer; a parsed step never changes
+    def _options(self) -> tuple[Option, ...]:
+        return tuple(
             Option(id=slugify(raw), label=raw)
             if isinstance(raw, str)
             else Option(id=raw.id, label=raw.label)
             for raw in self.options or []
-        ]
+        )
 
     def scale_range(self) -> tuple[int, int]:
         low, high = self.range or (1, 5)
@@ -188,7 +193,11 @@ class Guide(BaseModel):
 
     @property
     def questions(self) -> list[Step]:
-        return [step for step in self.steps if step.is_question]
+        return list(self._questions)
+
+    @cached_property  # read several times per answer; a parsed guide never changes
+    def _questions(self) -> tuple[Step, ...]:
+        return tuple(step for step in self.steps if step.is_question)
 
     def step(self, step_id: str) -> Step:
         return next(step for step in self.steps if step.id == step_id)
