@@ -15,6 +15,7 @@ import logging
 import os
 import shlex
 import signal
+import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -74,14 +75,28 @@ class Bot:
     clock: Callable[[], datetime] = utc_now
 
 
+class DataFolderError(Exception):
+    """The data folder can't be written (read-only, full, or not a folder): nothing can be kept."""
+
+    def __init__(self, folder: Path, error: Exception) -> None:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        super().__init__(
+            f"it can't write to its data folder {folder} ({reason}). Give it a folder it can "
+            "write to with KT_DATA_DIR (or free some space), then start it again."
+        )
+
+
 @contextlib.asynccontextmanager
 async def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> AsyncIterator[Bot]:
     """Open storage and wire the dispatcher and delivery; channels are added by the caller."""
     secret_value = settings.secret_key.get_secret_value() if settings.secret_key else None
-    secret = load_or_create_secret(secret_value, settings.data_dir)
-    identity = Identity(secret)
     storage = SQLiteStorage(settings.database_path)
-    await storage.open()
+    try:
+        secret = load_or_create_secret(secret_value, settings.data_dir)
+        await storage.open()
+    except (OSError, sqlite3.Error) as error:
+        raise DataFolderError(settings.data_dir, error) from error
+    identity = Identity(secret)
     try:
         library = GuideLibrary.from_paths([settings.guides_dir])
         for problem in library.problems:
@@ -531,6 +546,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"Kitchen Table can't start; please fix its configuration:\n{error}", file=sys.stderr)
         return 2
+    except DataFolderError as error:
+        print(f"Kitchen Table can't start: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `kitchen-table export | head`: the reader has had enough

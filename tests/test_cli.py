@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import DATA, ROOT
 
@@ -216,3 +219,41 @@ def test_export_and_forget_from_the_command_line(tmp_path: Path):
     assert ana not in after.stdout and len(after.stdout.splitlines()) == 5
     again = kitchen_table("forget", "--participant", ana, data=data, env=env)
     assert "already forgotten" in again.stdout
+
+
+def read_only_folder(tmp_path: Path) -> Path:
+    """A folder nothing can be written to: by permissions, or (as root, who ignores them)
+    a read-only tmpfs mounted for this test."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o500)
+        return folder
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip("running as root without the right to mount a read-only folder")
+    return folder
+
+
+@pytest.fixture
+def read_only(tmp_path: Path) -> Iterator[Path]:
+    folder = read_only_folder(tmp_path)
+    yield folder
+    if os.geteuid() == 0:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_a_read_only_data_folder_is_one_clear_error(read_only: Path):
+    reason = "Read-only file system" if os.geteuid() == 0 else "Permission denied"
+    for data in (read_only, read_only / "data"):  # the folder itself, or one to create in it
+        for secret in ({"KT_SECRET_KEY": "a-secret-for-this-test-0123456789"}, {}):
+            started = kitchen_table("run", data=data, env=secret)
+            assert started.returncode == 1
+            assert "Traceback" not in started.stderr
+            assert started.stderr.strip().splitlines()[-1] == (
+                f"Kitchen Table can't start: it can't write to its data folder {data}"
+                f" ({reason}). Give it a folder it can write to with KT_DATA_DIR"
+                " (or free some space), then start it again."
+            )

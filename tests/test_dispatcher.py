@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 
@@ -206,3 +207,29 @@ async def test_a_full_disk_leaves_nothing_half_done_and_recovers(make_harness):
     assert not (await h.dispatcher.handle(answer)).accepted
     done = await current_state(h)
     assert done.status == "finished" and done.answers["change"] == story.strip()
+
+
+async def test_a_read_only_database_leaves_nothing_half_done_and_recovers(make_harness):
+    # Root ignores file permissions and a volume can't be remounted read-only under an
+    # open database, so SQLite's own switch stands in: writes fail exactly as on a
+    # read-only disk ("attempt to write a readonly database").
+    h = make_harness(GUIDE)
+    await h.say("/start pulse")
+    await h.say("yes")
+    await h.storage._w.run(lambda db: db.execute("PRAGMA query_only=ON"))
+    answer = Inbound("terminal", "ana", "ana", "4", key="update-ro")
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        await h.dispatcher.handle(answer)
+    stuck = await current_state(h)
+    assert stuck.step == "week" and stuck.answers == {}
+    assert await h.storage.answers(stuck.run_id) == []
+    assert await h.storage.due_outbox("terminal", h.clock(), 10) == []  # nothing owed
+
+    # Writable again (outside a transaction: a read-only connection can't begin one).
+    writer = h.storage._w
+    await asyncio.get_running_loop().run_in_executor(
+        writer._executor, writer._connection.execute, "PRAGMA query_only=OFF"
+    )
+    assert (await h.dispatcher.handle(answer)).accepted  # the platform's retry
+    assert not (await h.dispatcher.handle(answer)).accepted
+    assert (await current_state(h)).answers == {"week": 4}
