@@ -69,10 +69,16 @@ class RateLimits:
         capacity, per_second = spec
         return Bucket(capacity, per_second, capacity, now)
 
-    def reserve(self, chat: str, is_group: bool, now: float) -> float:
-        """Take a send slot for `chat` and return 0, or return how long to wait and take none."""
+    def overall_wait(self, now: float) -> float:
+        """Seconds until the overall limit lets anything at all be sent (0: now)."""
         if self._overall is None:
             self._overall = Window(max(1, int(self._overall_spec[1])), deque())
+        return self._overall.wait(now)
+
+    def reserve(self, chat: str, is_group: bool, now: float) -> float:
+        """Take a send slot for `chat` and return 0, or return how long to wait and take none."""
+        self.overall_wait(now)
+        assert self._overall is not None
         chat_bucket = self._chats.get(chat)
         if chat_bucket is None:
             if len(self._chats) >= self._max_chats:

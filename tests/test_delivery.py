@@ -64,6 +64,22 @@ async def test_a_wait_holds_back_that_persons_later_messages_only(storage, clock
     assert channel.delivered == [("ben", "b1"), ("ana", "a1"), ("ana", "a2")]
 
 
+async def test_the_channels_overall_limit_holds_everyone_back_without_a_write_each(storage, clock):
+    channel = ScriptedChannel({"ana": [RetryAfter(0.5, everyone=True)]})
+    deliverer = Deliverer(storage, IDENTITY, {"terminal": channel}, clock, concurrency=1)
+    await owe(storage, clock, ("ana", "a1"), ("ben", "b1"))
+    await deliverer.drain("terminal")
+    assert channel.delivered in ([], [("ben", "b1")])  # ben may have gone first
+    waiting = await storage.due_outbox("terminal", clock(), 10)
+    assert [r.not_before for r in waiting if r.participant == "ana"] == [clock()]  # untouched
+    await owe(storage, clock, ("cy", "c1"))
+    await deliverer.drain("terminal")  # still held: nobody is sent anything
+    assert ("cy", "c1") not in channel.delivered
+    clock.advance(seconds=0.5)
+    await deliverer.drain("terminal")
+    assert sorted(channel.delivered) == [("ana", "a1"), ("ben", "b1"), ("cy", "c1")]
+
+
 async def test_an_unexpected_error_is_retried_later_and_nothing_is_sent_twice(storage, clock):
     channel = ScriptedChannel({"bob": [RuntimeError("surprise")]})
     deliverer = Deliverer(storage, IDENTITY, {"terminal": channel}, clock)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot.messages import Outbound
+from bot.ratelimit import RateLimits
 
 
 @dataclass(frozen=True)
@@ -15,9 +16,14 @@ class Sent:
 
 @dataclass(frozen=True)
 class RetryAfter:
-    """The platform asked us to wait (a rate limit): send the same message later."""
+    """The platform asked us to wait (a rate limit): send the same message later.
+
+    `everyone` when the wait is the channel's overall limit rather than this chat's:
+    nothing else on the channel can go sooner either.
+    """
 
     seconds: float
+    everyone: bool = False
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,15 @@ class Dropped:
 
 
 SendResult = Sent | RetryAfter | Unreachable | Failed | Dropped
+
+
+def reserve(limits: RateLimits, chat: str, is_group: bool, now: float) -> RetryAfter | None:
+    """Take a send slot under our own limits, or say how long to wait (and whether the
+    whole channel waits, so delivery holds everything back instead of each message)."""
+    if (everyone := limits.overall_wait(now)) > 0:
+        return RetryAfter(everyone, everyone=True)
+    wait = limits.reserve(chat, is_group, now)
+    return RetryAfter(wait) if wait > 0 else None
 
 
 class Channel(Protocol):

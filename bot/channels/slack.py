@@ -252,9 +252,8 @@ class SlackChannel:
 
     async def send(self, address: str, message: Outbound) -> base.SendResult:
         team, _, user = address.partition(":")
-        wait = self.limits.reserve(address, False, self.clock())
-        if wait > 0:
-            return base.RetryAfter(wait)
+        if (wait := base.reserve(self.limits, address, False, self.clock())) is not None:
+            return wait
         token = await self.token_for(team)
         if token is None:
             return base.Unreachable()  # the workspace uninstalled the app

@@ -245,9 +245,8 @@ class TelegramChannel:
 
     async def send(self, address: str, message: Outbound) -> base.SendResult:
         chat_id = int(address)
-        wait = self.limits.reserve(address, chat_id < 0, self.clock())
-        if wait > 0:
-            return base.RetryAfter(wait)
+        if (wait := base.reserve(self.limits, address, chat_id < 0, self.clock())) is not None:
+            return wait
         try:
             if message.edit is not None and message.markup is not None:
                 await self._call(
