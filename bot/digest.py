@@ -4,31 +4,29 @@ Pure apart from its reads. The privacy rules are the summary's (`bot/summary.py`
 no figure from fewer than `min_group` people (it shows as "fewer than N"), nothing
 from `sensitive` steps, quotes only from `quotable` ones, at most one per person.
 Recurring words and two-word phrases count people, not mentions, so one person
-repeating a word can't make it recur.
+repeating a word can't make it recur. Free text is read a page at a time, on a
+connection of its own, and its words are counted (`bot/digest_texts.py`) while the
+shared reader works out the figures: the database and Python work at once.
 """
 
 from __future__ import annotations
 
-import itertools
+import asyncio
 import json
-import random
-import re
 import statistics
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from bot.digest_texts import Texts, read_texts
 from bot.flows.guide import Guide, StepKind
-from bot.flows.scrub import scrub
 from bot.flows.text import localize
 from bot.library import GuideLibrary
-from bot.stopwords import STOP_WORDS
 from storage.protocol import Storage
 
 MAX_QUOTES = 3
 MAX_WORDS = 10
 MAX_PHRASES = 5
-_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 
 
 @dataclass(frozen=True)
@@ -91,18 +89,48 @@ async def build_digest(
     language: str = "en",
     guide_id: str | None = None,
 ) -> Digest:
+    wanted = [loaded.guide for loaded in library.all() if loaded.guide is not None
+              and (guide_id is None or loaded.guide.id == guide_id)]  # fmt: skip
+    turn = asyncio.Semaphore(1)  # one guide's free text at a time: each takes a connection
+
+    async def texts_of(guide: Guide) -> Texts:
+        async with turn:
+            return await read_texts(storage, guide, since, until, min_group=min_group,
+                                    seed=f"{guide.id}:{since.isoformat()}", words=MAX_WORDS,
+                                    phrases=MAX_PHRASES, quotes=MAX_QUOTES)  # fmt: skip
+
+    # Free text takes longest (its words are counted here, in Python), so it starts at
+    # once, while the shared reader works out the figures; a guide with nothing to
+    # show drops its own.
+    texts = [asyncio.create_task(texts_of(guide)) for guide in wanted]
+    try:
+        guides = await _guides(storage, wanted, texts, since, until, min_group, language)
+    finally:
+        for task in texts:
+            task.cancel()
+        await asyncio.gather(*texts, return_exceptions=True)  # their connections closed
+    return Digest(since, until, min_group, guides)
+
+
+async def _guides(
+    storage: Storage, wanted: list[Guide], texts: list[asyncio.Task[Texts]], since: datetime,
+    until: datetime, min_group: int, language: str,
+) -> list[GuideDigest]:  # fmt: skip
+    """Each wanted guide's digest; `texts` holds the guides' free-text findings, under way."""
     before = since - (until - since)
-    runs_now = _runs(await storage.run_counts(since, until))
-    runs_before = _runs(await storage.run_counts(before, since))
-    people_now = {g: (p, n) for g, p, n in await storage.people_counts(since, until)}
-    people_before = {g: (p, n) for g, p, n in await storage.people_counts(before, since)}
-    held = dict(await storage.gatherings_held(since, until))
+    runs, runs_then, persons, persons_then, gatherings = await asyncio.gather(
+        storage.run_counts(since, until), storage.run_counts(before, since),
+        storage.people_counts(since, until), storage.people_counts(before, since),
+        storage.gatherings_held(since, until),
+    )  # fmt: skip
+    runs_now, runs_before = _runs(runs), _runs(runs_then)
+    people_now = {g: (p, n) for g, p, n in persons}
+    people_before = {g: (p, n) for g, p, n in persons_then}
+    held = dict(gatherings)
     guides = []
-    for loaded in library.all():
-        guide = loaded.guide
-        if guide is None or (guide_id is not None and guide.id != guide_id):
-            continue
+    for guide, found in zip(wanted, texts, strict=True):
         if guide.id not in people_now and guide.id not in runs_now:
+            found.cancel()
             continue
         count = _counter(min_group)
         people, new = people_now.get(guide.id, (0, 0))
@@ -112,12 +140,16 @@ async def build_digest(
         shown = people >= min_group
         title = localize(guide.title, language, guide.default_language)
         if not shown:
+            found.cancel()
             guides.append(GuideDigest(guide.id, title, False, count(people, was_people),
                                       Count(None), Count(None), Count(None), None, [], [], [],
                                       [], [], held.get(guide.id, 0)))  # fmt: skip
             continue
-        questions = await _questions(storage, guide, language, since, until, before, min_group)
-        texts = await _texts(storage, guide, since, until)
+        questions, dropoff = await asyncio.gather(
+            _questions(storage, guide, language, since, until, before, min_group),
+            _dropoff(storage, guide, language, since, until, min_group),
+        )
+        said = await found
         guides.append(
             GuideDigest(
                 guide.id,
@@ -128,14 +160,15 @@ async def build_digest(
                 count(started, was_started),
                 count(finished, was_finished),
                 finished / started if started else None,
-                await _dropoff(storage, guide, language, since, until, min_group),
+                dropoff,
                 questions,
-                _quotes(guide, texts, min_group, seed=f"{guide.id}:{since.isoformat()}"),
-                *_recurring(guide, texts, min_group),
+                said.quotes,
+                [Row(word, Count(n)) for word, n in said.words],
+                [Row(phrase, Count(n)) for phrase, n in said.phrases],
                 held.get(guide.id, 0),
             )
         )
-    return Digest(since, until, min_group, guides)
+    return guides
 
 
 def _counter(min_group: int):  # type: ignore[no-untyped-def]
@@ -163,14 +196,17 @@ async def _questions(
     storage: Storage, guide: Guide, language: str, since: datetime, until: datetime,
     before: datetime, min_group: int,
 ) -> list[Question]:  # fmt: skip
-    tallies_now = await storage.answer_tallies(guide.id, since, until)
-    tallies_before = await storage.answer_tallies(guide.id, before, since)
-    people_now = dict(await storage.answer_people(guide.id, since, until))
-    people_before = dict(await storage.answer_people(guide.id, before, since))
+    shown = [s for s in guide.questions if not s.sensitive and s.kind is not StepKind.ASK]
+    ids = [s.id for s in shown]
+    tallies_now, tallies_before, people, people_then = await asyncio.gather(
+        storage.answer_tallies(guide.id, since, until),
+        storage.answer_tallies(guide.id, before, since),
+        storage.answer_people(guide.id, since, until, ids),
+        storage.answer_people(guide.id, before, since, ids),
+    )
+    people_now, people_before = dict(people), dict(people_then)
     out = []
-    for step in guide.questions:
-        if step.sensitive or step.kind is StepKind.ASK:
-            continue
+    for step in shown:
         text = localize(step.text, language, guide.default_language)
         responses = people_now.get(step.id, 0)
         was = people_before.get(step.id, 0)
@@ -249,56 +285,3 @@ async def _dropoff(
             label = f"{number}. {localize(step.text, language, guide.default_language)}"
             rows.append(Row(label, Count(at[step.id] if at[step.id] >= min_group else None)))
     return rows
-
-
-async def _texts(
-    storage: Storage, guide: Guide, since: datetime, until: datetime
-) -> list[tuple[str, str, str]]:
-    steps = [s.id for s in guide.questions if s.kind is StepKind.ASK and not s.sensitive]
-    return [
-        (who, step, str(json.loads(value)))
-        for who, step, value in await storage.answer_texts(guide.id, steps, since, until)
-    ]
-
-
-def _quotes(
-    guide: Guide, texts: list[tuple[str, str, str]], min_group: int, seed: str
-) -> list[str]:
-    quotable = {s.id for s in guide.questions if s.quotable}
-    by_step: dict[str, dict[str, str]] = defaultdict(dict)
-    for who, step, text in texts:
-        if step in quotable:
-            by_step[step][who] = text
-    candidates: dict[str, list[str]] = defaultdict(list)
-    for answers in by_step.values():
-        if len(answers) >= min_group:
-            for who, text in answers.items():
-                candidates[who].append(text)
-    chooser = random.Random(seed)
-    people = sorted(candidates)
-    chooser.shuffle(people)
-    return [scrub(chooser.choice(candidates[who])) for who in people[:MAX_QUOTES]]
-
-
-def _recurring(
-    guide: Guide, texts: list[tuple[str, str, str]], min_group: int
-) -> tuple[list[Row], list[Row]]:
-    words: dict[str, set[str]] = defaultdict(set)
-    phrases: dict[str, set[str]] = defaultdict(set)
-    for who, _step, text in texts:
-        # Stored answers were scrubbed when given; words are letters only, so an
-        # address or a number never makes a word, and scrubbing again cost half the time.
-        tokens = [t for t in _WORD.findall(text.lower()) if len(t) > 2]
-        kept = [t if t not in STOP_WORDS else None for t in tokens]
-        for token in kept:
-            if token:
-                words[token].add(who)
-        for first, second in itertools.pairwise(kept):
-            if first and second:
-                phrases[f"{first} {second}"].add(who)
-
-    def top(found: dict[str, set[str]], most: int) -> list[Row]:
-        ranked = sorted(found.items(), key=lambda item: (-len(item[1]), item[0]))
-        return [Row(word, Count(len(who))) for word, who in ranked if len(who) >= min_group][:most]
-
-    return top(words, MAX_WORDS), top(phrases, MAX_PHRASES)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -173,12 +173,24 @@ class Storage(Protocol):
     ) -> list[tuple[str, str, int]]: ...
 
     async def answer_people(
-        self, guide_id: str, since: datetime, until: datetime
-    ) -> list[tuple[str, int]]: ...
+        self, guide_id: str, since: datetime, until: datetime, steps: Sequence[str] | None = None
+    ) -> list[tuple[str, int]]:
+        """(step, distinct people who answered it), of these steps only if given."""
+        ...
 
-    async def answer_texts(
-        self, guide_id: str, steps: Sequence[str], since: datetime, until: datetime
-    ) -> list[tuple[str, str, str]]: ...
+    def answer_text_pages(
+        self,
+        guide_id: str,
+        steps: Sequence[str],
+        since: datetime,
+        until: datetime,
+        runs: Sequence[str] | None = None,
+        page: int = 5000,
+    ) -> AsyncGenerator[list[tuple[str, str, str, str]], None]:
+        """Pages of (participant, run, step, value as JSON) for these (free-text) steps, of
+        these runs only if given: each row once, ordered by participant, then as answered,
+        so that one person's answers come together. Close it (`aclosing`) if you stop early."""
+        ...
 
     async def gatherings_held(self, since: datetime, until: datetime) -> list[tuple[str, int]]: ...
 

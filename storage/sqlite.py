@@ -10,9 +10,11 @@ free pages.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import AsyncGenerator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -583,27 +585,30 @@ class SQLiteStorage:
         )
         return [DeliveryRow(r[0], r[1], r[2], r[3], _dt(r[4]), r[5]) for r in rows]
 
-    # Digests: plain aggregates over one period ------------------------------------
+    # Digests: plain aggregates over one period, each handed over as one row (`_packed`) --
 
     async def run_counts(self, since: datetime, until: datetime) -> list[tuple[str, str, int, int]]:
         """(guide, status, runs, distinct participants) for runs active in the period."""
-        rows = await self._all(
+        rows = await self._packed(
             "SELECT guide_id, status, count(*), count(DISTINCT participant) FROM runs"
             " WHERE updated_at >= ? AND started_at < ? GROUP BY guide_id, status",
             (_ts(since), _ts(until)),
+            4,
         )
         return [(r[0], r[1], r[2], r[3]) for r in rows]
 
     async def people_counts(self, since: datetime, until: datetime) -> list[tuple[str, int, int]]:
         """(guide, distinct participants in the period, of whom new: first run ever in it)."""
-        rows = await self._all(
-            "WITH firsts AS (SELECT participant, min(started_at) AS first FROM runs"
-            " GROUP BY participant)"
-            " SELECT r.guide_id, count(DISTINCT r.participant),"
-            " count(DISTINCT CASE WHEN f.first >= ? THEN r.participant END)"
-            " FROM runs AS r JOIN firsts AS f ON f.participant = r.participant"
-            " WHERE r.updated_at >= ? AND r.started_at < ? GROUP BY r.guide_id",
+        # New: no run of theirs, of any guide, began before the period. Looked up per
+        # person (runs_by_participant) rather than working out everyone's first run over
+        # the whole table, it costs half as much.
+        rows = await self._packed(
+            "SELECT r.guide_id, count(DISTINCT r.participant),"
+            " count(DISTINCT CASE WHEN NOT EXISTS (SELECT 1 FROM runs AS o"
+            " WHERE o.participant = r.participant AND o.started_at < ?) THEN r.participant END)"
+            " FROM runs AS r WHERE r.updated_at >= ? AND r.started_at < ? GROUP BY r.guide_id",
             (_ts(since), _ts(since), _ts(until)),
+            3,
         )
         return [(r[0], r[1], r[2]) for r in rows]
 
@@ -611,11 +616,12 @@ class SQLiteStorage:
         self, guide_id: str, since: datetime, until: datetime
     ) -> list[tuple[str, int]]:
         """Where runs of a guide that did not finish stopped: (step, runs)."""
-        rows = await self._all(
+        rows = await self._packed(
             "SELECT coalesce(json_extract(state, '$.step'), '_consent'), count(*) FROM runs"
             " WHERE guide_id = ? AND status NOT IN ('finished', 'declined')"
             " AND updated_at >= ? AND started_at < ? GROUP BY 1",
             (guide_id, _ts(since), _ts(until)),
+            2,
         )
         return [(r[0], r[1]) for r in rows]
 
@@ -624,47 +630,83 @@ class SQLiteStorage:
     ) -> list[tuple[str, str, int]]:
         """(step, one value as JSON, count) for choices, scales and numbers; a list of
         choices counts once for each option in it."""
-        rows = await self._all(
-            "SELECT step, value, count(*) FROM answers WHERE guide_id = ?"
-            " AND answered_at >= ? AND answered_at < ? AND kind IN ('choose', 'scale', 'number')"
-            " AND value != 'null' GROUP BY step, value"
-            " UNION ALL SELECT a.step, json_quote(j.value), count(*) FROM answers AS a,"
-            " json_each(a.value) AS j WHERE a.guide_id = ? AND a.answered_at >= ?"
-            " AND a.answered_at < ? AND a.kind = 'choose_many' GROUP BY a.step, j.value",
-            (guide_id, _ts(since), _ts(until), guide_id, _ts(since), _ts(until)),
+        # One pass over the period, grouped by the stored value: lists of choices are
+        # split here, their groups being few, rather than in a second pass (json_each).
+        # `lists` counts the rows of a group that are such lists (choose_many).
+        rows = await self._packed(
+            "SELECT step, value, count(*), sum(kind = 'choose_many') FROM answers"
+            " WHERE guide_id = ? AND answered_at >= ? AND answered_at < ?"
+            " AND kind IN ('choose', 'choose_many', 'scale', 'number') AND value != 'null'"
+            " GROUP BY step, value",
+            (guide_id, _ts(since), _ts(until)),
+            4,
         )
-        return [(r[0], r[1], r[2]) for r in rows]
+        tallies: list[tuple[str, str, int]] = []
+        options: Counter[tuple[str, str]] = Counter()
+        for step, value, count, lists in rows:
+            if count > lists:
+                tallies.append((step, value, count - lists))
+            if lists:
+                chosen = json.loads(value)
+                for option in chosen if isinstance(chosen, list) else [chosen]:
+                    options[step, json.dumps(option, ensure_ascii=False)] += lists
+        return tallies + [(step, value, count) for (step, value), count in options.items()]
 
     async def answer_people(
-        self, guide_id: str, since: datetime, until: datetime
+        self, guide_id: str, since: datetime, until: datetime, steps: Sequence[str] | None = None
     ) -> list[tuple[str, int]]:
-        """(step, distinct people who answered it) in the period."""
-        rows = await self._all(
+        """(step, distinct people who answered it) in the period, of these steps if given."""
+        only = "" if steps is None else f" AND step IN ({', '.join('?' for _ in steps)})"
+        rows = await self._packed(
             "SELECT step, count(DISTINCT participant) FROM answers WHERE guide_id = ?"
-            " AND answered_at >= ? AND answered_at < ? AND value != 'null' GROUP BY step",
-            (guide_id, _ts(since), _ts(until)),
+            f" AND answered_at >= ? AND answered_at < ? AND value != 'null'{only} GROUP BY step",
+            (guide_id, _ts(since), _ts(until), *(steps or ())),
+            2,
         )
         return [(r[0], r[1]) for r in rows]
 
-    async def answer_texts(
-        self, guide_id: str, steps: Sequence[str], since: datetime, until: datetime
-    ) -> list[tuple[str, str, str]]:
-        """(participant, step, value as JSON) of the given (free-text) steps."""
-        if not steps:
-            return []
-        marks = ", ".join("?" for _ in steps)
-        rows = await self._all(
-            f"SELECT participant, step, value FROM answers WHERE guide_id = ? AND step IN ({marks})"
-            " AND answered_at >= ? AND answered_at < ? AND value != 'null'",
-            (guide_id, *steps, _ts(since), _ts(until)),
+    async def answer_text_pages(
+        self,
+        guide_id: str,
+        steps: Sequence[str],
+        since: datetime,
+        until: datetime,
+        runs: Sequence[str] | None = None,
+        page: int = 5000,
+    ) -> AsyncGenerator[list[tuple[str, str, str, str]], None]:
+        """Pages of (participant, run, step, value as JSON) for these (free-text) steps, of
+        these runs if given, ordered by participant, then as answered.
+
+        One sorted query, read a page at a time on a connection of its own: keyset pages
+        in this order would each sort the whole period again, and a cursor left open on
+        the shared reader would hold every other read there to its snapshot."""
+        if not steps or (runs is not None and not runs):
+            return
+        # Given runs, a unary + keeps SQLite off the (guide, time) index, which would
+        # scan the whole period: it looks the runs up by key instead.
+        plus, only = "", ""
+        if runs is not None:
+            plus, only = "+", f" AND run_id IN ({', '.join('?' for _ in runs)})"
+        sql = (
+            f"SELECT participant, run_id, step, value FROM answers WHERE {plus}guide_id = ?"
+            f" AND step IN ({', '.join('?' for _ in steps)}) AND {plus}answered_at >= ?"
+            f" AND {plus}answered_at < ? AND value != 'null'{only}"
+            " ORDER BY participant, answered_at, run_id, step"
         )
-        return [(r[0], r[1], r[2]) for r in rows]
+        params = (guide_id, *steps, _ts(since), _ts(until), *(runs or ()))
+        async with aiosqlite.connect(self.path, isolation_level=None) as db:
+            for pragma in (*_PRAGMAS[2:], "PRAGMA query_only=ON"):
+                await db.execute(pragma)
+            async with db.execute(sql, params) as cursor:
+                while rows := await cursor.fetchmany(page):
+                    yield [(r[0], r[1], r[2], r[3]) for r in rows]
 
     async def gatherings_held(self, since: datetime, until: datetime) -> list[tuple[str, int]]:
-        rows = await self._all(
+        rows = await self._packed(
             "SELECT guide_id, count(*) FROM gatherings WHERE created_at >= ? AND created_at < ?"
             " GROUP BY guide_id",
             (_ts(since), _ts(until)),
+            2,
         )
         return [(r[0], r[1]) for r in rows]
 
@@ -685,6 +727,22 @@ class SQLiteStorage:
 
     async def _all(self, sql: str, params: tuple[object, ...]) -> list[sqlite3.Row]:
         return list(await self._r.execute_fetchall(sql, params))
+
+    async def _packed(self, sql: str, params: tuple[object, ...], columns: int) -> list[Any]:
+        """The rows of a query of `columns` plain columns, handed over as one JSON row.
+
+        The reader thread takes the GIL back for every row it steps to, and while this
+        process is busy in Python (a digest counts words as its figures are worked out)
+        each take waits up to the switch interval, 5 ms: for an aggregate of many small
+        rows that cost more than the query itself."""
+        names = ", ".join(f"c{n}" for n in range(columns))
+        row = await self._one(
+            f"WITH q ({names}) AS ({sql}) SELECT json_group_array(json_array({names})) FROM q",
+            params,
+        )
+        assert row is not None  # an aggregate always returns one row
+        found: list[Any] = json.loads(row[0])
+        return found
 
     async def conversation(self, participant_id: str, inbound_key: str | None) -> Conversation:
         row = await self._one(

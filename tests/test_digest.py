@@ -1,13 +1,22 @@
 """Coordinators' digests: figures and their change, small-group suppression, escaping in
-every format, the /digest command, and the weekly digest sent once and saved as a page."""
+every format, the /digest command, the weekly digest sent once and saved as a page, and
+free text read a page at a time keeping the rules it had when read all at once."""
 
 from __future__ import annotations
 
+import functools
+import itertools
+import json
+import random
 import re
+from collections import defaultdict
 from datetime import timedelta
 
 from bot.digest import build_digest
+from bot.flows.scrub import scrub
 from bot.scheduler import Scheduler
+from bot.stopwords import STOP_WORDS
+from storage.rows import AnswerRow, Commit, RunRow
 from tests.conftest import Harness
 
 GUIDE = """
@@ -140,3 +149,92 @@ async def test_templates_can_be_replaced_from_a_folder(make_harness, tmp_path): 
     )
     page = reports.render("digest_page", "page", "en", d=digest)
     assert page.startswith("<!doctype html>")  # templates not replaced stay ours
+
+
+RULES = """
+guide: rules
+version: 1
+title: Rules
+steps:
+  - id: a
+    ask: What happened?
+    quotable: true
+  - id: b
+    ask: And then?
+    quotable: true
+  - id: c
+    ask: Anything else?
+"""
+WORDS = ["rest", "pay", "the", "and", "it's", "we", "shifts", "café", "don't", "a", "night",
+         "x1", "overtime", "no", "bus", "'tis", "rock'n'roll", "ÉTÉ", "to", "fair"]  # fmt: skip
+
+
+def reference(rows: list[tuple[str, str, str]], min_group: int, seed: str):  # type: ignore[no-untyped-def]
+    """Words, phrases and quotes as the digest chose them when it read every text at once
+    (rows in the order answered): the rules the paged reading must keep."""
+    word = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
+    words: dict[str, set[str]] = defaultdict(set)
+    phrases: dict[str, set[str]] = defaultdict(set)
+    for who, _step, text in rows:
+        tokens = [t for t in word.findall(text.lower()) if len(t) > 2]
+        kept = [t if t not in STOP_WORDS else None for t in tokens]
+        for token in kept:
+            if token:
+                words[token].add(who)
+        for first, second in itertools.pairwise(kept):
+            if first and second:
+                phrases[f"{first} {second}"].add(who)
+
+    def top(found: dict[str, set[str]], most: int) -> list[tuple[str, int]]:
+        ranked = sorted(found.items(), key=lambda item: (-len(item[1]), item[0]))
+        return [(w, len(who)) for w, who in ranked if len(who) >= min_group][:most]
+
+    by_step: dict[str, dict[str, str]] = defaultdict(dict)
+    for who, step, text in rows:
+        if step in ("a", "b"):
+            by_step[step][who] = text
+    candidates: dict[str, list[str]] = defaultdict(list)
+    for answers in by_step.values():
+        if len(answers) >= min_group:
+            for who, text in answers.items():
+                candidates[who].append(text)
+    chooser = random.Random(seed)
+    people = sorted(candidates)
+    chooser.shuffle(people)
+    quotes = [scrub(chooser.choice(candidates[who])) for who in people[:3]]
+    return top(words, 10), top(phrases, 5), quotes
+
+
+async def test_text_read_in_pages_keeps_the_rules(make_harness, monkeypatch):  # type: ignore[no-untyped-def]
+    h: Harness = make_harness(RULES)
+    # Small pages, so that one person's answers run on from one page into the next.
+    pages = functools.partial(h.storage.answer_text_pages, page=3)
+    monkeypatch.setattr(h.storage, "answer_text_pages", pages)
+    start = h.clock()
+    since, until = start - timedelta(hours=1), start + timedelta(days=1)
+    for dataset in range(3):
+        chooser = random.Random(dataset)
+        rows, runs, answers = [], [], []
+        at = start + timedelta(minutes=dataset)
+        for n in range(12 + dataset * 7):
+            who = f"{chooser.getrandbits(64):016x}"  # not in the order they answered
+            steps = ["a", "c"] + (["b"] if n % (4 - dataset) == 0 else [])  # b: few, or many
+            for run in range(1 + (n % 5 == 0)):  # some answer twice: the latest counts
+                run_id = f"d{dataset}-{n}-{run}"
+                runs.append(RunRow(run_id, who, "rules", 1, "h", "finished", "{}", at, at))
+                for step in steps:
+                    text = f"{step}{n}.{run} " + chooser.choice([" ", ", ", "\n", "! "]).join(
+                        chooser.choices(WORDS, k=chooser.randint(0, 9)))  # fmt: skip
+                    value = json.dumps(text, ensure_ascii=chooser.random() < 0.5)
+                    at += timedelta(milliseconds=1)
+                    answers.append(AnswerRow(run_id, step, who, "rules", 1, "ask", value, at))
+                    rows.append((who, step, text))
+        await h.storage.commit(Commit(runs=runs, answers=answers))
+        digest = await build_digest(h.storage, h.library, since, until, min_group=5)
+        found = digest.guides[0]
+        assert found.shown
+        words, phrases, quotes = reference(rows, 5, f"rules:{since.isoformat()}")
+        assert [(r.label, r.count.value) for r in found.words] == words and words
+        assert [(r.label, r.count.value) for r in found.phrases] == phrases and phrases
+        assert found.quotes == quotes and len(quotes) == 3
+        since = at + timedelta(milliseconds=1)  # the next set alone

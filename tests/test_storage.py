@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from datetime import timedelta
 from pathlib import Path
 
@@ -200,3 +202,69 @@ async def test_gatherings_and_the_runs_joined_through_them(store: Storage) -> No
     closed = GatheringRow(**{**gathering.__dict__, "status": "closed", "closed_at": START})
     assert (await store.gathering("g1")) == closed
     assert await store.gathering_by_code("NOPE") is None
+
+
+async def test_free_text_comes_a_page_at_a_time_each_row_once(store: Storage) -> None:
+    said = []
+    for n in range(7):  # people p0..p6; every other one ran the guide twice
+        for run in range(1 + n % 2):
+            at = START + timedelta(minutes=10 * run + n)
+            said += [AnswerRow(f"r{n}.{run}", step, f"p{n}", "g", 1, "ask", f'"{step} {n}.{run}"',
+                               at + timedelta(seconds=s))
+                     for s, step in enumerate(["story", "hope"])]  # fmt: skip
+    others = [
+        AnswerRow("r0.0", "week", "p0", "g", 1, "scale", "3", START),  # not a step asked for
+        AnswerRow("x1", "story", "p0", "other", 1, "ask", '"elsewhere"', START),  # other guide
+        AnswerRow("x2", "story", "p1", "g", 1, "ask", '"late"', START + timedelta(days=2)),
+        AnswerRow("x3", "story", "p2", "g", 1, "ask", "null", START),  # skipped
+    ]
+    await store.commit(Commit(answers=said + others))
+    since, until = START - timedelta(hours=1), START + timedelta(days=1)
+    by_person = sorted(said, key=lambda a: (a.participant, a.answered_at, a.run_id, a.step))
+    expected = [(a.participant, a.run_id, a.step, a.value) for a in by_person]
+    for size in (3, 4, 20, 100):  # a last page part full, exactly full, one page, too big
+        pages = [page async for page in store.answer_text_pages(
+            "g", ["story", "hope"], since, until, page=size)]  # fmt: skip
+        assert [len(p) for p in pages[:-1]] == [size] * (len(pages) - 1)
+        assert [row for page in pages for row in page] == expected
+    runs = ["r5.1", "r2.0", "r5.0", "x2"]  # x2: answered too late
+    some = store.answer_text_pages("g", ["story"], since, until, runs=runs, page=1)
+    assert [row async for page in some for row in page] == [
+        (f"p{n[0]}", f"r{n}", "story", f'"story {n}"') for n in ["2.0", "5.0", "5.1"]
+    ]
+    assert [p async for p in store.answer_text_pages("g", [], since, until)] == []
+    assert [p async for p in store.answer_text_pages("g", ["story"], since, until, [])] == []
+    # Stopping early closes it; the store reads on.
+    async with aclosing(store.answer_text_pages("g", ["story"], since, until, page=2)) as stream:
+        async for _page in stream:
+            break
+    assert (await store.answer_people("g", since, until, ["story"])) == [("story", 7)]
+
+
+async def test_tallies_split_lists_of_choices_and_people_count_once(store: Storage) -> None:
+    def given(run: str, who: str, step: str, kind: str, value: str) -> AnswerRow:
+        return AnswerRow(run, step, who, "g", 1, kind, value, START)
+
+    await store.commit(Commit(answers=[
+        given("r1", "p1", "help", "choose_many", '["pay", "rest"]'),
+        given("r2", "p2", "help", "choose_many", '["pay"]'),
+        given("r3", "p1", "help", "choose_many", '["pay", "rest"]'),  # p1 again, another run
+        given("r4", "p4", "help", "choose_many", "[]"),
+        given("r1", "p1", "sector", "choose", '"care"'),
+        given("r2", "p2", "sector", "choose", '"care"'),
+        given("r3", "p1", "week", "scale", "4"),
+        given("r4", "p4", "week", "scale", "null"),  # skipped: neither tallied nor counted
+        given("r1", "p1", "story", "ask", '"text"'),  # free text is not tallied
+    ]))  # fmt: skip
+    since, until = START, START + timedelta(seconds=1)
+    tallies = await store.answer_tallies("g", since, until)
+    assert sorted((step, json.loads(value), n) for step, value, n in tallies) == [
+        ("help", "pay", 3), ("help", "rest", 2), ("sector", "care", 2), ("week", 4, 1),
+    ]  # fmt: skip
+    assert sorted(await store.answer_people("g", since, until)) == [
+        ("help", 3), ("sector", 2), ("story", 1), ("week", 1),
+    ]  # fmt: skip
+    assert sorted(await store.answer_people("g", since, until, ["help", "week"])) == [
+        ("help", 3), ("week", 1),
+    ]  # fmt: skip
+    assert await store.answer_people("g", since, until, []) == []
