@@ -11,13 +11,14 @@ import asyncio
 import dataclasses
 import json
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.cohorts import COMMANDS as COHORT_COMMANDS
 from bot.cohorts import KEEP_STEP, Cohorts
 from bot.digest import build_digest
+from bot.fanout import Fanout
 from bot.flows.engine import Flow
 from bot.flows.events import (
     CONSENT_STEP,
@@ -130,6 +131,7 @@ class Dispatcher:
         self.gatherings = Gatherings(self, self.roles, self.reports, min_group)
         self.cohorts = Cohorts(self, default_tz)
         self.rights = Rights(self)
+        self.fanout = Fanout(self)
 
     # The one entry point -----------------------------------------------------
 
@@ -184,21 +186,46 @@ class Dispatcher:
             person = loaded.participant
             if loaded.seen or person is None or person.unreachable:
                 return False
-            inbound = Inbound(person.channel, "", "", key=key, language=person.language)
-            turn = _Turn(inbound, participant_id, person, self.clock(), person.address,
-                         Commit(inbound_key=self._seen_key(key)), loaded.run,
-                         not_before=not_before)  # fmt: skip
+            turn = self._prompt_turn(person, key, loaded.run, self.clock(), not_before)
             await self._start_guide(turn, guide_id)
-            started = next((r for r in turn.commit.runs if r.guide_id == guide_id), None)
-            if started is None:
+            if not self._delivered(turn, key, schedule_id, guide_id):
                 return False
-            turn.commit.delivery = DeliveryRow(
-                key, schedule_id, participant_id, started.id, turn.now
-            )
             if not await self.storage.commit(turn.commit):
                 return False
         self.on_commit()
         return True
+
+    def _prompt_turn(
+        self, person: ParticipantRow, key: str, run: RunRow | None, now: datetime,
+        not_before: datetime | None,
+    ) -> _Turn:  # fmt: skip
+        """A scheduled prompt, handled as a message with no text whose key makes it once."""
+        inbound = Inbound(person.channel, "", "", key=key, language=person.language)
+        return _Turn(inbound, person.id, person, now, person.address,
+                     Commit(inbound_key=self._seen_key(key)), run,
+                     not_before=not_before)  # fmt: skip
+
+    @staticmethod
+    def _delivered(turn: _Turn, key: str, schedule_id: str, guide_id: str) -> bool:
+        """Record a prompt's delivery against the run of the guide it started (or carried
+        on with), which reminders follow; False if there is no such run."""
+        started = next((r for r in turn.commit.runs if r.guide_id == guide_id), None)
+        if started is None:
+            return False
+        turn.commit.delivery = DeliveryRow(key, schedule_id, turn.participant_id, started.id,
+                                           turn.now)  # fmt: skip
+        return True
+
+    async def prompt_many(
+        self, prompts: Sequence[tuple[str, str]], schedule_id: str, guide_id: str,
+        not_before: datetime | None = None,
+    ) -> int:  # fmt: skip
+        """`prompt` for many (participant, key) pairs at once: how many were sent.
+
+        For a whole cohort: chunk by chunk, one read and one transaction each (see
+        `bot/fanout.py`), with the same guarantees as one `prompt` at a time.
+        """
+        return await self.fanout.prompt_many(prompts, schedule_id, guide_id, not_before)
 
     async def remind(self, delivery: DeliveryRow, not_before: datetime | None = None) -> bool:
         """Nudge someone who has not finished a prompted guide; once per reminder."""
@@ -402,18 +429,23 @@ class Dispatcher:
             if not outcome.state.status.ended:
                 return outcome.state.status.value
             # It had expired: the participant is told, and starts afresh below.
+        outcome = await self._begin(turn, loaded, self.new_id())
+        return outcome.state.status.value
+
+    async def _begin(self, turn: _Turn, loaded: LoadedGuide, run_id: str) -> Outcome:
+        """A new run of a guide: the engine's start, recorded in the turn's commit."""
         flow = self._flow_for(loaded)
         wanted = self._language(turn, None)
         paced = turn.gathering is not None and turn.gathering.paced
         outcome = flow.start(
-            run_id=self.new_id(),
+            run_id=run_id,
             guide_hash=loaded.hash,
             language=wanted or "",
             now=turn.now,
             gate=turn.gathering.part if paced and turn.gathering is not None else None,
         )
         await self._record(turn, flow, outcome, loaded)
-        return outcome.state.status.value
+        return outcome
 
     async def _flow(self, guide_hash: str) -> Flow:
         """The flow a run is pinned to: the current guide file, or the stored older text."""

@@ -8,7 +8,8 @@ one database at once:
   process sends it (and another takes over if the first died mid-way);
 - each (occurrence, person) prompt is committed under a unique key in the same
   transaction as the run it starts and the messages it owes, so nobody is ever
-  prompted twice for one occurrence, whatever happens.
+  prompted twice for one occurrence, whatever happens. A cohort goes in chunks,
+  many people per read and per transaction (see `bot/fanout.py`).
 
 A schedule's cron is read in each member's own time zone (else the schedule's),
 so "0 9 * * MON" is nine on Monday morning where each person lives, across
@@ -163,21 +164,28 @@ class Scheduler:
                     await self.storage.finish_occurrence(schedule.id, tz, due, "missed")
                     report.missed.append((tz, due))
                     continue
-                for member in members:
-                    if await self._prompt(schedule, member, tz, due, now):
-                        report.prompted += 1
+                report.prompted += await self.dispatcher.prompt_many(
+                    self._prompts(schedule, members, due, now),
+                    schedule.id,
+                    schedule.guide_id,
+                    quiet_until(now, tz),
+                )
                 await self.storage.finish_occurrence(schedule.id, tz, due, "sent")
         await self.storage.advance_schedule(schedule.id, checked)
 
-    async def _prompt(
-        self, schedule: ScheduleRow, member: MemberRow, tz: str, due: datetime, now: datetime
-    ) -> bool:
-        if member.unreachable or (member.paused_until is not None and member.paused_until > now):
-            return False
-        key = f"prompt:{schedule.id}:{due.astimezone(UTC).isoformat()}:{member.participant}"
-        return await self.dispatcher.prompt(
-            member.participant, key, schedule.id, schedule.guide_id, quiet_until(now, tz)
-        )
+    @staticmethod
+    def _prompts(
+        schedule: ScheduleRow, members: list[MemberRow], due: datetime, now: datetime
+    ) -> list[tuple[str, str]]:
+        """(participant, key) for each member to prompt: not paused, not unreachable. The
+        key names the occurrence and the person, so each is prompted for it once."""
+        occurrence = f"prompt:{schedule.id}:{due.astimezone(UTC).isoformat()}"
+        return [
+            (member.participant, f"{occurrence}:{member.participant}")
+            for member in members
+            if not member.unreachable
+            and (member.paused_until is None or member.paused_until <= now)
+        ]
 
     async def _reminders(self, now: datetime, report: TickReport) -> None:
         due = await self.storage.due_reminders(now - self.remind_after, self.max_reminders)

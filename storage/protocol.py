@@ -32,10 +32,23 @@ class Storage(Protocol):
         """Write a whole commit atomically; False (and nothing written) if its key was seen."""
         ...
 
+    async def commit_many(self, commits: Sequence[Commit]) -> list[bool]:
+        """Write many commits in one transaction, each as `commit` would (False, and
+        nothing of it written, if its key was seen); any other error writes none."""
+        ...
+
     async def inbound_seen(self, key: str) -> bool: ...
 
     async def conversation(self, participant_id: str, inbound_key: str | None) -> Conversation:
         """Whether the key was seen, the participant and their current run, in one read."""
+        ...
+
+    async def conversations(self, wanted: Sequence[tuple[str, str | None]]) -> list[Conversation]:
+        """`conversation` for many (participant, inbound key) pairs, in the order given."""
+        ...
+
+    async def with_open_runs(self, participant_ids: Sequence[str]) -> set[str]:
+        """Those of these participants with any run still under way."""
         ...
 
     async def participant(self, participant_id: str) -> ParticipantRow | None: ...

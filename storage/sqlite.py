@@ -15,6 +15,7 @@ import os
 import sqlite3
 from collections import Counter
 from collections.abc import AsyncGenerator, Sequence
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -215,6 +216,141 @@ def _apply(db: sqlite3.Connection, commit: Commit) -> None:
         )
 
 
+# What a commit may hold and still be written with others, table by table: new rows
+# keyed by a run (a scheduled prompt's run, its messages, its delivery). A commit that
+# sets any other field (a field added later too) is written on its own by `_apply`.
+_BULK_FIELDS = {"inbound_key", "participant", "runs", "guide_source", "outbox", "delivery"}
+_OTHER_FIELDS = tuple(f.name for f in fields(Commit) if f.name not in _BULK_FIELDS)
+_MAX_MARKS = 500  # keys per `IN (...)` look-up, well inside SQLite's limit on parameters
+
+
+def _apply_many(db: sqlite3.Connection, commits: Sequence[Commit]) -> list[bool]:
+    """Write commits in order, each as `_apply` would: False for one whose key was seen.
+
+    Consecutive plain commits (see `_BULK_FIELDS`) go in together, one statement per
+    table; any other commit goes alone in a savepoint. An error other than a seen key
+    is raised, and the writer then undoes the whole call.
+    """
+    results: list[bool] = []
+    plain: list[Commit] = []
+    for commit in commits:
+        if not any(getattr(commit, name) for name in _OTHER_FIELDS):
+            plain.append(commit)
+            continue
+        results += _apply_plain(db, plain)
+        plain = []
+        db.execute("SAVEPOINT alone")
+        try:
+            _apply(db, commit)
+        except Duplicate:
+            db.execute("ROLLBACK TO alone")
+            results.append(False)
+        else:
+            results.append(True)
+        db.execute("RELEASE alone")
+    results += _apply_plain(db, plain)
+    return results
+
+
+def _apply_plain(db: sqlite3.Connection, commits: Sequence[Commit]) -> list[bool]:
+    """Plain commits in bulk. Their keys are looked up first, inside the writer's
+    transaction, so what it finds can't change before the rows are in: a commit whose
+    inbound or delivery key is taken (before, or by an earlier commit here) writes
+    nothing, just as `_apply` would undo it with Duplicate."""
+    if not commits:
+        return []
+    inbound = _taken(db, "inbound", [c.inbound_key for c in commits if c.inbound_key])
+    delivered = _taken(db, "deliveries", [c.delivery.key for c in commits if c.delivery])
+    results: list[bool] = []
+    fresh: list[Commit] = []
+    for c in commits:
+        key, delivery = c.inbound_key, c.delivery.key if c.delivery else None
+        duplicate = (key is not None and key in inbound) or (
+            delivery is not None and delivery in delivered
+        )
+        results.append(not duplicate)
+        if not duplicate:
+            fresh.append(c)
+            if key is not None:
+                inbound.add(key)
+            if delivery is not None:
+                delivered.add(delivery)
+    stamps: dict[datetime, str] = {}
+
+    def ts(moment: datetime) -> str:  # a chunk's rows share a few moments: format each once
+        if moment not in stamps:
+            stamps[moment] = _ts(moment)
+        return stamps[moment]
+
+    at = _ts(datetime.now(UTC))
+    # Rows are made as each statement takes them (generators, not lists): each is
+    # freed once bound, so the collector, which counts live objects, never runs here.
+    db.executemany(
+        "INSERT INTO inbound (key, at) VALUES (?, ?)",
+        ((c.inbound_key, at) for c in fresh if c.inbound_key is not None),
+    )
+    sources = {c.guide_source.hash: c.guide_source for c in fresh if c.guide_source}
+    db.executemany(
+        "INSERT OR IGNORE INTO guide_sources (hash, guide_id, version, source) VALUES (?, ?, ?, ?)",
+        ((s.hash, s.guide_id, s.version, s.source) for s in sources.values()),
+    )
+    db.executemany(
+        "INSERT INTO participants"
+        " (id, channel, address, language, current_run, unreachable)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+        " address = excluded.address, language = excluded.language,"
+        " current_run = excluded.current_run, unreachable = excluded.unreachable",
+        (
+            (p.id, p.channel, p.address, p.language, p.current_run, int(p.unreachable))
+            for c in fresh
+            if (p := c.participant) is not None
+        ),
+    )
+    db.executemany(
+        "INSERT INTO runs (id, participant, guide_id, guide_version, guide_hash, status,"
+        " state, started_at, updated_at, gathering) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
+        " state = excluded.state, updated_at = excluded.updated_at",
+        (
+            (r.id, r.participant, r.guide_id, r.guide_version, r.guide_hash, r.status,
+             r.state, ts(r.started_at), ts(r.updated_at), r.gathering)
+            for c in fresh
+            for r in c.runs
+        ),
+    )  # fmt: skip
+    db.executemany(
+        "INSERT INTO deliveries (key, schedule, participant, run_id, delivered_at,"
+        " reminders) VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            (d.key, d.schedule, d.participant, d.run_id, ts(d.delivered_at), d.reminders)
+            for c in fresh
+            if (d := c.delivery) is not None
+        ),
+    )
+    db.executemany(
+        "INSERT INTO outbox (channel, participant, address, payload, not_before, attempts)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            (o.channel, o.participant, o.address, o.payload, ts(o.not_before), o.attempts)
+            for c in fresh
+            for o in c.outbox
+        ),
+    )
+    return results
+
+
+def _taken(db: sqlite3.Connection, table: str, keys: Sequence[str]) -> set[str]:
+    """Which of these keys `table` (inbound or deliveries) already holds."""
+    found: set[str] = set()
+    for start in range(0, len(keys), _MAX_MARKS):
+        part = keys[start : start + _MAX_MARKS]
+        marks = ", ".join(["?"] * len(part))
+        found.update(
+            row[0] for row in db.execute(f"SELECT key FROM {table} WHERE key IN ({marks})", part)
+        )
+    return found
+
+
 class SQLiteStorage:
     """Storage in one SQLite file."""
 
@@ -263,6 +399,10 @@ class SQLiteStorage:
         except Duplicate:
             return False
         return True
+
+    async def commit_many(self, commits: Sequence[Commit]) -> list[bool]:
+        written: list[bool] = await self._w.run(lambda db: _apply_many(db, commits))
+        return written
 
     async def outbox_sent(self, message_ids: Sequence[int]) -> None:
         rows = [(message_id,) for message_id in message_ids]
@@ -755,11 +895,47 @@ class SQLiteStorage:
             (inbound_key, participant_id),
         )
         assert row is not None  # the query always returns one row
+        return self._conversation_row(row)
+
+    async def conversations(self, wanted: Sequence[tuple[str, str | None]]) -> list[Conversation]:
+        found: list[Conversation] = []
+        for start in range(0, len(wanted), _MAX_MARKS):
+            part = wanted[start : start + _MAX_MARKS]
+            # The same read as `conversation`, for each (n, participant, key) of a list.
+            rows = await self._all(
+                "WITH wanted (n, participant, key) AS (VALUES "
+                + ", ".join(["(?, ?, ?)"] * len(part))
+                + ") SELECT EXISTS (SELECT 1 FROM inbound WHERE key = w.key),"
+                " p.id, p.channel, p.address, p.language, p.current_run, p.unreachable,"
+                " r.id, r.participant, r.guide_id, r.guide_version, r.guide_hash, r.status,"
+                " r.state, r.started_at, r.updated_at, r.gathering"
+                " FROM wanted AS w LEFT JOIN participants AS p ON p.id = w.participant"
+                " LEFT JOIN runs AS r ON r.id = p.current_run ORDER BY w.n",
+                tuple(v for n, (p, key) in enumerate(part) for v in (n, p, key)),
+            )
+            found += [self._conversation_row(row) for row in rows]
+        return found
+
+    @classmethod
+    def _conversation_row(cls, row: sqlite3.Row) -> Conversation:
         person = None
         if row[1] is not None:
             person = ParticipantRow(row[1], row[2], bytes(row[3]), row[4], row[5], bool(row[6]))
-        run = self._run_row(row[7:]) if row[7] is not None else None
+        run = cls._run_row(row[7:]) if row[7] is not None else None
         return Conversation(bool(row[0]), person, run)
+
+    async def with_open_runs(self, participant_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(participant_ids), _MAX_MARKS):
+            part = tuple(participant_ids[start : start + _MAX_MARKS])
+            rows = await self._all(
+                "SELECT DISTINCT participant FROM runs WHERE participant IN ("
+                + ", ".join(["?"] * len(part))
+                + ") AND status IN ('consent', 'active')",
+                part,
+            )
+            found.update(row[0] for row in rows)
+        return found
 
     async def inbound_seen(self, key: str) -> bool:
         return await self._one("SELECT 1 FROM inbound WHERE key = ?", (key,)) is not None

@@ -1,0 +1,148 @@
+"""The storage protocol's reads and writes for many people at once (a scheduled prompt
+to a whole cohort), run against every backend like the rest of the suite."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from storage.protocol import Storage
+from storage.rows import (
+    AnswerRow,
+    Commit,
+    ConsentRow,
+    Conversation,
+    DeliveryRow,
+    GuideSourceRow,
+    OutboxRow,
+    ParticipantRow,
+    RunRow,
+)
+from storage.sqlite import SQLiteStorage
+from tests.conftest import START
+from tests.test_storage import BACKENDS
+
+SOURCE = GuideSourceRow("h1", "g", 1, "guide: g")
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+    backend: Storage = SQLiteStorage(tmp_path / "bulk.db")
+    await backend.open()
+    yield backend
+    await backend.close()
+
+
+def person(n: int, run: str | None = None) -> ParticipantRow:
+    return ParticipantRow(f"p{n}", "terminal", f"sealed{n}".encode(), "en", run)
+
+
+def run_row(n: int, status: str = "consent", run_id: str | None = None) -> RunRow:
+    return RunRow(run_id or f"r{n}", f"p{n}", "g", 1, "h1", status, "{}", START, START)
+
+
+def prompt(n: int, key: str | None = None, delivery: str | None = None) -> Commit:
+    """What a scheduled prompt commits for person n: a run, its messages, its delivery."""
+    return Commit(
+        inbound_key=key or f"k{n}",
+        participant=person(n, f"r{n}"),
+        runs=[run_row(n)],
+        guide_source=SOURCE,
+        outbox=[
+            OutboxRow(
+                "terminal", f"p{n}", f"sealed{n}".encode(), f'{{"text": "{text} {n}"}}', START
+            )
+            for text in ("intro", "question")
+        ],
+        delivery=DeliveryRow(delivery or f"d{n}", "s1", f"p{n}", f"r{n}", START),
+    )
+
+
+async def owed(store: Storage) -> list[str]:
+    return [row.payload for row in await store.due_outbox("terminal", START, 100)]
+
+
+async def test_many_commits_each_written_once_under_its_keys(store: Storage) -> None:
+    assert await store.commit(prompt(0))
+    written = await store.commit_many(
+        [
+            prompt(0),  # its inbound key was seen before
+            prompt(1),
+            prompt(2),
+            prompt(3, key="k1"),  # the same inbound key as one before it here
+            prompt(4, delivery="d2"),  # the same delivery key as one before it here
+            prompt(5),
+        ]
+    )
+    assert written == [False, True, True, False, False, True]
+    for n in (0, 1, 2, 5):
+        assert await store.participant(f"p{n}") == person(n, f"r{n}")
+        assert await store.run(f"r{n}") == run_row(n)
+    for n in (3, 4):  # nothing of a refused commit is written
+        assert await store.participant(f"p{n}") is None
+        assert await store.run(f"r{n}") is None
+    assert await owed(store) == [
+        f'{{"text": "{text} {n}"}}' for n in (0, 1, 2, 5) for text in ("intro", "question")
+    ]
+    assert sorted(d.key for d in await store.deliveries("s1")) == ["d0", "d1", "d2", "d5"]
+    assert await store.inbound_seen("k5") and not await store.inbound_seen("k4")
+    assert await store.guide_source("h1") == "guide: g"
+    assert await store.commit_many([]) == []
+
+
+async def test_other_commits_among_them_are_written_in_order(store: Storage) -> None:
+    answer = AnswerRow("r1", "a", "p1", "g", 1, "ask", '"x"', START)
+    written = await store.commit_many(
+        [
+            prompt(1),
+            Commit(inbound_key="u1", runs=[run_row(1, "active")], answers=[answer]),
+            Commit(inbound_key="u1", answers=[AnswerRow(**{**answer.__dict__, "step": "b"})]),
+            prompt(2, key="u1"),  # the key a commit before it took
+            prompt(3),
+        ]
+    )
+    assert written == [True, True, False, False, True]
+    assert (await store.run("r1")).status == "active"  # type: ignore[union-attr]
+    assert [a.step for a in await store.answers("r1")] == ["a"]
+    assert await store.participant("p2") is None
+    assert await store.participant("p3") is not None
+
+
+async def test_an_error_in_one_of_many_commits_writes_none_of_them(store: Storage) -> None:
+    broken = Commit(inbound_key="u9")
+    broken.consents.append(ConsentRow("p9", "g", 1, True, None))  # type: ignore[arg-type]
+    with pytest.raises(AttributeError):
+        await store.commit_many([prompt(1), broken, prompt(2)])
+    assert await store.participant("p1") is None
+    assert await owed(store) == []
+    assert not await store.inbound_seen("k1")
+    assert await store.commit_many([prompt(1)]) == [True]  # and it still works
+
+
+async def test_conversations_and_open_runs_of_many_people(store: Storage) -> None:
+    await store.commit(prompt(1))  # p1: a run under way, and it is their current one
+    await store.commit(
+        Commit(inbound_key="k2", participant=person(2, "r2"), runs=[run_row(2, "finished")])
+    )
+    await store.commit(Commit(runs=[run_row(4, "active", "r4")]))  # no participant row
+    found = await store.conversations([("p2", "k1"), ("p3", None), ("p1", "new"), ("p2", None)])
+    assert found == [
+        Conversation(True, person(2, "r2"), run_row(2, "finished")),
+        Conversation(False, None, None),
+        Conversation(False, person(1, "r1"), run_row(1)),
+        Conversation(False, person(2, "r2"), run_row(2, "finished")),
+    ]
+    assert found[0] == await store.conversation("p2", "k1")
+    # More than one look-up's worth, in the order asked.
+    wanted = [(f"p{n % 5}", f"k{n % 3}") for n in range(1234)]
+    many = await store.conversations(wanted)
+    assert [c.participant.id if c.participant else None for c in many] == [
+        f"p{n % 5}" if n % 5 in (1, 2) else None for n in range(1234)
+    ]
+    assert [c.seen for c in many] == [n % 3 in (1, 2) for n in range(1234)]
+    assert await store.conversations([]) == []
+    assert await store.with_open_runs(["p1", "p2", "p3", "p4"]) == {"p1", "p4"}
+    assert await store.with_open_runs([f"p{n}" for n in range(1000)]) == {"p1", "p4"}
+    assert await store.with_open_runs([]) == set()
