@@ -139,8 +139,8 @@ class Dispatcher:
         # In a group the bot answers the group itself, never a person in it.
         sender = f"chat:{inbound.address}" if inbound.group else inbound.user
         participant_id = self.identity.pseudonym(inbound.channel, sender)
-        if inbound.text is not None:
-            inbound = dataclasses.replace(inbound, text=clean_text(inbound.text))
+        if inbound.text is not None and (cleaned := clean_text(inbound.text)) != inbound.text:
+            inbound = dataclasses.replace(inbound, text=cleaned)
         async with self._locks.hold(participant_id):
             seen_key = self._seen_key(inbound.key)
             loaded = await self.storage.conversation(participant_id, seen_key)
@@ -151,7 +151,9 @@ class Dispatcher:
                 participant_id,
                 loaded.participant,
                 self.clock(),
-                self.identity.seal(inbound.address),
+                self.identity.reseal(
+                    inbound.address, loaded.participant.address if loaded.participant else None
+                ),
                 Commit(inbound_key=seen_key),
                 loaded.run,
                 actor=self.identity.pseudonym(inbound.channel, inbound.user),
