@@ -49,7 +49,7 @@ async def populate(data: Path, people: int) -> None:
     identity = Identity(SECRET)
     db = sqlite3.connect(data / "kitchen-table.db")
     db.execute(
-        "INSERT INTO guide_sources VALUES (?, ?, ?, ?)",
+        "INSERT INTO guide_sources (hash, guide_id, version, source) VALUES (?, ?, ?, ?)",
         (loaded.hash, "weekly-checkin", loaded.guide.version, loaded.source),
     )
     participants, runs = [], []
@@ -63,8 +63,17 @@ async def populate(data: Path, people: int) -> None:
         participants.append((pid, "telegram", identity.seal(str(chat)), "en", state.run_id, 0))
         runs.append((state.run_id, pid, state.guide_id, state.guide_version, state.guide_hash,
                      state.status.value, state.model_dump_json(), now.isoformat(), now.isoformat()))  # fmt: skip
-    db.executemany("INSERT INTO participants VALUES (?, ?, ?, ?, ?, ?)", participants)
-    db.executemany("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", runs)
+    # Columns named: later migrations add columns (runs.gathering) this must not follow.
+    db.executemany(
+        "INSERT INTO participants (id, channel, address, language, current_run, unreachable)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        participants,
+    )
+    db.executemany(
+        "INSERT INTO runs (id, participant, guide_id, guide_version, guide_hash, status, state,"
+        " started_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        runs,
+    )
     db.commit()
     db.close()
 

@@ -72,7 +72,9 @@ class Storage(Protocol):
     async def guide_source(self, guide_hash: str) -> str | None: ...
 
     async def due_outbox(self, channel: str, now: datetime, limit: int) -> list[OutboxRow]:
-        """Messages owed on a channel whose time has come, oldest first."""
+        """Messages owed on a channel whose time has come: for up to `limit` people (whose
+        first message owed fell due earliest), each one's messages in order up to the
+        first that must still wait."""
         ...
 
     async def outbox_sent(self, message_ids: Sequence[int]) -> None:

@@ -144,6 +144,30 @@ async def test_outbox_order_retry_and_sent(store: Storage) -> None:
     assert await store.next_due("nowhere") is None
 
 
+async def test_a_batch_takes_whole_people_in_order_however_their_waits_fell(
+    store: Storage,
+) -> None:
+    def at(text: str, who: str, seconds: int) -> OutboxRow:
+        row = outbox(text, participant=who)
+        return OutboxRow(
+            row.channel, who, row.address, row.payload, START + timedelta(seconds=seconds)
+        )
+
+    # ana's first message was put off (a retry) past her second; carl's second must wait.
+    rows = [at("a1", "ana", 5), at("a2", "ana", 0), at("b1", "ben", 1),
+            at("c1", "carl", 0), at("c2", "carl", 60), at("c3", "carl", 0)]  # fmt: skip
+    await store.commit(Commit(outbox=rows))
+    now = START + timedelta(seconds=10)
+
+    def texts(batch: list[OutboxRow]) -> list[str]:
+        return [json.loads(r.payload)["text"] for r in batch]
+
+    # People are taken by whose first message fell due first: carl (0), ben (1), ana (5).
+    assert texts(await store.due_outbox("terminal", now, 1)) == ["c1"]
+    assert texts(await store.due_outbox("terminal", now, 2)) == ["b1", "c1"]
+    assert texts(await store.due_outbox("terminal", now, 3)) == ["a1", "a2", "b1", "c1"]
+
+
 async def test_unreachable_people_are_marked_and_owed_nothing(store: Storage) -> None:
     await store.commit(
         Commit(
