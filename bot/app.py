@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import functools
 import getpass
 import logging
@@ -86,6 +87,16 @@ class DataFolderError(Exception):
         )
 
 
+def _unwritable(error: Exception) -> bool:
+    """Whether an error opening storage means the folder can't be written to (only then
+    is "give it a folder it can write to" the right advice)."""
+    if isinstance(error, OSError):
+        return error.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC,
+                               errno.ENOTDIR, errno.EDQUOT)  # fmt: skip
+    text = str(error).lower()
+    return any(words in text for words in ("readonly", "unable to open", "disk is full"))
+
+
 @contextlib.asynccontextmanager
 async def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> AsyncIterator[Bot]:
     """Open storage and wire the dispatcher and delivery; channels are added by the caller."""
@@ -95,6 +106,8 @@ async def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
         secret = load_or_create_secret(secret_value, settings.data_dir)
         await storage.open()
     except (OSError, sqlite3.Error) as error:
+        if not _unwritable(error):
+            raise  # another problem (a locked or damaged database): shown as it is
         raise DataFolderError(settings.data_dir, error) from error
     identity = Identity(secret)
     try:

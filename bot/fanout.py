@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import re
 import uuid
 from collections.abc import Iterator, Sequence
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 # rows land on (keys are hashes, so anywhere), so fewer, bigger ones write far less:
 # 100,000 people took 13 s in chunks of 1,000 and 9 s in chunks of 10,000. The
 # chunk's people wait that long (about a second) if they write meanwhile.
+log = logging.getLogger(__name__)
+
 CHUNK = 10_000
 # Run ids as the engine makes them (uuid hex), spelled the same inside JSON strings.
 PLAIN_ID = re.compile(r"[A-Za-z0-9_.:-]+")
@@ -182,9 +185,13 @@ class Fanout:
         # their commits share transactions too.
         done = await asyncio.gather(
             *(d.prompt(participant, key, schedule_id, guide_id, not_before)
-              for participant, key in one_by_one)
+              for participant, key in one_by_one),
+            return_exceptions=True,
         )  # fmt: skip
-        return prompted + sum(done)
+        for failure in (r for r in done if isinstance(r, BaseException)):
+            # One person's prompt failing must not stop anyone else's, nor the tick.
+            log.error("a scheduled prompt could not be sent", exc_info=failure)
+        return prompted + sum(1 for r in done if r is True)
 
     async def _opening(
         self, loaded: LoadedGuide, person: ParticipantRow, schedule_id: str, guide_id: str,

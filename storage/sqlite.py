@@ -261,13 +261,23 @@ def _apply_plain(db: sqlite3.Connection, commits: Sequence[Commit]) -> list[bool
         return []
     inbound = _taken(db, "inbound", [c.inbound_key for c in commits if c.inbound_key])
     delivered = _taken(db, "deliveries", [c.delivery.key for c in commits if c.delivery])
+    # Someone read as reachable may have changed since (found unreachable by delivery,
+    # or forgotten by the CLI in another process): their commit writes nothing, rather
+    # than bring them back.
+    people = [c.participant.id for c in commits if c.participant]
+    unreachable = _taken(db, "participants", people, column="id", where=" AND unreachable = 1")
+    forgotten = _forgotten_since(db, people)
     results: list[bool] = []
     fresh: list[Commit] = []
     for c in commits:
         key, delivery = c.inbound_key, c.delivery.key if c.delivery else None
-        duplicate = (key is not None and key in inbound) or (
-            delivery is not None and delivery in delivered
-        )
+        duplicate = (
+            (key is not None and key in inbound)
+            or (delivery is not None and delivery in delivered)
+            or (c.participant is not None and c.participant.id in unreachable)
+            or (c.participant is not None and c.runs
+                and forgotten.get(c.participant.id, "") >= _ts(c.runs[0].started_at))
+        )  # fmt: skip
         results.append(not duplicate)
         if not duplicate:
             fresh.append(c)
@@ -339,15 +349,28 @@ def _apply_plain(db: sqlite3.Connection, commits: Sequence[Commit]) -> list[bool
     return results
 
 
-def _taken(db: sqlite3.Connection, table: str, keys: Sequence[str]) -> set[str]:
-    """Which of these keys `table` (inbound or deliveries) already holds."""
+def _taken(
+    db: sqlite3.Connection, table: str, keys: Sequence[str], column: str = "key", where: str = ""
+) -> set[str]:
+    """Which of these keys `table` already holds (inbound or delivery keys; or, with
+    `column` and `where`, participants)."""
     found: set[str] = set()
     for start in range(0, len(keys), _MAX_MARKS):
         part = keys[start : start + _MAX_MARKS]
         marks = ", ".join(["?"] * len(part))
-        found.update(
-            row[0] for row in db.execute(f"SELECT key FROM {table} WHERE key IN ({marks})", part)
-        )
+        sql = f"SELECT {column} FROM {table} WHERE {column} IN ({marks}){where}"
+        found.update(row[0] for row in db.execute(sql, part))
+    return found
+
+
+def _forgotten_since(db: sqlite3.Connection, people: Sequence[str]) -> dict[str, str]:
+    """When each of these people was forgotten (their tombstone's time), if ever."""
+    found: dict[str, str] = {}
+    for start in range(0, len(people), _MAX_MARKS):
+        part = people[start : start + _MAX_MARKS]
+        marks = ", ".join(["?"] * len(part))
+        sql = f"SELECT participant, at FROM tombstones WHERE participant IN ({marks})"
+        found.update((row[0], row[1]) for row in db.execute(sql, part))
     return found
 
 

@@ -233,3 +233,16 @@ async def test_a_read_only_database_leaves_nothing_half_done_and_recovers(make_h
     assert (await h.dispatcher.handle(answer)).accepted  # the platform's retry
     assert not (await h.dispatcher.handle(answer)).accepted
     assert (await current_state(h)).answers == {"week": 4}
+
+
+def test_a_sealed_address_is_kept_only_while_it_still_is_the_address():
+    from bot.privacy import Identity
+
+    ours, theirs = Identity(b"one-secret-for-this-test"), Identity(b"another-secret-for-it")
+    sealed = ours.reseal("100", None)
+    assert ours.reseal("100", sealed) == sealed  # the same person, the same chat: kept
+    moved = ours.reseal("200", sealed)  # their chat changed: sealed anew
+    assert moved != sealed and ours.unseal(moved) == "200"
+    foreign = theirs.seal("100")  # sealed under another secret: sealed again under ours
+    again = ours.reseal("100", foreign)
+    assert again != foreign and ours.unseal(again) == "100"

@@ -146,3 +146,20 @@ async def test_conversations_and_open_runs_of_many_people(store: Storage) -> Non
     assert await store.with_open_runs(["p1", "p2", "p3", "p4"]) == {"p1", "p4"}
     assert await store.with_open_runs([f"p{n}" for n in range(1000)]) == {"p1", "p4"}
     assert await store.with_open_runs([]) == set()
+
+
+async def test_a_prompt_read_before_someone_left_or_became_unreachable_writes_nothing(
+    store: Storage,
+) -> None:
+    from datetime import timedelta
+
+    for n in (7, 8, 9):
+        assert await store.commit(Commit(participant=person(n)))
+    await store.mark_unreachable("p7")  # delivery found them gone while the chunk was read
+    await store.forget("p8", START + timedelta(seconds=1))  # forgotten after the read
+    await store.forget("p9", START - timedelta(days=1))  # forgotten long ago, then came back
+    written = await store.commit_many([prompt(7), prompt(8), prompt(9)])
+    assert written == [False, False, True]
+    assert await store.participant("p8") is None  # not brought back
+    assert (await store.participant("p7")).unreachable  # type: ignore[union-attr]
+    assert await owed(store) == [f'{{"text": "{t} 9"}}' for t in ("intro", "question")]

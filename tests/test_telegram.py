@@ -3,6 +3,7 @@ server on 127.0.0.1. What a worker would see on their phone, and what is kept.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -12,7 +13,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.channels.telegram import SECRET_HEADER, TelegramChannel, make_bot, webhook_secrets
+from bot.channels.telegram import (
+    SECRET_HEADER,
+    HeldBack,
+    TelegramChannel,
+    make_bot,
+    webhook_secrets,
+)
 from bot.delivery import Deliverer
 from bot.dispatcher import Dispatcher
 from bot.flows.run import RunState
@@ -270,6 +277,38 @@ async def test_a_blocked_user_is_marked_unreachable_and_never_retried(
     assert await phone.storage.due_outbox("telegram", phone.clock(), 10) == []
 
 
+async def test_polling_leaves_an_update_with_telegram_while_storage_fails(
+    phone: Phone, fake: FakeTelegram
+):
+    await phone.type("/start phone")
+    writer = phone.storage._w
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(writer._executor, writer._connection.execute, "PRAGMA query_only=ON")
+    update = fake.queue(fake.message_update(CHAT, "yes"))
+    with pytest.raises(HeldBack) as held:
+        await phone.channel.poll_once(phone.offset)
+    assert held.value.offset == update["update_id"]  # asked for again next time
+    assert (await phone.state()).status == "consent"
+    await loop.run_in_executor(
+        writer._executor, writer._connection.execute, "PRAGMA query_only=OFF"
+    )
+    phone.offset = await phone.channel.poll_once(held.value.offset)
+    await phone.deliver()
+    assert (await phone.state()).status == "active"
+    assert sum("What do you do?" in t for t in fake.texts()) == 1
+
+
+async def test_a_group_that_moved_to_a_supergroup_is_not_retried_forever(
+    phone: Phone, fake: FakeTelegram
+):
+    fake.fail_next("sendMessage", 400, migrate_to_chat_id=-1001234)
+    await phone.type("/help", chat=-100, chat_type="group")
+    phone.clock.advance(hours=1)
+    await phone.deliver()
+    assert len(fake.calls_to("sendMessage")) == 1
+    assert await phone.storage.due_outbox("telegram", phone.clock(), 10) == []
+
+
 async def test_a_restart_resumes_at_the_same_step(phone: Phone, fake: FakeTelegram):
     await phone.type("/start phone")
     await phone.tap("I agree")
@@ -371,6 +410,8 @@ async def test_webhook_mode(phone: Phone, fake: FakeTelegram):
         assert (
             await phone.storage.participant(phone.identity.pseudonym("telegram", str(CHAT))) is None
         )
+        for malformed in ([start], {"message": start["message"]}, {"update_id": "7"}):
+            assert await webhook_post(url, malformed, token) == 400  # type: ignore[arg-type]
         assert await webhook_post(url, start, token) == 200
         assert await webhook_post(url, start, token) == 200  # Telegram retrying: processed once
         await phone.deliver()

@@ -26,7 +26,15 @@ import segno
 from aiohttp import web
 from telegram import Bot, InputFile
 from telegram.constants import ChatType, ParseMode
-from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
 
 from bot.channels import base
 from bot.channels.telegram_format import (
@@ -74,6 +82,14 @@ def webhook_secrets(secret: bytes) -> tuple[str, str]:
     return digest[:24], digest[24:56]
 
 
+class HeldBack(Exception):
+    """Storage failed while handling updates fetched by polling: fetch again from `offset`."""
+
+    def __init__(self, offset: int) -> None:
+        super().__init__(offset)
+        self.offset = offset
+
+
 class TelegramChannel:
     name = CHANNEL
 
@@ -119,14 +135,15 @@ class TelegramChannel:
             chat = _dict(message.get("chat"))
             data = query.get("data")
             callback = decode_callback(data) if isinstance(data, str) else None
-            if callback is None or data == NOOP or "id" not in sender or "id" not in chat:
+            person, place = _id(sender.get("id")), _id(chat.get("id"))
+            if callback is None or data == NOOP or person is None or place is None:
                 return None
             if chat.get("type") != ChatType.PRIVATE:
                 return None
             return Inbound(
                 CHANNEL,
-                str(sender["id"]),
-                str(chat["id"]),
+                person,
+                place,
                 tap=Tap(callback.step, callback.value),
                 tap_run=callback.run or None,
                 key=key,
@@ -136,9 +153,10 @@ class TelegramChannel:
         edited = "message" not in update
         message = _dict(update.get("message") or update.get("edited_message"))
         user, chat = _dict(message.get("from")), _dict(message.get("chat"))
-        if "id" not in user or "id" not in chat or user.get("is_bot"):
+        sender, where = _id(user.get("id")), _id(chat.get("id"))
+        if sender is None or where is None or user.get("is_bot"):
             return None
-        person, place = str(user["id"]), str(chat["id"])
+        person, place = sender, where
         text = _text(message.get("text"))
         common: dict[str, Any] = {
             "key": key,
@@ -192,15 +210,28 @@ class TelegramChannel:
                 continue
             except RetryAfter as error:
                 await asyncio.sleep(_seconds(error))
+            except HeldBack as held:
+                offset = held.offset
+                failures += 1
+                delay = min(2**failures, 60)
+                log.warning("storage failed; asking Telegram again in %ss", delay)
+                await asyncio.sleep(delay)
 
     async def poll_once(self, offset: int | None) -> int | None:
-        """Fetch and handle one batch of updates; return the next offset."""
+        """Fetch and handle one batch of updates; return the next offset.
+
+        Raises HeldBack if storage failed: that update (and those after it) stay with
+        Telegram, to be fetched again from the offset it carries.
+        """
         updates = await self.bot.get_updates(
             offset=offset, timeout=self.poll_timeout, allowed_updates=ALLOWED_UPDATES
         )
         for update in updates:
             try:
                 await self.process(update.to_dict())
+            except (OSError, sqlite3.Error) as error:
+                log.exception("could not store an update; it will be fetched again")
+                raise HeldBack(update.update_id) from error
             except Exception:
                 # One update that can't be handled must not stop everyone else's.
                 log.exception("an update could not be handled")
@@ -225,8 +256,8 @@ class TelegramChannel:
                 update = await request.json()
             except ValueError:
                 return web.Response(status=400)
-            if not isinstance(update, dict):
-                return web.Response(status=400)
+            if not isinstance(update, dict) or _id(update.get("update_id")) is None:
+                return web.Response(status=400)  # not an update: nothing to retry
             # Handled before answering: if storage fails, Telegram retries the same update,
             # and its update_id makes the retry harmless.
             try:
@@ -292,6 +323,9 @@ class TelegramChannel:
             return base.RetryAfter(_seconds(error))
         except Forbidden:
             return base.Unreachable()
+        except ChatMigrated:
+            # A group that became a supergroup has a new id; this one takes nothing more.
+            return base.Unreachable()
         except BadRequest as error:
             if "not modified" in str(error).lower():
                 return base.Sent()
@@ -310,6 +344,11 @@ class TelegramChannel:
 
 def _dict(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def _id(value: object) -> str | None:
+    """A Telegram id (an integer) as text; None for anything else."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _text(value: object) -> str | None:
