@@ -19,6 +19,7 @@ from bot.library import GuideLibrary
 from bot.locales import load_phrasebook
 from bot.messages import Inbound, Outbound
 from bot.privacy import Identity
+from storage.protocol import Storage
 from storage.sqlite import SQLiteStorage
 from tests.fake_slack import FakeSlack
 from tests.fake_telegram import FakeTelegram
@@ -86,6 +87,18 @@ async def storage(tmp_path: Path) -> AsyncIterator[SQLiteStorage]:
     await store.open()
     yield store
     await store.close()
+
+
+# The storage protocol's own suites (tests/test_storage*.py) run against each backend.
+BACKENDS = ["sqlite"]
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+    backend: Storage = SQLiteStorage(tmp_path / "suite.db")
+    await backend.open()
+    yield backend
+    await backend.close()
 
 
 class Harness:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from contextlib import aclosing
 from datetime import timedelta
 from pathlib import Path
@@ -22,16 +21,6 @@ from storage.rows import (
 )
 from storage.sqlite import SQLiteStorage
 from tests.conftest import START
-
-BACKENDS = ["sqlite"]
-
-
-@pytest.fixture(params=BACKENDS)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
-    backend: Storage = SQLiteStorage(tmp_path / "suite.db")
-    await backend.open()
-    yield backend
-    await backend.close()
 
 
 def run_row(run_id: str = "r1", status: str = "active", state: str = "{}") -> RunRow:

@@ -3,9 +3,6 @@ to a whole cohort), run against every backend like the rest of the suite."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from storage.protocol import Storage
@@ -20,19 +17,9 @@ from storage.rows import (
     ParticipantRow,
     RunRow,
 )
-from storage.sqlite import SQLiteStorage
 from tests.conftest import START
-from tests.test_storage import BACKENDS
 
 SOURCE = GuideSourceRow("h1", "g", 1, "guide: g")
-
-
-@pytest.fixture(params=BACKENDS)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
-    backend: Storage = SQLiteStorage(tmp_path / "bulk.db")
-    await backend.open()
-    yield backend
-    await backend.close()
 
 
 def person(n: int, run: str | None = None) -> ParticipantRow:
