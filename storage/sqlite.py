@@ -14,7 +14,7 @@ import json
 import os
 import sqlite3
 from collections import Counter
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -265,8 +265,10 @@ def _apply_plain(db: sqlite3.Connection, commits: Sequence[Commit]) -> list[bool
     # or forgotten by the CLI in another process): their commit writes nothing, rather
     # than bring them back.
     people = [c.participant.id for c in commits if c.participant]
-    unreachable = _taken(db, "participants", people, column="id", where=" AND unreachable = 1")
-    forgotten = _forgotten_since(db, people)
+    unreachable_sql = "SELECT id FROM participants WHERE id IN ({marks}) AND unreachable = 1"
+    unreachable = {row[0] for row in _rows_in(db, unreachable_sql, people)}
+    tombstones_sql = "SELECT participant, at FROM tombstones WHERE participant IN ({marks})"
+    forgotten = {row[0]: row[1] for row in _rows_in(db, tombstones_sql, people)}  # and when
     results: list[bool] = []
     fresh: list[Commit] = []
     for c in commits:
@@ -349,29 +351,19 @@ def _apply_plain(db: sqlite3.Connection, commits: Sequence[Commit]) -> list[bool
     return results
 
 
-def _taken(
-    db: sqlite3.Connection, table: str, keys: Sequence[str], column: str = "key", where: str = ""
-) -> set[str]:
-    """Which of these keys `table` already holds (inbound or delivery keys; or, with
-    `column` and `where`, participants)."""
-    found: set[str] = set()
+def _rows_in(db: sqlite3.Connection, sql: str, keys: Sequence[str]) -> Iterator[Any]:
+    """The rows of `sql` (whose `{marks}` stands for an `IN` list) for all these keys,
+    looked up a few hundred at a time."""
     for start in range(0, len(keys), _MAX_MARKS):
         part = keys[start : start + _MAX_MARKS]
-        marks = ", ".join(["?"] * len(part))
-        sql = f"SELECT {column} FROM {table} WHERE {column} IN ({marks}){where}"
-        found.update(row[0] for row in db.execute(sql, part))
-    return found
+        yield from db.execute(sql.format(marks=", ".join(["?"] * len(part))), part)
 
 
-def _forgotten_since(db: sqlite3.Connection, people: Sequence[str]) -> dict[str, str]:
-    """When each of these people was forgotten (their tombstone's time), if ever."""
-    found: dict[str, str] = {}
-    for start in range(0, len(people), _MAX_MARKS):
-        part = people[start : start + _MAX_MARKS]
-        marks = ", ".join(["?"] * len(part))
-        sql = f"SELECT participant, at FROM tombstones WHERE participant IN ({marks})"
-        found.update((row[0], row[1]) for row in db.execute(sql, part))
-    return found
+def _taken(db: sqlite3.Connection, table: str, keys: Sequence[str]) -> set[str]:
+    """Which of these keys `table` (inbound or deliveries) already holds."""
+    return {
+        row[0] for row in _rows_in(db, f"SELECT key FROM {table} WHERE key IN ({{marks}})", keys)
+    }
 
 
 class SQLiteStorage:
