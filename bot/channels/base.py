@@ -51,10 +51,12 @@ SendResult = Sent | RetryAfter | Unreachable | Failed | Dropped
 def reserve(limits: RateLimits, chat: str, is_group: bool, now: float) -> RetryAfter | None:
     """Take a send slot under our own limits, or say how long to wait (and whether the
     whole channel waits, so delivery holds everything back instead of each message)."""
-    if (everyone := limits.overall_wait(now)) > 0:
-        return RetryAfter(everyone, everyone=True)
     wait = limits.reserve(chat, is_group, now)
-    return RetryAfter(wait) if wait > 0 else None
+    if wait <= 0:
+        return None
+    # Only when something must wait: was it the channel's overall limit?
+    everyone = limits.overall_wait(now)
+    return RetryAfter(everyone, everyone=True) if everyone > 0 else RetryAfter(wait)
 
 
 class Channel(Protocol):
