@@ -6,13 +6,21 @@ thread. Each commit runs inside its own savepoint, so one that fails (or whose
 inbound key was already seen) is undone alone and reported to its caller
 alone; if the whole transaction fails (a full disk), every caller in the batch
 gets the error and nothing of the batch is on disk.
+
+Operations of one kind queued next to each other (a `Mergeable`: answers from
+many people) are written with one statement per table rather than a few
+statements each. This matters more than it seems: the writer takes the GIL back
+after every statement it steps, and while the event loop is busy each take
+waits for it. Measured under the inbound benchmark: 90 commits a batch took 56 ms
+in the writer, 13 ms of it working and 5 ms syncing; the rest was waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -22,6 +30,21 @@ Operation = Callable[[sqlite3.Connection], Any]
 
 class Duplicate(Exception):
     """Raised inside an operation to undo it: its inbound key was already processed."""
+
+
+class Mergeable(ABC):
+    """An operation that can be written together with those of its kind queued beside it."""
+
+    @abstractmethod
+    def __call__(self, connection: sqlite3.Connection) -> Any:
+        """Write this one alone."""
+
+    @classmethod
+    @abstractmethod
+    def together(cls, connection: sqlite3.Connection, operations: Sequence[Any]) -> list[Any]:
+        """Write these (all of this class, in order) with the same effect as one after
+        another; for each, its result or the `Duplicate` that undid it. Raising undoes
+        them all, and the writer then writes them one at a time."""
 
 
 class GroupWriter:
@@ -89,23 +112,59 @@ class GroupWriter:
         results: list[Any] = []
         connection.execute("BEGIN IMMEDIATE")
         try:
-            for operation in operations:
-                connection.execute("SAVEPOINT one")
-                try:
-                    results.append(operation(connection))
-                    if not connection.in_transaction:
-                        raise sqlite3.OperationalError("SQLite rolled the transaction back")
-                except Exception as error:
-                    if not connection.in_transaction:
-                        # SQLite undid the whole transaction itself (a full disk does
-                        # that): every commit in this batch failed, and each caller hears so.
-                        raise
-                    connection.execute("ROLLBACK TO one")
-                    results.append(error)
-                connection.execute("RELEASE one")
+            start = 0
+            while start < len(operations):
+                kind, end = type(operations[start]), start + 1
+                if issubclass(kind, Mergeable):
+                    while end < len(operations) and type(operations[end]) is kind:
+                        end += 1
+                run = operations[start:end]
+                if len(run) > 1:
+                    results += self._together(connection, kind, run)
+                else:
+                    results.append(self._alone(connection, run[0]))
+                start = end
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise
         return results
+
+    def _together(
+        self, connection: sqlite3.Connection, kind: type[Any], operations: list[Operation]
+    ) -> list[Any]:
+        connection.execute("SAVEPOINT many")
+        try:
+            results: list[Any] = kind.together(connection, operations)
+            _still_open(connection)
+        except Exception:
+            if not connection.in_transaction:
+                raise
+            # Which one failed, and why, is for each caller to hear alone.
+            connection.execute("ROLLBACK TO many")
+            connection.execute("RELEASE many")
+            return [self._alone(connection, operation) for operation in operations]
+        connection.execute("RELEASE many")
+        return results
+
+    @staticmethod
+    def _alone(connection: sqlite3.Connection, operation: Operation) -> Any:
+        connection.execute("SAVEPOINT one")
+        try:
+            result = operation(connection)
+            _still_open(connection)
+        except Exception as error:
+            if not connection.in_transaction:
+                # SQLite undid the whole transaction itself (a full disk does
+                # that): every commit in this batch failed, and each caller hears so.
+                raise
+            connection.execute("ROLLBACK TO one")
+            result = error
+        connection.execute("RELEASE one")
+        return result
+
+
+def _still_open(connection: sqlite3.Connection) -> None:
+    if not connection.in_transaction:
+        raise sqlite3.OperationalError("SQLite rolled the transaction back")

@@ -1,0 +1,186 @@
+"""Commits that reach the writer together (answers from many people at once) are
+written in one go, and end up exactly as they would one after another."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sqlite3
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+from unittest.mock import patch
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from storage.rows import AnswerRow, Commit, ConsentRow, OutboxRow, ParticipantRow, RunRow
+from storage.sqlite import SQLiteStorage, _Merged
+from storage.sqlite_writer import Duplicate, GroupWriter, Mergeable
+from tests.conftest import START
+
+TABLES = {
+    "participants": "SELECT * FROM participants ORDER BY id",
+    "runs": "SELECT * FROM runs ORDER BY id",
+    "answers": "SELECT * FROM answers ORDER BY run_id, step",
+    "consents": "SELECT * FROM consents ORDER BY rowid",
+    "outbox": "SELECT * FROM outbox ORDER BY id",
+    "guide_sources": "SELECT * FROM guide_sources ORDER BY hash",
+    "inbound": "SELECT key FROM inbound ORDER BY key",  # not `at`: the time of writing
+}
+
+
+@st.composite
+def a_commit(draw: st.DrawFn) -> Commit:
+    """A commit of the kind the dispatcher makes, over a few people, runs and keys, so
+    that commits in one batch share people, runs, answers and inbound keys."""
+    who = draw(st.sampled_from(["p1", "p2", "p3"]))
+    run_id = f"{who}-{draw(st.sampled_from(['a', 'b']))}"
+    later = START + timedelta(seconds=draw(st.integers(0, 100)))
+    commit = Commit(inbound_key=draw(st.none() | st.sampled_from(["k1", "k2", "k3", "k4"])))
+    if draw(st.booleans()):
+        commit.participant = ParticipantRow(
+            who, "terminal", draw(st.binary(max_size=3)),
+            draw(st.sampled_from([None, "en", "es"])), draw(st.none() | st.just(run_id)),
+        )  # fmt: skip
+    if draw(st.booleans()):
+        status = draw(st.sampled_from(["consent", "active", "completed"]))
+        state = draw(st.sampled_from(["{}", '{"at": "q1"}', '{"at": "q2"}']))
+        commit.runs.append(RunRow(run_id, who, "g", 1, "h1", status, state, START, later))
+    for step in draw(st.lists(st.sampled_from(["q1", "q2", "q3"]), max_size=3)):
+        value = draw(st.sampled_from(['"yes"', '"no"', "4", '"ünïcødé ✊"']))
+        commit.answers.append(AnswerRow(run_id, step, who, "g", 1, "text", value, later))
+    if draw(st.booleans()):
+        commit.consents.append(ConsentRow(who, "g", 1, draw(st.booleans()), later))
+    for text in draw(st.lists(st.sampled_from(["Thanks", "Next?"]), max_size=2)):
+        commit.outbox.append(OutboxRow("terminal", who, b"sealed", f'{{"text": "{text}"}}', later))
+    if draw(st.integers(0, 5)) == 0:  # now and then one that is written on its own
+        commit.withdrawn.append((run_id, "q1"))
+    return commit
+
+
+async def write(commits: list[Commit], together: bool) -> tuple[list[bool], dict[str, Any]]:
+    with tempfile.TemporaryDirectory() as folder:
+        store = SQLiteStorage(Path(folder) / "kt.db")
+        await store.open()
+        try:
+            if together:
+                written = list(await asyncio.gather(*(store.commit(c) for c in commits)))
+            else:
+                written = [await store.commit(c) for c in commits]
+        finally:
+            await store.close()
+        with sqlite3.connect(Path(folder) / "kt.db") as db:
+            tables = {name: db.execute(sql).fetchall() for name, sql in TABLES.items()}
+        db.close()
+    return written, tables
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(a_commit(), min_size=2, max_size=12))
+def test_commits_written_together_end_as_one_after_another(commits: list[Commit]) -> None:
+    merged: list[int] = []
+    together = _Merged.together.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type[_Merged], db: sqlite3.Connection, operations: list[Any]) -> Any:
+        merged.append(len(operations))
+        return together(cls, db, operations)
+
+    with patch.object(_Merged, "together", classmethod(counted)):
+        assert asyncio.run(write(commits, together=True)) == asyncio.run(
+            write(commits, together=False)
+        )
+    plain = [not c.withdrawn for c in commits]
+    if any(a and b for a, b in itertools.pairwise(plain)):
+        assert merged, "neighbouring answers should have been written in one go"
+
+
+async def test_a_broken_commit_among_others_fails_alone(tmp_path: Path) -> None:
+    store = SQLiteStorage(tmp_path / "kt.db")
+    await store.open()
+    run = RunRow("r1", "p1", "g", 1, "h1", "active", "{}", START, START)
+    good = Commit(inbound_key="k1", runs=[run])
+    broken = Commit(inbound_key="k2", consents=[ConsentRow("p2", "g", 1, True, None)])  # type: ignore[arg-type]
+    seen_again = Commit(inbound_key="k1", answers=[AnswerRow("r1", "q1", "p1", "g", 1, "text", '"x"', START)])  # fmt: skip
+    also_good = Commit(inbound_key="k3", outbox=[OutboxRow("terminal", "p3", b"s", "{}", START)])
+    results = await asyncio.gather(
+        *(store.commit(c) for c in (good, broken, seen_again, also_good)), return_exceptions=True
+    )
+    assert results[0] is True and results[2] is False and results[3] is True
+    assert isinstance(results[1], AttributeError)
+    assert await store.run("r1") == run
+    assert await store.answers("r1") == []  # the repeated key wrote nothing
+    assert await store.consents("p2") == []
+    assert [r.participant for r in await store.due_outbox("terminal", START, 10)] == ["p3"]
+    assert not await store.inbound_seen("k2")
+    await store.close()
+
+
+class Noted(Mergeable):
+    """A test operation: each inserts one value; `together` inserts them all at once."""
+
+    calls: ClassVar[list[list[str]]] = []
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __call__(self, db: sqlite3.Connection) -> str:
+        if self.value == "bad":
+            raise ValueError("bad value")
+        if self.value == "seen":
+            raise Duplicate("seen")
+        db.execute("INSERT INTO t VALUES (?)", (self.value,))
+        return self.value
+
+    @classmethod
+    def together(cls, db: sqlite3.Connection, operations: list[Any]) -> list[Any]:
+        cls.calls.append([o.value for o in operations])
+        if any(o.value == "bad" for o in operations):
+            db.execute("INSERT INTO t VALUES ('half')")  # undone, as the writer falls back
+            raise ValueError("one of them is bad")
+        results: list[Any] = []
+        for o in operations:
+            if o.value == "seen":
+                results.append(Duplicate("seen"))
+            else:
+                db.execute("INSERT INTO t VALUES (?)", (o.value,))
+                results.append(o.value)
+        return results
+
+
+@pytest.mark.parametrize(
+    ("values", "calls", "stored"),
+    [
+        (["a", "b", "seen", "c"], [["a", "b", "seen", "c"]], ["a", "b", "c"]),
+        (["a", "b", "bad", "c"], [["a", "b", "bad", "c"]], ["a", "b", "c"]),
+        (["a", None, "b", "c"], [["b", "c"]], ["a", "plain", "b", "c"]),
+    ],
+)
+async def test_the_writer_merges_neighbours_of_a_kind_and_falls_back_one_by_one(
+    tmp_path: Path, values: list[str | None], calls: list[list[str]], stored: list[str]
+) -> None:
+    writer = GroupWriter(tmp_path / "w.db", ())
+    await writer.open()
+    await writer.run(lambda db: db.execute("CREATE TABLE t (v TEXT)"))
+    Noted.calls = []
+
+    def plain(db: sqlite3.Connection) -> str:
+        db.execute("INSERT INTO t VALUES ('plain')")
+        return "plain"
+
+    results = await asyncio.gather(
+        *(writer.run(plain if v is None else Noted(v)) for v in values), return_exceptions=True
+    )
+    for value, result in zip(values, results, strict=True):
+        if value == "bad":
+            assert isinstance(result, ValueError) and str(result) == "bad value"
+        elif value == "seen":
+            assert isinstance(result, Duplicate)
+        else:
+            assert result == (value or "plain")
+    assert Noted.calls == calls
+    rows = await writer.run(lambda db: [r[0] for r in db.execute("SELECT v FROM t ORDER BY rowid")])
+    assert rows == stored
+    await writer.close()
