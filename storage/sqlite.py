@@ -1204,7 +1204,7 @@ class SQLiteStorage:
             (channel, _ts(now), limit, channel),
             columns=7,
         )
-        rows.sort(key=lambda r: int(r[0]))  # JSON keeps the order; saying so costs little
+        rows.sort(key=lambda r: int(r[0]))  # by id, whatever order the aggregate kept
         due: list[OutboxRow] = []
         waiting: set[str] = set()
         for r in rows:
