@@ -32,6 +32,7 @@ from storage.rows import (
     Conversation,
     DeliveryRow,
     GatheringRow,
+    GuideSourceRow,
     MemberRow,
     OutboxRow,
     ParticipantRow,
@@ -48,6 +49,13 @@ _PRAGMAS = (
     "PRAGMA foreign_keys=ON",
     "PRAGMA busy_timeout=10000",
 )
+
+
+# The writer's page cache: 16 MB rather than SQLite's 2 MB. A scheduled prompt updates
+# people all over the participants table; with 2 MB nearly every one read its pages
+# back from the OS (100,000 people: 2.5 s of the writer's 7 s; 1.6 s with 16 MB, and
+# 1.3 s with 64 MB). It fills only as far as the database is used.
+_WRITER_CACHE = "PRAGMA cache_size=-16384"
 
 
 def _ts(moment: datetime) -> str:
@@ -236,7 +244,7 @@ def _apply_many(db: sqlite3.Connection, commits: Sequence[Commit]) -> list[bool]
     results: list[bool] = []
     plain: list[Commit] = []
     for commit in commits:
-        if not any(getattr(commit, name) for name in _OTHER_FIELDS):
+        if not _sets(commit, _OTHER_FIELDS):
             plain.append(commit)
             continue
         results += _apply_plain(db, plain)
@@ -330,8 +338,16 @@ _MERGEABLE = {"inbound_key", "guide_source", "participant", "runs", "answers", "
 _NOT_MERGEABLE = tuple(f.name for f in fields(Commit) if f.name not in _MERGEABLE)
 
 
+def _sets(commit: Commit, names: Sequence[str]) -> bool:
+    """Whether the commit sets any of these fields (to anything but None or nothing)."""
+    return any(getattr(commit, name) not in (None, []) for name in names)
+
+
 def _insert_rows(db: sqlite3.Connection, commits: Sequence[Commit]) -> None:
-    """Write the rows of these commits, table by table, in the order `_apply` would."""
+    """Write the rows of these commits, table by table; rows with the same key in the
+    order `_apply` would write them, so each ends as it would. (Table by table is the
+    same as commit by commit because none of these tables has a trigger or a foreign
+    key, and no statement here reads another table.)"""
     stamps: dict[datetime, str] = {}
 
     def ts(moment: datetime) -> str:  # a chunk's rows share a few moments: format each once
@@ -343,9 +359,12 @@ def _insert_rows(db: sqlite3.Connection, commits: Sequence[Commit]) -> None:
     _insert_all(
         db,
         "INSERT INTO inbound (key, at) VALUES {rows}",
-        ((c.inbound_key, at) for c in commits if c.inbound_key is not None),
+        _by_key((c.inbound_key, at) for c in commits if c.inbound_key is not None),
     )
-    sources = {c.guide_source.hash: c.guide_source for c in commits if c.guide_source}
+    sources: dict[str, GuideSourceRow] = {}
+    for c in commits:  # the first of each, as INSERT OR IGNORE one after another keeps
+        if c.guide_source is not None:
+            sources.setdefault(c.guide_source.hash, c.guide_source)
     _insert_all(
         db,
         "INSERT OR IGNORE INTO guide_sources (hash, guide_id, version, source) VALUES {rows}",
@@ -357,7 +376,7 @@ def _insert_rows(db: sqlite3.Connection, commits: Sequence[Commit]) -> None:
         " VALUES {rows} ON CONFLICT (id) DO UPDATE SET"
         " address = excluded.address, language = excluded.language,"
         " current_run = excluded.current_run, unreachable = excluded.unreachable",
-        (
+        _by_key(
             (p.id, p.channel, p.address, p.language, p.current_run, int(p.unreachable))
             for c in commits
             if (p := c.participant) is not None
@@ -369,7 +388,7 @@ def _insert_rows(db: sqlite3.Connection, commits: Sequence[Commit]) -> None:
         " state, started_at, updated_at, gathering) VALUES {rows}"
         " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
         " state = excluded.state, updated_at = excluded.updated_at",
-        (
+        _by_key(
             (r.id, r.participant, r.guide_id, r.guide_version, r.guide_hash, r.status,
              r.state, ts(r.started_at), ts(r.updated_at), r.gathering)
             for c in commits
@@ -402,7 +421,7 @@ def _insert_rows(db: sqlite3.Connection, commits: Sequence[Commit]) -> None:
         db,
         "INSERT INTO deliveries (key, schedule, participant, run_id, delivered_at,"
         " reminders) VALUES {rows}",
-        (
+        _by_key(
             (d.key, d.schedule, d.participant, d.run_id, ts(d.delivered_at), d.reminders)
             for c in commits
             if (d := c.delivery) is not None
@@ -423,14 +442,26 @@ def _insert_rows(db: sqlite3.Connection, commits: Sequence[Commit]) -> None:
 _MOST_ROWS = 256  # per statement
 
 
+def _by_key(rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Rows in the order of their key (the first column), rows with the same key kept in
+    their order, so the last one written still wins. Inserted in key order, the rows
+    of a chunk land on each index page once, in turn, not all over it again and again
+    (100,000 prompts: 0.9 s of the writer's time for their inbound keys; 0.2 s sorted)."""
+    return sorted(rows, key=_first)
+
+
+def _first(row: tuple[Any, ...]) -> Any:
+    return row[0]
+
+
 def _insert_all(db: sqlite3.Connection, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
     """Run `sql` for all these rows, many to a statement (its `{rows}` stands for them).
 
     Not `executemany`, which steps once per row: the writer thread takes the GIL back
     after each step, and while the event loop is busy every take waits. Statements
     hold a power of two of rows, so only a few texts are ever prepared and cached.
-    Rows are made as each statement takes them, and freed once bound, so a chunk of
-    10,000 prompts never holds many live objects (the collector then never runs)."""
+    Rows given one at a time are made as each statement takes them, and freed once
+    bound."""
     pending = iter(rows)
     while chunk := list(islice(pending, _MOST_ROWS)):
         width = len(chunk[0])
@@ -450,11 +481,14 @@ def _statement(sql: str, width: int, size: int) -> str:
 
 
 def _rows_in(db: sqlite3.Connection, sql: str, keys: Sequence[str]) -> Iterator[Any]:
-    """The rows of `sql` (whose `{marks}` stands for an `IN` list) for all these keys,
-    looked up a few hundred at a time."""
-    for start in range(0, len(keys), _MAX_MARKS):
-        part = keys[start : start + _MAX_MARKS]
-        yield from db.execute(sql.format(marks=", ".join(["?"] * len(part))), part)
+    """The rows of `sql` (whose `{marks}` stands for an `IN` list) for all these keys."""
+    return db.execute(sql.format(marks=_JSON_LIST), (json.dumps(list(keys)),))
+
+
+# A list of any length as one parameter: the statement's text stays the same, so it is
+# prepared once and stays in the connection's cache (128 statements) instead of
+# pushing the writer's inserts out with a new text for every length.
+_JSON_LIST = "SELECT value FROM json_each(?)"
 
 
 def _taken(db: sqlite3.Connection, table: str, keys: Sequence[str]) -> set[str]:
@@ -477,7 +511,7 @@ class SQLiteStorage:
         if not self.path.exists():
             # Create the file private to its owner before SQLite writes anything into it.
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        writer = GroupWriter(self.path, _PRAGMAS)
+        writer = GroupWriter(self.path, (*_PRAGMAS, _WRITER_CACHE))
         await writer.open()
         self._writer = writer
         await writer.run(_migrate)
@@ -507,7 +541,7 @@ class SQLiteStorage:
     # Writing ---------------------------------------------------------------
 
     async def commit(self, commit: Commit) -> bool:
-        mergeable = not any(getattr(commit, name) for name in _NOT_MERGEABLE)
+        mergeable = not _sets(commit, _NOT_MERGEABLE)
         try:
             await self._w.run(_Merged(commit) if mergeable else lambda db: _apply(db, commit))
         except Duplicate:
@@ -519,17 +553,12 @@ class SQLiteStorage:
         return written
 
     async def outbox_sent(self, message_ids: Sequence[int]) -> None:
-        # One statement per few hundred ids, not one per id: the writer thread takes the
-        # GIL back after every statement it steps, and under load each take waits for
-        # the event loop (measured: 58 ms for a round of 450 sent, one by one).
-        ids = list(message_ids)
-
-        def delete(db: sqlite3.Connection) -> None:
-            for start in range(0, len(ids), _MAX_MARKS):
-                part = ids[start : start + _MAX_MARKS]
-                db.execute(f"DELETE FROM outbox WHERE id IN ({', '.join('?' * len(part))})", part)
-
-        await self._w.run(delete)
+        # One statement, not one per id: the writer thread takes the GIL back after every
+        # statement it steps, and under load each take waits for the event loop
+        # (measured: 58 ms for a round of 450 sent, one by one).
+        ids = json.dumps(list(message_ids))
+        sql = f"DELETE FROM outbox WHERE id IN ({_JSON_LIST})"
+        await self._w.run(lambda db: db.execute(sql, (ids,)))
 
     async def outbox_retry(self, message_id: int, not_before: datetime, attempts: int) -> None:
         await self._w.run(

@@ -8,7 +8,7 @@ alone; if the whole transaction fails (a full disk), every caller in the batch
 gets the error and nothing of the batch is on disk.
 
 Operations of one kind queued next to each other (a `Mergeable`: answers from
-many people) are written with one statement per table rather than a few
+many people) are written with a few statements per table rather than a few
 statements each. This matters more than it seems: the writer takes the GIL back
 after every statement it steps, and while the event loop is busy each take
 waits for it. Measured under the inbound benchmark: 90 commits a batch took 56 ms
@@ -138,6 +138,8 @@ class GroupWriter:
         try:
             results: list[Any] = kind.together(connection, operations)
             _still_open(connection)
+            if len(results) != len(operations):
+                raise RuntimeError(f"{kind.__name__}.together gave a result too many or few")
         except Exception:
             if not connection.in_transaction:
                 raise

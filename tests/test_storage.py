@@ -55,6 +55,9 @@ async def test_a_commit_writes_everything_together(store: Storage) -> None:
     assert await store.guide_source("h1") == "guide: g"
     due = await store.due_outbox("terminal", START, 10)
     assert [row.payload for row in due] == ['{"text": "one"}', '{"text": "two"}']
+    first = due[0]
+    assert first == OutboxRow("terminal", "p1", b"sealed", '{"text": "one"}', START, 0, first.id)
+    assert isinstance(first.id, int) and due[1].id == first.id + 1
 
 
 async def test_the_same_inbound_key_commits_once(store: Storage) -> None:

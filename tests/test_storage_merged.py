@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import sqlite3
 import tempfile
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,7 +17,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from storage.rows import AnswerRow, Commit, ConsentRow, OutboxRow, ParticipantRow, RunRow
+from storage.rows import (
+    AnswerRow,
+    Commit,
+    ConsentRow,
+    GuideSourceRow,
+    OutboxRow,
+    ParticipantRow,
+    RunRow,
+)
 from storage.sqlite import SQLiteStorage, _Merged
 from storage.sqlite_writer import Duplicate, GroupWriter, Mergeable
 from tests.conftest import START
@@ -42,7 +51,7 @@ def a_commit(draw: st.DrawFn) -> Commit:
     commit = Commit(inbound_key=draw(st.none() | st.sampled_from(["k1", "k2", "k3", "k4"])))
     if draw(st.booleans()):
         commit.participant = ParticipantRow(
-            who, "terminal", draw(st.binary(max_size=3)),
+            who, draw(st.sampled_from(["terminal", "telegram"])), draw(st.binary(max_size=3)),
             draw(st.sampled_from([None, "en", "es"])), draw(st.none() | st.just(run_id)),
         )  # fmt: skip
     if draw(st.booleans()):
@@ -56,20 +65,25 @@ def a_commit(draw: st.DrawFn) -> Commit:
         commit.consents.append(ConsentRow(who, "g", 1, draw(st.booleans()), later))
     for text in draw(st.lists(st.sampled_from(["Thanks", "Next?"]), max_size=2)):
         commit.outbox.append(OutboxRow("terminal", who, b"sealed", f'{{"text": "{text}"}}', later))
+    if draw(st.integers(0, 3)) == 0:  # the same source, or another with the same hash
+        commit.guide_source = GuideSourceRow("h1", "g", draw(st.integers(1, 2)), "guide: g")
     if draw(st.integers(0, 5)) == 0:  # now and then one that is written on its own
         commit.withdrawn.append((run_id, "q1"))
     return commit
 
 
-async def write(commits: list[Commit], together: bool) -> tuple[list[bool], dict[str, Any]]:
+async def write(
+    before: list[Commit], commits: list[Commit], together: bool
+) -> tuple[list[bool], dict[str, Any]]:
     with tempfile.TemporaryDirectory() as folder:
         store = SQLiteStorage(Path(folder) / "kt.db")
         await store.open()
         try:
+            written = [await store.commit(c) for c in before]  # already stored, keys too
             if together:
-                written = list(await asyncio.gather(*(store.commit(c) for c in commits)))
+                written += await asyncio.gather(*(store.commit(c) for c in commits))
             else:
-                written = [await store.commit(c) for c in commits]
+                written += [await store.commit(c) for c in commits]
         finally:
             await store.close()
         with sqlite3.connect(Path(folder) / "kt.db") as db:
@@ -79,8 +93,10 @@ async def write(commits: list[Commit], together: bool) -> tuple[list[bool], dict
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(a_commit(), min_size=2, max_size=12))
-def test_commits_written_together_end_as_one_after_another(commits: list[Commit]) -> None:
+@given(st.lists(a_commit(), max_size=3), st.lists(a_commit(), min_size=2, max_size=12))
+def test_commits_written_together_end_as_one_after_another(
+    before: list[Commit], commits: list[Commit]
+) -> None:
     merged: list[int] = []
     together = _Merged.together.__func__  # type: ignore[attr-defined]
 
@@ -89,8 +105,8 @@ def test_commits_written_together_end_as_one_after_another(commits: list[Commit]
         return together(cls, db, operations)
 
     with patch.object(_Merged, "together", classmethod(counted)):
-        assert asyncio.run(write(commits, together=True)) == asyncio.run(
-            write(commits, together=False)
+        assert asyncio.run(write(before, commits, together=True)) == asyncio.run(
+            write(before, commits, together=False)
         )
     plain = [not c.withdrawn for c in commits]
     if any(a and b for a, b in itertools.pairwise(plain)):
@@ -135,8 +151,11 @@ class Noted(Mergeable):
         return self.value
 
     @classmethod
-    def together(cls, db: sqlite3.Connection, operations: list[Any]) -> list[Any]:
+    def together(cls, db: sqlite3.Connection, operations: Sequence[Any]) -> list[Any]:
         cls.calls.append([o.value for o in operations])
+        if any(o.value == "lost" for o in operations):
+            db.execute("ROLLBACK")  # as SQLite does itself when the disk is full
+            return [None] * len(operations)
         if any(o.value == "bad" for o in operations):
             db.execute("INSERT INTO t VALUES ('half')")  # undone, as the writer falls back
             raise ValueError("one of them is bad")
@@ -156,6 +175,7 @@ class Noted(Mergeable):
         (["a", "b", "seen", "c"], [["a", "b", "seen", "c"]], ["a", "b", "c"]),
         (["a", "b", "bad", "c"], [["a", "b", "bad", "c"]], ["a", "b", "c"]),
         (["a", None, "b", "c"], [["b", "c"]], ["a", "plain", "b", "c"]),
+        (["a", "lost", "b"], [["a", "lost", "b"]], []),
     ],
 )
 async def test_the_writer_merges_neighbours_of_a_kind_and_falls_back_one_by_one(
@@ -174,7 +194,9 @@ async def test_the_writer_merges_neighbours_of_a_kind_and_falls_back_one_by_one(
         *(writer.run(plain if v is None else Noted(v)) for v in values), return_exceptions=True
     )
     for value, result in zip(values, results, strict=True):
-        if value == "bad":
+        if "lost" in values:  # the whole transaction went: everyone hears, nothing is kept
+            assert isinstance(result, sqlite3.OperationalError)
+        elif value == "bad":
             assert isinstance(result, ValueError) and str(result) == "bad value"
         elif value == "seen":
             assert isinstance(result, Duplicate)
