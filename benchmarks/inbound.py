@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
 import signal
 import socket
@@ -30,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import median, percentile, publish, table
 from benchmarks.fake_api import TOKEN, FakeApi
+from bot.app import settle_garbage_collector
 
 ROOT = Path(__file__).resolve().parent.parent
 # (what the person types, a word the bot's reply to it contains)
@@ -204,9 +204,8 @@ async def main() -> None:
     parser.add_argument("--only", choices=["kitchen-table", "baseline"])
     args = parser.parse_args()
     # The simulated people and the fake API share the machine with the bot under test:
-    # spare them the collector's default pace, as the bot spares itself (bot/app.py).
-    gc.freeze()
-    gc.set_threshold(20_000, *gc.get_threshold()[1:])
+    # spare them the collector's default pace, as the bot spares itself.
+    settle_garbage_collector()
     global PROFILE
     PROFILE = args.profile
     results: dict[str, list[dict[str, float]]] = {"kitchen-table": [], "baseline": []}
