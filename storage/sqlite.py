@@ -302,8 +302,9 @@ def _apply_plain(db: sqlite3.Connection, commits: Sequence[Commit]) -> list[bool
 
 
 class _Merged(Mergeable):
-    """A commit that only adds or replaces rows (an answer, and the messages owed for
-    it), so it can be written table by table with others like it (`_MERGEABLE`)."""
+    """A commit that only adds or replaces rows (an answer and the messages owed for it,
+    or a scheduled prompt), so it can be written table by table with others like it
+    (`_MERGEABLE`)."""
 
     def __init__(self, commit: Commit) -> None:
         self.commit = commit
@@ -315,15 +316,22 @@ class _Merged(Mergeable):
     def together(cls, db: sqlite3.Connection, operations: Sequence[_Merged]) -> list[Any]:
         commits = [operation.commit for operation in operations]
         seen = _taken(db, "inbound", [c.inbound_key for c in commits if c.inbound_key])
+        delivered = _taken(db, "deliveries", [c.delivery.key for c in commits if c.delivery])
         results: list[Any] = []
         fresh: list[Commit] = []
         for commit in commits:
             key = commit.inbound_key
-            if key is not None and key in seen:
-                results.append(Duplicate(key))  # as `_apply` would: this one writes nothing
+            delivery = commit.delivery.key if commit.delivery is not None else None
+            if (key is not None and key in seen) or (
+                delivery is not None and delivery in delivered
+            ):
+                # As `_apply` would: a key already taken, and this one writes nothing.
+                results.append(Duplicate(key or delivery))
                 continue
             if key is not None:
                 seen.add(key)
+            if delivery is not None:
+                delivered.add(delivery)
             fresh.append(commit)
             results.append(None)
         _insert_rows(db, fresh)
@@ -334,7 +342,10 @@ class _Merged(Mergeable):
 # with the same key. Written table by table, they end up as one commit after another
 # would leave them. A commit that sets any other field (a field added later too) is
 # written on its own.
-_MERGEABLE = {"inbound_key", "guide_source", "participant", "runs", "answers", "consents", "outbox"}
+_MERGEABLE = {
+    "inbound_key", "guide_source", "participant", "runs", "answers", "consents", "outbox",
+    "delivery",
+}  # fmt: skip
 _NOT_MERGEABLE = tuple(f.name for f in fields(Commit) if f.name not in _MERGEABLE)
 
 

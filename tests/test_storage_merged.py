@@ -21,6 +21,7 @@ from storage.rows import (
     AnswerRow,
     Commit,
     ConsentRow,
+    DeliveryRow,
     GuideSourceRow,
     OutboxRow,
     ParticipantRow,
@@ -38,6 +39,7 @@ TABLES = {
     "outbox": "SELECT * FROM outbox ORDER BY id",
     "guide_sources": "SELECT * FROM guide_sources ORDER BY hash",
     "inbound": "SELECT key FROM inbound ORDER BY key",  # not `at`: the time of writing
+    "deliveries": "SELECT * FROM deliveries ORDER BY key",
 }
 
 
@@ -67,6 +69,9 @@ def a_commit(draw: st.DrawFn) -> Commit:
         commit.outbox.append(OutboxRow("terminal", who, b"sealed", f'{{"text": "{text}"}}', later))
     if draw(st.integers(0, 3)) == 0:  # the same source, or another with the same hash
         commit.guide_source = GuideSourceRow("h1", "g", draw(st.integers(1, 2)), "guide: g")
+    if draw(st.booleans()):  # a scheduled prompt's delivery, its key sometimes taken
+        key = draw(st.sampled_from(["d1", "d2"]))
+        commit.delivery = DeliveryRow(key, "s1", who, run_id, later)
     if draw(st.integers(0, 5)) == 0:  # now and then one that is written on its own
         commit.withdrawn.append((run_id, "q1"))
     return commit
