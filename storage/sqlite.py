@@ -14,7 +14,7 @@ import json
 import os
 import sqlite3
 from collections import Counter
-from collections.abc import AsyncGenerator, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -226,25 +226,20 @@ def _apply(db: sqlite3.Connection, commit: Commit) -> None:
         )
 
 
-# What a commit may hold and still be written with others, table by table: new rows
-# keyed by a run (a scheduled prompt's run, its messages, its delivery). A commit that
-# sets any other field (a field added later too) is written on its own by `_apply`.
-_BULK_FIELDS = {"inbound_key", "participant", "runs", "guide_source", "outbox", "delivery"}
-_OTHER_FIELDS = tuple(f.name for f in fields(Commit) if f.name not in _BULK_FIELDS)
 _MAX_MARKS = 500  # keys per `IN (...)` look-up, well inside SQLite's limit on parameters
 
 
 def _apply_many(db: sqlite3.Connection, commits: Sequence[Commit]) -> list[bool]:
     """Write commits in order, each as `_apply` would: False for one whose key was seen.
 
-    Consecutive plain commits (see `_BULK_FIELDS`) go in together, one statement per
+    Consecutive plain commits (see `_MERGEABLE`) go in together, a few statements per
     table; any other commit goes alone in a savepoint. An error other than a seen key
     is raised, and the writer then undoes the whole call.
     """
     results: list[bool] = []
     plain: list[Commit] = []
     for commit in commits:
-        if not _sets(commit, _OTHER_FIELDS):
+        if not _sets(commit, _NOT_MERGEABLE):
             plain.append(commit)
             continue
         results += _apply_plain(db, plain)
@@ -263,14 +258,10 @@ def _apply_many(db: sqlite3.Connection, commits: Sequence[Commit]) -> list[bool]
 
 
 def _apply_plain(db: sqlite3.Connection, commits: Sequence[Commit]) -> list[bool]:
-    """Plain commits in bulk. Their keys are looked up first, inside the writer's
-    transaction, so what it finds can't change before the rows are in: a commit whose
-    inbound or delivery key is taken (before, or by an earlier commit here) writes
-    nothing, just as `_apply` would undo it with Duplicate."""
+    """Plain commits in bulk, each written or not as `_apply` would (see `_written`).
+    True for each one written."""
     if not commits:
         return []
-    inbound = _taken(db, "inbound", [c.inbound_key for c in commits if c.inbound_key])
-    delivered = _taken(db, "deliveries", [c.delivery.key for c in commits if c.delivery])
     # Someone read as reachable may have changed since (found unreachable by delivery,
     # or forgotten by the CLI in another process): their commit writes nothing, rather
     # than bring them back.
@@ -279,25 +270,41 @@ def _apply_plain(db: sqlite3.Connection, commits: Sequence[Commit]) -> list[bool
     unreachable = {row[0] for row in _rows_in(db, unreachable_sql, people)}
     tombstones_sql = "SELECT participant, at FROM tombstones WHERE participant IN ({marks})"
     forgotten = {row[0]: row[1] for row in _rows_in(db, tombstones_sql, people)}  # and when
+
+    def gone(c: Commit) -> bool:
+        return c.participant is not None and (
+            c.participant.id in unreachable
+            or (bool(c.runs) and forgotten.get(c.participant.id, "") >= _ts(c.runs[0].started_at))
+        )
+
+    results = _written(db, commits, gone)
+    _insert_rows(db, [c for c, written in zip(commits, results, strict=True) if written])
+    return results
+
+
+def _written(
+    db: sqlite3.Connection, commits: Sequence[Commit], refused: Callable[[Commit], bool]
+) -> list[bool]:
+    """For each commit, whether it is to be written: not `refused`, and neither its
+    inbound key nor its delivery key taken, before or by an earlier commit here (where
+    `_apply` would undo it with Duplicate). The keys are looked up inside the writer's
+    transaction, so what is found can't change before the rows are in."""
+    inbound = _taken(db, "inbound", [c.inbound_key for c in commits if c.inbound_key])
+    delivered = _taken(db, "deliveries", [c.delivery.key for c in commits if c.delivery])
     results: list[bool] = []
-    fresh: list[Commit] = []
     for c in commits:
         key, delivery = c.inbound_key, c.delivery.key if c.delivery else None
-        duplicate = (
+        written = not (
             (key is not None and key in inbound)
             or (delivery is not None and delivery in delivered)
-            or (c.participant is not None and c.participant.id in unreachable)
-            or (c.participant is not None and c.runs
-                and forgotten.get(c.participant.id, "") >= _ts(c.runs[0].started_at))
-        )  # fmt: skip
-        results.append(not duplicate)
-        if not duplicate:
-            fresh.append(c)
+            or refused(c)
+        )
+        results.append(written)
+        if written:
             if key is not None:
                 inbound.add(key)
             if delivery is not None:
                 delivered.add(delivery)
-    _insert_rows(db, fresh)
     return results
 
 
@@ -315,27 +322,12 @@ class _Merged(Mergeable):
     @classmethod
     def together(cls, db: sqlite3.Connection, operations: Sequence[_Merged]) -> list[Any]:
         commits = [operation.commit for operation in operations]
-        seen = _taken(db, "inbound", [c.inbound_key for c in commits if c.inbound_key])
-        delivered = _taken(db, "deliveries", [c.delivery.key for c in commits if c.delivery])
-        results: list[Any] = []
-        fresh: list[Commit] = []
-        for commit in commits:
-            key = commit.inbound_key
-            delivery = commit.delivery.key if commit.delivery is not None else None
-            if (key is not None and key in seen) or (
-                delivery is not None and delivery in delivered
-            ):
-                # As `_apply` would: a key already taken, and this one writes nothing.
-                results.append(Duplicate(key or delivery))
-                continue
-            if key is not None:
-                seen.add(key)
-            if delivery is not None:
-                delivered.add(delivery)
-            fresh.append(commit)
-            results.append(None)
-        _insert_rows(db, fresh)
-        return results
+        written = _written(db, commits, lambda _: False)
+        _insert_rows(db, [c for c, w in zip(commits, written, strict=True) if w])
+        # As `_apply` would: one whose key was taken wrote nothing, and says so.
+        return [
+            None if w else Duplicate(c.inbound_key) for c, w in zip(commits, written, strict=True)
+        ]
 
 
 # What a commit may hold and still be a `_Merged`: rows that are new, or replace a row
@@ -1088,17 +1080,12 @@ class SQLiteStorage:
         return Conversation(bool(row[0]), person, run)
 
     async def with_open_runs(self, participant_ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        for start in range(0, len(participant_ids), _MAX_MARKS):
-            part = tuple(participant_ids[start : start + _MAX_MARKS])
-            rows = await self._all(
-                "SELECT DISTINCT participant FROM runs WHERE participant IN ("
-                + ", ".join(["?"] * len(part))
-                + ") AND status IN ('consent', 'active')",
-                part,
-            )
-            found.update(row[0] for row in rows)
-        return found
+        rows = await self._all(
+            f"SELECT DISTINCT participant FROM runs WHERE participant IN ({_JSON_LIST})"
+            " AND status IN ('consent', 'active')",
+            (json.dumps(list(participant_ids)),),
+        )
+        return {row[0] for row in rows}
 
     async def inbound_seen(self, key: str) -> bool:
         return await self._one("SELECT 1 FROM inbound WHERE key = ?", (key,)) is not None
