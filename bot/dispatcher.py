@@ -528,16 +528,12 @@ class Dispatcher:
             offer = self.cohorts.offer(cohort, state.language)
             commit.outbox.append(self._outbox(turn, offer))
         if state.status is RunStatus.DECLINED:
-            # A decline keeps nothing but the record that they declined.
+            # A decline keeps nothing but the record that they declined, and the person
+            # only while something else of theirs is kept: another run, or a cohort that
+            # will ask them again next week (storage decides, as it writes).
             commit.delete_run = state.run_id
             commit.runs = [r for r in commit.runs if r.id != state.run_id]
-            others = await self.storage.count_runs(turn.participant_id)
-            if new is None:
-                others -= 1
-            if others <= 0 and not commit.runs:
-                commit.delete_participant = turn.participant_id
-                commit.participant = None
-                return
+            commit.delete_unused_participant = turn.participant_id
             current = None
         else:
             commit.runs.append(

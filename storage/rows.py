@@ -158,7 +158,9 @@ class Commit:
 
     inbound_key: str | None = None
     participant: ParticipantRow | None = None
-    delete_participant: str | None = None
+    # Deleted, after the rest is written, if nothing of theirs is kept: no run and no
+    # cohort membership (a member who declines must still be asked next week).
+    delete_unused_participant: str | None = None
     runs: list[RunRow] = field(default_factory=list)
     delete_run: str | None = None
     guide_source: GuideSourceRow | None = None

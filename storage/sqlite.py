@@ -156,8 +156,6 @@ def _apply(db: sqlite3.Connection, commit: Commit) -> None:
     if commit.delete_run is not None:
         db.execute("DELETE FROM answers WHERE run_id = ?", (commit.delete_run,))
         db.execute("DELETE FROM runs WHERE id = ?", (commit.delete_run,))
-    if commit.delete_participant is not None:
-        db.execute("DELETE FROM participants WHERE id = ?", (commit.delete_participant,))
     if commit.gathering is not None:
         g = commit.gathering
         db.execute(
@@ -223,6 +221,13 @@ def _apply(db: sqlite3.Connection, commit: Commit) -> None:
                 (o.channel, o.participant, o.address, o.payload, _ts(o.not_before), o.attempts)
                 for o in commit.outbox
             ],
+        )
+    if commit.delete_unused_participant is not None:  # last: it looks at what is kept
+        db.execute(
+            "DELETE FROM participants WHERE id = ?1"
+            " AND NOT EXISTS (SELECT 1 FROM runs WHERE participant = ?1)"
+            " AND NOT EXISTS (SELECT 1 FROM members WHERE participant = ?1)",
+            (commit.delete_unused_participant,),
         )
 
 

@@ -6,6 +6,7 @@ import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -23,6 +24,9 @@ from storage.protocol import Storage
 from storage.sqlite import SQLiteStorage
 from tests.fake_slack import FakeSlack
 from tests.fake_telegram import FakeTelegram
+
+if TYPE_CHECKING:
+    from tests.town import Town
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDES = ROOT / "guides"
@@ -87,6 +91,16 @@ async def storage(tmp_path: Path) -> AsyncIterator[SQLiteStorage]:
     await store.open()
     yield store
     await store.close()
+
+
+@pytest.fixture
+async def town(tmp_path: Path) -> AsyncIterator[Town]:
+    """A database with processes, a cohort and a weekly schedule (see tests/town.py)."""
+    from tests.town import Town
+
+    place = Town(tmp_path / "kt.db")
+    yield place
+    await place.close()
 
 
 # The storage protocol's own suites (tests/test_storage*.py) run against each backend.

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -16,7 +15,7 @@ from bot.flows.events import Tap
 from bot.locks import KeyedLocks
 from bot.messages import Inbound, Outbound
 from storage.rows import Commit
-from tests.test_scheduler import Town, setup
+from tests.town import Town, setup
 
 MONDAY_9_CHICAGO = datetime(2026, 10, 19, 14, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=10)
@@ -75,13 +74,6 @@ async def test_each_person_gets_their_own_run_and_their_buttons_name_it(town: To
     assert (answer.step, answer.value) == ("week", "4")
     assert town.texts("p0")[-1] == "One hope for next week?"
     assert await scheduler.storage.answers(runs[key_pid(town, "p1")]) == []
-
-
-@pytest.fixture
-async def town(tmp_path: Path):  # type: ignore[no-untyped-def]
-    place = Town(tmp_path / "kt.db")
-    yield place
-    await place.close()
 
 
 def key_pid(town: Town, who: str = "p0") -> str:

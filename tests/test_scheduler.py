@@ -4,117 +4,11 @@ quiet hours, catch-up after downtime, two schedulers on one database, reminders,
 from __future__ import annotations
 
 import asyncio
-import itertools
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
-
-from bot.delivery import Deliverer
-from bot.dispatcher import Dispatcher
-from bot.library import GuideLibrary
-from bot.locales import load_phrasebook
 from bot.messages import Inbound
-from bot.privacy import Identity
-from bot.scheduler import Scheduler
-from storage.rows import ScheduleRow
-from storage.sqlite import SQLiteStorage
-from tests.conftest import FakeClock, RecordingChannel, load
-
-PULSE = """
-guide: pulse
-version: 1
-title: Pulse
-expires_after: 3d
-keep_in_touch: weekly
-steps:
-  - id: week
-    scale: How was your week?
-  - id: hope
-    ask: One hope for next week?
-"""
-CODE = "WEEKLY1"
-MONDAY_9_CHICAGO = "0 9 * * MON"
-SECRET = b"scheduler-test-secret"
-
-
-class Town:
-    """One database; any number of bot processes (dispatcher + scheduler) on it."""
-
-    def __init__(self, db: Path) -> None:
-        self.db = db
-        self.clock = FakeClock(datetime(2026, 10, 16, 12, 0, tzinfo=UTC))  # a Friday
-        self.library = GuideLibrary()
-        self.library.add(load(PULSE, "pulse.yaml"))
-        self.identity = Identity(SECRET)
-        self.channel = RecordingChannel()
-        self.ids = itertools.count(1)
-        self.storages: list[SQLiteStorage] = []
-
-    async def process(self) -> tuple[Dispatcher, Scheduler, Deliverer]:
-        storage = SQLiteStorage(self.db)
-        await storage.open()
-        self.storages.append(storage)
-        dispatcher = Dispatcher(
-            storage=storage, library=self.library, identity=self.identity,
-            phrases=load_phrasebook(), clock=self.clock,
-            new_id=lambda: f"r{next(self.ids)}", default_tz="America/Chicago",
-        )  # fmt: skip
-        deliverer = Deliverer(storage, self.identity, {"terminal": self.channel}, self.clock)
-        return dispatcher, Scheduler(storage, dispatcher, self.library, self.clock), deliverer
-
-    async def close(self) -> None:
-        for storage in self.storages:
-            await storage.close()
-
-    async def say(self, dispatcher: Dispatcher, who: str, text: str) -> None:
-        await dispatcher.handle(Inbound("terminal", who, who, text))
-
-    def texts(self, who: str) -> list[str]:
-        return self.channel.texts(who)
-
-    def prompts(self, who: str) -> int:
-        return sum("How was your week" in t for t in self.texts(who))
-
-
-@pytest.fixture
-async def town(tmp_path: Path):  # type: ignore[no-untyped-def]
-    place = Town(tmp_path / "kt.db")
-    yield place
-    await place.close()
-
-
-async def setup(
-    town: Town, people: dict[str, str | None]
-) -> tuple[Dispatcher, Scheduler, Deliverer]:
-    dispatcher, scheduler, deliverer = await town.process()
-    storage = dispatcher.storage
-    await storage.save_cohort("weekly", CODE, town.clock())
-    await storage.save_schedule(
-        ScheduleRow(
-            "s1",
-            "pulse",
-            "weekly",
-            MONDAY_9_CHICAGO,
-            "America/Chicago",
-            False,
-            town.clock(),
-            town.clock(),
-        )
-    )
-    for who, tz in people.items():
-        await town.say(dispatcher, who, f"/join {CODE}")
-        if tz:
-            await town.say(dispatcher, who, f"/timezone {tz}")
-    await deliverer.drain("terminal")
-    return dispatcher, scheduler, deliverer
-
-
-async def at(town: Town, moment: datetime, scheduler: Scheduler, deliverer: Deliverer) -> None:
-    town.clock.now = moment.astimezone(UTC)
-    await scheduler.tick()
-    await deliverer.drain("terminal")
+from tests.town import CODE, Town, at, setup
 
 
 async def test_nine_on_monday_where_each_person_lives_across_daylight_saving(town: Town):

@@ -105,10 +105,29 @@ async def test_deleting_a_run_deletes_its_answers(store: Storage) -> None:
             answers=[answer("a")],
         )
     )
-    await store.commit(Commit(delete_run="r1", delete_participant="p1"))
+    await store.commit(Commit(delete_run="r1", delete_unused_participant="p1"))
     assert await store.run("r1") is None
     assert await store.answers("r1") == []
     assert await store.participant("p1") is None
+
+
+async def test_a_participant_is_deleted_only_when_nothing_of_theirs_is_kept(
+    store: Storage,
+) -> None:
+    person = ParticipantRow("p1", "terminal", b"s")
+    await store.save_cohort("weekly", "WEEKLY1", START)
+    await store.commit(Commit(participant=person, runs=[run_row("r1"), run_row("r2")]))
+    await store.commit(Commit(delete_run="r1", delete_unused_participant="p1"))
+    assert await store.participant("p1") == person  # r2 is still theirs
+    await store.commit(Commit(joined=[("weekly", "p1")]))
+    await store.commit(Commit(delete_run="r2", delete_unused_participant="p1"))
+    assert await store.participant("p1") == person  # a member, to be asked again
+    await store.commit(Commit(left=[(None, "p1")], delete_unused_participant="p1"))
+    assert await store.participant("p1") is None
+    # A run started in the same commit is kept too, with its person.
+    await store.commit(Commit(participant=person, runs=[run_row("r3")], delete_run="r1",
+                              delete_unused_participant="p1"))  # fmt: skip
+    assert await store.participant("p1") == person
 
 
 async def test_outbox_order_retry_and_sent(store: Storage) -> None:
