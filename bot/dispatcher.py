@@ -189,7 +189,7 @@ class Dispatcher:
             if loaded.seen or person is None or person.unreachable:
                 return False
             turn = self._prompt_turn(person, key, loaded.run, self.clock(), not_before)
-            await self._start_guide(turn, guide_id)
+            await self._start_guide(turn, guide_id, scheduled=True)
             if not self._delivered(turn, key, schedule_id, guide_id):
                 return False
             if not await self.storage.commit(turn.commit):
@@ -210,8 +210,9 @@ class Dispatcher:
     @staticmethod
     def _delivered(turn: _Turn, key: str, schedule_id: str, guide_id: str) -> bool:
         """Record a prompt's delivery against the run of the guide it started (or carried
-        on with), which reminders follow; False if there is no such run."""
-        started = next((r for r in turn.commit.runs if r.guide_id == guide_id), None)
+        on with), which reminders follow; False if there is no such run. The last one
+        written: an expired run ended first comes before the one begun after it."""
+        started = next((r for r in reversed(turn.commit.runs) if r.guide_id == guide_id), None)
         if started is None:
             return False
         turn.commit.delivery = DeliveryRow(key, schedule_id, turn.participant_id, started.id,
@@ -409,7 +410,9 @@ class Dispatcher:
 
     # Starting and resuming guides --------------------------------------------
 
-    async def _start_guide(self, turn: _Turn, guide_id: str) -> str | None:
+    async def _start_guide(
+        self, turn: _Turn, guide_id: str, *, scheduled: bool = False
+    ) -> str | None:
         """Start a guide, or carry on with the one already under way (from a gathering
         too, when the run joined through it is the one under way)."""
         loaded = self.library.get(guide_id.strip().lower())
@@ -422,11 +425,23 @@ class Dispatcher:
             self._menu(turn, language)
             return None
         existing = await self.storage.open_run(turn.participant_id, loaded.guide.id)
+        return await self._carry_on_or_begin(turn, loaded, existing, scheduled=scheduled)
+
+    async def _carry_on_or_begin(
+        self, turn: _Turn, loaded: LoadedGuide, existing: RunRow | None, *, scheduled: bool
+    ) -> str:
+        """Carry on with `existing`, this person's open run of the guide (read under their
+        lock), unless it has expired; else begin a new run."""
         joining = turn.gathering.id if turn.gathering is not None else None
         if existing is not None and (joining is None or existing.gathering == joining):
             flow = await self._flow(existing.guide_hash)
             state = RunState.model_validate_json(existing.state)
-            outcome = flow.resume(state, Repeat(), turn.now)
+            # A scheduled prompt ends last week's expired run without a word: this week's
+            # introduction follows at once, where "it has closed, send /start to begin
+            # again" would only confuse (as a reminder to an expired run says nothing).
+            outcome = flow.resume(state, Timeout(), turn.now) if scheduled else None
+            if outcome is None or not outcome.state.status.ended:
+                outcome = flow.resume(state, Repeat(), turn.now)
             await self._record(turn, flow, outcome, None)
             if not outcome.state.status.ended:
                 return outcome.state.status.value

@@ -6,9 +6,9 @@ one after another. Here people go in chunks:
 
 - the chunk's locks are taken together, in sorted order (see `KeyedLocks.hold_many`),
   so a message from someone in it can't interleave with their prompt;
-- one read tells, for everyone in the chunk, whether the prompt's key was seen
+- two reads tell, for everyone in the chunk, whether the prompt's key was seen
   (prompted already, perhaps by a process that died mid-way), whether they can be
-  reached, and whether they have a run under way;
+  reached, and which run of the guide they have under way, if any;
 - the chunk's commits go to storage in one transaction, each under its own keys
   and each accepted or refused alone, so nobody is prompted twice whatever runs
   beside it or crashes.
@@ -17,8 +17,10 @@ Starting a guide gives every person the same rows but for their run id and their
 own names (pseudonym, sealed address, keys), so the engine runs once per chunk,
 channel and language, for a made-up person, and each person's rows are stamped
 from that sample. A second sample under other names checks that stamping gives exactly what
-the engine and `Dispatcher._record` give; if it didn't, and for anyone with a run
-under way (which a start would resume or expire instead), it is one `prompt` each.
+the engine and `Dispatcher._record` give; if it didn't, it is one `prompt` each.
+Someone with a run of the guide under way (last week's, say) goes through the
+dispatcher's own code instead, from the chunk's reads: welcomed back to it, or (if it
+expired) started afresh, in the chunk's transaction like everyone else.
 """
 
 from __future__ import annotations
@@ -147,19 +149,35 @@ class Fanout:
             found = await d.storage.conversations(
                 [(person, seen) for (person, _), seen in zip(prompts, seen_keys, strict=True)]
             )
-            busy = await d.storage.with_open_runs([participant for participant, _ in prompts])
+            if loaded is None or loaded.guide is None:
+                under_way: dict[str, RunRow] = {}
+            else:
+                under_way = await d.storage.open_runs_of(
+                    [participant for participant, _ in prompts], loaded.guide.id
+                )
+            listed: set[str] = set()
             starting: list[tuple[ParticipantRow, str, str | None]] = []  # with key, seen key
+            commits: list[Commit] = []
             for (participant, key), seen_key, conversation in zip(
                 prompts, seen_keys, found, strict=True
             ):
                 person = conversation.participant
                 if conversation.seen or person is None or person.unreachable:
                     continue  # prompted already, or gone
-                if participant in busy or loaded is None or loaded.guide is None:
-                    one_by_one.append((participant, key))  # a run to resume or end first
+                if participant in listed or loaded is None or loaded.guide is None:
+                    one_by_one.append((participant, key))  # listed twice: after, alone
                     continue
-                busy.add(participant)  # listed twice: the second goes one by one, after
-                starting.append((person, key, seen_key))
+                listed.add(participant)
+                existing = under_way.get(participant)
+                if existing is None:
+                    starting.append((person, key, seen_key))
+                    continue
+                # Last week's run still open: welcomed back to it, or (expired) ended and
+                # started afresh, exactly as `Dispatcher.prompt` does, from the reads above.
+                turn = d._prompt_turn(person, key, conversation.run, now, not_before)
+                await d._carry_on_or_begin(turn, loaded, existing, scheduled=True)
+                if d._delivered(turn, key, schedule_id, guide_id):
+                    commits.append(turn.commit)
             openings: dict[tuple[str, str | None], _Opening | None] = {}
             for person, _, _ in starting:
                 group = (person.channel, person.language)
@@ -167,7 +185,6 @@ class Fanout:
                     openings[group] = await self._opening(
                         loaded, person, schedule_id, guide_id, now, not_before
                     )
-            commits: list[Commit] = []
             with _collector_paused():
                 for person, key, seen_key in starting:
                     opening = openings[(person.channel, person.language)]

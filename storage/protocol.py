@@ -47,8 +47,11 @@ class Storage(Protocol):
         """`conversation` for many (participant, inbound key) pairs, in the order given."""
         ...
 
-    async def with_open_runs(self, participant_ids: Sequence[str]) -> set[str]:
-        """Those of these participants with any run still under way."""
+    async def open_runs_of(
+        self, participant_ids: Sequence[str], guide_id: str
+    ) -> dict[str, RunRow]:
+        """`open_run` for many participants: each one's latest run of the guide still under
+        way, for those who have one."""
         ...
 
     async def participant(self, participant_id: str) -> ParticipantRow | None: ...

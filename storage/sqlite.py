@@ -1084,13 +1084,15 @@ class SQLiteStorage:
         run = cls._run_row(row[7:]) if row[7] is not None else None
         return Conversation(bool(row[0]), person, run)
 
-    async def with_open_runs(self, participant_ids: Sequence[str]) -> set[str]:
+    async def open_runs_of(
+        self, participant_ids: Sequence[str], guide_id: str
+    ) -> dict[str, RunRow]:
         rows = await self._all(
-            f"SELECT DISTINCT participant FROM runs WHERE participant IN ({_JSON_LIST})"
-            " AND status IN ('consent', 'active')",
-            (json.dumps(list(participant_ids)),),
+            f"SELECT {self._RUN_COLUMNS} FROM runs WHERE participant IN ({_JSON_LIST})"
+            " AND guide_id = ? AND status IN ('consent', 'active') ORDER BY updated_at",
+            (json.dumps(list(participant_ids)), guide_id),
         )
-        return {row[0] for row in rows}
+        return {row[1]: self._run_row(row) for row in rows}  # the latest of each is last
 
     async def inbound_seen(self, key: str) -> bool:
         return await self._one("SELECT 1 FROM inbound WHERE key = ?", (key,)) is not None

@@ -14,7 +14,7 @@ import pytest
 from bot.flows.events import Tap
 from bot.locks import KeyedLocks
 from bot.messages import Inbound, Outbound
-from storage.rows import Commit
+from storage.rows import Commit, RunRow
 from tests.town import Town, setup
 
 MONDAY_9_CHICAGO = datetime(2026, 10, 19, 14, 0, tzinfo=UTC)
@@ -181,21 +181,21 @@ async def test_a_message_while_a_chunk_is_prompted_waits_for_it(town: Town):
     people = {f"p{n}": None for n in range(5)}
     dispatcher, scheduler, deliverer = await setup(town, people)
     storage = dispatcher.storage
-    read = storage.with_open_runs
+    read = storage.open_runs_of
     message: list[asyncio.Task[None]] = []
 
-    async def meanwhile(participant_ids: Sequence[str]) -> set[str]:
+    async def meanwhile(participant_ids: Sequence[str], guide_id: str) -> dict[str, RunRow]:
         # p2 writes "/start pulse" after the chunk's read, before its commit: it must
         # wait for the chunk (and then carry on with the run it started), not start
         # a second run of the guide beside it.
-        busy = await read(participant_ids)
+        busy = await read(participant_ids, guide_id)
         if not message:
             message.append(asyncio.create_task(town.say(dispatcher, "p2", "/start pulse")))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(message[0]), 0.3)
         return busy
 
-    storage.with_open_runs = meanwhile  # type: ignore[method-assign]
+    storage.open_runs_of = meanwhile  # type: ignore[method-assign]
     town.clock.now = MONDAY_9_CHICAGO
     assert (await scheduler.tick()).prompted == 5
     await message[0]

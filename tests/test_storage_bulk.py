@@ -3,6 +3,8 @@ to a whole cohort), run against every backend like the rest of the suite."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from storage.protocol import Storage
@@ -130,9 +132,20 @@ async def test_conversations_and_open_runs_of_many_people(store: Storage) -> Non
     ]
     assert [c.seen for c in many] == [n % 3 in (1, 2) for n in range(1234)]
     assert await store.conversations([]) == []
-    assert await store.with_open_runs(["p1", "p2", "p3", "p4"]) == {"p1", "p4"}
-    assert await store.with_open_runs([f"p{n}" for n in range(1000)]) == {"p1", "p4"}
-    assert await store.with_open_runs([]) == set()
+    assert await store.open_runs_of(["p1", "p2", "p3", "p4"], "g") == {
+        "p1": run_row(1),
+        "p4": run_row(4, "active", "r4"),
+    }
+    assert await store.open_runs_of(["p1", "p4"], "other") == {}
+    everyone = [f"p{n}" for n in range(1000)]
+    assert (await store.open_runs_of(everyone, "g")).keys() == {"p1", "p4"}
+    # Of two runs under way, the one that moved last, as `open_run` gives.
+    later = RunRow("r1b", "p1", "g", 1, "h1", "active", "{}", START, START + timedelta(hours=1))
+    await store.commit(Commit(runs=[later]))
+    assert (
+        (await store.open_runs_of(everyone, "g"))["p1"] == later == await store.open_run("p1", "g")
+    )
+    assert await store.open_runs_of([], "g") == {}
 
 
 async def test_a_prompt_read_before_someone_left_or_became_unreachable_writes_nothing(
