@@ -432,22 +432,31 @@ class Dispatcher:
     ) -> str:
         """Carry on with `existing`, this person's open run of the guide (read under their
         lock), unless it has expired; else begin a new run."""
-        joining = turn.gathering.id if turn.gathering is not None else None
-        if existing is not None and (joining is None or existing.gathering == joining):
-            flow = await self._flow(existing.guide_hash)
-            state = RunState.model_validate_json(existing.state)
-            # A scheduled prompt ends last week's expired run without a word: this week's
-            # introduction follows at once, where "it has closed, send /start to begin
-            # again" would only confuse (as a reminder to an expired run says nothing).
-            outcome = flow.resume(state, Timeout(), turn.now) if scheduled else None
-            if outcome is None or not outcome.state.status.ended:
-                outcome = flow.resume(state, Repeat(), turn.now)
-            await self._record(turn, flow, outcome, None)
-            if not outcome.state.status.ended:
-                return outcome.state.status.value
-            # It had expired: the participant is told, and starts afresh below.
-        outcome = await self._begin(turn, loaded, self.new_id())
+        outcome = await self._carry_on(turn, existing, scheduled=scheduled)
+        if outcome is None or outcome.state.status.ended:
+            # None under way, or it had expired (and they were told): a new run.
+            outcome = await self._begin(turn, loaded, self.new_id())
         return outcome.state.status.value
+
+    async def _carry_on(
+        self, turn: _Turn, existing: RunRow | None, *, scheduled: bool
+    ) -> Outcome | None:
+        """Welcome someone back to `existing`, recorded in the turn's commit; or end it, if
+        it has expired. None if there is no run to carry on with (none, or one from
+        another gathering than the one they are joining)."""
+        joining = turn.gathering.id if turn.gathering is not None else None
+        if existing is None or (joining is not None and existing.gathering != joining):
+            return None
+        flow = await self._flow(existing.guide_hash)
+        state = RunState.model_validate_json(existing.state)
+        # A scheduled prompt ends last week's expired run without a word: this week's
+        # introduction follows at once, where "it has closed, send /start to begin
+        # again" would only confuse (as a reminder to an expired run says nothing).
+        outcome = flow.resume(state, Timeout(), turn.now) if scheduled else None
+        if outcome is None or not outcome.state.status.ended:
+            outcome = flow.resume(state, Repeat(), turn.now)
+        await self._record(turn, flow, outcome, None)
+        return outcome
 
     async def _begin(self, turn: _Turn, loaded: LoadedGuide, run_id: str) -> Outcome:
         """A new run of a guide: the engine's start, recorded in the turn's commit."""

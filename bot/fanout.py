@@ -41,7 +41,7 @@ from bot.flows.loader import LoadedGuide
 from storage.rows import Commit, DeliveryRow, GuideSourceRow, OutboxRow, ParticipantRow, RunRow
 
 if TYPE_CHECKING:
-    from bot.dispatcher import Dispatcher
+    from bot.dispatcher import Dispatcher, _Turn
 
 # People per read and per transaction. Each transaction rewrites the index pages its
 # rows land on (keys are hashes, so anywhere), so fewer, bigger ones write far less:
@@ -156,7 +156,8 @@ class Fanout:
                     [participant for participant, _ in prompts], loaded.guide.id
                 )
             listed: set[str] = set()
-            starting: list[tuple[ParticipantRow, str, str | None]] = []  # with key, seen key
+            # With their key, seen key, and the turn that ended a run of theirs, if any.
+            starting: list[tuple[ParticipantRow, str, str | None, _Turn | None]] = []
             commits: list[Commit] = []
             for (participant, key), seen_key, conversation in zip(
                 prompts, seen_keys, found, strict=True
@@ -170,29 +171,32 @@ class Fanout:
                 listed.add(participant)
                 existing = under_way.get(participant)
                 if existing is None:
-                    starting.append((person, key, seen_key))
+                    starting.append((person, key, seen_key, None))
                     continue
                 # Last week's run still open: welcomed back to it, or (expired) ended and
-                # started afresh, exactly as `Dispatcher.prompt` does, from the reads above.
+                # started afresh below, as `Dispatcher.prompt` does, from the reads above.
                 turn = d._prompt_turn(person, key, conversation.run, now, not_before)
-                await d._carry_on_or_begin(turn, loaded, existing, scheduled=True)
-                if d._delivered(turn, key, schedule_id, guide_id):
+                outcome = await d._carry_on(turn, existing, scheduled=True)
+                if outcome is not None and outcome.state.status.ended:
+                    starting.append((person, key, seen_key, turn))
+                elif d._delivered(turn, key, schedule_id, guide_id):
                     commits.append(turn.commit)
             openings: dict[tuple[str, str | None], _Opening | None] = {}
-            for person, _, _ in starting:
+            for person, _, _, _ in starting:
                 group = (person.channel, person.language)
                 if group not in openings and loaded is not None:
                     openings[group] = await self._opening(
                         loaded, person, schedule_id, guide_id, now, not_before
                     )
             with _collector_paused():
-                for person, key, seen_key in starting:
+                for person, key, seen_key, ended in starting:
                     opening = openings[(person.channel, person.language)]
                     run_id = d.new_id()
                     if opening is None or not PLAIN_ID.fullmatch(run_id):
-                        one_by_one.append((person.id, key))
-                    else:
-                        commits.append(opening.stamp(person, run_id, key, seen_key))
+                        one_by_one.append((person.id, key))  # from the start, alone
+                        continue
+                    begun = opening.stamp(person, run_id, key, seen_key)
+                    commits.append(begun if ended is None else _after(ended.commit, begun))
             if commits:
                 written = await d.storage.commit_many(commits)
         prompted = sum(written)
@@ -246,6 +250,18 @@ class Fanout:
         if not d._delivered(turn, names.key, schedule_id, guide_id):
             return None
         return turn.commit
+
+
+def _after(ended: Commit, begun: Commit) -> Commit:
+    """One commit: a run ended (and recorded) by a turn, then a new one begun, as
+    `Dispatcher._carry_on_or_begin` writes them. The run begun comes last, as the
+    delivery and the person's current run name it."""
+    ended.runs.extend(begun.runs)
+    ended.outbox.extend(begun.outbox)
+    ended.participant = begun.participant
+    ended.guide_source = begun.guide_source
+    ended.delivery = begun.delivery
+    return ended
 
 
 @contextmanager

@@ -223,12 +223,15 @@ def _apply(db: sqlite3.Connection, commit: Commit) -> None:
             ],
         )
     if commit.delete_unused_participant is not None:  # last: it looks at what is kept
-        db.execute(
-            "DELETE FROM participants WHERE id = ?1"
-            " AND NOT EXISTS (SELECT 1 FROM runs WHERE participant = ?1)"
-            " AND NOT EXISTS (SELECT 1 FROM members WHERE participant = ?1)",
-            (commit.delete_unused_participant,),
-        )
+        db.execute(_DELETE_UNUSED.format(ids="?"), (commit.delete_unused_participant,))
+
+
+# A person with no run and no cohort membership left (`Commit.delete_unused_participant`).
+_DELETE_UNUSED = (
+    "DELETE FROM participants WHERE id IN ({ids})"
+    " AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.participant = participants.id)"
+    " AND NOT EXISTS (SELECT 1 FROM members WHERE members.participant = participants.id)"
+)
 
 
 _MAX_MARKS = 500  # keys per `IN (...)` look-up, well inside SQLite's limit on parameters
@@ -336,12 +339,13 @@ class _Merged(Mergeable):
 
 
 # What a commit may hold and still be a `_Merged`: rows that are new, or replace a row
-# with the same key. Written table by table, they end up as one commit after another
-# would leave them. A commit that sets any other field (a field added later too) is
-# written on its own.
+# with the same key, and a declined run deleted (with its person, if nothing of theirs
+# is left). Written table by table, they end up as one commit after another would
+# leave them (see `_segments`). A commit that sets any other field (a field added
+# later too) is written on its own.
 _MERGEABLE = {
     "inbound_key", "guide_source", "participant", "runs", "answers", "consents", "outbox",
-    "delivery",
+    "delivery", "delete_run", "delete_unused_participant",
 }  # fmt: skip
 _NOT_MERGEABLE = tuple(f.name for f in fields(Commit) if f.name not in _MERGEABLE)
 
@@ -352,10 +356,38 @@ def _sets(commit: Commit, names: Sequence[str]) -> bool:
 
 
 def _insert_rows(db: sqlite3.Connection, commits: Sequence[Commit]) -> None:
-    """Write the rows of these commits, table by table; rows with the same key in the
-    order `_apply` would write them, so each ends as it would. (Table by table is the
-    same as commit by commit because none of these tables has a trigger or a foreign
-    key, and no statement here reads another table.)"""
+    """Write the rows of these commits, table by table, then their deletions; rows with
+    the same key in the order `_apply` would write them, so each ends as it would.
+    (Table by table is the same as commit by commit because none of these tables has a
+    trigger or a foreign key, no insert reads another table, and a deletion is never
+    followed in its segment by a write it would have undone: see `_segments`.)"""
+    for segment in _segments(commits):
+        _insert_segment(db, segment)
+
+
+def _segments(commits: Sequence[Commit]) -> Iterator[Sequence[Commit]]:
+    """The commits in order, cut before any that writes a run (or its answers) deleted
+    earlier in the same part, or a row for a person who may have been deleted there:
+    one after another, that write would come after the deletion, not before it."""
+    start = 0
+    runs: set[str] = set()
+    people: set[str] = set()
+    for n, c in enumerate(commits):
+        touched_runs = {r.id for r in c.runs} | {a.run_id for a in c.answers}
+        touched_people = {r.participant for r in c.runs}
+        if c.participant is not None:
+            touched_people.add(c.participant.id)
+        if not (runs.isdisjoint(touched_runs) and people.isdisjoint(touched_people)):
+            yield commits[start:n]
+            start, runs, people = n, set(), set()
+        if c.delete_run is not None:
+            runs.add(c.delete_run)
+        if c.delete_unused_participant is not None:
+            people.add(c.delete_unused_participant)
+    yield commits[start:]
+
+
+def _insert_segment(db: sqlite3.Connection, commits: Sequence[Commit]) -> None:
     stamps: dict[datetime, str] = {}
 
     def ts(moment: datetime) -> str:  # a chunk's rows share a few moments: format each once
@@ -445,6 +477,11 @@ def _insert_rows(db: sqlite3.Connection, commits: Sequence[Commit]) -> None:
             for o in c.outbox
         ),
     )
+    if declined := [c.delete_run for c in commits if c.delete_run is not None]:
+        db.execute(f"DELETE FROM answers WHERE run_id IN ({_JSON_LIST})", (json.dumps(declined),))
+        db.execute(f"DELETE FROM runs WHERE id IN ({_JSON_LIST})", (json.dumps(declined),))
+    if people := [c.delete_unused_participant for c in commits if c.delete_unused_participant]:
+        db.execute(_DELETE_UNUSED.format(ids=_JSON_LIST), (json.dumps(people),))
 
 
 _MOST_ROWS = 256  # per statement

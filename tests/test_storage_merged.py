@@ -27,7 +27,7 @@ from storage.rows import (
     ParticipantRow,
     RunRow,
 )
-from storage.sqlite import SQLiteStorage, _Merged
+from storage.sqlite import _NOT_MERGEABLE, SQLiteStorage, _Merged, _sets
 from storage.sqlite_writer import Duplicate, GroupWriter, Mergeable
 from tests.conftest import START
 
@@ -40,6 +40,7 @@ TABLES = {
     "guide_sources": "SELECT * FROM guide_sources ORDER BY hash",
     "inbound": "SELECT key FROM inbound ORDER BY key",  # not `at`: the time of writing
     "deliveries": "SELECT * FROM deliveries ORDER BY key",
+    "members": "SELECT cohort, participant FROM members ORDER BY cohort, participant",
 }
 
 
@@ -72,8 +73,14 @@ def a_commit(draw: st.DrawFn) -> Commit:
     if draw(st.booleans()):  # a scheduled prompt's delivery, its key sometimes taken
         key = draw(st.sampled_from(["d1", "d2"]))
         commit.delivery = DeliveryRow(key, "s1", who, run_id, later)
+    if draw(st.integers(0, 3)) == 0:  # a decline: the run deleted, the person perhaps
+        commit.delete_run = run_id
+        if draw(st.booleans()):
+            commit.delete_unused_participant = who
     if draw(st.integers(0, 5)) == 0:  # now and then one that is written on its own
         commit.withdrawn.append((run_id, "q1"))
+    if draw(st.integers(0, 5)) == 0:  # a member, whom a decline does not delete
+        commit.joined.append(("weekly", who))
     return commit
 
 
@@ -97,7 +104,7 @@ async def write(
     return written, tables
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(a_commit(), max_size=3), st.lists(a_commit(), min_size=2, max_size=12))
 def test_commits_written_together_end_as_one_after_another(
     before: list[Commit], commits: list[Commit]
@@ -113,7 +120,7 @@ def test_commits_written_together_end_as_one_after_another(
         assert asyncio.run(write(before, commits, together=True)) == asyncio.run(
             write(before, commits, together=False)
         )
-    plain = [not c.withdrawn for c in commits]
+    plain = [not _sets(c, _NOT_MERGEABLE) for c in commits]
     if any(a and b for a, b in itertools.pairwise(plain)):
         assert merged, "neighbouring answers should have been written in one go"
 
