@@ -436,7 +436,8 @@ class Dispatcher:
         lock), unless it has expired; else begin a new run."""
         outcome = await self._carry_on(turn, existing, scheduled=scheduled)
         if outcome is None or outcome.state.status.ended:
-            # None under way, or it had expired (and they were told): a new run.
+            # None under way, or it had expired (they are told, unless it is a scheduled
+            # prompt's new run that follows): a new run.
             outcome = await self._begin(turn, loaded, self.new_id())
         return outcome.state.status.value
 
