@@ -187,7 +187,7 @@ class Guide(BaseModel):
     def default_language(self) -> str:
         return self.languages[0]
 
-    @property
+    @cached_property  # checked for every run resumed; a parsed guide never changes
     def expiry(self) -> timedelta:
         return parse_duration(self.expires_after)
 
