@@ -72,6 +72,8 @@ class Cohorts:
 
     async def leave(self, turn: _Turn, quietly: bool = False) -> None:
         turn.commit.left.append((None, turn.participant_id))
+        # Kept only to be asked again: with no run of theirs either, they go now.
+        turn.commit.delete_unused_participant = turn.participant_id
         if not quietly:
             self._say(turn, "cohort_left")
 

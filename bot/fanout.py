@@ -176,7 +176,13 @@ class Fanout:
                 # Last week's run still open: welcomed back to it, or (expired) ended and
                 # started afresh below, as `Dispatcher.prompt` does, from the reads above.
                 turn = d._prompt_turn(person, key, conversation.run, now, not_before)
-                outcome = await d._carry_on(turn, existing, scheduled=True)
+                try:
+                    outcome = await d._carry_on(turn, existing, scheduled=True)
+                except Exception:  # their run could not be read (see below)
+                    # Never the whole chunk for one person: alone, after, where a
+                    # failure is logged and everyone else's prompt still goes.
+                    one_by_one.append((participant, key))
+                    continue
                 if outcome is not None and outcome.state.status.ended:
                     starting.append((person, key, seen_key, turn))
                 elif d._delivered(turn, key, schedule_id, guide_id):

@@ -368,7 +368,9 @@ def _insert_rows(db: sqlite3.Connection, commits: Sequence[Commit]) -> None:
 def _segments(commits: Sequence[Commit]) -> Iterator[Sequence[Commit]]:
     """The commits in order, cut before any that writes a run (or its answers) deleted
     earlier in the same part, or a row for a person who may have been deleted there:
-    one after another, that write would come after the deletion, not before it."""
+    one after another, that write would come after the deletion, not before it. Cut
+    too before a run's deletion once a person may be deleted: whether they are is
+    decided at the end of the part, and must not see a run deleted after their commit."""
     start = 0
     runs: set[str] = set()
     people: set[str] = set()
@@ -377,7 +379,8 @@ def _segments(commits: Sequence[Commit]) -> Iterator[Sequence[Commit]]:
         touched_people = {r.participant for r in c.runs}
         if c.participant is not None:
             touched_people.add(c.participant.id)
-        if not (runs.isdisjoint(touched_runs) and people.isdisjoint(touched_people)):
+        undoes = not (runs.isdisjoint(touched_runs) and people.isdisjoint(touched_people))
+        if undoes or (people and c.delete_run is not None):
             yield commits[start:n]
             start, runs, people = n, set(), set()
         if c.delete_run is not None:

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from unittest.mock import patch
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from storage.rows import (
@@ -104,8 +104,17 @@ async def write(
     return written, tables
 
 
+def _run(run_id: str) -> RunRow:
+    return RunRow(run_id, "p1", "g", 1, "h1", "active", "{}", START, START)
+
+
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(a_commit(), max_size=3), st.lists(a_commit(), min_size=2, max_size=12))
+@example(  # p1 is kept after the first (p1-b is theirs), then p1-b goes without them
+    [Commit(participant=ParticipantRow("p1", "terminal", b"s"), runs=[_run("p1-a"), _run("p1-b")])],
+    [Commit(inbound_key="k1", delete_run="p1-a", delete_unused_participant="p1"),
+     Commit(inbound_key="k2", delete_run="p1-b")],
+)  # fmt: skip
 def test_commits_written_together_end_as_one_after_another(
     before: list[Commit], commits: list[Commit]
 ) -> None:

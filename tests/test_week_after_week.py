@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from storage.rows import Commit, RunRow
 from tests.conftest import load
 from tests.town import Town, at, setup
 
@@ -69,6 +70,9 @@ async def test_a_member_who_says_no_thanks_this_week_is_asked_next_week(town: To
     assert person is not None and person.current_run is None  # still a member
     await at(town, MONDAYS[1], scheduler, deliverer)
     assert asked_consent(town, "busy") == 2
+    await town.say(dispatcher, "busy", "no")
+    await town.say(dispatcher, "busy", "/leave")
+    assert await storage.participant(pid) is None  # nothing left to keep them for
 
 
 async def test_someone_who_stopped_half_way_last_week_gets_this_weeks_and_its_reminder(
@@ -151,7 +155,22 @@ async def test_the_prompt_to_a_whole_cohort_carries_on_or_ends_last_weeks_runs_a
 
     for who in pairs:
         assert await after(f"{who}1") == await after(f"{who}2"), who
-    # And what each was told: welcomed back, or told the old one expired, then asked.
+    # And what each was told: welcomed back, or (the old one expired) just asked.
     assert "Welcome back" in town.texts("fresh2")[-2]
     assert town.texts("fresh2")[-1] == "One hope for next week?"
     assert town.texts("started2")[-1] == town.texts("new2")[-1]  # the consent question
+
+
+async def test_one_persons_unreadable_run_does_not_stop_everyone_elses_prompt(
+    town: Town, caplog: pytest.LogCaptureFixture
+):
+    town.library.add(load(CHECKIN, "checkin.yaml"))
+    people = {f"p{n}": None for n in range(4)}
+    dispatcher, scheduler, deliverer = await setup(town, people, guide="checkin")
+    broken = town.identity.pseudonym("terminal", "p1")
+    when = town.clock()
+    lost = RunRow("r-lost", broken, "checkin", 1, "no-such-hash", "active", "{}", when, when)
+    await dispatcher.storage.commit(Commit(runs=[lost]))  # its guide's text is gone
+    await at(town, MONDAYS[0], scheduler, deliverer)
+    assert [asked_consent(town, who) for who in people] == [1, 0, 1, 1]
+    assert "could not be sent" in caplog.text
