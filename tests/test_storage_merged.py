@@ -1,5 +1,6 @@
-"""Commits that reach the writer together (answers from many people at once) are
-written in one go, and end up exactly as they would one after another."""
+"""Commits that reach the writer together (answers from many people at once), or go
+as one chunk of a scheduled prompt (`commit_many`), are written in one go, and end up
+exactly as they would one after another."""
 
 from __future__ import annotations
 
@@ -85,15 +86,17 @@ def a_commit(draw: st.DrawFn) -> Commit:
 
 
 async def write(
-    before: list[Commit], commits: list[Commit], together: bool
+    before: list[Commit], commits: list[Commit], how: str
 ) -> tuple[list[bool], dict[str, Any]]:
     with tempfile.TemporaryDirectory() as folder:
         store = SQLiteStorage(Path(folder) / "kt.db")
         await store.open()
         try:
             written = [await store.commit(c) for c in before]  # already stored, keys too
-            if together:
+            if how == "together":  # as answers from many people reach the writer
                 written += await asyncio.gather(*(store.commit(c) for c in commits))
+            elif how == "bulk":  # as a scheduled prompt's chunk goes
+                written += await store.commit_many(commits)
             else:
                 written += [await store.commit(c) for c in commits]
         finally:
@@ -125,10 +128,10 @@ def test_commits_written_together_end_as_one_after_another(
         merged.append(len(operations))
         return together(cls, db, operations)
 
+    one_by_one = asyncio.run(write(before, commits, "one by one"))
     with patch.object(_Merged, "together", classmethod(counted)):
-        assert asyncio.run(write(before, commits, together=True)) == asyncio.run(
-            write(before, commits, together=False)
-        )
+        assert asyncio.run(write(before, commits, "together")) == one_by_one
+    assert asyncio.run(write(before, commits, "bulk")) == one_by_one
     plain = [not _sets(c, _NOT_MERGEABLE) for c in commits]
     if any(a and b for a, b in itertools.pairwise(plain)):
         assert merged, "neighbouring answers should have been written in one go"
