@@ -223,14 +223,18 @@ def _apply(db: sqlite3.Connection, commit: Commit) -> None:
             ],
         )
     if commit.delete_unused_participant is not None:  # last: it looks at what is kept
-        db.execute(_DELETE_UNUSED.format(ids="?"), (commit.delete_unused_participant,))
+        for sql in _DELETE_UNUSED:
+            db.execute(sql.format(ids="?"), (commit.delete_unused_participant,))
 
 
-# A person with no run and no cohort membership left (`Commit.delete_unused_participant`).
+# A person with no run and no cohort membership left (`Commit.delete_unused_participant`),
+# and then their settings (time zone, pause), which were only for check-ins.
 _DELETE_UNUSED = (
     "DELETE FROM participants WHERE id IN ({ids})"
     " AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.participant = participants.id)"
-    " AND NOT EXISTS (SELECT 1 FROM members WHERE members.participant = participants.id)"
+    " AND NOT EXISTS (SELECT 1 FROM members WHERE members.participant = participants.id)",
+    "DELETE FROM preferences WHERE participant IN ({ids})"
+    " AND NOT EXISTS (SELECT 1 FROM participants WHERE participants.id = preferences.participant)",
 )
 
 
@@ -484,7 +488,8 @@ def _insert_segment(db: sqlite3.Connection, commits: Sequence[Commit]) -> None:
         db.execute(f"DELETE FROM answers WHERE run_id IN ({_JSON_LIST})", (json.dumps(declined),))
         db.execute(f"DELETE FROM runs WHERE id IN ({_JSON_LIST})", (json.dumps(declined),))
     if people := [c.delete_unused_participant for c in commits if c.delete_unused_participant]:
-        db.execute(_DELETE_UNUSED.format(ids=_JSON_LIST), (json.dumps(people),))
+        for sql in _DELETE_UNUSED:
+            db.execute(sql.format(ids=_JSON_LIST), (json.dumps(people),))
 
 
 _MOST_ROWS = 256  # per statement

@@ -17,6 +17,7 @@ from storage.rows import (
     GuideSourceRow,
     OutboxRow,
     ParticipantRow,
+    PreferenceRow,
     RunRow,
 )
 from storage.sqlite import SQLiteStorage
@@ -119,11 +120,14 @@ async def test_a_participant_is_deleted_only_when_nothing_of_theirs_is_kept(
     await store.commit(Commit(participant=person, runs=[run_row("r1"), run_row("r2")]))
     await store.commit(Commit(delete_run="r1", delete_unused_participant="p1"))
     assert await store.participant("p1") == person  # r2 is still theirs
-    await store.commit(Commit(joined=[("weekly", "p1")]))
+    settings = PreferenceRow("p1", "America/Chicago")
+    await store.commit(Commit(joined=[("weekly", "p1")], preference=settings))
     await store.commit(Commit(delete_run="r2", delete_unused_participant="p1"))
     assert await store.participant("p1") == person  # a member, to be asked again
+    assert await store.preference("p1") == settings
     await store.commit(Commit(left=[(None, "p1")], delete_unused_participant="p1"))
     assert await store.participant("p1") is None
+    assert await store.preference("p1") is None  # only ever for check-ins
     # A run started in the same commit is kept too, with its person.
     await store.commit(Commit(participant=person, runs=[run_row("r3")], delete_run="r1",
                               delete_unused_participant="p1"))  # fmt: skip

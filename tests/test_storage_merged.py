@@ -26,6 +26,7 @@ from storage.rows import (
     GuideSourceRow,
     OutboxRow,
     ParticipantRow,
+    PreferenceRow,
     RunRow,
 )
 from storage.sqlite import _NOT_MERGEABLE, SQLiteStorage, _Merged, _sets
@@ -42,6 +43,7 @@ TABLES = {
     "inbound": "SELECT key FROM inbound ORDER BY key",  # not `at`: the time of writing
     "deliveries": "SELECT * FROM deliveries ORDER BY key",
     "members": "SELECT cohort, participant FROM members ORDER BY cohort, participant",
+    "preferences": "SELECT * FROM preferences ORDER BY participant",
 }
 
 
@@ -82,6 +84,8 @@ def a_commit(draw: st.DrawFn) -> Commit:
         commit.withdrawn.append((run_id, "q1"))
     if draw(st.integers(0, 5)) == 0:  # a member, whom a decline does not delete
         commit.joined.append(("weekly", who))
+    if draw(st.integers(0, 5)) == 0:  # their time zone, which goes when they do
+        commit.preference = PreferenceRow(who, "America/Chicago")
     return commit
 
 
