@@ -249,8 +249,9 @@ class Dispatcher:
             flow = await self._flow(run_row.guide_hash)
             state = RunState.model_validate_json(run_row.state)
             # A run that has expired stops its reminders: it is ended, silently.
-            expired = turn.now - state.updated_at > flow.guide.expiry
-            outcome = flow.resume(state, Timeout() if expired else Remind(), turn.now)
+            outcome = flow.resume(
+                state, Timeout() if flow.expired(state, turn.now) else Remind(), turn.now
+            )
             await self._record(turn, flow, outcome, None)
             if not await self.storage.commit(turn.commit):
                 return False
@@ -455,9 +456,8 @@ class Dispatcher:
         # A scheduled prompt ends last week's expired run without a word: this week's
         # introduction follows at once, where "it has closed, send /start to begin
         # again" would only confuse (as a reminder to an expired run says nothing).
-        outcome = flow.resume(state, Timeout(), turn.now) if scheduled else None
-        if outcome is None or not outcome.state.status.ended:
-            outcome = flow.resume(state, Repeat(), turn.now)
+        quietly = scheduled and flow.expired(state, turn.now)
+        outcome = flow.resume(state, Timeout() if quietly else Repeat(), turn.now)
         await self._record(turn, flow, outcome, None)
         return outcome
 

@@ -224,16 +224,16 @@ def _apply(db: sqlite3.Connection, commit: Commit) -> None:
         )
     if commit.delete_unused_participant is not None:  # last: it looks at what is kept
         for sql in _DELETE_UNUSED:
-            db.execute(sql.format(ids="?"), (commit.delete_unused_participant,))
+            _execute_in(db, sql, [commit.delete_unused_participant])
 
 
 # A person with no run and no cohort membership left (`Commit.delete_unused_participant`),
 # and then their settings (time zone, pause), which were only for check-ins.
 _DELETE_UNUSED = (
-    "DELETE FROM participants WHERE id IN ({ids})"
+    "DELETE FROM participants WHERE id IN ({marks})"
     " AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.participant = participants.id)"
     " AND NOT EXISTS (SELECT 1 FROM members WHERE members.participant = participants.id)",
-    "DELETE FROM preferences WHERE participant IN ({ids})"
+    "DELETE FROM preferences WHERE participant IN ({marks})"
     " AND NOT EXISTS (SELECT 1 FROM participants WHERE participants.id = preferences.participant)",
 )
 
@@ -270,7 +270,7 @@ def _apply_many(db: sqlite3.Connection, commits: Sequence[Commit]) -> list[bool]
 
 
 def _apply_plain(db: sqlite3.Connection, commits: Sequence[Commit]) -> list[bool]:
-    """Plain commits in bulk, each written or not as `_apply` would (see `_written`).
+    """Plain commits in bulk, each written or not as `_apply` would (see `_write_fresh`).
     True for each one written."""
     if not commits:
         return []
@@ -279,9 +279,9 @@ def _apply_plain(db: sqlite3.Connection, commits: Sequence[Commit]) -> list[bool
     # than bring them back.
     people = [c.participant.id for c in commits if c.participant]
     unreachable_sql = "SELECT id FROM participants WHERE id IN ({marks}) AND unreachable = 1"
-    unreachable = {row[0] for row in _rows_in(db, unreachable_sql, people)}
+    unreachable = {row[0] for row in _execute_in(db, unreachable_sql, people)}
     tombstones_sql = "SELECT participant, at FROM tombstones WHERE participant IN ({marks})"
-    forgotten = {row[0]: row[1] for row in _rows_in(db, tombstones_sql, people)}  # and when
+    forgotten = {row[0]: row[1] for row in _execute_in(db, tombstones_sql, people)}  # and when
 
     def gone(c: Commit) -> bool:
         return c.participant is not None and (
@@ -289,18 +289,17 @@ def _apply_plain(db: sqlite3.Connection, commits: Sequence[Commit]) -> list[bool
             or (bool(c.runs) and forgotten.get(c.participant.id, "") >= _ts(c.runs[0].started_at))
         )
 
-    results = _written(db, commits, gone)
-    _insert_rows(db, [c for c, written in zip(commits, results, strict=True) if written])
-    return results
+    return _write_fresh(db, commits, gone)
 
 
-def _written(
+def _write_fresh(
     db: sqlite3.Connection, commits: Sequence[Commit], refused: Callable[[Commit], bool]
 ) -> list[bool]:
-    """For each commit, whether it is to be written: not `refused`, and neither its
-    inbound key nor its delivery key taken, before or by an earlier commit here (where
-    `_apply` would undo it with Duplicate). The keys are looked up inside the writer's
-    transaction, so what is found can't change before the rows are in."""
+    """Write each commit, table by table with the rest, unless it is `refused` or its
+    inbound or delivery key is taken, before or by an earlier commit here (where
+    `_apply` would undo it with Duplicate); True for each one written. The keys are
+    looked up inside the writer's transaction, so what is found can't change before
+    the rows are in."""
     inbound = _taken(db, "inbound", [c.inbound_key for c in commits if c.inbound_key])
     delivered = _taken(db, "deliveries", [c.delivery.key for c in commits if c.delivery])
     results: list[bool] = []
@@ -317,6 +316,7 @@ def _written(
                 inbound.add(key)
             if delivery is not None:
                 delivered.add(delivery)
+    _insert_rows(db, [c for c, written in zip(commits, results, strict=True) if written])
     return results
 
 
@@ -334,8 +334,7 @@ class _Merged(Mergeable):
     @classmethod
     def together(cls, db: sqlite3.Connection, operations: Sequence[_Merged]) -> list[Any]:
         commits = [operation.commit for operation in operations]
-        written = _written(db, commits, lambda _: False)
-        _insert_rows(db, [c for c, w in zip(commits, written, strict=True) if w])
+        written = _write_fresh(db, commits, lambda _: False)
         # As `_apply` would: one whose key was taken wrote nothing, and says so.
         return [
             None if w else Duplicate(c.inbound_key) for c, w in zip(commits, written, strict=True)
@@ -485,11 +484,11 @@ def _insert_segment(db: sqlite3.Connection, commits: Sequence[Commit]) -> None:
         ),
     )
     if declined := [c.delete_run for c in commits if c.delete_run is not None]:
-        db.execute(f"DELETE FROM answers WHERE run_id IN ({_JSON_LIST})", (json.dumps(declined),))
-        db.execute(f"DELETE FROM runs WHERE id IN ({_JSON_LIST})", (json.dumps(declined),))
+        _execute_in(db, "DELETE FROM answers WHERE run_id IN ({marks})", declined)
+        _execute_in(db, "DELETE FROM runs WHERE id IN ({marks})", declined)
     if people := [c.delete_unused_participant for c in commits if c.delete_unused_participant]:
         for sql in _DELETE_UNUSED:
-            db.execute(sql.format(ids=_JSON_LIST), (json.dumps(people),))
+            _execute_in(db, sql, people)
 
 
 _MOST_ROWS = 256  # per statement
@@ -533,8 +532,9 @@ def _statement(sql: str, width: int, size: int) -> str:
     return sql.format(rows=", ".join([one] * size))
 
 
-def _rows_in(db: sqlite3.Connection, sql: str, keys: Sequence[str]) -> Iterator[Any]:
-    """The rows of `sql` (whose `{marks}` stands for an `IN` list) for all these keys."""
+def _execute_in(db: sqlite3.Connection, sql: str, keys: Sequence[str]) -> Iterator[Any]:
+    """Run `sql`, whose `{marks}` stands for an `IN` list, for all these keys: the rows
+    it reads, if it reads any."""
     return db.execute(sql.format(marks=_JSON_LIST), (json.dumps(list(keys)),))
 
 
@@ -547,7 +547,7 @@ _JSON_LIST = "SELECT value FROM json_each(?)"
 def _taken(db: sqlite3.Connection, table: str, keys: Sequence[str]) -> set[str]:
     """Which of these keys `table` (inbound or deliveries) already holds."""
     return {
-        row[0] for row in _rows_in(db, f"SELECT key FROM {table} WHERE key IN ({{marks}})", keys)
+        row[0] for row in _execute_in(db, f"SELECT key FROM {table} WHERE key IN ({{marks}})", keys)
     }
 
 

@@ -153,10 +153,9 @@ class TelegramChannel:
         edited = "message" not in update
         message = _dict(update.get("message") or update.get("edited_message"))
         user, chat = _dict(message.get("from")), _dict(message.get("chat"))
-        sender, where = _id(user.get("id")), _id(chat.get("id"))
-        if sender is None or where is None or user.get("is_bot"):
+        person, place = _id(user.get("id")), _id(chat.get("id"))
+        if person is None or place is None or user.get("is_bot"):
             return None
-        person, place = sender, where
         text = _text(message.get("text"))
         common: dict[str, Any] = {
             "key": key,

@@ -112,6 +112,10 @@ class Flow:
             self._advance(turn, 0)
         return turn.outcome()
 
+    def expired(self, state: RunState, now: datetime) -> bool:
+        """Whether a run left idle since its last move has passed the guide's expiry."""
+        return now - state.updated_at > self.guide.expiry
+
     def resume(self, state: RunState, given: Input, now: datetime) -> Outcome:
         # The caller's state is never changed. A shallow copy with fresh containers is
         # enough (the engine mutates only `answers`, `asked` and `pending` in place, and
@@ -124,7 +128,7 @@ class Flow:
             if not isinstance(given, Timeout):
                 turn.emit(Reply(self._say(current, "finished_already")))
             return turn.outcome()
-        if now - current.updated_at > self.guide.expiry:
+        if self.expired(current, now):
             # Before consent nothing may be kept, so an unanswered invitation is a decline.
             ended = RunStatus.DECLINED if current.status is RunStatus.CONSENT else RunStatus.EXPIRED
             self._end(turn, ended, None if isinstance(given, Timeout) else "expired")
