@@ -25,6 +25,7 @@ from typing import Any
 import aiosqlite
 
 from storage.migrations import MIGRATIONS
+from storage.read_batch import ReadBatch
 from storage.rows import (
     AnswerRow,
     Commit,
@@ -558,6 +559,10 @@ class SQLiteStorage:
         self.path = Path(path)
         self._writer: GroupWriter | None = None
         self._reader: aiosqlite.Connection | None = None
+        # Under load, everyone's first read of a message goes to SQLite together.
+        self._conversation_reads: ReadBatch[tuple[str, str | None], Conversation] = ReadBatch(
+            self.conversations
+        )
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -1090,23 +1095,13 @@ class SQLiteStorage:
         return found
 
     async def conversation(self, participant_id: str, inbound_key: str | None) -> Conversation:
-        row = await self._one(
-            "SELECT EXISTS (SELECT 1 FROM inbound WHERE key = ?),"
-            " p.id, p.channel, p.address, p.language, p.current_run, p.unreachable,"
-            " r.id, r.participant, r.guide_id, r.guide_version, r.guide_hash, r.status, r.state,"
-            " r.started_at, r.updated_at, r.gathering"
-            " FROM (SELECT 1) LEFT JOIN participants AS p ON p.id = ?"
-            " LEFT JOIN runs AS r ON r.id = p.current_run",
-            (inbound_key, participant_id),
-        )
-        assert row is not None  # the query always returns one row
-        return self._conversation_row(row)
+        return await self._conversation_reads.get((participant_id, inbound_key))
 
     async def conversations(self, wanted: Sequence[tuple[str, str | None]]) -> list[Conversation]:
         found: list[Conversation] = []
         for start in range(0, len(wanted), _MAX_MARKS):
             part = wanted[start : start + _MAX_MARKS]
-            # The same read as `conversation`, for each (n, participant, key) of a list.
+            # For each (n, participant, key): was the key seen, who is it, what's their run.
             rows = await self._all(
                 "WITH wanted (n, participant, key) AS (VALUES "
                 + ", ".join(["(?, ?, ?)"] * len(part))

@@ -3,6 +3,7 @@ to a whole cohort), run against every backend like the rest of the suite."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -124,6 +125,12 @@ async def test_conversations_and_open_runs_of_many_people(store: Storage) -> Non
         Conversation(False, person(2, "r2"), run_row(2, "finished")),
     ]
     assert found[0] == await store.conversation("p2", "k1")
+    # Read at the same moment (as under load, where they go to SQLite together), each
+    # look-up still gets its own answer.
+    together = await asyncio.gather(
+        *(store.conversation(p, key) for p, key in [("p2", "k1"), ("p3", None), ("p1", "new")])
+    )
+    assert together == found[:3]
     # More than one look-up's worth, in the order asked.
     wanted = [(f"p{n % 5}", f"k{n % 3}") for n in range(1234)]
     many = await store.conversations(wanted)
