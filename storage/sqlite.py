@@ -559,9 +559,9 @@ class SQLiteStorage:
         self.path = Path(path)
         self._writer: GroupWriter | None = None
         self._reader: aiosqlite.Connection | None = None
-        # Under load, everyone's first read of a message goes to SQLite together.
+        # Under load, the conversations of many people's messages are read together.
         self._conversation_reads: ReadBatch[tuple[str, str | None], Conversation] = ReadBatch(
-            self.conversations
+            self._conversations_apart
         )
 
     async def open(self) -> None:
@@ -1098,11 +1098,29 @@ class SQLiteStorage:
         return await self._conversation_reads.get((participant_id, inbound_key))
 
     async def conversations(self, wanted: Sequence[tuple[str, str | None]]) -> list[Conversation]:
-        found: list[Conversation] = []
+        return [self._conversation_row(row) for row in await self._conversation_rows(wanted)]
+
+    async def _conversations_apart(
+        self, wanted: Sequence[tuple[str, str | None]]
+    ) -> list[Conversation | Exception]:
+        """As `conversations`, but a row that can't be read (a damaged run) is the error
+        of that look-up alone, not of everyone's read alongside it."""
+        found: list[Conversation | Exception] = []
+        for row in await self._conversation_rows(wanted):
+            try:
+                found.append(self._conversation_row(row))
+            except Exception as error:  # handed to the one caller it belongs to
+                found.append(error)
+        return found
+
+    async def _conversation_rows(
+        self, wanted: Sequence[tuple[str, str | None]]
+    ) -> list[sqlite3.Row]:
+        found: list[sqlite3.Row] = []
         for start in range(0, len(wanted), _MAX_MARKS):
             part = wanted[start : start + _MAX_MARKS]
             # For each (n, participant, key): was the key seen, who is it, what's their run.
-            rows = await self._all(
+            found += await self._all(
                 "WITH wanted (n, participant, key) AS (VALUES "
                 + ", ".join(["(?, ?, ?)"] * len(part))
                 + ") SELECT EXISTS (SELECT 1 FROM inbound WHERE key = w.key),"
@@ -1113,7 +1131,6 @@ class SQLiteStorage:
                 " LEFT JOIN runs AS r ON r.id = p.current_run ORDER BY w.n",
                 tuple(v for n, (p, key) in enumerate(part) for v in (n, p, key)),
             )
-            found += [self._conversation_row(row) for row in rows]
         return found
 
     @classmethod

@@ -11,20 +11,23 @@ from storage.read_batch import ReadBatch
 
 
 class Squares:
-    """A fetch that records the batches it was asked for; it can be made to fail or wait."""
+    """A fetch that records the batches it was asked for; it can fail, or wait to answer."""
 
     def __init__(self) -> None:
         self.batches: list[list[int]] = []
-        self.fail: Exception | None = None
+        self.failures: list[Exception] = []  # the next fetches raise these, in turn
         self.gate: asyncio.Event | None = None
+        self.began = asyncio.Event()  # set when a fetch begins
 
-    async def __call__(self, keys: Sequence[int]) -> list[int]:
+    async def __call__(self, keys: Sequence[int]) -> list[int | Exception]:
         self.batches.append(list(keys))
+        self.began.set()
         if self.gate is not None:
             await self.gate.wait()
-        if self.fail is not None:
-            raise self.fail
-        return [key * key for key in keys]
+        if self.failures:
+            raise self.failures.pop(0)
+        # A negative key stands for a row that can't be read: its look-up alone fails.
+        return [ValueError(f"row {key} is damaged") if key < 0 else key * key for key in keys]
 
 
 async def test_look_ups_asked_together_go_as_one_fetch() -> None:
@@ -41,8 +44,7 @@ async def test_look_ups_asked_during_a_fetch_make_the_next_one() -> None:
     fetch.gate = asyncio.Event()
     batch = ReadBatch(fetch, max_batch=3)
     first = asyncio.gather(*(batch.get(n) for n in range(5)))
-    await asyncio.sleep(0)  # let the first fetch go out
-    await asyncio.sleep(0)
+    await fetch.began.wait()
     later = asyncio.gather(*(batch.get(n) for n in (10, 11)))
     await asyncio.sleep(0)
     fetch.gate.set()
@@ -51,46 +53,69 @@ async def test_look_ups_asked_during_a_fetch_make_the_next_one() -> None:
     assert fetch.batches == [[0, 1, 2], [3, 4, 10], [11]]
 
 
-async def test_a_failed_fetch_fails_its_batch_only() -> None:
+async def test_a_failed_fetch_fails_its_own_trip_and_the_next_is_still_served() -> None:
     fetch = Squares()
-    fetch.fail = OSError("disk I/O error")
+    fetch.gate = asyncio.Event()
+    fetch.failures = [OSError("disk I/O error")]
     batch = ReadBatch(fetch)
-    results = await asyncio.gather(*(batch.get(n) for n in range(3)), return_exceptions=True)
-    assert all(isinstance(r, OSError) for r in results)
-    fetch.fail = None
+    first = asyncio.gather(*(batch.get(n) for n in range(3)), return_exceptions=True)
+    await fetch.began.wait()
+    queued = asyncio.gather(*(batch.get(n) for n in (5, 6)))  # waiting for the next trip
+    await asyncio.sleep(0)
+    fetch.gate.set()
+    assert [type(r) for r in await first] == [OSError] * 3
+    # With no further look-up asked for (the guard is against hanging, not a timing).
+    assert await asyncio.wait_for(queued, 10) == [25, 36]
     assert await batch.get(3) == 9
 
 
+async def test_a_row_that_cannot_be_read_fails_only_its_own_look_up() -> None:
+    fetch = Squares()
+    batch = ReadBatch(fetch)
+    looked_up = [asyncio.create_task(batch.get(n)) for n in (2, -1, 3)]
+    with pytest.raises(ValueError, match="row -1"):
+        await looked_up[1]
+    assert [await looked_up[0], await looked_up[2]] == [4, 9]
+    assert fetch.batches == [[2, -1, 3]]  # they did go together
+
+
 async def test_a_fetch_with_a_value_missing_is_an_error_not_a_wrong_answer() -> None:
-    async def short(keys: Sequence[int]) -> list[int]:
+    async def short(keys: Sequence[int]) -> list[int | Exception]:
         return list(keys)[:-1]
 
     batch: ReadBatch[int, int] = ReadBatch(short)
-    with pytest.raises(RuntimeError):
-        await asyncio.gather(batch.get(1), batch.get(2))
+    results = await asyncio.gather(batch.get(1), batch.get(2), return_exceptions=True)
+    assert [type(r) for r in results] == [RuntimeError, RuntimeError]
 
 
-async def test_a_caller_that_gives_up_leaves_the_others_their_answers() -> None:
+async def test_a_caller_that_gives_up_mid_fetch_leaves_the_others_their_answers() -> None:
     fetch = Squares()
     fetch.gate = asyncio.Event()
     batch = ReadBatch(fetch)
     impatient = asyncio.create_task(batch.get(2))
     patient = asyncio.create_task(batch.get(3))
-    await asyncio.sleep(0)
+    await fetch.began.wait()
     impatient.cancel()
+    await asyncio.sleep(0)
     fetch.gate.set()
     assert await patient == 9
     assert impatient.cancelled()
 
 
-async def test_stopping_mid_fetch_leaves_nobody_waiting_forever() -> None:
+@pytest.mark.parametrize("when", ["before it began", "mid-fetch"])
+async def test_stopping_leaves_nobody_waiting_forever(when: str) -> None:
     fetch = Squares()
     fetch.gate = asyncio.Event()
     batch = ReadBatch(fetch)
     waiting = [asyncio.create_task(batch.get(n)) for n in range(3)]
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # they ask, and the first of them sets a fetch going
+    if when == "mid-fetch":
+        await fetch.began.wait()
     assert batch._fetching is not None
+    assert fetch.began.is_set() == (when == "mid-fetch")
     batch._fetching.cancel()
-    done, _ = await asyncio.wait(waiting, timeout=5)
+    # A guard against hanging, not a timing: the cancellations land within a few turns.
+    done, _ = await asyncio.wait(waiting, timeout=10)
     assert done == set(waiting) and all(task.cancelled() for task in waiting)
+    fetch.gate.set()
+    assert await batch.get(4) == 16  # and it works again afterwards

@@ -4,7 +4,9 @@ to a whole cohort), run against every backend like the rest of the suite."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +22,7 @@ from storage.rows import (
     ParticipantRow,
     RunRow,
 )
+from storage.sqlite import SQLiteStorage
 from tests.conftest import START
 
 SOURCE = GuideSourceRow("h1", "g", 1, "guide: g")
@@ -111,6 +114,23 @@ async def test_an_error_in_one_of_many_commits_writes_none_of_them(store: Storag
     assert await store.commit_many([prompt(1)]) == [True]  # and it still works
 
 
+async def test_a_damaged_run_fails_only_its_own_persons_read(tmp_path: Path) -> None:
+    store = SQLiteStorage(tmp_path / "kt.db")
+    await store.open()
+    try:
+        await store.commit(prompt(1))
+        await store.commit(prompt(2))
+        with sqlite3.connect(store.path) as db:  # as a bad disk or a bad hand might leave it
+            db.execute("UPDATE runs SET started_at = 'garbage' WHERE participant = 'p2'")
+        mine, theirs = await asyncio.gather(
+            store.conversation("p1", None), store.conversation("p2", None), return_exceptions=True
+        )
+        assert isinstance(theirs, ValueError)
+        assert isinstance(mine, Conversation) and mine.run == run_row(1)
+    finally:
+        await store.close()
+
+
 async def test_conversations_and_open_runs_of_many_people(store: Storage) -> None:
     await store.commit(prompt(1))  # p1: a run under way, and it is their current one
     await store.commit(
@@ -126,11 +146,10 @@ async def test_conversations_and_open_runs_of_many_people(store: Storage) -> Non
     ]
     assert found[0] == await store.conversation("p2", "k1")
     # Read at the same moment (as under load, where they go to SQLite together), each
-    # look-up still gets its own answer.
-    together = await asyncio.gather(
-        *(store.conversation(p, key) for p, key in [("p2", "k1"), ("p3", None), ("p1", "new")])
-    )
-    assert together == found[:3]
+    # look-up still gets its own answer, the same person twice included.
+    asked = [("p2", "k1"), ("p3", None), ("p1", "new"), ("p2", None), ("p2", "k1")]
+    together = await asyncio.gather(*(store.conversation(p, key) for p, key in asked))
+    assert together == [*found, found[0]]
     # More than one look-up's worth, in the order asked.
     wanted = [(f"p{n % 5}", f"k{n % 3}") for n in range(1234)]
     many = await store.conversations(wanted)
