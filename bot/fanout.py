@@ -29,6 +29,7 @@ import asyncio
 import gc
 import logging
 import re
+import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -159,22 +160,28 @@ class Fanout:
         async with d._locks.hold_many(participant for participant, _ in prompts):
             now = d.clock()
             seen_keys = [d._seen_key(key) for _, key in prompts]
-            found = await d.storage.conversations(
-                [(person, seen) for (person, _), seen in zip(prompts, seen_keys, strict=True)]
-            )
-            if loaded is None or loaded.guide is None:
-                under_way: dict[str, RunRow] = {}
-            else:
-                under_way = await d.storage.open_runs_of(
-                    [participant for participant, _ in prompts], loaded.guide.id
+            under_way: dict[str, RunRow] = {}
+            try:
+                found = await d.storage.conversations(
+                    [(person, seen) for (person, _), seen in zip(prompts, seen_keys, strict=True)]
                 )
+                if loaded is not None and loaded.guide is not None:
+                    under_way = await d.storage.open_runs_of(
+                        [participant for participant, _ in prompts], loaded.guide.id
+                    )
+                read = list(zip(prompts, seen_keys, found, strict=True))
+            except (OSError, sqlite3.Error):
+                raise  # storage is failing: the occurrence is tried again later
+            except Exception:
+                # A row that can't be read (a damaged run) must not cost everyone else
+                # this week's prompt: each goes alone, after, and fails alone.
+                log.exception("a chunk of a scheduled prompt could not be read; one by one")
+                read, one_by_one = [], list(prompts)
             listed: set[str] = set()
             # With their key, seen key, and the turn that ended a run of theirs, if any.
             starting: list[tuple[ParticipantRow, str, str | None, _Turn | None]] = []
             commits: list[Commit] = []
-            for (participant, key), seen_key, conversation in zip(
-                prompts, seen_keys, found, strict=True
-            ):
+            for (participant, key), seen_key, conversation in read:
                 person = conversation.participant
                 if conversation.seen or person is None or person.unreachable:
                     continue  # prompted already, or gone

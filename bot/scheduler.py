@@ -199,8 +199,11 @@ class Scheduler:
             tz = (preference.tz if preference else None) or zones.get(delivery.schedule, "UTC")
             if quiet_until(now, tz) > now:
                 continue  # a later tick, once they are awake
-            if await self.dispatcher.remind(delivery):
-                report.reminded += 1
+            try:
+                if await self.dispatcher.remind(delivery):
+                    report.reminded += 1
+            except Exception:  # one person's (a damaged run) must not stop everyone's
+                log.exception("a reminder could not be sent")
 
 
 def _write(path: Path, text: str) -> None:

@@ -4,12 +4,14 @@ week's run, finished or not, must never cost them this week's prompt or their pl
 from __future__ import annotations
 
 import re
+import sqlite3
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from storage.rows import Commit, RunRow
+from storage.sqlite import SQLiteStorage
 from tests.conftest import load
 from tests.town import Town, at, setup
 
@@ -173,4 +175,22 @@ async def test_one_persons_unreadable_run_does_not_stop_everyone_elses_prompt(
     await dispatcher.storage.commit(Commit(runs=[lost]))  # its guide's text is gone
     await at(town, MONDAYS[0], scheduler, deliverer)
     assert [asked_consent(town, who) for who in people] == [1, 0, 1, 1]
+    assert "could not be sent" in caplog.text
+
+
+async def test_one_persons_damaged_row_does_not_stop_everyone_elses_prompt(
+    town: Town, caplog: pytest.LogCaptureFixture
+):
+    town.library.add(load(CHECKIN, "checkin.yaml"))
+    people = {f"p{n}": None for n in range(4)}
+    dispatcher, scheduler, deliverer = await setup(town, people, guide="checkin")
+    await at(town, MONDAYS[0], scheduler, deliverer)
+    damaged = town.identity.pseudonym("terminal", "p2")
+    storage = dispatcher.storage
+    assert isinstance(storage, SQLiteStorage)
+    with sqlite3.connect(storage.path) as db:  # as a bad disk or a bad hand might leave it
+        db.execute("UPDATE runs SET updated_at = 'garbage' WHERE participant = ?", (damaged,))
+    db.close()
+    await at(town, MONDAYS[1], scheduler, deliverer)
+    assert [asked_consent(town, who) for who in people] == [2, 2, 1, 2]
     assert "could not be sent" in caplog.text
