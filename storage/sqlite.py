@@ -365,26 +365,29 @@ def _insert_rows(db: sqlite3.Connection, commits: Sequence[Commit]) -> None:
     (Table by table is the same as commit by commit because none of these tables has a
     trigger or a foreign key, no insert reads another table, and a deletion is never
     followed in its segment by a write it would have undone: see `_segments`.)"""
-    owners: dict[str, str] = {}
+    on_record: dict[str, str] = {}
     doomed = [c.delete_run for c in commits if c.delete_run is not None]
     if doomed and any(c.delete_unused_participant is not None for c in commits):
         found = _execute_in(db, "SELECT id, participant FROM runs WHERE id IN ({marks})", doomed)
-        owners = dict(found)
-        for run in (r for c in commits for r in c.runs):  # or begun here: theirs on record
-            owners.setdefault(run.id, run.participant)
-    for segment in _segments(commits, owners):
+        on_record = dict(found)
+    for segment in _segments(commits, on_record):
         _insert_segment(db, segment)
 
 
-def _segments(commits: Sequence[Commit], owners: dict[str, str]) -> Iterator[Sequence[Commit]]:
+def _segments(commits: Sequence[Commit], on_record: dict[str, str]) -> Iterator[Sequence[Commit]]:
     """The commits in order, cut before any that writes a run (or its answers) deleted
     earlier in the same part, or a row for a person who may have been deleted there:
     one after another, that write would come after the deletion, not before it. Cut
-    too before the deletion of a run whose owner (`owners`: run id -> person, for the
-    runs on record or written here; another deletes nothing) may be deleted earlier in
-    the part: whether a person is deleted is decided at the end of the part, and must
-    not see a run of theirs deleted after their commit. (A week's prompt ends everyone's
-    expired invitation, each person's own: cutting at every one made 100,000 parts.)"""
+    too before the deletion of a run whose owner may be deleted earlier in the part:
+    whether a person is deleted is decided at the end of the part, and must not see a
+    run of theirs deleted after their commit. (A week's prompt ends everyone's expired
+    invitation, each person's own: cutting at every one made 100,000 parts.)
+
+    A run's owner is followed through the commits from `on_record` (run id -> person,
+    for the runs to be deleted): a run written keeps the owner it has, or takes the
+    writer's if it has none (new, or deleted before); a run deleted has none, and
+    deleting it again deletes nothing."""
+    owners = dict(on_record)
     start = 0
     runs: set[str] = set()
     people: set[str] = set()
@@ -393,12 +396,15 @@ def _segments(commits: Sequence[Commit], owners: dict[str, str]) -> Iterator[Seq
         touched_people = {r.participant for r in c.runs}
         if c.participant is not None:
             touched_people.add(c.participant.id)
+        for run in c.runs:  # written before the commit's deletion, as `_apply` does
+            owners.setdefault(run.id, run.participant)
         undoes = not (runs.isdisjoint(touched_runs) and people.isdisjoint(touched_people))
         if undoes or (c.delete_run is not None and owners.get(c.delete_run) in people):
             yield commits[start:n]
             start, runs, people = n, set(), set()
         if c.delete_run is not None:
             runs.add(c.delete_run)
+            owners.pop(c.delete_run, None)
         if c.delete_unused_participant is not None:
             people.add(c.delete_unused_participant)
     yield commits[start:]

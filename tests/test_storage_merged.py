@@ -63,7 +63,10 @@ def a_commit(draw: st.DrawFn) -> Commit:
     if draw(st.booleans()):
         status = draw(st.sampled_from(["consent", "active", "completed"]))
         state = draw(st.sampled_from(["{}", '{"at": "q1"}', '{"at": "q2"}']))
-        commit.runs.append(RunRow(run_id, who, "g", 1, "h1", status, state, START, later))
+        # Now and then a run id another person's runs use: runs change hands when one is
+        # deleted and begun again.
+        owner = draw(st.sampled_from([who, who, who, "p1", "p2"]))
+        commit.runs.append(RunRow(run_id, owner, "g", 1, "h1", status, state, START, later))
     for step in draw(st.lists(st.sampled_from(["q1", "q2", "q3"]), max_size=3)):
         value = draw(st.sampled_from(['"yes"', '"no"', "4", '"ünïcødé ✊"']))
         commit.answers.append(AnswerRow(run_id, step, who, "g", 1, "text", value, later))
@@ -113,8 +116,8 @@ async def write(
     return written, tables
 
 
-def _run(run_id: str) -> RunRow:
-    return RunRow(run_id, "p1", "g", 1, "h1", "active", "{}", START, START)
+def _run(run_id: str, who: str = "p1") -> RunRow:
+    return RunRow(run_id, who, "g", 1, "h1", "active", "{}", START, START)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -123,6 +126,14 @@ def _run(run_id: str) -> RunRow:
     [Commit(participant=ParticipantRow("p1", "terminal", b"s"), runs=[_run("p1-a"), _run("p1-b")])],
     [Commit(inbound_key="k1", delete_run="p1-a", delete_unused_participant="p1"),
      Commit(inbound_key="k2", delete_run="p1-b")],
+)  # fmt: skip
+@example(  # r changes hands: deleted as p1's, begun again as p2's, who is kept for it...
+    [Commit(participant=ParticipantRow("p1", "terminal", b"s"), runs=[_run("r")]),
+     Commit(participant=ParticipantRow("p2", "terminal", b"s"))],
+    [Commit(inbound_key="k1", delete_run="r"),
+     Commit(inbound_key="k2", runs=[_run("r", "p2")]),
+     Commit(inbound_key="k3", delete_run="zz", delete_unused_participant="p2"),
+     Commit(inbound_key="k4", delete_run="r")],  # ...before it goes, now p2's
 )  # fmt: skip
 def test_commits_written_together_end_as_one_after_another(
     before: list[Commit], commits: list[Commit]
