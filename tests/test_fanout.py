@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -227,3 +228,55 @@ async def test_holding_many_keys_at_once_never_deadlocks_and_leaves_nothing():
         timeout=5,
     )
     assert len(locks) == 0
+
+
+async def test_a_chunk_that_fails_while_another_is_written_begins_no_more(
+    town: Town, caplog: pytest.LogCaptureFixture
+):
+    people = {f"p{n}": None for n in range(6)}
+    dispatcher, scheduler, deliverer = await setup(town, people)
+    storage = dispatcher.storage
+    write, calls, second_failed = storage.commit_many, [], asyncio.Event()
+
+    async def second_fails(commits: Sequence[Commit]) -> list[bool]:
+        calls.append(len(commits))
+        if len(calls) == 1:
+            await second_failed.wait()  # the first chunk is still being written...
+            return await write(commits)
+        second_failed.set()
+        raise RuntimeError("the second chunk failed")  # ...when the second fails
+
+    storage.commit_many = second_fails  # type: ignore[method-assign]
+    dispatcher.fanout.chunk = 2  # three chunks of two
+    town.clock.now = MONDAY_9_CHICAGO
+    await scheduler.tick()
+    assert calls == [2, 2]  # the third never began
+    assert "the second chunk failed" in caplog.text
+    assert len(await storage.deliveries("s1")) == 2  # the first chunk's are written
+    storage.commit_many = write  # type: ignore[method-assign]
+    town.clock.advance(minutes=11)  # the occurrence is taken up again: only the rest
+    assert (await scheduler.tick()).prompted == 4
+    await deliverer.drain("terminal")
+    assert [town.prompts(who) for who in people] == [1] * 6
+
+
+async def test_storage_failing_under_one_by_one_prompts_is_tried_again_later(town: Town):
+    people = {f"p{n}": None for n in range(4)}
+    dispatcher, scheduler, deliverer = await setup(town, people)
+    storage = dispatcher.storage
+    read, commit = storage.conversations, storage.commit
+
+    async def damaged(wanted: Sequence[tuple[str, str | None]]) -> list[object]:
+        raise ValueError("a damaged row")  # so the chunk goes one by one...
+
+    async def full(c: Commit) -> bool:
+        raise sqlite3.OperationalError("database or disk is full")  # ...and the disk is full
+
+    storage.conversations, storage.commit = damaged, full  # type: ignore[method-assign, assignment]
+    town.clock.now = MONDAY_9_CHICAGO
+    assert (await scheduler.tick()).prompted == 0
+    storage.conversations, storage.commit = read, commit  # type: ignore[method-assign]
+    town.clock.advance(minutes=11)  # not finished as sent: taken up again
+    assert (await scheduler.tick()).prompted == 4
+    await deliverer.drain("terminal")
+    assert [town.prompts(who) for who in people] == [1] * 4
