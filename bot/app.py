@@ -17,7 +17,6 @@ import logging
 import os
 import shlex
 import signal
-import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ from bot.reports import Reports
 from bot.roles import Roles, admin_pseudonyms
 from bot.scheduler import Scheduler, run_every
 from bot.web import make_web_app, start_web
+from storage.protocol import STORAGE_FAILURES
 from storage.sqlite import SQLiteStorage
 
 # What the app may do in a workspace; slack-manifest.yaml asks for the same.
@@ -106,7 +106,7 @@ async def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
     try:
         secret = load_or_create_secret(secret_value, settings.data_dir)
         await storage.open()
-    except (OSError, sqlite3.Error) as error:
+    except STORAGE_FAILURES as error:
         if not _unwritable(error):
             raise  # another problem (a locked or damaged database): shown as it is
         raise DataFolderError(settings.data_dir, error) from error

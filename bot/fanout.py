@@ -29,7 +29,6 @@ import asyncio
 import gc
 import logging
 import re
-import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING
 
 from bot.flows.events import Reply
 from bot.flows.loader import LoadedGuide
+from storage.protocol import STORAGE_FAILURES
 from storage.rows import Commit, DeliveryRow, GuideSourceRow, OutboxRow, ParticipantRow, RunRow
 
 if TYPE_CHECKING:
@@ -174,7 +174,7 @@ class Fanout:
                         [participant for participant, _ in prompts], loaded.guide.id
                     )
                 read = list(zip(prompts, seen_keys, found, strict=True))
-            except (OSError, sqlite3.Error):
+            except STORAGE_FAILURES:
                 raise  # storage is failing: the occurrence is tried again later
             except Exception:
                 # A row that can't be read (a damaged run) must not cost everyone else
@@ -246,7 +246,7 @@ class Fanout:
             # One person's prompt failing must not stop anyone else's, nor the tick...
             log.error("a scheduled prompt could not be sent", exc_info=failure)
         for failure in failures:
-            if isinstance(failure, (OSError, sqlite3.Error)):
+            if isinstance(failure, STORAGE_FAILURES):
                 raise failure  # ...but storage failing must: the occurrence is tried again
         return prompted + sum(1 for r in done if r is True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -20,6 +21,12 @@ from storage.rows import (
     RunRow,
     ScheduleRow,
 )
+
+# What storage raises when it is failing (a full or read-only disk, a locked or damaged
+# file), as against a bug in one message: whoever meets it says "try again later" (a
+# webhook answers 503, a scheduled prompt's occurrence is taken up again). A backend
+# on another database adds its driver's errors here.
+STORAGE_FAILURES: tuple[type[Exception], ...] = (OSError, sqlite3.Error)
 
 
 class Storage(Protocol):

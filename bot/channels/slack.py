@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import re
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -40,6 +39,7 @@ from bot.channels.slack_format import (
 from bot.flows.events import DONE_VALUE, Tap
 from bot.messages import Inbound, Outbound
 from bot.ratelimit import RateLimits
+from storage.protocol import STORAGE_FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class SlackChannel:
         )
         try:
             await self.handle(inbound)
-        except (OSError, sqlite3.Error):
+        except STORAGE_FAILURES:
             # Nothing was kept (a commit is all or nothing): say so, only to them.
             log.exception("could not store a Slack command")
             await ack(text=self.apology(None))

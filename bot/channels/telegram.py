@@ -16,7 +16,6 @@ import io
 import logging
 import os
 import re
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -50,6 +49,7 @@ from bot.channels.telegram_request import AiohttpRequest
 from bot.flows.events import Tap
 from bot.messages import Inbound, Outbound
 from bot.ratelimit import RateLimits
+from storage.protocol import STORAGE_FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ class TelegramChannel:
         for update in updates:
             try:
                 await self.process(update.to_dict())
-            except (OSError, sqlite3.Error) as error:
+            except STORAGE_FAILURES as error:
                 log.exception("could not store an update; it will be fetched again")
                 raise HeldBack(update.update_id) from error
             except Exception:
@@ -261,7 +261,7 @@ class TelegramChannel:
             # and its update_id makes the retry harmless.
             try:
                 await self.process(update)
-            except (OSError, sqlite3.Error):
+            except STORAGE_FAILURES:
                 log.exception("could not store an update; Telegram will send it again")
                 return web.Response(status=503)
             except Exception:

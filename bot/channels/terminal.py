@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import sqlite3
 import sys
 import threading
 from typing import TextIO
@@ -22,6 +21,7 @@ from bot.dispatcher import Dispatcher
 from bot.flows.events import DONE_VALUE
 from bot.flows.run import RunStatus
 from bot.messages import Inbound, Outbound
+from storage.protocol import STORAGE_FAILURES
 
 CHANNEL = "terminal"
 
@@ -111,7 +111,7 @@ async def chat(
     async def say(text: str) -> bool:
         try:
             handled = await dispatcher.handle(Inbound(CHANNEL, name, name, text, language=language))
-        except (sqlite3.Error, OSError):
+        except STORAGE_FAILURES:
             # Nothing was saved (the commit is all or nothing): say so once, plainly.
             echo.write(dispatcher.phrases.text(language or "en", "storage_error") + "\n\n")
             return False
