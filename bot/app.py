@@ -41,6 +41,7 @@ from bot.channels.terminal import TerminalChannel, chat
 from bot.config import ConfigError, Settings, load_settings
 from bot.delivery import Deliverer
 from bot.dispatcher import Dispatcher
+from bot.house import House, build_house
 from bot.flows.duration import parse_duration
 from bot.library import GuideLibrary, read_guide_file
 from bot.locales import load_phrasebook
@@ -74,6 +75,7 @@ class Bot:
     library: GuideLibrary
     dispatcher: Dispatcher
     deliverer: Deliverer
+    house: House
     clock: Callable[[], datetime] = utc_now
 
 
@@ -119,7 +121,7 @@ async def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
         admins = admin_pseudonyms(identity, settings.admins)
         admins.add(identity.pseudonym(TERMINAL, OPERATOR))
         phrases = load_phrasebook()
-        dispatcher = Dispatcher(
+        house = build_house(
             storage=storage,
             library=library,
             identity=identity,
@@ -132,7 +134,8 @@ async def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
             min_group=settings.min_group,
             default_tz=settings.timezone,
         )
-        yield Bot(settings, secret, identity, storage, library, dispatcher, deliverer, clock)
+        yield Bot(settings, secret, identity, storage, library, house.dispatcher, deliverer,
+                  house, clock)  # fmt: skip
     finally:
         await storage.close()
 
@@ -218,6 +221,7 @@ async def _serve(settings: Settings) -> int:
             bot.storage, bot.dispatcher, bot.library, bot.clock,
             digest_cron=settings.digest_cron, timezone=settings.timezone,
             digest_dir=settings.data_dir / "digests", retention_days=settings.retention_days,
+            digests=bot.house.digests, roles=bot.house.roles,
         )  # fmt: skip
         ticker = run_every(scheduler)
         stoppers.append(functools.partial(_shutdown, ticker))
@@ -421,14 +425,14 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
         if args.command == "invite":
             lasts = parse_duration(args.expires)
             link = await _telegram_link(settings)
-            return await sessions.invite(bot.dispatcher.roles, args.role, lasts, link, out)
+            return await sessions.invite(bot.house.roles, args.role, lasts, link, out)
         if args.command == "export":
             return await _export(bot, args, out)
         if args.command == "forget":
             return await _forget(bot, args.participant, out)
         if args.command == "digest":
             return await digests.digest(
-                bot.storage, bot.library, bot.dispatcher.reports, since=parse_duration(args.since),
+                bot.storage, bot.library, bot.house.reports, since=parse_duration(args.since),
                 now=bot.clock(), guide=args.guide, fmt=args.format, min_group=settings.min_group,
                 out_path=args.out, out=out,
             )  # fmt: skip
@@ -450,8 +454,8 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
             return await schedules.change_schedule(bot.storage, args.id, action, bot.clock(), out)
         if args.command == "roles":
             if args.roles_command == "list":
-                return await sessions.list_roles(bot.dispatcher.roles, out)
-            return await sessions.revoke(bot.dispatcher.roles, args.pseudonym, out)
+                return await sessions.list_roles(bot.house.roles, out)
+            return await sessions.revoke(bot.house.roles, args.pseudonym, out)
         action = args.session_command
         if action == "qr":
             link = args.link or f"/join {args.code}"

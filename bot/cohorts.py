@@ -13,141 +13,167 @@ import dataclasses
 from datetime import UTC, datetime, time
 from typing import TYPE_CHECKING
 
+from bot.conversation.router import TO_GUIDE, Router
+from bot.conversation.turn import Turn
 from bot.flows.events import Button, Reply
 from bot.roles import ADMIN, COORDINATOR, FACILITATOR, normal_code
 from bot.schedule_time import zone
-from storage.protocol import Storage
-from storage.rows import ParticipantRow, PreferenceRow, ScheduleRow
+from storage.rows import PreferenceRow, ScheduleRow
 
 if TYPE_CHECKING:
-    from bot.dispatcher import Dispatcher, _Turn
+    from storage.protocol import Storage
 
-COMMANDS = {"leave", "pause", "resume", "timezone", "schedule"}
 KEEP_STEP = "_keep"
 DEFAULT_TZ = "UTC"
 FOREVER = datetime(9999, 1, 1, tzinfo=UTC)  # paused with no end date
+SCHEDULE_ROLES = (FACILITATOR, COORDINATOR, ADMIN)
 
 
 class Cohorts:
-    def __init__(self, dispatcher: Dispatcher, default_tz: str = DEFAULT_TZ) -> None:
-        self.d = dispatcher
+    def __init__(self, storage: Storage, default_tz: str = DEFAULT_TZ) -> None:
+        self.storage = storage
         self.default_tz = default_tz
 
-    async def command(self, turn: _Turn, name: str, arg: str) -> None:
-        if name == "leave":
-            await self.leave(turn)
-        elif name == "timezone":
-            await self._timezone(turn, arg.strip())
-        elif name == "pause":
-            await self._pause(turn, arg.strip())
-        elif name == "resume":
-            await self._set(turn, paused_until=None)
-            self._say(turn, "resumed")
-        elif name == "schedule":
-            await self._schedule(turn, arg.split())
+    def register(self, router: Router) -> None:
+        router.command("leave", self._leave_command)
+        # /stop ends the guide under way (the guide hears it too) and the check-ins.
+        router.command("stop", self._stop_command, after_close=True)
+        router.command("pause", self._pause_command, usage="[until YYYY-MM-DD]")
+        router.command("resume", self._resume_command)
+        router.command("timezone", self._timezone_command, usage="[Area/City]")
+        router.command(
+            "schedule",
+            self._schedule_command,
+            roles=SCHEDULE_ROLES,
+            refusal="only_facilitators_schedules",
+            usage="[pause|resume ID]",
+        )
+        router.button(KEEP_STEP, self.keep)
 
-    async def join(self, turn: _Turn, code: str) -> bool:
+    async def _leave_command(self, turn: Turn, arg: str) -> str | None:
+        self.leave(turn)
+        return None
+
+    async def _stop_command(self, turn: Turn, arg: str) -> str | None:
+        self.leave(turn, quietly=turn.run is not None)
+        return TO_GUIDE
+
+    async def _pause_command(self, turn: Turn, arg: str) -> str | None:
+        await self._pause(turn, arg.strip())
+        return None
+
+    async def _resume_command(self, turn: Turn, arg: str) -> str | None:
+        await self._set(turn, paused_until=None)
+        turn.say("resumed")
+        return None
+
+    async def _timezone_command(self, turn: Turn, arg: str) -> str | None:
+        await self._timezone(turn, arg.strip())
+        return None
+
+    async def _schedule_command(self, turn: Turn, arg: str) -> str | None:
+        await self._schedule(turn, arg.split())
+        return None
+
+    async def join(self, turn: Turn, code: str) -> bool:
         """Join the cohort with this code; False if no cohort has it."""
-        cohort = await self.d.storage.cohort_by_code(normal_code(code))
+        cohort = await self.storage.cohort_by_code(normal_code(code))
         if cohort is None:
             return False
         await self._enrol(turn, cohort)
         return True
 
-    async def keep(self, turn: _Turn, value: str) -> None:
+    async def keep(self, turn: Turn, value: str) -> str | None:
         """The answer to a guide's offer to keep in touch."""
         wanted, _, cohort = value.partition(":")
-        if wanted == "yes" and await self.d.storage.cohort(cohort) is not None:
+        if wanted == "yes" and await self.storage.cohort(cohort) is not None:
             await self._enrol(turn, cohort)
         else:
-            self._say(turn, "keep_in_touch_declined")
+            turn.say("keep_in_touch_declined")
+        return None
 
-    def offer(self, cohort: str, language: str) -> Reply:
-        text = self.d.phrases.text
+    async def offer(self, turn: Turn, cohort: str, language: str) -> None:
+        """At the end of a guide that keeps in touch: ask to join its cohort, unless they
+        are in it already or it does not exist (yet)."""
+        if await self.storage.cohort(cohort) is None:
+            return
+        if cohort in await self.storage.cohorts_of(turn.participant_id):
+            return
+        text = turn.voice.phrases.text
         buttons = (
             Button(text(language, "keep_in_touch_yes"), KEEP_STEP, f"yes:{cohort}"),
             Button(text(language, "keep_in_touch_no"), KEEP_STEP, "no"),
         )
-        return Reply(text(language, "keep_in_touch"), buttons)
+        turn.ask(Reply(text(language, "keep_in_touch"), buttons))
 
-    async def leave(self, turn: _Turn, quietly: bool = False) -> None:
+    def leave(self, turn: Turn, quietly: bool = False) -> None:
         turn.commit.left.append((None, turn.participant_id))
         # Kept only to be asked again: with no run of theirs either, they go now.
         turn.commit.delete_unused_participant = turn.participant_id
         if not quietly:
-            self._say(turn, "cohort_left")
+            turn.say("cohort_left")
 
     # Commands ------------------------------------------------------------------------
 
-    async def _enrol(self, turn: _Turn, cohort: str) -> None:
+    async def _enrol(self, turn: Turn, cohort: str) -> None:
         turn.commit.joined.append((cohort, turn.participant_id))
         # The scheduler must be able to write to them: keep their (sealed) address.
-        person = turn.person or ParticipantRow(turn.participant_id, turn.inbound.channel, b"")
-        if turn.commit.participant is None:
-            turn.commit.participant = dataclasses.replace(
-                person, address=turn.sealed_address, unreachable=False
-            )
-        preference = await self.d.storage.preference(turn.participant_id)
+        turn.keep_address(reachable=True)
+        preference = await self.storage.preference(turn.participant_id)
         tz = preference.tz if preference and preference.tz else self.default_tz
-        self._say(turn, "cohort_joined", cohort=cohort, tz=tz)
+        turn.say("cohort_joined", cohort=cohort, tz=tz)
 
-    async def _timezone(self, turn: _Turn, name: str) -> None:
+    async def _timezone(self, turn: Turn, name: str) -> None:
         if not name:
-            preference = await self.d.storage.preference(turn.participant_id)
+            preference = await self.storage.preference(turn.participant_id)
             tz = preference.tz if preference and preference.tz else self.default_tz
-            self._say(turn, "timezone_is", tz=tz)
+            turn.say("timezone_is", tz=tz)
             return
         found = zone(name)
         if found is None or ("/" not in name and name.upper() != "UTC"):
-            self._say(turn, "timezone_unknown")
+            turn.say("timezone_unknown")
             return
         await self._set(turn, tz=found.key)
-        self._say(turn, "timezone_set", tz=found.key)
+        turn.say("timezone_set", tz=found.key)
 
-    async def _pause(self, turn: _Turn, arg: str) -> None:
+    async def _pause(self, turn: Turn, arg: str) -> None:
         words = arg.removeprefix("until").strip()
         if not words:
             await self._set(turn, paused_until=FOREVER)
-            self._say(turn, "paused_forever")
+            turn.say("paused_forever")
             return
         try:
             day = datetime.strptime(words, "%Y-%m-%d").date()
         except ValueError:
-            self._say(turn, "pause_bad_date")
+            turn.say("pause_bad_date")
             return
-        preference = await self.d.storage.preference(turn.participant_id)
+        preference = await self.storage.preference(turn.participant_id)
         tz = zone(preference.tz if preference and preference.tz else self.default_tz)
         until = datetime.combine(day, time(23, 59), tzinfo=tz).astimezone(turn.now.tzinfo)
         await self._set(turn, paused_until=until)
-        self._say(turn, "paused", until=day.isoformat())
+        turn.say("paused", until=day.isoformat())
 
-    async def _set(self, turn: _Turn, **changes: object) -> None:
-        current = await self.d.storage.preference(turn.participant_id)
+    async def _set(self, turn: Turn, **changes: object) -> None:
+        current = await self.storage.preference(turn.participant_id)
         base = current or PreferenceRow(turn.participant_id)
         turn.commit.preference = dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
-    async def _schedule(self, turn: _Turn, words: list[str]) -> None:
-        role = await self.d.roles.role_of(turn.actor)
-        if role not in (FACILITATOR, COORDINATOR, ADMIN):
-            self._say(turn, "only_facilitators_schedules")
-            return
-        schedules = await self.d.storage.schedules()
+    async def _schedule(self, turn: Turn, words: list[str]) -> None:
+        schedules = await self.storage.schedules()
         if len(words) >= 2 and words[0] in ("pause", "resume"):
             found = next((s for s in schedules if s.id == words[1]), None)
             if found is None:
-                self._say(turn, "schedule_unknown", id=words[1][:20])
+                turn.say("schedule_unknown", id=words[1][:20])
                 return
-            await set_paused(self.d.storage, found, words[0] == "pause", turn.now)
-            self._say(turn, "schedule_changed", id=found.id, state=words[0] + "d")
+            turn.commit.schedule = paused(found, words[0] == "pause", turn.now)
+            turn.say("schedule_changed", id=found.id, state=words[0] + "d")
             return
         if not schedules:
-            self._say(turn, "schedules_none")
+            turn.say("schedules_none")
             return
-        language = self.d._language(turn, None)
-        mark = self.d.phrases.text(language, "schedule_paused_mark")
+        mark = turn.text("schedule_paused_mark")
         lines = [
-            self.d.phrases.text(
-                language,
+            turn.text(
                 "schedule_line",
                 id=s.id,
                 guide=s.guide_id,
@@ -158,14 +184,17 @@ class Cohorts:
             )
             for s in schedules
         ]
-        turn.commit.outbox.append(self.d._outbox(turn, Reply("\n".join(lines))))
-
-    def _say(self, turn: _Turn, key: str, **params: object) -> None:
-        text = self.d.phrases.text(self.d._language(turn, None), key, **params)
-        turn.commit.outbox.append(self.d._outbox(turn, Reply(text)))
+        turn.reply(Reply("\n".join(lines)))
 
 
-async def set_paused(storage: Storage, schedule: ScheduleRow, paused: bool, now: datetime) -> None:
-    """Pause or resume a schedule; occurrences while paused are skipped, not sent later."""
+def paused(schedule: ScheduleRow, paused: bool, now: datetime) -> ScheduleRow:
+    """A schedule paused or resumed; occurrences while paused are skipped, not sent later."""
     checked = max(schedule.checked_until, now)
-    await storage.save_schedule(dataclasses.replace(schedule, paused=paused, checked_until=checked))
+    return dataclasses.replace(schedule, paused=paused, checked_until=checked)
+
+
+async def set_paused(
+    storage: Storage, schedule: ScheduleRow, is_paused: bool, now: datetime
+) -> None:
+    """Pause or resume a schedule from outside a conversation (the command line)."""
+    await storage.save_schedule(paused(schedule, is_paused, now))

@@ -1,8 +1,11 @@
 """The dispatcher ties the layers together, one conversation at a time.
 
-For each inbound message it locks the participant, loads their run, asks the
-engine what happens next, and commits the new run state, the stored answers
-and the outgoing messages in one transaction. Delivery reads the outbox after.
+Every turn (a message, a scheduled prompt, a reminder, a digest sent to someone,
+a nudge from a paced room) goes through `_take_turn`: lock the participant, load
+their conversation, act (route, run the engine, record), commit once, and only
+then wake delivery and start work for other people's conversations. Commands and
+bot-level buttons are looked up on the router, where features declared them;
+the dispatcher imports no feature.
 """
 
 from __future__ import annotations
@@ -13,11 +16,11 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
+from typing import TypeVar
 
-from bot.cohorts import COMMANDS as COHORT_COMMANDS
-from bot.cohorts import KEEP_STEP, Cohorts
-from bot.digest import build_digest
+from bot.conversation.router import TO_GUIDE, Router
+from bot.conversation.turn import Turn, Voice, buttons_of
 from bot.fanout import Fanout
 from bot.flows.engine import Flow
 from bot.flows.events import (
@@ -43,24 +46,17 @@ from bot.flows.loader import LoadedGuide, parse_guide
 from bot.flows.phrases import Phrasebook
 from bot.flows.run import RunState, RunStatus
 from bot.flows.scrub import scrub
-from bot.flows.text import localize
-from bot.gatherings import COMMANDS as GATHERING_COMMANDS
-from bot.gatherings import JOIN_STEP, STATUS_STEP, Gatherings
+from bot.flows.text import fold, localize
 from bot.library import GuideLibrary
 from bot.locks import KeyedLocks
-from bot.messages import SEALED, Inbound, Outbound, clean_text
+from bot.messages import Inbound, Outbound, clean_text
 from bot.privacy import Identity
-from bot.reports import Reports
-from bot.rights import COMMANDS as RIGHTS_COMMANDS
-from bot.rights import FORGET_STEP, Rights
-from bot.roles import ADMIN, COORDINATOR, Roles
 from storage.protocol import Storage
 from storage.rows import (
     AnswerRow,
     Commit,
     ConsentRow,
     DeliveryRow,
-    GatheringRow,
     GuideSourceRow,
     OutboxRow,
     ParticipantRow,
@@ -68,9 +64,21 @@ from storage.rows import (
 )
 
 GUIDE_MENU_STEP = "_guide"
-# What still works in a run whose gathering has closed.
-AFTER_CLOSE = {"stop", "help", "privacy", "language", "mydata", "forget"}
 STALE_STEP = "_stale"
+# The commands of the guide under way: the engine handles them. Which of them still
+# work once a gathering has closed, and which are offered in menus, is declared here.
+GUIDE_COMMANDS = {
+    "skip": {"after_close": False},
+    "back": {"after_close": False},
+    "help": {"after_close": True},
+    "privacy": {"after_close": True},
+    "language": {"after_close": True, "usage": "[en|es]"},
+}
+T = TypeVar("T")
+
+
+class _Skip(Exception):
+    """Raised inside a turn that must write nothing (a reminder for a run that moved on)."""
 
 
 @dataclass(frozen=True)
@@ -79,23 +87,6 @@ class Handled:
 
     accepted: bool  # False when it was a duplicate and nothing was done
     status: str | None = None  # the participant's current run status afterwards
-
-
-@dataclass
-class _Turn:
-    """One inbound message being handled: who sent it and what it will commit."""
-
-    inbound: Inbound
-    participant_id: str
-    person: ParticipantRow | None
-    now: datetime
-    sealed_address: bytes
-    commit: Commit
-    run: RunRow | None  # the participant's current run, as loaded
-    gathering: GatheringRow | None = None  # joining through a gathering: the run belongs to it
-    after: list[Callable[[], Awaitable[None]]] = dataclasses.field(default_factory=list)
-    actor: str = ""  # the pseudonym of the person who sent it (in a group too): their role
-    not_before: datetime | None = None  # hold its messages until then (quiet hours)
 
 
 class Dispatcher:
@@ -112,10 +103,11 @@ class Dispatcher:
         new_id: Callable[[], str] = lambda: secrets.token_hex(16),
         max_answer_chars: int = 4000,
         on_commit: Callable[[], None] = lambda: None,
-        roles: Roles | None = None,
-        reports: Reports | None = None,
-        min_group: int = 5,
-        default_tz: str = "UTC",
+        role_of: Callable[[str], Awaitable[str | None]] | None = None,
+        router: Router | None = None,
+        # What a finished guide offers (a cohort's keep-in-touch question): the cohorts
+        # feature plugs it in; None offers nothing.
+        offer: Callable[[Turn, str, str], Awaitable[None]] | None = None,
     ) -> None:
         self.storage = storage
         self.library = library
@@ -125,50 +117,129 @@ class Dispatcher:
         self.new_id = new_id
         self.max_answer_chars = max_answer_chars
         self.on_commit = on_commit
+        self.voice = Voice(phrases, identity)
+        self._role_of = role_of or _nobody
+        self._offer = offer
         self._locks = KeyedLocks()
         self._flows: dict[str, Flow] = {}
         self._background: set[asyncio.Task[None]] = set()
-        self.roles = roles or Roles(storage, set(), clock)
-        self.reports = reports or Reports(phrases)
-        self.gatherings = Gatherings(self, self.roles, self.reports, min_group)
-        self.cohorts = Cohorts(self, default_tz)
-        self.rights = Rights(self)
+        self.router = router or Router()
+        self._declare_own()
         self.fanout = Fanout(self)
 
-    # The one entry point -----------------------------------------------------
+    def _declare_own(self) -> None:
+        """The commands of the conversation itself: guides, and the guide's own."""
+        self.router.command("start", self._start_command, usage="[guide]")
+        self.router.command("guides", self._guides_command)
+        for name, how in GUIDE_COMMANDS.items():
+            self.router.command(name, None, **how)  # type: ignore[arg-type]
+        self.router.button(GUIDE_MENU_STEP, self._start_guide_tapped)
 
-    async def handle(self, inbound: Inbound) -> Handled:
-        # In a group the bot answers the group itself, never a person in it.
-        sender = f"chat:{inbound.address}" if inbound.group else inbound.user
-        participant_id = self.identity.pseudonym(inbound.channel, sender)
-        if inbound.text is not None and (cleaned := clean_text(inbound.text)) != inbound.text:
-            inbound = dataclasses.replace(inbound, text=cleaned)
+    def plug(
+        self,
+        *,
+        role_of: Callable[[str], Awaitable[str | None]] | None = None,
+        offer: Callable[[Turn, str, str], Awaitable[None]] | None = None,
+    ) -> None:
+        """Plug in what features provide (from the composition root)."""
+        if role_of is not None:
+            self._role_of = role_of
+        if offer is not None:
+            self._offer = offer
+
+    # One turn ----------------------------------------------------------------
+
+    async def _take_turn(
+        self,
+        participant_id: str,
+        key: str | None,
+        act: Callable[[Turn], Awaitable[T]],
+        *,
+        inbound: Inbound | None = None,
+        actor: str | None = None,
+        not_before: datetime | None = None,
+        commit: Commit | None = None,
+        need_person: bool = False,
+    ) -> tuple[bool, T | None]:
+        """Lock, load, act, commit once, then wake delivery and start what comes after.
+
+        The one way anything happens in a conversation. `act` fills the turn's commit;
+        it raises `_Skip` to write nothing. Returns whether the turn was taken (False:
+        a duplicate, or skipped, or storage refused the commit) and what `act` returned.
+        """
+        seen_key = self._seen_key(key)
         async with self._locks.hold(participant_id):
-            seen_key = self._seen_key(inbound.key)
             loaded = await self.storage.conversation(participant_id, seen_key)
+            person = loaded.participant
             if loaded.seen:
-                return Handled(False)
-            turn = _Turn(
+                return False, None
+            if need_person and (person is None or person.unreachable):
+                return False, None
+            if inbound is None:
+                assert person is not None
+                inbound = Inbound(person.channel, "", "", key=key, language=person.language)
+                address = person.address
+            else:
+                address = self.identity.reseal(inbound.address, person.address if person else None)
+            turn = Turn(
+                self.voice,
                 inbound,
                 participant_id,
-                loaded.participant,
+                person,
                 self.clock(),
-                self.identity.reseal(
-                    inbound.address, loaded.participant.address if loaded.participant else None
-                ),
-                Commit(inbound_key=seen_key),
+                address,
+                commit or Commit(),
                 loaded.run,
-                actor=self.identity.pseudonym(inbound.channel, inbound.user),
+                actor=actor or participant_id,
+                not_before=not_before,
             )
-            status = await self._route(turn)
-            if not await self.storage.commit(turn.commit):
-                return Handled(False)
-        self.on_commit()
+            turn.commit.inbound_key = seen_key
+            try:
+                result = await act(turn)
+            except _Skip:
+                return False, None
+            self._keep_pending(turn)
+            # A turn that changed nothing (a nudge for a room already caught up) writes
+            # nothing, and wakes nobody.
+            if not _empty(turn.commit) and not await self.storage.commit(turn.commit):
+                return False, None
+        if turn.commit.outbox:
+            self.on_commit()
         for then in turn.after:  # work for other people's conversations, under their locks
             task = asyncio.create_task(then())
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-        return Handled(True, status)
+        return True, result
+
+    def _keep_pending(self, turn: Turn) -> None:
+        """Write down a bot-level question asked (or answered) in this turn, on the
+        participant's row. Someone with no row yet is not given one for a question: with
+        no run of theirs, whatever they type next is read against the guides' menu."""
+        if turn.pending is None:
+            return
+        pending = turn.pending or None
+        row = turn.commit.participant
+        if row is None:
+            if turn.person is None or turn.person.pending == pending:
+                return
+            row = turn.person
+        turn.commit.participant = dataclasses.replace(row, pending=pending)
+
+    # The entry points ----------------------------------------------------------
+
+    async def handle(self, inbound: Inbound) -> Handled:
+        # In a group the bot answers the group itself, never a person in it.
+        sender = f"chat:{inbound.address}" if inbound.group else inbound.user
+        if inbound.text is not None and (cleaned := clean_text(inbound.text)) != inbound.text:
+            inbound = dataclasses.replace(inbound, text=cleaned)
+        accepted, status = await self._take_turn(
+            self.identity.pseudonym(inbound.channel, sender),
+            inbound.key,
+            self._route,
+            inbound=inbound,
+            actor=self.identity.pseudonym(inbound.channel, inbound.user),
+        )
+        return Handled(accepted, status if accepted else None)
 
     async def settle(self) -> None:
         """Wait for work started for other people's conversations (tests, shutdown)."""
@@ -185,32 +256,30 @@ class Dispatcher:
         not_before: datetime | None = None,
     ) -> bool:  # fmt: skip
         """Send a scheduled guide to someone who opted in, once for `key`: True if sent."""
-        async with self._locks.hold(participant_id):
-            loaded = await self.storage.conversation(participant_id, self._seen_key(key))
-            person = loaded.participant
-            if loaded.seen or person is None or person.unreachable:
-                return False
-            turn = self._prompt_turn(person, key, loaded.run, self.clock(), not_before)
+
+        async def act(turn: Turn) -> None:
             await self._start_guide(turn, guide_id, scheduled=True)
             if not self._delivered(turn, key, schedule_id, guide_id):
-                return False
-            if not await self.storage.commit(turn.commit):
-                return False
-        self.on_commit()
-        return True
+                raise _Skip
+
+        sent, _ = await self._take_turn(
+            participant_id, key, act, not_before=not_before, need_person=True
+        )
+        return sent
 
     def _prompt_turn(
         self, person: ParticipantRow, key: str, run: RunRow | None, now: datetime,
         not_before: datetime | None,
-    ) -> _Turn:  # fmt: skip
-        """A scheduled prompt, handled as a message with no text whose key makes it once."""
+    ) -> Turn:  # fmt: skip
+        """A scheduled prompt, handled as a message with no text whose key makes it once
+        (the fan-out builds these for a whole chunk, under the chunk's locks)."""
         inbound = Inbound(person.channel, "", "", key=key, language=person.language)
-        return _Turn(inbound, person.id, person, now, person.address,
-                     Commit(inbound_key=self._seen_key(key)), run,
-                     not_before=not_before)  # fmt: skip
+        return Turn(self.voice, inbound, person.id, person, now, person.address,
+                    Commit(inbound_key=self._seen_key(key)), run, actor=person.id,
+                    not_before=not_before)  # fmt: skip
 
     @staticmethod
-    def _delivered(turn: _Turn, key: str, schedule_id: str, guide_id: str) -> bool:
+    def _delivered(turn: Turn, key: str, schedule_id: str, guide_id: str) -> bool:
         """Record a prompt's delivery against the run of the guide it started (or carried
         on with), which reminders follow; False if there is no such run. The last one
         written: an expired run ended first comes before the one begun after it."""
@@ -234,18 +303,12 @@ class Dispatcher:
 
     async def remind(self, delivery: DeliveryRow, not_before: datetime | None = None) -> bool:
         """Nudge someone who has not finished a prompted guide; once per reminder."""
-        key = f"remind:{delivery.key}:{delivery.reminders + 1}"
-        async with self._locks.hold(delivery.participant):
-            loaded = await self.storage.conversation(delivery.participant, self._seen_key(key))
-            person, run_row = loaded.participant, loaded.run
-            if loaded.seen or person is None or person.unreachable:
-                return False
+
+        async def act(turn: Turn) -> None:
+            run_row = turn.run
             if run_row is None or run_row.id != delivery.run_id:
-                return False  # they have moved on to another conversation
-            inbound = Inbound(person.channel, "", "", key=key, language=person.language)
-            turn = _Turn(inbound, delivery.participant, person, self.clock(), person.address,
-                         Commit(inbound_key=self._seen_key(key), reminded=delivery.key), run_row,
-                         not_before=not_before)  # fmt: skip
+                raise _Skip  # they have moved on to another conversation
+            turn.commit.reminded = delivery.key
             flow = await self._flow(run_row.guide_hash)
             state = RunState.model_validate_json(run_row.state)
             # A run that has expired stops its reminders: it is ended, silently.
@@ -253,121 +316,77 @@ class Dispatcher:
                 state, Timeout() if flow.expired(state, turn.now) else Remind(), turn.now
             )
             await self._record(turn, flow, outcome, None)
-            if not await self.storage.commit(turn.commit):
-                return False
-        self.on_commit()
-        return True
+
+        key = f"remind:{delivery.key}:{delivery.reminders + 1}"
+        sent, _ = await self._take_turn(
+            delivery.participant, key, act, not_before=not_before, need_person=True
+        )
+        return sent
 
     async def send_to(self, participant_id: str, message: Outbound, key: str) -> bool:
         """A message for someone outside any conversation (a weekly digest), once per key."""
-        async with self._locks.hold(participant_id):
-            loaded = await self.storage.conversation(participant_id, self._seen_key(key))
-            person = loaded.participant
-            if loaded.seen or person is None or person.unreachable:
-                return False
-            inbound = Inbound(person.channel, "", "", key=key)
-            turn = _Turn(inbound, participant_id, person, self.clock(), person.address,
-                         Commit(inbound_key=self._seen_key(key)), loaded.run)  # fmt: skip
-            turn.commit.outbox.append(self._row(turn, message))
-            if not await self.storage.commit(turn.commit):
-                return False
-        self.on_commit()
-        return True
 
-    async def digest_message(self, language: str, since: datetime, until: datetime) -> Outbound:
-        digest = await build_digest(
-            self.storage, self.library, since, until, min_group=self.gatherings.min_group,
-            language=language,
-        )  # fmt: skip
-        return Outbound(
-            text=self.reports.render("digest", "text", language, d=digest),
-            markup=self.reports.every_format("digest", language, d=digest),
-        )
+        async def act(turn: Turn) -> None:
+            turn.send(message)
+
+        sent, _ = await self._take_turn(participant_id, key, act, need_person=True)
+        return sent
 
     async def nudge(self, participant_id: str, run_id: str, given: Input) -> None:
         """Move someone's current run on without a message from them (a paced gathering
         opening a question; later, the scheduler's timeouts)."""
-        async with self._locks.hold(participant_id):
-            loaded = await self.storage.conversation(participant_id, None)
-            person, run_row = loaded.participant, loaded.run
-            if person is None or run_row is None or run_row.id != run_id or person.unreachable:
-                return  # they have moved on to another conversation since
-            inbound = Inbound(person.channel, "", "", language=person.language)
-            turn = _Turn(inbound, participant_id, person, self.clock(), person.address,
-                         Commit(), run_row)  # fmt: skip
+
+        async def act(turn: Turn) -> None:
+            run_row = turn.run
+            if run_row is None or run_row.id != run_id:
+                raise _Skip  # they have moved on to another conversation since
             flow = await self._flow(run_row.guide_hash)
             state = RunState.model_validate_json(run_row.state)
             outcome = flow.resume(state, given, turn.now)
             if outcome.events or outcome.state != state:
                 await self._record(turn, flow, outcome, None)
-                await self.storage.commit(turn.commit)
-        self.on_commit()
 
-    async def _route(self, turn: _Turn) -> str | None:
+        await self._take_turn(participant_id, None, act, need_person=True)
+
+    # Routing one message ---------------------------------------------------------
+
+    async def _route(self, turn: Turn) -> str | None:
         inbound = turn.inbound
-        language = self._language(turn, None)
         command = inbound.command
-        if command is not None and command[0] == "start" and "-" in command[1]:
-            # Deep links: /start join-K7M2QP (a gathering), /start redeem-CODE (a role).
-            action, _, code = command[1].partition("-")
-            if action in ("join", "redeem"):
-                command = (action, code)
-        if command is not None and command[0] in GATHERING_COMMANDS:
-            return await self.gatherings.command(turn, *command)
-        if command is not None and command[0] == "digest" and not inbound.group:
-            if await self.roles.role_of(turn.actor) not in (COORDINATOR, ADMIN):
-                reply = Reply(self.phrases.text(language, "digest_only_coordinators"))
-            else:
-                message = await self.digest_message(
-                    language, turn.now - timedelta(days=7), turn.now
-                )
-                turn.commit.outbox.append(self._row(turn, message))
-                return None
-            turn.commit.outbox.append(self._outbox(turn, reply))
-            return None
-        if command is not None and command[0] in RIGHTS_COMMANDS and not inbound.group:
-            await self.rights.command(turn, *command)
-            return None
-        if command is not None and command[0] in COHORT_COMMANDS and not inbound.group:
-            await self.cohorts.command(turn, *command)
-            return None
-        if command is not None and command[0] == "stop" and not inbound.group:
-            # /stop also means: no more check-ins.
-            await self.cohorts.leave(turn, quietly=turn.run is not None)
+        if command is not None:
+            command = self.router.deep_link(command)
+        tap = inbound.tap
+        on_tap = self.router.button_for(tap.step) if tap is not None else None
+        if on_tap is not None and not inbound.group:
+            turn.pending = ""  # a bot-level question, answered by its button
+            return await on_tap(turn, tap.value)
+        if command is None and tap is None and inbound.kind == "text" and not inbound.group:
+            answered = self._typed_answer(turn)
+            if answered is not None:
+                on_tap = self.router.button_for(answered.step)
+                if on_tap is not None:
+                    return await on_tap(turn, answered.value)
+        if command is not None:
+            declared = self.router.find(command[0])
+            if declared is not None and declared.handler is not None:
+                if inbound.group and not declared.in_groups:
+                    self._group_intro(turn)
+                    return None
+                if not await self.router.allowed(declared, turn, self._role_of):
+                    return None
+                status = await declared.handler(turn, command[1])
+                if status != TO_GUIDE:
+                    return status
         if inbound.group:
-            # Answers are never collected in a group: explain, and point to a private chat.
-            button = Button(self.phrases.text(language, "group_button"), "", "")
-            reply = Reply(self.phrases.text(language, "group_intro"), (button,))
-            turn.commit.outbox.append(self._outbox(turn, reply, link=inbound.link))
+            self._group_intro(turn)
             return None
         if inbound.kind != "text":
-            key = "edited" if inbound.kind == "edited" else "unsupported"
-            turn.commit.outbox.append(self._outbox(turn, Reply(self.phrases.text(language, key))))
-            return None
-        if command is not None and command[0] in ("start", "guides"):
-            name, arg = command
-            if name == "start" and arg:
-                return await self._start_guide(turn, arg)
-            self._menu(turn, self._language(turn, None))
-            return None
-        tap = inbound.tap
-        if tap is not None and tap.step == GUIDE_MENU_STEP:
-            return await self._start_guide(turn, tap.value)
-        if tap is not None and tap.step == JOIN_STEP:
-            return await self.gatherings.join(turn, tap.value)
-        if tap is not None and tap.step == STATUS_STEP:
-            await self.gatherings.refresh(turn, tap.value)
-            return None
-        if tap is not None and tap.step == FORGET_STEP:
-            await self.rights.tap(turn, tap.value)
-            return None
-        if tap is not None and tap.step == KEEP_STEP:
-            await self.cohorts.keep(turn, tap.value)
+            turn.say("edited" if inbound.kind == "edited" else "unsupported")
             return None
         run_row = turn.run
         if run_row is None:
             if command is None or command[0] != "stop":
-                self._no_conversation(turn, command[0] if command else None)
+                return await self._no_conversation(turn, command[0] if command else None)
             return None
         flow = await self._flow(run_row.guide_hash)
         state = RunState.model_validate_json(run_row.state)
@@ -385,8 +404,9 @@ class Dispatcher:
             if gathering is not None and gathering.status != "open":
                 # Closed: what was said stays as it was summarised. Only leaving,
                 # help and their own data remain.
-                if command is None or command[0] not in AFTER_CLOSE:
-                    self.gatherings.refuse_late(turn, gathering)
+                declared = self.router.find(command[0]) if command is not None else None
+                if declared is None or not declared.after_close:
+                    turn.say("gathering_closed", title=gathering.title)
                     return None
             elif gathering is not None and gathering.paced and (state.gate or 0) < gathering.part:
                 # The room has moved on since this run last heard: catch up first. This is
@@ -400,6 +420,22 @@ class Dispatcher:
         await self._record(turn, flow, outcome, None)
         return outcome.state.status.value
 
+    def _typed_answer(self, turn: Turn) -> Button | None:
+        """What someone typed, read as the answer to the bot-level question they were
+        asked last (a confirmation, an offer, a menu): its number, its label, or yes/no.
+        None if it answers none; either way the question is no longer pending."""
+        person = turn.person
+        buttons = buttons_of(person.pending if person is not None else None)
+        if not buttons:
+            return None
+        turn.pending = ""
+        return pick(buttons, turn.inbound.text or "", turn.voice.phrases, turn.language)
+
+    def _group_intro(self, turn: Turn) -> None:
+        """Answers are never collected in a group: explain, and point to a private chat."""
+        button = Button(turn.text("group_button"), "", "")
+        turn.reply(Reply(turn.text("group_intro"), (button,)), link=turn.inbound.link)
+
     def _input(self, inbound: Inbound, state: RunState) -> Input:
         if inbound.tap is not None:
             # Channels may carry a prefix of the run id, to fit platform limits.
@@ -411,27 +447,42 @@ class Dispatcher:
             return inbound.tap
         return TextInput(inbound.text or "")  # the engine reads commands in it itself
 
+    async def _start_command(self, turn: Turn, arg: str) -> str | None:
+        if arg:
+            return await self._start_guide(turn, arg)
+        self._menu(turn)
+        return None
+
+    async def _guides_command(self, turn: Turn, arg: str) -> str | None:
+        self._menu(turn)
+        return None
+
+    async def _start_guide_tapped(self, turn: Turn, guide_id: str) -> str | None:
+        return await self._start_guide(turn, guide_id)
+
     # Starting and resuming guides --------------------------------------------
 
+    async def start_guide(self, turn: Turn, guide_id: str) -> str | None:
+        """Start a guide for the person of this turn (a feature's way in: joining a
+        gathering starts its guide)."""
+        return await self._start_guide(turn, guide_id)
+
     async def _start_guide(
-        self, turn: _Turn, guide_id: str, *, scheduled: bool = False
+        self, turn: Turn, guide_id: str, *, scheduled: bool = False
     ) -> str | None:
         """Start a guide, or carry on with the one already under way (from a gathering
         too, when the run joined through it is the one under way)."""
         loaded = self.library.get(guide_id.strip().lower())
-        language = self._language(turn, None)
         if loaded is None or loaded.guide is None:
             # Echo what they typed only scrubbed and short: it reaches the outbox on disk.
-            shown = scrub(guide_id)[:40]
-            reply = Reply(self.phrases.text(language, "unknown_guide", guide=shown))
-            turn.commit.outbox.append(self._outbox(turn, reply))
-            self._menu(turn, language)
+            turn.say("unknown_guide", guide=scrub(guide_id)[:40])
+            self._menu(turn)
             return None
         existing = await self.storage.open_run(turn.participant_id, loaded.guide.id)
         return await self._carry_on_or_begin(turn, loaded, existing, scheduled=scheduled)
 
     async def _carry_on_or_begin(
-        self, turn: _Turn, loaded: LoadedGuide, existing: RunRow | None, *, scheduled: bool
+        self, turn: Turn, loaded: LoadedGuide, existing: RunRow | None, *, scheduled: bool
     ) -> str:
         """Carry on with `existing`, this person's open run of the guide (read under their
         lock), unless it has expired; else begin a new run."""
@@ -443,7 +494,7 @@ class Dispatcher:
         return outcome.state.status.value
 
     async def _carry_on(
-        self, turn: _Turn, existing: RunRow | None, *, scheduled: bool
+        self, turn: Turn, existing: RunRow | None, *, scheduled: bool
     ) -> Outcome | None:
         """Welcome someone back to `existing`, recorded in the turn's commit; or end it, if
         it has expired. None if there is no run to carry on with (none, or one from
@@ -461,10 +512,10 @@ class Dispatcher:
         await self._record(turn, flow, outcome, None)
         return outcome
 
-    async def _begin(self, turn: _Turn, loaded: LoadedGuide, run_id: str) -> Outcome:
+    async def _begin(self, turn: Turn, loaded: LoadedGuide, run_id: str) -> Outcome:
         """A new run of a guide: the engine's start, recorded in the turn's commit."""
         flow = self._flow_for(loaded)
-        wanted = self._language(turn, None)
+        wanted = turn.language
         paced = turn.gathering is not None and turn.gathering.paced
         outcome = flow.start(
             run_id=run_id,
@@ -500,18 +551,20 @@ class Dispatcher:
     # Turning an outcome into rows ---------------------------------------------
 
     async def _record(
-        self, turn: _Turn, flow: Flow, outcome: Outcome, new: LoadedGuide | None
+        self, turn: Turn, flow: Flow, outcome: Outcome, new: LoadedGuide | None
     ) -> None:
         state = outcome.state
         commit = turn.commit
         guide = flow.guide
+        if turn.pending is None:
+            turn.pending = ""  # the guide speaks: any bot-level question is behind it now
         if new is not None:
             commit.guide_source = GuideSourceRow(new.hash, guide.id, guide.version, new.source)
         for event in outcome.events:
             match event:
                 case Reply():
                     edit = turn.inbound.message_ref if event.update else None
-                    commit.outbox.append(self._outbox(turn, event, state.run_id, edit=edit))
+                    turn.reply(event, state.run_id, edit=edit)
                 case AnswerGiven(step=step, kind=kind, value=value, display=display):
                     if self._tapped(turn, step):
                         commit.outbox.append(
@@ -542,18 +595,11 @@ class Dispatcher:
                                 turn, CONSENT_STEP, label, flow.question(state, CONSENT_STEP)
                             )
                         )
-        cohort = guide.keep_in_touch
         finished = any(
             isinstance(e, RunEnded) and e.status is RunStatus.FINISHED for e in outcome.events
         )
-        if (
-            finished
-            and cohort is not None
-            and await self.storage.cohort(cohort) is not None
-            and cohort not in await self.storage.cohorts_of(turn.participant_id)
-        ):
-            offer = self.cohorts.offer(cohort, state.language)
-            commit.outbox.append(self._outbox(turn, offer))
+        if finished and guide.keep_in_touch is not None and self._offer is not None:
+            await self._offer(turn, guide.keep_in_touch, state.language)
         if state.status is RunStatus.DECLINED:
             # A decline keeps nothing but the record that they declined, and the person
             # only while something else of theirs is kept: another run, or a cohort that
@@ -587,56 +633,22 @@ class Dispatcher:
             current,
         )
 
-    def _outbox(
-        self,
-        turn: _Turn,
-        reply: Reply,
-        run: str | None = None,
-        *,
-        edit: str | None = None,
-        link: str | None = None,
-    ) -> OutboxRow:
-        message = Outbound.from_reply(reply, run)
-        message.edit = edit
-        if link is not None:
-            for button in message.buttons:
-                button.url = link
-        return self._row(turn, message)
-
-    def _row(self, turn: _Turn, message: Outbound) -> OutboxRow:
-        if message.edit is not None and not message.edit.startswith(SEALED):
-            # A platform's reference to a message can name a conversation (a Slack DM's
-            # channel id): kept sealed like addresses, opened only to send.
-            message = message.model_copy(
-                update={"edit": SEALED + self.identity.seal(message.edit).decode()}
-            )
-        payload = message.model_dump_json(exclude_defaults=True)
-        due = max(turn.now, turn.not_before) if turn.not_before else turn.now
-        return OutboxRow(
-            turn.inbound.channel, turn.participant_id, turn.sealed_address, payload, due
-        )
-
     @staticmethod
-    def _tapped(turn: _Turn, step: str) -> bool:
+    def _tapped(turn: Turn, step: str) -> bool:
         tap = turn.inbound.tap
         return tap is not None and tap.step == step and turn.inbound.message_ref is not None
 
-    def _answered(self, turn: _Turn, step: str, display: str, asked: str) -> OutboxRow:
+    def _answered(self, turn: Turn, step: str, display: str, asked: str) -> OutboxRow:
         """Mark the tapped question as answered, so its buttons can't change it again."""
         message = Outbound(
             text=display, input="answered", step=step, edit=turn.inbound.message_ref, asked=asked
         )
-        return self._row(turn, message)
+        return turn.row(message)
 
     # Messages outside a run ----------------------------------------------------
 
-    def _language(self, turn: _Turn, fallback: str | None) -> str:
-        """The language someone chose with /language, else their app's, else English."""
-        person = turn.person
-        return (person.language if person else None) or turn.inbound.language or fallback or "en"
-
-    def _menu(self, turn: _Turn, language: str) -> None:
-        turn.commit.outbox.append(self._outbox(turn, self._menu_reply(language)))
+    def _menu(self, turn: Turn) -> None:
+        turn.ask(self._menu_reply(turn.language))
 
     def _menu_reply(self, language: str) -> Reply:
         guides = [loaded.guide for loaded in self.library.all() if loaded.guide is not None]
@@ -670,11 +682,45 @@ class Dispatcher:
         sections.append(self._menu_reply(language))
         return [Outbound.from_reply(reply, None) for reply in sections]
 
-    def _no_conversation(self, turn: _Turn, command: str | None) -> None:
-        """Someone with no conversation under way: help if asked, otherwise the guides."""
-        language = self._language(turn, None)
+    async def _no_conversation(self, turn: Turn, command: str | None) -> str | None:
+        """Someone with no conversation under way: help if asked; a guide if what they
+        typed names one on the menu (its number or title); otherwise the menu."""
         if command in ("help", "privacy"):
-            reply = Reply(self.phrases.text(language, command))
-            turn.commit.outbox.append(self._outbox(turn, reply))
-            return
-        self._menu(turn, language)
+            turn.say(command)
+            return None
+        if command is None and turn.inbound.tap is None:
+            menu = self._menu_reply(turn.language)
+            picked = pick(list(menu.buttons), turn.inbound.text or "", self.phrases, turn.language)
+            if picked is not None:
+                return await self._start_guide(turn, picked.value)
+        self._menu(turn)
+        return None
+
+
+def pick(buttons: list[Button], typed: str, phrases: Phrasebook, language: str) -> Button | None:
+    """The button someone meant by what they typed: its number, its label, or yes/no for
+    a question of two (the first is yes)."""
+    key = fold(typed)
+    if not key:
+        return None
+    for number, button in enumerate(buttons, start=1):
+        if key in (str(number), fold(button.label)):
+            return button
+    if len(buttons) == 2:
+        # In their language or in English: "yes" is understood everywhere.
+        yes = {fold(w) for code in {language, "en"} for w in phrases.words(code, "yes_words")}
+        no = {fold(w) for code in {language, "en"} for w in phrases.words(code, "no_words")}
+        if key in yes:
+            return buttons[0]
+        if key in no:
+            return buttons[1]
+    return None
+
+
+def _empty(commit: Commit) -> bool:
+    """A commit that writes nothing at all."""
+    return commit == Commit()
+
+
+async def _nobody(_: str) -> str | None:
+    return None

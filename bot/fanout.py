@@ -42,7 +42,8 @@ from storage.protocol import STORAGE_FAILURES
 from storage.rows import Commit, DeliveryRow, GuideSourceRow, OutboxRow, ParticipantRow, RunRow
 
 if TYPE_CHECKING:
-    from bot.dispatcher import Dispatcher, _Turn
+    from bot.conversation.turn import Turn
+    from bot.dispatcher import Dispatcher
 
 # People per read and per transaction. Each transaction rewrites the index pages its
 # rows land on (keys are hashes, so anywhere), so fewer, bigger ones write far less:
@@ -183,7 +184,7 @@ class Fanout:
                 read, one_by_one = [], list(prompts)
             listed: set[str] = set()
             # With their key, seen key, and the turn that ended a run of theirs, if any.
-            starting: list[tuple[ParticipantRow, str, str | None, _Turn | None]] = []
+            starting: list[tuple[ParticipantRow, str, str | None, Turn | None]] = []
             commits: list[Commit] = []
             for (participant, key), seen_key, conversation in read:
                 person = conversation.participant

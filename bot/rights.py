@@ -13,68 +13,72 @@ import json
 import uuid
 from typing import TYPE_CHECKING
 
+from bot.conversation.router import Router
+from bot.conversation.turn import Turn
 from bot.flows.events import Button, Reply
 from bot.flows.text import localize
 from bot.messages import Outbound
 
 if TYPE_CHECKING:
-    from bot.dispatcher import Dispatcher, _Turn
+    from bot.library import GuideLibrary
+    from storage.protocol import Storage
 
 FORGET_STEP = "_forget"
-COMMANDS = {"forget", "mydata"}
 
 
 class Rights:
-    def __init__(self, dispatcher: Dispatcher) -> None:
-        self.d = dispatcher
+    def __init__(self, storage: Storage, library: GuideLibrary) -> None:
+        self.storage = storage
+        self.library = library
 
-    async def command(self, turn: _Turn, name: str, arg: str) -> None:
-        if name == "mydata":
-            await self._mydata(turn)
-        elif arg.strip().lower() in ("yes", "sí", "si"):
-            await self.forget(turn)
-        else:
-            language = self.d._language(turn, None)
-            text = self.d.phrases.text
-            buttons = (
-                Button(text(language, "forget_yes"), FORGET_STEP, "yes"),
-                Button(text(language, "forget_no"), FORGET_STEP, "no"),
-            )
-            reply = Reply(text(language, "forget_confirm"), buttons)
-            turn.commit.outbox.append(self.d._outbox(turn, reply))
+    def register(self, router: Router) -> None:
+        # Both work after a gathering has closed: someone's data is always theirs.
+        router.command("mydata", self._mydata, after_close=True)
+        router.command("forget", self._forget_command, after_close=True)
+        router.button(FORGET_STEP, self._tap)
 
-    async def tap(self, turn: _Turn, value: str) -> None:
+    async def _forget_command(self, turn: Turn, arg: str) -> str | None:
+        if arg.strip().lower() in ("yes", "sí", "si"):
+            self.forget(turn)
+            return None
+        buttons = (
+            Button(turn.text("forget_yes"), FORGET_STEP, "yes"),
+            Button(turn.text("forget_no"), FORGET_STEP, "no"),
+        )
+        turn.ask(Reply(turn.text("forget_confirm"), buttons))
+        return None
+
+    async def _tap(self, turn: Turn, value: str) -> str | None:
         if value == "yes":
-            await self.forget(turn)
+            self.forget(turn)
         else:
-            self._say(turn, "forget_kept")
+            turn.say("forget_kept")
+        return None
 
-    async def forget(self, turn: _Turn) -> None:
-        language = self.d._language(turn, None)
-        await self.d.storage.forget(turn.participant_id, turn.now)
-        # Nothing of theirs may be written back: not the participant row, not a run.
+    def forget(self, turn: Turn) -> None:
+        """Erase everything kept about this person, in the turn's one commit: storage
+        erases as it writes it, and writes nothing else of theirs back."""
+        language = turn.language
+        turn.commit.forget = (turn.participant_id, turn.now)
         turn.commit.participant = None
         turn.commit.runs = []
         turn.person = None
         turn.run = None
-        message = Outbound(text=self.d.phrases.text(language, "forgotten"))
-        row = self.d._row(turn, message)
-        turn.commit.outbox.append(
-            type(row)(
-                row.channel, f"erased:{uuid.uuid4().hex}", row.address, row.payload, row.not_before
-            )
-        )
+        turn.pending = None
+        message = Outbound(text=turn.voice.phrases.text(language, "forgotten"))
+        # Sent under a throwaway id, so not even the outbox names them.
+        turn.commit.outbox.append(turn.row(message, participant=f"erased:{uuid.uuid4().hex}"))
 
-    async def _mydata(self, turn: _Turn) -> None:
-        language = self.d._language(turn, None)
-        kept = await self.d.storage.mine(turn.participant_id)
-        say = self.d.phrases.text
+    async def _mydata(self, turn: Turn, arg: str) -> str | None:
+        language = turn.language
+        kept = await self.storage.mine(turn.participant_id)
+        say = turn.voice.phrases.text
         if not any(kept.values()):
-            self._say(turn, "mydata_nothing")
-            return
+            turn.say("mydata_nothing")
+            return None
         lines = [say(language, "mydata_heading")]
         questions: dict[tuple[str, str], str] = {}
-        for loaded in self.d.library.all():
+        for loaded in self.library.all():
             if loaded.guide is not None:
                 for step in loaded.guide.questions:
                     questions[(loaded.guide.id, step.id)] = localize(
@@ -107,18 +111,14 @@ class Rights:
             )
         if kept["preferences"] and kept["preferences"][0][0]:
             lines.append(say(language, "mydata_timezone", tz=kept["preferences"][0][0]))
-        turn.commit.outbox.append(self.d._outbox(turn, Reply("\n".join(lines))))
+        turn.reply(Reply("\n".join(lines)))
         document = json.dumps(
             {name: [list(map(_plain, row)) for row in rows] for name, rows in kept.items()},
             ensure_ascii=False,
             indent=2,
         )
-        message = Outbound(text=say(language, "mydata_file"), document=document)
-        turn.commit.outbox.append(self.d._row(turn, message))
-
-    def _say(self, turn: _Turn, key: str) -> None:
-        text = self.d.phrases.text(self.d._language(turn, None), key)
-        turn.commit.outbox.append(self.d._outbox(turn, Reply(text)))
+        turn.send(Outbound(text=say(language, "mydata_file"), document=document))
+        return None
 
 
 def _plain(value: object) -> object:

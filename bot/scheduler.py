@@ -31,8 +31,9 @@ from pathlib import Path
 
 from bot.digest import build_digest
 from bot.dispatcher import Dispatcher
+from bot.features.digests import Digests
 from bot.library import GuideLibrary
-from bot.roles import COORDINATOR
+from bot.roles import COORDINATOR, Roles
 from bot.schedule_time import occurrences, quiet_until
 from storage.protocol import Storage
 from storage.rows import MemberRow, ScheduleRow
@@ -69,7 +70,13 @@ class Scheduler:
         timezone: str = "UTC",
         digest_dir: Path | None = None,
         retention_days: int | None = None,
+        digests: Digests | None = None,
+        roles: Roles | None = None,
     ) -> None:
+        if digest_cron and (digests is None or roles is None):
+            raise ValueError("weekly digests need the digests feature and the roles")
+        self.digests = digests
+        self.roles = roles
         self.storage = storage
         self.dispatcher = dispatcher
         self.library = library
@@ -112,6 +119,7 @@ class Scheduler:
     async def _digests(self, now: datetime, report: TickReport) -> None:
         """The weekly digest: by direct message to every coordinator, and as a page on disk."""
         assert self.digest_cron is not None
+        assert self.digests is not None and self.roles is not None
         record = await self.storage.record(DIGEST, "checked", now)
         checked = datetime.fromisoformat(record.decode()) if record else now
         for due in occurrences(self.digest_cron, self.timezone, checked, now):
@@ -122,18 +130,16 @@ class Scheduler:
                 continue
             since = due - timedelta(days=7)
             digest = await build_digest(self.storage, self.library, since, due,
-                                        min_group=self.dispatcher.gatherings.min_group)  # fmt: skip
+                                        min_group=self.digests.min_group)  # fmt: skip
             if self.digest_dir is not None:
-                page = self.dispatcher.reports.render("digest_page", "page", "en", d=digest)
+                page = self.digests.reports.render("digest_page", "page", "en", d=digest)
                 path = self.digest_dir / f"digest-{due.astimezone(UTC):%Y-%m-%d}.html"
                 await asyncio.to_thread(_write, path, page)
-            coordinators = [
-                p for p, role in await self.dispatcher.roles.holders() if role == COORDINATOR
-            ]
-            for person in [*coordinators, *sorted(self.dispatcher.roles.admins)]:
+            coordinators = [p for p, role in await self.roles.holders() if role == COORDINATOR]
+            for person in [*coordinators, *sorted(self.roles.admins)]:
                 preference = await self.storage.participant(person)
                 language = (preference.language if preference else None) or "en"
-                message = await self.dispatcher.digest_message(language, since, due)
+                message = await self.digests.message(language, since, due)
                 key = f"digest:{due.astimezone(UTC).isoformat()}:{person}"
                 if await self.dispatcher.send_to(person, message, key):
                     report.digests += 1

@@ -187,4 +187,8 @@ MIGRATIONS: list[str] = [
     DROP TABLE inbound;
     ALTER TABLE inbound_by_key RENAME TO inbound;
     """,
+    # 8: a bot-level question (a confirmation, an offer) awaiting someone's typed answer.
+    """
+    ALTER TABLE participants ADD COLUMN pending TEXT;
+    """,
 ]

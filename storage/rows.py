@@ -16,6 +16,8 @@ class ParticipantRow:
     language: str | None = None
     current_run: str | None = None
     unreachable: bool = False
+    # A bot-level question awaiting their answer (its buttons, as the caller wrote them).
+    pending: str | None = None
 
 
 @dataclass(frozen=True)
@@ -176,3 +178,7 @@ class Commit:
     preference: PreferenceRow | None = None
     delivery: DeliveryRow | None = None
     reminded: str | None = None  # a delivery key whose reminder this commit sends
+    # Erase everything kept about this participant first, leaving a tombstone (/forget);
+    # the rest of the commit (a goodbye under a throwaway id) is written after.
+    forget: tuple[str, datetime] | None = None  # (participant, when)
+    schedule: ScheduleRow | None = None  # a schedule changed (paused or resumed)

@@ -77,6 +77,42 @@ def _migrate(db: sqlite3.Connection) -> None:
         db.execute(f"PRAGMA user_version={version}")
 
 
+def _erase(db: sqlite3.Connection, participant_id: str, now: datetime) -> None:
+    """Erase everything that refers to a participant, leaving a tombstone."""
+    p = (participant_id,)
+    db.execute("DELETE FROM answers WHERE participant = ?", p)
+    db.execute("DELETE FROM answers WHERE run_id IN (SELECT id FROM runs WHERE participant = ?)", p)
+    db.execute("DELETE FROM runs WHERE participant = ?", p)
+    db.execute("DELETE FROM consents WHERE participant = ?", p)
+    db.execute("DELETE FROM outbox WHERE participant = ?", p)
+    db.execute("DELETE FROM members WHERE participant = ?", p)
+    db.execute("DELETE FROM preferences WHERE participant = ?", p)
+    db.execute("DELETE FROM deliveries WHERE participant = ?", p)
+    db.execute("DELETE FROM records WHERE key = ?", p)  # roles
+    db.execute("DELETE FROM participants WHERE id = ?", p)
+    # Keys of prompts and reminders name the pseudonym: they go too.
+    db.execute("DELETE FROM inbound WHERE instr(key, ?) > 0", p)
+    # Their gatherings stay (others answered in them) but no longer name them.
+    db.execute(
+        "UPDATE gatherings SET facilitator = 'forgotten', place = 'forgotten'"
+        " WHERE facilitator = ? OR place = ?",
+        (participant_id, participant_id),
+    )
+    db.execute(
+        "INSERT OR REPLACE INTO tombstones (participant, at) VALUES (?, ?)",
+        (participant_id, _ts(now)),
+    )
+
+
+def _save_schedule(db: sqlite3.Connection, s: ScheduleRow) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO schedules (id, guide_id, cohort, cron, tz, paused,"
+        " created_at, checked_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (s.id, s.guide_id, s.cohort, s.cron, s.tz, int(s.paused), _ts(s.created_at),
+         _ts(s.checked_until)),
+    )  # fmt: skip
+
+
 def _apply(db: sqlite3.Connection, commit: Commit) -> None:
     """Write one commit; raise Duplicate (undoing it) if its inbound key was seen."""
     if commit.inbound_key is not None:
@@ -87,6 +123,10 @@ def _apply(db: sqlite3.Connection, commit: Commit) -> None:
             )
         except sqlite3.IntegrityError:
             raise Duplicate(commit.inbound_key) from None
+    if commit.forget is not None:
+        _erase(db, *commit.forget)
+    if commit.schedule is not None:
+        _save_schedule(db, commit.schedule)
     if commit.guide_source is not None:
         source = commit.guide_source
         db.execute(
@@ -98,11 +138,12 @@ def _apply(db: sqlite3.Connection, commit: Commit) -> None:
         p = commit.participant
         db.execute(
             "INSERT INTO participants"
-            " (id, channel, address, language, current_run, unreachable)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+            " (id, channel, address, language, current_run, unreachable, pending)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
             " address = excluded.address, language = excluded.language,"
-            " current_run = excluded.current_run, unreachable = excluded.unreachable",
-            (p.id, p.channel, p.address, p.language, p.current_run, int(p.unreachable)),
+            " current_run = excluded.current_run, unreachable = excluded.unreachable,"
+            " pending = excluded.pending",
+            (p.id, p.channel, p.address, p.language, p.current_run, int(p.unreachable), p.pending),
         )
     for r in commit.runs:
         db.execute(
@@ -435,12 +476,14 @@ def _insert_segment(db: sqlite3.Connection, commits: Sequence[Commit]) -> None:
     )
     _insert_all(
         db,
-        "INSERT INTO participants (id, channel, address, language, current_run, unreachable)"
+        "INSERT INTO participants"
+        " (id, channel, address, language, current_run, unreachable, pending)"
         " VALUES {rows} ON CONFLICT (id) DO UPDATE SET"
         " address = excluded.address, language = excluded.language,"
-        " current_run = excluded.current_run, unreachable = excluded.unreachable",
+        " current_run = excluded.current_run, unreachable = excluded.unreachable,"
+        " pending = excluded.pending",
         _by_key(
-            (p.id, p.channel, p.address, p.language, p.current_run, int(p.unreachable))
+            (p.id, p.channel, p.address, p.language, p.current_run, int(p.unreachable), p.pending)
             for c in commits
             if (p := c.participant) is not None
         ),
@@ -620,6 +663,8 @@ class SQLiteStorage:
             await self._w.run(_Merged(commit) if mergeable else lambda db: _apply(db, commit))
         except Duplicate:
             return False
+        if commit.forget is not None:
+            await self._checkpoint()  # what was erased must live on nowhere, not even the WAL
         return True
 
     async def commit_many(self, commits: Sequence[Commit]) -> list[bool]:
@@ -688,23 +733,7 @@ class SQLiteStorage:
         )
 
     async def save_schedule(self, schedule: ScheduleRow) -> None:
-        s = schedule
-        await self._w.run(
-            lambda db: db.execute(
-                "INSERT OR REPLACE INTO schedules (id, guide_id, cohort, cron, tz, paused,"
-                " created_at, checked_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    s.id,
-                    s.guide_id,
-                    s.cohort,
-                    s.cron,
-                    s.tz,
-                    int(s.paused),
-                    _ts(s.created_at),
-                    _ts(s.checked_until),
-                ),
-            )
-        )
+        await self._w.run(lambda db: _save_schedule(db, schedule))
 
     async def remove_schedule(self, schedule_id: str) -> bool:
         def remove(db: sqlite3.Connection) -> bool:
@@ -758,34 +787,7 @@ class SQLiteStorage:
         """Erase everything that refers to a participant, leaving a tombstone; then
         checkpoint the WAL so no copy of the data survives in the journal."""
 
-        def erase(db: sqlite3.Connection) -> None:
-            p = (participant_id,)
-            db.execute("DELETE FROM answers WHERE participant = ?", p)
-            db.execute(
-                "DELETE FROM answers WHERE run_id IN (SELECT id FROM runs WHERE participant = ?)", p
-            )
-            db.execute("DELETE FROM runs WHERE participant = ?", p)
-            db.execute("DELETE FROM consents WHERE participant = ?", p)
-            db.execute("DELETE FROM outbox WHERE participant = ?", p)
-            db.execute("DELETE FROM members WHERE participant = ?", p)
-            db.execute("DELETE FROM preferences WHERE participant = ?", p)
-            db.execute("DELETE FROM deliveries WHERE participant = ?", p)
-            db.execute("DELETE FROM records WHERE key = ?", p)  # roles
-            db.execute("DELETE FROM participants WHERE id = ?", p)
-            # Keys of prompts and reminders name the pseudonym: they go too.
-            db.execute("DELETE FROM inbound WHERE instr(key, ?) > 0", p)
-            # Their gatherings stay (others answered in them) but no longer name them.
-            db.execute(
-                "UPDATE gatherings SET facilitator = 'forgotten', place = 'forgotten'"
-                " WHERE facilitator = ? OR place = ?",
-                (participant_id, participant_id),
-            )
-            db.execute(
-                "INSERT OR REPLACE INTO tombstones (participant, at) VALUES (?, ?)",
-                (participant_id, _ts(now)),
-            )
-
-        await self._w.run(erase)
+        await self._w.run(lambda db: _erase(db, participant_id, now))
         await self._checkpoint()
 
     async def _checkpoint(self) -> None:
@@ -1142,7 +1144,7 @@ class SQLiteStorage:
                 + ") SELECT EXISTS (SELECT 1 FROM inbound WHERE key = w.key),"
                 " p.id, p.channel, p.address, p.language, p.current_run, p.unreachable,"
                 " r.id, r.participant, r.guide_id, r.guide_version, r.guide_hash, r.status,"
-                " r.state, r.started_at, r.updated_at, r.gathering"
+                " r.state, r.started_at, r.updated_at, r.gathering, p.pending"
                 " FROM wanted AS w LEFT JOIN participants AS p ON p.id = w.participant"
                 " LEFT JOIN runs AS r ON r.id = p.current_run ORDER BY w.n",
                 tuple(v for n, (p, key) in enumerate(part) for v in (n, p, key)),
@@ -1153,8 +1155,10 @@ class SQLiteStorage:
     def _conversation_row(cls, row: sqlite3.Row) -> Conversation:
         person = None
         if row[1] is not None:
-            person = ParticipantRow(row[1], row[2], bytes(row[3]), row[4], row[5], bool(row[6]))
-        run = cls._run_row(row[7:]) if row[7] is not None else None
+            person = ParticipantRow(
+                row[1], row[2], bytes(row[3]), row[4], row[5], bool(row[6]), row[17]
+            )
+        run = cls._run_row(row[7:17]) if row[7] is not None else None
         return Conversation(bool(row[0]), person, run)
 
     async def open_runs_of(
@@ -1172,13 +1176,13 @@ class SQLiteStorage:
 
     async def participant(self, participant_id: str) -> ParticipantRow | None:
         row = await self._one(
-            "SELECT id, channel, address, language, current_run, unreachable"
+            "SELECT id, channel, address, language, current_run, unreachable, pending"
             " FROM participants WHERE id = ?",
             (participant_id,),
         )
         if row is None:
             return None
-        return ParticipantRow(row[0], row[1], bytes(row[2]), row[3], row[4], bool(row[5]))
+        return ParticipantRow(row[0], row[1], bytes(row[2]), row[3], row[4], bool(row[5]), row[6])
 
     @staticmethod
     def _run_row(row: sqlite3.Row | tuple[Any, ...]) -> RunRow:

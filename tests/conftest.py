@@ -12,10 +12,10 @@ import pytest
 
 from bot.channels.base import SendResult, Sent
 from bot.delivery import Deliverer
-from bot.dispatcher import Dispatcher
 from bot.flows.engine import Flow
 from bot.flows.loader import LoadedGuide, parse_guide
 from bot.flows.phrases import Phrasebook
+from bot.house import build_house
 from bot.library import GuideLibrary
 from bot.locales import load_phrasebook
 from bot.messages import Inbound, Outbound
@@ -128,7 +128,7 @@ class Harness:
         self.channel = RecordingChannel()
         self.deliverer = Deliverer(storage, self.identity, {"terminal": self.channel}, clock)
         ids = itertools.count(1)
-        self.dispatcher = Dispatcher(
+        self.house = build_house(
             storage=storage,
             library=library,
             identity=self.identity,
@@ -137,6 +137,7 @@ class Harness:
             new_id=lambda: f"run{next(ids)}",
             max_answer_chars=200,
         )
+        self.dispatcher = self.house.dispatcher
 
     async def say(self, text: str, user: str = "ana", **extra: object) -> list[Outbound]:
         before = len(self.channel.sent)

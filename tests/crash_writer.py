@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bot.dispatcher import Dispatcher
 from bot.flows.loader import parse_guide
+from bot.house import build_house
 from bot.library import GuideLibrary
 from bot.locales import load_phrasebook
 from bot.messages import Inbound
@@ -32,13 +33,13 @@ def burst_dispatcher(storage: SQLiteStorage) -> Dispatcher:
     """The dispatcher the writer uses, and the crash test uses again after the kill."""
     library = GuideLibrary()
     library.add(parse_guide(guide_text(), "burst.yaml"))
-    return Dispatcher(
+    return build_house(
         storage=storage,
         library=library,
         identity=Identity(SECRET),
         phrases=load_phrasebook(),
         clock=lambda: datetime.now(UTC),
-    )
+    ).dispatcher
 
 
 async def main(db: Path, people: int) -> None:

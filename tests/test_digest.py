@@ -66,7 +66,7 @@ async def test_figures_changes_and_suppression(make_harness):  # type: ignore[no
     second = timedelta(seconds=1)  # the weeks are [last answers + 1 s, this week's + 1 s)
     digest = await build_digest(h.storage, h.library, h.clock() - timedelta(days=7) + second,
                                 h.clock() + second, min_group=5)  # fmt: skip
-    text = h.dispatcher.reports.render("digest", "text", "en", d=digest)
+    text = h.house.reports.render("digest", "text", "en", d=digest)
     pulse = text.split("Other talk")[0]
     assert "People: 7, of whom new: 7 (+2)" in pulse
     assert "Started: 7 · finished: 7 · completion 100%" in pulse
@@ -87,7 +87,7 @@ async def test_participant_text_is_shown_literally_in_every_format(make_harness)
         await answer(h, f"p{n}", "1", "3", TRICKY, "x")
     digest = await build_digest(h.storage, h.library, h.clock() - timedelta(days=1),
                                 h.clock() + timedelta(seconds=1), min_group=5)  # fmt: skip
-    render = h.dispatcher.reports.render
+    render = h.house.reports.render
     text = render("digest", "text", "en", d=digest)
     assert TRICKY in text  # plain text: exactly as typed, the template syntax untouched
     html = render("digest", "html", "en", d=digest)
@@ -106,7 +106,7 @@ async def test_the_digest_command_is_for_coordinators(make_harness):  # type: ig
     h: Harness = make_harness(GUIDE)
     refused = await h.say("/digest", user="p1")
     assert "Only coordinators" in refused[0].text
-    code = await h.dispatcher.roles.invite("coordinator", timedelta(days=1))
+    code = await h.house.roles.invite("coordinator", timedelta(days=1))
     await h.say(f"/redeem {code}", user="coord")
     digest = await h.say("/digest", user="coord")
     assert digest[0].markup is not None and "What people said" in digest[0].text
@@ -114,12 +114,13 @@ async def test_the_digest_command_is_for_coordinators(make_harness):  # type: ig
 
 async def test_the_weekly_digest_goes_to_coordinators_once_and_is_saved(make_harness, tmp_path):  # type: ignore[no-untyped-def]
     h: Harness = make_harness(GUIDE)
-    code = await h.dispatcher.roles.invite("coordinator", timedelta(days=1))
+    code = await h.house.roles.invite("coordinator", timedelta(days=1))
     await h.say(f"/redeem {code}", user="coord")
     for n in range(5):
         await answer(h, f"p{n}", "1", "3", "Time with family", "x")
     scheduler = Scheduler(h.storage, h.dispatcher, h.library, h.clock,
-                          digest_cron="0 8 * * MON", timezone="UTC", digest_dir=tmp_path)  # fmt: skip
+                          digest_cron="0 8 * * MON", timezone="UTC", digest_dir=tmp_path,
+                          digests=h.house.digests, roles=h.house.roles)  # fmt: skip
     await scheduler.tick()  # starts the clock on digests: nothing is due yet
     h.clock.now = h.clock.now.replace(day=9, hour=8)  # the next Monday, 08:00
     first, second = await scheduler.tick(), await scheduler.tick()

@@ -49,8 +49,8 @@ def answers_for(n: int) -> list[str]:
 @pytest.fixture
 async def room(make_harness) -> Harness:  # type: ignore[no-untyped-def]
     h: Harness = make_harness(GUIDE)
-    h.dispatcher.roles.admins.add(h.pseudonym("admin"))
-    code = await h.dispatcher.roles.invite("facilitator", timedelta(days=7))
+    h.house.roles.admins.add(h.pseudonym("admin"))
+    code = await h.house.roles.invite("facilitator", timedelta(days=7))
     replies = await h.say(f"/redeem {code}", user="host")
     assert "now a facilitator" in replies[0].text
     return h
@@ -168,7 +168,7 @@ async def test_every_refusal_is_a_clear_message(room: Harness):
     assert "didn't work" in (await h.say("/redeem NOTACODE", user="p1"))[0].text
     assert "couldn't find" in (await h.say("/status", user="host"))[0].text
     code = await launch(h)
-    other = await h.dispatcher.roles.invite("facilitator", timedelta(days=1))
+    other = await h.house.roles.invite("facilitator", timedelta(days=1))
     await h.say(f"/redeem {other}", user="other-host")
     assert "didn't work" in (await h.say(f"/redeem {other}", user="p2"))[0].text  # used
     for command in (f"/close {code}", f"/status {code}", f"/next {code}"):
@@ -179,7 +179,7 @@ async def test_every_refusal_is_a_clear_message(room: Harness):
     assert "Summaries are for" in (await h.say(f"/summary {code}", user="host"))[0].text
     assert "own pace" in (await h.say("/next", user="host"))[0].text
     assert "Tell us one thing" not in " ".join(h.channel.texts("p1"))  # saw nobody's answers
-    coordinator = await h.dispatcher.roles.invite("coordinator", timedelta(days=1))
+    coordinator = await h.house.roles.invite("coordinator", timedelta(days=1))
     await h.say(f"/redeem {coordinator}", user="coord")
     assert (await h.say(f"/summary {code}", user="coord"))[0].markup is not None
     # An admin may act on anyone's gathering.
@@ -208,18 +208,18 @@ async def test_join_codes_are_forgiving_about_case_and_spaces(room: Harness):
 
 async def test_a_revoked_facilitator_can_no_longer_launch(room: Harness):
     h = room
-    holders = await h.dispatcher.roles.holders()
+    holders = await h.house.roles.holders()
     assert holders == [(h.pseudonym("host"), "facilitator")]
-    assert await h.dispatcher.roles.revoke(h.pseudonym("host")[:8]) == [h.pseudonym("host")]
+    assert await h.house.roles.revoke(h.pseudonym("host")[:8]) == [h.pseudonym("host")]
     assert "Only facilitators" in (await h.say("/launch supper", user="host"))[0].text
 
 
 async def test_invites_open_by_deep_link_and_expire(room: Harness):
     h = room
-    code = await h.dispatcher.roles.invite("coordinator", timedelta(days=1))
+    code = await h.house.roles.invite("coordinator", timedelta(days=1))
     h.clock.advance(days=2)
     assert "didn't work" in (await h.say(f"/start redeem-{code}", user="c1"))[0].text
-    fresh = await h.dispatcher.roles.invite("coordinator", timedelta(days=1))
+    fresh = await h.house.roles.invite("coordinator", timedelta(days=1))
     assert "now a coordinator" in (await h.say(f"/start redeem-{fresh}", user="c1"))[0].text
 
 

@@ -21,8 +21,8 @@ from bot.channels.telegram import (
     webhook_secrets,
 )
 from bot.delivery import Deliverer
-from bot.dispatcher import Dispatcher
 from bot.flows.run import RunState
+from bot.house import build_house
 from bot.library import GuideLibrary
 from bot.privacy import Identity
 from bot.ratelimit import RateLimits
@@ -76,13 +76,14 @@ class Phone:
         identity = Identity(SECRET)
         self.identity = identity
         self.deliverer = Deliverer(self.storage, identity, {}, self.clock)
-        self.dispatcher = Dispatcher(
+        self.house = build_house(
             storage=self.storage,
             library=self.library,
             identity=identity,
             phrases=load_phrasebook(),
             clock=self.clock,
         )
+        self.dispatcher = self.house.dispatcher
         generous = RateLimits(
             overall=(1000, 1000.0), per_chat=(1000, 1000.0), per_group=(1000, 1000.0)
         )
@@ -510,7 +511,7 @@ async def test_a_gathering_in_a_group_from_launch_to_a_shared_summary(
     phone: Phone, fake: FakeTelegram
 ):
     group, host = -100500, 777  # the fake sends every group message from user 777
-    phone.dispatcher.roles.admins.add(phone.identity.pseudonym("telegram", str(host)))
+    phone.house.roles.admins.add(phone.identity.pseudonym("telegram", str(host)))
     await phone.type("/launch weekly-checkin Supper at St. Anne's", chat=group, chat_type="group")
     invite = fake.sent(group)[-1]
     assert "Supper at St. Anne" in invite["text"]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bot.delivery import Deliverer
 from bot.dispatcher import Dispatcher
+from bot.house import build_house
 from bot.library import GuideLibrary
 from bot.locales import load_phrasebook
 from bot.messages import Inbound
@@ -53,11 +54,11 @@ class Town:
         storage = SQLiteStorage(self.db)
         await storage.open()
         self.storages.append(storage)
-        dispatcher = Dispatcher(
+        dispatcher = build_house(
             storage=storage, library=self.library, identity=self.identity,
             phrases=load_phrasebook(), clock=self.clock,
             new_id=lambda: f"r{next(self.ids)}", default_tz="America/Chicago",
-        )  # fmt: skip
+        ).dispatcher  # fmt: skip
         deliverer = Deliverer(storage, self.identity, {"terminal": self.channel}, self.clock)
         return dispatcher, Scheduler(storage, dispatcher, self.library, self.clock), deliverer
 

@@ -1,0 +1,1 @@
+"""The conversation core: turns, the router of commands, the dispatcher that commits."""

@@ -1,0 +1,167 @@
+"""A turn: one thing happening in one person's conversation, and everything it will commit.
+
+A turn is a message someone sent, a scheduled prompt, a reminder or a nudge. The
+dispatcher opens it (under the person's lock, after loading their conversation),
+features and the engine add to it, and the dispatcher commits it: one
+transaction, whatever was said or changed. Everything a feature says goes
+through the turn (`say`, `reply`, `send`, `ask`), so "say this to the person" is
+written once, and an edit reference or an address is always sealed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from bot.flows.events import Button, Reply
+from bot.flows.phrases import Phrasebook
+from bot.messages import SEALED, Inbound, Outbound
+from bot.privacy import Identity
+from storage.rows import Commit, GatheringRow, OutboxRow, ParticipantRow, RunRow
+
+
+@dataclass(frozen=True)
+class Voice:
+    """What a turn needs to speak: the bot's phrases, and the keys that seal addresses."""
+
+    phrases: Phrasebook
+    identity: Identity
+
+
+@dataclass
+class Turn:
+    """One inbound message (or prompt, or reminder) being handled, and its commit."""
+
+    voice: Voice
+    inbound: Inbound
+    participant_id: str
+    person: ParticipantRow | None
+    now: datetime
+    sealed_address: bytes
+    commit: Commit
+    run: RunRow | None  # the participant's current run, as loaded
+    gathering: GatheringRow | None = None  # joining through a gathering: the run belongs to it
+    after: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    actor: str = ""  # the pseudonym of the person who sent it (in a group too): their role
+    not_before: datetime | None = None  # hold its messages until then (quiet hours)
+    # A bot-level question asked in this turn (its buttons, as JSON), or "" once answered:
+    # kept on the participant so a typed answer reaches it before the guide's question.
+    pending: str | None = None
+
+    # Who and where --------------------------------------------------------------
+
+    @property
+    def language(self) -> str:
+        """The language someone chose with /language, else their app's, else English."""
+        person = self.person
+        return (person.language if person else None) or self.inbound.language or "en"
+
+    @property
+    def group(self) -> bool:
+        return self.inbound.group
+
+    def text(self, key: str, **params: object) -> str:
+        return self.voice.phrases.text(self.language, key, **params)
+
+    # Saying things --------------------------------------------------------------
+
+    def say(self, key: str, **params: object) -> None:
+        """A phrase from the locales, in this person's language, to where they wrote."""
+        self.reply(Reply(self.text(key, **params)))
+
+    def reply(
+        self,
+        reply: Reply,
+        run: str | None = None,
+        *,
+        edit: str | None = None,
+        link: str | None = None,
+    ) -> None:
+        message = Outbound.from_reply(reply, run)
+        message.edit = edit
+        if link is not None:
+            for button in message.buttons:
+                button.url = link
+        self.send(message)
+
+    def send(self, message: Outbound) -> None:
+        self.commit.outbox.append(self.row(message))
+
+    def ask(self, reply: Reply) -> None:
+        """A bot-level question (a confirmation, an offer, a menu): its buttons are kept as
+        this person's pending question, so a typed answer reaches it, not the guide."""
+        self.reply(reply)
+        self.pending = json.dumps(
+            [[b.step, b.value, b.label] for b in reply.buttons], ensure_ascii=False
+        )
+
+    def privately(self, message: Outbound | str) -> None:
+        """To the sender's own chat, even when they wrote in a group (a refusal, a report
+        for the facilitator): never to the whole room."""
+        if isinstance(message, str):
+            message = Outbound(text=message)
+        if not self.inbound.group:
+            self.send(message)
+            return
+        private = self.inbound.private or self.inbound.address
+        self.commit.outbox.append(
+            self.row(message, participant=self.actor, address=self.voice.identity.seal(private))
+        )
+
+    def send_to(self, channel: str, participant: str, address: bytes, message: Outbound) -> None:
+        """A message to somewhere other than this conversation (a room), already sealed."""
+        self.commit.outbox.append(
+            OutboxRow(
+                channel,
+                participant,
+                address,
+                message.model_dump_json(exclude_defaults=True),
+                self.due,
+            )
+        )
+
+    def row(
+        self, message: Outbound, *, participant: str | None = None, address: bytes | None = None
+    ) -> OutboxRow:
+        if message.edit is not None and not message.edit.startswith(SEALED):
+            # A platform's reference to a message can name a conversation (a Slack DM's
+            # channel id): kept sealed like addresses, opened only to send.
+            sealed = self.voice.identity.seal(message.edit).decode()
+            message = message.model_copy(update={"edit": SEALED + sealed})
+        return OutboxRow(
+            self.inbound.channel,
+            self.participant_id if participant is None else participant,
+            self.sealed_address if address is None else address,
+            message.model_dump_json(exclude_defaults=True),
+            self.due,
+        )
+
+    @property
+    def due(self) -> datetime:
+        return max(self.now, self.not_before) if self.not_before else self.now
+
+    # Keeping how to reach them -----------------------------------------------------
+
+    def keep_address(self, *, reachable: bool = False) -> None:
+        """Keep how to reach this person (sealed), for what the bot will send them later
+        (check-ins, digests, summaries), unless the turn already writes their row."""
+        if self.commit.participant is not None or self.inbound.group:
+            return
+        person = self.person or ParticipantRow(self.actor, self.inbound.channel, b"")
+        changes: dict[str, object] = {"address": self.sealed_address}
+        if reachable:
+            changes["unreachable"] = False
+        self.commit.participant = dataclasses.replace(person, **changes)  # type: ignore[arg-type]
+
+
+def buttons_of(pending: str | None) -> list[Button]:
+    """The buttons of a pending bot-level question, as `Turn.ask` kept them."""
+    if not pending:
+        return []
+    try:
+        return [Button(label, step, value) for step, value, label in json.loads(pending)]
+    except (ValueError, TypeError):
+        return []  # an unreadable one is simply no longer pending

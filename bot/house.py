@@ -1,0 +1,85 @@
+"""Wiring the conversation: the dispatcher, its router, and every feature registered on it.
+
+Part of the composition root (with `bot/app.py`): the one place that knows every
+feature. The dispatcher imports none of them; each feature registers its
+commands and buttons on the router here, and gets from the core only what it
+needs (start a guide for someone, move someone's run on).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.cohorts import DEFAULT_TZ, Cohorts
+from bot.dispatcher import Dispatcher
+from bot.features.digests import Digests
+from bot.flows.phrases import Phrasebook
+from bot.gatherings import Gatherings
+from bot.library import GuideLibrary
+from bot.privacy import Identity
+from bot.reports import Reports
+from bot.rights import Rights
+from bot.roles import Roles
+from storage.protocol import Storage
+
+
+@dataclass
+class House:
+    """The conversation, wired: what the app, the scheduler and the tests reach for."""
+
+    dispatcher: Dispatcher
+    roles: Roles
+    reports: Reports
+    gatherings: Gatherings
+    cohorts: Cohorts
+    rights: Rights
+    digests: Digests
+
+    @property
+    def router(self):  # type: ignore[no-untyped-def]
+        return self.dispatcher.router
+
+
+def build_house(
+    *,
+    storage: Storage,
+    library: GuideLibrary,
+    identity: Identity,
+    phrases: Phrasebook,
+    clock: Callable[[], datetime],
+    new_id: Callable[[], str] = lambda: secrets.token_hex(16),
+    max_answer_chars: int = 4000,
+    on_commit: Callable[[], None] = lambda: None,
+    roles: Roles | None = None,
+    reports: Reports | None = None,
+    min_group: int = 5,
+    default_tz: str = DEFAULT_TZ,
+) -> House:
+    roles = roles or Roles(storage, set(), clock)
+    reports = reports or Reports(phrases)
+    dispatcher = Dispatcher(
+        storage=storage,
+        library=library,
+        identity=identity,
+        phrases=phrases,
+        clock=clock,
+        new_id=new_id,
+        max_answer_chars=max_answer_chars,
+        on_commit=on_commit,
+        role_of=roles.role_of,
+    )
+    cohorts = Cohorts(storage, default_tz)
+    gatherings = Gatherings(
+        storage, library, roles, reports, cohorts,
+        start_guide=dispatcher.start_guide, nudge=dispatcher.nudge, new_id=dispatcher.new_id,
+        min_group=min_group,
+    )  # fmt: skip
+    rights = Rights(storage, library)
+    digests = Digests(storage, library, reports, min_group)
+    for feature in (gatherings, cohorts, rights, digests):
+        feature.register(dispatcher.router)
+    dispatcher.plug(offer=cohorts.offer)
+    return House(dispatcher, roles, reports, gatherings, cohorts, rights, digests)
