@@ -41,8 +41,8 @@ from bot.channels.terminal import TerminalChannel, chat
 from bot.config import ConfigError, Settings, load_settings
 from bot.delivery import Deliverer
 from bot.dispatcher import Dispatcher
-from bot.house import House, build_house
 from bot.flows.duration import parse_duration
+from bot.house import House, build_house
 from bot.library import GuideLibrary, read_guide_file
 from bot.locales import load_phrasebook
 from bot.privacy import Identity, load_or_create_secret
@@ -319,6 +319,7 @@ def make_slack(settings: Settings, bot: Bot) -> SlackChannel:
     return SlackChannel(
         app, client, bot.dispatcher.handle, bot.dispatcher.home, token_for,
         command=settings.slack_command,
+        commands=bot.house.router.names(), room_commands=bot.house.router.room_commands(),
         apology=lambda language: bot.dispatcher.phrases.text(language or "en", "storage_error"),
     )  # fmt: skip
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.cohorts import DEFAULT_TZ, Cohorts
+from bot.conversation.router import Router
 from bot.dispatcher import Dispatcher
 from bot.features.digests import Digests
 from bot.flows.phrases import Phrasebook
@@ -39,7 +40,7 @@ class House:
     digests: Digests
 
     @property
-    def router(self):  # type: ignore[no-untyped-def]
+    def router(self) -> Router:
         return self.dispatcher.router
 
 

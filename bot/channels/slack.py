@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from aiohttp import web
@@ -46,9 +46,6 @@ log = logging.getLogger(__name__)
 CHANNEL = "slack"
 DEFAULT_API_URL = "https://slack.com/api/"
 DEFAULT_COMMAND = "/kitchen-table"
-SUBCOMMANDS = {"guides", "start", "help", "privacy", "language", "stop", "skip", "back",
-               "launch", "join", "redeem", "status", "next", "close", "summary", "qr"}  # fmt: skip
-ROOM_COMMANDS = {"launch", "status", "next", "close", "summary", "qr"}
 # Errors that mean this person can't be written to, now or later.
 UNREACHABLE = {"channel_not_found", "user_not_found", "is_archived", "account_inactive",
                "user_disabled", "cannot_dm_bot", "not_in_channel"}  # fmt: skip
@@ -64,14 +61,15 @@ def slack_limits() -> RateLimits:
     return RateLimits(overall=(10.0, 10.0), per_chat=(3.0, 1.0), per_group=(3.0, 1.0))
 
 
-def subcommand(text: str) -> str:
-    """`/kitchen-table start weekly-checkin` -> `/start weekly-checkin`; empty -> `/guides`."""
+def subcommand(text: str, known: Collection[str]) -> str:
+    """`/kitchen-table start weekly-checkin` -> `/start weekly-checkin`; empty -> `/guides`;
+    a word the bot does not know -> `/help`. `known`: the router's command names."""
     words = text.strip().split(maxsplit=1)
     if not words:
         return "/guides"
     name = words[0].lower().lstrip("/")
     rest = words[1] if len(words) > 1 else ""
-    if name not in SUBCOMMANDS:
+    if name not in known:
         return "/help"
     return f"/{name} {rest}".strip()
 
@@ -89,6 +87,8 @@ class SlackChannel:
         *,
         apology: Callable[[str | None], str] = lambda language: "",
         command: str = DEFAULT_COMMAND,
+        commands: Collection[str] = (),
+        room_commands: Collection[str] = (),
         limits: RateLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -99,6 +99,10 @@ class SlackChannel:
         self.token_for = token_for
         self.apology = apology
         self.command = command
+        # What `/kitchen-table WORD` may be, and which are answered in a channel to the
+        # room: both from the router's declarations, handed over by the composition root.
+        self.commands = frozenset(commands)
+        self.room_commands = frozenset(room_commands)
         self.limits = limits or slack_limits()
         self.clock = clock
         app.command(command)(self._on_command)
@@ -135,11 +139,11 @@ class SlackChannel:
     async def _on_command(self, ack: Any, command: dict[str, Any]) -> None:
         team, user = command.get("team_id", ""), command.get("user_id", "")
         channel = str(command.get("channel_id") or "")
-        text = subcommand(plain_text(command.get("text", "")))
+        text = subcommand(plain_text(command.get("text", "")), self.commands)
         # A facilitator's command in a channel speaks to the room; everything else is
         # answered in the person's direct messages with the app, wherever it was typed.
         in_room = (
-            bool(channel) and not channel.startswith("D") and text.split()[0][1:] in ROOM_COMMANDS
+            bool(channel) and not channel.startswith("D") and text.split()[0][1:] in self.room_commands
         )
         inbound = Inbound(
             CHANNEL,

@@ -25,7 +25,9 @@ CONTROL = "kt:c:"  # skip, back or stop
 CHECKBOX = "kt:x:"  # a tick in a choose-many question: nothing happens until Submit
 SUBMIT = "kt:submit"
 
-_COMMANDS = re.compile(r"(?<![\w/])/(skip|back|stop|help|start|language|guides|privacy)\b")
+# Any `/command` the bot mentions (its command names come from the router, and are all
+# lower-case words); not a path or a fraction, which follow a letter, digit or slash.
+_COMMANDS = re.compile(r"(?<![\w/])/([a-z][a-z_]*)\b")
 
 
 def escape(text: str) -> str:
