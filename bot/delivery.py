@@ -21,6 +21,7 @@ from bot.channels.base import (
     SendResult,
     Sent,
     Unreachable,
+    fit,
 )
 from bot.messages import SEALED, Outbound
 from bot.privacy import Identity
@@ -138,6 +139,7 @@ class Deliverer:
             message = Outbound.model_validate_json(row.payload)
             if message.edit is not None and message.edit.startswith(SEALED):
                 message.edit = self.identity.unseal(message.edit[len(SEALED) :].encode())
+            message = fit(message, channel.capabilities)
             return await channel.send(self.identity.unseal(row.address), message)
         except Exception as error:
             # Whatever went wrong, this row waits and retries with backoff; nobody else waits.

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from bot.channels.base import SendResult, Sent
+from bot.channels.base import Capabilities, SendResult, Sent
 from bot.delivery import Deliverer
 from bot.flows.engine import Flow
 from bot.flows.loader import LoadedGuide, parse_guide
@@ -51,6 +51,7 @@ class RecordingChannel:
     """A channel that keeps what it was asked to send, per address."""
 
     name = "terminal"
+    capabilities = Capabilities(edit=True, buttons=True, files=True, groups=True)
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, Outbound]] = []

@@ -59,9 +59,51 @@ def reserve(limits: RateLimits, chat: str, is_group: bool, now: float) -> RetryA
     return RetryAfter(everyone, everyone=True) if everyone > 0 else RetryAfter(wait)
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a channel can do, which the core asks instead of checking a platform's name.
+
+    A channel without `edit` gets a changed message as a new one; without `buttons`,
+    the choices written into the text as a numbered list (people type the number);
+    without `files`, a file's or a QR code's content as text.
+    """
+
+    edit: bool = False  # change a message already sent (mark a tapped answer)
+    buttons: bool = False  # show choices people tap
+    files: bool = False  # attach a file or an image
+    groups: bool = False  # serve group chats or channels (gatherings launched in a room)
+
+
 class Channel(Protocol):
     """Delivers outbound messages on one platform."""
 
     name: str
+    capabilities: Capabilities
 
     async def send(self, address: str, message: Outbound) -> SendResult: ...
+
+
+def fit(message: Outbound, can: Capabilities) -> Outbound:
+    """The message as a channel with these capabilities can show it: nothing is lost,
+    only drawn differently (a list to type from instead of buttons, a new message
+    instead of an edit)."""
+    if can.edit and can.buttons and can.files:
+        return message  # nearly always: no copy
+    changes: dict[str, object] = {}
+    text = message.text
+    if not can.edit and message.edit is not None:
+        changes["edit"] = None
+        if message.input == "answered":
+            text = f"✓ {text}"
+    if not can.buttons and (message.buttons or message.controls):
+        choices = [b for b in message.buttons if b.url is None and b.label]
+        lines = [f"  {n}. {b.label}" for n, b in enumerate(choices, start=1)]
+        links = [f"{b.label}: {b.url}" for b in message.buttons if b.url is not None]
+        text = "\n".join([text, *lines, *links])
+        changes |= {"buttons": [], "controls": []}
+    if not can.files and (message.document is not None or message.qr is not None):
+        extra = [message.qr] if message.qr is not None else []
+        text = "\n".join([text, *extra])
+        changes |= {"document": None, "qr": None}
+    changes["text"] = text
+    return message.model_copy(update=changes)

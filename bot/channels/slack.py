@@ -76,6 +76,7 @@ def subcommand(text: str, known: Collection[str]) -> str:
 
 class SlackChannel:
     name = CHANNEL
+    capabilities = base.Capabilities(edit=True, buttons=True, files=True, groups=True)
 
     def __init__(
         self,

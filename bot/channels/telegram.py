@@ -92,6 +92,7 @@ class HeldBack(Exception):
 
 class TelegramChannel:
     name = CHANNEL
+    capabilities = base.Capabilities(edit=True, buttons=True, files=True, groups=True)
 
     def __init__(
         self,

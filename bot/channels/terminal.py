@@ -15,7 +15,7 @@ from typing import TextIO
 
 import segno
 
-from bot.channels.base import RetryAfter, SendResult, Sent
+from bot.channels.base import Capabilities, RetryAfter, SendResult, Sent
 from bot.delivery import Deliverer
 from bot.dispatcher import Dispatcher
 from bot.flows.events import DONE_VALUE
@@ -60,6 +60,7 @@ def qr_text(link: str) -> str:
 
 class TerminalChannel:
     name = CHANNEL
+    capabilities = Capabilities(edit=False, buttons=True, files=True, groups=False)
 
     def __init__(self, out: TextIO | None = None, only: str | None = None) -> None:
         self.out = out or sys.stdout
