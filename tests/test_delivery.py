@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.channels.base import Failed, RetryAfter, SendResult, Sent
+from bot.channels.base import Capabilities, Failed, RetryAfter, SendResult, Sent
 from bot.delivery import Deliverer
 from bot.messages import Outbound
 from bot.privacy import Identity
@@ -16,6 +16,7 @@ class ScriptedChannel:
     """Answers each send from a script (per address), then with Sent; records what went out."""
 
     name = "terminal"
+    capabilities = Capabilities(edit=True, buttons=True, files=True, groups=True)
 
     def __init__(self, script: dict[str, list[SendResult | Exception]]) -> None:
         self.script = script
