@@ -144,7 +144,9 @@ class SlackChannel:
         # A facilitator's command in a channel speaks to the room; everything else is
         # answered in the person's direct messages with the app, wherever it was typed.
         in_room = (
-            bool(channel) and not channel.startswith("D") and text.split()[0][1:] in self.room_commands
+            bool(channel)
+            and not channel.startswith("D")
+            and text.split()[0][1:] in self.room_commands
         )
         inbound = Inbound(
             CHANNEL,
