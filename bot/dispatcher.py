@@ -49,9 +49,9 @@ from bot.flows.scrub import scrub
 from bot.flows.text import fold, localize
 from bot.library import GuideLibrary
 from bot.locks import KeyedLocks
-from bot.messages import Inbound, Outbound, clean_text
+from bot.messages import Inbound, NotStored, Outbound, clean_text
 from bot.privacy import Identity
-from storage.protocol import Storage
+from storage.protocol import STORAGE_FAILURES, Storage
 from storage.rows import (
     AnswerRow,
     Commit,
@@ -232,13 +232,16 @@ class Dispatcher:
         sender = f"chat:{inbound.address}" if inbound.group else inbound.user
         if inbound.text is not None and (cleaned := clean_text(inbound.text)) != inbound.text:
             inbound = dataclasses.replace(inbound, text=cleaned)
-        accepted, status = await self._take_turn(
-            self.identity.pseudonym(inbound.channel, sender),
-            inbound.key,
-            self._route,
-            inbound=inbound,
-            actor=self.identity.pseudonym(inbound.channel, inbound.user),
-        )
+        try:
+            accepted, status = await self._take_turn(
+                self.identity.pseudonym(inbound.channel, sender),
+                inbound.key,
+                self._route,
+                inbound=inbound,
+                actor=self.identity.pseudonym(inbound.channel, inbound.user),
+            )
+        except STORAGE_FAILURES as error:
+            raise NotStored(str(error)) from error
         return Handled(accepted, status if accepted else None)
 
     async def settle(self) -> None:
@@ -667,11 +670,15 @@ class Dispatcher:
         Read-only: nothing is stored for merely looking, not even a participant row.
         """
         participant_id = self.identity.pseudonym(inbound.channel, inbound.user)
-        person = await self.storage.participant(participant_id)
+        try:
+            person = await self.storage.participant(participant_id)
+            runs = await self.storage.open_runs(participant_id) if person else []
+        except STORAGE_FAILURES as error:
+            raise NotStored(str(error)) from error
         language = (person.language if person else None) or inbound.language or "en"
         sections = [Reply(self.phrases.text(language, "home_intro"))]
         unfinished = []
-        for run in await self.storage.open_runs(participant_id) if person else []:
+        for run in runs:
             loaded = self.library.get(run.guide_id)
             if loaded is not None and loaded.guide is not None:
                 title = localize(loaded.guide.title, language, loaded.guide.default_language)

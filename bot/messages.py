@@ -28,6 +28,12 @@ def clean_text(text: str) -> str:
     )
 
 
+class NotStored(Exception):
+    """Storage could not keep a message (nothing of it was kept: a commit is all or
+    nothing). Channels answer it without naming the database: a webhook asks the
+    platform to try again, a person is told to try again in a moment."""
+
+
 @dataclass(frozen=True)
 class Inbound:
     """Something a person sent, as a channel saw it.

@@ -10,7 +10,7 @@ import pytest
 
 from bot.flows.events import CONSENT_STEP, Tap
 from bot.flows.run import RunState
-from bot.messages import Inbound
+from bot.messages import Inbound, NotStored
 from tests.conftest import load
 
 GUIDE = """
@@ -195,7 +195,7 @@ async def test_a_full_disk_leaves_nothing_half_done_and_recovers(make_harness):
     await h.storage._w.run(disk_full)
     story = "The new schedule app changed everything. " * 300
     answer = Inbound("terminal", "ana", "ana", story, key="update-full")
-    with pytest.raises(sqlite3.OperationalError, match="full"):
+    with pytest.raises(NotStored, match="full"):
         await h.dispatcher.handle(answer)
     stuck = await current_state(h)
     assert stuck.step == "change" and stuck.answers == {"week": 3}
@@ -218,7 +218,7 @@ async def test_a_read_only_database_leaves_nothing_half_done_and_recovers(make_h
     await h.say("yes")
     await h.storage._w.run(lambda db: db.execute("PRAGMA query_only=ON"))
     answer = Inbound("terminal", "ana", "ana", "4", key="update-ro")
-    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+    with pytest.raises(NotStored, match="readonly"):
         await h.dispatcher.handle(answer)
     stuck = await current_state(h)
     assert stuck.step == "week" and stuck.answers == {}

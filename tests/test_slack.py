@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import sqlite3
 import time
 from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
@@ -20,6 +19,7 @@ import pytest
 from bot.app import Bot, build, make_slack
 from bot.channels.slack import SlackChannel
 from bot.config import Settings
+from bot.messages import NotStored
 from bot.ratelimit import RateLimits
 from bot.web import make_web_app, start_web
 from tests.conftest import ROOT, FakeClock
@@ -446,7 +446,7 @@ async def test_when_storage_fails_slack_retries_events_and_commands_get_a_plain_
     handle = ws.slack.handle
 
     async def broken(inbound: Any) -> None:
-        raise sqlite3.OperationalError("database or disk is full")
+        raise NotStored("database or disk is full")  # as the dispatcher says it
 
     ws.slack.handle = broken
     body = ws.event_body("hi")

@@ -37,9 +37,8 @@ from bot.channels.slack_format import (
     plain_text,
 )
 from bot.flows.events import DONE_VALUE, Tap
-from bot.messages import Inbound, Outbound
+from bot.messages import Inbound, NotStored, Outbound
 from bot.ratelimit import RateLimits
-from storage.protocol import STORAGE_FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +158,7 @@ class SlackChannel:
         )
         try:
             await self.handle(inbound)
-        except STORAGE_FAILURES:
+        except NotStored:
             # Nothing was kept (a commit is all or nothing): say so, only to them.
             log.exception("could not store a Slack command")
             await ack(text=self.apology(None))

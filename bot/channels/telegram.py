@@ -47,9 +47,8 @@ from bot.channels.telegram_format import (
 )
 from bot.channels.telegram_request import AiohttpRequest
 from bot.flows.events import Tap
-from bot.messages import Inbound, Outbound
+from bot.messages import Inbound, NotStored, Outbound
 from bot.ratelimit import RateLimits
-from storage.protocol import STORAGE_FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +228,7 @@ class TelegramChannel:
         for update in updates:
             try:
                 await self.process(update.to_dict())
-            except STORAGE_FAILURES as error:
+            except NotStored as error:
                 log.exception("could not store an update; it will be fetched again")
                 raise HeldBack(update.update_id) from error
             except Exception:
@@ -262,7 +261,7 @@ class TelegramChannel:
             # and its update_id makes the retry harmless.
             try:
                 await self.process(update)
-            except STORAGE_FAILURES:
+            except NotStored:
                 log.exception("could not store an update; Telegram will send it again")
                 return web.Response(status=503)
             except Exception:

@@ -20,8 +20,7 @@ from bot.delivery import Deliverer
 from bot.dispatcher import Dispatcher
 from bot.flows.events import DONE_VALUE
 from bot.flows.run import RunStatus
-from bot.messages import Inbound, Outbound
-from storage.protocol import STORAGE_FAILURES
+from bot.messages import Inbound, NotStored, Outbound
 
 CHANNEL = "terminal"
 
@@ -112,7 +111,7 @@ async def chat(
     async def say(text: str) -> bool:
         try:
             handled = await dispatcher.handle(Inbound(CHANNEL, name, name, text, language=language))
-        except STORAGE_FAILURES:
+        except NotStored:
             # Nothing was saved (the commit is all or nothing): say so once, plainly.
             echo.write(dispatcher.phrases.text(language or "en", "storage_error") + "\n\n")
             return False
