@@ -48,6 +48,16 @@ class ExpressionError(ValueError):
     """A `when` expression or a template that does not parse."""
 
 
+def _one_line(text: str | None) -> str:
+    return " ".join((text or "").split())
+
+
+def _quoted(text: str) -> str:
+    """An author's text inside a one-line problem: on one line, and not too long."""
+    flat = _one_line(text)
+    return f"'{flat[:60]}...'" if len(flat) > 60 else f"'{flat}'"
+
+
 def _too_deep(what: str) -> ExpressionError:
     # jinja parses and walks its trees recursively: a condition of thousands of
     # `or`s, or brackets in brackets, runs out of Python's stack. Say so plainly.
@@ -59,9 +69,11 @@ def _parse_condition(expression: str) -> nodes.Template:
     try:
         return _SANDBOX.parse("{{ (" + expression + ") }}")
     except TemplateSyntaxError as error:
-        raise ExpressionError(f"'{expression[:60]}' does not parse: {error.message}") from None
+        raise ExpressionError(
+            f"{_quoted(expression)} does not parse: {_one_line(error.message)}"
+        ) from None
     except RecursionError:
-        raise _too_deep(f"'{expression[:60]}'") from None
+        raise _too_deep(_quoted(expression)) from None
 
 
 @lru_cache(maxsize=1024)
@@ -70,7 +82,7 @@ def condition_names(expression: str) -> frozenset[str]:
     try:
         return frozenset(meta.find_undeclared_variables(_parse_condition(expression)))
     except RecursionError:
-        raise _too_deep(f"'{expression[:60]}'") from None
+        raise _too_deep(_quoted(expression)) from None
 
 
 def _uses(tree: nodes.Node, guide_fields: bool) -> Iterator[str]:
@@ -117,7 +129,7 @@ def condition_problems(expression: str) -> tuple[str, ...]:
     try:
         return tuple(dict.fromkeys(_uses(_parse_condition(expression), guide_fields=False)))
     except RecursionError:
-        raise _too_deep(f"'{expression[:60]}'") from None
+        raise _too_deep(_quoted(expression)) from None
 
 
 @lru_cache(maxsize=1024)
@@ -131,7 +143,7 @@ def compared_values(expression: str) -> tuple[tuple[str, str], ...]:
     try:
         compares = list(_parse_condition(expression).find_all(nodes.Compare))
     except RecursionError:
-        raise _too_deep(f"'{expression[:60]}'") from None
+        raise _too_deep(_quoted(expression)) from None
     for compare in compares:
         left = compare.expr
         for operand in compare.ops:
@@ -155,7 +167,9 @@ def _compiled_condition(expression: str) -> Any:
     try:
         return _SANDBOX.compile_expression(expression, undefined_to_none=True)
     except TemplateSyntaxError as error:
-        raise ExpressionError(f"'{expression}' does not parse: {error.message}") from None
+        raise ExpressionError(
+            f"{_quoted(expression)} does not parse: {_one_line(error.message)}"
+        ) from None
 
 
 def holds(expression: str, answers: Mapping[str, Any]) -> bool:
@@ -177,7 +191,9 @@ def _template(source: str) -> Any:
     try:
         return _SANDBOX.from_string(source)
     except TemplateSyntaxError as error:
-        raise ExpressionError(f"the text '{source[:60]}' does not parse: {error.message}") from None
+        raise ExpressionError(
+            f"the text {_quoted(source)} does not parse: {_one_line(error.message)}"
+        ) from None
 
 
 @lru_cache(maxsize=256)
@@ -185,9 +201,11 @@ def _parse_template(source: str) -> nodes.Template:
     try:
         return _SANDBOX.parse(source)
     except TemplateSyntaxError as error:
-        raise ExpressionError(f"the text '{source[:60]}' does not parse: {error.message}") from None
+        raise ExpressionError(
+            f"the text {_quoted(source)} does not parse: {_one_line(error.message)}"
+        ) from None
     except RecursionError:
-        raise _too_deep(f"the text '{source[:60]}'") from None
+        raise _too_deep(f"the text {_quoted(source)}") from None
 
 
 def template_names(source: str) -> set[str]:
@@ -197,7 +215,7 @@ def template_names(source: str) -> set[str]:
     try:
         return set(meta.find_undeclared_variables(_parse_template(source)))
     except RecursionError:
-        raise _too_deep(f"the text '{source[:60]}'") from None
+        raise _too_deep(f"the text {_quoted(source)}") from None
 
 
 def template_problems(source: str) -> tuple[str, ...]:
@@ -207,7 +225,7 @@ def template_problems(source: str) -> tuple[str, ...]:
     try:
         return tuple(dict.fromkeys(_uses(_parse_template(source), guide_fields=True)))
     except RecursionError:
-        raise _too_deep(f"the text '{source[:60]}'") from None
+        raise _too_deep(f"the text {_quoted(source)}") from None
 
 
 # Whatever a failed text still holds of template syntax, for the last-resort fallback.

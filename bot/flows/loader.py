@@ -147,9 +147,15 @@ def _walk(node: yaml.Node) -> dict[Path, int]:
         if isinstance(current, yaml.MappingNode):
             keys: dict[object, int] = {}
             for key_node, value_node in current.value:
-                key: str | int = key_node.value
                 key_line = key_node.start_mark.line + 1
-                if isinstance(key, str) and key in keys and isinstance(key_node, yaml.ScalarNode):
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise _YamlProblem(
+                        key_line,
+                        "a key must be a word followed by ': ', like ask: ...; "
+                        'if a text starts with { or [, put it in "double quotes"',
+                    )
+                key: str | int = key_node.value
+                if key in keys:
                     raise _YamlProblem(
                         key_line,
                         f"'{key}' is written twice here (also on line {keys[key]}); keep one",
@@ -194,18 +200,37 @@ def _explain_yaml(error: yaml.YAMLError, source: str) -> list[_YamlProblem]:
     problem = str(getattr(error, "problem", None) or error)
     mark = getattr(error, "problem_mark", None)
     context_mark = getattr(error, "context_mark", None)
-    line = mark.line + 1 if mark is not None else None
+    # libyaml may place the end of the text on a line after the last: clamp to the text.
+    last = source.count("\n") + 1
+    line = min(mark.line + 1, last) if mark is not None else None
     column = mark.column if mark is not None else 0
-    opened = context_mark.line + 1 if context_mark is not None else line
+    opened = min(context_mark.line + 1, last) if context_mark is not None else line
+    at_end = mark is not None and not source[mark.index :].strip()
     text = _source_line(source, line) if line else ""
     indent = len(text) - len(text.lstrip(" "))
     found = text[column : column + 1]
-    if "tab" in problem or "'\\t'" in problem or found == "\t":
+    if isinstance(error, yaml.reader.ReaderError):
+        at = min(max(error.position, 0), len(source))
+        return [
+            _YamlProblem(
+                source.count("\n", 0, at) + 1,
+                "this line has an invisible control character that can't be in a guide; "
+                "delete it (retype the line if you can't see it)",
+            )
+        ]
+    if "tab character" in problem or "'\\t'" in problem or found == "\t":
         # Every tab at once: they are invisible, and YAML would stop at each in turn.
         tabs: list[int | None] = [*_tab_lines(source)] or [line]
         return [_YamlProblem(tab, "tabs can't be used for indenting; use spaces") for tab in tabs]
     if "nesting depth" in problem:
         return [_YamlProblem(line, "this is nested too deeply to be a guide")]
+    if at_end and "quoted scalar" not in str(getattr(error, "context", "")):
+        return [
+            _YamlProblem(
+                opened,
+                "the file ends before this is finished: close its [ ], { } or quotes",
+            )
+        ]
     if "quoted scalar" in str(getattr(error, "context", "")):
         return [
             _YamlProblem(
@@ -389,12 +414,15 @@ def parse_guide(source: str, file: str) -> LoadedGuide:
     refusal = too_big(len(source)) or too_big(len(source.encode("utf-8", "replace")))
     if refusal is not None:
         return _refused(source, file, None, refusal)
+    # YAML counts a lone \r as a line break, as files read from disk already do:
+    # the same text with \n only is read the same, and its lines found the same way.
+    text = source.replace("\r\n", "\n").replace("\r", "\n")
     try:
-        data, lines = _read_yaml(source)
+        data, lines = _read_yaml(text)
     except _YamlProblem as problem:
         return _refused(source, file, problem.line, problem.message)
     except yaml.YAMLError as error:
-        found = _explain_yaml(error, source)
+        found = _explain_yaml(error, text)
         return LoadedGuide(
             source, file, None, [Problem(file, p.line, None, p.message) for p in found]
         )
