@@ -12,7 +12,7 @@ from bot.library import guide_files, read_guide_file
 
 
 def check(paths: list[Path], out: TextIO) -> int:
-    """Print one line per problem; 0 when every guide is valid, else 1."""
+    """Print one line per problem, then any notes; 0 when every guide is valid, else 1."""
     files = guide_files(paths)
     if not files:
         out.write(f"No guide files found in {', '.join(map(str, paths))}\n")
@@ -24,6 +24,8 @@ def check(paths: list[Path], out: TextIO) -> int:
         for problem in loaded.problems:
             out.write(f"{problem}\n")
             problems += 1
+        for note in loaded.notes:  # worth knowing, never a reason to refuse the guide
+            out.write(f"{note}\n")
         if loaded.guide is not None:
             if loaded.guide.id in ids:
                 out.write(

@@ -1,8 +1,10 @@
 """A coordinator's digest: what people said over a period, per guide, from stored rows.
 
-Pure apart from its reads. The privacy rules are the summary's (`bot/summary.py`):
-no figure from fewer than `min_group` people (it shows as "fewer than N"), nothing
-from `sensitive` steps, quotes only from `quotable` ones, at most one per person.
+Pure apart from its reads. Every figure keeps the minimum-group rule
+(`bot/min_group.py`), the same as a gathering's summary: a count from fewer than
+`min_group` people shows as "fewer than N", and each question is broken down by
+`bot/breakdown.py` (ranges for scales and numbers, never one person's answer).
+Nothing from `sensitive` steps; quotes only from `quotable` ones, one per person.
 Recurring words and two-word phrases count people, not mentions, so one person
 repeating a word can't make it recur. Free text is read a page at a time, on a
 connection of its own, and its words are counted (`bot/digest_texts.py`) while the
@@ -13,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from bot import min_group as rule
+from bot.breakdown import Breakdown, Count, Row, breakdown
 from bot.digest_texts import Texts, read_texts
 from bot.flows.guide import Guide, StepKind
 from bot.flows.text import localize
@@ -30,27 +33,17 @@ MAX_PHRASES = 5
 
 
 @dataclass(frozen=True)
-class Count:
-    """A number of people (or runs), or None when it came from too few to show."""
-
-    value: int | None
-    before: int | None = None  # the same figure in the previous period
-
-
-@dataclass(frozen=True)
-class Row:
-    label: str
-    count: Count
-
-
-@dataclass(frozen=True)
 class Question:
     text: str
     kind: str
     responses: Count
-    rows: list[Row] = field(default_factory=list)
-    median: float | None = None
-    median_before: float | None = None
+    shown: Breakdown = field(default_factory=Breakdown)
+
+
+@dataclass(frozen=True)
+class Gathering:
+    title: str  # as its facilitator named it
+    code: str
 
 
 @dataclass(frozen=True)
@@ -68,7 +61,7 @@ class GuideDigest:
     quotes: list[str]
     words: list[Row]
     phrases: list[Row]
-    gatherings: int
+    gatherings: list[Gathering]
 
 
 @dataclass(frozen=True)
@@ -126,7 +119,9 @@ async def _guides(
     runs_now, runs_before = _runs(runs), _runs(runs_then)
     people_now = {g: (p, n) for g, p, n in persons}
     people_before = {g: (p, n) for g, p, n in persons_then}
-    held = dict(gatherings)
+    held: dict[str, list[Gathering]] = {}
+    for guide_id, gathering_title, code in gatherings:
+        held.setdefault(guide_id, []).append(Gathering(gathering_title, code))
     guides = []
     for guide, found in zip(wanted, texts, strict=True):
         if guide.id not in people_now and guide.id not in runs_now:
@@ -143,7 +138,7 @@ async def _guides(
             found.cancel()
             guides.append(GuideDigest(guide.id, title, False, count(people, was_people),
                                       Count(None), Count(None), Count(None), None, [], [], [],
-                                      [], [], held.get(guide.id, 0)))  # fmt: skip
+                                      [], [], held.get(guide.id, [])))  # fmt: skip
             continue
         questions, dropoff = await asyncio.gather(
             _questions(storage, guide, language, since, until, before, min_group),
@@ -159,13 +154,13 @@ async def _guides(
                 count(new, was_new),
                 count(started, was_started),
                 count(finished, was_finished),
-                finished / started if started else None,
+                rule.rate(finished, started, min_group),
                 dropoff,
                 questions,
                 said.quotes,
                 [Row(word, Count(n)) for word, n in said.words],
                 [Row(phrase, Count(n)) for phrase, n in said.phrases],
-                held.get(guide.id, 0),
+                held.get(guide.id, []),
             )
         )
     return guides
@@ -173,8 +168,11 @@ async def _guides(
 
 def _counter(min_group: int):  # type: ignore[no-untyped-def]
     def count(now: int, before: int | None = None) -> Count:
-        shown_before = before if before is not None and before >= min_group else None
-        return Count(now if now >= min_group else None, shown_before)
+        # A change is shown between two figures that may both be shown, and only from a
+        # period with enough people to compare with (from nothing, "+20" says nothing).
+        shown = rule.count(now, min_group)
+        compared = shown is not None and before is not None and before >= min_group
+        return Count(shown, before if compared else None)
 
     return count
 
@@ -205,42 +203,19 @@ async def _questions(
         storage.answer_people(guide.id, before, since, ids),
     )
     people_now, people_before = dict(people), dict(people_then)
+    count = _counter(min_group)
     out = []
     for step in shown:
         text = localize(step.text, language, guide.default_language)
         responses = people_now.get(step.id, 0)
-        was = people_before.get(step.id, 0)
-        counted = Count(responses if responses >= min_group else None,
-                        was if was >= min_group else None)  # fmt: skip
-        if counted.value is None:
-            out.append(Question(text, step.kind.value, counted))
+        counted = count(responses, people_before.get(step.id, 0))
+        if responses < min_group:
+            out.append(Question(text, step.kind.value, Count(rule.count(responses, min_group))))
             continue
         now = _values(tallies_now, step.id)
         then = _values(tallies_before, step.id) if counted.before is not None else None
-        if step.kind in (StepKind.CHOOSE, StepKind.CHOOSE_MANY):
-            rows = [
-                Row(localize(o.label, language, guide.default_language),
-                    Count(now.get(o.id, 0), None if then is None else then.get(o.id, 0)))
-                for o in step.option_list()
-            ]  # fmt: skip
-            out.append(Question(text, step.kind.value, counted, rows))
-            continue
-        numbers = {float(k): v for k, v in now.items()}
-        rows = [Row(_show(k), Count(v)) for k, v in sorted(numbers.items())]
-        if step.kind is StepKind.SCALE:
-            low, high = step.scale_range()
-            ends = {p: localize(label, language, guide.default_language)
-                    for p, label in (step.labels or {}).items()}  # fmt: skip
-            rows = [
-                Row(f"{p} {ends[p]}" if p in ends else str(p), Count(int(numbers.get(p, 0))))
-                for p in range(low, high + 1)
-            ]
-        elif len(rows) > 10:
-            rows = _bands(numbers)
-        out.append(
-            Question(text, step.kind.value, counted, rows, _median(numbers),
-                     None if then is None else _median({float(k): v for k, v in then.items()}))
-        )  # fmt: skip
+        found = breakdown(guide, step, language, now, then, min_group)
+        out.append(Question(text, step.kind.value, counted, found))
     return out
 
 
@@ -249,29 +224,9 @@ def _values(tallies: list[tuple[str, str, int]], step: str) -> dict[str, int]:
     for tally_step, value, count in tallies:
         if tally_step == step:
             key = json.loads(value)
-            found[
-                str(key) if not isinstance(key, float) or not key.is_integer() else str(int(key))
-            ] = count
+            name = str(key) if not isinstance(key, float) or not key.is_integer() else str(int(key))
+            found[name] = found.get(name, 0) + count
     return found
-
-
-def _median(counts: dict[float, int]) -> float | None:
-    values = [value for value, count in sorted(counts.items()) for _ in range(count)]
-    return statistics.median(values) if values else None
-
-
-def _bands(numbers: dict[float, int]) -> list[Row]:
-    low, high = min(numbers), max(numbers)
-    width = (high - low) / 5 or 1
-    bands: Counter[int] = Counter()
-    for value, count in numbers.items():
-        bands[min(int((value - low) / width), 4)] += count
-    return [Row(f"{_show(low + i * width)}–{_show(low + (i + 1) * width)}", Count(bands[i]))
-            for i in range(5)]  # fmt: skip
-
-
-def _show(number: float) -> str:
-    return str(int(number)) if float(number).is_integer() else f"{number:.1f}"
 
 
 async def _dropoff(
@@ -283,5 +238,5 @@ async def _dropoff(
     for number, step in enumerate(guide.questions, start=1):
         if step.id in at:
             label = f"{number}. {localize(step.text, language, guide.default_language)}"
-            rows.append(Row(label, Count(at[step.id] if at[step.id] >= min_group else None)))
+            rows.append(Row(label, Count(rule.count(at[step.id], min_group))))
     return rows

@@ -72,7 +72,11 @@ class Reports:
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=False,
         )
-        env.globals.update(b=styled(_BOLD[fmt]), i=styled(_ITALIC[fmt]), bar=_bar, number=_number)
+        # A line of a list, and of a list within it: Markdown needs "- " to keep lines
+        # apart (it joins plain lines into one paragraph); chats draw lines as they are.
+        item, sub = ("- ", "  - ") if fmt == "md" else ("", "  • ")
+        env.globals.update(b=styled(_BOLD[fmt]), i=styled(_ITALIC[fmt]), bar=_bar, number=_number,
+                           item=Markup(item), sub=Markup(sub))  # fmt: skip
         return env
 
     def render(self, name: str, fmt: str, language: str, **data: Any) -> str:
@@ -81,8 +85,8 @@ class Reports:
         def t(key: str, **params: Any) -> str:
             return self.phrases.text(language, key, **params)
 
-        digest = data.get("d")
-        smallest = getattr(digest, "min_group", 5)
+        report = data.get("d", data.get("s"))  # a digest, or a gathering's summary
+        smallest = getattr(report, "min_group", 5)
 
         def n(count: Any) -> str:
             """A count, or "fewer than 5" when it came from too few people to show."""
@@ -97,9 +101,22 @@ class Reports:
         def percent(rate: float | None) -> str:
             return "–" if rate is None else f"{round(100 * rate)}%"
 
+        def label(row: Any) -> str:
+            """A breakdown row's words: its options or points, or a number's range, whose
+            open ends read "under ..." and "... or more" (bot/min_group.py, rule 4)."""
+            span = getattr(row, "span", None)
+            if span is None:
+                return str(row.label)
+            if span.low is None:
+                return t("range_under", high=_number(span.high))
+            if span.high is None:
+                return t("range_from", low=_number(span.low))
+            high = span.high - 1 if span.whole else span.high  # whole numbers: 40–49
+            return t("range_between", low=_number(span.low), high=_number(high))
+
         return template.render(
             t=t, n=n, change=change, percent=percent, day=lambda d: f"{d:%Y-%m-%d}",
-            language=language, **data,
+            label=label, language=language, **data,
         )  # fmt: skip
 
     def every_format(self, name: str, language: str, **data: Any) -> dict[str, str]:

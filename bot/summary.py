@@ -1,11 +1,11 @@
 """What a room said: the figures of a gathering's summary, computed from stored rows.
 
 Pure: rows and a guide in, plain data out; `bot/reports.py` renders it. The
-privacy rules live here, in one place:
+minimum-group rule is `bot/min_group.py`'s, the same as the digest's (each question
+is broken down by `bot/breakdown.py`); besides it:
 
 - nothing from a `sensitive` step, ever;
-- no figure, breakdown or quote from fewer than `min_group` people: it is left
-  out and the summary says so;
+- too few who took part, or answered a question, and it is left out with a note;
 - quotes only from `quotable` steps, scrubbed again, at most one per person,
   picked at random (seeded by the gathering, so a summary is stable) rather
   than the first few who answered.
@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import json
 import random
-import statistics
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from bot.breakdown import Breakdown, breakdown
 from bot.flows.guide import Guide, StepKind
 from bot.flows.scrub import scrub
 from bot.flows.text import localize
@@ -30,15 +30,14 @@ MAX_QUOTES = 5
 
 @dataclass(frozen=True)
 class Figure:
-    """One question's results: tallies for choices, a distribution and median for numbers."""
+    """One question's results: rows for choices, ranges and a middle value for numbers."""
 
     step: str
     question: str
     kind: str
     responses: int
     suppressed: bool
-    tallies: list[tuple[str, int | None]] = field(default_factory=list)  # None: too few
-    median: float | None = None
+    shown: Breakdown = field(default_factory=Breakdown)  # rows and middle, by the rule
 
 
 @dataclass(frozen=True)
@@ -52,6 +51,16 @@ class Summary:
     figures: list[Figure]
     quotes: list[str]
     quotes_suppressed: bool
+
+    @property
+    def nothing_shown(self) -> bool:
+        """Enough people took part, but too few answered each question to show any."""
+        return (
+            not self.suppressed
+            and bool(self.figures)
+            and all(f.suppressed for f in self.figures)
+            and not self.quotes
+        )
 
 
 @dataclass(frozen=True)
@@ -131,42 +140,21 @@ def _figure(
     min_group: int,
 ) -> Figure:
     step = guide.step(step_id)
-    values = [value for _, value in given]
-    if step.kind in (StepKind.CHOOSE, StepKind.CHOOSE_MANY):
-        counts: Counter[str] = Counter()
-        for value in values:
-            for option in value if isinstance(value, list) else [value]:
-                counts[str(option)] += 1
-        tallies = [
-            (
-                localize(o.label, language, guide.default_language),
-                _cell(counts.get(o.id, 0), min_group),
+    counts: Counter[str] = Counter()
+    for _, value in given:
+        if step.kind in (StepKind.CHOOSE, StepKind.CHOOSE_MANY):
+            # A person's choices, once each, even if a list repeats one.
+            counts.update(
+                {str(option) for option in (value if isinstance(value, list) else [value])}
             )
-            for o in step.option_list()
-        ]
-        return Figure(step_id, question, step.kind.value, people, False, tallies)
-    numbers = sorted(float(v) for v in values if isinstance(v, int | float))
-    if step.kind is StepKind.SCALE:
-        low, high = step.scale_range()
-        spread = Counter(int(n) for n in numbers)
-        ends = {
-            point: localize(label, language, guide.default_language)
-            for point, label in (step.labels or {}).items()
-        }
-        tallies = [
-            (f"{point} {ends[point]}" if point in ends else str(point),
-             _cell(spread.get(point, 0), min_group))
-            for point in range(low, high + 1)
-        ]  # fmt: skip
-    else:
-        tallies = []  # numbers: the middle value only, so no one's unusual answer shows
-    median = statistics.median(numbers) if numbers else None
-    return Figure(step_id, question, step.kind.value, people, False, tallies, median)
+        elif isinstance(value, int | float):
+            counts[_key(value)] += 1
+    shown = breakdown(guide, step, language, counts, None, min_group)
+    return Figure(step_id, question, step.kind.value, people, False, shown)
 
 
-def _cell(count: int, min_group: int) -> int | None:
-    """A count as shown: none is fine to show, and so are enough; a few are not."""
-    return count if count == 0 or count >= min_group else None
+def _key(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
 
 
 def _fair_quotes(candidates: list[tuple[str, str]], seed: str) -> list[str]:

@@ -217,7 +217,9 @@ class Storage(Protocol):
         so that one person's answers come together. Close it (`aclosing`) if you stop early."""
         ...
 
-    async def gatherings_held(self, since: datetime, until: datetime) -> list[tuple[str, int]]: ...
+    async def gatherings_held(self, since: datetime, until: datetime) -> list[tuple[str, str, str]]:
+        """(guide, title, join code) of each gathering launched in [since, until), oldest first."""
+        ...
 
     # Data rights and exports -----------------------------------------------------
 

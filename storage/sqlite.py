@@ -1069,14 +1069,14 @@ class SQLiteStorage:
                 while rows := await cursor.fetchmany(page):
                     yield [(r[0], r[1], r[2], r[3]) for r in rows]
 
-    async def gatherings_held(self, since: datetime, until: datetime) -> list[tuple[str, int]]:
+    async def gatherings_held(self, since: datetime, until: datetime) -> list[tuple[str, str, str]]:
         rows = await self._packed(
-            "SELECT guide_id, count(*) FROM gatherings WHERE created_at >= ? AND created_at < ?"
-            " GROUP BY guide_id",
+            "SELECT guide_id, title, code FROM gatherings WHERE created_at >= ? AND created_at < ?"
+            " ORDER BY created_at, code",
             (_ts(since), _ts(until)),
-            2,
+            3,
         )
-        return [(r[0], r[1]) for r in rows]
+        return [(r[0], r[1], r[2]) for r in rows]
 
     async def record(self, kind: str, key: str, now: datetime) -> bytes | None:
         row = await self._one(

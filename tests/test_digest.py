@@ -70,8 +70,11 @@ async def test_figures_changes_and_suppression(make_harness):  # type: ignore[no
     pulse = text.split("Other talk")[0]
     assert "People: 7, of whom new: 7 (+2)" in pulse
     assert "Started: 7 · finished: 7 · completion 100%" in pulse
-    assert re.search(r"4 · Retail \(−1\)", pulse)  # 4 now, 5 the week before
-    assert re.search(r"7 · 4\b", pulse) and "1 Hard" in pulse
+    # 4 chose Retail now (5 the week before) and 3 Health care: too few to show, or to
+    # compare; neither can be worked out from the 7 who answered.
+    assert "fewer than 5 · Retail\n" in pulse and "fewer than 5 · Health care\n" in pulse
+    assert "0 · Other" in pulse
+    assert re.search(r"0 · 1 Hard – 3\n.* 7 · 4\n.* 0 · 5 Good\n", pulse)  # all said 4
     assert "Middle value: 4 · the period before: 2" in pulse
     assert "rest" in pulse.split("Words that came up often")[1] and "fair pay" in pulse
     quotes = re.findall(r"“(.*)”", pulse)
@@ -239,3 +242,115 @@ async def test_text_read_in_pages_keeps_the_rules(make_harness, monkeypatch):  #
         assert [(r.label, r.count.value) for r in found.phrases] == phrases and phrases
         assert found.quotes == quotes and len(quotes) == 3
         since = at + timedelta(milliseconds=1)  # the next set alone
+
+
+HOURS = """
+guide: hours
+version: 1
+title: Hours
+steps:
+  - id: sector
+    choose: What do you do?
+    options: [Retail, Transport to good jobs, Health care, Other]
+  - id: hours
+    number: Hours worked last week?
+    range: [0, 100]
+  - id: week
+    scale: How was your week?
+    labels: {1: Hard, 5: Good}
+"""
+SIX = [("1", "20", "1"), ("1", "38", "2"), ("1", "40", "3"), ("2", "45", "4"), ("3", "52", "5"),
+       ("4", "60", "5")]  # fmt: skip
+
+
+async def six_people_digest(h: Harness):  # type: ignore[no-untyped-def]
+    for n, given in enumerate(SIX):
+        await answer(h, f"w{n}", *given, guide="hours")
+    return await build_digest(h.storage, h.library, h.clock() - timedelta(days=1),
+                              h.clock() + timedelta(seconds=1), min_group=5)  # fmt: skip
+
+
+async def test_no_figure_from_fewer_than_five_in_any_format(make_harness):  # type: ignore[no-untyped-def]
+    """The issue's case: six people, hours 20, 38, 40, 45, 52 and 60. No bar per exact
+    value, no tally of 1 to 4, no middle value that is one person's answer."""
+    h: Harness = make_harness(HOURS)
+    digest = await six_people_digest(h)
+    render = h.dispatcher.reports.render
+    outputs = {fmt: render("digest", fmt, "en", d=digest) for fmt in ("text", "md", "html")}
+    outputs["page"] = render("digest_page", "page", "en", d=digest)
+    for fmt, shown in outputs.items():
+        out = re.sub(r"<[^>]*>", " ", shown)  # what a reader sees, not the drawing's numbers
+        hours = out.split("Hours worked last week?")[-1].split("How was your week?")[0]
+        for value in ("20", "38", "40", "45", "52", "60"):
+            assert not re.search(rf"(?<![\d.]){value}(?![\d.])", hours), (fmt, value, hours)
+        assert "split their answers into ranges" in hours, fmt
+        sector = out.split("What do you do?")[-1].split("Hours worked")[0]
+        for tally in ("1", "3"):  # one said Transport, one Health care, three Retail
+            assert not re.search(rf"(?<![\d.]){tally}(?![\d.])", sector), (fmt, tally, sector)
+        assert "Transport to good jobs" in sector and "fewer than 5" in sector, fmt
+        assert "Middle value" not in out, fmt  # six answers in one range: no middle to show
+    assert "fewer than 5 · Transport to good jobs" in outputs["text"]
+
+
+async def test_numbers_and_scales_show_ranges_of_five_and_a_middle_range(make_harness):  # type: ignore[no-untyped-def]
+    h: Harness = make_harness(HOURS)
+    for n in range(20):  # hours 20, 22, ... 58; scale 1..5 four times over
+        await answer(h, f"w{n}", "1", str(20 + 2 * n), str(1 + n % 5), guide="hours")
+    digest = await build_digest(h.storage, h.library, h.clock() - timedelta(days=1),
+                                h.clock() + timedelta(seconds=1), min_group=5)  # fmt: skip
+    text = h.dispatcher.reports.render("digest", "text", "en", d=digest)
+    hours = text.split("Hours worked last week?")[1].split("How was your week?")[0]
+    rows = re.findall(r"^\S+ (\d+) · (.+)$", hours, re.M)
+    assert rows == [("5", "under 30"), ("5", "30–39"), ("5", "40–49"), ("5", "50 or more")]
+    assert "Middle value: 30–39" in hours  # the median, 38, as the range that holds it
+    week = text.split("How was your week?")[1]
+    assert re.findall(r"^\S+ (\d+) · (.+)$", week, re.M) == [
+        ("8", "1 Hard – 2"), ("12", "3 – 5 Good")  # four each: 5 Good alone is too few
+    ]  # fmt: skip
+    assert "Middle value: 3 – 5 Good" in week
+    assert "20 · Retail" in text and "0 · Other" in text  # 0 and 20 are shown as they are
+
+
+async def test_a_one_answer_question_hides_what_the_total_would_give_away(make_harness):  # type: ignore[no-untyped-def]
+    h: Harness = make_harness(HOURS)
+    for n in range(7):  # Retail 6, Health care 1: the 1 would be 7 - 6
+        await answer(h, f"w{n}", "1" if n else "3", "40", "3", guide="hours")
+    digest = await build_digest(h.storage, h.library, h.clock() - timedelta(days=1),
+                                h.clock() + timedelta(seconds=1), min_group=5)  # fmt: skip
+    text = h.dispatcher.reports.render("digest", "text", "en", d=digest)
+    sector = text.split("What do you do?")[1].split("Hours worked")[0]
+    assert "7 · Retail / Health care" in sector and "6 · Retail" not in sector
+    assert "0 · Transport to good jobs" in sector and "shown together" in sector
+
+
+async def test_markdown_lists_page_title_and_gatherings_by_name(make_harness):  # type: ignore[no-untyped-def]
+    from markdown_it import MarkdownIt
+
+    h: Harness = make_harness(HOURS)
+    h.dispatcher.roles.admins.add(h.pseudonym("admin"))
+    code = await h.dispatcher.roles.invite("facilitator", timedelta(days=7))
+    await h.say(f"/redeem {code}", user="host")
+    launched = await h.say("/launch hours Thursday <b>shift</b> supper", user="host")
+    join = re.search(r"Join code: ([A-Z0-9]{6})", launched[-1].text)
+    assert join
+    await six_people_digest(h)
+    digest = await build_digest(h.storage, h.library, h.clock() - timedelta(days=1),
+                                h.clock() + timedelta(seconds=1), min_group=5)  # fmt: skip
+    render = h.dispatcher.reports.render
+    md = render("digest", "md", "en", d=digest)
+    html = MarkdownIt().render(md)
+    assert "<li>People: 6, of whom new: 6</li>" in html
+    assert re.search(r"<li>.*fewer than 5 · Transport to good jobs</li>", html)
+    assert f"Thursday \\<b\\>shift\\</b\\> supper ({join.group(1)})" in md
+    assert "<li>Thursday &lt;b&gt;shift&lt;/b&gt; supper" in html  # a list, escaped
+    page = render("digest_page", "page", "en", d=digest)
+    title = re.search(r"<title>(.*)</title>", page)
+    assert title and title.group(1) == (
+        f"What people said, {digest.since:%Y-%m-%d} to {digest.until:%Y-%m-%d}"
+        " · Achieving the Promise of Work"
+    )
+    assert (
+        f'<li>Thursday &lt;b&gt;shift&lt;/b&gt; supper <span class="code">{join.group(1)}' in page
+    )
+    text = render("digest", "text", "en", d=digest)
+    assert f"Gatherings held: 1\n  • Thursday <b>shift</b> supper ({join.group(1)})" in text

@@ -85,7 +85,11 @@ async def test_seven_people_from_launch_to_a_shared_summary(room: Harness):
     assert "7 took part and 7 finished" in summary
     assert "fewer than 5 · Retail" in summary  # three said so: too few to count
     assert "fewer than 5 · Health care" in summary
-    assert "Middle value: 33" in summary  # hours 30..36
+    # Hours 30..36 and worry 1..5, one person each: no exact answer, no middle value
+    # that is one person's (33 was p3's), and a sentence saying why.
+    hours = summary.split("Hours last week?")[1].split("What would help?")[0]
+    assert "split their answers into ranges" in hours
+    assert not re.search(r"3[0-6]", hours) and "Middle value" not in summary
     assert re.search(r"7 · Training", summary) and re.search(r"0 · A union", summary)
     quotes = re.findall(r"“(.*)”", summary)
     assert len(quotes) == 5 and len(set(quotes)) == 5
@@ -160,6 +164,19 @@ async def test_a_question_answered_by_too_few_is_left_out_with_a_note(room: Harn
     hours = summary.split("Hours last week?")[1]
     assert hours.lstrip().startswith("Fewer than 5 people answered this")
     assert "Fewer than 5 people answered the open questions" in summary  # no quotes
+
+
+async def test_a_summary_with_every_figure_suppressed_says_why(room: Harness):
+    h = room
+    code = await launch(h)
+    for person in PEOPLE[:5]:  # five took part, but each stopped before the first question
+        await h.say(f"/join {code}", user=person)
+        await h.say("yes", user=person)
+        await h.say("/stop", user=person)
+    summary = text_of(next(m for m in await h.say("/close", user="host") if m.markup))
+    assert "5 took part and 0 finished" in summary
+    assert "Every question was answered by fewer than 5 people, so no answers are shown" in summary
+    assert "What do you do?" not in summary and "answered this, so" not in summary
 
 
 async def test_every_refusal_is_a_clear_message(room: Harness):

@@ -14,6 +14,7 @@ from bot.flows.loader import parse_guide
 from tests.conftest import DATA, GUIDES, ROOT
 
 EXAMPLE = (DATA / "format-example.yaml").read_text("utf-8")
+SECTOR_OPTIONS = next(line + "\n" for line in EXAMPLE.splitlines() if "Manufacturing" in line)
 
 
 def problems(text: str) -> list[str]:
@@ -64,7 +65,7 @@ def test_the_schema_accepts_the_example_and_rejects_unknown_keys():
     [
         (
             ("title: How is", "title: [How is"),
-            "g.yaml:3: this is not valid YAML",
+            "g.yaml:3: a list opened with [ here is not closed with ]",
         ),
         (
             ("    range: [1, 5]", "    rnage: [1, 5]"),
@@ -91,11 +92,14 @@ def test_the_schema_accepts_the_example_and_rejects_unknown_keys():
             "g.yaml:25: step 'why': 'when' uses 'wory', which is not a step id; did you mean 'worry'?",
         ),
         (
-            ("    options: [Manufacturing, Health care, Retail, Other]\n", ""),
+            (SECTOR_OPTIONS, ""),
             "g.yaml:13: step 'sector': a choose step needs options",
         ),
         (
-            ("[Manufacturing, Health care, Retail, Other]", "[Retail, Health care, retail]"),
+            (
+                SECTOR_OPTIONS,
+                "    options: [{id: retail, label: {en: Retail, es: Comercio}}, {id: retail, label: {en: Shops, es: Tiendas}}]\n",
+            ),
             "g.yaml:15: step 'sector': two options have the id 'retail'",
         ),
         (
@@ -131,7 +135,7 @@ def test_the_schema_accepts_the_example_and_rejects_unknown_keys():
             "g.yaml:11: step 'welcome': a step needs exactly one of say, ask, choose",
         ),
         (
-            ("labels: {1: Not at all, 5: Very}", "labels: {1: Not at all, 9: Very}"),
+            ("5: {en: Very, es: Mucho}}", "9: {en: Very, es: Mucho}}"),
             "g.yaml:23: step 'worry': the label for 9 is outside the range 1 to 5",
         ),
         (
@@ -144,7 +148,7 @@ def test_the_schema_accepts_the_example_and_rejects_unknown_keys():
         ),
         (
             ("minutes: 10", "minutes: 10\nextra: &a [1]\nmore: *a"),
-            "g.yaml:8: this is not valid YAML: aliases (*name) are not allowed in a guide",
+            "g.yaml:8: a *name (a YAML alias) repeats another part of the file; aliases are not allowed",
         ),
         (
             ("expires_after: 3d", "expires_after: three days"),
@@ -168,8 +172,8 @@ def test_several_problems_are_all_reported():
 
 def test_an_option_in_several_languages_without_an_id_is_explained():
     text = EXAMPLE.replace(
-        "options: [Manufacturing, Health care, Retail, Other]",
-        "options: [{en: Manufacturing, es: Manufactura}, Other]",
+        SECTOR_OPTIONS,
+        "    options: [{en: Manufacturing, es: Manufactura}, {id: other, label: {en: Other, es: Otro}}]\n",
     )
     assert problems(text) == [
         "g.yaml:15: step 'sector': an option in several languages needs an id, "
@@ -208,3 +212,116 @@ def test_check_command_output_and_exit_code(tmp_path: Path):
 def test_readme_for_authors_exists():
     text = (ROOT / "guides" / "README.md").read_text("utf-8")
     assert "kitchen-table guides check" in text
+
+
+def test_tabs_are_explained_in_an_authors_words_on_every_line():
+    text = EXAMPLE.replace("    ask: Tell us", "\task: Tell us").replace(
+        "    ask: What worries", "\t  ask: What worries"
+    )
+    assert problems(text) == [
+        "g.yaml:17: tabs can't be used for indenting; use spaces",
+        "g.yaml:26: tabs can't be used for indenting; use spaces",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            ("    ask: Tell us", "   ask: Tell us"),
+            "g.yaml:17: this line is not lined up with the lines above it: check how many "
+            "spaces it starts with (a new step starts with '  - id:', its keys line up under 'id')",
+        ),
+        (
+            ("    ask: Tell us", "      ask: Tell us"),
+            "g.yaml:17: this line starts further right than the line above it; "
+            "line it up with the other keys of its step",
+        ),
+        (
+            ("ask: What worries you most?", "ask: Note: what worries you?"),
+            "g.yaml:26: this text has ': ' in it; put the whole text in \"double quotes\"",
+        ),
+        (
+            ("ask: What worries you most?", 'ask: "What worries you most?'),
+            "g.yaml:26: a quote opened on this line is never closed; end the text with the same quote",
+        ),
+        (
+            ("ask: What worries you most?", "ask: @work, what worries you?"),
+            'g.yaml:26: a text can\'t start with @; put the whole text in "double quotes"',
+        ),
+        (
+            ("ask: What worries you most?", "ask: What worries you most?\n    ask: Again?"),
+            "g.yaml:27: 'ask' is written twice here (also on line 26); keep one",
+        ),
+    ],
+)
+def test_yaml_mistakes_are_explained_without_jargon(change: tuple[str, str], expected: str):
+    old, new = change
+    assert old in EXAMPLE
+    assert problems(EXAMPLE.replace(old, new, 1)) == [expected]
+
+
+def test_every_problem_is_reported_not_only_the_first_structural_one():
+    text = (
+        EXAMPLE.replace("    range: [1, 5]", "    rnage: [1, 5]")
+        .replace("when: worry >= 4", "when: wory >= 4")
+        .replace("minutes: 10", "minuts: 10")
+        .replace("{{ guide.title }}", "{{ guide.tilte }}")
+    )
+    assert problems(text) == [
+        "g.yaml:22: step 'worry': 'rnage' is not a known key; did you mean 'range'?",
+        "g.yaml:6: 'minuts' is not a known key; did you mean 'minutes'?",
+        "g.yaml:25: step 'why': 'when' uses 'wory', which is not a step id; did you mean 'worry'?",
+        "g.yaml:35: step 'thanks': a text can only show earlier answers, like {{ sector }}, "
+        "and {{ guide.title }}: 'guide.tilte' can't be shown; use a step id, or "
+        "guide.id/minutes/summary/title",
+    ]
+
+
+def test_options_and_scale_labels_missing_a_language_are_flagged():
+    text = EXAMPLE.replace(SECTOR_OPTIONS, "    options: [Retail, Health care]\n").replace(
+        "labels: {1: {en: Not at all, es: Nada}, 5: {en: Very, es: Mucho}}",
+        "labels: {1: Not at all, 5: {en: Very}}",
+    )
+    assert problems(text) == [
+        "g.yaml:15: step 'sector': the options 'Retail', 'Health care' are in one language "
+        "only, but the guide is in en, es; write each like {id: some-id, label: {en: ..., es: ...}}",
+        "g.yaml:23: step 'worry': this text has no 'es' version; add es: ...",
+        "g.yaml:23: step 'worry': the label 'Not at all' is in one language only, but the guide "
+        "is in en, es; write each like 1: {en: ..., es: ...}",
+    ]
+
+
+def test_a_condition_on_an_option_that_does_not_exist_suggests_the_close_one():
+    text = EXAMPLE.replace("when: worry >= 4", "when: sector == 'retial'")
+    assert problems(text) == [
+        "g.yaml:25: step 'why': 'when' compares 'sector' with 'retial', which is not one of "
+        "its option ids (manufacturing, health-care, retail, other); did you mean 'retail'?"
+    ]
+    text = EXAMPLE.replace("  - id: hours\n", "  - id: hours\n    when: \"'unions' in helps\"\n")
+    assert problems(text) == [
+        "g.yaml:32: step 'hours': 'when' compares 'helps' with 'unions', which is not one of "
+        "its option ids (training, a-union, better-pay, other); did you mean 'a-union'?"
+    ]
+
+
+def test_keep_in_touch_is_a_note_that_the_cohort_must_exist(tmp_path: Path):
+    guide = tmp_path / "g.yaml"
+    guide.write_text(EXAMPLE.replace("minutes: 10", "minutes: 10\nkeep_in_touch: weekly"), "utf-8")
+    out = io.StringIO()
+    assert check([guide], out) == 0
+    assert out.getvalue().splitlines() == [
+        f"{guide}:7: note: at the end this guide offers to keep in touch through the cohort "
+        "'weekly', which must exist on the bot (kitchen-table cohort add weekly); "
+        "until it does, nobody is offered it",
+        "All 1 guide(s) are ready.",
+    ]
+
+
+def test_questions_are_not_quotable_unless_marked_and_the_readme_says_why():
+    loaded = parse_guide(EXAMPLE, "g.yaml")
+    assert loaded.guide is not None
+    assert [s.id for s in loaded.guide.steps if s.quotable] == ["story"]
+    readme = " ".join((ROOT / "guides" / "README.md").read_text("utf-8").split())
+    assert "Quotes come only from questions marked `quotable: true`" in readme
+    assert "names people type are not removed" in readme
