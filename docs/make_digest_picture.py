@@ -101,7 +101,7 @@ async def make_page(data: Path, out: Path) -> None:
         for n in range(4):  # a few stop halfway
             await answer(bot, f"half-{n}", ["/start weekly-checkin", "yes", "3", "/stop"])
         clock.now = START + timedelta(days=14)
-        await digests.digest(bot.storage, bot.library, bot.dispatcher.reports,
+        await digests.digest(bot.storage, bot.library, bot.house.reports,
                              since=timedelta(days=7), now=clock.now, guide="weekly-checkin",
                              fmt="html", min_group=settings.min_group, out_path=out,
                              out=io.StringIO())  # fmt: skip

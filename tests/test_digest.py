@@ -275,7 +275,7 @@ async def test_no_figure_from_fewer_than_five_in_any_format(make_harness):  # ty
     value, no tally of 1 to 4, no middle value that is one person's answer."""
     h: Harness = make_harness(HOURS)
     digest = await six_people_digest(h)
-    render = h.dispatcher.reports.render
+    render = h.house.reports.render
     outputs = {fmt: render("digest", fmt, "en", d=digest) for fmt in ("text", "md", "html")}
     outputs["page"] = render("digest_page", "page", "en", d=digest)
     for fmt, shown in outputs.items():
@@ -298,7 +298,7 @@ async def test_numbers_and_scales_show_ranges_of_five_and_a_middle_range(make_ha
         await answer(h, f"w{n}", "1", str(20 + 2 * n), str(1 + n % 5), guide="hours")
     digest = await build_digest(h.storage, h.library, h.clock() - timedelta(days=1),
                                 h.clock() + timedelta(seconds=1), min_group=5)  # fmt: skip
-    text = h.dispatcher.reports.render("digest", "text", "en", d=digest)
+    text = h.house.reports.render("digest", "text", "en", d=digest)
     hours = text.split("Hours worked last week?")[1].split("How was your week?")[0]
     rows = re.findall(r"^\S+ (\d+) · (.+)$", hours, re.M)
     assert rows == [("5", "under 30"), ("5", "30–39"), ("5", "40–49"), ("5", "50 or more")]
@@ -317,7 +317,7 @@ async def test_a_one_answer_question_hides_what_the_total_would_give_away(make_h
         await answer(h, f"w{n}", "1" if n else "3", "40", "3", guide="hours")
     digest = await build_digest(h.storage, h.library, h.clock() - timedelta(days=1),
                                 h.clock() + timedelta(seconds=1), min_group=5)  # fmt: skip
-    text = h.dispatcher.reports.render("digest", "text", "en", d=digest)
+    text = h.house.reports.render("digest", "text", "en", d=digest)
     sector = text.split("What do you do?")[1].split("Hours worked")[0]
     assert "7 · Retail / Health care" in sector and "6 · Retail" not in sector
     assert "0 · Transport to good jobs" in sector and "shown together" in sector
@@ -327,8 +327,8 @@ async def test_markdown_lists_page_title_and_gatherings_by_name(make_harness):  
     from markdown_it import MarkdownIt
 
     h: Harness = make_harness(HOURS)
-    h.dispatcher.roles.admins.add(h.pseudonym("admin"))
-    code = await h.dispatcher.roles.invite("facilitator", timedelta(days=7))
+    h.house.roles.admins.add(h.pseudonym("admin"))
+    code = await h.house.roles.invite("facilitator", timedelta(days=7))
     await h.say(f"/redeem {code}", user="host")
     launched = await h.say("/launch hours Thursday <b>shift</b> supper", user="host")
     join = re.search(r"Join code: ([A-Z0-9]{6})", launched[-1].text)
@@ -336,7 +336,7 @@ async def test_markdown_lists_page_title_and_gatherings_by_name(make_harness):  
     await six_people_digest(h)
     digest = await build_digest(h.storage, h.library, h.clock() - timedelta(days=1),
                                 h.clock() + timedelta(seconds=1), min_group=5)  # fmt: skip
-    render = h.dispatcher.reports.render
+    render = h.house.reports.render
     md = render("digest", "md", "en", d=digest)
     html = MarkdownIt().render(md)
     assert "<li>People: 6, of whom new: 6</li>" in html
