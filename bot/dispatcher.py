@@ -42,7 +42,7 @@ from bot.flows.events import (
     TextInput,
     Timeout,
 )
-from bot.flows.loader import LoadedGuide, parse_guide
+from bot.flows.loader import LoadedGuide, parse_stored_guide
 from bot.flows.phrases import Phrasebook
 from bot.flows.run import RunState, RunStatus
 from bot.flows.scrub import scrub
@@ -538,7 +538,7 @@ class Dispatcher:
                 source = await self.storage.guide_source(guide_hash)
                 if source is None:
                     raise LookupError(f"no guide with hash {guide_hash}")
-                loaded = parse_guide(source, f"stored guide {guide_hash}")
+                loaded = parse_stored_guide(source, f"stored guide {guide_hash}")
                 self.library.add(loaded, current=False)
             return self._flow_for(loaded)
         return self._flows[guide_hash]

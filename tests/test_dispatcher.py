@@ -246,3 +246,37 @@ def test_a_sealed_address_is_kept_only_while_it_still_is_the_address():
     foreign = theirs.seal("100")  # sealed under another secret: sealed again under ours
     again = ours.reseal("100", foreign)
     assert again != foreign and ours.unseal(again) == "100"
+
+
+async def test_a_run_on_a_guide_that_later_checks_refuse_still_carries_on(
+    make_harness, storage, clock, phrases
+):
+    """A guide text that passed the checks of its day stays usable for the runs pinned
+    to it, even when a newer `guides check` asks more of a guide."""
+    h = make_harness(GUIDE)
+    await h.say("/start pulse")
+    await h.say("yes")
+    person = await storage.participant(h.pseudonym())
+    run = await storage.run(person.current_run)
+    # What today's checks refuse (options in English only, in a guide in two languages)
+    # but an older version accepted: as if it had been stored then.
+    older = GUIDE.replace("title:", "languages: [en, es]\ntitle:").replace(
+        "  - id: change\n",
+        "  - id: pick\n    choose: Which?\n    options: [Here, There]\n  - id: change\n",
+    )
+    assert load_problems(older)
+    db = sqlite3.connect(storage.path)
+    db.execute("UPDATE guide_sources SET source = ? WHERE hash = ?", (older, run.guide_hash))
+    db.commit()
+    db.close()
+    from bot.library import GuideLibrary
+    from tests.conftest import Harness
+
+    fresh = Harness(storage, GuideLibrary(), clock, phrases)  # the file is gone from disk
+    assert [m.text for m in await fresh.say("3")][0].startswith("Which?")
+
+
+def load_problems(text: str) -> list[object]:
+    from bot.flows.loader import parse_guide
+
+    return list(parse_guide(text, "older.yaml").problems)

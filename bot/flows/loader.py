@@ -479,3 +479,23 @@ def parse_guide(source: str, file: str) -> LoadedGuide:
     if problems:
         return LoadedGuide(source, file, None, problems, notes)
     return LoadedGuide(source, file, guide, [], notes)
+
+
+def parse_stored_guide(source: str, file: str) -> LoadedGuide:
+    """A guide text that runs under way were started on, read back from storage.
+
+    It passed the checks of its day. Later versions of `guides check` may ask more of
+    a guide (Spanish for every option, say); a conversation already under way must not
+    break because of that, so a stored text that still reads as a guide is used, with
+    its problems kept for the log. Texts are still shown through the sandbox, and a
+    text that fails there is shown without its template parts.
+    """
+    loaded = parse_guide(source, file)
+    if loaded.guide is not None:
+        return loaded
+    try:
+        data, _ = _read_yaml(source.replace("\r\n", "\n").replace("\r", "\n"))
+        guide = Guide.model_validate(data)
+    except (_YamlProblem, yaml.YAMLError, ValidationError):
+        return loaded
+    return LoadedGuide(source, file, guide, loaded.problems)
