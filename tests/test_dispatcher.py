@@ -272,9 +272,9 @@ async def test_a_run_on_a_guide_that_later_checks_refuse_still_carries_on(
     from bot.library import GuideLibrary
     from tests.conftest import Harness
 
+    fresh = Harness(storage, GuideLibrary(), clock, phrases)  # the file is gone from disk
     replies = await fresh.say("3")
     assert replies[0].text.startswith("Which?")
-    assert [m.text for m in await fresh.say("3")][0].startswith("Which?")
 
 
 def load_problems(text: str) -> list[object]:
