@@ -221,7 +221,7 @@ async def _serve(settings: Settings) -> int:
             bot.storage, bot.dispatcher, bot.library, bot.clock,
             digest_cron=settings.digest_cron, timezone=settings.timezone,
             digest_dir=settings.data_dir / "digests", retention_days=settings.retention_days,
-            digests=bot.house.digests, roles=bot.house.roles,
+            digests=bot.house.digests,
         )  # fmt: skip
         ticker = run_every(scheduler)
         stoppers.append(functools.partial(_shutdown, ticker))

@@ -79,7 +79,7 @@ def build_house(
         min_group=min_group,
     )  # fmt: skip
     rights = Rights(storage, library)
-    digests = Digests(storage, library, reports, min_group)
+    digests = Digests(storage, library, reports, roles, min_group)
     for feature in (gatherings, cohorts, rights, digests):
         feature.register(dispatcher.router)
     dispatcher.plug(offer=cohorts.offer)

@@ -18,8 +18,8 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from bot.channels.slack_format import escape as slack_escape
 from bot.flows.phrases import Phrasebook
+from bot.markup import slack_escape
 
 BUILTIN = Path(__file__).parent / "templates"
 FORMATS = ("html", "mrkdwn", "text")  # what chats show: Telegram, Slack, a terminal

@@ -28,12 +28,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
-from bot.digest import build_digest
 from bot.dispatcher import Dispatcher
-from bot.features.digests import Digests
 from bot.library import GuideLibrary
-from bot.roles import COORDINATOR, Roles
+from bot.messages import Outbound
 from bot.schedule_time import occurrences, quiet_until
 from storage.protocol import Storage
 from storage.rows import MemberRow, ScheduleRow
@@ -43,6 +42,16 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=10)
 DIGEST = "digest"
 RETENTION = "retention"
+
+
+class WeeklyDigests(Protocol):
+    """What the weekly digest needs from the digests feature (plugged in by the app)."""
+
+    async def message(self, language: str, since: datetime, until: datetime) -> Outbound: ...
+
+    async def page(self, since: datetime, until: datetime) -> str: ...
+
+    async def recipients(self) -> list[str]: ...
 
 
 @dataclass
@@ -70,13 +79,11 @@ class Scheduler:
         timezone: str = "UTC",
         digest_dir: Path | None = None,
         retention_days: int | None = None,
-        digests: Digests | None = None,
-        roles: Roles | None = None,
+        digests: WeeklyDigests | None = None,
     ) -> None:
-        if digest_cron and (digests is None or roles is None):
-            raise ValueError("weekly digests need the digests feature and the roles")
+        if digest_cron and digests is None:
+            raise ValueError("weekly digests need something that makes them")
         self.digests = digests
-        self.roles = roles
         self.storage = storage
         self.dispatcher = dispatcher
         self.library = library
@@ -119,7 +126,7 @@ class Scheduler:
     async def _digests(self, now: datetime, report: TickReport) -> None:
         """The weekly digest: by direct message to every coordinator, and as a page on disk."""
         assert self.digest_cron is not None
-        assert self.digests is not None and self.roles is not None
+        assert self.digests is not None
         record = await self.storage.record(DIGEST, "checked", now)
         checked = datetime.fromisoformat(record.decode()) if record else now
         for due in occurrences(self.digest_cron, self.timezone, checked, now):
@@ -129,14 +136,11 @@ class Scheduler:
             ):
                 continue
             since = due - timedelta(days=7)
-            digest = await build_digest(self.storage, self.library, since, due,
-                                        min_group=self.digests.min_group)  # fmt: skip
             if self.digest_dir is not None:
-                page = self.digests.reports.render("digest_page", "page", "en", d=digest)
+                page = await self.digests.page(since, due)
                 path = self.digest_dir / f"digest-{due.astimezone(UTC):%Y-%m-%d}.html"
                 await asyncio.to_thread(_write, path, page)
-            coordinators = [p for p, role in await self.roles.holders() if role == COORDINATOR]
-            for person in [*coordinators, *sorted(self.roles.admins)]:
+            for person in await self.digests.recipients():
                 preference = await self.storage.participant(person)
                 language = (preference.language if preference else None) or "en"
                 message = await self.digests.message(language, since, due)

@@ -123,7 +123,7 @@ async def test_the_weekly_digest_goes_to_coordinators_once_and_is_saved(make_har
         await answer(h, f"p{n}", "1", "3", "Time with family", "x")
     scheduler = Scheduler(h.storage, h.dispatcher, h.library, h.clock,
                           digest_cron="0 8 * * MON", timezone="UTC", digest_dir=tmp_path,
-                          digests=h.house.digests, roles=h.house.roles)  # fmt: skip
+                          digests=h.house.digests)  # fmt: skip
     await scheduler.tick()  # starts the clock on digests: nothing is due yet
     h.clock.now = h.clock.now.replace(day=9, hour=8)  # the next Monday, 08:00
     first, second = await scheduler.tick(), await scheduler.tick()

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from bot.markup import slack_escape
 from bot.messages import Outbound, OutButton
 
 SECTION_LIMIT = 3000  # characters in one section block's text
@@ -30,9 +31,7 @@ SUBMIT = "kt:submit"
 _COMMANDS = re.compile(r"(?<![\w/])/([a-z][a-z_]*)\b")
 
 
-def escape(text: str) -> str:
-    """Text shown literally in Slack mrkdwn or plain_text."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+escape = slack_escape  # text shown literally in Slack mrkdwn or plain_text
 
 
 _MARKUP = re.compile(r"<([^<>]*)>")

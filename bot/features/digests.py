@@ -11,7 +11,7 @@ from bot.conversation.turn import Turn
 from bot.digest import build_digest
 from bot.messages import Outbound
 from bot.reports import Reports
-from bot.roles import ADMIN, COORDINATOR
+from bot.roles import ADMIN, COORDINATOR, Roles
 
 if TYPE_CHECKING:
     from bot.library import GuideLibrary
@@ -20,11 +20,17 @@ if TYPE_CHECKING:
 
 class Digests:
     def __init__(
-        self, storage: Storage, library: GuideLibrary, reports: Reports, min_group: int
+        self,
+        storage: Storage,
+        library: GuideLibrary,
+        reports: Reports,
+        roles: Roles,
+        min_group: int,
     ) -> None:
         self.storage = storage
         self.library = library
         self.reports = reports
+        self.roles = roles
         self.min_group = min_group
 
     def register(self, router: Router) -> None:
@@ -48,3 +54,15 @@ class Digests:
             text=self.reports.render("digest", "text", language, d=digest),
             markup=self.reports.every_format("digest", language, d=digest),
         )
+
+    async def page(self, since: datetime, until: datetime) -> str:
+        """The digest as a page to keep (in English, the archive's language)."""
+        digest = await build_digest(
+            self.storage, self.library, since, until, min_group=self.min_group
+        )
+        return self.reports.render("digest_page", "page", "en", d=digest)
+
+    async def recipients(self) -> list[str]:
+        """Who receives the weekly digest: every coordinator, then every admin."""
+        coordinators = [p for p, role in await self.roles.holders() if role == COORDINATOR]
+        return [*coordinators, *sorted(self.roles.admins)]
