@@ -9,6 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import settings
+
+# No property test fails for being slow: these machines are shared and noisy, and a
+# deadline is a timed assertion (speed is measured by the benchmarks instead).
+settings.register_profile("kitchen-table", deadline=None)
+settings.load_profile("kitchen-table")
 
 from bot.channels.base import Capabilities, SendResult, Sent
 from bot.delivery import Deliverer
