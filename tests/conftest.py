@@ -11,11 +11,6 @@ from typing import TYPE_CHECKING
 import pytest
 from hypothesis import settings
 
-# No property test fails for being slow: these machines are shared and noisy, and a
-# deadline is a timed assertion (speed is measured by the benchmarks instead).
-settings.register_profile("kitchen-table", deadline=None)
-settings.load_profile("kitchen-table")
-
 from bot.channels.base import Capabilities, SendResult, Sent
 from bot.delivery import Deliverer
 from bot.flows.engine import Flow
@@ -30,6 +25,11 @@ from storage.protocol import Storage
 from storage.sqlite import SQLiteStorage
 from tests.fake_slack import FakeSlack
 from tests.fake_telegram import FakeTelegram
+
+# No property test fails for being slow: these machines are shared and noisy, and a
+# deadline is a timed assertion (speed is measured by the benchmarks instead).
+settings.register_profile("kitchen-table", deadline=None)
+settings.load_profile("kitchen-table")
 
 if TYPE_CHECKING:
     from tests.town import Town
