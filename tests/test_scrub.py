@@ -226,3 +226,11 @@ async def test_what_people_type_is_stored_and_shown_without_hidden_characters(ma
     assert "You told us: my boss the worst is kind ok שלום. Thank you!" in [m.text for m in shown]
     for message in shown:
         assert_nothing_hidden(message.text)
+
+
+async def test_privacy_says_plainly_that_names_are_not_removed(make_harness):  # type: ignore[no-untyped-def]
+    h: Harness = make_harness(SCRUBBED)
+    english = (await h.say("/privacy"))[0].text
+    assert "Names are not removed" in english
+    spanish = (await h.say("/privacy", user="eva", language="es"))[0].text
+    assert "Los nombres no se quitan" in spanish
