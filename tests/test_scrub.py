@@ -160,6 +160,26 @@ def test_spelled_out_addresses_become_email(typed: str) -> None:
     assert scrub(f"Escríbeme a {typed}.") == "Escríbeme a [email]."
 
 
+label = st.from_regex(r"[a-z][a-z0-9-]{0,8}[a-z0-9]", fullmatch=True).filter(
+    lambda word: word not in {"a", "an", "the", "my", "la", "el", "mi", "su", "tu", "this"}
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(label, min_size=2, max_size=3),
+    st.lists(label, min_size=1, max_size=3),
+    st.sampled_from(["com", "org", "net", "mx", "es", "co", "edu", "gob.mx", "co.uk"]),
+    st.sampled_from([" at ", " (at) ", "[at]", " AT ", " arroba ", " (arroba) ", " @ "]),
+    st.sampled_from([" dot ", " (dot) ", "[dot]", " DOT ", " punto ", " (punto) ", "."]),
+    st.sampled_from([("Write to", ", thanks"), ("Mi correo es", "."), ("email:", "")]),
+)
+def test_any_spelled_out_address_becomes_email(local, domain, ending, at, dot, around):  # type: ignore[no-untyped-def]
+    address = dot.join(local) + at + dot.join([*domain, *ending.split(".")])
+    before, after = around
+    assert scrub(f"{before} {address}{after}") == f"{before} [email]{after}"
+
+
 @pytest.mark.parametrize(
     "sentence",
     [
@@ -226,6 +246,27 @@ async def test_what_people_type_is_stored_and_shown_without_hidden_characters(ma
     assert "You told us: my boss the worst is kind ok שלום. Thank you!" in [m.text for m in shown]
     for message in shown:
         assert_nothing_hidden(message.text)
+
+
+CHOICE = """
+guide: pick
+version: 1
+title: Pick
+steps:
+  - id: sector
+    choose: What do you do?
+    options: [Retail, Health care, Other]
+"""
+
+
+async def test_a_choice_typed_with_hidden_characters_is_understood(make_harness):  # type: ignore[no-untyped-def]
+    """Typed choices are stored as the option, never as typed; a zero-width space or a
+    mark pasted along with the number no longer makes the bot refuse it."""
+    h: Harness = make_harness(CHOICE)
+    await h.say("/start pick")
+    await h.say("\u200f2\u200b")
+    rows = await h.storage.export_rows("pick", None, None, None, 10, False)
+    assert [json.loads(row[6]) for row in rows] == ["health-care"]
 
 
 async def test_privacy_says_plainly_that_names_are_not_removed(make_harness):  # type: ignore[no-untyped-def]
