@@ -342,6 +342,29 @@ class _Merged(Mergeable):
         ]
 
 
+class _Sent(Mergeable):
+    """Messages the platform took, deleted from the outbox. Delivery records each one as
+    soon as it is accepted (so a crash repeats only what was in flight), and the many
+    queued beside each other go as one statement, not one per id: the writer thread takes
+    the GIL back after every statement it steps, and under load each take waits for the
+    event loop (measured: 58 ms for a round of 450 sent, one by one)."""
+
+    def __init__(self, message_ids: Sequence[int]) -> None:
+        self.message_ids = list(message_ids)
+
+    def __call__(self, db: sqlite3.Connection) -> None:
+        self.delete(db, self.message_ids)
+
+    @classmethod
+    def together(cls, db: sqlite3.Connection, operations: Sequence[_Sent]) -> list[Any]:
+        cls.delete(db, [i for operation in operations for i in operation.message_ids])
+        return [None] * len(operations)
+
+    @staticmethod
+    def delete(db: sqlite3.Connection, message_ids: list[int]) -> None:
+        db.execute(f"DELETE FROM outbox WHERE id IN ({_JSON_LIST})", (json.dumps(message_ids),))
+
+
 # What a commit may hold and still be a `_Merged`: rows that are new, or replace a row
 # with the same key, and a declined run deleted (with its person, if nothing of theirs
 # is left). Written table by table, they end up as one commit after another would
@@ -627,12 +650,9 @@ class SQLiteStorage:
         return written
 
     async def outbox_sent(self, message_ids: Sequence[int]) -> None:
-        # One statement, not one per id: the writer thread takes the GIL back after every
-        # statement it steps, and under load each take waits for the event loop
-        # (measured: 58 ms for a round of 450 sent, one by one).
-        ids = json.dumps(list(message_ids))
-        sql = f"DELETE FROM outbox WHERE id IN ({_JSON_LIST})"
-        await self._w.run(lambda db: db.execute(sql, (ids,)))
+        # Delivery says so for each message as soon as the platform takes it; those
+        # queued together become one statement (see `_Sent`).
+        await self._w.run(_Sent(message_ids))
 
     async def outbox_retry(self, message_id: int, not_before: datetime, attempts: int) -> None:
         await self._w.run(
