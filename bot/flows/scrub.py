@@ -23,10 +23,16 @@ import phonenumbers
 _EMAIL = re.compile(r"[^\s@<>()\[\],;:\"]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
 # A scheme (https://, tg://) or www., any name.name/path (t.me/someone, juan.dev/cv), or
 # a bare domain with a common ending.
+# Each link starts where a run of word characters, dots, pluses and dashes starts, never
+# inside one: starting at every word boundary made "a-a-a-..." cost time quadratic in its
+# length (a 4,000-character answer took 0.5 s of the event loop; now 0.5 ms).
+_LINK_START = r"(?<![\w.+-])"
 _URL = re.compile(
-    r"\b[a-z][a-z0-9+.-]*://\S+|\bwww\.\S+"
-    r"|\b[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}/\S*"
-    r"|\b[\w-]+(?:\.[\w-]+)*\.(?:com|org|net|io|co|us|mx|es|info|biz|gov|edu|me|dev|app)\b",
+    _LINK_START + r"[a-z][a-z0-9+.-]*://\S+|" + _LINK_START + r"www\.\S+"
+    r"|" + _LINK_START + r"[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}/\S*"
+    r"|"
+    + _LINK_START
+    + r"[\w-]+(?:\.[\w-]+)*\.(?:com|org|net|io|co|us|mx|es|info|biz|gov|edu|me|dev|app)\b",
     re.IGNORECASE,
 )
 _HANDLE = re.compile(r"(?<![\w@])@[A-Za-z0-9_]{2,}")
