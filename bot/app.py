@@ -316,6 +316,7 @@ def make_slack(settings: Settings, bot: Bot) -> SlackChannel:
         app, client, bot.dispatcher.handle, bot.dispatcher.home, token_for,
         command=settings.slack_command,
         apology=lambda language: bot.dispatcher.phrases.text(language or "en", "storage_error"),
+        signing_secret=signing.get_secret_value() if signing else None,
     )  # fmt: skip
 
 
