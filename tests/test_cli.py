@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DATA, ROOT
+from tests.fake_telegram import FakeTelegram
 
 EXAMPLE = DATA / "format-example.yaml"
 
@@ -406,3 +408,95 @@ def test_version_and_help(tmp_path: Path):
     for option in ("--guide", "--format", "--since", "--until", "--out", "--wide", "--min-group"):
         line = next(x for x in export_help.splitlines() if x.strip().startswith(option))
         assert len(line.split(maxsplit=2)) >= 2, f"{option} has no help"
+
+
+# Platforms that refuse the bot, or can't be reached (#17) ---------------------------------
+
+REFUSED_TOKEN = "999999:Refused-Token-abcdefghijklmnopqrstuvw"
+
+
+async def start_run(tmp_path: Path, **env: str) -> asyncio.subprocess.Process:
+    from tests.test_telegram_process import free_port
+
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith(("KT_", "TELEGRAM_", "SLACK_"))
+    }
+    environment.update(KT_DATA_DIR=str(tmp_path / "data"), KT_GUIDES_DIR=str(ROOT / "guides"),
+                       KT_SECRET_KEY="platform-secret-0123456789", KT_PORT=str(free_port()),
+                       **env)  # fmt: skip
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", env=environment, cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def lines_until(process: asyncio.subprocess.Process, words: str, count: int) -> list[str]:
+    """stderr's lines until `count` of them hold `words` (the bot retrying, say)."""
+    assert process.stderr is not None
+    seen: list[str] = []
+    async with asyncio.timeout(30):
+        while sum(words in line for line in seen) < count:
+            line = (await process.stderr.readline()).decode()
+            assert line, "".join(seen)
+            seen.append(line)
+    return seen
+
+
+async def stopped(process: asyncio.subprocess.Process) -> str:
+    process.terminate()
+    _, rest = await asyncio.wait_for(process.communicate(), 20)
+    assert process.returncode == 0, rest.decode()
+    return rest.decode()
+
+
+async def test_a_token_telegram_refuses_is_one_line_that_never_shows_it(
+    fake: FakeTelegram, tmp_path: Path
+):
+    bot = await start_run(tmp_path, TELEGRAM_BOT_TOKEN=REFUSED_TOKEN,
+                          KT_TELEGRAM_API_URL=fake.url)  # fmt: skip
+    out, err = await asyncio.wait_for(bot.communicate(), 30)
+    said = (out + err).decode()
+    assert bot.returncode == 2, said
+    assert said.strip().splitlines() == [
+        "Kitchen Table can't start: TELEGRAM_BOT_TOKEN: Telegram refused this token; copy it "
+        "again from @BotFather (/mybots, then API Token)"
+    ]
+    assert "Refused-Token" not in said
+
+
+async def test_telegram_out_of_reach_is_tried_again_with_backoff_one_line_each(tmp_path: Path):
+    from tests.test_telegram_process import free_port
+
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    bot = await start_run(tmp_path, TELEGRAM_BOT_TOKEN=REFUSED_TOKEN,
+                          KT_TELEGRAM_API_URL=unreachable)  # fmt: skip
+    try:
+        seen = await lines_until(bot, "Telegram could not be reached", 2)
+    finally:
+        rest = await stopped(bot)
+    retries = [line for line in seen if "Telegram could not be reached" in line]
+    assert retries[0].startswith(
+        f"WARNING kitchen_table: Telegram could not be reached at {unreachable} ("
+    )
+    assert retries[0].rstrip().endswith("trying again in 1 s")
+    assert retries[1].rstrip().endswith("trying again in 2 s")
+    everything = "".join(seen) + rest
+    assert "Traceback" not in everything and "Refused-Token" not in everything
+
+
+async def test_slack_out_of_reach_is_tried_again_with_backoff_one_line_each(tmp_path: Path):
+    from tests.test_telegram_process import free_port
+
+    bot = await start_run(tmp_path, SLACK_BOT_TOKEN="xoxb-not-a-real-token",
+                          SLACK_APP_TOKEN="xapp-not-a-real-token",
+                          KT_SLACK_API_URL=f"http://127.0.0.1:{free_port()}/")  # fmt: skip
+    try:
+        seen = await lines_until(bot, "Slack could not be reached", 2)
+    finally:
+        rest = await stopped(bot)
+    retries = [line for line in seen if "Slack could not be reached" in line]
+    assert retries[0].rstrip().endswith("trying again in 1 s")
+    assert retries[1].rstrip().endswith("trying again in 2 s")
+    everything = "".join(seen) + rest
+    assert "Traceback" not in everything and "will be unused" not in everything
+    assert "not-a-real-token" not in everything

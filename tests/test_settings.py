@@ -110,3 +110,40 @@ def test_since_reads_every_date(day):  # type: ignore[no-untyped-def]
 @given(st.integers(min_value=1, max_value=365))
 def test_since_reads_every_number_of_days(days: int):
     assert parse_since(f"{days}d", NOW) == NOW - timedelta(days=days)
+
+
+def test_the_operators_log_never_shows_a_secret_nor_library_chatter():
+    import io
+    import logging
+
+    from bot import operator_log
+
+    token = "110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+    handler = operator_log.configure([token])
+    stream = io.StringIO()
+    handler.setStream(stream)  # type: ignore[attr-defined]
+    try:
+        logging.getLogger("httpx").info(
+            "HTTP Request: POST https://api.telegram.org/bot%s/getMe", token
+        )
+        logging.getLogger("kitchen_table").warning("calling https://x/bot%s/getMe", token)
+        try:
+            raise ValueError(f"The token `{token}` was rejected by the server.")
+        except ValueError:
+            logging.getLogger("telegram.ext").exception("failed")
+        logging.getLogger("slack_bolt.AsyncApp").warning(
+            "As you gave `client` as well, `token` will be unused."
+        )
+        try:
+            raise ConnectionError("Connect call failed")
+        except ConnectionError:
+            logging.getLogger("slack_bolt.AsyncApp").exception("Failed to connect; Retrying...")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    written = stream.getvalue()
+    assert token not in written and "AAHdqTcv" not in written
+    assert "calling https://x/bot<hidden>/getMe" in written
+    assert "HTTP Request" not in written  # httpx's INFO lines stay below the operator's level
+    assert "will be unused" not in written
+    assert "ERROR slack_bolt.AsyncApp: Failed to connect; Retrying...\n" in written
+    assert written.count("Traceback") == 1  # only the redacted one from telegram.ext
