@@ -28,6 +28,16 @@ ROLE = "role"
 INVITE = "invite"
 # Letters and digits that can't be mistaken for one another when read aloud or typed.
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+INVITE_CODE_LENGTH = 10  # 31**10, about 8e14 codes: guessing one is hopeless when limited
+
+# Wrong invitation codes allowed in an hour: to one person, after which they are told
+# to try again later (even with a right code: they are the one guessing); and to
+# everyone together, after which a wrong code is answered the same way and no longer
+# written down. A right code from anyone else always works: it is checked before
+# the overall limit, which never refuses one (see `Gatherings._redeem`).
+WRONG_CODES_WINDOW = timedelta(hours=1)
+WRONG_CODES_PER_PERSON = 5
+WRONG_CODES_OVERALL = 100
 
 
 def new_code(length: int) -> str:
@@ -67,7 +77,7 @@ class Roles:
     async def invite(self, role: str, lasts: timedelta) -> str:
         if role not in GRANTABLE:
             raise ValueError(f"only {' or '.join(GRANTABLE)} can be invited")
-        code = new_code(10)
+        code = new_code(INVITE_CODE_LENGTH)
         await self.storage.put_record(INVITE, _hash(code), role.encode(), self.clock() + lasts)
         return code
 

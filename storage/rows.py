@@ -149,6 +149,16 @@ class GuideSourceRow:
     source: str
 
 
+@dataclass(frozen=True)
+class WrongCodeRow:
+    """An invitation code someone tried that was no good, counted to limit guessing."""
+
+    participant: str
+    at: datetime
+    # Wrong codes (anyone's) from before this no longer count: deleted in the same commit.
+    forget_before: datetime
+
+
 @dataclass
 class Commit:
     """Everything one inbound message changes, written in one transaction.
@@ -176,3 +186,4 @@ class Commit:
     preference: PreferenceRow | None = None
     delivery: DeliveryRow | None = None
     reminded: str | None = None  # a delivery key whose reminder this commit sends
+    wrong_code: WrongCodeRow | None = None

@@ -223,6 +223,13 @@ def _apply(db: sqlite3.Connection, commit: Commit) -> None:
                 for o in commit.outbox
             ],
         )
+    if commit.wrong_code is not None:
+        wrong = commit.wrong_code
+        db.execute("DELETE FROM wrong_codes WHERE at < ?", (_ts(wrong.forget_before),))
+        db.execute(
+            "INSERT INTO wrong_codes (participant, at) VALUES (?, ?)",
+            (wrong.participant, _ts(wrong.at)),
+        )
     if commit.delete_unused_participant is not None:  # last: it looks at what is kept
         for sql in _DELETE_UNUSED:
             _execute_in(db, sql, [commit.delete_unused_participant])
@@ -791,6 +798,7 @@ class SQLiteStorage:
             db.execute("DELETE FROM preferences WHERE participant = ?", p)
             db.execute("DELETE FROM deliveries WHERE participant = ?", p)
             db.execute("DELETE FROM records WHERE key = ?", p)  # roles
+            db.execute("DELETE FROM wrong_codes WHERE participant = ?", p)
             db.execute("DELETE FROM participants WHERE id = ?", p)
             # Keys of prompts and reminders name the pseudonym: they go too.
             db.execute("DELETE FROM inbound WHERE instr(key, ?) > 0", p)
@@ -1095,6 +1103,14 @@ class SQLiteStorage:
             3,
         )
         return [(r[0], r[1], r[2]) for r in rows]
+
+    async def wrong_codes(self, participant_id: str, since: datetime) -> tuple[int, int]:
+        row = await self._one(
+            "SELECT count(*), coalesce(sum(participant = ?), 0) FROM wrong_codes WHERE at >= ?",
+            (participant_id, _ts(since)),
+        )
+        assert row is not None
+        return int(row[1]), int(row[0])
 
     async def record(self, kind: str, key: str, now: datetime) -> bytes | None:
         row = await self._one(
