@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from telegram.error import InvalidToken, NetworkError, TimedOut
 
-from admin import digests, schedules, sessions
+from admin import backup, digests, schedules, sessions
 from admin import guides as guide_admin
 from bot import exports, operator_log
 from bot.channels.slack import DEFAULT_API_URL as SLACK_API_URL
@@ -708,6 +708,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="include steps marked sensitive (not for public release)")  # fmt: skip
     export.add_argument("--min-group", type=int, default=None, metavar="N",
                         help="drop choices fewer than N people made")  # fmt: skip
+    backup.add_commands(command)
     forget = command("forget", "erase everything kept about a participant")
     forget.add_argument("--participant", required=True, help="the pseudonym (from an export)")
     digest = command("digest", "what people said lately, per guide")
@@ -789,6 +790,8 @@ def main(argv: list[str] | None = None) -> int:
                 print("Name a guide, or give --join CODE.", file=sys.stderr)
                 return 2
             return asyncio.run(_chat(settings, args.guide or "", name, args.lang, args.join))
+        if args.command in ("backup", "restore"):
+            return asyncio.run(backup.command(settings, args, sys.stdout))
         admin = ("session", "invite", "roles", "cohort", "schedule", "digest", "forget", "export")
         if args.command in admin:
             return asyncio.run(_admin(settings, args))
