@@ -174,7 +174,9 @@ async def _chat(
     came from (KT_DEFAULT_GUIDE), so an unknown one is a configuration error; `intro` is
     printed once the guide is known to exist."""
     async with build(settings) as bot:
-        bot.deliverer.channels[TERMINAL] = TerminalChannel(only=name)
+        bot.deliverer.channels[TERMINAL] = TerminalChannel(
+            only=name, phrases=bot.dispatcher.phrases
+        )
         guide_id = guide
         if join is not None:
             await bot.deliverer.drain(TERMINAL)
