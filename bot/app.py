@@ -498,8 +498,13 @@ async def _export(bot: Bot, args: argparse.Namespace, out: TextIO) -> int:
         bot.storage, guide, since=since, until=until, include_sensitive=args.include_sensitive,
         min_group=args.min_group, by_run=args.wide, progress=progress,
     )  # fmt: skip
+    if args.format == "floip" and args.out is None:
+        # A package is a folder of files: made where the operator says, never by surprise.
+        raise UsageError(
+            f"--format floip writes a folder: name it with --out, e.g. --out {guide.id}-floip"
+        )
     if args.format == "floip":
-        folder = args.out or Path(f"{guide.id}-floip")
+        folder = args.out
         count = await exports.write_floip(
             rows, guide, folder, bot.clock(), include_sensitive=args.include_sensitive
         )

@@ -500,3 +500,12 @@ async def test_slack_out_of_reach_is_tried_again_with_backoff_one_line_each(tmp_
     everything = "".join(seen) + rest
     assert "Traceback" not in everything and "will be unused" not in everything
     assert "not-a-real-token" not in everything
+
+
+def test_files_are_written_only_where_asked(tmp_path: Path):
+    data = tmp_path / "data"
+    done = kitchen_table("export", "--guide", "weekly-checkin", "--format", "floip", data=data)
+    assert one_line_error(done) == (
+        "--format floip writes a folder: name it with --out, e.g. --out weekly-checkin-floip"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
