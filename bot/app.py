@@ -631,7 +631,8 @@ def _settings_help() -> str:
         default = "" if field.default in (None, "") else f" (default {field.default})"
         lines.append(f"  {env:<28} {field.description or ''}{default}")
     lines.append("")
-    lines.append("Invalid values stop the bot at start with a line naming the setting. " + EPILOG)
+    lines.append("Invalid values stop the bot at start with a line naming the setting. "
+                 "Everything else is in README.md.")  # fmt: skip
     return "\n".join(lines)
 
 

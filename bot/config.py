@@ -36,9 +36,11 @@ class Settings(BaseSettings):
     )
     guides_dir: Path = Field(Path("guides"), description="Folder of YAML guides.")
     default_guide: str = Field("changing-work", description="Guide the terminal opens.")
-    max_answer_chars: int = Field(4000, ge=1, le=100_000)
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
+    max_answer_chars: int = Field(
+        4000, ge=1, le=100_000, description="Longest answer kept; longer ones are asked to shorten."
+    )
+    host: str = Field("127.0.0.1", description="Address the bot's web server listens on.")
+    port: int = Field(8080, ge=0, le=65535, description="Port of the bot's web server.")
     telegram_bot_token: SecretStr | None = Field(
         None, validation_alias="TELEGRAM_BOT_TOKEN", description="Turns on Telegram (@BotFather)."
     )
@@ -71,11 +73,23 @@ class Settings(BaseSettings):
         None, ge=1, le=36500, description="Blank free-text answers older than this many days."
     )
     digest_cron: str = Field("0 8 * * MON", description="When coordinators get the weekly digest.")
-    slack_bot_token: SecretStr | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
-    slack_signing_secret: SecretStr | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")
-    slack_app_token: SecretStr | None = Field(None, validation_alias="SLACK_APP_TOKEN")
-    slack_client_id: str | None = Field(None, validation_alias="SLACK_CLIENT_ID")
-    slack_client_secret: SecretStr | None = Field(None, validation_alias="SLACK_CLIENT_SECRET")
+    slack_bot_token: SecretStr | None = Field(
+        None, validation_alias="SLACK_BOT_TOKEN", description="Turns on Slack (xoxb-...)."
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        None,
+        validation_alias="SLACK_SIGNING_SECRET",
+        description="Checks requests come from Slack.",
+    )
+    slack_app_token: SecretStr | None = Field(
+        None, validation_alias="SLACK_APP_TOKEN", description="Turns on Socket Mode (xapp-...)."
+    )
+    slack_client_id: str | None = Field(
+        None, validation_alias="SLACK_CLIENT_ID", description="With the secret: OAuth installs."
+    )
+    slack_client_secret: SecretStr | None = Field(
+        None, validation_alias="SLACK_CLIENT_SECRET", description="With the id: OAuth installs."
+    )
     slack_api_url: str | None = Field(
         None, description="Slack Web API base URL (proxies, GovSlack)."
     )

@@ -147,3 +147,9 @@ def test_the_operators_log_never_shows_a_secret_nor_library_chatter():
     assert "will be unused" not in written
     assert "ERROR slack_bolt.AsyncApp: Failed to connect; Retrying...\n" in written
     assert written.count("Traceback") == 1  # only the redacted one from telegram.ext
+
+
+def test_every_setting_explains_itself_in_run_help():
+    from bot.config import Settings
+
+    assert [name for name, field in Settings.model_fields.items() if not field.description] == []
