@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -19,6 +20,7 @@ from cryptography.fernet import InvalidToken
 
 from bot.config import Settings
 from bot.privacy import SECRET_FILE, Identity
+from storage.sqlite import SQLiteStorage
 from storage.sqlite_backup import BackupError, Contents, inspect
 from storage.sqlite_backup import backup as copy_out
 from storage.sqlite_backup import restore as copy_in
@@ -72,15 +74,41 @@ async def restore(
             if problem:
                 out.write(problem)
                 return 1
-        await copy_in(backup_file, settings.database_path, force=force)
+        _, erased = await copy_in(backup_file, settings.database_path, force=force)
     except BackupError as error:
         out.write(f"{error}\n")
         return 1
-    out.write(
-        f"Restored {_held(contents)} from {backup_file} to {settings.database_path}. "
-        "Start the bot again.\n"
-    )
+    forgotten = await _forget_again(settings.database_path, erased)
+    out.write(f"Restored {_held(contents)} from {backup_file} to {settings.database_path}.\n")
+    if forgotten:
+        people = "person" if forgotten == 1 else "people"
+        out.write(
+            f"Erased again: {forgotten:,} {people} who asked to be forgotten after this "
+            "backup was made.\n"
+        )
+    out.write("Start the bot again.\n")
     return 0
+
+
+async def _forget_again(database: Path, erased: list[tuple[str, str]]) -> int:
+    """Erase from the restored data everyone the replaced database had forgotten.
+
+    An erasure is a promise: restoring a backup from before it must not bring the
+    person back. The tombstones of the database that was replaced say who they are.
+    """
+    if not erased:
+        return 0
+    storage = SQLiteStorage(database)
+    await storage.open()
+    try:
+        again = 0
+        for pseudonym, at in erased:
+            if await storage.tombstone(pseudonym) is None:
+                await storage.forget(pseudonym, datetime.fromisoformat(at))
+                again += 1
+        return again
+    finally:
+        await storage.close()
 
 
 def _secret_problem(settings: Settings, sealed: bytes) -> str | None:

@@ -9,7 +9,9 @@ like a whole one, and created private (0600): it holds everything people said.
 A restore checks first that the file is a Kitchen Table database of a schema this
 version knows (older ones are brought up to date when the bot next opens them),
 refuses to replace a database the bot has open, and replaces an existing one only
-when asked. Neither holds the secret key: that is the caller's business.
+when asked; it hands back the erasures (tombstones) the replaced database held, so
+the caller can make sure nobody who asked to be forgotten comes back with an older
+backup. Neither holds the secret key: that is the caller's business.
 """
 
 from __future__ import annotations
@@ -52,8 +54,14 @@ async def inspect(path: Path) -> Contents:
     return await asyncio.to_thread(_inspect_file, path)
 
 
-async def restore(source: Path, database: Path, *, force: bool = False) -> Contents:
-    """Put the backup `source` in place of `database` (which the bot must not have open)."""
+async def restore(
+    source: Path, database: Path, *, force: bool = False
+) -> tuple[Contents, list[tuple[str, str]]]:
+    """Put the backup `source` in place of `database` (which the bot must not have open).
+
+    Returns what the backup holds, and the tombstones (pseudonym, when) of the
+    database it replaced, if any.
+    """
     return await asyncio.to_thread(_restore, source, database, force)
 
 
@@ -177,8 +185,15 @@ def _claim(database: Path) -> sqlite3.Connection:
     return db
 
 
-def _restore(source: Path, database: Path, force: bool) -> Contents:
+def _tombstones(db: sqlite3.Connection) -> list[tuple[str, str]]:
+    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'tombstones'").fetchone() is None:
+        return []  # a schema from before erasures left tombstones
+    return [(str(p), str(at)) for p, at in db.execute("SELECT participant, at FROM tombstones")]
+
+
+def _restore(source: Path, database: Path, force: bool) -> tuple[Contents, list[tuple[str, str]]]:
     contents = _inspect_file(source)
+    erased: list[tuple[str, str]] = []
     if database.exists() and source.resolve() == database.resolve():
         raise BackupError("That file is the database itself; name a backup file.")
     held: sqlite3.Connection | None = None
@@ -189,6 +204,7 @@ def _restore(source: Path, database: Path, force: bool) -> Contents:
                 "up first (kitchen-table backup --out FILE), then restore again with --force."
             )
         held = _claim(database)
+        erased = _tombstones(held)
     partial = database.with_name(f".{database.name}.restoring")
     partial.unlink(missing_ok=True)
     try:
@@ -209,4 +225,4 @@ def _restore(source: Path, database: Path, force: bool) -> Contents:
     finally:
         if held is not None:
             held.close()
-    return contents
+    return contents, erased

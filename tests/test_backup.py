@@ -209,3 +209,22 @@ def test_a_backup_needs_a_database_and_keeps_earlier_backups(tmp_path: Path):
     assert kept.returncode == 1
     assert "already exists; name a new file, or add --force" in kept.stdout
     assert earlier.read_bytes() == b"last week's backup"
+
+
+def test_someone_forgotten_after_a_backup_stays_forgotten_when_it_is_restored(tmp_path: Path):
+    data = tmp_path / "data"
+    answered(data, "ana", "ben")
+    saved = tmp_path / "before.db"
+    assert kitchen_table("backup", "--out", str(saved), data=data).returncode == 0
+    ben = export(data).splitlines()[-1].split(",")[1]  # the last answer's pseudonym
+    forgot = kitchen_table("forget", "--participant", ben, data=data)
+    assert forgot.returncode == 0, forgot.stdout + forgot.stderr
+    without_ben = export(data)
+    assert ben not in without_ben
+
+    restored = kitchen_table("restore", str(saved), "--force", data=data)
+
+    assert restored.returncode == 0, restored.stderr
+    assert "Restored 2 participants and 8 answers" in restored.stdout
+    assert "Erased again: 1 person who asked to be forgotten after this backup" in restored.stdout
+    assert export(data) == without_ben
