@@ -6,20 +6,33 @@ next tick (within a minute): nothing needs a restart.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import TextIO
 
 from bot.cohorts import set_paused
+from bot.flows.guide import GUIDE_ID_PATTERN
 from bot.library import GuideLibrary
 from bot.roles import new_code
 from bot.schedule_time import occurrences, trigger
 from storage.protocol import Storage
 from storage.rows import ScheduleRow
 
+# A cohort is named as a guide's keep_in_touch names it: the same rule as guide ids.
+COHORT_NAME = re.compile(GUIDE_ID_PATTERN)
+COHORT_NAME_LONGEST = 60
+
 
 async def add_cohort(storage: Storage, name: str, now: datetime, out: TextIO) -> int:
+    if not COHORT_NAME.match(name) or len(name) > COHORT_NAME_LONGEST:
+        suggestion = "-".join(re.findall(r"[a-z0-9]+", name.lower()))[:COHORT_NAME_LONGEST]
+        out.write(
+            f"A cohort's name is lowercase letters, digits and dashes (as a guide's "
+            f"keep_in_touch names it), such as {suggestion or 'riverside'}.\n"
+        )
+        return 2
     existing = await storage.cohort(name)
     if existing is not None:
         out.write(f"The cohort {name} already exists; its join code is {existing[1]}.\n")
@@ -66,13 +79,33 @@ async def add_schedule(
     return 0
 
 
-async def list_schedules(storage: Storage, out: TextIO) -> int:
+async def list_cohorts(storage: Storage, out: TextIO) -> int:
+    cohorts = await storage.cohorts()
+    if not cohorts:
+        out.write("No cohorts yet: add one with `kitchen-table cohort add NAME`.\n")
+        return 0
+    width = max(len(name) for name, _ in cohorts)
+    out.write(f"{'COHORT':<{width}}  JOIN WITH\n")
+    for name, code in cohorts:
+        out.write(f"{name:<{width}}  /join {code}\n")
+    return 0
+
+
+async def list_schedules(storage: Storage, out: TextIO, now: datetime) -> int:
     schedules = await storage.schedules()
     if not schedules:
         out.write("No schedules yet: add one with `kitchen-table schedule add`.\n")
+        return 0
+    rows = [("ID", "GUIDE -> COHORT", "WHEN", "STATE", "NEXT")]
     for s in schedules:
+        upcoming = occurrences(s.cron, s.tz, now, now.replace(year=now.year + 1))[:1]
+        following = f"{upcoming[0]:%a %d %b %Y %H:%M %Z}" if upcoming and not s.paused else "-"
         state = "paused" if s.paused else "active"
-        out.write(f"{s.id}  {s.guide_id} -> {s.cohort}  {s.cron} ({s.tz})  {state}\n")
+        rows.append((s.id, f"{s.guide_id} -> {s.cohort}", f"{s.cron} ({s.tz})", state, following))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        out.write("  ".join([*cells, row[4]]).rstrip() + "\n")
     return 0
 
 

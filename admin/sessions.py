@@ -10,9 +10,13 @@ in others, then `session close`.
 
 from __future__ import annotations
 
+import io
+import math
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
+from xml.sax.saxutils import escape
 
 import segno
 
@@ -22,27 +26,94 @@ from bot.delivery import Deliverer
 from bot.dispatcher import Dispatcher
 from bot.messages import Inbound
 from bot.roles import Roles
+from storage.rows import GatheringRow
+
+# The operator reads the bot's replies in a terminal, where `/status` means nothing:
+# each chat command the replies mention becomes the command to run here.
+CLI = "kitchen-table session"
+_SEND = re.compile(r"\b([Ss])end (/(?:launch|status|close|next|summary)\b)")
+_COMMAND = re.compile(r"(?<![\w`])/(launch|status|close|next|summary)\b")
+# The bot's replies (phrase keys) that mean the command did nothing: exit 1 says so too.
+REFUSALS = ("no_gathering", "only_facilitators", "not_your_gathering", "not_paced",
+            "launch_usage", "unknown_guide", "summary_refused")  # fmt: skip
+# A printed QR code: at least this many pixels across in a PNG (about 8.5 cm at 300 dpi),
+# and this wide in an SVG, which prints sharp at any size.
+PNG_PIXELS = 1000
+SVG_WIDTH_MM = 120
 
 
 async def command(
     dispatcher: Dispatcher, deliverer: Deliverer, operator: str, text: str, out: TextIO
 ) -> int:
-    """Send one command as the operator and print the bot's answers to them."""
-    deliverer.channels[TERMINAL] = TerminalChannel(out=out, only=operator)
+    """Send one command as the operator and print the bot's answers to them, with each
+    chat command turned into the command to run; 1 when the bot refused or found nothing."""
+    replies = io.StringIO()
+    deliverer.channels[TERMINAL] = TerminalChannel(out=replies, only=operator)
     await dispatcher.handle(Inbound(TERMINAL, operator, operator, text))
     await dispatcher.settle()  # `session next`: open the question for everyone before exiting
     await deliverer.drain(TERMINAL)
-    return 0
+    said = replies.getvalue()
+    out.write(for_the_operator(said))
+    return 1 if any(_opening(dispatcher, key) in said for key in REFUSALS) else 0
 
 
-def save_qr(link: str, path: Path, out: TextIO) -> int:
-    """A QR code of the join link, as PNG or SVG by the file's extension, for a room."""
+def _opening(dispatcher: Dispatcher, key: str) -> str:
+    """A phrase's words before its first placeholder: enough to recognise it."""
+    return dispatcher.phrases.text("en", key).split("{", 1)[0].strip()  # unformatted
+
+
+def for_the_operator(text: str) -> str:
+    """The bot's reply with `/status` and the like as the commands to run in a terminal."""
+    text = _SEND.sub(lambda m: ("R" if m.group(1) == "S" else "r") + "un " + m.group(2), text)
+    return _COMMAND.sub(lambda m: f"`{CLI} {m.group(1)}`", text)
+
+
+def save_qr(link: str, path: Path, gathering: GatheringRow, out: TextIO) -> int:
+    """A QR code of the join link for a room, big enough to print: an SVG with the
+    gathering's name and code under it, or a PNG of the code alone (captions need
+    fonts, which an SVG leaves to whatever shows it)."""
     if path.suffix.lower() not in (".png", ".svg"):
         out.write(f"{path}: please name a .png or .svg file\n")
         return 2
-    segno.make(link, error="m").save(str(path), scale=10, border=2)
+    qr = segno.make(link, error="m")
+    try:
+        if path.suffix.lower() == ".svg":
+            path.write_text(captioned_svg(qr, gathering.title, gathering.code), "utf-8")
+        else:
+            width = qr.symbol_size(border=4)[0]
+            qr.save(str(path), kind="png", scale=math.ceil(PNG_PIXELS / width), border=4)
+    except OSError as error:
+        out.write(f"Could not write {path}: {error.strerror or error}\n")
+        return 1
     out.write(f"Saved a QR code of {link} to {path}\n")
+    if path.suffix.lower() == ".png":
+        out.write(
+            "(A PNG holds the code alone; save an .svg to print the name and code under it.)\n"
+        )
     return 0
+
+
+def captioned_svg(qr: segno.QRCode, title: str, code: str) -> str:
+    """The QR code with the gathering's name and join code under it, `SVG_WIDTH_MM` wide."""
+    modules, _ = qr.symbol_size(scale=1, border=4)
+    inner = io.BytesIO()
+    qr.save(inner, kind="svg", scale=1, border=4, xmldecl=False, svgns=True, omitsize=True)
+    symbol = inner.getvalue().decode("utf-8")
+    caption = modules * 0.28  # room for two lines of text under the code
+    height = modules + caption
+    size = modules / 14  # the title's font size, in modules
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{SVG_WIDTH_MM}mm" '
+        f'height="{SVG_WIDTH_MM * height / modules:.1f}mm" viewBox="0 0 {modules} {height:g}">'
+        f'<rect width="100%" height="100%" fill="#fff"/>'
+        f'<svg x="0" y="0" width="{modules}" height="{modules}">{symbol}</svg>'
+        f'<text x="{modules / 2:g}" y="{modules + size:g}" font-family="sans-serif" '
+        f'font-size="{size:g}" text-anchor="middle">{escape(title[:60])}</text>'
+        f'<text x="{modules / 2:g}" y="{modules + size * 2.6:g}" font-family="sans-serif" '
+        f'font-size="{size * 1.3:g}" font-weight="bold" text-anchor="middle" '
+        f'letter-spacing="{size * 0.2:g}">{escape(code)}</text></svg>\n'
+    )
 
 
 async def invite(

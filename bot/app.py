@@ -22,11 +22,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from admin import digests, schedules, sessions
+from telegram.error import InvalidToken, NetworkError, TimedOut
+
+from admin import backup, digests, schedules, sessions
 from admin import guides as guide_admin
-from bot import exports
+from bot import exports, operator_log
 from bot.channels.slack import DEFAULT_API_URL as SLACK_API_URL
 from bot.channels.slack import SlackChannel
 from bot.channels.slack_install import StoredInstallations, StoredStates
@@ -41,23 +43,32 @@ from bot.channels.terminal import TerminalChannel, chat
 from bot.config import ConfigError, Settings, load_settings
 from bot.delivery import Deliverer
 from bot.dispatcher import Dispatcher
-from bot.flows.duration import parse_duration
+from bot.flows.duration import parse_duration, parse_since
 from bot.house import House, build_house
 from bot.library import GuideLibrary, read_guide_file
 from bot.locales import load_phrasebook
 from bot.privacy import Identity, load_or_create_secret
 from bot.reports import Reports
-from bot.roles import Roles, admin_pseudonyms
+from bot.roles import Roles, admin_pseudonyms, normal_code
 from bot.scheduler import Scheduler, run_every
 from bot.web import make_web_app, start_web
 from storage.protocol import STORAGE_FAILURES
 from storage.sqlite import SQLiteStorage
 
+# Starting a platform while the network is down: try again after 1 s, then 2, 4 ... 60.
+RETRY_FIRST = 1.0
+RETRY_LONGEST = 60.0
+# What Slack answers when the app-level token itself is wrong: no retry will help.
+SLACK_REFUSALS = {"invalid_auth", "not_authed", "not_allowed_token_type", "account_inactive",
+                  "token_revoked", "token_expired"}  # fmt: skip
 # What the app may do in a workspace; slack-manifest.yaml asks for the same.
 SLACK_SCOPES = ["chat:write", "chat:write.public", "commands", "im:history", "im:read", "im:write"]
 # Who runs `kitchen-table session ...` on this machine: an admin, like anyone who can
 # read the data folder and its secret.
 OPERATOR = "operator"
+
+if TYPE_CHECKING:
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
 log = logging.getLogger("kitchen_table")
 
@@ -103,6 +114,8 @@ def _unwritable(error: Exception) -> bool:
 @contextlib.asynccontextmanager
 async def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> AsyncIterator[Bot]:
     """Open storage and wire the dispatcher and delivery; channels are added by the caller."""
+    if not settings.guides_dir.is_dir():  # before anything is created in the data folder
+        raise ConfigError(missing_guides(settings.guides_dir))
     secret_value = settings.secret_key.get_secret_value() if settings.secret_key else None
     storage = SQLiteStorage(settings.database_path)
     try:
@@ -140,11 +153,33 @@ async def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
         await storage.close()
 
 
+def missing_guides(folder: Path) -> str:
+    return (
+        f"KT_GUIDES_DIR: there is no folder {folder} (run from the folder that holds guides/, "
+        "or set KT_GUIDES_DIR to where your guides are)"
+    )
+
+
+class UsageError(Exception):
+    """A command given something it can't use: one line, exit 2."""
+
+
 async def _chat(
-    settings: Settings, guide: str, name: str, language: str | None, join: str | None = None
+    settings: Settings,
+    guide: str,
+    name: str,
+    language: str | None,
+    join: str | None = None,
+    setting: str | None = None,
+    intro: str | None = None,
 ) -> int:
+    """Walk `name` through a guide in the terminal. `setting` names where the guide's id
+    came from (KT_DEFAULT_GUIDE), so an unknown one is a configuration error; `intro` is
+    printed once the guide is known to exist."""
     async with build(settings) as bot:
-        bot.deliverer.channels[TERMINAL] = TerminalChannel(only=name)
+        bot.deliverer.channels[TERMINAL] = TerminalChannel(
+            only=name, phrases=bot.dispatcher.phrases
+        )
         guide_id = guide
         if join is not None:
             await bot.deliverer.drain(TERMINAL)
@@ -159,11 +194,21 @@ async def _chat(
             guide_id = loaded.guide.id
         elif bot.library.get(guide) is None:
             known = ", ".join(g.guide.id for g in bot.library.all() if g.guide) or "none"
-            print(
-                f"There is no guide '{guide}' in {settings.guides_dir} (found: {known}).",
-                file=sys.stderr,
-            )
+            there = f"There is no guide '{guide}' in {settings.guides_dir} (found: {known})"
+            if setting:
+                raise ConfigError(f"{setting}: {there}")
+            print(f"{there}.", file=sys.stderr)
             return 1
+        found = bot.library.get(guide_id)
+        if language and found is not None and found.guide is not None:
+            offered = found.guide.languages
+            if language not in offered and language.split("-")[0] not in offered:
+                raise UsageError(
+                    f"--lang {language}: the guide {guide_id} is written in "
+                    f"{', '.join(offered)}; choose one of those"
+                )
+        if intro:
+            print(intro, file=sys.stderr)
         # Anything owed from an earlier session is delivered first.
         await bot.deliverer.drain(TERMINAL)
         return await chat(bot.dispatcher, bot.deliverer, f"/start {guide_id}", name, language)
@@ -176,6 +221,10 @@ async def _serve(settings: Settings) -> int:
         tasks: list[asyncio.Task[None]] = []
         stoppers = []
         webhooks: list[Callable[[], Awaitable[None]]] = []
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signal_number, stop.set)
         if settings.telegram_bot_token is not None:
             telegram = TelegramChannel(
                 make_bot(settings.telegram_bot_token.get_secret_value(), settings.telegram_api_url),
@@ -184,7 +233,8 @@ async def _serve(settings: Settings) -> int:
                     settings.telegram_max_per_second, settings.telegram_max_per_chat
                 ),
             )
-            await telegram.start()
+            if not await start_telegram(telegram, settings.telegram_api_url, stop):
+                return 0  # stopped while Telegram could not be reached
             stoppers.append(telegram.stop)
             bot.deliverer.channels[telegram.name] = telegram
             if settings.public_url:
@@ -192,10 +242,10 @@ async def _serve(settings: Settings) -> int:
                 web_app.router.add_post(f"/telegram/{path}", telegram.webhook_handler(token))
                 url = f"{settings.public_url}/telegram/{path}"
                 webhooks.append(functools.partial(telegram.set_webhook, url, token))
-                log.warning("Telegram: webhook at %s/telegram/…", settings.public_url)
+                log.info("Telegram: webhook at %s/telegram/…", settings.public_url)
             else:
                 tasks.append(asyncio.create_task(telegram.poll()))
-                log.warning("Telegram: long polling as @%s", telegram.username)
+                log.info("Telegram: long polling as @%s", telegram.username)
         if settings.slack_enabled:
             slack = make_slack(settings, bot)
             bot.deliverer.channels[slack.name] = slack
@@ -205,12 +255,12 @@ async def _serve(settings: Settings) -> int:
                 socket = AsyncSocketModeHandler(
                     slack.app, settings.slack_app_token.get_secret_value()
                 )
-                await socket.connect_async()
                 stoppers.append(socket.close_async)
-                log.warning("Slack: Socket Mode")
+                if not await connect_socket_mode(socket, stop):
+                    return 0
             else:
                 slack.add_routes(web_app, oauth=settings.slack_oauth)
-                log.warning("Slack: events, commands and clicks at /slack/events")
+                log.info("Slack: events, commands and clicks at /slack/events")
         runner = await start_web(web_app, settings.host, settings.port)
         # Only ask platforms to call us once we are listening.
         for register in webhooks:
@@ -226,10 +276,6 @@ async def _serve(settings: Settings) -> int:
         ticker = run_every(scheduler)
         stoppers.append(functools.partial(_shutdown, ticker))
         settle_garbage_collector()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signal_number in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signal_number, stop.set)
         try:
             await stop.wait()
         finally:
@@ -240,6 +286,80 @@ async def _serve(settings: Settings) -> int:
                 await stopper()
             await runner.cleanup()
         return 0
+
+
+async def _wait_or_stop(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait `seconds` before trying again; True if the bot was told to stop meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+    return stop.is_set()
+
+
+def _reason(error: BaseException) -> str:
+    """What went wrong, in a few words, never a URL (a Bot API URL holds the token)."""
+    cause = error.__cause__ or error.__context__ or error
+    text = str(cause) or type(cause).__name__
+    text = text.split(" [", 1)[0]  # aiohttp repeats the socket error in brackets
+    return text.removeprefix("aiohttp.").split("://", 1)[0][:120]
+
+
+async def start_telegram(
+    telegram: TelegramChannel, api_url: str | None, stop: asyncio.Event
+) -> bool:
+    """Ask Telegram who the bot is. A refused token stops the bot (ConfigError); a network
+    that is down is tried again with backoff, one line each time, until it answers (True)
+    or the bot is stopped (False)."""
+    where = api_url or "https://api.telegram.org"
+    delay = RETRY_FIRST
+    while True:
+        try:
+            await telegram.start()
+            return True
+        except InvalidToken:
+            await telegram.stop()
+            raise ConfigError(
+                "TELEGRAM_BOT_TOKEN: Telegram refused this token; copy it again from "
+                "@BotFather (/mybots, then API Token)"
+            ) from None
+        except (NetworkError, TimedOut) as error:
+            await telegram.stop()
+            log.warning(
+                "Telegram could not be reached at %s (%s); trying again in %s s",
+                where, _reason(error), f"{delay:g}",
+            )  # fmt: skip
+        if await _wait_or_stop(stop, delay):
+            return False
+        delay = min(delay * 2, RETRY_LONGEST)
+
+
+async def connect_socket_mode(socket: AsyncSocketModeHandler, stop: asyncio.Event) -> bool:
+    """Open Slack's Socket Mode. A refused app token stops the bot; a network that is down
+    is tried again with backoff, one line each time. Once connected, slack_sdk reconnects
+    by itself (its traceback per attempt is cut to one line by bot.operator_log)."""
+    import aiohttp
+    from slack_sdk.errors import SlackApiError
+
+    delay = RETRY_FIRST
+    while True:
+        try:
+            socket.client.wss_uri = await socket.client.issue_new_wss_url()
+            await socket.connect_async()
+            log.info("Slack: Socket Mode")
+            return True
+        except SlackApiError as error:
+            code = str(error.response.get("error", ""))
+            if code in SLACK_REFUSALS:
+                raise ConfigError(
+                    f"SLACK_APP_TOKEN: Slack refused it ({code}); make an app-level token "
+                    "with the connections:write scope on the app's Basic Information page"
+                ) from None
+            reason = code or "an error"
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            reason = _reason(error)
+        log.warning("Slack could not be reached (%s); trying again in %s s", reason, f"{delay:g}")
+        if await _wait_or_stop(stop, delay):
+            return False
+        delay = min(delay * 2, RETRY_LONGEST)
 
 
 def settle_garbage_collector() -> None:
@@ -321,38 +441,47 @@ def make_slack(settings: Settings, bot: Bot) -> SlackChannel:
         command=settings.slack_command,
         commands=bot.house.router.names(), room_commands=bot.house.router.room_commands(),
         apology=lambda language: bot.dispatcher.phrases.text(language or "en", "storage_error"),
+        signing_secret=signing.get_secret_value() if signing else None,
     )  # fmt: skip
 
 
 async def _run(settings: Settings) -> int:
     if settings.telegram_bot_token is not None or settings.slack_enabled:
         return await _serve(settings)
-    print(
+    intro = (
         "No chat platform is set up, so here is the terminal. To add Telegram, set\n"
-        "TELEGRAM_BOT_TOKEN (from @BotFather); for Slack, SLACK_BOT_TOKEN (see the README).",
-        file=sys.stderr,
+        "TELEGRAM_BOT_TOKEN (from @BotFather); for Slack, SLACK_BOT_TOKEN (see the README)."
     )
     runner = None
     with contextlib.suppress(OSError):
         runner = await start_web(make_web_app(), settings.host, settings.port)
     try:
-        return await _chat(settings, settings.default_guide, getpass.getuser(), None)
+        return await _chat(
+            settings, settings.default_guide, getpass.getuser(), None,
+            setting="KT_DEFAULT_GUIDE", intro=intro,
+        )  # fmt: skip
     finally:
         if runner is not None:
             await runner.cleanup()
 
 
 async def _telegram_link(settings: Settings) -> str | None:
-    """https://t.me/<the bot>, when Telegram is set up and answers; else None."""
+    """https://t.me/<the bot>: from TELEGRAM_BOT_USERNAME, or by asking Telegram when a
+    token is set; None when neither works (the code alone still does)."""
+    if settings.telegram_bot_username:
+        return f"https://t.me/{settings.telegram_bot_username}"
     if settings.telegram_bot_token is None:
         return None
     bot = make_bot(settings.telegram_bot_token.get_secret_value(), settings.telegram_api_url)
     try:
         async with bot:
             return f"https://t.me/{bot.username}"
+    except InvalidToken:
+        log.warning("Telegram refused TELEGRAM_BOT_TOKEN, so there is no link, only the code")
     except Exception as error:  # offline: the code alone still works
-        log.warning("could not ask Telegram for the bot's name: %s", error)
-        return None
+        log.warning("could not ask Telegram for the bot's name (%s); set "
+                    "TELEGRAM_BOT_USERNAME to make links offline", _reason(error))  # fmt: skip
+    return None
 
 
 async def _export(bot: Bot, args: argparse.Namespace, out: TextIO) -> int:
@@ -361,8 +490,8 @@ async def _export(bot: Bot, args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"There is no guide {args.guide}. See `kitchen-table guides list`.\n")
         return 2
     guide = loaded.guide
-    since = _day(args.since)
-    until = _day(args.until)
+    since = _moment("--since", args.since, bot.clock())
+    until = _moment("--until", args.until, bot.clock())
     tty = sys.stderr.isatty()
 
     def progress(count: int) -> None:
@@ -374,8 +503,13 @@ async def _export(bot: Bot, args: argparse.Namespace, out: TextIO) -> int:
         bot.storage, guide, since=since, until=until, include_sensitive=args.include_sensitive,
         min_group=args.min_group, by_run=args.wide, progress=progress,
     )  # fmt: skip
+    if args.format == "floip" and args.out is None:
+        # A package is a folder of files: made where the operator says, never by surprise.
+        raise UsageError(
+            f"--format floip writes a folder: name it with --out, e.g. --out {guide.id}-floip"
+        )
     if args.format == "floip":
-        folder = args.out or Path(f"{guide.id}-floip")
+        folder = args.out
         count = await exports.write_floip(
             rows, guide, folder, bot.clock(), include_sensitive=args.include_sensitive
         )
@@ -399,11 +533,14 @@ async def _export(bot: Bot, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _day(text: str | None) -> datetime | None:
+def _moment(option: str, text: str | None, now: datetime) -> datetime | None:
+    """A --since or --until value: a date, or a duration back from now (7d)."""
     if text is None:
         return None
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        return parse_since(text, now)
+    except ValueError as error:
+        raise UsageError(f"{option}: {error}") from None
 
 
 async def _forget(bot: Bot, pseudonym: str, out: TextIO) -> int:
@@ -424,7 +561,10 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
     async with build(settings) as bot:
         out = sys.stdout
         if args.command == "invite":
-            lasts = parse_duration(args.expires)
+            try:
+                lasts = parse_duration(args.expires)
+            except ValueError as error:
+                raise UsageError(f"--expires: {error} (at most 365d)") from None
             link = await _telegram_link(settings)
             return await sessions.invite(bot.house.roles, args.role, lasts, link, out)
         if args.command == "export":
@@ -433,16 +573,15 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
             return await _forget(bot, args.participant, out)
         if args.command == "digest":
             return await digests.digest(
-                bot.storage, bot.library, bot.house.reports, since=parse_duration(args.since),
+                bot.storage, bot.library, bot.house.reports,
+                since=bot.clock() - (_moment("--since", args.since, bot.clock()) or bot.clock()),
                 now=bot.clock(), guide=args.guide, fmt=args.format, min_group=settings.min_group,
                 out_path=args.out, out=out,
             )  # fmt: skip
         if args.command == "cohort":
             if args.cohort_command == "add":
                 return await schedules.add_cohort(bot.storage, args.name, bot.clock(), out)
-            for name, code in await bot.storage.cohorts():
-                out.write(f"{name}  /join {code}\n")
-            return 0
+            return await schedules.list_cohorts(bot.storage, out)
         if args.command == "schedule":
             action = args.schedule_command
             if action == "add":
@@ -451,7 +590,7 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
                     cron=args.cron, tz=args.tz or settings.timezone, now=bot.clock(), out=out,
                 )  # fmt: skip
             if action == "list":
-                return await schedules.list_schedules(bot.storage, out)
+                return await schedules.list_schedules(bot.storage, out, bot.clock())
             return await schedules.change_schedule(bot.storage, args.id, action, bot.clock(), out)
         if args.command == "roles":
             if args.roles_command == "list":
@@ -459,8 +598,20 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
             return await sessions.revoke(bot.house.roles, args.pseudonym, out)
         action = args.session_command
         if action == "qr":
-            link = args.link or f"/join {args.code}"
-            return sessions.save_qr(link, args.out, out)
+            gathering = await bot.storage.gathering_by_code(normal_code(args.code))
+            if gathering is None:
+                out.write(f"There is no gathering with the code {args.code}. "
+                          f"See `{sessions.CLI} status`.\n")  # fmt: skip
+                return 1
+            link = args.link
+            if link is None:
+                bot_link = await _telegram_link(settings)
+                link = f"{bot_link}?start=join-{gathering.code}" if bot_link else None
+            if link is None:
+                link = f"/join {gathering.code}"
+                log.warning("no link for the QR code, only '%s': set TELEGRAM_BOT_USERNAME (or "
+                            "TELEGRAM_BOT_TOKEN), or give --link", link)  # fmt: skip
+            return sessions.save_qr(link, args.out, gathering, out)
         words = [args.code] if getattr(args, "code", None) else []
         if action == "launch":
             words = [args.guide, *args.title, *(["--paced"] if args.paced else [])]
@@ -470,116 +621,199 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
         return await sessions.command(bot.dispatcher, bot.deliverer, OPERATOR, text.strip(), out)
 
 
+EPILOG = (
+    "Settings come from the environment or a .env file: see `kitchen-table run --help`. "
+    "Everything else is in README.md."
+)
+
+
+def _settings_help() -> str:
+    """Every setting, from the Settings model itself, for `run --help`."""
+    lines = ["settings (environment variables, or lines of a .env file):"]
+    for name, field in Settings.model_fields.items():
+        env = field.validation_alias if isinstance(field.validation_alias, str) else None
+        env = env or f"KT_{name.upper()}"
+        default = "" if field.default in (None, "") else f" (default {field.default})"
+        lines.append(f"  {env:<28} {field.description or ''}{default}")
+    lines.append("")
+    lines.append("Invalid values stop the bot at start with a line naming the setting. "
+                 "Everything else is in README.md.")  # fmt: skip
+    return "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kitchen-table",
         description="Conversation guides about work, answered without names.",
+        epilog=EPILOG,
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="start every configured channel (the terminal if none)")
-    chat_cmd = commands.add_parser("chat", help="walk through a guide in the terminal")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, about: str, **options: object) -> argparse.ArgumentParser:
+        options.setdefault("epilog", EPILOG)
+        return commands.add_parser(name, help=about, description=about,
+                                   **options)  # type: ignore[arg-type]  # fmt: skip
+
+    command("run", "start every configured channel (the terminal if none)",
+            epilog=_settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    chat_cmd = command("chat", "walk through a guide in the terminal")
     chat_cmd.add_argument("guide", nargs="?", help="a guide id, or the path to a YAML file")
     chat_cmd.add_argument("--join", metavar="CODE", help="join a gathering by its code instead")
-    chat_cmd.add_argument("--as", dest="name", help="who is answering (default: your user name)")
-    chat_cmd.add_argument("--lang", help="language to start in, e.g. es")
-    session = commands.add_parser("session", help="run a facilitated gathering from here")
-    session_commands = session.add_subparsers(dest="session_command", required=True)
+    chat_cmd.add_argument("--as", dest="name", metavar="NAME",
+                          help="who is answering (default: your user name)")  # fmt: skip
+    chat_cmd.add_argument("--lang", metavar="CODE",
+                          help="language to start in, one the guide has, e.g. es")  # fmt: skip
+    session = command("session", "run a facilitated gathering from here")
+    session_commands = session.add_subparsers(dest="session_command", required=True,
+                                              metavar="ACTION")  # fmt: skip
     launch = session_commands.add_parser("launch", help="open a gathering; prints its join code")
-    launch.add_argument("guide")
+    launch.add_argument("guide", help="the guide's id, from `kitchen-table guides list`")
     launch.add_argument("title", nargs="*", help="what to call it (default: the guide's title)")
     launch.add_argument("--paced", action="store_true", help="open one question at a time")
     for name, about in (("status", "who joined, answered, finished"),
                         ("next", "paced: open the next question for everyone"),
                         ("close", "stop new answers and print the summary"),
                         ("summary", "print a gathering's summary")):  # fmt: skip
-        sub = session_commands.add_parser(name, help=about)
+        sub = session_commands.add_parser(name, help=about, description=about)
         sub.add_argument("code", nargs="?", help="its join code (default: your latest)")
         if name == "close":
             sub.add_argument("--share", action="store_true", help="also post it to the room")
-    qr = session_commands.add_parser("qr", help="save a QR code of a gathering's join link")
-    qr.add_argument("code")
-    qr.add_argument("--out", type=Path, required=True, help="a .png or .svg file")
-    qr.add_argument("--link", help="the link to encode, e.g. https://t.me/YourBot?start=join-CODE")
-    cohort = commands.add_parser("cohort", help="groups that opt in to scheduled check-ins")
-    cohort_commands = cohort.add_subparsers(dest="cohort_command", required=True)
+    qr = session_commands.add_parser(
+        "qr", help="save a printable QR code of a gathering's join link",
+        description="Save a QR code that opens the gathering in Telegram (when the bot's "
+        "username is known: TELEGRAM_BOT_USERNAME, or asked of Telegram with the token). "
+        "An .svg has the gathering's name and code under it.",
+    )  # fmt: skip
+    qr.add_argument("code", help="the gathering's join code")
+    qr.add_argument("--out", type=Path, required=True, metavar="FILE",
+                    help="where to save it: a .svg (with a caption) or a .png")  # fmt: skip
+    qr.add_argument(
+        "--link", help="the link to encode instead, e.g. https://t.me/YourBot?start=join-CODE"
+    )
+    cohort = command("cohort", "groups that opt in to scheduled check-ins")
+    cohort_commands = cohort.add_subparsers(dest="cohort_command", required=True, metavar="ACTION")
     cohort_add = cohort_commands.add_parser("add", help="create a cohort; prints its join code")
-    cohort_add.add_argument("name", help="lowercase letters, digits and dashes")
+    cohort_add.add_argument("name", help="lowercase letters, digits and dashes, e.g. riverside")
     cohort_commands.add_parser("list", help="every cohort and its join code")
-    schedule = commands.add_parser("schedule", help="send a guide to a cohort on a schedule")
-    schedule_commands = schedule.add_subparsers(dest="schedule_command", required=True)
+    schedule = command("schedule", "send a guide to a cohort on a schedule")
+    schedule_commands = schedule.add_subparsers(dest="schedule_command", required=True,
+                                                metavar="ACTION")  # fmt: skip
     schedule_add = schedule_commands.add_parser("add", help="add a schedule")
-    schedule_add.add_argument("--guide", required=True)
-    schedule_add.add_argument("--cohort", required=True)
+    schedule_add.add_argument("--guide", required=True, help="the guide's id")
+    schedule_add.add_argument("--cohort", required=True, help="who gets it (`cohort list`)")
     schedule_add.add_argument("--cron", required=True, help='five fields: "0 9 * * MON"')
     schedule_add.add_argument("--tz", help="IANA time zone (default KT_TIMEZONE)")
-    schedule_commands.add_parser("list", help="every schedule")
+    schedule_commands.add_parser("list", help="every schedule, and when each sends next")
     for name in ("pause", "resume", "remove"):
-        schedule_commands.add_parser(name, help=f"{name} a schedule").add_argument("id")
-    export = commands.add_parser("export", help="a guide's answers as open data")
-    export.add_argument("--guide", required=True)
-    export.add_argument("--format", choices=["csv", "jsonl", "floip"], default="csv")
-    export.add_argument("--since", help="from this date, e.g. 2026-01-01")
-    export.add_argument("--until", help="up to (not including) this date")
-    export.add_argument("--out", type=Path, help="a file (a folder for floip)")
+        action_cmd = schedule_commands.add_parser(name, help=f"{name} a schedule")
+        action_cmd.add_argument("id", help="its id, from `schedule list`")
+    export = command("export", "a guide's answers as open data")
+    export.add_argument("--guide", required=True, help="the guide's id")
+    export.add_argument("--format", choices=["csv", "jsonl", "floip"], default="csv",
+                        help="csv (default), jsonl, or a floip Flow Results package")  # fmt: skip
+    export.add_argument("--since", help="from this date (2026-01-31) or this long ago (7d)")
+    export.add_argument("--until", help="up to (not including) this date, or this long ago")
+    export.add_argument("--out", type=Path, metavar="FILE",
+                        help="a file (a folder for floip); default: standard output")  # fmt: skip
     export.add_argument("--wide", action="store_true", help="csv: one row per run")
     export.add_argument("--include-sensitive", action="store_true",
                         help="include steps marked sensitive (not for public release)")  # fmt: skip
-    export.add_argument("--min-group", type=int, default=None,
-                        help="drop choices fewer than this many people made")  # fmt: skip
-    forget = commands.add_parser("forget", help="erase everything kept about a participant")
+    export.add_argument("--min-group", type=int, default=None, metavar="N",
+                        help="drop choices fewer than N people made")  # fmt: skip
+    backup.add_commands(command)
+    forget = command("forget", "erase everything kept about a participant")
     forget.add_argument("--participant", required=True, help="the pseudonym (from an export)")
-    digest = commands.add_parser("digest", help="what people said lately, per guide")
-    digest.add_argument("--since", default="7d", help="how far back (default 7d)")
+    digest = command("digest", "what people said lately, per guide")
+    digest.add_argument("--since", default="7d",
+                        help="this long ago (7d, the default) or from this date (2026-01-31)")  # fmt: skip
     digest.add_argument("--guide", help="only this guide")
-    digest.add_argument("--format", choices=["text", "md", "html"], default="text")
-    digest.add_argument("--out", type=Path, help="write it to this file")
-    invite = commands.add_parser("invite", help="a one-time code that grants a role")
-    invite.add_argument("role", choices=["facilitator", "coordinator"])
-    invite.add_argument("--expires", default="7d", help="how long it works (default 7d)")
-    roles = commands.add_parser("roles", help="list or revoke facilitators and coordinators")
-    roles_commands = roles.add_subparsers(dest="roles_command", required=True)
+    digest.add_argument("--format", choices=["text", "md", "html"], default="text",
+                        help="text (default), Markdown or an HTML page")  # fmt: skip
+    digest.add_argument("--out", type=Path, metavar="FILE",
+                        help="write it to this file (default: standard output)")  # fmt: skip
+    invite = command("invite", "a one-time code that grants a role")
+    invite.add_argument("role", choices=["facilitator", "coordinator"], help="the role it grants")
+    invite.add_argument("--expires", default="7d", metavar="DURATION",
+                        help="how long it works, up to 365d (default 7d)")  # fmt: skip
+    roles = command("roles", "list or revoke facilitators and coordinators")
+    roles_commands = roles.add_subparsers(dest="roles_command", required=True, metavar="ACTION")
     roles_commands.add_parser("list", help="who holds a role (by pseudonym)")
     revoke = roles_commands.add_parser("revoke", help="take a role back")
     revoke.add_argument("pseudonym", help="the start of a pseudonym from `roles list`")
-    guides = commands.add_parser("guides", help="check, list or describe guides")
-    guide_commands = guides.add_subparsers(dest="guides_command", required=True)
+    guides = command("guides", "check, list or describe guides")
+    guide_commands = guides.add_subparsers(dest="guides_command", required=True, metavar="ACTION")
     check_cmd = guide_commands.add_parser("check", help="check guides and explain any problem")
-    check_cmd.add_argument("paths", nargs="*", type=Path, help="files or folders")
+    check_cmd.add_argument("paths", nargs="*", type=Path,
+                           help="files or folders (default: KT_GUIDES_DIR)")  # fmt: skip
     list_cmd = guide_commands.add_parser("list", help="list the guides")
-    list_cmd.add_argument("paths", nargs="*", type=Path)
+    list_cmd.add_argument("paths", nargs="*", type=Path,
+                          help="files or folders (default: KT_GUIDES_DIR)")  # fmt: skip
     guide_commands.add_parser("schema", help="print the guides' JSON Schema")
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kitchen-table")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
+
+
+def _guides(args: argparse.Namespace, settings: Settings) -> int:
+    paths = getattr(args, "paths", None) or []
+    if args.guides_command == "schema":
+        sys.stdout.write(guide_admin.schema_text())
+        return 0
+    if not paths and not settings.guides_dir.is_dir():
+        raise ConfigError(missing_guides(settings.guides_dir))
+    for path in paths:
+        if not path.exists():
+            raise UsageError(f"{path}: there is no such file or folder")
+    if args.guides_command == "check":
+        return guide_admin.check(paths or [settings.guides_dir], sys.stdout)
+    return guide_admin.list_guides(paths or [settings.guides_dir], sys.stdout)
+
+
+def _cannot_start(error: ConfigError) -> None:
+    for line in str(error).splitlines():
+        print(f"Kitchen Table can't start: {line}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings()
     except ConfigError as error:
-        print(f"Kitchen Table can't start; please fix its configuration:\n{error}", file=sys.stderr)
+        operator_log.configure()
+        _cannot_start(error)
         return 2
-    if args.command == "guides":
-        paths = getattr(args, "paths", None) or [settings.guides_dir]
-        if args.guides_command == "check":
-            return guide_admin.check(paths, sys.stdout)
-        if args.guides_command == "list":
-            return guide_admin.list_guides(paths, sys.stdout)
-        sys.stdout.write(guide_admin.schema_text())
-        return 0
+    secrets = [v.get_secret_value() for v in (settings.telegram_bot_token, settings.secret_key,
+               settings.slack_bot_token, settings.slack_app_token, settings.slack_signing_secret,
+               settings.slack_client_secret) if v is not None]  # fmt: skip
+    operator_log.configure(secrets)
     try:
+        if args.command == "guides":
+            return _guides(args, settings)
         if args.command == "chat":
             name = args.name or getpass.getuser()
             if args.guide is None and args.join is None:
                 print("Name a guide, or give --join CODE.", file=sys.stderr)
                 return 2
             return asyncio.run(_chat(settings, args.guide or "", name, args.lang, args.join))
+        if args.command in ("backup", "restore"):
+            return asyncio.run(backup.command(settings, args, sys.stdout))
         admin = ("session", "invite", "roles", "cohort", "schedule", "digest", "forget", "export")
         if args.command in admin:
             return asyncio.run(_admin(settings, args))
         return asyncio.run(_run(settings))
     except ConfigError as error:
-        print(f"Kitchen Table can't start; please fix its configuration:\n{error}", file=sys.stderr)
+        _cannot_start(error)
+        return 2
+    except UsageError as error:
+        print(error, file=sys.stderr)
         return 2
     except DataFolderError as error:
         print(f"Kitchen Table can't start: {error}", file=sys.stderr)

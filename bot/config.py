@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The shape of a token from @BotFather: the bot's number, a colon, then (in real tokens)
+# 35 letters, digits, - or _. Checked before anything is sent, so a pasted word or a
+# stray quote is named at once instead of after a trip to Telegram.
+TELEGRAM_TOKEN = re.compile(r"^[0-9]{1,20}:[A-Za-z0-9_-]{1,100}$")
+# KT_ADMINS entries: a Telegram user id; a Slack workspace and user id; a terminal name.
+ADMIN_ID = {
+    "telegram": re.compile(r"^-?[0-9]{1,20}$"),
+    "slack": re.compile(r"^[A-Z0-9]{2,20}/[A-Z0-9]{2,20}$"),
+    "terminal": re.compile(r"^\S{1,64}$"),
+}
 
 
 class Settings(BaseSettings):
@@ -24,10 +36,20 @@ class Settings(BaseSettings):
     )
     guides_dir: Path = Field(Path("guides"), description="Folder of YAML guides.")
     default_guide: str = Field("changing-work", description="Guide the terminal opens.")
-    max_answer_chars: int = Field(4000, ge=1, le=100_000)
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
-    telegram_bot_token: SecretStr | None = Field(None, validation_alias="TELEGRAM_BOT_TOKEN")
+    max_answer_chars: int = Field(
+        4000, ge=1, le=100_000, description="Longest answer kept; longer ones are asked to shorten."
+    )
+    host: str = Field("127.0.0.1", description="Address the bot's web server listens on.")
+    port: int = Field(8080, ge=0, le=65535, description="Port of the bot's web server.")
+    telegram_bot_token: SecretStr | None = Field(
+        None, validation_alias="TELEGRAM_BOT_TOKEN", description="Turns on Telegram (@BotFather)."
+    )
+    telegram_bot_username: str | None = Field(
+        None,
+        validation_alias="TELEGRAM_BOT_USERNAME",
+        pattern=r"^[A-Za-z][A-Za-z0-9_]{3,31}$",
+        description="The bot's @username, for links and QR codes without asking Telegram.",
+    )
     telegram_api_url: str | None = Field(None, description="Bot API base URL (self-hosted).")
     public_url: str | None = Field(None, description="Public https URL: turns on webhooks.")
     telegram_max_per_second: int = Field(
@@ -51,11 +73,23 @@ class Settings(BaseSettings):
         None, ge=1, le=36500, description="Blank free-text answers older than this many days."
     )
     digest_cron: str = Field("0 8 * * MON", description="When coordinators get the weekly digest.")
-    slack_bot_token: SecretStr | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
-    slack_signing_secret: SecretStr | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")
-    slack_app_token: SecretStr | None = Field(None, validation_alias="SLACK_APP_TOKEN")
-    slack_client_id: str | None = Field(None, validation_alias="SLACK_CLIENT_ID")
-    slack_client_secret: SecretStr | None = Field(None, validation_alias="SLACK_CLIENT_SECRET")
+    slack_bot_token: SecretStr | None = Field(
+        None, validation_alias="SLACK_BOT_TOKEN", description="Turns on Slack (xoxb-...)."
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        None,
+        validation_alias="SLACK_SIGNING_SECRET",
+        description="Checks requests come from Slack.",
+    )
+    slack_app_token: SecretStr | None = Field(
+        None, validation_alias="SLACK_APP_TOKEN", description="Turns on Socket Mode (xapp-...)."
+    )
+    slack_client_id: str | None = Field(
+        None, validation_alias="SLACK_CLIENT_ID", description="With the secret: OAuth installs."
+    )
+    slack_client_secret: SecretStr | None = Field(
+        None, validation_alias="SLACK_CLIENT_SECRET", description="With the id: OAuth installs."
+    )
     slack_api_url: str | None = Field(
         None, description="Slack Web API base URL (proxies, GovSlack)."
     )
@@ -89,6 +123,65 @@ class Settings(BaseSettings):
             raise ValueError("not a time zone; use a name such as America/Chicago") from None
         return value
 
+    @field_validator("telegram_bot_username", mode="before")
+    @classmethod
+    def _no_at(cls, value: object) -> object:
+        return value.removeprefix("@") if isinstance(value, str) else value
+
+    @field_validator("telegram_bot_token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not TELEGRAM_TOKEN.match(value.get_secret_value()):
+            # Never repeat the value: it may be a real token pasted with a typo.
+            raise ValueError(
+                "doesn't look like a token from @BotFather (digits, a colon, then letters, "
+                "digits, - and _, such as 123456:ABC-def...); copy it again"
+            )
+        return value
+
+    @field_validator("digest_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from bot.schedule_time import trigger
+
+        try:
+            trigger(value, "UTC")
+        except ValueError as error:
+            raise ValueError(
+                f"can't be read as a schedule ({error}); use five fields, such as 0 8 * * MON"
+            ) from None
+        return value
+
+    @field_validator("admins")
+    @classmethod
+    def _admins(cls, value: str) -> str:
+        for entry in filter(None, (part.strip() for part in value.split(","))):
+            channel, _, platform_id = entry.partition(":")
+            pattern = ADMIN_ID.get(channel)
+            if pattern is None or not pattern.match(platform_id):
+                raise ValueError(
+                    f"{entry[:40]!r} is not channel:id; write telegram:12345 (a Telegram user "
+                    "id, digits) or slack:T0001/U0002 (a workspace and a user id), "
+                    "separated by commas"
+                )
+        return value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _folder(cls, value: Path) -> Path:
+        if value.exists() and not value.is_dir():
+            raise ValueError(f"{value} is a file, not a folder; name a folder (it is created)")
+        return value
+
+    @model_validator(mode="after")
+    def _slack_complete(self) -> Settings:
+        if self.slack_app_token is not None and not self.slack_enabled:
+            raise ValueError(
+                "SLACK_APP_TOKEN is set but SLACK_BOT_TOKEN is not: Socket Mode needs both "
+                "(the bot token is on the app's OAuth & Permissions page)"
+            )
+        return self
+
     @field_validator("secret_key")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
@@ -113,7 +206,11 @@ def load_settings() -> Settings:
     except ValidationError as invalid:
         lines = []
         for error in invalid.errors():
-            name = str(error["loc"][0]) if error["loc"] else "?"
+            message = str(error["msg"]).removeprefix("Value error, ")
+            if not error["loc"]:  # a check across settings names them in its message
+                lines.append(message)
+                continue
+            name = str(error["loc"][0])
             env = name.upper() if name.isupper() else f"KT_{name.upper()}"
-            lines.append(f"{env}: {str(error['msg']).removeprefix('Value error, ')}")
+            lines.append(f"{env}: {message}")
         raise ConfigError("\n".join(lines)) from None

@@ -5,7 +5,9 @@ Exports stream: answers are read a page at a time and written as they come, so
 memory stays flat however many there are. They carry pseudonyms, never addresses;
 `sensitive` steps are left out unless asked for; answers from people who were
 forgotten never appear. For a public release, `min_group` drops any answer to a
-`choose` option that fewer than that many people chose.
+`choose` option that fewer than that many people chose. A CSV cell that a spreadsheet
+would run as a formula starts with a ' (see `_cell`); JSON Lines and the FLOIP package
+carry answers exactly as stored.
 """
 
 from __future__ import annotations
@@ -20,10 +22,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bot.flows.guide import Guide, StepKind
+from bot.flows.scrub import strip_invisible
 from bot.flows.text import localize
 from storage.protocol import Storage
 
 PAGE = 2000
+# What a spreadsheet takes as the start of a formula (OWASP, CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\x00")
 LONG_FIELDS = ["run", "participant", "step", "kind", "answer", "answered_at", "guide_version",
                "language"]  # fmt: skip
 FLOIP_FIELDS = [
@@ -92,11 +97,22 @@ async def answers(
 
 
 def _cell(value: Any) -> str:
+    """A CSV cell that a spreadsheet shows as it is, never runs.
+
+    A cell beginning with = + - @, a tab, a carriage return or a NUL is read as a
+    formula by Excel, LibreOffice and Google Sheets (=HYPERLINK(...) sends data away,
+    +cmd|... runs a program), so it gets a ' in front, as OWASP advises: the
+    spreadsheet hides the quote and shows the text. Numbers stay numbers: -3 from a
+    number question is minus three to a spreadsheet, not a formula. Invisible
+    characters that older versions stored are dropped first, so none hides the start.
+    """
     if value is None:
         return ""
-    if isinstance(value, list):
-        return "; ".join(map(str, value))
-    return str(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    text = "; ".join(map(str, value)) if isinstance(value, list) else str(value)
+    text = strip_invisible(text)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 async def write_csv(rows: AsyncIterator[Answer], out: TextIO) -> int:
@@ -104,8 +120,8 @@ async def write_csv(rows: AsyncIterator[Answer], out: TextIO) -> int:
     writer.writerow(LONG_FIELDS)
     count = 0
     async for a in rows:
-        writer.writerow([a.run, a.participant, a.step, a.kind, _cell(a.value),
-                         a.answered_at.isoformat(), a.guide_version, a.language])  # fmt: skip
+        writer.writerow(map(_cell, [a.run, a.participant, a.step, a.kind, a.value,
+                                    a.answered_at.isoformat(), a.guide_version, a.language]))  # fmt: skip
         count += 1
     return count
 
@@ -114,14 +130,15 @@ async def write_wide_csv(rows: AsyncIterator[Answer], guide: Guide, out: TextIO)
     """One row per run, a column per step; `rows` must come grouped by run."""
     steps = [s.id for s in guide.questions]
     writer = csv.writer(out)
-    writer.writerow(["run", "participant", "guide_version", "language", "first_answered_at",
-                     *steps])  # fmt: skip
+    writer.writerow(map(_cell, ["run", "participant", "guide_version", "language",
+                                "first_answered_at", *steps]))  # fmt: skip
     current: dict[str, Any] | None = None
     count = 0
 
     def flush(run: dict[str, Any]) -> None:
-        writer.writerow([run["run"], run["participant"], run["version"], run["language"],
-                         run["started"], *(_cell(run["answers"].get(s)) for s in steps)])  # fmt: skip
+        writer.writerow(map(_cell, [run["run"], run["participant"], run["version"],
+                                    run["language"], run["started"],
+                                    *(run["answers"].get(s) for s in steps)]))  # fmt: skip
 
     async for a in rows:
         if current is None or current["run"] != a.run:

@@ -30,9 +30,19 @@ from bot.flows.scrub import scrub
 from bot.flows.text import localize
 from bot.messages import Outbound, OutButton
 from bot.reports import Reports
-from bot.roles import ADMIN, COORDINATOR, FACILITATOR, Roles, new_code, normal_code
+from bot.roles import (
+    ADMIN,
+    COORDINATOR,
+    FACILITATOR,
+    WRONG_CODES_OVERALL,
+    WRONG_CODES_PER_PERSON,
+    WRONG_CODES_WINDOW,
+    Roles,
+    new_code,
+    normal_code,
+)
 from bot.summary import progress, summarize
-from storage.rows import GatheringRow
+from storage.rows import GatheringRow, WrongCodeRow
 
 if TYPE_CHECKING:
     from bot.cohorts import Cohorts
@@ -157,10 +167,26 @@ class Gatherings:
     # The commands ------------------------------------------------------------------
 
     async def _redeem(self, turn: Turn, words: list[str]) -> None:
-        role = await self.roles.redeem(words[0], turn.actor) if words else None
+        since = turn.now - WRONG_CODES_WINDOW
+        theirs, everyone = await self.storage.wrong_codes(turn.actor, since)
+        if theirs >= WRONG_CODES_PER_PERSON:
+            self._say(turn, "redeem_later")  # not even checked: they are guessing
+            return
+        role = await self.roles.invitation(words[0]) if words else None
         if role is None:
+            if everyone >= WRONG_CODES_OVERALL:
+                self._say(turn, "redeem_later")
+                return
+            if everyone + 1 == WRONG_CODES_OVERALL:
+                log.warning("%d wrong invitation codes in an hour: someone may be guessing",
+                            WRONG_CODES_OVERALL)  # fmt: skip
+            if words:  # counted in the turn's own commit: several instances share it
+                turn.commit.wrong_code = WrongCodeRow(turn.actor, turn.now, since)
             self._say(turn, "redeem_failed")
             return
+        # The code is used up and the role granted in the turn's one commit: a failure
+        # between the two can neither burn the code nor grant without it.
+        self.roles.grant(turn.commit, words[0], turn.actor, role)
         # Keep how to reach them (sealed), for digests and gathering summaries.
         turn.keep_address()
         self._say(turn, f"redeemed_{role}")

@@ -6,13 +6,13 @@ renders, so nothing a participant typed is ever read as markup.
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 
 from pydantic import BaseModel
 
 from bot.flows.commands import parse_command
 from bot.flows.events import Button, Reply, Tap
+from bot.flows.scrub import strip_invisible
 
 # An edit reference kept sealed in the outbox: platform message references can name a
 # conversation (a Slack DM's channel id), so they are encrypted like addresses.
@@ -20,12 +20,10 @@ SEALED = "sealed:"
 
 
 def clean_text(text: str) -> str:
-    """Drop control characters (but keep line breaks and tabs) from what someone typed."""
-    if text.isprintable():
-        return text  # nearly always, and far quicker than looking at every character
-    return "".join(
-        ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs")
-    )
+    """Drop control and invisible characters (but keep line breaks and tabs) from what
+    someone typed, before anything reads it: a right-to-left override or a zero-width
+    space is never stored, nor shown back (`strip_invisible` says what stays)."""
+    return strip_invisible(text)
 
 
 class NotStored(Exception):

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from bot.privacy import Identity
 from storage.protocol import Storage
+from storage.rows import Commit, RecordRow, TakenRecord
 
 PARTICIPANT = "participant"
 FACILITATOR = "facilitator"
@@ -28,6 +29,16 @@ ROLE = "role"
 INVITE = "invite"
 # Letters and digits that can't be mistaken for one another when read aloud or typed.
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+INVITE_CODE_LENGTH = 10  # 31**10, about 8e14 codes: guessing one is hopeless when limited
+
+# Wrong invitation codes allowed in an hour: to one person, after which they are told
+# to try again later (even with a right code: they are the one guessing); and to
+# everyone together, after which a wrong code is answered the same way and no longer
+# written down. A right code from anyone else always works: it is checked before
+# the overall limit, which never refuses one (see `Gatherings._redeem`).
+WRONG_CODES_WINDOW = timedelta(hours=1)
+WRONG_CODES_PER_PERSON = 5
+WRONG_CODES_OVERALL = 100
 
 
 def new_code(length: int) -> str:
@@ -67,17 +78,19 @@ class Roles:
     async def invite(self, role: str, lasts: timedelta) -> str:
         if role not in GRANTABLE:
             raise ValueError(f"only {' or '.join(GRANTABLE)} can be invited")
-        code = new_code(10)
+        code = new_code(INVITE_CODE_LENGTH)
         await self.storage.put_record(INVITE, _hash(code), role.encode(), self.clock() + lasts)
         return code
 
-    async def redeem(self, code: str, pseudonym: str) -> str | None:
-        """The role the code grants (now held by `pseudonym`), or None if it is no good."""
-        role = await self.storage.take_record(INVITE, _hash(normal_code(code)), self.clock())
-        if role is None:
-            return None
-        await self.storage.put_record(ROLE, pseudonym, role)
-        return role.decode()
+    async def invitation(self, code: str) -> str | None:
+        """The role an invitation code grants, if it is good (not used, not expired)."""
+        stored = await self.storage.record(INVITE, _hash(normal_code(code)), self.clock())
+        return stored.decode() if stored else None
+
+    def grant(self, commit: Commit, code: str, pseudonym: str, role: str) -> None:
+        """Use up the code and grant its role, both in `commit` (one transaction)."""
+        commit.take_record = TakenRecord(INVITE, _hash(normal_code(code)), self.clock())
+        commit.records.append(RecordRow(ROLE, pseudonym, role.encode()))
 
     async def holders(self) -> list[tuple[str, str]]:
         return [

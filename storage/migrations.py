@@ -187,7 +187,17 @@ MIGRATIONS: list[str] = [
     DROP TABLE inbound;
     ALTER TABLE inbound_by_key RENAME TO inbound;
     """,
-    # 8: a bot-level question (a confirmation, an offer) awaiting someone's typed answer.
+    # 8: invitation codes tried that were no good, in the last hour or so: counted here,
+    # not in one process's memory, so that several instances share one limit.
+    """
+    CREATE TABLE wrong_codes (
+        participant TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX wrong_codes_by_participant ON wrong_codes (participant, at);
+    CREATE INDEX wrong_codes_by_time ON wrong_codes (at);
+    """,
+    # 9: a bot-level question (a confirmation, an offer) awaiting someone's typed answer.
     """
     ALTER TABLE participants ADD COLUMN pending TEXT;
     """,

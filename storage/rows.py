@@ -151,6 +151,35 @@ class GuideSourceRow:
     source: str
 
 
+@dataclass(frozen=True)
+class WrongCodeRow:
+    """An invitation code someone tried that was no good, counted to limit guessing."""
+
+    participant: str
+    at: datetime
+    # Wrong codes (anyone's) from before this no longer count: deleted in the same commit.
+    forget_before: datetime
+
+
+@dataclass(frozen=True)
+class TakenRecord:
+    """A one-time record to use up in a commit, if it is still there and not expired."""
+
+    kind: str
+    key: str
+    now: datetime
+
+
+@dataclass(frozen=True)
+class RecordRow:
+    """A small keyed record (a role held by a pseudonym), written in a commit."""
+
+    kind: str
+    key: str
+    value: bytes
+    expires_at: datetime | None = None
+
+
 @dataclass
 class Commit:
     """Everything one inbound message changes, written in one transaction.
@@ -178,6 +207,11 @@ class Commit:
     preference: PreferenceRow | None = None
     delivery: DeliveryRow | None = None
     reminded: str | None = None  # a delivery key whose reminder this commit sends
+    wrong_code: WrongCodeRow | None = None
+    # A one-time record used up (an invitation code), and records written in its place
+    # (the role it grants): the commit fails as a duplicate if it was taken meanwhile.
+    take_record: TakenRecord | None = None
+    records: list[RecordRow] = field(default_factory=list)
     # Erase everything kept about this participant first, leaving a tombstone (/forget);
     # the rest of the commit (a goodbye under a throwaway id) is written after.
     forget: tuple[str, datetime] | None = None  # (participant, when)

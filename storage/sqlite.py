@@ -89,6 +89,7 @@ def _erase(db: sqlite3.Connection, participant_id: str, now: datetime) -> None:
     db.execute("DELETE FROM preferences WHERE participant = ?", p)
     db.execute("DELETE FROM deliveries WHERE participant = ?", p)
     db.execute("DELETE FROM records WHERE key = ?", p)  # roles
+    db.execute("DELETE FROM wrong_codes WHERE participant = ?", p)
     db.execute("DELETE FROM participants WHERE id = ?", p)
     # Keys of prompts and reminders name the pseudonym: they go too.
     db.execute("DELETE FROM inbound WHERE instr(key, ?) > 0", p)
@@ -264,6 +265,28 @@ def _apply(db: sqlite3.Connection, commit: Commit) -> None:
                 for o in commit.outbox
             ],
         )
+    if commit.take_record is not None:
+        taken = commit.take_record
+        used = db.execute(
+            "DELETE FROM records WHERE kind = ? AND key = ?"
+            " AND (expires_at IS NULL OR expires_at > ?) RETURNING 1",
+            (taken.kind, taken.key, _ts(taken.now)),
+        ).fetchone()
+        if used is None:  # someone else used it first: this turn did not happen
+            raise Duplicate(f"{taken.kind} already taken")
+    for record in commit.records:
+        expiry = None if record.expires_at is None else _ts(record.expires_at)
+        db.execute(
+            "INSERT OR REPLACE INTO records (kind, key, value, expires_at) VALUES (?, ?, ?, ?)",
+            (record.kind, record.key, record.value, expiry),
+        )
+    if commit.wrong_code is not None:
+        wrong = commit.wrong_code
+        db.execute("DELETE FROM wrong_codes WHERE at < ?", (_ts(wrong.forget_before),))
+        db.execute(
+            "INSERT INTO wrong_codes (participant, at) VALUES (?, ?)",
+            (wrong.participant, _ts(wrong.at)),
+        )
     if commit.delete_unused_participant is not None:  # last: it looks at what is kept
         for sql in _DELETE_UNUSED:
             _execute_in(db, sql, [commit.delete_unused_participant])
@@ -381,6 +404,29 @@ class _Merged(Mergeable):
         return [
             None if w else Duplicate(c.inbound_key) for c, w in zip(commits, written, strict=True)
         ]
+
+
+class _Sent(Mergeable):
+    """Messages the platform took, deleted from the outbox. Delivery records each one as
+    soon as it is accepted (so a crash repeats only what was in flight), and the many
+    queued beside each other go as one statement, not one per id: the writer thread takes
+    the GIL back after every statement it steps, and under load each take waits for the
+    event loop (measured: 58 ms for a round of 450 sent, one by one)."""
+
+    def __init__(self, message_ids: Sequence[int]) -> None:
+        self.message_ids = list(message_ids)
+
+    def __call__(self, db: sqlite3.Connection) -> None:
+        self.delete(db, self.message_ids)
+
+    @classmethod
+    def together(cls, db: sqlite3.Connection, operations: Sequence[_Sent]) -> list[Any]:
+        cls.delete(db, [i for operation in operations for i in operation.message_ids])
+        return [None] * len(operations)
+
+    @staticmethod
+    def delete(db: sqlite3.Connection, message_ids: list[int]) -> None:
+        db.execute(f"DELETE FROM outbox WHERE id IN ({_JSON_LIST})", (json.dumps(message_ids),))
 
 
 # What a commit may hold and still be a `_Merged`: rows that are new, or replace a row
@@ -672,12 +718,9 @@ class SQLiteStorage:
         return written
 
     async def outbox_sent(self, message_ids: Sequence[int]) -> None:
-        # One statement, not one per id: the writer thread takes the GIL back after every
-        # statement it steps, and under load each take waits for the event loop
-        # (measured: 58 ms for a round of 450 sent, one by one).
-        ids = json.dumps(list(message_ids))
-        sql = f"DELETE FROM outbox WHERE id IN ({_JSON_LIST})"
-        await self._w.run(lambda db: db.execute(sql, (ids,)))
+        # Delivery says so for each message as soon as the platform takes it; those
+        # queued together become one statement (see `_Sent`).
+        await self._w.run(_Sent(message_ids))
 
     async def outbox_retry(self, message_id: int, not_before: datetime, attempts: int) -> None:
         await self._w.run(
@@ -1077,6 +1120,14 @@ class SQLiteStorage:
             3,
         )
         return [(r[0], r[1], r[2]) for r in rows]
+
+    async def wrong_codes(self, participant_id: str, since: datetime) -> tuple[int, int]:
+        row = await self._one(
+            "SELECT count(*), coalesce(sum(participant = ?), 0) FROM wrong_codes WHERE at >= ?",
+            (participant_id, _ts(since)),
+        )
+        assert row is not None
+        return int(row[1]), int(row[0])
 
     async def record(self, kind: str, key: str, now: datetime) -> bytes | None:
         row = await self._one(

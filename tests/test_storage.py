@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from contextlib import aclosing
 from datetime import timedelta
@@ -157,6 +158,16 @@ async def test_outbox_order_retry_and_sent(store: Storage) -> None:
     await store.outbox_sent([first.id, second.id])
     assert await store.next_due("terminal") is None
     assert await store.next_due("nowhere") is None
+
+
+async def test_messages_recorded_as_sent_one_by_one_at_once_all_leave(store: Storage) -> None:
+    # Delivery records each message as soon as it is taken; many such records queued
+    # together are written as one, and each message still leaves only once.
+    await store.commit(Commit(outbox=[outbox(f"m{n}", participant=f"p{n}") for n in range(9)]))
+    due = await store.due_outbox("terminal", START, 10)
+    assert len(due) == 9
+    await asyncio.gather(*(store.outbox_sent([row.id or 0]) for row in due[:8]))
+    assert [r.payload for r in await store.due_outbox("terminal", START, 10)] == [due[8].payload]
 
 
 async def test_a_batch_takes_whole_people_in_order_however_their_waits_fell(

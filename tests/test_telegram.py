@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -12,12 +13,15 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.channels.telegram import (
     SECRET_HEADER,
     HeldBack,
     TelegramChannel,
     make_bot,
+    parse_update,
     webhook_secrets,
 )
 from bot.delivery import Deliverer
@@ -26,7 +30,7 @@ from bot.house import build_house
 from bot.library import GuideLibrary
 from bot.privacy import Identity
 from bot.ratelimit import RateLimits
-from bot.web import make_web_app, start_web
+from bot.web import RequestRefused, make_web_app, start_web
 from storage.sqlite import SQLiteStorage
 from tests.conftest import GUIDES, FakeClock, load
 from tests.fake_telegram import TOKEN, FakeTelegram
@@ -549,3 +553,80 @@ async def test_a_gathering_in_a_group_from_launch_to_a_shared_summary(
     assert "is closed" in fake.texts(group)[-1]
     late = await phone.type("/start join-" + code, chat=9100)
     assert "has closed" in late[-1]
+
+
+async def test_webhook_requests_telegram_could_not_have_sent_get_a_4xx_and_one_log_line(
+    phone: Phone, fake: FakeTelegram, caplog: pytest.LogCaptureFixture
+):
+    path, token = webhook_secrets(SECRET)
+    app = make_web_app()
+    app.router.add_post(f"/telegram/{path}", phone.channel.webhook_handler(token))
+    runner = await start_web(app, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/telegram/{path}"
+    deep = b"[" * 100_000 + b"]" * 100_000
+    json_type = "application/json"
+    bad: list[tuple[bytes, str, int]] = [
+        (deep, json_type, 400),  # nested 100,000 levels deep: was 500
+        (b'{"update_id": 5, "message": ' + deep + b"}", json_type, 400),
+        (b"{not json", json_type, 400),
+        (b"\xff\xfe\xfa not utf-8", json_type, 400),
+        (b"", json_type, 400),
+        (b"[1, 2]", json_type, 400),  # JSON, but not an object
+        (b"null", json_type, 400),
+        (b'"update"', json_type, 400),
+        (b'{"message": {"text": "hi"}}', json_type, 400),  # no update_id
+        (b'{"update_id": [1]}', json_type, 400),
+        (b'{"update_id": 5}', "text/plain", 415),
+        (b'{"update_id": 5}', "application/x-www-form-urlencoded", 415),
+        (b'{"update_id": 5, "pad": "' + b"x" * 2_000_000 + b'"}', json_type, 413),
+    ]
+    try:
+        async with aiohttp.ClientSession() as session:
+            for body, content_type, status in bad:
+                caplog.clear()
+                headers = {SECRET_HEADER: token, "Content-Type": content_type}
+                async with session.post(url, data=body, headers=headers) as response:
+                    assert response.status == status, (body[:40], content_type)
+                # Logged once, in one line, with no stack trace.
+                lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
+                assert len(lines) == 1, (body[:40], [r.getMessage() for r in lines])
+                assert lines[0].exc_info is None and "\n" not in lines[0].getMessage()
+            # Oddly shaped fields in a real update: nothing to answer, acknowledged.
+            odd = {"update_id": 9, "message": {"chat": {"id": {}}, "from": "me", "text": [1]}}
+            headers = {SECRET_HEADER: token}
+            async with session.post(url, json=odd, headers=headers) as response:
+                assert response.status == 200
+            start = fake.message_update(CHAT, "/start weekly-checkin")
+            async with session.post(url, json=start, headers=headers) as response:
+                assert response.status == 200  # and a real update still works
+        await phone.deliver()
+        assert sum("Is that all right with you?" in t for t in fake.texts()) == 1
+    finally:
+        await runner.cleanup()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.binary(),
+        json_values.map(lambda v: json.dumps(v).encode()),
+        st.dictionaries(
+            st.sampled_from(["update_id", "message", "callback_query", "edited_message"]),
+            json_values,
+        ).map(lambda v: json.dumps(v).encode()),
+    )
+)
+def test_any_webhook_body_is_an_update_or_refused_with_a_4xx(body: bytes) -> None:
+    try:
+        update = parse_update("application/json", body)
+    except RequestRefused as refused:
+        assert 400 <= refused.status < 500
+    else:
+        assert isinstance(update, dict) and "update_id" in update

@@ -14,13 +14,16 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.request.internals import parse_body
 from slack_sdk.errors import SlackApiError
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.channels import base
@@ -39,6 +42,7 @@ from bot.channels.slack_format import (
 from bot.flows.events import DONE_VALUE, Tap
 from bot.messages import Inbound, NotStored, Outbound
 from bot.ratelimit import RateLimits
+from bot.web import RequestRefused, read_body, refuse
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +95,11 @@ class SlackChannel:
         room_commands: Collection[str] = (),
         limits: RateLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
+        signing_secret: str | None = None,
     ) -> None:
         self.app = app
+        # Requests to /slack/events are checked against it before Bolt sees them.
+        self.verifier = SignatureVerifier(signing_secret) if signing_secret else None
         self.client = client
         self.handle = handle
         self.home = home
@@ -119,10 +126,32 @@ class SlackChannel:
             web_app.router.add_get("/slack/oauth_redirect", self._oauth_redirect)
 
     async def _http(self, request: web.Request) -> web.Response:
-        # Bolt checks the signature and the 5-minute timestamp window (401 otherwise)
-        # before any listener runs.
-        response = await self.app.async_dispatch(await to_bolt_request(request))
+        # The signature and the 5-minute timestamp window are checked (401 otherwise)
+        # before the body is even parsed; Bolt checks them again before any listener.
+        try:
+            bolt_request = await self._checked(request)
+        except RequestRefused as error:
+            return refuse(request, error)
+        response = await self.app.async_dispatch(bolt_request)
         return await to_aiohttp_response(response)
+
+    async def _checked(self, request: web.Request) -> AsyncBoltRequest:
+        """The request for Bolt, or RequestRefused: Bolt parses the body before it checks the
+        signature, and answers 500 to whatever it can't parse (a timestamp that is not
+        a number, a body that is not JSON or nested too deep, a list for a payload)."""
+        body = await read_body(request)
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise RequestRefused(400, "its body is not UTF-8") from error
+        if self.verifier is not None:
+            timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
+            signature = request.headers.get("X-Slack-Signature", "")
+            if not re.fullmatch(r"[0-9]{1,15}", timestamp):
+                raise RequestRefused(401, "its timestamp is missing or not a number")
+            if not self.verifier.is_valid(text, timestamp, signature):
+                raise RequestRefused(401, "its signature is wrong or too old")
+        return slack_request(request.content_type, text, request.query_string, request.headers)
 
     async def _install(self, request: web.Request) -> web.Response:
         assert self.app.oauth_flow is not None
@@ -282,6 +311,23 @@ class SlackChannel:
         except Exception as error:  # a network failure: try again later
             return base.Failed(f"{type(error).__name__}: {error}")
         return base.Sent()
+
+
+def slack_request(
+    content_type: str, body: str, query: str, headers: Mapping[str, str]
+) -> AsyncBoltRequest:
+    """A signed request's body as Bolt reads it, or RequestRefused if Slack could not have
+    sent it: Slack sends JSON (events) or a form (commands, clicks in `payload`)."""
+    if content_type not in ("application/json", "application/x-www-form-urlencoded"):
+        raise RequestRefused(415, "its content type is neither JSON nor a form")
+    try:
+        payload = parse_body(body, content_type)
+        if not isinstance(payload, dict):
+            raise RequestRefused(400, "its payload is not an object")
+        # Bolt reads the team, user and channel out of the payload as it builds this.
+        return AsyncBoltRequest(body=body, query=query, headers=dict(headers))
+    except (ValueError, RecursionError, TypeError, AttributeError) as error:
+        raise RequestRefused(400, "its body is not what Slack sends") from error
 
 
 def _ticked(body: dict[str, Any]) -> list[str]:

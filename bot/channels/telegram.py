@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import html
 import io
+import json
 import logging
 import os
 import re
@@ -49,6 +50,7 @@ from bot.channels.telegram_request import AiohttpRequest
 from bot.flows.events import Tap
 from bot.messages import Inbound, NotStored, Outbound
 from bot.ratelimit import RateLimits
+from bot.web import RequestRefused, read_body, refuse
 
 log = logging.getLogger(__name__)
 
@@ -252,11 +254,9 @@ class TelegramChannel:
             if not hmac.compare_digest(given, expected):
                 return web.Response(status=403)
             try:
-                update = await request.json()
-            except ValueError:
-                return web.Response(status=400)
-            if not isinstance(update, dict) or _id(update.get("update_id")) is None:
-                return web.Response(status=400)  # not an update: nothing to retry
+                update = parse_update(request.content_type, await read_body(request))
+            except RequestRefused as error:
+                return refuse(request, error)  # not an update: nothing to retry
             # Handled before answering: if storage fails, Telegram retries the same update,
             # and its update_id makes the retry harmless.
             try:
@@ -339,6 +339,19 @@ class TelegramChannel:
         assert isinstance(request, AiohttpRequest), "make_bot gives the bot an AiohttpRequest"
         given = {name: value for name, value in fields.items() if value is not None}
         return await request.post_json(f"{self.bot.base_url}/{method}", given)
+
+
+def parse_update(content_type: str, body: bytes) -> dict[str, Any]:
+    """A webhook body as an update (a JSON object with an update_id), or RequestRefused."""
+    if content_type != "application/json":
+        raise RequestRefused(415, "its content type is not JSON")
+    try:
+        update = json.loads(body)
+    except (ValueError, RecursionError) as error:  # not JSON, not UTF-8, or nested too deep
+        raise RequestRefused(400, "its body is not JSON") from error
+    if not isinstance(update, dict) or _id(update.get("update_id")) is None:
+        raise RequestRefused(400, "it is not an update")
+    return update
 
 
 def _dict(value: object) -> dict[str, Any]:

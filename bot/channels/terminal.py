@@ -8,9 +8,14 @@ choice, comma-separated for several, yes or no for consent, or a /command.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+import os
 import sys
 import threading
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
 from typing import TextIO
 
 import segno
@@ -19,10 +24,15 @@ from bot.channels.base import Capabilities, RetryAfter, SendResult, Sent
 from bot.delivery import Deliverer
 from bot.dispatcher import Dispatcher
 from bot.flows.events import DONE_VALUE
+from bot.flows.phrases import Phrasebook
 from bot.flows.run import RunStatus
 from bot.messages import Inbound, NotStored, Outbound
+from storage.protocol import STORAGE_FAILURES
 
 CHANNEL = "terminal"
+# How often a chat waiting for the next line looks for messages the bot sends on its
+# own (a host's `session next` or close, run in another terminal).
+POLL_SECONDS = 1.0
 
 
 def render_plain(message: Outbound) -> str:
@@ -33,8 +43,8 @@ def render_plain(message: Outbound) -> str:
         return message.markup.get("text", message.text) + "\n\n"
     if message.qr is not None:
         return qr_text(message.qr) + message.text + "\n\n"
-    if message.document is not None:
-        return f"{message.text}\n{message.document}\n\n"
+    if message.document is not None:  # written to a file by the channel; never here
+        return f"{message.text}\n\n"
     head = f"[{message.progress}] " if message.progress else ""
     lines = [head + message.text]
     if message.input == "scale":
@@ -61,19 +71,67 @@ class TerminalChannel:
     name = CHANNEL
     capabilities = Capabilities(edit=False, buttons=True, files=True, groups=False)
 
-    def __init__(self, out: TextIO | None = None, only: str | None = None) -> None:
+    def __init__(
+        self,
+        out: TextIO | None = None,
+        only: str | None = None,
+        *,
+        phrases: Phrasebook | None = None,
+        folder: Path | None = None,
+        today: Callable[[], date] = date.today,
+    ) -> None:
         self.out = out or sys.stdout
         self.only = only  # print only what is owed to this person (others get it later)
+        self.phrases = phrases  # to speak of typing where the bot's help speaks of tapping
+        self.folder = folder or Path.cwd()  # where /mydata's file is saved
+        self.today = today
+        self.prompting = False  # a "> " is waiting for a line: start what arrives below it
 
     async def send(self, address: str, message: Outbound) -> SendResult:
         if self.only is not None and address != self.only:
             return RetryAfter(1.0)  # someone else's: theirs to read when they come back
-        text = render_plain(message)
+        if message.document is not None:
+            saved = self._save(message.document)
+            text = f"{message.text}\n  {saved}\n\n"
+        else:
+            text = self._for_typing(render_plain(message))
         if not text:
             return Sent()
+        if self.prompting:
+            self.out.write("\n")
+            self.prompting = False
         self.out.write(text)
         self.out.flush()
         return Sent()
+
+    def _save(self, document: str) -> Path:
+        """Someone's own data, as the JSON file the other channels attach: in the folder
+        the chat was started from, readable by its owner only, never over an older one."""
+        stem = f"kitchen-table-mydata-{self.today().isoformat()}"
+        path = self.folder / f"{stem}.json"
+        number = 1
+        while True:
+            try:
+                handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                break
+            except FileExistsError:
+                number += 1
+                path = self.folder / f"{stem}-{number}.json"
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(document + "\n")
+        return path
+
+    def _for_typing(self, text: str) -> str:
+        """The help, in words for a keyboard: there are no buttons here to tap."""
+        if self.phrases is None or not text:
+            return text
+        for language in self.phrases.languages:
+            tapping = self.phrases.text(language, "help")
+            at = text.find(tapping)
+            if at >= 0:
+                typing = self.phrases.text(language, "help_terminal")
+                return text[:at] + typing + text[at + len(tapping) :]
+        return text
 
 
 def _lines_of(source: TextIO) -> asyncio.Queue[str | None]:
@@ -102,11 +160,14 @@ async def chat(
     language: str | None,
     stdin: TextIO | None = None,
     out: TextIO | None = None,
+    poll_seconds: float = POLL_SECONDS,
 ) -> int:
     """Walk one person through a guide; exit 0 when it ends or input runs out."""
     source = stdin or sys.stdin
     echo = out or sys.stdout
     interactive = source.isatty()
+    channel = deliverer.channels.get(CHANNEL)
+    terminal = channel if isinstance(channel, TerminalChannel) else None
 
     async def say(text: str) -> bool:
         try:
@@ -121,12 +182,32 @@ async def chat(
     if await say(first):  # `/start GUIDE`, or `/join CODE` for a gathering
         return 0
     lines = _lines_of(source)
+    arriving = asyncio.create_task(_deliver_while_waiting(deliverer, poll_seconds))
+    try:
+        while True:
+            if interactive:
+                echo.write("> ")
+                echo.flush()
+                if terminal is not None:
+                    terminal.prompting = True
+            line = await lines.get()
+            if terminal is not None:
+                terminal.prompting = False
+            if line is None:
+                return 0
+            if await say(line.rstrip("\r\n")):
+                return 0
+    finally:
+        arriving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await arriving
+
+
+async def _deliver_while_waiting(deliverer: Deliverer, seconds: float) -> None:
+    """Show what the bot sends on its own while the person has not typed anything (the
+    host opened the next question, or closed the gathering), as it arrives."""
     while True:
-        if interactive:
-            echo.write("> ")
-            echo.flush()
-        line = await lines.get()
-        if line is None:
-            return 0
-        if await say(line.rstrip("\r\n")):
-            return 0
+        await asyncio.sleep(seconds)
+        # A failing database is said when the person next types; nothing to add here.
+        with contextlib.suppress(*STORAGE_FAILURES):
+            await deliverer.drain(CHANNEL)

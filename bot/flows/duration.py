@@ -1,9 +1,9 @@
-"""Durations as guide authors write them: '7d', '12h', '30m', '1d12h'."""
+"""Durations as guide authors write them ('7d', '12h', '1d12h'), and the moments `--since` reads."""
 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 _PART = re.compile(r"(\d+)\s*([wdhms])")
 _WHOLE = re.compile(r"^\s*(\d+\s*[wdhms]\s*)+$")
@@ -21,3 +21,23 @@ def parse_duration(text: str) -> timedelta:
     if seconds > _LONGEST:
         raise ValueError("a duration can be at most 365d")
     return timedelta(seconds=seconds)
+
+
+_SINCE_HINT = "write a date such as 2026-01-31 or a duration such as 7d"
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """`--since` and `--until` as people write them: a date (2026-11-01), a date and time,
+    or a duration back from `now` (7d). Times without a zone are UTC. ValueError with a
+    hint on anything else, in one line."""
+    cleaned = text.strip()
+    if _WHOLE.match(cleaned):
+        return now - parse_duration(cleaned)
+    try:
+        moment = datetime.fromisoformat(cleaned) if cleaned[:1].isdigit() else None
+    except ValueError:
+        moment = None
+    if moment is None:
+        shown = cleaned[:40].replace("\n", " ")
+        raise ValueError(f"'{shown}' is not a date or a duration; {_SINCE_HINT}")
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

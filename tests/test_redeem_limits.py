@@ -1,0 +1,83 @@
+"""Guessing invitation codes: wrong /redeem codes are limited per person and overall,
+counted in the database, and a right code from anyone else always works."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+
+from bot.roles import WRONG_CODES_OVERALL, WRONG_CODES_PER_PERSON
+from tests.conftest import Harness
+
+GUIDE = """
+guide: tiny
+version: 1
+title: Tiny
+steps:
+  - id: one
+    ask: Anything?
+"""
+
+LATER = "try again in an hour"
+FAILED = "didn't work"
+
+
+async def redeem(h: Harness, code: str, user: str, **extra: object) -> str:
+    replies = await h.say(f"/redeem {code}", user=user, **extra)
+    assert len(replies) == 1
+    return replies[0].text
+
+
+async def test_a_guesser_is_told_to_wait_after_five_wrong_codes_and_others_are_not(
+    make_harness,  # type: ignore[no-untyped-def]
+) -> None:
+    h: Harness = make_harness(GUIDE)
+    for n in range(WRONG_CODES_PER_PERSON):
+        assert FAILED in await redeem(h, f"WRONG{n:05d}", "guesser")
+    # The sixth in the hour is not even checked: a right one would not work either.
+    assert LATER in await redeem(h, "WRONG99999", "guesser")
+    code = await h.dispatcher.roles.invite("facilitator", timedelta(days=1))
+    assert LATER in await redeem(h, code, "guesser")
+    assert "demasiados códigos" in await redeem(h, "WRONG99998", "guesser", language="es")
+    # Someone else's right code works; their wrong one is only a wrong one.
+    assert FAILED in await redeem(h, "NOTMINE123", "someone")
+    assert "now a facilitator" in await redeem(h, code, "someone")
+    # An hour after the first wrong code, the guesser is counted afresh.
+    h.clock.advance(hours=1, seconds=1)
+    other = await h.dispatcher.roles.invite("coordinator", timedelta(days=1))
+    assert "now a coordinator" in await redeem(h, other, "guesser")
+
+
+async def test_the_overall_limit_answers_wrong_codes_later_and_never_refuses_a_right_one(
+    make_harness,  # type: ignore[no-untyped-def]
+) -> None:
+    h: Harness = make_harness(GUIDE)
+    # Many people, a few wrong codes each: no one reaches their own limit.
+    people = [f"crowd{n}" for n in range(WRONG_CODES_OVERALL // 2)]
+    for person in people:
+        for attempt in range(2):
+            assert FAILED in await redeem(h, f"BAD{attempt}{person}", person)
+    assert LATER in await redeem(h, "BADONEMORE", "newcomer")
+    code = await h.dispatcher.roles.invite("facilitator", timedelta(days=1))
+    assert "now a facilitator" in await redeem(h, code, "host")  # right: always checked
+    # Counted in the database (several instances share it), and no more once over the
+    # limit; the hour's older ones are cleared as new ones are written.
+    with sqlite3.connect(h.storage.path) as db:
+        assert db.execute("SELECT count(*) FROM wrong_codes").fetchone() == (WRONG_CODES_OVERALL,)
+    h.clock.advance(hours=1, seconds=1)
+    assert FAILED in await redeem(h, "BADAGAIN", "newcomer")
+    with sqlite3.connect(h.storage.path) as db:
+        assert db.execute("SELECT count(*) FROM wrong_codes").fetchone() == (1,)
+
+
+async def test_forgetting_someone_forgets_their_wrong_codes(
+    make_harness,  # type: ignore[no-untyped-def]
+) -> None:
+    h: Harness = make_harness(GUIDE)
+    for n in range(WRONG_CODES_PER_PERSON):
+        await redeem(h, f"WRONG{n:05d}", "guesser")
+    await h.storage.forget(h.pseudonym("guesser"), h.clock())
+    assert await h.storage.wrong_codes(h.pseudonym("guesser"), h.clock() - timedelta(hours=1)) == (
+        0,
+        0,
+    )
