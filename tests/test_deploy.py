@@ -34,7 +34,10 @@ def _env_names() -> list[str]:
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_ctrl_c_stops_make_run_without_an_error(tmp_path: Path):
     # The bot as installed (BIN), with the install step already done (STAMP), so this runs
-    # the Makefile's own `run` recipe and nothing else.
+    # the Makefile's own `run` recipe and nothing else; in a folder of its own, so a
+    # developer's .env can't turn on a platform.
+    for name in ("Makefile", "pyproject.toml", "constraints.txt"):
+        shutil.copy(ROOT / name, tmp_path / name)
     stamp = tmp_path / "installed"
     stamp.touch()
     environment = {
@@ -51,7 +54,7 @@ def test_ctrl_c_stops_make_run_without_an_error(tmp_path: Path):
             f"BIN={Path(sys.executable).parent}",
             f"STAMP={stamp}",
         ],
-        cwd=ROOT,
+        cwd=tmp_path,
         env=environment,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
