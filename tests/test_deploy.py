@@ -5,6 +5,7 @@ Each test reads the files the repository ships, as an operator would use them.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -33,7 +34,10 @@ def _env_names() -> list[str]:
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_ctrl_c_stops_make_run_without_an_error(tmp_path: Path):
     # The bot as installed (BIN), with the install step already done (STAMP), so this runs
-    # the Makefile's own `run` recipe and nothing else.
+    # the Makefile's own `run` recipe and nothing else; in a folder of its own, so a
+    # developer's .env can't turn on a platform.
+    for name in ("Makefile", "pyproject.toml", "constraints.txt"):
+        shutil.copy(ROOT / name, tmp_path / name)
     stamp = tmp_path / "installed"
     stamp.touch()
     environment = {
@@ -50,7 +54,7 @@ def test_ctrl_c_stops_make_run_without_an_error(tmp_path: Path):
             f"BIN={Path(sys.executable).parent}",
             f"STAMP={stamp}",
         ],
-        cwd=ROOT,
+        cwd=tmp_path,
         env=environment,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -148,3 +152,30 @@ def test_systemd_analyze_verify_finds_nothing_wrong_with_the_unit(tmp_path: Path
         if "kitchen-table" in line or "Unknown" in line or "Invalid" in line
     ]
     assert done.returncode == 0 and not problems, done.stdout + done.stderr
+
+
+@pytest.mark.skipif(shutil.which("caddy") is None, reason="caddy is not installed")
+def test_the_caddy_example_sends_the_bots_paths_to_the_bot_and_nothing_else():
+    done = subprocess.run(
+        [
+            "caddy",
+            "adapt",
+            "--config",
+            str(ROOT / "deploy" / "Caddyfile"),
+            "--adapter",
+            "caddyfile",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    config = json.loads(done.stdout)
+    server = next(iter(config["apps"]["http"]["servers"].values()))
+    text = json.dumps(server)
+    assert server["listen"] == [":443"]
+    assert '"host": ["bot.example.org"]' in text
+    for path in ("/telegram/*", "/slack/*", "/healthz"):
+        assert f'"{path}"' in text
+    assert '"dial": "127.0.0.1:8080"' in text
+    assert '"status_code": 404' in text
