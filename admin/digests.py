@@ -7,9 +7,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
-from bot.digest import build_digest
 from bot.library import GuideLibrary
-from bot.reports import Reports
+from bot.reports.digest import build_digest
+from bot.reports.render import Reports
 from storage.protocol import Storage
 
 TEMPLATE = {"text": ("digest", "text"), "md": ("digest", "md"), "html": ("digest_page", "page")}

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TextIO
 
-from bot.cohorts import set_paused
+from bot.features.cohorts import set_paused
+from bot.features.roles import new_code
 from bot.flows.guide import GUIDE_ID_PATTERN
 from bot.library import GuideLibrary
-from bot.roles import new_code
-from bot.schedule_time import occurrences, trigger
+from bot.scheduling.schedule_time import occurrences, trigger
 from storage.protocol import Storage
 from storage.rows import ScheduleRow
 

@@ -20,12 +20,12 @@ from xml.sax.saxutils import escape
 
 import segno
 
-from bot.channels.terminal import CHANNEL as TERMINAL
-from bot.channels.terminal import TerminalChannel
-from bot.delivery import Deliverer
-from bot.dispatcher import Dispatcher
+from bot.channels.terminal.channel import CHANNEL as TERMINAL
+from bot.channels.terminal.channel import TerminalChannel
+from bot.conversation.dispatcher import Dispatcher
+from bot.delivery.deliverer import Deliverer
+from bot.features.roles import Roles
 from bot.messages import Inbound
-from bot.roles import Roles
 from storage.rows import GatheringRow
 
 # The operator reads the bot's replies in a terminal, where `/status` means nothing:

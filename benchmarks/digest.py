@@ -42,10 +42,10 @@ import asyncio, sys, time
 from datetime import datetime, timedelta
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
-from bot.digest import build_digest
+from bot.reports.digest import build_digest
 from bot.library import GuideLibrary
 from bot.locales import load_phrasebook
-from bot.reports import Reports
+from bot.reports.render import Reports
 from storage.sqlite import SQLiteStorage
 
 async def main():

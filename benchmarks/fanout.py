@@ -35,11 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import median, publish, table
 from benchmarks.fake_api import TOKEN
-from bot.app import build, settle_garbage_collector
-from bot.channels.telegram import TelegramChannel, make_bot, telegram_limits
+from bot.app.cli import build, settle_garbage_collector
+from bot.channels.telegram.channel import TelegramChannel, make_bot, telegram_limits
 from bot.config import Settings
 from bot.privacy import Identity
-from bot.scheduler import Scheduler
+from bot.scheduling.scheduler import Scheduler
 from storage.rows import ScheduleRow
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import median, percentile, publish, table
 from benchmarks.fake_api import TOKEN, FakeApi
-from bot.app import settle_garbage_collector
+from bot.app.cli import settle_garbage_collector
 
 ROOT = Path(__file__).resolve().parent.parent
 # (what the person types, a word the bot's reply to it contains)

@@ -142,7 +142,7 @@ class Settings(BaseSettings):
     @field_validator("digest_cron")
     @classmethod
     def _cron(cls, value: str) -> str:
-        from bot.schedule_time import trigger
+        from bot.scheduling.schedule_time import trigger
 
         try:
             trigger(value, "UTC")

@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from admin import digests, sessions  # noqa: E402  (after the path: runs from a checkout)
-from bot.app import OPERATOR, build  # noqa: E402
-from bot.channels.terminal import CHANNEL as TERMINAL  # noqa: E402
+from bot.app.cli import OPERATOR, build  # noqa: E402
+from bot.channels.terminal.channel import CHANNEL as TERMINAL  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.messages import Inbound  # noqa: E402
 

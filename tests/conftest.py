@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 import pytest
 from hypothesis import settings
 
+from bot.app.build import build_house
 from bot.channels.base import Capabilities, SendResult, Sent
-from bot.delivery import Deliverer
+from bot.delivery.deliverer import Deliverer
 from bot.flows.engine import Flow
 from bot.flows.loader import LoadedGuide, parse_guide
 from bot.flows.phrases import Phrasebook
-from bot.house import build_house
 from bot.library import GuideLibrary
 from bot.locales import load_phrasebook
 from bot.messages import Inbound, Outbound

@@ -8,9 +8,9 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.dispatcher import Dispatcher
+from bot.app.build import build_house
+from bot.conversation.dispatcher import Dispatcher
 from bot.flows.loader import parse_guide
-from bot.house import build_house
 from bot.library import GuideLibrary
 from bot.locales import load_phrasebook
 from bot.messages import Inbound

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.channels.base import Capabilities, Failed, RetryAfter, SendResult, Sent
-from bot.delivery import Deliverer
+from bot.delivery.deliverer import Deliverer
 from bot.messages import Outbound
 from bot.privacy import Identity
 from storage.rows import Commit, OutboxRow

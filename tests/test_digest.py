@@ -12,10 +12,10 @@ import re
 from collections import defaultdict
 from datetime import timedelta
 
-from bot.digest import build_digest
 from bot.flows.scrub import scrub
-from bot.scheduler import Scheduler
-from bot.stopwords import STOP_WORDS
+from bot.reports.digest import build_digest
+from bot.reports.stopwords import STOP_WORDS
+from bot.scheduling.scheduler import Scheduler
 from storage.rows import AnswerRow, Commit, RunRow
 from tests.conftest import Harness
 
@@ -138,7 +138,7 @@ async def test_the_weekly_digest_goes_to_coordinators_once_and_is_saved(make_har
 
 async def test_templates_can_be_replaced_from_a_folder(make_harness, tmp_path):  # type: ignore[no-untyped-def]
     from bot.locales import load_phrasebook
-    from bot.reports import Reports
+    from bot.reports.render import Reports
 
     h: Harness = make_harness(GUIDE)
     (tmp_path / "digest.j2").write_text(

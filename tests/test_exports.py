@@ -16,7 +16,7 @@ from pathlib import Path
 
 import frictionless
 
-from bot import exports
+from bot.reports import exports
 from tests.conftest import START, Harness
 
 GUIDE = """

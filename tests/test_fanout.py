@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bot.conversation.locks import KeyedLocks
 from bot.flows.events import Tap
-from bot.locks import KeyedLocks
 from bot.messages import Inbound, Outbound
 from storage.rows import Commit, RunRow
 from tests.town import Town, setup

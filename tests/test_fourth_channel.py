@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from bot.channels.base import Capabilities, SendResult, Sent
-from bot.delivery import Deliverer
+from bot.delivery.deliverer import Deliverer
 from bot.flows.run import RunState
 from bot.library import GuideLibrary
 from bot.messages import Inbound, Outbound

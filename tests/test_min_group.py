@@ -8,7 +8,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot import min_group as rule
+from bot.reports import min_group as rule
 
 K = 5
 

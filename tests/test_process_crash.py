@@ -19,8 +19,8 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.channels.telegram import SECRET_HEADER, webhook_secrets
-from bot.delivery import CONCURRENCY
+from bot.channels.telegram.channel import SECRET_HEADER, webhook_secrets
+from bot.delivery.deliverer import CONCURRENCY
 from bot.messages import Outbound
 from bot.privacy import Identity
 from storage.rows import Commit, OutboxRow, ParticipantRow

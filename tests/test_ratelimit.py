@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.channels.telegram import telegram_limits
-from bot.ratelimit import RateLimits
+from bot.channels.telegram.channel import telegram_limits
+from bot.delivery.ratelimit import RateLimits
 
 
 def sends_within(limits: RateLimits, chat: str, seconds: float, group: bool = False) -> int:

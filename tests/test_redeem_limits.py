@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import timedelta
 
-from bot.roles import WRONG_CODES_OVERALL, WRONG_CODES_PER_PERSON
+from bot.features.roles import WRONG_CODES_OVERALL, WRONG_CODES_PER_PERSON
 from tests.conftest import Harness
 
 GUIDE = """
@@ -36,7 +36,7 @@ async def test_a_guesser_is_told_to_wait_after_five_wrong_codes_and_others_are_n
         assert FAILED in await redeem(h, f"WRONG{n:05d}", "guesser")
     # The sixth in the hour is not even checked: a right one would not work either.
     assert LATER in await redeem(h, "WRONG99999", "guesser")
-    code = await h.dispatcher.roles.invite("facilitator", timedelta(days=1))
+    code = await h.house.roles.invite("facilitator", timedelta(days=1))
     assert LATER in await redeem(h, code, "guesser")
     assert "demasiados códigos" in await redeem(h, "WRONG99998", "guesser", language="es")
     # Someone else's right code works; their wrong one is only a wrong one.
@@ -44,7 +44,7 @@ async def test_a_guesser_is_told_to_wait_after_five_wrong_codes_and_others_are_n
     assert "now a facilitator" in await redeem(h, code, "someone")
     # An hour after the first wrong code, the guesser is counted afresh.
     h.clock.advance(hours=1, seconds=1)
-    other = await h.dispatcher.roles.invite("coordinator", timedelta(days=1))
+    other = await h.house.roles.invite("coordinator", timedelta(days=1))
     assert "now a coordinator" in await redeem(h, other, "guesser")
 
 
@@ -58,7 +58,7 @@ async def test_the_overall_limit_answers_wrong_codes_later_and_never_refuses_a_r
         for attempt in range(2):
             assert FAILED in await redeem(h, f"BAD{attempt}{person}", person)
     assert LATER in await redeem(h, "BADONEMORE", "newcomer")
-    code = await h.dispatcher.roles.invite("facilitator", timedelta(days=1))
+    code = await h.house.roles.invite("facilitator", timedelta(days=1))
     assert "now a facilitator" in await redeem(h, code, "host")  # right: always checked
     # Counted in the database (several instances share it), and no more once over the
     # limit; the hour's older ones are cleared as new ones are written.

@@ -9,9 +9,9 @@ import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
-from bot import exports
-from bot.digest import build_digest
 from bot.flows.events import Tap
+from bot.reports import exports
+from bot.reports.digest import build_digest
 from tests.conftest import Harness
 
 GUIDE = """
@@ -123,7 +123,7 @@ async def test_forget_by_typing_yes_and_by_an_admin(make_harness, tmp_path: Path
 
 
 async def test_retention_blanks_old_free_text_and_nothing_else(make_harness):  # type: ignore[no-untyped-def]
-    from bot.scheduler import Scheduler
+    from bot.scheduling.scheduler import Scheduler
 
     h: Harness = make_harness(GUIDE)
     await walk(h, "old", "An old hope")

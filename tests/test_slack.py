@@ -19,12 +19,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.app import Bot, build, make_slack
-from bot.channels.slack import SlackChannel, slack_request
+from bot.app.cli import Bot, build, make_slack
+from bot.app.web import RequestRefused, make_web_app, start_web
+from bot.channels.slack.channel import SlackChannel, slack_request
 from bot.config import Settings
+from bot.delivery.ratelimit import RateLimits
 from bot.messages import NotStored
-from bot.ratelimit import RateLimits
-from bot.web import RequestRefused, make_web_app, start_web
 from tests.conftest import ROOT, FakeClock
 from tests.fake_slack import CLIENT_ID, CLIENT_SECRET, FakeSlack, signed_headers
 from tests.test_telegram_process import free_port
@@ -425,7 +425,7 @@ async def test_oauth_installs_two_workspaces_whose_people_stay_apart(
 def test_the_manifest_asks_for_what_the_bot_uses_and_the_readme_lists_every_setting():
     import yaml
 
-    from bot.app import SLACK_SCOPES
+    from bot.app.cli import SLACK_SCOPES
 
     manifest = yaml.safe_load((ROOT / "slack-manifest.yaml").read_text())
     assert sorted(manifest["oauth_config"]["scopes"]["bot"]) == sorted(SLACK_SCOPES)

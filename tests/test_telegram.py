@@ -16,7 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.channels.telegram import (
+from bot.app.build import build_house
+from bot.app.web import RequestRefused, make_web_app, start_web
+from bot.channels.telegram.channel import (
     SECRET_HEADER,
     HeldBack,
     TelegramChannel,
@@ -24,13 +26,11 @@ from bot.channels.telegram import (
     parse_update,
     webhook_secrets,
 )
-from bot.delivery import Deliverer
+from bot.delivery.deliverer import Deliverer
+from bot.delivery.ratelimit import RateLimits
 from bot.flows.run import RunState
-from bot.house import build_house
 from bot.library import GuideLibrary
 from bot.privacy import Identity
-from bot.ratelimit import RateLimits
-from bot.web import RequestRefused, make_web_app, start_web
 from storage.sqlite import SQLiteStorage
 from tests.conftest import GUIDES, FakeClock, load
 from tests.fake_telegram import TOKEN, FakeTelegram

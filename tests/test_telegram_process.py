@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.channels.telegram import SECRET_HEADER, webhook_secrets
+from bot.channels.telegram.channel import SECRET_HEADER, webhook_secrets
 from tests.conftest import ROOT
 from tests.fake_telegram import TOKEN, FakeTelegram
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.channels.terminal import render_plain
+from bot.channels.terminal.channel import render_plain
 from bot.flows.run import RunState
 from bot.library import GuideLibrary
 from tests.conftest import GUIDES, Harness

@@ -8,14 +8,14 @@ import itertools
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.delivery import Deliverer
-from bot.dispatcher import Dispatcher
-from bot.house import build_house
+from bot.app.build import build_house
+from bot.conversation.dispatcher import Dispatcher
+from bot.delivery.deliverer import Deliverer
 from bot.library import GuideLibrary
 from bot.locales import load_phrasebook
 from bot.messages import Inbound
 from bot.privacy import Identity
-from bot.scheduler import Scheduler
+from bot.scheduling.scheduler import Scheduler
 from storage.rows import ScheduleRow
 from storage.sqlite import SQLiteStorage
 from tests.conftest import FakeClock, RecordingChannel, load

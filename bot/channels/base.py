@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from bot.delivery.ratelimit import RateLimits
 from bot.messages import Outbound
-from bot.ratelimit import RateLimits
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 from bot.conversation.router import Router
 from bot.conversation.turn import Turn
-from bot.digest import build_digest
+from bot.features.roles import ADMIN, COORDINATOR, Roles
 from bot.messages import Outbound
-from bot.reports import Reports
-from bot.roles import ADMIN, COORDINATOR, Roles
+from bot.reports.digest import build_digest
+from bot.reports.render import Reports
 
 if TYPE_CHECKING:
     from bot.library import GuideLibrary

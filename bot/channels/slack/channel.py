@@ -26,8 +26,9 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.app.web import RequestRefused, read_body, refuse
 from bot.channels import base
-from bot.channels.slack_format import (
+from bot.channels.slack.format import (
     ACTION_PREFIX,
     BUTTON,
     CHECKBOX,
@@ -39,10 +40,9 @@ from bot.channels.slack_format import (
     menu_blocks,
     plain_text,
 )
+from bot.delivery.ratelimit import RateLimits
 from bot.flows.events import DONE_VALUE, Tap
 from bot.messages import Inbound, NotStored, Outbound
-from bot.ratelimit import RateLimits
-from bot.web import RequestRefused, read_body, refuse
 
 log = logging.getLogger(__name__)
 

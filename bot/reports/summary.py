@@ -19,10 +19,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bot.breakdown import Breakdown, breakdown
 from bot.flows.guide import Guide, StepKind
 from bot.flows.scrub import scrub
 from bot.flows.text import localize
+from bot.reports.breakdown import Breakdown, breakdown
 from storage.rows import AnswerRow, RunRow
 
 MAX_QUOTES = 5

@@ -30,10 +30,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
-from bot.dispatcher import Dispatcher
+from bot.conversation.dispatcher import Dispatcher
 from bot.library import GuideLibrary
 from bot.messages import Outbound
-from bot.schedule_time import occurrences, quiet_until
+from bot.scheduling.schedule_time import occurrences, quiet_until
 from storage.protocol import Storage
 from storage.rows import MemberRow, ScheduleRow
 

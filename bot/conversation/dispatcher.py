@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
+from bot.conversation.fanout import Fanout
+from bot.conversation.locks import KeyedLocks
 from bot.conversation.router import TO_GUIDE, Router
 from bot.conversation.turn import Turn, Voice, buttons_of
-from bot.fanout import Fanout
 from bot.flows.engine import Flow
 from bot.flows.events import (
     CONSENT_STEP,
@@ -48,7 +49,6 @@ from bot.flows.run import RunState, RunStatus
 from bot.flows.scrub import scrub
 from bot.flows.text import fold, localize
 from bot.library import GuideLibrary
-from bot.locks import KeyedLocks
 from bot.messages import Inbound, NotStored, Outbound, clean_text
 from bot.privacy import Identity
 from storage.protocol import STORAGE_FAILURES, Storage

@@ -26,7 +26,7 @@ from datetime import datetime
 
 from bot.flows.guide import Guide, StepKind
 from bot.flows.scrub import scrub
-from bot.stopwords import STOP_WORDS
+from bot.reports.stopwords import STOP_WORDS
 from storage.protocol import Storage
 
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")

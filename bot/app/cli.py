@@ -28,30 +28,31 @@ from telegram.error import InvalidToken, NetworkError, TimedOut
 
 from admin import backup, digests, schedules, sessions
 from admin import guides as guide_admin
-from bot import exports, operator_log
-from bot.channels.slack import DEFAULT_API_URL as SLACK_API_URL
-from bot.channels.slack import SlackChannel
-from bot.channels.slack_install import StoredInstallations, StoredStates
-from bot.channels.telegram import (
+from bot import operator_log
+from bot.app.build import House, build_house
+from bot.app.web import make_web_app, start_web
+from bot.channels.slack.channel import DEFAULT_API_URL as SLACK_API_URL
+from bot.channels.slack.channel import SlackChannel
+from bot.channels.slack.install import StoredInstallations, StoredStates
+from bot.channels.telegram.channel import (
     TelegramChannel,
     make_bot,
     telegram_limits,
     webhook_secrets,
 )
-from bot.channels.terminal import CHANNEL as TERMINAL
-from bot.channels.terminal import TerminalChannel, chat
+from bot.channels.terminal.channel import CHANNEL as TERMINAL
+from bot.channels.terminal.channel import TerminalChannel, chat
 from bot.config import ConfigError, Settings, load_settings
-from bot.delivery import Deliverer
-from bot.dispatcher import Dispatcher
+from bot.conversation.dispatcher import Dispatcher
+from bot.delivery.deliverer import Deliverer
+from bot.features.roles import Roles, admin_pseudonyms, normal_code
 from bot.flows.duration import parse_duration, parse_since
-from bot.house import House, build_house
 from bot.library import GuideLibrary, read_guide_file
 from bot.locales import load_phrasebook
 from bot.privacy import Identity, load_or_create_secret
-from bot.reports import Reports
-from bot.roles import Roles, admin_pseudonyms, normal_code
-from bot.scheduler import Scheduler, run_every
-from bot.web import make_web_app, start_web
+from bot.reports import exports
+from bot.reports.render import Reports
+from bot.scheduling.scheduler import Scheduler, run_every
 from storage.protocol import STORAGE_FAILURES
 from storage.sqlite import SQLiteStorage
 

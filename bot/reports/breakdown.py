@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from bot import min_group as rule
 from bot.flows.guide import Guide, Step, StepKind
 from bot.flows.text import localize
+from bot.reports import min_group as rule
 
 
 @dataclass(frozen=True)

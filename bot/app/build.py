@@ -13,17 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.cohorts import DEFAULT_TZ, Cohorts
+from bot.conversation.dispatcher import Dispatcher
 from bot.conversation.router import Router
-from bot.dispatcher import Dispatcher
+from bot.features.cohorts import DEFAULT_TZ, Cohorts
 from bot.features.digests import Digests
+from bot.features.gatherings import Gatherings
+from bot.features.rights import Rights
+from bot.features.roles import Roles
 from bot.flows.phrases import Phrasebook
-from bot.gatherings import Gatherings
 from bot.library import GuideLibrary
 from bot.privacy import Identity
-from bot.reports import Reports
-from bot.rights import Rights
-from bot.roles import Roles
+from bot.reports.render import Reports
 from storage.protocol import Storage
 
 

@@ -42,8 +42,8 @@ from storage.protocol import STORAGE_FAILURES
 from storage.rows import Commit, DeliveryRow, GuideSourceRow, OutboxRow, ParticipantRow, RunRow
 
 if TYPE_CHECKING:
+    from bot.conversation.dispatcher import Dispatcher
     from bot.conversation.turn import Turn
-    from bot.dispatcher import Dispatcher
 
 # People per read and per transaction. Each transaction rewrites the index pages its
 # rows land on (keys are hashes, so anywhere), so fewer, bigger ones write far less:

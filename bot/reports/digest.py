@@ -19,12 +19,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bot import min_group as rule
-from bot.breakdown import Breakdown, Count, Row, breakdown
-from bot.digest_texts import Texts, read_texts
 from bot.flows.guide import Guide, StepKind
 from bot.flows.text import localize
 from bot.library import GuideLibrary
+from bot.reports import min_group as rule
+from bot.reports.breakdown import Breakdown, Count, Row, breakdown
+from bot.reports.digest_texts import Texts, read_texts
 from storage.protocol import Storage
 
 MAX_QUOTES = 3

@@ -36,8 +36,9 @@ from telegram.error import (
     TimedOut,
 )
 
+from bot.app.web import RequestRefused, read_body, refuse
 from bot.channels import base
-from bot.channels.telegram_format import (
+from bot.channels.telegram.format import (
     MAX_TEXT,
     NOOP,
     answered_keyboard,
@@ -46,11 +47,10 @@ from bot.channels.telegram_format import (
     render_pieces,
     split_text,
 )
-from bot.channels.telegram_request import AiohttpRequest
+from bot.channels.telegram.request import AiohttpRequest
+from bot.delivery.ratelimit import RateLimits
 from bot.flows.events import Tap
 from bot.messages import Inbound, NotStored, Outbound
-from bot.ratelimit import RateLimits
-from bot.web import RequestRefused, read_body, refuse
 
 log = logging.getLogger(__name__)
 

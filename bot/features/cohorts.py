@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 from bot.conversation.router import TO_GUIDE, Router
 from bot.conversation.turn import Turn
+from bot.features.roles import ADMIN, COORDINATOR, FACILITATOR, normal_code
 from bot.flows.events import Button, Reply
-from bot.roles import ADMIN, COORDINATOR, FACILITATOR, normal_code
-from bot.schedule_time import zone
+from bot.scheduling.schedule_time import zone
 from storage.rows import PreferenceRow, ScheduleRow
 
 if TYPE_CHECKING:

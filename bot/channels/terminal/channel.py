@@ -21,8 +21,8 @@ from typing import TextIO
 import segno
 
 from bot.channels.base import Capabilities, RetryAfter, SendResult, Sent
-from bot.delivery import Deliverer
-from bot.dispatcher import Dispatcher
+from bot.conversation.dispatcher import Dispatcher
+from bot.delivery.deliverer import Deliverer
 from bot.flows.events import DONE_VALUE
 from bot.flows.phrases import Phrasebook
 from bot.flows.run import RunStatus

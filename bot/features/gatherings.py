@@ -25,12 +25,7 @@ from typing import TYPE_CHECKING
 
 from bot.conversation.router import Router
 from bot.conversation.turn import Turn
-from bot.flows.events import Button, Input, Open, Reply
-from bot.flows.scrub import scrub
-from bot.flows.text import localize
-from bot.messages import Outbound, OutButton
-from bot.reports import Reports
-from bot.roles import (
+from bot.features.roles import (
     ADMIN,
     COORDINATOR,
     FACILITATOR,
@@ -41,11 +36,16 @@ from bot.roles import (
     new_code,
     normal_code,
 )
-from bot.summary import progress, summarize
+from bot.flows.events import Button, Input, Open, Reply
+from bot.flows.scrub import scrub
+from bot.flows.text import localize
+from bot.messages import Outbound, OutButton
+from bot.reports.render import Reports
+from bot.reports.summary import progress, summarize
 from storage.rows import GatheringRow, WrongCodeRow
 
 if TYPE_CHECKING:
-    from bot.cohorts import Cohorts
+    from bot.features.cohorts import Cohorts
     from bot.library import GuideLibrary
     from storage.protocol import Storage
 

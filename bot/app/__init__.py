@@ -1,0 +1,1 @@
+"""The composition root: build (wire everything), serve, and the command line."""

@@ -1,0 +1,1 @@
+"""Slack: the channel, its Block Kit formatting, and OAuth installation."""

@@ -1,0 +1,1 @@
+"""Telegram: the channel, its message formatting, and its HTTP transport."""

@@ -1,0 +1,1 @@
+"""Delivery: draining the outbox, and the platforms' rate limits."""

@@ -1,0 +1,1 @@
+"""The read side: summaries, digests, exports, and the one minimum-group rule."""

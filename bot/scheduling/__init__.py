@@ -1,0 +1,1 @@
+"""Scheduling: the clock's ticks, occurrences of schedules, reminders and quiet hours."""
