@@ -12,7 +12,7 @@ import pytest
 from hypothesis import settings
 
 from bot.app.build import build_house
-from bot.channels.base import Capabilities, SendResult, Sent
+from bot.delivery.channel import Capabilities, SendResult, Sent
 from bot.delivery.deliverer import Deliverer
 from bot.flows.engine import Flow
 from bot.flows.loader import LoadedGuide, parse_guide

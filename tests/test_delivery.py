@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.channels.base import Capabilities, Failed, RetryAfter, SendResult, Sent
+from bot.delivery.channel import Capabilities, Failed, RetryAfter, SendResult, Sent
 from bot.delivery.deliverer import Deliverer
 from bot.messages import Outbound
 from bot.privacy import Identity

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.channels.base import Capabilities, SendResult, Sent
+from bot.delivery.channel import Capabilities, SendResult, Sent
 from bot.delivery.deliverer import Deliverer
 from bot.flows.run import RunState
 from bot.library import GuideLibrary

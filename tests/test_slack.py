@@ -20,7 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.app.cli import Bot, build, make_slack
-from bot.app.web import RequestRefused, make_web_app, start_web
+from bot.app.web import make_web_app, start_web
+from bot.channels.http import RequestRefused
 from bot.channels.slack.channel import SlackChannel, slack_request
 from bot.config import Settings
 from bot.delivery.ratelimit import RateLimits

@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.app.build import build_house
-from bot.app.web import RequestRefused, make_web_app, start_web
+from bot.app.web import make_web_app, start_web
+from bot.channels.http import RequestRefused
 from bot.channels.telegram.channel import (
     SECRET_HEADER,
     HeldBack,

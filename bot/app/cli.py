@@ -30,6 +30,7 @@ from admin import backup, digests, schedules, sessions
 from admin import guides as guide_admin
 from bot import operator_log
 from bot.app.build import House, build_house
+from bot.app.chat import chat
 from bot.app.web import make_web_app, start_web
 from bot.channels.slack.channel import DEFAULT_API_URL as SLACK_API_URL
 from bot.channels.slack.channel import SlackChannel
@@ -41,7 +42,7 @@ from bot.channels.telegram.channel import (
     webhook_secrets,
 )
 from bot.channels.terminal.channel import CHANNEL as TERMINAL
-from bot.channels.terminal.channel import TerminalChannel, chat
+from bot.channels.terminal.channel import TerminalChannel
 from bot.config import ConfigError, Settings, load_settings
 from bot.conversation.dispatcher import Dispatcher
 from bot.delivery.deliverer import Deliverer

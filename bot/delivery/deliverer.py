@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from bot.channels.base import (
+from bot.delivery.channel import (
     Channel,
     Dropped,
     Failed,

@@ -26,8 +26,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.app.web import RequestRefused, read_body, refuse
-from bot.channels import base
+from bot.channels.http import RequestRefused, read_body, refuse
 from bot.channels.slack.format import (
     ACTION_PREFIX,
     BUTTON,
@@ -40,6 +39,7 @@ from bot.channels.slack.format import (
     menu_blocks,
     plain_text,
 )
+from bot.delivery import channel as base
 from bot.delivery.ratelimit import RateLimits
 from bot.flows.events import DONE_VALUE, Tap
 from bot.messages import Inbound, NotStored, Outbound

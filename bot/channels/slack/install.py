@@ -13,14 +13,13 @@ import logging
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from slack_sdk.oauth.installation_store import Bot, Installation
 from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
 from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
 
 from bot.privacy import Identity
-from storage.protocol import Storage
 
 INSTALLATION = "slack-installation"
 STATE = "slack-oauth-state"
@@ -33,10 +32,26 @@ def team_key(enterprise_id: str | None, team_id: str | None) -> str:
     return f"{enterprise_id or '-'}:{team_id or '-'}"
 
 
+
+class Records(Protocol):
+    """The small keyed records Slack's installations and OAuth states are kept in (the
+    bot's storage provides them; the composition root hands it over)."""
+
+    async def put_record(
+        self, kind: str, key: str, value: bytes, expires_at: datetime | None = None
+    ) -> None: ...
+
+    async def record(self, kind: str, key: str, now: datetime) -> bytes | None: ...
+
+    async def take_record(self, kind: str, key: str, now: datetime) -> bytes | None: ...
+
+    async def delete_records(self, kind: str, key: str) -> None: ...
+
+
 class StoredInstallations(AsyncInstallationStore):
     """One installation per workspace (bot-only: we never act as a user)."""
 
-    def __init__(self, storage: Storage, identity: Identity, clock: Callable[[], datetime]) -> None:
+    def __init__(self, storage: Records, identity: Identity, clock: Callable[[], datetime]) -> None:
         self.storage = storage
         self.identity = identity
         self.clock = clock
@@ -99,7 +114,7 @@ class StoredInstallations(AsyncInstallationStore):
 class StoredStates(AsyncOAuthStateStore):
     """OAuth `state` values: issued once, consumed once, gone after ten minutes."""
 
-    def __init__(self, storage: Storage, clock: Callable[[], datetime]) -> None:
+    def __init__(self, storage: Records, clock: Callable[[], datetime]) -> None:
         self.storage = storage
         self.clock = clock
 

@@ -36,8 +36,7 @@ from telegram.error import (
     TimedOut,
 )
 
-from bot.app.web import RequestRefused, read_body, refuse
-from bot.channels import base
+from bot.channels.http import RequestRefused, read_body, refuse
 from bot.channels.telegram.format import (
     MAX_TEXT,
     NOOP,
@@ -48,6 +47,7 @@ from bot.channels.telegram.format import (
     split_text,
 )
 from bot.channels.telegram.request import AiohttpRequest
+from bot.delivery import channel as base
 from bot.delivery.ratelimit import RateLimits
 from bot.flows.events import Tap
 from bot.messages import Inbound, NotStored, Outbound

@@ -7,12 +7,9 @@ choice, comma-separated for several, yes or no for consent, or a /command.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import io
 import os
 import sys
-import threading
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -20,14 +17,10 @@ from typing import TextIO
 
 import segno
 
-from bot.channels.base import Capabilities, RetryAfter, SendResult, Sent
-from bot.conversation.dispatcher import Dispatcher
-from bot.delivery.deliverer import Deliverer
+from bot.delivery.channel import Capabilities, RetryAfter, SendResult, Sent
 from bot.flows.events import DONE_VALUE
 from bot.flows.phrases import Phrasebook
-from bot.flows.run import RunStatus
-from bot.messages import Inbound, NotStored, Outbound
-from storage.protocol import STORAGE_FAILURES
+from bot.messages import Outbound
 
 CHANNEL = "terminal"
 # How often a chat waiting for the next line looks for messages the bot sends on its
@@ -132,82 +125,3 @@ class TerminalChannel:
                 typing = self.phrases.text(language, "help_terminal")
                 return text[:at] + typing + text[at + len(tapping) :]
         return text
-
-
-def _lines_of(source: TextIO) -> asyncio.Queue[str | None]:
-    """Lines from `source`, read by a daemon thread, then None at the end.
-
-    A daemon thread, not the loop's executor: a thread blocked reading a terminal
-    would otherwise keep Ctrl-C from ending the program until Enter is pressed.
-    """
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[str | None] = asyncio.Queue()
-
-    def read() -> None:
-        for line in iter(source.readline, ""):
-            loop.call_soon_threadsafe(queue.put_nowait, line)
-        loop.call_soon_threadsafe(queue.put_nowait, None)
-
-    threading.Thread(target=read, name="terminal-input", daemon=True).start()
-    return queue
-
-
-async def chat(
-    dispatcher: Dispatcher,
-    deliverer: Deliverer,
-    first: str,
-    name: str,
-    language: str | None,
-    stdin: TextIO | None = None,
-    out: TextIO | None = None,
-    poll_seconds: float = POLL_SECONDS,
-) -> int:
-    """Walk one person through a guide; exit 0 when it ends or input runs out."""
-    source = stdin or sys.stdin
-    echo = out or sys.stdout
-    interactive = source.isatty()
-    channel = deliverer.channels.get(CHANNEL)
-    terminal = channel if isinstance(channel, TerminalChannel) else None
-
-    async def say(text: str) -> bool:
-        try:
-            handled = await dispatcher.handle(Inbound(CHANNEL, name, name, text, language=language))
-        except NotStored:
-            # Nothing was saved (the commit is all or nothing): say so once, plainly.
-            echo.write(dispatcher.phrases.text(language or "en", "storage_error") + "\n\n")
-            return False
-        await deliverer.drain(CHANNEL)
-        return handled.status is not None and RunStatus(handled.status).ended
-
-    if await say(first):  # `/start GUIDE`, or `/join CODE` for a gathering
-        return 0
-    lines = _lines_of(source)
-    arriving = asyncio.create_task(_deliver_while_waiting(deliverer, poll_seconds))
-    try:
-        while True:
-            if interactive:
-                echo.write("> ")
-                echo.flush()
-                if terminal is not None:
-                    terminal.prompting = True
-            line = await lines.get()
-            if terminal is not None:
-                terminal.prompting = False
-            if line is None:
-                return 0
-            if await say(line.rstrip("\r\n")):
-                return 0
-    finally:
-        arriving.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await arriving
-
-
-async def _deliver_while_waiting(deliverer: Deliverer, seconds: float) -> None:
-    """Show what the bot sends on its own while the person has not typed anything (the
-    host opened the next question, or closed the gathering), as it arrives."""
-    while True:
-        await asyncio.sleep(seconds)
-        # A failing database is said when the person next types; nothing to add here.
-        with contextlib.suppress(*STORAGE_FAILURES):
-            await deliverer.drain(CHANNEL)

@@ -1,4 +1,5 @@
-"""The small protocol every channel implements, and what a send can come back with."""
+"""The small protocol every channel implements, what a send can come back with, and
+what a channel can do (the core asks, instead of checking a platform's name)."""
 
 from __future__ import annotations
 
