@@ -32,7 +32,6 @@ def team_key(enterprise_id: str | None, team_id: str | None) -> str:
     return f"{enterprise_id or '-'}:{team_id or '-'}"
 
 
-
 class Records(Protocol):
     """The small keyed records Slack's installations and OAuth states are kept in (the
     bot's storage provides them; the composition root hands it over)."""
