@@ -509,3 +509,13 @@ def test_files_are_written_only_where_asked(tmp_path: Path):
         "--format floip writes a folder: name it with --out, e.g. --out weekly-checkin-floip"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_the_start_up_log_names_a_keep_in_touch_cohort_that_does_not_exist(tmp_path: Path):
+    data = tmp_path / "data"
+    first = kitchen_table("chat", "changing-work", "--as", "ana", data=data, stdin="")
+    assert "cohort 'weekly', which does not exist" in first.stderr
+    assert "kitchen-table cohort add weekly" in first.stderr
+    assert kitchen_table("cohort", "add", "weekly", data=data).returncode == 0
+    again = kitchen_table("chat", "changing-work", "--as", "ana", data=data, stdin="")
+    assert "which does not exist" not in again.stderr

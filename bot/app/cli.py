@@ -92,6 +92,22 @@ class Bot:
     clock: Callable[[], datetime] = utc_now
 
 
+async def _warn_of_missing_cohorts(storage: SQLiteStorage, library: GuideLibrary) -> None:
+    """A guide that offers to keep in touch through a cohort that doesn't exist offers
+    nothing: say so at start, with the command that fixes it."""
+    for loaded in library.all():
+        guide = loaded.guide
+        if guide is None or guide.keep_in_touch is None:
+            continue
+        if await storage.cohort(guide.keep_in_touch) is None:
+            log.warning(
+                "the guide '%s' offers to keep in touch through the cohort '%s', which "
+                "does not exist: nobody is offered it until you run "
+                ".venv/bin/kitchen-table cohort add %s",
+                guide.id, guide.keep_in_touch, guide.keep_in_touch,
+            )  # fmt: skip
+
+
 class DataFolderError(Exception):
     """The data folder can't be written (read-only, full, or not a folder): nothing can be kept."""
 
@@ -132,6 +148,7 @@ async def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
         library = GuideLibrary.from_paths([settings.guides_dir])
         for problem in library.problems:
             log.warning("skipped a guide with problems: %s", problem)
+        await _warn_of_missing_cohorts(storage, library)
         deliverer = Deliverer(storage, identity, {}, clock)
         admins = admin_pseudonyms(identity, settings.admins)
         admins.add(identity.pseudonym(TERMINAL, OPERATOR))

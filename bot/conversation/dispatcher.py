@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from bot.conversation.fanout import Fanout
-from bot.conversation.locks import KeyedLocks
+from bot.conversation.locks import ConversationLocks, KeyedLocks
 from bot.conversation.router import TO_GUIDE, Router
 from bot.conversation.turn import Turn, Voice, buttons_of
 from bot.flows.engine import Flow
@@ -108,6 +108,7 @@ class Dispatcher:
         # What a finished guide offers (a cohort's keep-in-touch question): the cohorts
         # feature plugs it in; None offers nothing.
         offer: Callable[[Turn, str, str], Awaitable[None]] | None = None,
+        locks: ConversationLocks | None = None,
     ) -> None:
         self.storage = storage
         self.library = library
@@ -120,7 +121,7 @@ class Dispatcher:
         self.voice = Voice(phrases, identity)
         self._role_of = role_of or _nobody
         self._offer = offer
-        self._locks = KeyedLocks()
+        self._locks: ConversationLocks = locks or KeyedLocks()
         self._flows: dict[str, Flow] = {}
         self._background: set[asyncio.Task[None]] = set()
         self.router = router or Router()
@@ -360,7 +361,7 @@ class Dispatcher:
             command = self.router.deep_link(command)
         tap = inbound.tap
         on_tap = self.router.button_for(tap.step) if tap is not None else None
-        if on_tap is not None and not inbound.group:
+        if tap is not None and on_tap is not None and not inbound.group:
             turn.pending = ""  # a bot-level question, answered by its button
             return await on_tap(turn, tap.value)
         if command is None and tap is None and inbound.kind == "text" and not inbound.group:

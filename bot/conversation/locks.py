@@ -1,10 +1,27 @@
-"""One asyncio lock per conversation key, dropped when nobody holds or waits for it."""
+"""Conversation locks: one person's messages are handled one at a time, in order.
+
+`ConversationLocks` is what the dispatcher asks for; `KeyedLocks` is today's, one
+asyncio lock per key in this process, dropped when nobody holds or waits for it.
+With several instances on one database the lock must live in the database (an
+advisory lock), behind the same interface.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol
+
+
+class ConversationLocks(Protocol):
+    def hold(self, key: str) -> AbstractAsyncContextManager[None]:
+        """Hold one conversation's lock for the block."""
+        ...
+
+    def hold_many(self, keys: Iterable[str]) -> AbstractAsyncContextManager[None]:
+        """Hold several together (a chunk of a cohort), never deadlocking another holder."""
+        ...
 
 
 class KeyedLocks:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from bot.flows.events import Button, Reply
 from bot.flows.phrases import Phrasebook
@@ -44,7 +45,7 @@ class Turn:
     commit: Commit
     run: RunRow | None  # the participant's current run, as loaded
     gathering: GatheringRow | None = None  # joining through a gathering: the run belongs to it
-    after: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    after: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     actor: str = ""  # the pseudonym of the person who sent it (in a group too): their role
     not_before: datetime | None = None  # hold its messages until then (quiet hours)
     # A bot-level question asked in this turn (its buttons, as JSON), or "" once answered:

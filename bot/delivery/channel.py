@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.delivery.ratelimit import RateLimits
+from bot.delivery.ratelimit import SendLimits
 from bot.messages import Outbound
 
 
@@ -49,7 +49,7 @@ class Dropped:
 SendResult = Sent | RetryAfter | Unreachable | Failed | Dropped
 
 
-def reserve(limits: RateLimits, chat: str, is_group: bool, now: float) -> RetryAfter | None:
+def reserve(limits: SendLimits, chat: str, is_group: bool, now: float) -> RetryAfter | None:
     """Take a send slot under our own limits, or say how long to wait (and whether the
     whole channel waits, so delivery holds everything back instead of each message)."""
     wait = limits.reserve(chat, is_group, now)

@@ -8,6 +8,21 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
+
+
+class SendLimits(Protocol):
+    """A platform's send limits, as channels ask them: take a slot for a chat now, or
+    hear how long to wait. `RateLimits` keeps them in this process; with several
+    instances they must be shared (held in the database), behind this same interface."""
+
+    def reserve(self, chat: str, is_group: bool, now: float) -> float:
+        """Seconds to wait before sending to `chat` (0: a slot was taken now)."""
+        ...
+
+    def overall_wait(self, now: float) -> float:
+        """Seconds until the channel as a whole may send again."""
+        ...
 
 
 @dataclass

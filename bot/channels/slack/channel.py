@@ -40,7 +40,7 @@ from bot.channels.slack.format import (
     plain_text,
 )
 from bot.delivery import channel as base
-from bot.delivery.ratelimit import RateLimits
+from bot.delivery.ratelimit import RateLimits, SendLimits
 from bot.flows.events import DONE_VALUE, Tap
 from bot.messages import Inbound, NotStored, Outbound
 
@@ -93,7 +93,7 @@ class SlackChannel:
         command: str = DEFAULT_COMMAND,
         commands: Collection[str] = (),
         room_commands: Collection[str] = (),
-        limits: RateLimits | None = None,
+        limits: SendLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
         signing_secret: str | None = None,
     ) -> None:

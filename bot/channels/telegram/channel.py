@@ -48,7 +48,7 @@ from bot.channels.telegram.format import (
 )
 from bot.channels.telegram.request import AiohttpRequest
 from bot.delivery import channel as base
-from bot.delivery.ratelimit import RateLimits
+from bot.delivery.ratelimit import RateLimits, SendLimits
 from bot.flows.events import Tap
 from bot.messages import Inbound, NotStored, Outbound
 
@@ -100,7 +100,7 @@ class TelegramChannel:
         bot: Bot,
         handle: Handler,
         *,
-        limits: RateLimits | None = None,
+        limits: SendLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
         poll_timeout: int = 25,
     ) -> None:
