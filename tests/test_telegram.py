@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.app.build import build_house
+from bot.app.build import build_house, command_menu
 from bot.app.web import make_web_app, start_web
 from bot.channels.http import RequestRefused
 from bot.channels.telegram.channel import (
@@ -97,6 +97,7 @@ class Phone:
             self.dispatcher.handle,
             limits=generous,
             poll_timeout=0,
+            menu=command_menu(self.house.router, self.dispatcher.phrases),
         )
         await self.channel.start()
         self.deliverer.channels["telegram"] = self.channel
@@ -631,3 +632,18 @@ def test_any_webhook_body_is_an_update_or_refused_with_a_4xx(body: bytes) -> Non
         assert 400 <= refused.status < 500
     else:
         assert isinstance(update, dict) and "update_id" in update
+
+
+async def test_telegram_offers_the_routers_commands_in_each_language(phone: Phone, fake):
+    menus = {
+        c.get("language_code", ""): json.loads(c["commands"])
+        if isinstance(c["commands"], str)
+        else c["commands"]
+        for c in fake.calls_to("setMyCommands")
+    }
+    assert set(menus) == {"", "en", "es"}
+    names = [c["command"] for c in menus["en"]]
+    assert names == [c.name for c in phone.house.router.listed()]
+    assert {"mydata", "forget", "join", "skip"} <= set(names)
+    spanish = {c["command"]: c["description"] for c in menus["es"]}
+    assert spanish["forget"] == "borra todo lo que guardamos de ti"

@@ -44,6 +44,26 @@ class House:
         return self.dispatcher.router
 
 
+def write_help(router: Router, phrases: Phrasebook) -> None:
+    """/help in every language: its intro, then one line per command everyone may use,
+    from the router's declarations and each command's `command_<name>` description."""
+    for language in phrases.languages:
+        lines = [f"/{c.name} {phrases.text(language, c.help_key)}" for c in router.listed()]
+        for key, intro in (("help", "help_intro"), ("help_terminal", "help_terminal_intro")):
+            phrases.define(language, key, "\n".join([phrases.text(language, intro), *lines]))
+
+
+def command_menu(router: Router, phrases: Phrasebook) -> dict[str, list[tuple[str, str]]]:
+    """The commands a platform's menu offers, per language ("" for any other language,
+    in English), from the router: what everyone may use, with its description."""
+    menu = {
+        language: [(c.name, phrases.text(language, c.help_key)) for c in router.listed()]
+        for language in phrases.languages
+    }
+    menu[""] = menu["en"]
+    return menu
+
+
 def build_house(
     *,
     storage: Storage,
@@ -83,4 +103,5 @@ def build_house(
     for feature in (gatherings, cohorts, rights, digests):
         feature.register(dispatcher.router)
     dispatcher.plug(offer=cohorts.offer)
+    write_help(dispatcher.router, phrases)
     return House(dispatcher, roles, reports, gatherings, cohorts, rights, digests)

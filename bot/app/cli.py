@@ -29,7 +29,7 @@ from telegram.error import InvalidToken, NetworkError, TimedOut
 from admin import backup, digests, schedules, sessions
 from admin import guides as guide_admin
 from bot import operator_log
-from bot.app.build import House, build_house
+from bot.app.build import House, build_house, command_menu
 from bot.app.chat import chat
 from bot.app.web import make_web_app, start_web
 from bot.channels.slack.channel import DEFAULT_API_URL as SLACK_API_URL
@@ -148,7 +148,6 @@ async def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
         library = GuideLibrary.from_paths([settings.guides_dir])
         for problem in library.problems:
             log.warning("skipped a guide with problems: %s", problem)
-        await _warn_of_missing_cohorts(storage, library)
         deliverer = Deliverer(storage, identity, {}, clock)
         admins = admin_pseudonyms(identity, settings.admins)
         admins.add(identity.pseudonym(TERMINAL, OPERATOR))
@@ -196,6 +195,7 @@ async def _chat(
     came from (KT_DEFAULT_GUIDE), so an unknown one is a configuration error; `intro` is
     printed once the guide is known to exist."""
     async with build(settings) as bot:
+        await _warn_of_missing_cohorts(bot.storage, bot.library)
         bot.deliverer.channels[TERMINAL] = TerminalChannel(
             only=name, phrases=bot.dispatcher.phrases
         )
@@ -251,6 +251,7 @@ async def _serve(settings: Settings) -> int:
                 limits=telegram_limits(
                     settings.telegram_max_per_second, settings.telegram_max_per_chat
                 ),
+                menu=command_menu(bot.house.router, bot.dispatcher.phrases),
             )
             if not await start_telegram(telegram, settings.telegram_api_url, stop):
                 return 0  # stopped while Telegram could not be reached
@@ -285,6 +286,7 @@ async def _serve(settings: Settings) -> int:
         for register in webhooks:
             await register()
         tasks.append(asyncio.create_task(bot.deliverer.run()))
+        await _warn_of_missing_cohorts(bot.storage, bot.library)  # once serving, not before
         # Scheduled prompts and reminders: APScheduler ticks, our tables say what is due.
         scheduler = Scheduler(
             bot.storage, bot.dispatcher, bot.library, bot.clock,

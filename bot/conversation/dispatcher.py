@@ -70,7 +70,7 @@ STALE_STEP = "_stale"
 GUIDE_COMMANDS = {
     "skip": {"after_close": False},
     "back": {"after_close": False},
-    "help": {"after_close": True},
+    "help": {"after_close": True, "listed": False},
     "privacy": {"after_close": True},
     "language": {"after_close": True, "usage": "[en|es]"},
 }
@@ -130,7 +130,7 @@ class Dispatcher:
 
     def _declare_own(self) -> None:
         """The commands of the conversation itself: guides, and the guide's own."""
-        self.router.command("start", self._start_command, usage="[guide]")
+        self.router.command("start", self._start_command, usage="[guide]", listed=False)
         self.router.command("guides", self._guides_command)
         for name, how in GUIDE_COMMANDS.items():
             self.router.command(name, None, **how)  # type: ignore[arg-type]

@@ -37,7 +37,7 @@ class Command:
     refusal: str = "only_facilitators"  # the phrase for someone without the role
     in_groups: bool = False  # answered in a group chat or channel (to the room)
     after_close: bool = False  # works in a run whose gathering has closed
-    private: bool = True  # offered in private chats (menus and help)
+    listed: bool = True  # in everyone's /help and the platforms' command menus
     usage: str = ""  # the argument, as help shows it: "CODE", "[until DATE]"
 
     @property
@@ -63,7 +63,7 @@ class Router:
         refusal: str = "only_facilitators",
         in_groups: bool = False,
         after_close: bool = False,
-        private: bool = True,
+        listed: bool = True,
         usage: str = "",
         deep_link: bool = False,
     ) -> None:
@@ -72,7 +72,7 @@ class Router:
         if name in self._commands:
             raise ValueError(f"the command /{name} is declared twice")
         self._commands[name] = Command(
-            name, handler, frozenset(roles), refusal, in_groups, after_close, private, usage
+            name, handler, frozenset(roles), refusal, in_groups, after_close, listed, usage
         )
         if deep_link:
             self._deep_links.add(name)
@@ -101,6 +101,10 @@ class Router:
     def commands(self) -> list[Command]:
         """Every command, in the order declared."""
         return list(self._commands.values())
+
+    def listed(self) -> list[Command]:
+        """What everyone may use, in the order declared: for /help and command menus."""
+        return [c for c in self._commands.values() if c.listed and not c.roles]
 
     def names(self) -> set[str]:
         return set(self._commands)

@@ -95,10 +95,11 @@ class Gatherings:
         router.command("launch", self._launch_command, roles=hosts, in_groups=True,
                        usage="GUIDE [title] [--paced]")  # fmt: skip
         router.command("join", self._join_command, usage="CODE", deep_link=True)
-        router.command("redeem", self._redeem_command, usage="CODE", deep_link=True)
+        router.command("redeem", self._redeem_command, usage="CODE", deep_link=True, listed=False)
         for name in ("status", "next", "close", "summary", "qr"):
             handler = functools.partial(self._gathering_command, name)
-            router.command(name, handler, in_groups=True, usage="[CODE]")
+            # The host's own: told to them when they launch, not in everyone's help.
+            router.command(name, handler, in_groups=True, usage="[CODE]", listed=False)
         router.button(JOIN_STEP, self._join_tapped)
         router.button(STATUS_STEP, self._refresh)
 

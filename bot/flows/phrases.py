@@ -16,7 +16,7 @@ class Phrasebook:
     def __init__(self, books: Mapping[str, Mapping[str, Any]], fallback: str = "en") -> None:
         if fallback not in books:
             raise ValueError(f"the phrasebook has no '{fallback}' phrases to fall back on")
-        self._books = books
+        self._books: dict[str, dict[str, Any]] = {lang: dict(b) for lang, b in books.items()}
         self._fallback = fallback
 
     @property
@@ -42,6 +42,11 @@ class Phrasebook:
             value = self._books.get(lang, {}).get(key, [])
             found.extend(str(word) for word in value)
         return found
+
+    def define(self, language: str, key: str, text: str) -> None:
+        """Add a phrase made at start-up (the help, listing the commands the router
+        declares), so everything that speaks finds it like any other."""
+        self._books.setdefault(language, {})[key] = text
 
     def language_name(self, code: str) -> str:
         names = self._books[self._fallback].get("language_names", {})

@@ -18,13 +18,13 @@ import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
 import segno
 from aiohttp import web
-from telegram import Bot, InputFile
+from telegram import Bot, BotCommand, InputFile
 from telegram.constants import ChatType, ParseMode
 from telegram.error import (
     BadRequest,
@@ -103,9 +103,13 @@ class TelegramChannel:
         limits: SendLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
         poll_timeout: int = 25,
+        menu: Mapping[str, Sequence[tuple[str, str]]] | None = None,
     ) -> None:
         self.bot = bot
         self.handle = handle
+        # The commands Telegram shows in its menu, per language ("" for everyone else):
+        # the router's declarations, handed over by the composition root.
+        self.menu = menu or {}
         self.limits = limits or telegram_limits()
         self.clock = clock
         self.poll_timeout = poll_timeout
@@ -114,6 +118,19 @@ class TelegramChannel:
     async def start(self) -> None:
         await self.bot.initialize()
         self.username = self.bot.username
+        await self._set_menu()
+
+    async def _set_menu(self) -> None:
+        """Tell Telegram which commands to offer, in each language; a failure only costs
+        the menu (the commands work typed), so it is logged and the bot goes on."""
+        for language, commands in self.menu.items():
+            try:
+                await self.bot.set_my_commands(
+                    [BotCommand(name, description[:256]) for name, description in commands],
+                    language_code=language or None,
+                )
+            except TelegramError as error:
+                log.warning("Telegram did not take the command menu (%s): %s", language, error)
 
     async def stop(self) -> None:
         await self.bot.shutdown()
