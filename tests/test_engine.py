@@ -244,17 +244,26 @@ def test_language_switch_by_buttons_and_by_name(phrases):
     assert feed(flow, switched, "cuidados").state.answers["sector"] == "care"
 
 
-def test_progress_counts_questions(phrases):
+def test_progress_counts_questions_with_a_total_that_stays_steady(phrases):
     flow = flow_for(GUIDE, phrases)
     at_sector = feed(flow, start(flow), "yes")
-    # "why" depends on "worry", not yet answered: it counts until we know.
     assert at_sector.replies[-1].progress == "1 of 6"
     at_worry = feed(flow, at_sector, "1", "story")
     assert at_worry.replies[-1].progress == "3 of 6"
     worried = feed(flow, at_worry, "5")
     assert worried.replies[-1].progress == "4 of 6"
+    # "why" is only for the worried: stepped over, the count jumps, the total stays.
     calm = feed(flow, at_worry, "2")
-    assert calm.replies[-1].progress == "4 of 5"
+    assert calm.replies[-1].progress == "5 of 6"
+
+
+def test_back_shows_the_answer_given_before(phrases):
+    flow = flow_for(GUIDE, phrases)
+    at_story = feed(flow, start(flow), "yes", "1")
+    back = feed(flow, at_story, Command("back"))
+    shown = [r.text for r in back.replies]
+    assert any("You had answered:" in t for t in shown), shown
+    assert back.replies[-1].progress == "1 of 6"
 
 
 def test_expiry_is_an_input(phrases):

@@ -365,7 +365,11 @@ class Flow:
                 turn.emit(Reply(self._say(state, "first_question")))
             else:
                 previous = state.asked.pop()
-                state.answers.pop(previous, None)
+                before = state.answers.pop(previous, None)
+                if before is not None:
+                    # Show what they had answered, so they can keep or change it.
+                    shown = self.display(self.guide.step(previous), before, state.language)
+                    turn.emit(Reply(self._say(state, "back_previous", answer=_short(shown))))
                 state.pending = []
                 state.step = previous
                 state.waiting = False
@@ -502,23 +506,12 @@ class Flow:
         return self._render(state, self.guide.step(step_id).text)
 
     def _progress(self, state: RunState, step: Step) -> str:
-        """Progress such as "3 of 8".
-
-        A later conditional step counts until the answers it depends on are in, so the
-        total can only shrink as someone goes, never grow.
-        """
-        done = len(state.asked)
-        conditions = self._condition_context(state)
-        here = self.guide.index_of(step.id)
-        remaining = 0
-        for later in self.guide.steps[here + 1 :]:
-            if not later.is_question:
-                continue
-            if later.when and self._decided(later.when, here):
-                remaining += holds(later.when, conditions)
-            else:
-                remaining += 1
-        return self._say(state, "progress", n=done + 1, total=done + 1 + remaining)
+        """Progress such as "3 of 8": where this question stands among all the guide's
+        questions. The total never changes; a question skipped by its condition is
+        stepped over, so the count may jump forward, never back or past the end."""
+        questions = self.guide.questions
+        number = next(i for i, q in enumerate(questions, start=1) if q.id == step.id)
+        return self._say(state, "progress", n=number, total=len(questions))
 
     def _decided(self, condition: str, here: int) -> bool:
         """Whether every answer a condition uses is already given (or passed by)."""
@@ -561,3 +554,8 @@ class Flow:
             value = state.answers.get(step.id)
             context[step.id] = None if value is None else self.display(step, value, state.language)
         return context
+
+
+def _short(text: str, limit: int = 200) -> str:
+    """An answer shown back in a sentence: long ones end with an ellipsis."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
