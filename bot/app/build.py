@@ -1,6 +1,6 @@
 """Wiring the conversation: the dispatcher, its router, and every feature registered on it.
 
-Part of the composition root (with `bot/app.py`): the one place that knows every
+Part of the composition root (with `bot/app/cli.py`): the one place that knows every
 feature. The dispatcher imports none of them; each feature registers its
 commands and buttons on the router here, and gets from the core only what it
 needs (start a guide for someone, move someone's run on).

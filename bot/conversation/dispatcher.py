@@ -301,7 +301,7 @@ class Dispatcher:
         """`prompt` for many (participant, key) pairs at once: how many were sent.
 
         For a whole cohort: chunk by chunk, one read and one transaction each (see
-        `bot/fanout.py`), with the same guarantees as one `prompt` at a time.
+        `bot/conversation/fanout.py`), with the same guarantees as one `prompt` at a time.
         """
         return await self.fanout.prompt_many(prompts, schedule_id, guide_id, not_before)
 

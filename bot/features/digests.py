@@ -1,5 +1,5 @@
 """The weekly digest as a message: `/digest` for coordinators, and what the scheduler
-sends every week. Building the digest itself is the read side's (`bot/digest.py`)."""
+sends every week. Building the digest itself is the read side's (`bot/reports/digest.py`)."""
 
 from __future__ import annotations
 

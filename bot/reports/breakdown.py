@@ -1,5 +1,5 @@
 """One question's answers as every report shows them: rows and a middle value, by the
-minimum-group rule (`bot/min_group.py`), labelled in the reader's language.
+minimum-group rule (`bot/reports/min_group.py`), labelled in the reader's language.
 
 The gathering summary and the digest both call `breakdown`, so a room and a
 coordinator see the same figures for the same people. Templates draw the rows; a
@@ -38,7 +38,7 @@ class Breakdown:
     middle: Row | None = None  # the range holding the median, as a row's label or span
     middle_before: Row | None = None
     one_range: bool = False  # answers too few to split without giving one away
-    joined: bool = False  # some options shown together (bot/min_group.py, rule 3)
+    joined: bool = False  # some options shown together (bot/reports/min_group.py, rule 3)
 
 
 def breakdown(

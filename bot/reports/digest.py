@@ -1,9 +1,9 @@
 """A coordinator's digest: what people said over a period, per guide, from stored rows.
 
 Pure apart from its reads. Every figure keeps the minimum-group rule
-(`bot/min_group.py`), the same as a gathering's summary: a count from fewer than
+(`bot/reports/min_group.py`), the same as a gathering's summary: a count from fewer than
 `min_group` people shows as "fewer than N", and each question is broken down by
-`bot/breakdown.py` (ranges for scales and numbers, never one person's answer).
+`bot/reports/breakdown.py` (ranges for scales and numbers, never one person's answer).
 Nothing from `sensitive` steps; quotes only from `quotable` ones, one per person.
 Recurring words and two-word phrases count people, not mentions, so one person
 repeating a word can't make it recur. Free text is read a page at a time, on a

@@ -7,7 +7,7 @@ from a set of people per word: memory grows with the vocabulary, not with people
 times words. For quotes only the runs of each person's latest answers to quotable
 steps are kept; the answers of the few people drawn are read again, by run, at the end.
 
-The rules are the digest's (`bot/digest.py`): quotes only from `quotable` steps that
+The rules are the digest's (`bot/reports/digest.py`): quotes only from `quotable` steps that
 at least `min_group` people answered, at most one per person, drawn at random but
 the same for the same seed; a word or phrase is shown once `min_group` people used it.
 """

@@ -103,7 +103,7 @@ class Reports:
 
         def label(row: Any) -> str:
             """A breakdown row's words: its options or points, or a number's range, whose
-            open ends read "under ..." and "... or more" (bot/min_group.py, rule 4)."""
+            open ends read "under ..." and "... or more" (bot/reports/min_group.py, rule 4)."""
             span = getattr(row, "span", None)
             if span is None:
                 return str(row.label)

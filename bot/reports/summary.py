@@ -1,8 +1,8 @@
 """What a room said: the figures of a gathering's summary, computed from stored rows.
 
 Pure: rows and a guide in, plain data out; `bot/reports.py` renders it. The
-minimum-group rule is `bot/min_group.py`'s, the same as the digest's (each question
-is broken down by `bot/breakdown.py`); besides it:
+minimum-group rule is `bot/reports/min_group.py`'s, the same as the digest's (each question
+is broken down by `bot/reports/breakdown.py`); besides it:
 
 - nothing from a `sensitive` step, ever;
 - too few who took part, or answered a question, and it is left out with a note;

@@ -9,7 +9,7 @@ one database at once:
 - each (occurrence, person) prompt is committed under a unique key in the same
   transaction as the run it starts and the messages it owes, so nobody is ever
   prompted twice for one occurrence, whatever happens. A cohort goes in chunks,
-  many people per read and per transaction (see `bot/fanout.py`).
+  many people per read and per transaction (see `bot/conversation/fanout.py`).
 
 A schedule's cron is read in each member's own time zone (else the schedule's),
 so "0 9 * * MON" is nine on Monday morning where each person lives, across
