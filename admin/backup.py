@@ -21,9 +21,9 @@ from cryptography.fernet import InvalidToken
 from bot.config import Settings
 from bot.privacy import SECRET_FILE, Identity
 from storage.sqlite import SQLiteStorage
-from storage.sqlite_backup import BackupError, Contents, inspect
-from storage.sqlite_backup import backup as copy_out
-from storage.sqlite_backup import restore as copy_in
+from storage.sqlite.backup import BackupError, Contents, inspect
+from storage.sqlite.backup import backup as copy_out
+from storage.sqlite.backup import restore as copy_in
 
 
 def _secret_place(settings: Settings) -> str:

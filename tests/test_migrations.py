@@ -5,9 +5,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from storage.migrations import MIGRATIONS
 from storage.rows import ParticipantRow
 from storage.sqlite import SQLiteStorage
+from storage.sqlite.migrations import MIGRATIONS
 
 
 def older(path: Path, version: int) -> None:

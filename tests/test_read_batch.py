@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from storage.read_batch import ReadBatch
+from storage.sqlite.read_batch import ReadBatch
 
 
 class Squares:

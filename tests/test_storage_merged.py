@@ -29,8 +29,9 @@ from storage.rows import (
     PreferenceRow,
     RunRow,
 )
-from storage.sqlite import _NOT_MERGEABLE, SQLiteStorage, _Merged, _sets
-from storage.sqlite_writer import Duplicate, GroupWriter, Mergeable
+from storage.sqlite import SQLiteStorage
+from storage.sqlite.merged import NOT_MERGEABLE, Merged, sets
+from storage.sqlite.writer import Duplicate, GroupWriter, Mergeable
 from tests.conftest import START
 
 TABLES = {
@@ -139,17 +140,17 @@ def test_commits_written_together_end_as_one_after_another(
     before: list[Commit], commits: list[Commit]
 ) -> None:
     merged: list[int] = []
-    together = _Merged.together.__func__  # type: ignore[attr-defined]
+    together = Merged.together.__func__  # type: ignore[attr-defined]
 
-    def counted(cls: type[_Merged], db: sqlite3.Connection, operations: list[Any]) -> Any:
+    def counted(cls: type[Merged], db: sqlite3.Connection, operations: list[Any]) -> Any:
         merged.append(len(operations))
         return together(cls, db, operations)
 
     one_by_one = asyncio.run(write(before, commits, "one by one"))
-    with patch.object(_Merged, "together", classmethod(counted)):
+    with patch.object(Merged, "together", classmethod(counted)):
         assert asyncio.run(write(before, commits, "together")) == one_by_one
     assert asyncio.run(write(before, commits, "bulk")) == one_by_one
-    plain = [not _sets(c, _NOT_MERGEABLE) for c in commits]
+    plain = [not sets(c, NOT_MERGEABLE) for c in commits]
     if any(a and b for a, b in itertools.pairwise(plain)):
         assert merged, "neighbouring answers should have been written in one go"
 

@@ -23,7 +23,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage.migrations import MIGRATIONS
+from storage.sqlite.migrations import MIGRATIONS
 
 # Tables every schema version has had since the first: a file without them is some
 # other program's database.

@@ -1,0 +1,47 @@
+"""Gatherings on SQLite: a facilitated gathering, found by id, code or place."""
+
+from __future__ import annotations
+
+from storage.rows import AnswerRow, GatheringRow, RunRow
+from storage.sqlite.connection import Connections, dt
+
+
+class GatheringsSQL(Connections):
+    """`storage.protocol.GatheringStore` on SQLite."""
+
+    async def gathering(self, gathering_id: str) -> GatheringRow | None:
+        row = await self._one(
+            f"SELECT {self._GATHERING_COLUMNS} FROM gatherings WHERE id = ?", (gathering_id,)
+        )
+        return None if row is None else self._gathering_row(row)
+
+    async def gathering_by_code(self, code: str) -> GatheringRow | None:
+        row = await self._one(
+            f"SELECT {self._GATHERING_COLUMNS} FROM gatherings WHERE code = ?", (code,)
+        )
+        return None if row is None else self._gathering_row(row)
+
+    async def latest_gathering(self, facilitator: str, place: str) -> GatheringRow | None:
+        # The room's own gathering first; else the facilitator's latest anywhere.
+        row = await self._one(
+            f"SELECT {self._GATHERING_COLUMNS} FROM gatherings WHERE place = ? OR facilitator = ?"
+            " ORDER BY place = ? DESC, created_at DESC LIMIT 1",
+            (place, facilitator, place),
+        )
+        return None if row is None else self._gathering_row(row)
+
+    async def gathering_runs(self, gathering_id: str) -> list[RunRow]:
+        rows = await self._all(
+            f"SELECT {self._RUN_COLUMNS} FROM runs WHERE gathering = ? ORDER BY started_at, id",
+            (gathering_id,),
+        )
+        return [self._run_row(row) for row in rows]
+
+    async def gathering_answers(self, gathering_id: str) -> list[AnswerRow]:
+        rows = await self._all(
+            "SELECT a.run_id, a.step, a.participant, a.guide_id, a.guide_version, a.kind,"
+            " a.value, a.answered_at FROM answers AS a JOIN runs AS r ON r.id = a.run_id"
+            " WHERE r.gathering = ? ORDER BY a.answered_at, a.run_id, a.step",
+            (gathering_id,),
+        )
+        return [AnswerRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], dt(r[7])) for r in rows]

@@ -1,0 +1,181 @@
+"""Reports and exports on SQLite: digests' aggregates, free text a page at a time, and
+export pages. Aggregates come back packed in one row each (`Connections._packed`)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import AsyncGenerator, Sequence
+from datetime import datetime
+
+import aiosqlite
+
+from storage.sqlite.connection import PRAGMAS, Connections, ts
+
+
+class ReportsSQL(Connections):
+    """`storage.protocol.ReportStore` on SQLite."""
+
+    async def export_rows(
+        self,
+        guide_id: str,
+        since: datetime | None,
+        until: datetime | None,
+        after: tuple[str, str, str] | None,
+        limit: int,
+        by_run: bool = False,
+    ) -> list[tuple[str, str, str, int, str, str, str, str]]:
+        """A page of a guide's answers in a stable order, for streaming exports:
+        (answered_at, run, step, guide_version, participant, kind, value, language).
+        Pages follow each other by `after`, the last row's sort key: (answered_at, run,
+        step), or (run, step, answered_at) with `by_run`."""
+        low = ts(since) if since else ""
+        high = ts(until) if until else "9999"
+        start = after or ("", "", "")
+        key = "a.run_id, a.step, a.answered_at" if by_run else "a.answered_at, a.run_id, a.step"
+        rows = await self._all(
+            "SELECT a.answered_at, a.run_id, a.step, a.guide_version, a.participant, a.kind,"
+            " a.value, coalesce(json_extract(r.state, '$.language'), '')"
+            " FROM answers AS a LEFT JOIN runs AS r ON r.id = a.run_id"
+            " WHERE a.guide_id = ? AND a.answered_at >= ? AND a.answered_at < ?"
+            f" AND ({key}) > (?, ?, ?)"
+            " AND NOT EXISTS (SELECT 1 FROM tombstones AS t WHERE t.participant = a.participant"
+            " AND t.at >= a.answered_at)"
+            f" ORDER BY {key} LIMIT ?",
+            (guide_id, low, high, *start, limit),
+        )
+        return [(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows]
+
+    async def choice_counts(self, guide_id: str) -> list[tuple[str, str, int]]:
+        """(step, option, distinct people) for choose steps, for public-release thresholds."""
+        rows = await self._all(
+            "SELECT step, value, count(DISTINCT participant) FROM answers"
+            " WHERE guide_id = ? AND kind = 'choose' GROUP BY step, value",
+            (guide_id,),
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    # Digests: plain aggregates over one period, each handed over as one row (`_packed`) --
+
+    async def run_counts(self, since: datetime, until: datetime) -> list[tuple[str, str, int, int]]:
+        """(guide, status, runs, distinct participants) for runs active in the period."""
+        rows = await self._packed(
+            "SELECT guide_id, status, count(*), count(DISTINCT participant) FROM runs"
+            " WHERE updated_at >= ? AND started_at < ? GROUP BY guide_id, status",
+            (ts(since), ts(until)),
+            4,
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def people_counts(self, since: datetime, until: datetime) -> list[tuple[str, int, int]]:
+        """(guide, distinct participants in the period, of whom new: first run ever in it)."""
+        # New: no run of theirs, of any guide, began before the period. Looked up per
+        # person (runs_by_participant) rather than working out everyone's first run over
+        # the whole table, it costs half as much.
+        rows = await self._packed(
+            "SELECT r.guide_id, count(DISTINCT r.participant),"
+            " count(DISTINCT CASE WHEN NOT EXISTS (SELECT 1 FROM runs AS o"
+            " WHERE o.participant = r.participant AND o.started_at < ?) THEN r.participant END)"
+            " FROM runs AS r WHERE r.updated_at >= ? AND r.started_at < ? GROUP BY r.guide_id",
+            (ts(since), ts(since), ts(until)),
+            3,
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def open_steps(
+        self, guide_id: str, since: datetime, until: datetime
+    ) -> list[tuple[str, int]]:
+        """Where runs of a guide that did not finish stopped: (step, runs)."""
+        rows = await self._packed(
+            "SELECT coalesce(json_extract(state, '$.step'), '_consent'), count(*) FROM runs"
+            " WHERE guide_id = ? AND status NOT IN ('finished', 'declined')"
+            " AND updated_at >= ? AND started_at < ? GROUP BY 1",
+            (guide_id, ts(since), ts(until)),
+            2,
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    async def answer_tallies(
+        self, guide_id: str, since: datetime, until: datetime
+    ) -> list[tuple[str, str, int]]:
+        """(step, one value as JSON, count) for choices, scales and numbers; a list of
+        choices counts once for each option in it."""
+        # One pass over the period, grouped by the stored value: lists of choices are
+        # split here, their groups being few, rather than in a second pass (json_each).
+        # `lists` counts the rows of a group that are such lists (choose_many).
+        rows = await self._packed(
+            "SELECT step, value, count(*), sum(kind = 'choose_many') FROM answers"
+            " WHERE guide_id = ? AND answered_at >= ? AND answered_at < ?"
+            " AND kind IN ('choose', 'choose_many', 'scale', 'number') AND value != 'null'"
+            " GROUP BY step, value",
+            (guide_id, ts(since), ts(until)),
+            4,
+        )
+        tallies: list[tuple[str, str, int]] = []
+        options: Counter[tuple[str, str]] = Counter()
+        for step, value, count, lists in rows:
+            if count > lists:
+                tallies.append((step, value, count - lists))
+            if lists:
+                chosen = json.loads(value)
+                for option in chosen if isinstance(chosen, list) else [chosen]:
+                    options[step, json.dumps(option, ensure_ascii=False)] += lists
+        return tallies + [(step, value, count) for (step, value), count in options.items()]
+
+    async def answer_people(
+        self, guide_id: str, since: datetime, until: datetime, steps: Sequence[str] | None = None
+    ) -> list[tuple[str, int]]:
+        """(step, distinct people who answered it) in the period, of these steps if given."""
+        only = "" if steps is None else f" AND step IN ({', '.join('?' for _ in steps)})"
+        rows = await self._packed(
+            "SELECT step, count(DISTINCT participant) FROM answers WHERE guide_id = ?"
+            f" AND answered_at >= ? AND answered_at < ? AND value != 'null'{only} GROUP BY step",
+            (guide_id, ts(since), ts(until), *(steps or ())),
+            2,
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    async def answer_text_pages(
+        self,
+        guide_id: str,
+        steps: Sequence[str],
+        since: datetime,
+        until: datetime,
+        runs: Sequence[str] | None = None,
+        page: int = 5000,
+    ) -> AsyncGenerator[list[tuple[str, str, str, str]], None]:
+        """Pages of (participant, run, step, value as JSON) for these (free-text) steps, of
+        these runs if given, ordered by participant, then as answered.
+
+        One sorted query, read a page at a time on a connection of its own: keyset pages
+        in this order would each sort the whole period again, and a cursor left open on
+        the shared reader would hold every other read there to its snapshot."""
+        if not steps or (runs is not None and not runs):
+            return
+        # Given runs, a unary + keeps SQLite off the (guide, time) index, which would
+        # scan the whole period: it looks the runs up by key instead.
+        plus, only = "", ""
+        if runs is not None:
+            plus, only = "+", f" AND run_id IN ({', '.join('?' for _ in runs)})"
+        sql = (
+            f"SELECT participant, run_id, step, value FROM answers WHERE {plus}guide_id = ?"
+            f" AND step IN ({', '.join('?' for _ in steps)}) AND {plus}answered_at >= ?"
+            f" AND {plus}answered_at < ? AND value != 'null'{only}"
+            " ORDER BY participant, answered_at, run_id, step"
+        )
+        params = (guide_id, *steps, ts(since), ts(until), *(runs or ()))
+        async with aiosqlite.connect(self.path, isolation_level=None) as db:
+            for pragma in (*PRAGMAS[2:], "PRAGMA query_only=ON"):
+                await db.execute(pragma)
+            async with db.execute(sql, params) as cursor:
+                while rows := await cursor.fetchmany(page):
+                    yield [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def gatherings_held(self, since: datetime, until: datetime) -> list[tuple[str, str, str]]:
+        rows = await self._packed(
+            "SELECT guide_id, title, code FROM gatherings WHERE created_at >= ? AND created_at < ?"
+            " ORDER BY created_at, code",
+            (ts(since), ts(until)),
+            3,
+        )
+        return [(r[0], r[1], r[2]) for r in rows]

@@ -1,0 +1,96 @@
+"""Rights and retention on SQLite: erasure with a tombstone, /mydata, old text blanked.
+
+What is erased must live on nowhere: deleted pages are zeroed (`secure_delete`)
+and the journal is checkpointed after each erasure.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+
+from storage.sqlite.connection import Connections, dt, ts
+
+
+def erase(db: sqlite3.Connection, participant_id: str, now: datetime) -> None:
+    """Erase everything that refers to a participant, leaving a tombstone."""
+    p = (participant_id,)
+    db.execute("DELETE FROM answers WHERE participant = ?", p)
+    db.execute("DELETE FROM answers WHERE run_id IN (SELECT id FROM runs WHERE participant = ?)", p)
+    db.execute("DELETE FROM runs WHERE participant = ?", p)
+    db.execute("DELETE FROM consents WHERE participant = ?", p)
+    db.execute("DELETE FROM outbox WHERE participant = ?", p)
+    db.execute("DELETE FROM members WHERE participant = ?", p)
+    db.execute("DELETE FROM preferences WHERE participant = ?", p)
+    db.execute("DELETE FROM deliveries WHERE participant = ?", p)
+    db.execute("DELETE FROM records WHERE key = ?", p)  # roles
+    db.execute("DELETE FROM wrong_codes WHERE participant = ?", p)
+    db.execute("DELETE FROM participants WHERE id = ?", p)
+    # Keys of prompts and reminders name the pseudonym: they go too.
+    db.execute("DELETE FROM inbound WHERE instr(key, ?) > 0", p)
+    # Their gatherings stay (others answered in them) but no longer name them.
+    db.execute(
+        "UPDATE gatherings SET facilitator = 'forgotten', place = 'forgotten'"
+        " WHERE facilitator = ? OR place = ?",
+        (participant_id, participant_id),
+    )
+    db.execute(
+        "INSERT OR REPLACE INTO tombstones (participant, at) VALUES (?, ?)",
+        (participant_id, ts(now)),
+    )
+
+
+class RightsSQL(Connections):
+    """`storage.protocol.RightsStore` on SQLite."""
+
+    async def forget(self, participant_id: str, now: datetime) -> None:
+        """Erase everything that refers to a participant, leaving a tombstone; then
+        checkpoint the WAL so no copy of the data survives in the journal."""
+
+        await self._w.run(lambda db: erase(db, participant_id, now))
+        await self._checkpoint()
+
+    async def _checkpoint(self) -> None:
+        """Copy the journal into the database and empty it, so what was just erased
+        lives on nowhere (secure_delete has zeroed the freed pages)."""
+        # Outside any transaction, so from the reader's connection, not the writer's.
+        await self._r.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    async def expire_texts(self, kinds: Sequence[str], before: datetime) -> int:
+        """Blank free-text answers older than `before`, keeping the rows (so counts stay)."""
+        marks = ", ".join("?" for _ in kinds)
+
+        def blank(db: sqlite3.Connection) -> int:
+            return db.execute(
+                f"UPDATE answers SET value = '\"\"' WHERE kind IN ({marks})"
+                " AND answered_at < ? AND value NOT IN ('\"\"', 'null')",
+                (*kinds, ts(before)),
+            ).rowcount
+
+        blanked: int = await self._w.run(blank)
+        if blanked:
+            await self._checkpoint()
+        return blanked
+
+    async def tombstone(self, participant_id: str) -> datetime | None:
+        row = await self._one("SELECT at FROM tombstones WHERE participant = ?", (participant_id,))
+        return None if row is None else dt(row[0])
+
+    async def mine(self, participant_id: str) -> dict[str, list[tuple[object, ...]]]:
+        """Everything kept about one participant, table by table (for /mydata)."""
+        p = (participant_id,)
+        queries = {
+            "runs": "SELECT id, guide_id, guide_version, status, started_at, updated_at"
+            " FROM runs WHERE participant = ? ORDER BY started_at",
+            "answers": "SELECT run_id, guide_id, step, kind, value, answered_at FROM answers"
+            " WHERE participant = ? ORDER BY answered_at, rowid",
+            "consents": "SELECT guide_id, guide_version, given, at FROM consents"
+            " WHERE participant = ? ORDER BY at",
+            "cohorts": "SELECT cohort, joined_at FROM members WHERE participant = ?",
+            "preferences": "SELECT tz, paused_until FROM preferences WHERE participant = ?",
+            "roles": "SELECT CAST(value AS TEXT) FROM records WHERE kind = 'role' AND key = ?",
+        }
+        return {
+            name: [tuple(row) for row in await self._all(sql, p)] for name, sql in queries.items()
+        }
