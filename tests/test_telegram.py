@@ -114,6 +114,7 @@ class Phone:
         before = len(self.fake.sent())
         self.fake.queue(update)
         self.offset = await self.channel.poll_once(self.offset)
+        await self.channel.settle()
         await self.deliver()
         return [p["text"] for p in self.fake.sent()[before:]]
 
@@ -425,7 +426,18 @@ async def test_webhook_mode(phone: Phone, fake: FakeTelegram):
         assert sum("Is that all right with you?" in t for t in fake.texts()) == 1
         _, rows = phone.last_keyboard()
         agree = fake.tap_update(CHAT, rows[0][0]["callback_data"], phone.last_keyboard()[0])
-        assert await webhook_post(url, agree, token) == 200
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url, json=agree, headers={SECRET_HEADER: token}) as tapped,
+        ):
+            # The tap is answered in the webhook's own reply, after its commit: no call.
+            assert tapped.status == 200
+            assert await tapped.json() == {
+                "method": "answerCallbackQuery",
+                "callback_query_id": agree["callback_query"]["id"],
+            }
+        assert fake.calls_to("answerCallbackQuery") == []
+        assert (await phone.state()).status == "active"  # committed before the reply
         for answer in ["4", "40", "yes", "New rota", "A full lunch break"]:
             assert await webhook_post(url, fake.message_update(CHAT, answer), token) == 200
         await phone.deliver()

@@ -227,7 +227,14 @@ class SlackChannel:
         )
 
     async def _on_action(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
-        await ack()
+        # Acknowledged once the click's turn is committed (or found to be nothing), like
+        # a command: Slack hears nothing from the bot before the commit.
+        try:
+            await self._act(body, action)
+        finally:
+            await ack()
+
+    async def _act(self, body: dict[str, Any], action: dict[str, Any]) -> None:
         action_id = str(action.get("action_id", ""))
         if action_id.startswith(CHECKBOX):
             return  # ticks are read from the message's state when Submit is clicked
