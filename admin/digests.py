@@ -10,13 +10,13 @@ from typing import TextIO
 from bot.library import GuideLibrary
 from bot.reports.digest import build_digest
 from bot.reports.render import Reports
-from storage.protocol import Storage
+from storage.protocol import ReportStore
 
 TEMPLATE = {"text": ("digest", "text"), "md": ("digest", "md"), "html": ("digest_page", "page")}
 
 
 async def digest(
-    storage: Storage,
+    storage: ReportStore,
     library: GuideLibrary,
     reports: Reports,
     *,

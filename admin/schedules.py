@@ -17,7 +17,7 @@ from bot.features.roles import new_code
 from bot.flows.guide import GUIDE_ID_PATTERN
 from bot.library import GuideLibrary
 from bot.scheduling.schedule_time import occurrences, trigger
-from storage.protocol import Storage
+from storage.protocol import ScheduleStore
 from storage.rows import ScheduleRow
 
 # A cohort is named as a guide's keep_in_touch names it: the same rule as guide ids.
@@ -25,7 +25,7 @@ COHORT_NAME = re.compile(GUIDE_ID_PATTERN)
 COHORT_NAME_LONGEST = 60
 
 
-async def add_cohort(storage: Storage, name: str, now: datetime, out: TextIO) -> int:
+async def add_cohort(storage: ScheduleStore, name: str, now: datetime, out: TextIO) -> int:
     if not COHORT_NAME.match(name) or len(name) > COHORT_NAME_LONGEST:
         suggestion = "-".join(re.findall(r"[a-z0-9]+", name.lower()))[:COHORT_NAME_LONGEST]
         out.write(
@@ -35,7 +35,7 @@ async def add_cohort(storage: Storage, name: str, now: datetime, out: TextIO) ->
         return 2
     existing = await storage.cohort(name)
     if existing is not None:
-        out.write(f"The cohort {name} already exists; its join code is {existing[1]}.\n")
+        out.write(f"The cohort {name} already exists; its join code is {existing.code}.\n")
         return 0
     code = new_code(7)
     await storage.save_cohort(name, code, now)
@@ -47,7 +47,7 @@ async def add_cohort(storage: Storage, name: str, now: datetime, out: TextIO) ->
 
 
 async def add_schedule(
-    storage: Storage,
+    storage: ScheduleStore,
     library: GuideLibrary,
     *,
     guide: str,
@@ -79,19 +79,19 @@ async def add_schedule(
     return 0
 
 
-async def list_cohorts(storage: Storage, out: TextIO) -> int:
+async def list_cohorts(storage: ScheduleStore, out: TextIO) -> int:
     cohorts = await storage.cohorts()
     if not cohorts:
         out.write("No cohorts yet: add one with `kitchen-table cohort add NAME`.\n")
         return 0
-    width = max(len(name) for name, _ in cohorts)
+    width = max(len(cohort.name) for cohort in cohorts)
     out.write(f"{'COHORT':<{width}}  JOIN WITH\n")
-    for name, code in cohorts:
-        out.write(f"{name:<{width}}  /join {code}\n")
+    for cohort in cohorts:
+        out.write(f"{cohort.name:<{width}}  /join {cohort.code}\n")
     return 0
 
 
-async def list_schedules(storage: Storage, out: TextIO, now: datetime) -> int:
+async def list_schedules(storage: ScheduleStore, out: TextIO, now: datetime) -> int:
     schedules = await storage.schedules()
     if not schedules:
         out.write("No schedules yet: add one with `kitchen-table schedule add`.\n")
@@ -110,7 +110,7 @@ async def list_schedules(storage: Storage, out: TextIO, now: datetime) -> int:
 
 
 async def change_schedule(
-    storage: Storage, schedule_id: str, action: str, now: datetime, out: TextIO
+    storage: ScheduleStore, schedule_id: str, action: str, now: datetime, out: TextIO
 ) -> int:
     found = next((s for s in await storage.schedules() if s.id == schedule_id), None)
     if found is None:

@@ -136,8 +136,8 @@ async def list_roles(roles: Roles, out: TextIO) -> int:
     out.write(f"{len(roles.admins)} admin(s) from KT_ADMINS and this machine's operator.\n")
     if not holders:
         out.write("No facilitators or coordinators yet: invite one with `kitchen-table invite`.\n")
-    for pseudonym, role in holders:
-        out.write(f"{pseudonym[:12]}  {role}\n")
+    for holder in holders:
+        out.write(f"{holder.pseudonym[:12]}  {holder.role}\n")
     return 0
 
 

@@ -1,39 +1,61 @@
-"""The storage protocol every backend implements; the shared test suite runs against it."""
+"""The storage protocols every backend implements, one per concern.
+
+A feature or a report asks for the narrow protocol it uses (`ReportStore`,
+`RecordStore`...), so what it may touch is written in its signature; `Storage`
+is all of them, for the composition root that builds a backend and hands it out.
+One test suite (tests/test_storage*.py, the `store` fixture) runs against every
+backend and calls every method declared here.
+"""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from storage.failures import STORAGE_FAILURES
 from storage.rows import (
     AnswerRow,
+    ChoiceCount,
+    CohortRow,
     Commit,
     ConsentRow,
     Conversation,
     DeliveryRow,
+    ExportRow,
+    GatheringHeld,
     GatheringRow,
+    KeptAbout,
     MemberRow,
+    OccurrenceRow,
     OutboxRow,
     ParticipantRow,
+    PeopleCount,
     PreferenceRow,
+    RecordRow,
+    RunCount,
     RunRow,
     ScheduleRow,
+    StepCount,
+    Tally,
+    TextAnswer,
+    WrongCodes,
 )
 
-# What storage raises when it is failing (a full or read-only disk, a locked or damaged
-# file), as against a bug in one message: whoever meets it says "try again later" (a
-# webhook answers 503, a scheduled prompt's occurrence is taken up again). A backend
-# on another database adds its driver's errors here.
-STORAGE_FAILURES: tuple[type[Exception], ...] = (OSError, sqlite3.Error)
+__all__ = [
+    "STORAGE_FAILURES",
+    "ConversationStore",
+    "GatheringStore",
+    "RecordStore",
+    "ReportStore",
+    "RightsStore",
+    "ScheduleStore",
+    "Storage",
+]
 
 
-class Storage(Protocol):
-    async def open(self) -> None:
-        """Connect and bring the schema up to date."""
-
-    async def close(self) -> None: ...
+class ConversationStore(Protocol):
+    """A turn's reads and its one commit, and the outbox that delivery drains."""
 
     async def commit(self, commit: Commit) -> bool:
         """Write a whole commit atomically; False (and nothing written) if its key was seen."""
@@ -97,55 +119,20 @@ class Storage(Protocol):
         """The platform says this person can't be reached: drop what is owed to them."""
         ...
 
-    async def put_record(
-        self, kind: str, key: str, value: bytes, expires_at: datetime | None = None
-    ) -> None:
-        """Keep an opaque record (sealed by the caller when secret), replacing any before."""
+    async def next_due(self, channel: str) -> datetime | None:
+        """When the earliest message owed on a channel falls due, if any."""
         ...
 
-    async def record(self, kind: str, key: str, now: datetime) -> bytes | None:
-        """A record that has not expired, if there is one."""
-        ...
 
-    async def take_record(self, kind: str, key: str, now: datetime) -> bytes | None:
-        """Delete a record and return it if it had not expired: at most one caller gets it."""
-        ...
-
-    async def delete_records(self, kind: str, key: str) -> None: ...
-
-    async def records_of(self, kind: str, now: datetime) -> list[tuple[str, bytes]]:
-        """Every unexpired record of one kind, as (key, value), by key."""
-        ...
-
-    async def wrong_codes(self, participant_id: str, since: datetime) -> tuple[int, int]:
-        """How many invitation codes that were no good (theirs, everyone's) were tried
-        since then."""
-        ...
-
-    async def gathering(self, gathering_id: str) -> GatheringRow | None: ...
-
-    async def gathering_by_code(self, code: str) -> GatheringRow | None: ...
-
-    async def latest_gathering(self, facilitator: str, place: str) -> GatheringRow | None:
-        """The latest gathering launched in this place or by this facilitator."""
-        ...
-
-    async def gathering_runs(self, gathering_id: str) -> list[RunRow]:
-        """Every run joined through a gathering, the earliest first."""
-        ...
-
-    async def gathering_answers(self, gathering_id: str) -> list[AnswerRow]: ...
-
-    # Cohorts and schedules -----------------------------------------------------
+class ScheduleStore(Protocol):
+    """Cohorts, their members' settings, schedules, occurrences and deliveries."""
 
     async def save_cohort(self, name: str, code: str, now: datetime) -> None: ...
 
-    async def cohort(self, name: str) -> tuple[str, str] | None:
-        """(name, join code) of a cohort."""
-        ...
+    async def cohort(self, name: str) -> CohortRow | None: ...
 
-    async def cohorts(self) -> list[tuple[str, str]]:
-        """Every cohort as (name, join code)."""
+    async def cohorts(self) -> list[CohortRow]:
+        """Every cohort, by name."""
         ...
 
     async def cohort_by_code(self, code: str) -> str | None: ...
@@ -162,7 +149,9 @@ class Storage(Protocol):
 
     async def schedules(self) -> list[ScheduleRow]: ...
 
-    async def advance_schedule(self, schedule_id: str, checked_until: datetime) -> None: ...
+    async def advance_schedule(self, schedule_id: str, checked_until: datetime) -> None:
+        """Occurrences up to `checked_until` have been dealt with (never moves back)."""
+        ...
 
     async def claim_occurrence(
         self, schedule_id: str, tz: str, due_at: datetime, now: datetime, lease: timedelta
@@ -176,35 +165,106 @@ class Storage(Protocol):
         self, schedule_id: str, tz: str, due_at: datetime, status: str
     ) -> None: ...
 
-    async def occurrences(self, schedule_id: str) -> list[tuple[str, datetime, str]]: ...
+    async def occurrences(self, schedule_id: str) -> list[OccurrenceRow]: ...
 
     async def due_reminders(
         self, delivered_before: datetime, max_reminders: int
-    ) -> list[DeliveryRow]: ...
+    ) -> list[DeliveryRow]:
+        """Prompts delivered long enough ago whose run is still under way."""
+        ...
 
     async def deliveries(self, schedule_id: str) -> list[DeliveryRow]: ...
 
-    # Digests ------------------------------------------------------------------
 
-    async def run_counts(
-        self, since: datetime, until: datetime
-    ) -> list[tuple[str, str, int, int]]: ...
+class GatheringStore(Protocol):
+    """Facilitated gatherings and the runs joined through them."""
 
-    async def people_counts(
-        self, since: datetime, until: datetime
-    ) -> list[tuple[str, int, int]]: ...
+    async def gathering(self, gathering_id: str) -> GatheringRow | None: ...
 
-    async def open_steps(
-        self, guide_id: str, since: datetime, until: datetime
-    ) -> list[tuple[str, int]]: ...
+    async def gathering_by_code(self, code: str) -> GatheringRow | None: ...
 
-    async def answer_tallies(
-        self, guide_id: str, since: datetime, until: datetime
-    ) -> list[tuple[str, str, int]]: ...
+    async def latest_gathering(self, facilitator: str, place: str) -> GatheringRow | None:
+        """The latest gathering launched in this place or by this facilitator."""
+        ...
+
+    async def gathering_runs(self, gathering_id: str) -> list[RunRow]:
+        """Every run joined through a gathering, the earliest first."""
+        ...
+
+    async def gathering_answers(self, gathering_id: str) -> list[AnswerRow]: ...
+
+
+class RecordStore(Protocol):
+    """Roles and invitations: small opaque keyed records, and wrong codes counted."""
+
+    async def put_record(
+        self, kind: str, key: str, value: bytes, expires_at: datetime | None = None
+    ) -> None:
+        """Keep an opaque record (sealed by the caller when secret), replacing any before."""
+        ...
+
+    async def record(self, kind: str, key: str, now: datetime) -> bytes | None:
+        """A record that has not expired, if there is one."""
+        ...
+
+    async def take_record(self, kind: str, key: str, now: datetime) -> bytes | None:
+        """Delete a record and return it if it had not expired: at most one caller gets it."""
+        ...
+
+    async def delete_records(self, kind: str, key: str) -> None: ...
+
+    async def records_of(self, kind: str, now: datetime) -> list[RecordRow]:
+        """Every unexpired record of one kind, by key."""
+        ...
+
+    async def wrong_codes(self, participant_id: str, since: datetime) -> WrongCodes:
+        """How many invitation codes that were no good (theirs, everyone's) were tried
+        since then."""
+        ...
+
+
+class RightsStore(Protocol):
+    """A participant's rights (see and erase what is kept), and retention."""
+
+    async def forget(self, participant_id: str, now: datetime) -> None:
+        """Erase every row that refers to a participant, leaving only a tombstone."""
+        ...
+
+    async def tombstone(self, participant_id: str) -> datetime | None: ...
+
+    async def expire_texts(self, kinds: Sequence[str], before: datetime) -> int:
+        """Blank free-text answers older than `before`, keeping the rows (so counts stay);
+        how many were blanked."""
+        ...
+
+    async def mine(self, participant_id: str) -> KeptAbout:
+        """Everything kept about one participant (for /mydata)."""
+        ...
+
+
+class ReportStore(Protocol):
+    """Read-only queries for digests, summaries and exports."""
+
+    async def run_counts(self, since: datetime, until: datetime) -> list[RunCount]:
+        """Runs active in the period, by guide and status."""
+        ...
+
+    async def people_counts(self, since: datetime, until: datetime) -> list[PeopleCount]:
+        """People per guide in the period, and how many were new (first run ever in it)."""
+        ...
+
+    async def open_steps(self, guide_id: str, since: datetime, until: datetime) -> list[StepCount]:
+        """Where runs of a guide that did not finish stopped: (step, runs)."""
+        ...
+
+    async def answer_tallies(self, guide_id: str, since: datetime, until: datetime) -> list[Tally]:
+        """Each value given to choices, scales and numbers, counted; a list of choices
+        counts once for each option in it."""
+        ...
 
     async def answer_people(
         self, guide_id: str, since: datetime, until: datetime, steps: Sequence[str] | None = None
-    ) -> list[tuple[str, int]]:
+    ) -> list[StepCount]:
         """(step, distinct people who answered it), of these steps only if given."""
         ...
 
@@ -216,25 +276,15 @@ class Storage(Protocol):
         until: datetime,
         runs: Sequence[str] | None = None,
         page: int = 5000,
-    ) -> AsyncGenerator[list[tuple[str, str, str, str]], None]:
-        """Pages of (participant, run, step, value as JSON) for these (free-text) steps, of
-        these runs only if given: each row once, ordered by participant, then as answered,
-        so that one person's answers come together. Close it (`aclosing`) if you stop early."""
+    ) -> AsyncGenerator[list[TextAnswer], None]:
+        """Pages of answers to these (free-text) steps, of these runs only if given: each
+        row once, ordered by participant, then as answered, so that one person's answers
+        come together. Close it (`aclosing`) if you stop early."""
         ...
 
-    async def gatherings_held(self, since: datetime, until: datetime) -> list[tuple[str, str, str]]:
-        """(guide, title, join code) of each gathering launched in [since, until), oldest first."""
+    async def gatherings_held(self, since: datetime, until: datetime) -> list[GatheringHeld]:
+        """Each gathering launched in [since, until), oldest first."""
         ...
-
-    # Data rights and exports -----------------------------------------------------
-
-    async def forget(self, participant_id: str, now: datetime) -> None:
-        """Erase every row that refers to a participant, leaving only a tombstone."""
-        ...
-
-    async def tombstone(self, participant_id: str) -> datetime | None: ...
-
-    async def expire_texts(self, kinds: Sequence[str], before: datetime) -> int: ...
 
     async def export_rows(
         self,
@@ -244,12 +294,32 @@ class Storage(Protocol):
         after: tuple[str, str, str] | None,
         limit: int,
         by_run: bool = False,
-    ) -> list[tuple[str, str, str, int, str, str, str, str]]: ...
-
-    async def choice_counts(self, guide_id: str) -> list[tuple[str, str, int]]: ...
-
-    async def mine(self, participant_id: str) -> dict[str, list[tuple[object, ...]]]: ...
-
-    async def next_due(self, channel: str) -> datetime | None:
-        """When the earliest message owed on a channel falls due, if any."""
+    ) -> list[ExportRow]:
+        """A page of a guide's answers in a stable order, for streaming exports. Pages
+        follow each other by `after`, the last row's sort key: (answered_at, run, step),
+        or (run, step, answered_at) with `by_run`."""
         ...
+
+    async def choice_counts(self, guide_id: str) -> list[ChoiceCount]:
+        """Distinct people per option of choose steps, for public-release thresholds."""
+        ...
+
+
+class Storage(
+    ConversationStore, ScheduleStore, GatheringStore, RecordStore, RightsStore, ReportStore,
+    Protocol,
+):  # fmt: skip
+    """Every concern together, as one backend provides them: what the composition root
+    builds and hands out."""
+
+    async def open(self) -> None:
+        """Connect and bring the schema up to date."""
+
+    async def close(self) -> None: ...
+
+
+# Each concern's protocol, for whoever needs to go through them (the suite that checks
+# every method is exercised).
+CONCERNS: tuple[type, ...] = (
+    ConversationStore, ScheduleStore, GatheringStore, RecordStore, RightsStore, ReportStore,
+)  # fmt: skip

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 
@@ -216,3 +216,168 @@ class Commit:
     # the rest of the commit (a goodbye under a throwaway id) is written after.
     forget: tuple[str, datetime] | None = None  # (participant, when)
     schedule: ScheduleRow | None = None  # a schedule changed (paused or resumed)
+
+
+# What reads hand back besides the rows above: each a name for every column, never a
+# tuple read by position.
+
+
+@dataclass(frozen=True)
+class CohortRow:
+    """A cohort and the code people join it with."""
+
+    name: str
+    code: str
+
+
+@dataclass(frozen=True)
+class OccurrenceRow:
+    """One time a schedule fell due, in one time zone, and what became of it."""
+
+    tz: str
+    due_at: datetime
+    status: str  # "claimed", "sent" or "missed"
+
+
+@dataclass(frozen=True)
+class WrongCodes:
+    """Invitation codes that were no good, tried since some moment."""
+
+    theirs: int  # by the one person asked about
+    everyone: int  # by anyone, that person included
+
+
+@dataclass(frozen=True)
+class KeptRun:
+    id: str
+    guide_id: str
+    guide_version: int
+    status: str
+    started_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class KeptAnswer:
+    run_id: str
+    guide_id: str
+    step: str
+    kind: str
+    value: str  # JSON written by the caller
+    answered_at: datetime
+
+
+@dataclass(frozen=True)
+class KeptConsent:
+    guide_id: str
+    guide_version: int
+    given: bool
+    at: datetime
+
+
+@dataclass(frozen=True)
+class KeptMembership:
+    cohort: str
+    joined_at: datetime
+
+
+@dataclass(frozen=True)
+class KeptPreference:
+    tz: str | None
+    paused_until: datetime | None
+
+
+@dataclass(frozen=True)
+class KeptRole:
+    role: str
+
+
+@dataclass(frozen=True)
+class KeptAbout:
+    """Everything kept about one participant, table by table (what /mydata shows)."""
+
+    runs: list[KeptRun]
+    answers: list[KeptAnswer]
+    consents: list[KeptConsent]
+    cohorts: list[KeptMembership]
+    preferences: list[KeptPreference]
+    roles: list[KeptRole]
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, f.name) for f in fields(self))
+
+
+@dataclass(frozen=True)
+class RunCount:
+    """Runs of a guide in one status that were under way in a period."""
+
+    guide_id: str
+    status: str
+    runs: int
+    people: int  # distinct participants
+
+
+@dataclass(frozen=True)
+class PeopleCount:
+    """People who ran a guide in a period, and how many of them were new."""
+
+    guide_id: str
+    people: int
+    new: int  # their first run of any guide began in the period
+
+
+@dataclass(frozen=True)
+class StepCount:
+    """A step and how many (runs stopped there, or people who answered it)."""
+
+    step: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Tally:
+    """How many times one value (as JSON) was given to a step."""
+
+    step: str
+    value: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class TextAnswer:
+    """One free-text answer, as a digest reads it."""
+
+    participant: str
+    run_id: str
+    step: str
+    value: str  # JSON written by the caller
+
+
+@dataclass(frozen=True)
+class GatheringHeld:
+    guide_id: str
+    title: str
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRow:
+    """One answer as exports write it."""
+
+    answered_at: str  # as stored: the sort key of export pages
+    run_id: str
+    step: str
+    guide_version: int
+    participant: str
+    kind: str
+    value: str  # JSON written by the caller
+    language: str  # the run's, or ""
+
+
+@dataclass(frozen=True)
+class ChoiceCount:
+    """How many distinct people gave one option to a choose step."""
+
+    step: str
+    value: str
+    people: int

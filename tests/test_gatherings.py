@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from bot.features.roles import RoleHolder
 from bot.messages import Outbound
 from storage.rows import Commit
 from tests.conftest import Harness
@@ -226,7 +227,7 @@ async def test_join_codes_are_forgiving_about_case_and_spaces(room: Harness):
 async def test_a_revoked_facilitator_can_no_longer_launch(room: Harness):
     h = room
     holders = await h.house.roles.holders()
-    assert holders == [(h.pseudonym("host"), "facilitator")]
+    assert holders == [RoleHolder(h.pseudonym("host"), "facilitator")]
     assert await h.house.roles.revoke(h.pseudonym("host")[:8]) == [h.pseudonym("host")]
     assert "Only facilitators" in (await h.say("/launch supper", user="host"))[0].text
 

@@ -133,7 +133,7 @@ async def test_retention_blanks_old_free_text_and_nothing_else(make_harness):  #
     report = await scheduler.tick()
     assert report.expired == 1
     old = await h.storage.mine(h.pseudonym("old"))
-    assert [json.loads(str(a[4])) for a in old["answers"]] == ["retail", ""]  # choice kept
+    assert [json.loads(a.value) for a in old.answers] == ["retail", ""]  # choice kept
     new = await h.storage.mine(h.pseudonym("new"))
-    assert [json.loads(str(a[4])) for a in new["answers"]] == ["retail", "A new hope"]
+    assert [json.loads(a.value) for a in new.answers] == ["retail", "A new hope"]
     assert (await scheduler.tick()).expired == 0  # once a day

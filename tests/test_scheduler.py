@@ -60,7 +60,7 @@ async def test_after_downtime_recent_occurrences_go_out_and_old_ones_are_missed(
     await deliverer.drain("terminal")
     assert [due.date().isoformat() for _, due in report.missed] == ["2026-10-26", "2026-11-02"]
     assert report.prompted == 1  # 9 November, a day ago
-    statuses = [status for _, _, status in await scheduler.storage.occurrences("s1")]
+    statuses = [o.status for o in await scheduler.storage.occurrences("s1")]
     assert statuses == ["sent", "missed", "missed", "sent"]
 
 

@@ -239,7 +239,7 @@ async def test_what_people_type_is_stored_and_shown_without_hidden_characters(ma
     shown = await h.say("my boss \u202ethe worst\u202c is kind \u2066ok\u2069 שלום")
     await h.say("done\u200b")
     rows = await h.storage.export_rows("scrubbed", None, None, None, 10, False)
-    stored = {row[2]: json.loads(row[6]) for row in rows}
+    stored = {row.step: json.loads(row.value) for row in rows}
     assert stored == {
         "story": "reach me at [email] !won",
         "raw": "my boss the worst is kind ok שלום",
@@ -268,7 +268,7 @@ async def test_a_choice_typed_with_hidden_characters_is_understood(make_harness)
     await h.say("/start pick")
     await h.say("\u200f2\u200b")
     rows = await h.storage.export_rows("pick", None, None, None, 10, False)
-    assert [json.loads(row[6]) for row in rows] == ["health-care"]
+    assert [json.loads(row.value) for row in rows] == ["health-care"]
 
 
 async def test_privacy_says_plainly_that_names_are_not_removed(make_harness):  # type: ignore[no-untyped-def]

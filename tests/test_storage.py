@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from contextlib import aclosing
+from dataclasses import astuple
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,9 +21,14 @@ from storage.rows import (
     ParticipantRow,
     PreferenceRow,
     RunRow,
+    StepCount,
 )
 from storage.sqlite import SQLiteStorage
 from tests.conftest import START
+
+
+def people(counts: list[StepCount]) -> list[tuple[str, int]]:
+    return [(c.step, c.count) for c in counts]
 
 
 def run_row(run_id: str = "r1", status: str = "active", state: str = "{}") -> RunRow:
@@ -276,10 +282,10 @@ async def test_free_text_comes_a_page_at_a_time_each_row_once(store: Storage) ->
         pages = [page async for page in store.answer_text_pages(
             "g", ["story", "hope"], since, until, page=size)]  # fmt: skip
         assert [len(p) for p in pages[:-1]] == [size] * (len(pages) - 1)
-        assert [row for page in pages for row in page] == expected
+        assert [astuple(row) for page in pages for row in page] == expected
     runs = ["r5.1", "r2.0", "r5.0", "x2"]  # x2: answered too late
     some = store.answer_text_pages("g", ["story"], since, until, runs=runs, page=1)
-    assert [row async for page in some for row in page] == [
+    assert [astuple(row) async for page in some for row in page] == [
         (f"p{n[0]}", f"r{n}", "story", f'"story {n}"') for n in ["2.0", "5.0", "5.1"]
     ]
     assert [p async for p in store.answer_text_pages("g", [], since, until)] == []
@@ -288,7 +294,7 @@ async def test_free_text_comes_a_page_at_a_time_each_row_once(store: Storage) ->
     async with aclosing(store.answer_text_pages("g", ["story"], since, until, page=2)) as stream:
         async for _page in stream:
             break
-    assert (await store.answer_people("g", since, until, ["story"])) == [("story", 7)]
+    assert (await store.answer_people("g", since, until, ["story"])) == [StepCount("story", 7)]
 
 
 async def test_tallies_split_lists_of_choices_and_people_count_once(store: Storage) -> None:
@@ -308,13 +314,13 @@ async def test_tallies_split_lists_of_choices_and_people_count_once(store: Stora
     ]))  # fmt: skip
     since, until = START, START + timedelta(seconds=1)
     tallies = await store.answer_tallies("g", since, until)
-    assert sorted((step, json.loads(value), n) for step, value, n in tallies) == [
+    assert sorted((t.step, json.loads(t.value), t.count) for t in tallies) == [
         ("help", "pay", 3), ("help", "rest", 2), ("sector", "care", 2), ("week", 4, 1),
     ]  # fmt: skip
-    assert sorted(await store.answer_people("g", since, until)) == [
+    assert sorted(people(await store.answer_people("g", since, until))) == [
         ("help", 3), ("sector", 2), ("story", 1), ("week", 1),
     ]  # fmt: skip
-    assert sorted(await store.answer_people("g", since, until, ["help", "week"])) == [
+    assert sorted(people(await store.answer_people("g", since, until, ["help", "week"]))) == [
         ("help", 3), ("week", 1),
     ]  # fmt: skip
     assert await store.answer_people("g", since, until, []) == []

@@ -21,7 +21,7 @@ from bot.scheduling.schedule_time import zone
 from storage.rows import PreferenceRow, ScheduleRow
 
 if TYPE_CHECKING:
-    from storage.protocol import Storage
+    from storage.protocol import ScheduleStore
 
 KEEP_STEP = "_keep"
 DEFAULT_TZ = "UTC"
@@ -30,7 +30,7 @@ SCHEDULE_ROLES = (FACILITATOR, COORDINATOR, ADMIN)
 
 
 class Cohorts:
-    def __init__(self, storage: Storage, default_tz: str = DEFAULT_TZ) -> None:
+    def __init__(self, storage: ScheduleStore, default_tz: str = DEFAULT_TZ) -> None:
         self.storage = storage
         self.default_tz = default_tz
 
@@ -194,7 +194,7 @@ def paused(schedule: ScheduleRow, paused: bool, now: datetime) -> ScheduleRow:
 
 
 async def set_paused(
-    storage: Storage, schedule: ScheduleRow, is_paused: bool, now: datetime
+    storage: ScheduleStore, schedule: ScheduleRow, is_paused: bool, now: datetime
 ) -> None:
     """Pause or resume a schedule from outside a conversation (the command line)."""
     await storage.save_schedule(paused(schedule, is_paused, now))

@@ -15,13 +15,13 @@ from bot.reports.render import Reports
 
 if TYPE_CHECKING:
     from bot.library import GuideLibrary
-    from storage.protocol import Storage
+    from storage.protocol import ReportStore
 
 
 class Digests:
     def __init__(
         self,
-        storage: Storage,
+        storage: ReportStore,
         library: GuideLibrary,
         reports: Reports,
         roles: Roles,
@@ -64,5 +64,5 @@ class Digests:
 
     async def recipients(self) -> list[str]:
         """Who receives the weekly digest: every coordinator, then every admin."""
-        coordinators = [p for p, role in await self.roles.holders() if role == COORDINATOR]
+        coordinators = [h.pseudonym for h in await self.roles.holders() if h.role == COORDINATOR]
         return [*coordinators, *sorted(self.roles.admins)]

@@ -169,16 +169,16 @@ class Gatherings:
 
     async def _redeem(self, turn: Turn, words: list[str]) -> None:
         since = turn.now - WRONG_CODES_WINDOW
-        theirs, everyone = await self.storage.wrong_codes(turn.actor, since)
-        if theirs >= WRONG_CODES_PER_PERSON:
+        tried = await self.storage.wrong_codes(turn.actor, since)
+        if tried.theirs >= WRONG_CODES_PER_PERSON:
             self._say(turn, "redeem_later")  # not even checked: they are guessing
             return
         role = await self.roles.invitation(words[0]) if words else None
         if role is None:
-            if everyone >= WRONG_CODES_OVERALL:
+            if tried.everyone >= WRONG_CODES_OVERALL:
                 self._say(turn, "redeem_later")
                 return
-            if everyone + 1 == WRONG_CODES_OVERALL:
+            if tried.everyone + 1 == WRONG_CODES_OVERALL:
                 log.warning("%d wrong invitation codes in an hour: someone may be guessing",
                             WRONG_CODES_OVERALL)  # fmt: skip
             if words:  # counted in the turn's own commit: several instances share it

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import fields
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from bot.conversation.router import Router
@@ -21,13 +23,14 @@ from bot.messages import Outbound
 
 if TYPE_CHECKING:
     from bot.library import GuideLibrary
-    from storage.protocol import Storage
+    from storage.protocol import RightsStore
+    from storage.rows import KeptAnswer
 
 FORGET_STEP = "_forget"
 
 
 class Rights:
-    def __init__(self, storage: Storage, library: GuideLibrary) -> None:
+    def __init__(self, storage: RightsStore, library: GuideLibrary) -> None:
         self.storage = storage
         self.library = library
 
@@ -73,7 +76,7 @@ class Rights:
         language = turn.language
         kept = await self.storage.mine(turn.participant_id)
         say = turn.voice.phrases.text
-        if not any(kept.values()):
+        if not kept:
             turn.say("mydata_nothing")
             return None
         lines = [say(language, "mydata_heading")]
@@ -84,36 +87,41 @@ class Rights:
                     questions[(loaded.guide.id, step.id)] = localize(
                         step.text, language, loaded.guide.default_language
                     )
-        by_run: dict[str, list[tuple[object, ...]]] = {}
-        for answer in kept["answers"]:
-            by_run.setdefault(str(answer[0]), []).append(answer)
-        for run in kept["runs"]:
-            lines.append(f"\n{run[1]} ({run[3]}, {str(run[4])[:10]})")
-            for _, guide_id, step, _kind, value, _at in by_run.get(str(run[0]), []):
-                shown = json.loads(str(value))
+        by_run: dict[str, list[KeptAnswer]] = {}
+        for answer in kept.answers:
+            by_run.setdefault(answer.run_id, []).append(answer)
+        for run in kept.runs:
+            lines.append(f"\n{run.guide_id} ({run.status}, {_day(run.started_at)})")
+            for answer in by_run.get(run.id, []):
+                shown = json.loads(answer.value)
                 if isinstance(shown, list):
                     shown = ", ".join(map(str, shown))
-                question = questions.get((str(guide_id), str(step)), str(step))
+                question = questions.get((answer.guide_id, answer.step), answer.step)
                 lines.append(f"• {question} {shown if shown is not None else '–'}")
-        if kept["consents"]:
+        if kept.consents:
             items = ", ".join(
-                f"{c[0]} {say(language, 'consent_given' if c[2] else 'consent_declined')}"
-                f" {str(c[3])[:10]}"
-                for c in kept["consents"]
+                f"{c.guide_id} {say(language, 'consent_given' if c.given else 'consent_declined')}"
+                f" {_day(c.at)}"
+                for c in kept.consents
             )
             lines.append("\n" + say(language, "mydata_consents", items=items))
-        if kept["cohorts"]:
-            items = ", ".join(str(c[0]) for c in kept["cohorts"])
+        if kept.cohorts:
+            items = ", ".join(c.cohort for c in kept.cohorts)
             lines.append(say(language, "mydata_cohorts", items=items))
-        if kept["roles"]:
-            lines.append(
-                say(language, "mydata_roles", items=", ".join(str(r[0]) for r in kept["roles"]))
-            )
-        if kept["preferences"] and kept["preferences"][0][0]:
-            lines.append(say(language, "mydata_timezone", tz=kept["preferences"][0][0]))
+        if kept.roles:
+            lines.append(say(language, "mydata_roles", items=", ".join(r.role for r in kept.roles)))
+        if kept.preferences and kept.preferences[0].tz:
+            lines.append(say(language, "mydata_timezone", tz=kept.preferences[0].tz))
         turn.reply(Reply("\n".join(lines)))
+        # Each table a list of rows, each row its values in the order of its columns.
         document = json.dumps(
-            {name: [list(map(_plain, row)) for row in rows] for name, rows in kept.items()},
+            {
+                table.name: [
+                    [_plain(getattr(row, column.name)) for column in fields(row)]
+                    for row in getattr(kept, table.name)
+                ]
+                for table in fields(kept)
+            },
             ensure_ascii=False,
             indent=2,
         )
@@ -121,7 +129,20 @@ class Rights:
         return None
 
 
+def _day(moment: datetime) -> str:
+    return _stored(moment)[:10]
+
+
+def _stored(moment: datetime) -> str:
+    """A moment as storage writes it (UTC, to the microsecond), as /mydata has shown it."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
 def _plain(value: object) -> object:
+    if isinstance(value, bool):  # given or not: 1 or 0, as the file has always said
+        return int(value)
+    if isinstance(value, datetime):
+        return _stored(value)
     if isinstance(value, str) and value[:1] in ('"', "[", "{"):
         try:
             return json.loads(value)

@@ -13,10 +13,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.privacy import Identity
-from storage.protocol import Storage
+from storage.protocol import RecordStore
 from storage.rows import Commit, RecordRow, TakenRecord
 
 PARTICIPANT = "participant"
@@ -60,8 +61,18 @@ def admin_pseudonyms(identity: Identity, configured: str) -> set[str]:
     return found
 
 
+@dataclass(frozen=True)
+class RoleHolder:
+    """Someone granted a role: their pseudonym, and the role."""
+
+    pseudonym: str
+    role: str
+
+
 class Roles:
-    def __init__(self, storage: Storage, admins: set[str], clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, storage: RecordStore, admins: set[str], clock: Callable[[], datetime]
+    ) -> None:
         self.storage = storage
         self.admins = admins
         self.clock = clock
@@ -92,15 +103,18 @@ class Roles:
         commit.take_record = TakenRecord(INVITE, _hash(normal_code(code)), self.clock())
         commit.records.append(RecordRow(ROLE, pseudonym, role.encode()))
 
-    async def holders(self) -> list[tuple[str, str]]:
+    async def holders(self) -> list[RoleHolder]:
+        """Everyone granted a role (admins come from the settings instead), by pseudonym."""
         return [
-            (key, value.decode())
-            for key, value in await self.storage.records_of(ROLE, self.clock())
+            RoleHolder(record.key, record.value.decode())
+            for record in await self.storage.records_of(ROLE, self.clock())
         ]
 
     async def revoke(self, prefix: str) -> list[str]:
         """Take the role from every holder whose pseudonym starts with `prefix`."""
-        revoked = [key for key, _ in await self.holders() if prefix and key.startswith(prefix)]
+        revoked = [
+            h.pseudonym for h in await self.holders() if prefix and h.pseudonym.startswith(prefix)
+        ]
         for key in revoked:
             await self.storage.delete_records(ROLE, key)
         return revoked

@@ -25,7 +25,8 @@ from bot.library import GuideLibrary
 from bot.reports import min_group as rule
 from bot.reports.breakdown import Breakdown, Count, Row, breakdown
 from bot.reports.digest_texts import Texts, read_texts
-from storage.protocol import Storage
+from storage.protocol import ReportStore
+from storage.rows import RunCount, Tally
 
 MAX_QUOTES = 3
 MAX_WORDS = 10
@@ -73,7 +74,7 @@ class Digest:
 
 
 async def build_digest(
-    storage: Storage,
+    storage: ReportStore,
     library: GuideLibrary,
     since: datetime,
     until: datetime,
@@ -106,7 +107,7 @@ async def build_digest(
 
 
 async def _guides(
-    storage: Storage, wanted: list[Guide], texts: list[asyncio.Task[Texts]], since: datetime,
+    storage: ReportStore, wanted: list[Guide], texts: list[asyncio.Task[Texts]], since: datetime,
     until: datetime, min_group: int, language: str,
 ) -> list[GuideDigest]:  # fmt: skip
     """Each wanted guide's digest; `texts` holds the guides' free-text findings, under way."""
@@ -117,11 +118,11 @@ async def _guides(
         storage.gatherings_held(since, until),
     )  # fmt: skip
     runs_now, runs_before = _runs(runs), _runs(runs_then)
-    people_now = {g: (p, n) for g, p, n in persons}
-    people_before = {g: (p, n) for g, p, n in persons_then}
+    people_now = {c.guide_id: (c.people, c.new) for c in persons}
+    people_before = {c.guide_id: (c.people, c.new) for c in persons_then}
     held: dict[str, list[Gathering]] = {}
-    for guide_id, gathering_title, code in gatherings:
-        held.setdefault(guide_id, []).append(Gathering(gathering_title, code))
+    for gathering in gatherings:
+        held.setdefault(gathering.guide_id, []).append(Gathering(gathering.title, gathering.code))
     guides = []
     for guide, found in zip(wanted, texts, strict=True):
         if guide.id not in people_now and guide.id not in runs_now:
@@ -177,21 +178,21 @@ def _counter(min_group: int):  # type: ignore[no-untyped-def]
     return count
 
 
-def _runs(rows: list[tuple[str, str, int, int]]) -> dict[str, tuple[int, int]]:
+def _runs(rows: list[RunCount]) -> dict[str, tuple[int, int]]:
     """guide -> (runs started, runs finished), counting people, not declined invitations."""
     started: Counter[str] = Counter()
     finished: Counter[str] = Counter()
-    for guide, status, _runs_count, people in rows:
-        if status == "declined":
+    for row in rows:
+        if row.status == "declined":
             continue
-        started[guide] += people
-        if status == "finished":
-            finished[guide] += people
+        started[row.guide_id] += row.people
+        if row.status == "finished":
+            finished[row.guide_id] += row.people
     return {g: (started[g], finished[g]) for g in started}
 
 
 async def _questions(
-    storage: Storage, guide: Guide, language: str, since: datetime, until: datetime,
+    storage: ReportStore, guide: Guide, language: str, since: datetime, until: datetime,
     before: datetime, min_group: int,
 ) -> list[Question]:  # fmt: skip
     shown = [s for s in guide.questions if not s.sensitive and s.kind is not StepKind.ASK]
@@ -202,7 +203,8 @@ async def _questions(
         storage.answer_people(guide.id, since, until, ids),
         storage.answer_people(guide.id, before, since, ids),
     )
-    people_now, people_before = dict(people), dict(people_then)
+    people_now = {c.step: c.count for c in people}
+    people_before = {c.step: c.count for c in people_then}
     count = _counter(min_group)
     out = []
     for step in shown:
@@ -219,21 +221,21 @@ async def _questions(
     return out
 
 
-def _values(tallies: list[tuple[str, str, int]], step: str) -> dict[str, int]:
+def _values(tallies: list[Tally], step: str) -> dict[str, int]:
     found: dict[str, int] = {}
-    for tally_step, value, count in tallies:
-        if tally_step == step:
-            key = json.loads(value)
+    for tally in tallies:
+        if tally.step == step:
+            key = json.loads(tally.value)
             name = str(key) if not isinstance(key, float) or not key.is_integer() else str(int(key))
-            found[name] = found.get(name, 0) + count
+            found[name] = found.get(name, 0) + tally.count
     return found
 
 
 async def _dropoff(
-    storage: Storage, guide: Guide, language: str, since: datetime, until: datetime,
+    storage: ReportStore, guide: Guide, language: str, since: datetime, until: datetime,
     min_group: int,
 ) -> list[Row]:  # fmt: skip
-    at = dict(await storage.open_steps(guide.id, since, until))
+    at = {c.step: c.count for c in await storage.open_steps(guide.id, since, until)}
     rows = []
     for number, step in enumerate(guide.questions, start=1):
         if step.id in at:

@@ -1,7 +1,7 @@
 """Free text in a digest, read a page at a time: recurring words and two-word phrases
 counted by people, and the quotes.
 
-Pages come with each person's answers together (`Storage.answer_text_pages`), so a
+Pages come with each person's answers together (`ReportStore.answer_text_pages`), so a
 word is counted once per person from a small set of that one person's words, never
 from a set of people per word: memory grows with the vocabulary, not with people
 times words. For quotes only the runs of each person's latest answers to quotable
@@ -27,7 +27,7 @@ from datetime import datetime
 from bot.flows.guide import Guide, StepKind
 from bot.flows.scrub import scrub
 from bot.reports.stopwords import STOP_WORDS
-from storage.protocol import Storage
+from storage.protocol import ReportStore
 
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 
@@ -42,7 +42,7 @@ class Texts:
 
 
 async def read_texts(
-    storage: Storage, guide: Guide, since: datetime, until: datetime, *, min_group: int,
+    storage: ReportStore, guide: Guide, since: datetime, until: datetime, *, min_group: int,
     seed: str, words: int, phrases: int, quotes: int,
 ) -> Texts:  # fmt: skip
     """The most used `words` and `phrases`, and up to `quotes` quotes, from the answers
@@ -56,15 +56,15 @@ async def read_texts(
     pages = storage.answer_text_pages(guide.id, [s.id for s in steps], since, until)
     async with aclosing(pages):
         async for page in pages:
-            for who, run, step, value in page:  # a person's rows may run on into the next page
-                if who != person:
+            for row in page:  # a person's rows may run on into the next page
+                if row.participant != person:
                     if person is not None:
                         recurring.add(said)
                         draw.add(runs)
-                    person, said, runs = who, [], [None] * len(draw.steps)
-                said.append(_text(value))
-                if step in draw.at:
-                    runs[draw.at[step]] = run
+                    person, said, runs = row.participant, [], [None] * len(draw.steps)
+                said.append(_text(row.value))
+                if row.step in draw.at:
+                    runs[draw.at[row.step]] = row.run_id
             recurring.settle()
     if person is not None:
         recurring.add(said)
@@ -152,7 +152,7 @@ class _Draw:
             self.people.append(tuple(runs))
 
     async def quotes(
-        self, storage: Storage, guide_id: str, since: datetime, until: datetime, min_group: int,
+        self, storage: ReportStore, guide_id: str, since: datetime, until: datetime, min_group: int,
         seed: str, most: int,
     ) -> list[str]:  # fmt: skip
         """Shuffle everyone who answered a step that `min_group` people answered, take
@@ -175,8 +175,8 @@ class _Draw:
         )  # fmt: skip
         async with aclosing(pages):
             async for page in pages:
-                for _who, run, step, value in page:
-                    found[run, step] = _text(value)
+                for row in page:
+                    found[row.run_id, row.step] = _text(row.value)
         quotes = []
         for runs in drawn:
             said = [found[key] for n in shown if (key := (runs[n], self.steps[n])) in found]

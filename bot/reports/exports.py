@@ -24,7 +24,7 @@ from typing import Any, TextIO
 from bot.flows.guide import Guide, StepKind
 from bot.flows.scrub import strip_invisible
 from bot.flows.text import localize
-from storage.protocol import Storage
+from storage.protocol import ReportStore
 
 PAGE = 2000
 # What a spreadsheet takes as the start of a formula (OWASP, CSV injection).
@@ -62,7 +62,7 @@ class Answer:
 
 
 async def answers(
-    storage: Storage,
+    storage: ReportStore,
     guide: Guide,
     *,
     since: datetime | None = None,
@@ -76,22 +76,24 @@ async def answers(
     hidden = set() if include_sensitive else {s.id for s in guide.questions if s.sensitive}
     rare: set[tuple[str, str]] = set()
     if min_group is not None:
-        rare = {(step, value) for step, value, people in await storage.choice_counts(guide.id)
-                if people < min_group}  # fmt: skip
+        rare = {(c.step, c.value) for c in await storage.choice_counts(guide.id)
+                if c.people < min_group}  # fmt: skip
     after: tuple[str, str, str] | None = None
     count = 0
     while True:
         page = await storage.export_rows(guide.id, since, until, after, PAGE, by_run)
         if not page:
             return
-        for at, run, step, version, who, kind, value, language in page:
-            if step in hidden or (step, value) in rare:
+        for row in page:
+            if row.step in hidden or (row.step, row.value) in rare:
                 continue
             count += 1
-            yield Answer(datetime.fromisoformat(at), run, step, version, who, kind,
-                         json.loads(value), language)  # fmt: skip
+            yield Answer(datetime.fromisoformat(row.answered_at), row.run_id, row.step,
+                         row.guide_version, row.participant, row.kind, json.loads(row.value),
+                         row.language)  # fmt: skip
         last = page[-1]
-        after = (last[1], last[2], last[0]) if by_run else (last[0], last[1], last[2])
+        after = ((last.run_id, last.step, last.answered_at) if by_run
+                 else (last.answered_at, last.run_id, last.step))  # fmt: skip
         if progress is not None:
             progress(count)
 

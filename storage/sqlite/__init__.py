@@ -7,6 +7,8 @@ One file, one process, nothing to install. Split by concern as the protocol is
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from storage.sqlite.conversations import ConversationsSQL
 from storage.sqlite.gatherings import GatheringsSQL
 from storage.sqlite.records import RecordsSQL
@@ -21,3 +23,10 @@ class SQLiteStorage(
     ConversationsSQL, SchedulesSQL, GatheringsSQL, RecordsSQL, RightsSQL, ReportsSQL
 ):
     """Storage in one SQLite file."""
+
+
+if TYPE_CHECKING:
+    from storage.protocol import Storage
+
+    def _is_storage(backend: SQLiteStorage) -> Storage:
+        return backend  # mypy: SQLiteStorage provides every concern's protocol

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sqlite3
 from datetime import datetime
 
-from storage.sqlite.connection import Connections, ts
+from storage.rows import RecordRow, WrongCodes
+from storage.sqlite.connection import Connections, dt, ts
 
 
 class RecordsSQL(Connections):
@@ -40,13 +41,13 @@ class RecordsSQL(Connections):
             lambda db: db.execute("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key))
         )
 
-    async def wrong_codes(self, participant_id: str, since: datetime) -> tuple[int, int]:
+    async def wrong_codes(self, participant_id: str, since: datetime) -> WrongCodes:
         row = await self._one(
             "SELECT count(*), coalesce(sum(participant = ?), 0) FROM wrong_codes WHERE at >= ?",
             (participant_id, ts(since)),
         )
         assert row is not None
-        return int(row[1]), int(row[0])
+        return WrongCodes(theirs=int(row[1]), everyone=int(row[0]))
 
     async def record(self, kind: str, key: str, now: datetime) -> bytes | None:
         row = await self._one(
@@ -56,10 +57,13 @@ class RecordsSQL(Connections):
         )
         return None if row is None else bytes(row[0])
 
-    async def records_of(self, kind: str, now: datetime) -> list[tuple[str, bytes]]:
+    async def records_of(self, kind: str, now: datetime) -> list[RecordRow]:
         rows = await self._all(
-            "SELECT key, value FROM records WHERE kind = ?"
+            "SELECT key, value, expires_at FROM records WHERE kind = ?"
             " AND (expires_at IS NULL OR expires_at > ?) ORDER BY key",
             (kind, ts(now)),
         )
-        return [(row[0], bytes(row[1])) for row in rows]
+        return [
+            RecordRow(kind, row[0], bytes(row[1]), None if row[2] is None else dt(row[2]))
+            for row in rows
+        ]

@@ -10,6 +10,16 @@ from datetime import datetime
 
 import aiosqlite
 
+from storage.rows import (
+    ChoiceCount,
+    ExportRow,
+    GatheringHeld,
+    PeopleCount,
+    RunCount,
+    StepCount,
+    Tally,
+    TextAnswer,
+)
 from storage.sqlite.connection import PRAGMAS, Connections, ts
 
 
@@ -24,7 +34,7 @@ class ReportsSQL(Connections):
         after: tuple[str, str, str] | None,
         limit: int,
         by_run: bool = False,
-    ) -> list[tuple[str, str, str, int, str, str, str, str]]:
+    ) -> list[ExportRow]:
         """A page of a guide's answers in a stable order, for streaming exports:
         (answered_at, run, step, guide_version, participant, kind, value, language).
         Pages follow each other by `after`, the last row's sort key: (answered_at, run,
@@ -44,20 +54,20 @@ class ReportsSQL(Connections):
             f" ORDER BY {key} LIMIT ?",
             (guide_id, low, high, *start, limit),
         )
-        return [(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows]
+        return [ExportRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows]
 
-    async def choice_counts(self, guide_id: str) -> list[tuple[str, str, int]]:
+    async def choice_counts(self, guide_id: str) -> list[ChoiceCount]:
         """(step, option, distinct people) for choose steps, for public-release thresholds."""
         rows = await self._all(
             "SELECT step, value, count(DISTINCT participant) FROM answers"
             " WHERE guide_id = ? AND kind = 'choose' GROUP BY step, value",
             (guide_id,),
         )
-        return [(r[0], r[1], r[2]) for r in rows]
+        return [ChoiceCount(r[0], r[1], r[2]) for r in rows]
 
     # Digests: plain aggregates over one period, each handed over as one row (`_packed`) --
 
-    async def run_counts(self, since: datetime, until: datetime) -> list[tuple[str, str, int, int]]:
+    async def run_counts(self, since: datetime, until: datetime) -> list[RunCount]:
         """(guide, status, runs, distinct participants) for runs active in the period."""
         rows = await self._packed(
             "SELECT guide_id, status, count(*), count(DISTINCT participant) FROM runs"
@@ -65,9 +75,9 @@ class ReportsSQL(Connections):
             (ts(since), ts(until)),
             4,
         )
-        return [(r[0], r[1], r[2], r[3]) for r in rows]
+        return [RunCount(r[0], r[1], r[2], r[3]) for r in rows]
 
-    async def people_counts(self, since: datetime, until: datetime) -> list[tuple[str, int, int]]:
+    async def people_counts(self, since: datetime, until: datetime) -> list[PeopleCount]:
         """(guide, distinct participants in the period, of whom new: first run ever in it)."""
         # New: no run of theirs, of any guide, began before the period. Looked up per
         # person (runs_by_participant) rather than working out everyone's first run over
@@ -80,11 +90,9 @@ class ReportsSQL(Connections):
             (ts(since), ts(since), ts(until)),
             3,
         )
-        return [(r[0], r[1], r[2]) for r in rows]
+        return [PeopleCount(r[0], r[1], r[2]) for r in rows]
 
-    async def open_steps(
-        self, guide_id: str, since: datetime, until: datetime
-    ) -> list[tuple[str, int]]:
+    async def open_steps(self, guide_id: str, since: datetime, until: datetime) -> list[StepCount]:
         """Where runs of a guide that did not finish stopped: (step, runs)."""
         rows = await self._packed(
             "SELECT coalesce(json_extract(state, '$.step'), '_consent'), count(*) FROM runs"
@@ -93,11 +101,9 @@ class ReportsSQL(Connections):
             (guide_id, ts(since), ts(until)),
             2,
         )
-        return [(r[0], r[1]) for r in rows]
+        return [StepCount(r[0], r[1]) for r in rows]
 
-    async def answer_tallies(
-        self, guide_id: str, since: datetime, until: datetime
-    ) -> list[tuple[str, str, int]]:
+    async def answer_tallies(self, guide_id: str, since: datetime, until: datetime) -> list[Tally]:
         """(step, one value as JSON, count) for choices, scales and numbers; a list of
         choices counts once for each option in it."""
         # One pass over the period, grouped by the stored value: lists of choices are
@@ -111,20 +117,20 @@ class ReportsSQL(Connections):
             (guide_id, ts(since), ts(until)),
             4,
         )
-        tallies: list[tuple[str, str, int]] = []
+        tallies: list[Tally] = []
         options: Counter[tuple[str, str]] = Counter()
         for step, value, count, lists in rows:
             if count > lists:
-                tallies.append((step, value, count - lists))
+                tallies.append(Tally(step, value, count - lists))
             if lists:
                 chosen = json.loads(value)
                 for option in chosen if isinstance(chosen, list) else [chosen]:
                     options[step, json.dumps(option, ensure_ascii=False)] += lists
-        return tallies + [(step, value, count) for (step, value), count in options.items()]
+        return tallies + [Tally(step, value, count) for (step, value), count in options.items()]
 
     async def answer_people(
         self, guide_id: str, since: datetime, until: datetime, steps: Sequence[str] | None = None
-    ) -> list[tuple[str, int]]:
+    ) -> list[StepCount]:
         """(step, distinct people who answered it) in the period, of these steps if given."""
         only = "" if steps is None else f" AND step IN ({', '.join('?' for _ in steps)})"
         rows = await self._packed(
@@ -133,7 +139,7 @@ class ReportsSQL(Connections):
             (guide_id, ts(since), ts(until), *(steps or ())),
             2,
         )
-        return [(r[0], r[1]) for r in rows]
+        return [StepCount(r[0], r[1]) for r in rows]
 
     async def answer_text_pages(
         self,
@@ -143,7 +149,7 @@ class ReportsSQL(Connections):
         until: datetime,
         runs: Sequence[str] | None = None,
         page: int = 5000,
-    ) -> AsyncGenerator[list[tuple[str, str, str, str]], None]:
+    ) -> AsyncGenerator[list[TextAnswer], None]:
         """Pages of (participant, run, step, value as JSON) for these (free-text) steps, of
         these runs if given, ordered by participant, then as answered.
 
@@ -169,13 +175,13 @@ class ReportsSQL(Connections):
                 await db.execute(pragma)
             async with db.execute(sql, params) as cursor:
                 while rows := await cursor.fetchmany(page):
-                    yield [(r[0], r[1], r[2], r[3]) for r in rows]
+                    yield [TextAnswer(r[0], r[1], r[2], r[3]) for r in rows]
 
-    async def gatherings_held(self, since: datetime, until: datetime) -> list[tuple[str, str, str]]:
+    async def gatherings_held(self, since: datetime, until: datetime) -> list[GatheringHeld]:
         rows = await self._packed(
             "SELECT guide_id, title, code FROM gatherings WHERE created_at >= ? AND created_at < ?"
             " ORDER BY created_at, code",
             (ts(since), ts(until)),
             3,
         )
-        return [(r[0], r[1], r[2]) for r in rows]
+        return [GatheringHeld(r[0], r[1], r[2]) for r in rows]

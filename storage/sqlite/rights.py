@@ -10,6 +10,15 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
+from storage.rows import (
+    KeptAbout,
+    KeptAnswer,
+    KeptConsent,
+    KeptMembership,
+    KeptPreference,
+    KeptRole,
+    KeptRun,
+)
 from storage.sqlite.connection import Connections, dt, ts
 
 
@@ -77,20 +86,38 @@ class RightsSQL(Connections):
         row = await self._one("SELECT at FROM tombstones WHERE participant = ?", (participant_id,))
         return None if row is None else dt(row[0])
 
-    async def mine(self, participant_id: str) -> dict[str, list[tuple[object, ...]]]:
+    async def mine(self, participant_id: str) -> KeptAbout:
         """Everything kept about one participant, table by table (for /mydata)."""
         p = (participant_id,)
-        queries = {
-            "runs": "SELECT id, guide_id, guide_version, status, started_at, updated_at"
+        runs = await self._all(
+            "SELECT id, guide_id, guide_version, status, started_at, updated_at"
             " FROM runs WHERE participant = ? ORDER BY started_at",
-            "answers": "SELECT run_id, guide_id, step, kind, value, answered_at FROM answers"
+            p,
+        )
+        answers = await self._all(
+            "SELECT run_id, guide_id, step, kind, value, answered_at FROM answers"
             " WHERE participant = ? ORDER BY answered_at, rowid",
-            "consents": "SELECT guide_id, guide_version, given, at FROM consents"
+            p,
+        )
+        consents = await self._all(
+            "SELECT guide_id, guide_version, given, at FROM consents"
             " WHERE participant = ? ORDER BY at",
-            "cohorts": "SELECT cohort, joined_at FROM members WHERE participant = ?",
-            "preferences": "SELECT tz, paused_until FROM preferences WHERE participant = ?",
-            "roles": "SELECT CAST(value AS TEXT) FROM records WHERE kind = 'role' AND key = ?",
-        }
-        return {
-            name: [tuple(row) for row in await self._all(sql, p)] for name, sql in queries.items()
-        }
+            p,
+        )
+        cohorts = await self._all("SELECT cohort, joined_at FROM members WHERE participant = ?", p)
+        preferences = await self._all(
+            "SELECT tz, paused_until FROM preferences WHERE participant = ?", p
+        )
+        roles = await self._all(
+            "SELECT CAST(value AS TEXT) FROM records WHERE kind = 'role' AND key = ?", p
+        )
+        return KeptAbout(
+            runs=[KeptRun(r[0], r[1], r[2], r[3], dt(r[4]), dt(r[5])) for r in runs],
+            answers=[KeptAnswer(r[0], r[1], r[2], r[3], r[4], dt(r[5])) for r in answers],
+            consents=[KeptConsent(r[0], r[1], bool(r[2]), dt(r[3])) for r in consents],
+            cohorts=[KeptMembership(r[0], dt(r[1])) for r in cohorts],
+            preferences=[
+                KeptPreference(r[0], None if r[1] is None else dt(r[1])) for r in preferences
+            ],
+            roles=[KeptRole(r[0]) for r in roles],
+        )

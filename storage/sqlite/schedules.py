@@ -5,7 +5,14 @@ from __future__ import annotations
 import sqlite3
 from datetime import datetime, timedelta
 
-from storage.rows import DeliveryRow, MemberRow, PreferenceRow, ScheduleRow
+from storage.rows import (
+    CohortRow,
+    DeliveryRow,
+    MemberRow,
+    OccurrenceRow,
+    PreferenceRow,
+    ScheduleRow,
+)
 from storage.sqlite.connection import Connections, dt, ts
 
 
@@ -81,13 +88,13 @@ class SchedulesSQL(Connections):
             )
         )
 
-    async def cohort(self, name: str) -> tuple[str, str] | None:
+    async def cohort(self, name: str) -> CohortRow | None:
         row = await self._one("SELECT name, code FROM cohorts WHERE name = ?", (name,))
-        return None if row is None else (row[0], row[1])
+        return None if row is None else CohortRow(row[0], row[1])
 
-    async def cohorts(self) -> list[tuple[str, str]]:
+    async def cohorts(self) -> list[CohortRow]:
         rows = await self._all("SELECT name, code FROM cohorts ORDER BY name", ())
-        return [(row[0], row[1]) for row in rows]
+        return [CohortRow(row[0], row[1]) for row in rows]
 
     async def cohort_by_code(self, code: str) -> str | None:
         row = await self._one("SELECT name FROM cohorts WHERE code = ?", (code,))
@@ -128,12 +135,12 @@ class SchedulesSQL(Connections):
             ScheduleRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]), dt(r[6]), dt(r[7])) for r in rows
         ]
 
-    async def occurrences(self, schedule_id: str) -> list[tuple[str, datetime, str]]:
+    async def occurrences(self, schedule_id: str) -> list[OccurrenceRow]:
         rows = await self._all(
             "SELECT tz, due_at, status FROM occurrences WHERE schedule = ? ORDER BY due_at, tz",
             (schedule_id,),
         )
-        return [(r[0], dt(r[1]), r[2]) for r in rows]
+        return [OccurrenceRow(r[0], dt(r[1]), r[2]) for r in rows]
 
     async def due_reminders(
         self, delivered_before: datetime, max_reminders: int
