@@ -103,10 +103,17 @@ class ConversationStore(Protocol):
 
     async def guide_source(self, guide_hash: str) -> str | None: ...
 
-    async def due_outbox(self, channel: str, now: datetime, limit: int) -> list[OutboxRow]:
-        """Messages owed on a channel whose time has come: for up to `limit` people (whose
-        first message owed fell due earliest), each one's messages in order up to the
-        first that must still wait."""
+    async def claim_due(self, channel: str, now: datetime, limit: int) -> list[OutboxRow]:
+        """Claim messages owed on a channel whose time has come, for this caller to send:
+        for up to `limit` people (whose first message owed fell due earliest), each one's
+        messages in order up to the first that must still wait.
+
+        What is claimed is the caller's to send, until it says each was taken
+        (`outbox_sent`), put off (`outbox_retry`) or unreachable (`mark_unreachable`).
+        A backend that one process uses alone (SQLite) claims by reading: nobody else
+        drains its outbox. One shared by several processes (PostgreSQL) must hand each
+        message to one claimant at a time, with a lease (`FOR UPDATE SKIP LOCKED`), so
+        that two processes never send it twice and a crashed one's claim runs out."""
         ...
 
     async def outbox_sent(self, message_ids: Sequence[int]) -> None:

@@ -67,7 +67,7 @@ async def test_every_acknowledged_answer_survives_sigkill(tmp_path: Path) -> Non
             state = RunState.model_validate_json(run.state)
             assert state.step == (f"q{len(stored) + 1}" if len(stored) < STEPS else None)
         # Every message owed is still in the outbox, nothing was lost.
-        owed = await storage.due_outbox("terminal", datetime.now(UTC), 100_000)
+        owed = await storage.claim_due("terminal", datetime.now(UTC), 100_000)
         assert len(owed) >= sum(acked.values())
     finally:
         await storage.close()

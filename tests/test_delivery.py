@@ -71,7 +71,7 @@ async def test_the_channels_overall_limit_holds_everyone_back_without_a_write_ea
     await owe(storage, clock, ("ana", "a1"), ("ben", "b1"))
     await deliverer.drain("terminal")
     assert channel.delivered in ([], [("ben", "b1")])  # ben may have gone first
-    waiting = await storage.due_outbox("terminal", clock(), 10)
+    waiting = await storage.claim_due("terminal", clock(), 10)
     assert [r.not_before for r in waiting if r.participant == "ana"] == [clock()]  # untouched
     await owe(storage, clock, ("cy", "c1"))
     await deliverer.drain("terminal")  # still held: nobody is sent anything

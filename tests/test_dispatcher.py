@@ -48,7 +48,7 @@ async def test_a_conversation_is_stored_and_delivered(make_harness):
     }
     assert [c.given for c in await h.storage.consents(h.pseudonym())] == [True]
     # Delivered messages leave the outbox.
-    assert await h.storage.due_outbox("terminal", h.clock(), 10) == []
+    assert await h.storage.claim_due("terminal", h.clock(), 10) == []
 
 
 async def test_decline_keeps_nothing_but_the_decline(make_harness):

@@ -96,7 +96,7 @@ async def test_the_bulk_rows_are_what_one_at_a_time_writes(town: Town):
         run = await storage.run(run_id)
         person = await storage.participant(pid)
         assert run is not None and person is not None
-        owed = [r for r in await storage.due_outbox("terminal", quiet, 100) if r.participant == pid]
+        owed = [r for r in await storage.claim_due("terminal", quiet, 100) if r.participant == pid]
         return (
             run.state.replace(run_id, "RUN"),
             run.status,
@@ -111,7 +111,7 @@ async def test_the_bulk_rows_are_what_one_at_a_time_writes(town: Town):
     mine, theirs = await rows(one, by[one]), await rows(many, by[many])
     assert mine == theirs
     assert len(mine[-1]) == 2 and all(t == quiet and own for _, t, own in mine[-1])
-    assert await storage.due_outbox("terminal", quiet - timedelta(seconds=1), 100) == []
+    assert await storage.claim_due("terminal", quiet - timedelta(seconds=1), 100) == []
     assert await storage.inbound_seen(dispatcher._seen_key(key(town, "many")) or "")
 
 

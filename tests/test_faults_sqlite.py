@@ -79,7 +79,7 @@ async def test_a_read_only_database_leaves_nothing_half_done_and_recovers(make_h
     stuck = await current_state(h)
     assert stuck.step == "week" and stuck.answers == {}
     assert await h.storage.answers(stuck.run_id) == []
-    assert await h.storage.due_outbox("terminal", h.clock(), 10) == []  # nothing owed
+    assert await h.storage.claim_due("terminal", h.clock(), 10) == []  # nothing owed
 
     # Writable again (outside a transaction: a read-only connection can't begin one).
     writer = h.storage._w

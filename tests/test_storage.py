@@ -61,7 +61,7 @@ async def test_a_commit_writes_everything_together(store: Storage) -> None:
     assert [a.step for a in await store.answers("r1")] == ["a", "b"]
     assert [c.given for c in await store.consents("p1")] == [True]
     assert await store.guide_source("h1") == "guide: g"
-    due = await store.due_outbox("terminal", START, 10)
+    due = await store.claim_due("terminal", START, 10)
     assert [row.payload for row in due] == ['{"text": "one"}', '{"text": "two"}']
     first = due[0]
     assert first == OutboxRow("terminal", "p1", b"sealed", '{"text": "one"}', START, 0, first.id)
@@ -83,7 +83,7 @@ async def test_a_failed_commit_leaves_nothing_half_done(store: Storage) -> None:
         await store.commit(broken)
     assert await store.run("r1") is None
     assert await store.answers("r1") == []
-    assert await store.due_outbox("terminal", START, 10) == []
+    assert await store.claim_due("terminal", START, 10) == []
     # The store still works afterwards.
     assert await store.commit(Commit(runs=[run_row()]))
 
@@ -152,14 +152,14 @@ async def test_outbox_order_retry_and_sent(store: Storage) -> None:
             ]
         )
     )
-    first, second, third = await store.due_outbox("terminal", START, 10)
+    first, second, third = await store.claim_due("terminal", START, 10)
     assert first.id is not None and second.id is not None and third.id is not None
     await store.outbox_retry(first.id, START + timedelta(seconds=30), 1)
     # p1's second message waits behind their first; p2 is not held up.
-    assert [r.id for r in await store.due_outbox("terminal", START, 10)] == [third.id]
+    assert [r.id for r in await store.claim_due("terminal", START, 10)] == [third.id]
     await store.outbox_sent([third.id])
     assert await store.next_due("terminal") == START
-    later = await store.due_outbox("terminal", START + timedelta(minutes=1), 10)
+    later = await store.claim_due("terminal", START + timedelta(minutes=1), 10)
     assert [(r.id, r.attempts) for r in later] == [(first.id, 1), (second.id, 0)]
     await store.outbox_sent([first.id, second.id])
     assert await store.next_due("terminal") is None
@@ -170,10 +170,10 @@ async def test_messages_recorded_as_sent_one_by_one_at_once_all_leave(store: Sto
     # Delivery records each message as soon as it is taken; many such records queued
     # together are written as one, and each message still leaves only once.
     await store.commit(Commit(outbox=[outbox(f"m{n}", participant=f"p{n}") for n in range(9)]))
-    due = await store.due_outbox("terminal", START, 10)
+    due = await store.claim_due("terminal", START, 10)
     assert len(due) == 9
     await asyncio.gather(*(store.outbox_sent([row.id or 0]) for row in due[:8]))
-    assert [r.payload for r in await store.due_outbox("terminal", START, 10)] == [due[8].payload]
+    assert [r.payload for r in await store.claim_due("terminal", START, 10)] == [due[8].payload]
 
 
 async def test_a_batch_takes_whole_people_in_order_however_their_waits_fell(
@@ -195,9 +195,9 @@ async def test_a_batch_takes_whole_people_in_order_however_their_waits_fell(
         return [json.loads(r.payload)["text"] for r in batch]
 
     # People are taken by whose first message fell due first: carl (0), ben (1), ana (5).
-    assert texts(await store.due_outbox("terminal", now, 1)) == ["c1"]
-    assert texts(await store.due_outbox("terminal", now, 2)) == ["b1", "c1"]
-    assert texts(await store.due_outbox("terminal", now, 3)) == ["a1", "a2", "b1", "c1"]
+    assert texts(await store.claim_due("terminal", now, 1)) == ["c1"]
+    assert texts(await store.claim_due("terminal", now, 2)) == ["b1", "c1"]
+    assert texts(await store.claim_due("terminal", now, 3)) == ["a1", "a2", "b1", "c1"]
 
 
 async def test_unreachable_people_are_marked_and_owed_nothing(store: Storage) -> None:
@@ -209,7 +209,7 @@ async def test_unreachable_people_are_marked_and_owed_nothing(store: Storage) ->
     )
     await store.mark_unreachable("p1")
     assert (await store.participant("p1")).unreachable  # type: ignore[union-attr]
-    assert [r.participant for r in await store.due_outbox("terminal", START, 10)] == ["p2"]
+    assert [r.participant for r in await store.claim_due("terminal", START, 10)] == ["p2"]
 
 
 async def test_reopening_keeps_data_and_schema(tmp_path: Path) -> None:

@@ -54,7 +54,7 @@ def prompt(n: int, key: str | None = None, delivery: str | None = None) -> Commi
 
 
 async def owed(store: Storage) -> list[str]:
-    return [row.payload for row in await store.due_outbox("terminal", START, 100)]
+    return [row.payload for row in await store.claim_due("terminal", START, 100)]
 
 
 async def test_many_commits_each_written_once_under_its_keys(store: Storage) -> None:

@@ -171,7 +171,7 @@ async def test_a_broken_commit_among_others_fails_alone(tmp_path: Path) -> None:
     assert await store.run("r1") == run
     assert await store.answers("r1") == []  # the repeated key wrote nothing
     assert await store.consents("p2") == []
-    assert [r.participant for r in await store.due_outbox("terminal", START, 10)] == ["p3"]
+    assert [r.participant for r in await store.claim_due("terminal", START, 10)] == ["p3"]
     assert not await store.inbound_seen("k2")
     await store.close()
 

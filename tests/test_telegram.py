@@ -265,7 +265,7 @@ async def test_a_message_telegram_refuses_for_good_is_dropped_and_the_next_one_g
     phone.clock.advance(hours=1)
     await phone.deliver()
     assert len(fake.calls_to("sendMessage")) == 3  # intro, consent, the refused one: no retry
-    assert await phone.storage.due_outbox("telegram", phone.clock(), 10) == []
+    assert await phone.storage.claim_due("telegram", phone.clock(), 10) == []
     assert any("What do you do?" in t for t in await phone.type("/help"))  # asked again
 
 
@@ -282,7 +282,7 @@ async def test_a_blocked_user_is_marked_unreachable_and_never_retried(
     phone.clock.advance(hours=1)
     await phone.deliver()
     assert len(fake.calls_to("sendMessage")) == attempts
-    assert await phone.storage.due_outbox("telegram", phone.clock(), 10) == []
+    assert await phone.storage.claim_due("telegram", phone.clock(), 10) == []
 
 
 async def test_polling_leaves_an_update_with_telegram_while_storage_fails(
@@ -314,7 +314,7 @@ async def test_a_group_that_moved_to_a_supergroup_is_not_retried_forever(
     phone.clock.advance(hours=1)
     await phone.deliver()
     assert len(fake.calls_to("sendMessage")) == 1
-    assert await phone.storage.due_outbox("telegram", phone.clock(), 10) == []
+    assert await phone.storage.claim_due("telegram", phone.clock(), 10) == []
 
 
 async def test_a_restart_resumes_at_the_same_step(phone: Phone, fake: FakeTelegram):
@@ -492,9 +492,7 @@ async def test_platform_faults_at_random_lose_nothing_and_repeat_nothing(
 
     async def settle() -> None:
         for _ in range(60):
-            if not await phone.storage.due_outbox(
-                "telegram", phone.clock() + timedelta(hours=1), 1
-            ):
+            if not await phone.storage.claim_due("telegram", phone.clock() + timedelta(hours=1), 1):
                 return
             phone.clock.advance(seconds=30)
             await phone.deliver()

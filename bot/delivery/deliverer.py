@@ -79,7 +79,7 @@ class Deliverer:
                 held = self._held.get(channel_name)
                 if held is not None and held > self.clock():
                     return sent
-                rows = await self.storage.due_outbox(channel_name, self.clock(), self.batch)
+                rows = await self.storage.claim_due(channel_name, self.clock(), self.batch)
                 if not rows:
                     return sent
                 queues: dict[str, list[OutboxRow]] = defaultdict(list)

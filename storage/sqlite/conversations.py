@@ -214,7 +214,9 @@ class ConversationsSQL(Connections):
         row = await self._one("SELECT source FROM guide_sources WHERE hash = ?", (guide_hash,))
         return None if row is None else str(row[0])
 
-    async def due_outbox(self, channel: str, now: datetime, limit: int) -> list[OutboxRow]:
+    async def claim_due(self, channel: str, now: datetime, limit: int) -> list[OutboxRow]:
+        # One process drains this outbox (SQLite is the one-process backend): claiming
+        # is reading, and no lease is needed.
         # Up to `limit` people whose first message owed is due, oldest first, each with
         # their messages in order up to the first that must still wait: one person's
         # messages are never sent out of order. Picking people by (not_before, id) walks
