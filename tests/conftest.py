@@ -6,7 +6,7 @@ import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import pytest
 from hypothesis import settings
@@ -110,16 +110,26 @@ async def town(tmp_path: Path) -> AsyncIterator[Town]:
     await place.close()
 
 
-# The storage protocol's own suites (tests/test_storage*.py) run against each backend.
-BACKENDS = ["sqlite"]
+# The storage protocol's own suites (tests/test_storage*.py) run against each backend
+# of BACKENDS, a factory per backend (see tests/storage_suite.py); the coverage check
+# there goes last.
+from tests.storage_suite import (  # noqa: E402
+    BACKENDS,
+    SERVED,
+    Recording,
+    pytest_collection_modifyitems,  # noqa: F401 (a hook: pytest finds it here)
+)
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=sorted(BACKENDS))
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
-    backend: Storage = SQLiteStorage(tmp_path / "suite.db")
-    await backend.open()
-    yield backend
-    await backend.close()
+    name: str = request.param
+    backend = BACKENDS[name](tmp_path)
+    SERVED[name] += 1
+    recorded = cast(Storage, Recording(backend, name))
+    await recorded.open()
+    yield recorded
+    await recorded.close()
 
 
 class Harness:

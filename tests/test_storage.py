@@ -1,4 +1,5 @@
-"""The storage protocol suite: written against `Storage`, run against every backend."""
+"""The storage protocol suite: written against `Storage`, run against every backend (the
+`store` fixture); the few tests of SQLite alone open a `SQLiteStorage` and say so."""
 
 from __future__ import annotations
 
@@ -16,12 +17,16 @@ from storage.rows import (
     AnswerRow,
     Commit,
     ConsentRow,
+    GatheringRow,
     GuideSourceRow,
     OutboxRow,
     ParticipantRow,
     PreferenceRow,
+    RecordRow,
     RunRow,
     StepCount,
+    WrongCodeRow,
+    WrongCodes,
 )
 from storage.sqlite import SQLiteStorage
 from tests.conftest import START
@@ -213,6 +218,7 @@ async def test_unreachable_people_are_marked_and_owed_nothing(store: Storage) ->
 
 
 async def test_reopening_keeps_data_and_schema(tmp_path: Path) -> None:
+    """SQLite only: its file, reopened, and private to its owner."""
     first = SQLiteStorage(tmp_path / "again.db")
     await first.open()
     await first.commit(Commit(runs=[run_row()]))
@@ -324,3 +330,79 @@ async def test_tallies_split_lists_of_choices_and_people_count_once(store: Stora
         ("help", 3), ("week", 1),
     ]  # fmt: skip
     assert await store.answer_people("g", since, until, []) == []
+
+
+async def test_a_broken_commit_among_others_fails_alone(store: Storage) -> None:
+    # Commits that reach the backend at the same moment (answers from many people).
+    run = RunRow("r1", "p1", "g", 1, "h1", "active", "{}", START, START)
+    good = Commit(inbound_key="k1", runs=[run])
+    broken = Commit(inbound_key="k2", consents=[ConsentRow("p2", "g", 1, True, None)])  # type: ignore[arg-type]
+    seen_again = Commit(inbound_key="k1", answers=[AnswerRow("r1", "q1", "p1", "g", 1, "text", '"x"', START)])  # fmt: skip
+    also_good = Commit(inbound_key="k3", outbox=[OutboxRow("terminal", "p3", b"s", "{}", START)])
+    results = await asyncio.gather(
+        *(store.commit(c) for c in (good, broken, seen_again, also_good)), return_exceptions=True
+    )
+    assert results[0] is True and results[2] is False and results[3] is True
+    assert isinstance(results[1], AttributeError)
+    assert await store.run("r1") == run
+    assert await store.answers("r1") == []  # the repeated key wrote nothing
+    assert await store.consents("p2") == []
+    assert [r.participant for r in await store.claim_due("terminal", START, 10)] == ["p3"]
+    assert not await store.inbound_seen("k2")
+
+
+async def test_every_run_under_way_the_latest_first(store: Storage) -> None:
+    later = RunRow("r3", "p1", "other", 1, "h1", "consent", "{}", START, START + timedelta(hours=1))
+    await store.commit(Commit(runs=[run_row("r1"), run_row("r2", "finished"), later]))
+    assert [r.id for r in await store.open_runs("p1")] == ["r3", "r1"]
+    assert await store.open_runs("nobody") == []
+
+
+async def test_records_of_a_kind_by_key_and_unexpired(store: Storage) -> None:
+    now = START
+    await store.put_record("role", "p2", b"coordinator")
+    await store.put_record("role", "p1", b"facilitator", now + timedelta(days=1))
+    await store.put_record("role", "p0", b"facilitator", now - timedelta(seconds=1))  # expired
+    await store.put_record("invite", "h1", b"facilitator")  # another kind
+    assert await store.records_of("role", now) == [
+        RecordRow("role", "p1", b"facilitator", now + timedelta(days=1)),
+        RecordRow("role", "p2", b"coordinator"),
+    ]
+    assert await store.records_of("nothing", now) == []
+
+
+async def test_wrong_codes_are_counted_theirs_and_everyones_since_a_moment(
+    store: Storage,
+) -> None:
+    def wrong(who: str, minutes: int, forget_before: int = -120) -> Commit:
+        at = START + timedelta(minutes=minutes)
+        return Commit(wrong_code=WrongCodeRow(who, at, START + timedelta(minutes=forget_before)))
+
+    for commit in (wrong("p1", 0), wrong("p1", 10), wrong("p2", 20), wrong("p1", -90)):
+        await store.commit(commit)
+    assert await store.wrong_codes("p1", START) == WrongCodes(theirs=2, everyone=3)
+    assert await store.wrong_codes("p3", START) == WrongCodes(theirs=0, everyone=3)
+    assert await store.wrong_codes("p1", START + timedelta(minutes=15)) == WrongCodes(0, 1)
+    # Each wrong code written forgets those from before its window.
+    await store.commit(wrong("p2", 30, forget_before=5))
+    assert await store.wrong_codes("p1", START - timedelta(hours=5)) == WrongCodes(1, 3)
+
+
+async def test_the_latest_gathering_of_a_place_or_else_of_its_facilitator(store: Storage) -> None:
+    def launched(gathering_id: str, code: str, place: str, hours: int) -> GatheringRow:
+        return GatheringRow(
+            gathering_id, code, "pulse", "supper", "fac", "telegram", b"group", b"dm", False, 0,
+            "open", START + timedelta(hours=hours), START + timedelta(days=7), place=place,
+        )  # fmt: skip
+
+    for gathering in (
+        launched("g1", "AAAAAA", "hall", 0),
+        launched("g2", "BBBBBB", "kitchen", 1),
+        launched("g3", "CCCCCC", "hall", 2),
+        launched("g4", "DDDDDD", "dm-of-fac", 3),
+    ):
+        await store.commit(Commit(gathering=gathering))
+    assert (await store.latest_gathering("fac", "hall")).id == "g3"  # type: ignore[union-attr]
+    assert (await store.latest_gathering("fac", "kitchen")).id == "g2"  # type: ignore[union-attr]
+    assert (await store.latest_gathering("fac", "elsewhere")).id == "g4"  # type: ignore[union-attr]
+    assert await store.latest_gathering("someone", "elsewhere") is None

@@ -115,6 +115,7 @@ async def test_an_error_in_one_of_many_commits_writes_none_of_them(store: Storag
 
 
 async def test_a_damaged_run_fails_only_its_own_persons_read(tmp_path: Path) -> None:
+    """SQLite only: its batched reads (`ReadBatch`), with a row damaged in its file."""
     store = SQLiteStorage(tmp_path / "kt.db")
     await store.open()
     try:

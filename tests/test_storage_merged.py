@@ -1,6 +1,8 @@
-"""Commits that reach the writer together (answers from many people at once), or go
-as one chunk of a scheduled prompt (`commit_many`), are written in one go, and end up
-exactly as they would one after another."""
+"""SQLite only: commits that reach its writer together (answers from many people at
+once), or go as one chunk of a scheduled prompt (`commit_many`), are merged and
+written in one go, and end up exactly as they would one after another. The merging
+is the SQLite backend's own (storage/sqlite/merged.py, writer.py), so these tests
+open a `SQLiteStorage` and read its tables directly."""
 
 from __future__ import annotations
 
@@ -153,27 +155,6 @@ def test_commits_written_together_end_as_one_after_another(
     plain = [not sets(c, NOT_MERGEABLE) for c in commits]
     if any(a and b for a, b in itertools.pairwise(plain)):
         assert merged, "neighbouring answers should have been written in one go"
-
-
-async def test_a_broken_commit_among_others_fails_alone(tmp_path: Path) -> None:
-    store = SQLiteStorage(tmp_path / "kt.db")
-    await store.open()
-    run = RunRow("r1", "p1", "g", 1, "h1", "active", "{}", START, START)
-    good = Commit(inbound_key="k1", runs=[run])
-    broken = Commit(inbound_key="k2", consents=[ConsentRow("p2", "g", 1, True, None)])  # type: ignore[arg-type]
-    seen_again = Commit(inbound_key="k1", answers=[AnswerRow("r1", "q1", "p1", "g", 1, "text", '"x"', START)])  # fmt: skip
-    also_good = Commit(inbound_key="k3", outbox=[OutboxRow("terminal", "p3", b"s", "{}", START)])
-    results = await asyncio.gather(
-        *(store.commit(c) for c in (good, broken, seen_again, also_good)), return_exceptions=True
-    )
-    assert results[0] is True and results[2] is False and results[3] is True
-    assert isinstance(results[1], AttributeError)
-    assert await store.run("r1") == run
-    assert await store.answers("r1") == []  # the repeated key wrote nothing
-    assert await store.consents("p2") == []
-    assert [r.participant for r in await store.claim_due("terminal", START, 10)] == ["p3"]
-    assert not await store.inbound_seen("k2")
-    await store.close()
 
 
 class Noted(Mergeable):

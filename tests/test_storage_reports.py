@@ -1,0 +1,135 @@
+"""The storage protocol's read side for digests and exports (`ReportStore`): counts
+over a period, where unfinished runs stopped, gatherings held, and export pages, on
+every backend. (Tallies and free-text pages are in tests/test_storage.py.)"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from storage.protocol import Storage
+from storage.rows import (
+    AnswerRow,
+    ChoiceCount,
+    Commit,
+    ExportRow,
+    GatheringHeld,
+    GatheringRow,
+    PeopleCount,
+    RunCount,
+    RunRow,
+    StepCount,
+)
+from tests.conftest import START
+
+WEEK = timedelta(days=7)
+
+
+def run(
+    run_id: str, who: str, status: str, days: int, guide: str = "pulse", **state: str
+) -> RunRow:
+    at = START + timedelta(days=days)
+    text = "{" + ", ".join(f'"{k}": "{v}"' for k, v in state.items()) + "}"
+    return RunRow(run_id, who, guide, 1, "h1", status, text, at, at)
+
+
+async def test_runs_and_people_counted_over_a_period(store: Storage) -> None:
+    await store.commit(
+        Commit(
+            runs=[
+                run("r0", "old", "finished", -10),  # before the period: makes "old" not new
+                run("r1", "old", "finished", 1),
+                run("r2", "ana", "finished", 2),
+                run("r3", "ana", "active", 3, step="q2"),
+                run("r4", "ben", "consent", 4),
+                run("r5", "cy", "declined", 5),
+                run("r6", "dee", "finished", 2, guide="other"),
+                run("r7", "eve", "finished", 9),  # after the period
+            ]
+        )
+    )
+    since, until = START, START + WEEK
+    assert sorted(await store.run_counts(since, until), key=lambda c: (c.guide_id, c.status)) == [
+        RunCount("other", "finished", 1, 1),
+        RunCount("pulse", "active", 1, 1),
+        RunCount("pulse", "consent", 1, 1),
+        RunCount("pulse", "declined", 1, 1),
+        RunCount("pulse", "finished", 2, 2),
+    ]
+    assert sorted(await store.people_counts(since, until), key=lambda c: c.guide_id) == [
+        PeopleCount("other", 1, 1),
+        PeopleCount("pulse", 4, 3),  # old, ana, ben, cy: all but old are new
+    ]
+    # Where unfinished runs stopped: at their step, or at the consent question.
+    assert sorted(await store.open_steps("pulse", since, until), key=lambda c: c.step) == [
+        StepCount("_consent", 1),
+        StepCount("q2", 1),
+    ]
+    assert await store.run_counts(START + 3 * WEEK, START + 4 * WEEK) == []
+    assert await store.people_counts(START + 3 * WEEK, START + 4 * WEEK) == []
+
+
+async def test_gatherings_held_in_a_period_oldest_first(store: Storage) -> None:
+    def held(gathering_id: str, code: str, days: int) -> GatheringRow:
+        at = START + timedelta(days=days)
+        return GatheringRow(
+            gathering_id, code, "pulse", f"supper {days}", "fac", "telegram", b"g", b"d", False,
+            0, "open", at, at + WEEK,
+        )  # fmt: skip
+
+    for gathering in (held("g2", "BBBBBB", 3), held("g1", "AAAAAA", 1), held("g3", "CCCCCC", 8)):
+        await store.commit(Commit(gathering=gathering))
+    assert await store.gatherings_held(START, START + WEEK) == [
+        GatheringHeld("pulse", "supper 1", "AAAAAA"),
+        GatheringHeld("pulse", "supper 3", "BBBBBB"),
+    ]
+
+
+async def test_export_pages_follow_each_other_and_leave_out_the_forgotten(store: Storage) -> None:
+    def said(run_id: str, who: str, step: str, value: str, minutes: int) -> AnswerRow:
+        at = START + timedelta(minutes=minutes)
+        return AnswerRow(run_id, step, who, "pulse", 1, "choose", value, at)
+
+    await store.commit(
+        Commit(
+            runs=[run("r1", "ana", "finished", 0, language="es"), run("r2", "ben", "finished", 0)],
+            answers=[
+                said("r1", "ana", "sector", '"care"', 1),
+                said("r2", "ben", "sector", '"care"', 2),
+                said("r1", "ana", "shift", '"night"', 3),
+                said("r2", "ben", "shift", '"day"', 4),
+                said("r3", "cy", "sector", '"retail"', 5),  # no run row: no language
+            ],
+        )
+    )
+    await store.forget("cy", START + timedelta(hours=1))  # forgotten after answering
+    rows: list[ExportRow] = []
+    after: tuple[str, str, str] | None = None
+    while page := await store.export_rows("pulse", None, None, after, 2):
+        rows += page
+        last = page[-1]
+        after = (last.answered_at, last.run_id, last.step)
+    assert [(r.run_id, r.step, r.value, r.language) for r in rows] == [
+        ("r1", "sector", '"care"', "es"),
+        ("r2", "sector", '"care"', ""),
+        ("r1", "shift", '"night"', "es"),
+        ("r2", "shift", '"day"', ""),
+    ]
+    assert rows[0] == ExportRow(
+        rows[0].answered_at, "r1", "sector", 1, "ana", "choose", '"care"', "es"
+    )
+    by_run = await store.export_rows("pulse", None, None, None, 10, by_run=True)
+    assert [(r.run_id, r.step) for r in by_run] == [
+        ("r1", "sector"), ("r1", "shift"), ("r2", "sector"), ("r2", "shift"),
+    ]  # fmt: skip
+    since = START + timedelta(minutes=2)
+    until = START + timedelta(minutes=4)
+    assert [r.step for r in await store.export_rows("pulse", since, until, None, 10)] == [
+        "sector",
+        "shift",
+    ]
+    # Distinct people per option, for holding back rare ones from public data.
+    assert sorted(await store.choice_counts("pulse"), key=lambda c: (c.step, c.value)) == [
+        ChoiceCount("sector", '"care"', 2),
+        ChoiceCount("shift", '"day"', 1),
+        ChoiceCount("shift", '"night"', 1),
+    ]

@@ -1,0 +1,99 @@
+"""The storage protocol's rights and retention (`RightsStore`): what /mydata shows,
+/forget's erasure and tombstone, and old free text blanked, on every backend."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from storage.protocol import Storage
+from storage.rows import (
+    AnswerRow,
+    Commit,
+    ConsentRow,
+    KeptAbout,
+    KeptAnswer,
+    KeptConsent,
+    KeptMembership,
+    KeptPreference,
+    KeptRole,
+    KeptRun,
+    ParticipantRow,
+    PreferenceRow,
+    RunRow,
+)
+from tests.conftest import START
+
+
+def someones(who: str, run_id: str, story: str) -> Commit:
+    run = RunRow(run_id, who, "pulse", 2, "h1", "finished", "{}", START, START)
+    return Commit(
+        participant=ParticipantRow(who, "terminal", b"sealed"),
+        runs=[run],
+        answers=[
+            AnswerRow(run_id, "sector", who, "pulse", 2, "choose", '"care"', START),
+            AnswerRow(run_id, "story", who, "pulse", 2, "ask", f'"{story}"', START),
+        ],
+        consents=[ConsentRow(who, "pulse", 2, True, START)],
+        joined=[("weekly", who)],
+        preference=PreferenceRow(who, "Europe/Madrid"),
+    )
+
+
+async def test_mine_is_everything_kept_about_them_and_nobody_else(store: Storage) -> None:
+    await store.save_cohort("weekly", "WEEKLY1", START)
+    await store.commit(someones("ana", "r1", "fair pay"))
+    await store.commit(someones("ben", "r2", "rest"))
+    await store.put_record("role", "ana", b"facilitator")
+    kept = await store.mine("ana")
+    assert kept.runs == [KeptRun("r1", "pulse", 2, "finished", START, START)]
+    assert kept.answers == [
+        KeptAnswer("r1", "pulse", "sector", "choose", '"care"', START),
+        KeptAnswer("r1", "pulse", "story", "ask", '"fair pay"', START),
+    ]
+    assert kept.consents == [KeptConsent("pulse", 2, True, START)]
+    assert [m.cohort for m in kept.cohorts] == ["weekly"]
+    assert isinstance(kept.cohorts[0], KeptMembership)
+    assert kept.preferences == [KeptPreference("Europe/Madrid", None)]
+    assert kept.roles == [KeptRole("facilitator")]
+    assert kept
+    nothing = await store.mine("stranger")
+    assert nothing == KeptAbout([], [], [], [], [], []) and not nothing
+
+
+async def test_forget_leaves_a_tombstone_and_nothing_of_theirs(store: Storage) -> None:
+    await store.save_cohort("weekly", "WEEKLY1", START)
+    await store.commit(someones("ana", "r1", "fair pay"))
+    await store.commit(someones("ben", "r2", "rest"))
+    await store.put_record("role", "ana", b"facilitator")
+    assert await store.tombstone("ana") is None
+    when = START + timedelta(hours=1)
+    await store.forget("ana", when)
+    assert await store.tombstone("ana") == when
+    assert not await store.mine("ana")
+    assert await store.participant("ana") is None
+    assert await store.record("role", "ana", when) is None
+    assert [m.participant for m in await store.members("weekly")] == ["ben"]
+    assert await store.mine("ben")  # others are untouched
+    # Forgotten again, later: the tombstone says the latest time.
+    await store.forget("ana", when + timedelta(days=1))
+    assert await store.tombstone("ana") == when + timedelta(days=1)
+
+
+async def test_old_free_text_is_blanked_and_the_rest_kept(store: Storage) -> None:
+    old, new = START - timedelta(days=40), START
+    await store.commit(
+        Commit(
+            answers=[
+                AnswerRow("r1", "story", "p1", "pulse", 1, "ask", '"an old hope"', old),
+                AnswerRow("r1", "skipped", "p1", "pulse", 1, "ask", "null", old),
+                AnswerRow("r1", "sector", "p1", "pulse", 1, "choose", '"care"', old),
+                AnswerRow("r2", "story", "p2", "pulse", 1, "ask", '"a new hope"', new),
+            ]
+        )
+    )
+    cutoff = START - timedelta(days=30)
+    assert await store.expire_texts(["ask"], cutoff) == 1
+    assert [a.value for a in await store.answers("r1")] == ['"care"', "null", '""']
+    assert [a.value for a in await store.answers("r2")] == ['"a new hope"']
+    assert await store.expire_texts(["ask"], cutoff) == 0  # nothing left to blank
+    assert await store.expire_texts([], cutoff) == 0
