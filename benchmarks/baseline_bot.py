@@ -1,7 +1,10 @@
 """The baseline for benchmarks/inbound.py: the usual way to write this bot.
 
 A python-telegram-bot `ConversationHandler` asking the weekly check-in's
-questions, with `PicklePersistence`, behind a webhook. It is not part of the
+questions, with `PicklePersistence`, behind a webhook. `/start tap-heavy` asks
+benchmarks/guides/tap-heavy.yaml's instead, on inline keyboards, each tap handled
+the way such bots are usually written: `query.answer()`, then the tapped message's
+keyboard edited to show the choice, then the next question sent. It is not part of the
 product: it exists to be measured against. Configured by the same environment
 variables as `kitchen-table run` (TELEGRAM_BOT_TOKEN, KT_TELEGRAM_API_URL,
 KT_PUBLIC_URL, KT_PORT, KT_DATA_DIR).
@@ -16,9 +19,10 @@ import signal
 from pathlib import Path
 
 from aiohttp import web
-from telegram import Update
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import (
     Application,
+    CallbackQueryHandler,
     CommandHandler,
     ContextTypes,
     ConversationHandler,
@@ -28,10 +32,28 @@ from telegram.ext import (
 )
 
 CONSENT, WEEK, HOURS, CHANGED, BETTER = range(5)
+TAP_CONSENT, SHIFT, SAFE, NOTICE, CHANGE = range(5, 10)
 SECRET = "baseline-secret-token"
 
 
+def buttons(*options: tuple[str, str], row: int = 3) -> InlineKeyboardMarkup:
+    """(label, data) pairs as an inline keyboard, `row` buttons to a row."""
+    keys = [InlineKeyboardButton(label, callback_data=data) for label, data in options]
+    return InlineKeyboardMarkup([keys[i : i + row] for i in range(0, len(keys), row)])
+
+
+SHIFTS = {"day": "Day", "evening": "Evening", "night": "Night"}
+SAFETY = {str(n): str(n) for n in range(1, 6)}
+YES_NO = {"yes": "Yes", "no": "No"}
+
+
 async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
+    if context.args and context.args[0] == "tap-heavy":
+        await update.message.reply_text(  # type: ignore[union-attr]
+            "Shift check\nWe keep your answers, but never your name.\nIs that all right with you?",
+            reply_markup=buttons(("I agree", "yes"), ("No thanks", "no")),
+        )
+        return TAP_CONSENT
     await update.message.reply_text(  # type: ignore[union-attr]
         "Weekly check-in\nWe keep your answers, but never your name.\nIs that all right with you?"
     )
@@ -76,6 +98,65 @@ async def better(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
     return ConversationHandler.END
 
 
+async def tapped(update: Update, context: ContextTypes.DEFAULT_TYPE, labels: dict[str, str]) -> str:
+    """Answer the tap, keep only the chosen answer on the tapped message; its value."""
+    query = update.callback_query
+    assert query is not None and query.data is not None
+    await query.answer()
+    value = query.data if query.data in labels else next(iter(labels))
+    await query.edit_message_reply_markup(buttons((f"✓ {labels[value]}", "noop")))
+    return value
+
+
+async def tap_consent(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
+    value = await tapped(update, context, {"yes": "I agree", "no": "No thanks"})
+    chat = update.effective_chat.id  # type: ignore[union-attr]
+    if value != "yes":
+        await context.bot.send_message(chat, "That's fine. Nothing was kept.")
+        return ConversationHandler.END
+    await context.bot.send_message(
+        chat,
+        "1 of 4\nWhich shift did you work most this week?",
+        reply_markup=buttons(*((label, key) for key, label in SHIFTS.items())),
+    )
+    return SHIFT
+
+
+async def shift(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
+    context.user_data["shift"] = await tapped(update, context, SHIFTS)  # type: ignore[index]
+    await context.bot.send_message(
+        update.effective_chat.id,  # type: ignore[union-attr]
+        "2 of 4\nHow safe did you feel at work?\n1 = Not at all, 5 = Very",
+        reply_markup=buttons(*((label, key) for key, label in SAFETY.items()), row=5),
+    )
+    return SAFE
+
+
+async def safe(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
+    context.user_data["safe"] = int(await tapped(update, context, SAFETY))  # type: ignore[index]
+    await context.bot.send_message(
+        update.effective_chat.id,  # type: ignore[union-attr]
+        "3 of 4\nDid you get your schedule a week ahead?",
+        reply_markup=buttons(*((label, key) for key, label in YES_NO.items())),
+    )
+    return NOTICE
+
+
+async def notice(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
+    context.user_data["notice"] = await tapped(update, context, YES_NO)  # type: ignore[index]
+    await context.bot.send_message(
+        update.effective_chat.id,  # type: ignore[union-attr]
+        "4 of 4\nWhat one thing would you change about your shifts?",
+    )
+    return CHANGE
+
+
+async def change(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
+    context.user_data["change"] = update.message.text  # type: ignore[index, union-attr]
+    await update.message.reply_text("Thank you! Your answers help everyone on shift.")  # type: ignore[union-attr]
+    return ConversationHandler.END
+
+
 async def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     data = Path(os.environ.get("KT_DATA_DIR", "data"))
@@ -99,6 +180,11 @@ async def main() -> None:
                 HOURS: [MessageHandler(text, hours)],
                 CHANGED: [MessageHandler(text, changed)],
                 BETTER: [MessageHandler(text, better)],
+                TAP_CONSENT: [CallbackQueryHandler(tap_consent)],
+                SHIFT: [CallbackQueryHandler(shift)],
+                SAFE: [CallbackQueryHandler(safe)],
+                NOTICE: [CallbackQueryHandler(notice)],
+                CHANGE: [MessageHandler(text, change)],
             },
             fallbacks=[],
             name="checkin",

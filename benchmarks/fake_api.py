@@ -1,5 +1,9 @@
 """A lean fake Telegram Bot API for benchmarks: answers fast, hands each chat's
-messages to whoever waits for them, and can enforce a send-rate limit with 429."""
+messages to whoever waits for them, and can enforce a send-rate limit with 429.
+
+It also keeps what a person would see to tap on (each chat's inline keyboards, by
+message id, edits included) and counts every call it takes, in all and per chat,
+so a benchmark can tap like a person and report the platform calls per answer."""
 
 from __future__ import annotations
 
@@ -21,6 +25,13 @@ class FakeApi:
         self.webhook_set = asyncio.Event()
         self.sent = 0
         self.refused = 0
+        # Every call taken, by method, and how many concern each chat (a tap's
+        # answerCallbackQuery is a chat's when its query id starts "<chat>-").
+        self.calls: Counter[str] = Counter()
+        self.called = asyncio.Event()  # set on every call, for waiting until calls stop
+        self.chat_calls: defaultdict[int, Counter[str]] = defaultdict(Counter)
+        # Each chat's inline keyboards, {message_id: reply_markup}, oldest first.
+        self.keyboards: defaultdict[int, dict[int, dict[str, Any]]] = defaultdict(dict)
         self.rate_limit = rate_limit
         self._window_start = time.monotonic()
         self._window_count = 0
@@ -52,6 +63,9 @@ class FakeApi:
 
     def reset(self) -> None:
         self.inboxes.clear()
+        self.keyboards.clear()
+        self.calls.clear()
+        self.chat_calls.clear()
         self.webhook = {}
         self.webhook_set = asyncio.Event()
         self.sent = self.refused = 0
@@ -67,6 +81,43 @@ class FakeApi:
         self._window_count += 1
         return 0.0
 
+    def newest_keyboard(self, chat: int) -> tuple[int, dict[str, Any]] | None:
+        """The chat's newest message that still has buttons to tap, and its keyboard."""
+        for message_id, markup in reversed(self.keyboards[chat].items()):
+            if any(
+                "callback_data" in button and button["callback_data"] != "noop"
+                for row in markup.get("inline_keyboard", [])
+                for button in row
+            ):
+                return message_id, markup
+        return None
+
+    def _count(self, method: str, params: dict[str, str]) -> int | None:
+        """Count the call; the chat it concerns, if any."""
+        self.calls[method] += 1
+        self.called.set()
+        chat: int | None = None
+        if "chat_id" in params:
+            chat = int(params["chat_id"])
+        elif "callback_query_id" in params:
+            head = params["callback_query_id"].split("-", 1)[0]
+            chat = int(head) if head.lstrip("-").isdigit() else None
+        if chat is not None:
+            self.chat_calls[chat][method] += 1
+        return chat
+
+    def _keep_keyboard(self, method: str, chat: int | None, params: dict[str, str]) -> None:
+        if chat is None:
+            return
+        markup = params.get("reply_markup")
+        keyboard = json.loads(markup) if markup and "inline_keyboard" in markup else None
+        if method == "sendMessage":
+            if keyboard is not None:
+                self.keyboards[chat][self._ids] = keyboard
+        elif "message_id" in params and int(params["message_id"]) in self.keyboards[chat]:
+            # An edit without a keyboard takes the message's buttons away, as Telegram does.
+            self.keyboards[chat][int(params["message_id"])] = keyboard or {}
+
     async def _endpoint(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         if request.content_type == "application/json":  # the Bot API takes JSON bodies too
@@ -76,6 +127,7 @@ class FakeApi:
             }
         else:
             params = {k: str(v) for k, v in (await request.post()).items()}
+        chat = self._count(method, params)
         if method == "getMe":
             result: Any = {
                 "id": 424242,
@@ -94,11 +146,15 @@ class FakeApi:
                 body = {"ok": False, "error_code": 429, "description": "Too Many Requests",
                         "parameters": {"retry_after": max(1, round(wait))}}  # fmt: skip
                 return web.json_response(body, status=429)
-            chat = int(params["chat_id"])
+            assert chat is not None, "sendMessage names its chat"
             self.sent += 1
             self._ids += 1
+            self._keep_keyboard(method, chat, params)
             self.inboxes[chat].put_nowait(params.get("text", ""))
             result = {"message_id": self._ids, "date": 0, "chat": {"id": chat, "type": "private"}}
+        elif method in ("editMessageReplyMarkup", "editMessageText"):
+            self._keep_keyboard(method, chat, params)
+            result = True
         else:
             result = True
         return web.Response(
