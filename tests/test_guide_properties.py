@@ -46,6 +46,7 @@ def assert_read_or_explained(loaded: LoadedGuide, text: str) -> None:
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example("?\n|\n  - id: a\n")  # a key written over two lines, once shown as it was
 @given(yamlish)
 @example("{{ range(9**9) }}\n")  # a mapping as a key: once a crash
 @example("\x00\nguide: g\n")  # a control character: once blamed on tabs, with no line

@@ -353,7 +353,8 @@ def _owner(path: Path) -> str:
 
 def _explain(error: Any, path: Path) -> str:
     kind = error["type"]
-    key = str(error["loc"][-1]) if error["loc"] else ""
+    # A key as written can span lines (YAML's `? ...` keys): shown on one line, short.
+    key = " ".join(str(error["loc"][-1]).split())[:60] if error["loc"] else ""
     if kind == "extra_forbidden":
         known = _KNOWN_KEYS[_owner(path[:-1])]
         return f"'{key}' is not a known key{did_you_mean(key, known)}"
