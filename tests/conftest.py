@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +30,10 @@ from tests.fake_telegram import FakeTelegram
 # No property test fails for being slow: these machines are shared and noisy, and a
 # deadline is a timed assertion (speed is measured by the benchmarks instead).
 settings.register_profile("kitchen-table", deadline=None)
-settings.load_profile("kitchen-table")
+# CI draws the same examples on every run (a failure there is a change's, not a new
+# draw's); developers' runs keep exploring, and what they find becomes an @example.
+settings.register_profile("ci", deadline=None, derandomize=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "kitchen-table"))
 
 if TYPE_CHECKING:
     from tests.town import Town
