@@ -406,3 +406,16 @@ def test_options_that_are_numbers_mean_what_they_say(phrases):
     # A platform that could not fit an id in a button sends its position instead.
     assert feed(flow, begun, Tap("shifts", "#2")).state.answers == {"shifts": "5"}
     assert feed(flow, begun, Tap("shifts", "#9")).state.step == "shifts"
+
+
+def test_the_time_a_guide_takes_reads_right_for_one_minute_and_for_several(phrases):
+    def intro(minutes: int, language: str) -> str:
+        guide = GUIDE.replace("title: Demo", f"title: Demo\nminutes: {minutes}")
+        flow = flow_for(guide, phrases)
+        outcome = flow.start(run_id="r1", guide_hash="h", language=language, now=START)
+        return " ".join(reply.text for reply in outcome.replies)
+
+    assert "It takes about a minute." in intro(1, "en")
+    assert "1 minutes" not in intro(1, "en")
+    assert "It takes about 5 minutes." in intro(5, "en")
+    assert phrases.text("es", "about_a_minute") == "Toma más o menos un minuto."

@@ -439,7 +439,9 @@ class Flow:
         if self.guide.summary is not None:
             parts.append(self._render(state, self.guide.summary))
         if self.guide.minutes:
-            parts.append(self._say(state, "about_minutes", minutes=self.guide.minutes))
+            # "about 1 minutes" reads wrong: one minute has its own phrase.
+            key = "about_a_minute" if self.guide.minutes == 1 else "about_minutes"
+            parts.append(self._say(state, key, minutes=self.guide.minutes))
         return "\n".join(parts)
 
     def _consent_prompt(self, state: RunState) -> Reply:
