@@ -320,7 +320,19 @@ class Storage(
     builds and hands out."""
 
     async def open(self) -> None:
-        """Connect and bring the schema up to date."""
+        """Connect. An empty database gets the schema at the latest version; one whose
+        schema is behind this code's is refused with `storage.failures.SchemaBehind`
+        (newer than this code: `SchemaAhead`), saying what the operator should run."""
+
+    async def upgrade(self) -> tuple[int, int]:
+        """Open (no `open` needed first) and apply the schema's migrations, in one
+        transaction: (version before, version after). `close` after it."""
+        ...
+
+    async def schema_state(self) -> tuple[int, int]:
+        """(the database's schema version, the latest this code knows): open or not, one
+        query, so it serves as a health check too."""
+        ...
 
     async def close(self) -> None: ...
 

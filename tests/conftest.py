@@ -1,4 +1,8 @@
-"""Shared fixtures: a fake clock, the real phrasebook, storage in a temporary folder."""
+"""Shared fixtures: a fake clock, the real phrasebook, storage in a temporary folder.
+
+Storage is the run's backend (`KT_TEST_BACKEND`, see tests/storage_suite.py): SQLite
+in the test's folder, or a PostgreSQL schema of the test's own, dropped after it.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +27,6 @@ from bot.locales import load_phrasebook
 from bot.messages import Inbound, Outbound
 from bot.privacy import Identity
 from storage.protocol import Storage
-from storage.sqlite import SQLiteStorage
 from tests.fake_slack import FakeSlack
 from tests.fake_telegram import FakeTelegram
 
@@ -97,11 +100,14 @@ def flow_for(text: str, phrases: Phrasebook, **options: int) -> Flow:
 
 
 @pytest.fixture
-async def storage(tmp_path: Path) -> AsyncIterator[SQLiteStorage]:
-    store = SQLiteStorage(tmp_path / "kt.db")
+async def storage(tmp_path: Path) -> AsyncIterator[Storage]:
+    """An open store of the run's backend."""
+    await need(RUN_BACKEND)
+    store = new_storage(tmp_path / "kt.db")
     await store.open()
     yield store
     await store.close()
+    await drop_schemas()
 
 
 @pytest.fixture
@@ -115,32 +121,56 @@ async def town(tmp_path: Path) -> AsyncIterator[Town]:
 
 
 # The storage protocol's own suites (tests/test_storage*.py) run against each backend
-# of BACKENDS, a factory per backend (see tests/storage_suite.py); the coverage check
-# there goes last.
+# of the suite (see tests/storage_suite.py); the coverage check there goes last.
 from tests.storage_suite import (  # noqa: E402
     BACKENDS,
+    RUN_BACKEND,
     SERVED,
+    SUITE_BACKENDS,
     Recording,
+    drop_schemas,
+    need,
+    new_storage,
     pytest_collection_modifyitems,  # noqa: F401 (a hook: pytest finds it here)
 )
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+@pytest.fixture(params=SUITE_BACKENDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
     name: str = request.param
-    backend = BACKENDS[name](tmp_path)
+    await need(name)
+    backend = BACKENDS[name](tmp_path / "suite.db")
     SERVED[name] += 1
     recorded = cast(Storage, Recording(backend, name))
     await recorded.open()
     yield recorded
     await recorded.close()
+    await drop_schemas()
+
+
+if RUN_BACKEND == "postgres":
+
+    @pytest.fixture(autouse=True)
+    async def _drop_test_schemas() -> AsyncIterator[None]:
+        """Drop the schemas of stores a test made itself (tests/town.py, new_storage),
+        once its fixtures have closed them."""
+        yield
+        await drop_schemas()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "sqlite_only(reason): tests something SQLite alone has (its file, backups, its"
+        " faults, merged writes); skipped when the run's backend is PostgreSQL",
+    )
 
 
 class Harness:
     """A dispatcher, storage and recording channel wired as the app wires them."""
 
     def __init__(
-        self, storage: SQLiteStorage, library: GuideLibrary, clock: FakeClock, phrases: Phrasebook
+        self, storage: Storage, library: GuideLibrary, clock: FakeClock, phrases: Phrasebook
     ) -> None:
         self.storage = storage
         self.library = library
@@ -172,7 +202,7 @@ class Harness:
 
 
 @pytest.fixture
-def make_harness(storage: SQLiteStorage, clock: FakeClock, phrases: Phrasebook):  # type: ignore[no-untyped-def]
+def make_harness(storage: Storage, clock: FakeClock, phrases: Phrasebook):  # type: ignore[no-untyped-def]
     def make(*guide_texts: str) -> Harness:
         library = GuideLibrary()
         for index, text in enumerate(guide_texts):

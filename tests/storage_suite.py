@@ -1,36 +1,142 @@
-"""The per-backend storage suite's machinery: one factory per backend, and a record of
-which protocol methods the suite called.
+"""The tests' backends: one factory per backend, the run's choice of backend, and a record
+of which protocol methods the per-backend suite called.
 
 Every test that takes the `store` fixture (tests/test_storage*.py) runs once per
-entry of `BACKENDS`: a second backend runs the whole suite by adding its factory
-here. The store the tests get is a `Recording` of the backend, which notes each
-protocol method asked for; tests/test_storage_coverage.py runs after the suite and
-fails if a method of `storage.protocol` was never called, so a method added to a
-protocol comes with a test that every backend must pass.
+backend of the suite (`SUITE_BACKENDS`). The store the tests get is a `Recording` of
+the backend, which notes each protocol method asked for; tests/test_storage_coverage.py
+runs after the suite and fails if a method of `storage.protocol` was never called, so
+a method added to a protocol comes with a test that every backend must pass.
+
+The rest of the tests (the Harness, the `storage` fixture, tests/town.py) run on one
+backend for the whole run: `KT_TEST_BACKEND=sqlite|postgres` (sqlite when unset), so
+that the whole suite runs on PostgreSQL too. A test of something SQLite alone has
+(its file, backups, its faults, merged writes) is marked `sqlite_only` and skipped on
+the PostgreSQL run.
+
+PostgreSQL is at `KT_TEST_DATABASE_URL` (postgresql://postgres@127.0.0.1:5432/test by
+default); each store gets a schema of its own, dropped after its test. Where it can't
+be reached its tests are skipped, saying so, unless `KT_REQUIRE_POSTGRES=1` (CI),
+where they fail.
 """
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import os
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import asyncpg
 import pytest
 
+from storage.postgres import PostgresStorage
 from storage.protocol import CONCERNS, Storage
 from storage.sqlite import SQLiteStorage
 
-# A backend: how to make an unopened store whose data lives in a test's own folder.
+DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
+DATABASE_URL = os.environ.get("KT_TEST_DATABASE_URL", DEFAULT_URL)
+REQUIRE_POSTGRES = os.environ.get("KT_REQUIRE_POSTGRES") == "1"
+
+# The backend of this run, for everything but the per-backend suite.
+RUN_BACKEND = os.environ.get("KT_TEST_BACKEND", "sqlite")
+if RUN_BACKEND not in ("sqlite", "postgres"):
+    raise SystemExit(f"KT_TEST_BACKEND={RUN_BACKEND}: it is sqlite or postgres")
+
+# One salt per run: a schema's name comes from its test's folder, which pytest may give
+# again in a later run (or in a run beside this one).
+_SALT = secrets.token_hex(4)
+# Schemas made and not yet dropped (`drop_schemas`).
+MADE: list[str] = []
+
+
+def schema_for(path: Path) -> str:
+    """The PostgreSQL schema that stands for a SQLite file: the same path (a store opened
+    again, or two instances on one database) gives the same schema."""
+    digest = hashlib.sha256(f"{_SALT}:{path.resolve()}".encode()).hexdigest()[:20]
+    name = f"kt_test_{digest}"
+    if name not in MADE:
+        MADE.append(name)
+    return name
+
+
+def postgres_store(path: Path) -> PostgresStorage:
+    return PostgresStorage(DATABASE_URL, pool_size=4, schema=schema_for(path))
+
+
+# A backend: how to make an unopened store whose data is at a path in the test's folder
+# (SQLite's file; for PostgreSQL, a schema named after it).
 BACKENDS: dict[str, Callable[[Path], Storage]] = {
-    "sqlite": lambda folder: SQLiteStorage(folder / "suite.db"),
+    "sqlite": SQLiteStorage,
+    "postgres": postgres_store,
 }
+
+# The backends the per-backend suite runs on: the run's own when one was chosen (make
+# test runs one process per backend), else every one.
+SUITE_BACKENDS = [RUN_BACKEND] if "KT_TEST_BACKEND" in os.environ else sorted(BACKENDS)
+
+
+def new_storage(path: Path) -> Storage:
+    """An unopened store of this run's backend, its data at `path` (see `BACKENDS`)."""
+    return BACKENDS[RUN_BACKEND](path)
+
+
+def where(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
+
+
+_unreachable: list[str] = []  # why, once found out (empty: not asked yet)
+
+
+async def postgres_unreachable() -> str | None:
+    """Why PostgreSQL can't be used for tests, or None: asked once per run."""
+    if not _unreachable:
+        try:
+            connection = await asyncpg.connect(DATABASE_URL, timeout=5)
+            await connection.close()
+            _unreachable.append("")
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            _unreachable.append(
+                f"PostgreSQL not reachable at {where(DATABASE_URL)} ({error}) "
+                "(set KT_TEST_DATABASE_URL)"
+            )
+    return _unreachable[0] or None
+
+
+async def need(backend: str) -> None:
+    """Skip the test (or fail it, where PostgreSQL is required) if its backend can't be had."""
+    if backend != "postgres":
+        return
+    reason = await postgres_unreachable()
+    if reason is None:
+        return
+    if REQUIRE_POSTGRES:
+        pytest.fail(f"{reason}; KT_REQUIRE_POSTGRES=1 says it must be", pytrace=False)
+    pytest.skip(reason)
+
+
+async def drop_schemas() -> None:
+    """Drop every schema the tests made so far (their stores are closed by now)."""
+    if not MADE:
+        return
+    names, MADE[:] = list(MADE), []
+    connection = await asyncpg.connect(DATABASE_URL)
+    try:
+        for name in names:
+            await connection.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    finally:
+        await connection.close()
 
 
 def protocol_methods() -> set[str]:
-    """Every method a backend must provide: each concern's, and opening and closing."""
-    names = {"open", "close"}
-    for concern in CONCERNS:
+    """Every method a backend must provide: each concern's, and `Storage`'s own (opening,
+    upgrading, the schema's state, closing)."""
+    names: set[str] = set()
+    for concern in (*CONCERNS, Storage):
         names |= {
             name
             for name, member in vars(concern).items()
@@ -67,9 +173,29 @@ def suite_files(root: Path) -> list[Path]:
 
 COVERAGE_FILE = "test_storage_coverage.py"
 
+# Whole files that test something SQLite alone has, and why: marked `sqlite_only` here,
+# so the PostgreSQL run skips them (a test elsewhere says so with the marker itself).
+SQLITE_ONLY_FILES = {
+    "test_backup.py": "backup and restore copy SQLite's file",
+    "test_faults_sqlite.py": "faults made with SQLite's own switches",
+    "test_migrations.py": "SQLite's migration files (PostgreSQL's: test_storage_schema.py)",
+    "test_storage_merged.py": "SQLite's merged writes",
+}
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The coverage check goes last, after every suite test it counts."""
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The coverage check goes last, after every suite test it counts; on the PostgreSQL
+    run, tests of SQLite alone are skipped, saying why."""
+    for item in items:
+        reason = SQLITE_ONLY_FILES.get(item.path.name)
+        if reason is not None and item.get_closest_marker("sqlite_only") is None:
+            item.add_marker(pytest.mark.sqlite_only(reason=reason))
+    if RUN_BACKEND == "postgres":
+        for item in items:
+            marker = item.get_closest_marker("sqlite_only")
+            if marker is not None:
+                why = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+                item.add_marker(pytest.mark.skip(reason=f"SQLite only: {why}"))
     last = [item for item in items if item.path.name == COVERAGE_FILE]
     if last:
         items[:] = [item for item in items if item.path.name != COVERAGE_FILE] + last

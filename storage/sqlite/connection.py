@@ -8,10 +8,11 @@ changes neither a statement nor a trip to a thread.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import aiosqlite
 
 from storage.rows import GatheringRow, RunRow
+from storage.schema import NotOurs, SchemaAhead, SchemaBehind
 from storage.sqlite.migrations import MIGRATIONS
 from storage.sqlite.writer import GroupWriter
 
@@ -46,14 +48,43 @@ def dt(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def migrate(db: sqlite3.Connection) -> None:
-    """Bring the schema up to date inside the writer's transaction."""
-    current = int(db.execute("PRAGMA user_version").fetchone()[0])
+LATEST = len(MIGRATIONS)
+
+
+def _version(db: sqlite3.Connection) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _empty(db: sqlite3.Connection) -> bool:
+    return bool(db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0)
+
+
+def migrate(db: sqlite3.Connection) -> tuple[int, int]:
+    """Bring the schema up to date inside the writer's transaction: (before, after)."""
+    current = _version(db)
+    if current > LATEST:
+        raise SchemaAhead(current, LATEST)
+    if current == 0 and not _empty(db):
+        raise NotOurs(db.execute("PRAGMA database_list").fetchone()[2])
     for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
         for statement in script.split(";"):
             if statement.strip():
                 db.execute(statement)
         db.execute(f"PRAGMA user_version={version}")
+    return current, LATEST
+
+
+def create_or_check(db: sqlite3.Connection) -> None:
+    """What opening does to the schema: an empty file gets it whole, at the latest
+    version; one whose schema is behind (or ahead) is refused, never changed without
+    the operator's say (`kitchen-table db upgrade`, after a backup)."""
+    current = _version(db)
+    if current == 0:
+        migrate(db)
+    elif current < LATEST:
+        raise SchemaBehind(current, LATEST)
+    elif current > LATEST:
+        raise SchemaAhead(current, LATEST)
 
 
 MAX_MARKS = 500  # keys per `IN (...)` look-up, well inside SQLite's limit on parameters
@@ -80,6 +111,38 @@ class Connections:
         self._reader: aiosqlite.Connection | None = None
 
     async def open(self) -> None:
+        """Connect, creating the schema in a new file; SchemaBehind (or SchemaAhead) if the
+        file's schema is not this version's."""
+        await self._connect(create_or_check)
+
+    async def upgrade(self) -> tuple[int, int]:
+        """Open (if not open yet) and apply the migrations the file is behind on, in one
+        transaction: (version before, version after)."""
+        if self._writer is None:
+            versions: tuple[int, int] = await self._connect(migrate)
+            return versions
+        upgraded: tuple[int, int] = await self._w.run(migrate)
+        return upgraded
+
+    async def schema_state(self) -> tuple[int, int]:
+        """(the file's schema version, this code's latest), read from the file: open or
+        not, and as a health check. A file that is not there is at version 0."""
+        if self._reader is not None:
+            row = await self._one("PRAGMA user_version", ())
+            assert row is not None
+            return int(row[0]), LATEST
+        return await asyncio.to_thread(self._file_version), LATEST
+
+    def _file_version(self) -> int:
+        if not self.path.exists():
+            return 0  # not made by looking at it
+        db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return _version(db)
+        finally:
+            db.close()
+
+    async def _connect(self, schema: Callable[[sqlite3.Connection], Any]) -> Any:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self.path.exists():
             # Create the file private to its owner before SQLite writes anything into it.
@@ -87,10 +150,15 @@ class Connections:
         writer = GroupWriter(self.path, (*PRAGMAS, WRITER_CACHE))
         await writer.open()
         self._writer = writer
-        await writer.run(migrate)
-        self._reader = await aiosqlite.connect(self.path, isolation_level=None)
-        for pragma in PRAGMAS[2:]:
-            await self._reader.execute(pragma)
+        try:
+            result = await writer.run(schema)
+            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+            for pragma in PRAGMAS[2:]:
+                await self._reader.execute(pragma)
+        except BaseException:
+            await self.close()
+            raise
+        return result
 
     async def close(self) -> None:
         if self._reader is not None:

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from storage.read_batch import ReadBatch
 from storage.rows import (
     AnswerRow,
     Commit,
@@ -27,7 +28,6 @@ from storage.rows import (
 from storage.sqlite.commits import apply
 from storage.sqlite.connection import JSON_LIST, MAX_MARKS, Connections, dt, ts
 from storage.sqlite.merged import NOT_MERGEABLE, Merged, apply_many, sets
-from storage.sqlite.read_batch import ReadBatch
 from storage.sqlite.writer import Duplicate, Mergeable
 
 

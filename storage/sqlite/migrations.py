@@ -1,5 +1,9 @@
 """Versioned schema migrations for SQLite, applied in order and recorded in user_version.
 
+A new file gets them all when it is first opened; a file whose schema is behind is
+brought up to date only by `kitchen-table db upgrade` (`SQLiteStorage.upgrade`), after
+the operator has made a backup: opening it refuses, saying so (`SchemaBehind`).
+
 Each script is statements separated by semicolons (and none inside a statement).
 """
 

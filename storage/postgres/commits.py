@@ -1,0 +1,161 @@
+"""Writing commits on PostgreSQL: one round trip each, or one for many together.
+
+A commit is handed to the server whole, its rows as composite values
+(storage/postgres/migrations.py's `kt_commit` type), and written by one call of the
+function `kt_commit`: one statement, so one transaction, on disk before the call
+returns; false, with nothing written, if its inbound key was seen (or its delivery
+key taken, or the record it uses up gone). Statement by statement it is SQLite's
+`apply` (storage/sqlite/commits.py).
+
+Commits asked for at the same moment (answers from many people) go together as one
+call of `kt_commit_many`: one transaction, each commit written or refused whole as it
+would be alone, one round trip and one flush of the write-ahead log for them all.
+If that call fails for something other than the database being away (a commit with a
+gathering code already taken), each is written again on its own, so the error is
+its caller's alone. `commit_many` is that call for a list of commits, in one
+transaction; there an error writes none of them, as the protocol says.
+
+No savepoints: `kt_commit` makes every check that could refuse a commit before its
+first write, so a refused commit has nothing to undo (and a chunk of a scheduled
+prompt, hundreds of commits in one transaction, does not run PostgreSQL past its 64
+cached subtransactions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from storage.postgres.connection import LEASE, Connections, maybe_utc, utc
+from storage.postgres.errors import POSTGRES_FAILURES
+from storage.read_batch import ReadBatch
+from storage.rows import Commit
+from storage.sqlite.merged import NOT_MERGEABLE, sets
+
+ONE = "SELECT kt_commit($1::kt_commit)"
+MANY = "SELECT kt_commit_many($1::kt_commit[])"
+
+# The database away (or the disk full): every caller of a call hears so, none is retried.
+AWAY: tuple[type[Exception], ...] = (OSError, *POSTGRES_FAILURES)
+
+
+def encode(c: Commit, refuse_gone: bool = False) -> tuple[Any, ...]:
+    """A commit as the `kt_commit` composite, field by field in the type's order. Every
+    moment is made UTC here: a commit holding no moment where one belongs fails here,
+    before anything is sent, as it does on SQLite."""
+    p, s, src, g, d = c.participant, c.schedule, c.guide_source, c.gathering, c.delivery
+    pref, taken, wrong = c.preference, c.take_record, c.wrong_code
+    return (
+        c.inbound_key,
+        refuse_gone,
+        None if c.forget is None else c.forget[0],
+        None if c.forget is None else utc(c.forget[1]),
+        None if s is None else (
+            s.id, s.guide_id, s.cohort, s.cron, s.tz, s.paused, utc(s.created_at),
+            utc(s.checked_until),
+        ),
+        None if src is None else src.hash,
+        None if src is None else src.guide_id,
+        None if src is None else src.version,
+        None if src is None else src.source,
+        None if p is None else (
+            p.id, p.channel, p.address, p.language, p.current_run, p.unreachable, p.pending
+        ),
+        [
+            (r.id, r.participant, r.guide_id, r.guide_version, r.guide_hash, r.status, r.state,
+             utc(r.started_at), utc(r.updated_at), r.gathering)
+            for r in c.runs
+        ],
+        [run for run, _ in c.withdrawn],
+        [step for _, step in c.withdrawn],
+        [
+            (a.run_id, a.step, a.participant, a.guide_id, a.guide_version, a.kind, a.value,
+             utc(a.answered_at))
+            for a in c.answers
+        ],
+        [(n.participant, n.guide_id, n.guide_version, n.given, utc(n.at)) for n in c.consents],
+        c.delete_run,
+        None if g is None else (
+            g.id, g.code, g.guide_id, g.title, g.facilitator, g.channel, g.address,
+            g.private_address, g.paced, g.part, g.status, utc(g.created_at), utc(g.expires_at),
+            maybe_utc(g.closed_at), g.place,
+        ),
+        None if c.gathering_part is None else c.gathering_part[0],
+        None if c.gathering_part is None else c.gathering_part[1],
+        None if c.gathering_closed is None else c.gathering_closed[0],
+        None if c.gathering_closed is None else utc(c.gathering_closed[1]),
+        [cohort for cohort, _ in c.joined],
+        [who for _, who in c.joined],
+        [cohort for cohort, _ in c.left],
+        [who for _, who in c.left],
+        None if pref is None else pref.participant,
+        None if pref is None else pref.tz,
+        None if pref is None else maybe_utc(pref.paused_until),
+        None if d is None else (
+            d.key, d.schedule, d.participant, d.run_id, utc(d.delivered_at), d.reminders
+        ),
+        c.reminded,
+        [
+            (o.channel, o.participant, o.address, o.payload, utc(o.not_before), o.attempts)
+            for o in c.outbox
+        ],
+        None if taken is None else taken.kind,
+        None if taken is None else taken.key,
+        None if taken is None else utc(taken.now),
+        [(r.kind, r.key, r.value, maybe_utc(r.expires_at)) for r in c.records],
+        None if wrong is None else wrong.participant,
+        None if wrong is None else utc(wrong.at),
+        None if wrong is None else utc(wrong.forget_before),
+        c.delete_unused_participant,
+    )  # fmt: skip
+
+
+class Commits(Connections):
+    """A turn's one commit, and many at once."""
+
+    def __init__(
+        self,
+        url: str,
+        pool_size: int = 10,
+        schema: str | None = None,
+        *,
+        lease: timedelta = LEASE,
+    ) -> None:
+        super().__init__(url, pool_size, schema, lease=lease)
+        # Commits asked for while a call is out go together as the next call.
+        self._commits: ReadBatch[tuple[Any, ...], bool] = ReadBatch(self._commit_together)
+
+    async def commit(self, commit: Commit) -> bool:
+        return await self._commits.get(encode(commit))
+
+    async def commit_many(self, commits: Sequence[Commit]) -> list[bool]:
+        if not commits:
+            return []
+        # A chunk of a scheduled prompt was read a while ago: someone in it who has since
+        # become unreachable or been forgotten is not written back (as on SQLite, for
+        # the plain commits such a chunk is made of).
+        encoded = [encode(c, refuse_gone=not sets(c, NOT_MERGEABLE)) for c in commits]
+        written: list[bool] = await self._value(MANY, encoded)
+        return written
+
+    async def _commit_together(self, encoded: Sequence[tuple[Any, ...]]) -> list[bool | Exception]:
+        if len(encoded) == 1:
+            written: bool = await self._value(ONE, encoded[0])
+            return [written]
+        try:
+            together: list[bool | Exception] = await self._value(MANY, list(encoded))
+            return together
+        except AWAY:
+            raise  # the database is away: every caller hears so
+        except Exception:
+            pass  # one of them is wrong: each is written alone, and hears for itself
+        alone: list[bool | Exception] = []
+        for one in encoded:
+            try:
+                alone.append(await self._value(ONE, one))
+            except AWAY:
+                raise
+            except Exception as error:
+                alone.append(error)
+        return alone

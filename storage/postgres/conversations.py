@@ -1,0 +1,236 @@
+"""Conversations and the outbox on PostgreSQL: a turn's reads and commit, and delivery's.
+
+A conversation (was the message seen, who is it, what is their run) is the first read
+of every turn: under load, those asked for together go as one query (`ReadBatch`),
+as on SQLite. Commits are `commits.py`'s.
+
+The outbox is shared by every instance on the database, so it is claimed, not just
+read: `claim_due` leases what it hands out to this instance (`claimed_until`,
+`claimed_by`) in the same statement that picks it, skipping rows another claim holds
+locked (`FOR UPDATE SKIP LOCKED`). A person's messages go to one claimant at a time
+and in order: their first message owed is the lock on them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import asyncpg
+
+from storage.postgres.commits import Commits
+from storage.postgres.connection import utc
+from storage.read_batch import ReadBatch
+from storage.rows import (
+    AnswerRow,
+    ConsentRow,
+    Conversation,
+    OutboxRow,
+    ParticipantRow,
+    RunRow,
+)
+
+# For up to $3 people whose first message owed (on any channel) is on this channel,
+# due, and not leased to another claimant, oldest due first: lock that first message
+# (skipping any another claim holds), then lease them their messages on this channel
+# in order, up to the first that must still wait or is leased to someone else (a
+# person's later message never goes before an earlier one). $4 is this claimant,
+# $5 the end of its lease. As SQLite's `claim_due`, with the lease.
+CLAIM = """
+WITH heads AS (
+    SELECT o.participant FROM outbox AS o
+    WHERE o.channel = $1 AND o.not_before <= $2
+    AND (o.claimed_until IS NULL OR o.claimed_until <= $2 OR o.claimed_by = $4)
+    AND NOT EXISTS (SELECT 1 FROM outbox AS e WHERE e.participant = o.participant AND e.id < o.id)
+    ORDER BY o.not_before, o.id LIMIT $3
+    FOR UPDATE OF o SKIP LOCKED
+), theirs AS (
+    SELECT id, bool_or(not_before > $2 OR (claimed_until IS NOT NULL AND claimed_until > $2
+                                          AND claimed_by IS DISTINCT FROM $4))
+        OVER (PARTITION BY participant ORDER BY id) AS blocked
+    FROM outbox WHERE participant IN (SELECT participant FROM heads) AND channel = $1
+)
+UPDATE outbox AS o SET claimed_until = $5, claimed_by = $4
+FROM theirs WHERE o.id = theirs.id AND NOT theirs.blocked
+RETURNING o.id, o.channel, o.participant, o.address, o.payload, o.not_before, o.attempts
+"""
+
+# A message put off: its own time and attempts, and its lease given up, with the
+# leases this claimant holds on the same person's later messages (delivery stops at
+# the first message that waits, so whoever claims next takes them in order).
+RETRY = """
+WITH retried AS (
+    UPDATE outbox SET not_before = $2, attempts = $3, claimed_until = NULL, claimed_by = NULL
+    WHERE id = $1 RETURNING participant
+)
+UPDATE outbox SET claimed_until = NULL, claimed_by = NULL
+WHERE participant = (SELECT participant FROM retried) AND claimed_by = $4 AND id <> $1
+"""
+
+CONVERSATIONS = """
+SELECT EXISTS (SELECT 1 FROM inbound WHERE key = w.key),
+    p.id, p.channel, p.address, p.language, p.current_run, p.unreachable,
+    r.id, r.participant, r.guide_id, r.guide_version, r.guide_hash, r.status,
+    r.state, r.started_at, r.updated_at, r.gathering, p.pending
+FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS w (participant, key, n)
+LEFT JOIN participants AS p ON p.id = w.participant
+LEFT JOIN runs AS r ON r.id = p.current_run ORDER BY w.n
+"""
+
+
+class ConversationsPG(Commits):
+    """`storage.protocol.ConversationStore` on PostgreSQL."""
+
+    def __init__(self, *args: object, **options: object) -> None:
+        super().__init__(*args, **options)  # type: ignore[arg-type]
+        # Under load, the conversations of many people's messages are read together.
+        self._conversation_reads: ReadBatch[tuple[str, str | None], Conversation] = ReadBatch(
+            self._conversations_apart
+        )
+        # Delivery says a message was sent as soon as the platform takes it; those said
+        # at the same moment go as one statement.
+        self._sent: ReadBatch[tuple[int, ...], None] = ReadBatch(self._delete_sent)
+
+    async def outbox_sent(self, message_ids: Sequence[int]) -> None:
+        await self._sent.get(tuple(message_ids))
+
+    async def _delete_sent(self, batches: Sequence[tuple[int, ...]]) -> list[None]:
+        ids = [i for batch in batches for i in batch]
+        await self._execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", ids)
+        return [None] * len(batches)
+
+    async def outbox_retry(self, message_id: int, not_before: datetime, attempts: int) -> None:
+        await self._execute(RETRY, message_id, utc(not_before), attempts, self.claimant)
+
+    async def mark_unreachable(self, participant_id: str) -> None:
+        await self._execute(
+            "WITH marked AS (UPDATE participants SET unreachable = true WHERE id = $1)"
+            " DELETE FROM outbox WHERE participant = $1",
+            participant_id,
+        )
+
+    async def claim_due(self, channel: str, now: datetime, limit: int) -> list[OutboxRow]:
+        rows = await self._all(
+            CLAIM, channel, utc(now), limit, self.claimant, utc(now + self.lease)
+        )
+        return [
+            OutboxRow(r[1], r[2], r[3], r[4], r[5], r[6], id=r[0])
+            for r in sorted(rows, key=lambda r: int(r[0]))
+        ]
+
+    async def next_due(self, channel: str) -> datetime | None:
+        # A message leased to another instance is not this one's to send until the
+        # lease runs out (it is sent by then, or its holder died).
+        due: datetime | None = await self._value(
+            "SELECT min(CASE WHEN claimed_until IS NOT NULL AND claimed_by <> $2"
+            " THEN greatest(not_before, claimed_until) ELSE not_before END)"
+            " FROM outbox WHERE channel = $1",
+            channel,
+            self.claimant,
+        )
+        return due
+
+    async def conversation(self, participant_id: str, inbound_key: str | None) -> Conversation:
+        return await self._conversation_reads.get((participant_id, inbound_key))
+
+    async def conversations(self, wanted: Sequence[tuple[str, str | None]]) -> list[Conversation]:
+        return [self._conversation_row(row) for row in await self._conversation_rows(wanted)]
+
+    async def _conversations_apart(
+        self, wanted: Sequence[tuple[str, str | None]]
+    ) -> list[Conversation | Exception]:
+        """As `conversations`, but a row that can't be read is the error of that look-up
+        alone, not of everyone's read alongside it."""
+        found: list[Conversation | Exception] = []
+        for row in await self._conversation_rows(wanted):
+            try:
+                found.append(self._conversation_row(row))
+            except Exception as error:  # handed to the one caller it belongs to
+                found.append(error)
+        return found
+
+    async def _conversation_rows(
+        self, wanted: Sequence[tuple[str, str | None]]
+    ) -> list[asyncpg.Record]:
+        if not wanted:
+            return []
+        return await self._all(CONVERSATIONS, [p for p, _ in wanted], [key for _, key in wanted])
+
+    @classmethod
+    def _conversation_row(cls, row: asyncpg.Record) -> Conversation:
+        person = None
+        if row[1] is not None:
+            person = ParticipantRow(row[1], row[2], row[3], row[4], row[5], row[6], row[17])
+        run = cls._run_row(tuple(row[7:17])) if row[7] is not None else None
+        return Conversation(row[0], person, run)
+
+    async def open_runs_of(
+        self, participant_ids: Sequence[str], guide_id: str
+    ) -> dict[str, RunRow]:
+        rows = await self._all(
+            f"SELECT {self._RUN_COLUMNS} FROM runs WHERE participant = ANY($1::text[])"
+            " AND guide_id = $2 AND status IN ('consent', 'active') ORDER BY updated_at",
+            list(participant_ids),
+            guide_id,
+        )
+        return {row[1]: self._run_row(row) for row in rows}  # the latest of each is last
+
+    async def inbound_seen(self, key: str) -> bool:
+        return await self._one("SELECT 1 FROM inbound WHERE key = $1", key) is not None
+
+    async def participant(self, participant_id: str) -> ParticipantRow | None:
+        row = await self._one(
+            "SELECT id, channel, address, language, current_run, unreachable, pending"
+            " FROM participants WHERE id = $1",
+            participant_id,
+        )
+        return None if row is None else ParticipantRow(*row)
+
+    async def run(self, run_id: str) -> RunRow | None:
+        row = await self._one(f"SELECT {self._RUN_COLUMNS} FROM runs WHERE id = $1", run_id)
+        return None if row is None else self._run_row(row)
+
+    async def open_run(self, participant_id: str, guide_id: str) -> RunRow | None:
+        row = await self._one(
+            f"SELECT {self._RUN_COLUMNS} FROM runs WHERE participant = $1 AND guide_id = $2"
+            " AND status IN ('consent', 'active') ORDER BY updated_at DESC LIMIT 1",
+            participant_id,
+            guide_id,
+        )
+        return None if row is None else self._run_row(row)
+
+    async def open_runs(self, participant_id: str) -> list[RunRow]:
+        rows = await self._all(
+            f"SELECT {self._RUN_COLUMNS} FROM runs WHERE participant = $1"
+            " AND status IN ('consent', 'active') ORDER BY updated_at DESC",
+            participant_id,
+        )
+        return [self._run_row(row) for row in rows]
+
+    async def count_runs(self, participant_id: str) -> int:
+        found = await self._value(
+            "SELECT count(*) FROM runs WHERE participant = $1", participant_id
+        )
+        return int(found)
+
+    async def answers(self, run_id: str) -> list[AnswerRow]:
+        rows = await self._all(
+            "SELECT run_id, step, participant, guide_id, guide_version, kind, value, answered_at"
+            " FROM answers WHERE run_id = $1 ORDER BY answered_at, step",
+            run_id,
+        )
+        return [AnswerRow(*r) for r in rows]
+
+    async def consents(self, participant_id: str) -> list[ConsentRow]:
+        rows = await self._all(
+            "SELECT participant, guide_id, guide_version, given, at FROM consents"
+            " WHERE participant = $1 ORDER BY at, n",
+            participant_id,
+        )
+        return [ConsentRow(*r) for r in rows]
+
+    async def guide_source(self, guide_hash: str) -> str | None:
+        found: str | None = await self._value(
+            "SELECT source FROM guide_sources WHERE hash = $1", guide_hash
+        )
+        return found

@@ -1,0 +1,196 @@
+"""Reports and exports on PostgreSQL: digests' aggregates, free text a page at a time, and
+export pages, each the same query as SQLite's (storage/sqlite/reports.py) in
+PostgreSQL's words."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import AsyncGenerator, Sequence
+from datetime import datetime
+
+from storage.postgres.connection import Connections, ts, utc
+from storage.rows import (
+    ChoiceCount,
+    ExportRow,
+    GatheringHeld,
+    PeopleCount,
+    RunCount,
+    StepCount,
+    Tally,
+    TextAnswer,
+)
+
+
+class ReportsPG(Connections):
+    """`storage.protocol.ReportStore` on PostgreSQL."""
+
+    async def export_rows(
+        self,
+        guide_id: str,
+        since: datetime | None,
+        until: datetime | None,
+        after: tuple[str, str, str] | None,
+        limit: int,
+        by_run: bool = False,
+    ) -> list[ExportRow]:
+        """A page of a guide's answers in a stable order, for streaming exports. Pages
+        follow each other by `after`, the last row's sort key: (answered_at as text,
+        run, step), or (run, step, answered_at) with `by_run`."""
+        # `after` holds the time as text (`ExportRow.answered_at`), as SQLite stores it.
+        if by_run:
+            order = "a.run_id, a.step, a.answered_at"
+            following = "(a.run_id, a.step, a.answered_at) > ($4, $5, $6)"
+        else:
+            order = "a.answered_at, a.run_id, a.step"
+            following = "(a.answered_at, a.run_id, a.step) > ($4, $5, $6)"
+        params: tuple[object, ...] = ()
+        if after is None or after == ("", "", ""):  # the first page
+            following = "true"
+        elif by_run:
+            params = (after[0], after[1], datetime.fromisoformat(after[2]))
+        else:
+            params = (datetime.fromisoformat(after[0]), after[1], after[2])
+        rows = await self._all(
+            "SELECT a.answered_at, a.run_id, a.step, a.guide_version, a.participant, a.kind,"
+            " a.value, coalesce(r.state::jsonb ->> 'language', '')"
+            " FROM answers AS a LEFT JOIN runs AS r ON r.id = a.run_id"
+            " WHERE a.guide_id = $1"
+            " AND ($2::timestamptz IS NULL OR a.answered_at >= $2)"
+            " AND ($3::timestamptz IS NULL OR a.answered_at < $3)"
+            f" AND {following}"
+            " AND NOT EXISTS (SELECT 1 FROM tombstones AS t WHERE t.participant = a.participant"
+            " AND t.at >= a.answered_at)"
+            f" ORDER BY {order} LIMIT {'$7' if params else '$4'}",
+            guide_id,
+            None if since is None else utc(since),
+            None if until is None else utc(until),
+            *params,
+            limit,
+        )
+        return [ExportRow(ts(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows]
+
+    async def choice_counts(self, guide_id: str) -> list[ChoiceCount]:
+        """(step, option, distinct people) for choose steps, for public-release thresholds."""
+        rows = await self._all(
+            "SELECT step, value, count(DISTINCT participant) FROM answers"
+            " WHERE guide_id = $1 AND kind = 'choose' GROUP BY step, value",
+            guide_id,
+        )
+        return [ChoiceCount(r[0], r[1], r[2]) for r in rows]
+
+    async def run_counts(self, since: datetime, until: datetime) -> list[RunCount]:
+        """(guide, status, runs, distinct participants) for runs active in the period."""
+        rows = await self._all(
+            "SELECT guide_id, status, count(*), count(DISTINCT participant) FROM runs"
+            " WHERE updated_at >= $1 AND started_at < $2 GROUP BY guide_id, status",
+            utc(since),
+            utc(until),
+        )
+        return [RunCount(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def people_counts(self, since: datetime, until: datetime) -> list[PeopleCount]:
+        """(guide, distinct participants in the period, of whom new: first run ever in it)."""
+        rows = await self._all(
+            "SELECT r.guide_id, count(DISTINCT r.participant),"
+            " count(DISTINCT CASE WHEN NOT EXISTS (SELECT 1 FROM runs AS o"
+            " WHERE o.participant = r.participant AND o.started_at < $1) THEN r.participant END)"
+            " FROM runs AS r WHERE r.updated_at >= $1 AND r.started_at < $2 GROUP BY r.guide_id",
+            utc(since),
+            utc(until),
+        )
+        return [PeopleCount(r[0], r[1], r[2]) for r in rows]
+
+    async def open_steps(self, guide_id: str, since: datetime, until: datetime) -> list[StepCount]:
+        """Where runs of a guide that did not finish stopped: (step, runs)."""
+        rows = await self._all(
+            "SELECT coalesce(state::jsonb ->> 'step', '_consent'), count(*) FROM runs"
+            " WHERE guide_id = $1 AND status NOT IN ('finished', 'declined')"
+            " AND updated_at >= $2 AND started_at < $3 GROUP BY 1",
+            guide_id,
+            utc(since),
+            utc(until),
+        )
+        return [StepCount(r[0], r[1]) for r in rows]
+
+    async def answer_tallies(self, guide_id: str, since: datetime, until: datetime) -> list[Tally]:
+        """(step, one value as JSON, count) for choices, scales and numbers; a list of
+        choices counts once for each option in it."""
+        # As on SQLite: one pass grouped by the stored value, lists of choices split here.
+        rows = await self._all(
+            "SELECT step, value, count(*), count(*) FILTER (WHERE kind = 'choose_many')"
+            " FROM answers WHERE guide_id = $1 AND answered_at >= $2 AND answered_at < $3"
+            " AND kind IN ('choose', 'choose_many', 'scale', 'number') AND value <> 'null'"
+            " GROUP BY step, value",
+            guide_id,
+            utc(since),
+            utc(until),
+        )
+        tallies: list[Tally] = []
+        options: Counter[tuple[str, str]] = Counter()
+        for step, value, count, lists in rows:
+            if count > lists:
+                tallies.append(Tally(step, value, count - lists))
+            if lists:
+                chosen = json.loads(value)
+                for option in chosen if isinstance(chosen, list) else [chosen]:
+                    options[step, json.dumps(option, ensure_ascii=False)] += lists
+        return tallies + [Tally(step, value, count) for (step, value), count in options.items()]
+
+    async def answer_people(
+        self, guide_id: str, since: datetime, until: datetime, steps: Sequence[str] | None = None
+    ) -> list[StepCount]:
+        """(step, distinct people who answered it) in the period, of these steps if given."""
+        rows = await self._all(
+            "SELECT step, count(DISTINCT participant) FROM answers WHERE guide_id = $1"
+            " AND answered_at >= $2 AND answered_at < $3 AND value <> 'null'"
+            " AND ($4::text[] IS NULL OR step = ANY($4::text[])) GROUP BY step",
+            guide_id,
+            utc(since),
+            utc(until),
+            None if steps is None else list(steps),
+        )
+        return [StepCount(r[0], r[1]) for r in rows]
+
+    async def answer_text_pages(
+        self,
+        guide_id: str,
+        steps: Sequence[str],
+        since: datetime,
+        until: datetime,
+        runs: Sequence[str] | None = None,
+        page: int = 5000,
+    ) -> AsyncGenerator[list[TextAnswer], None]:
+        """Pages of (participant, run, step, value as JSON) for these (free-text) steps, of
+        these runs if given, ordered by participant, then as answered.
+
+        One sorted query, read a page at a time through a cursor, on a connection held
+        for as long as the pages are read (given back when closed, early or not)."""
+        if not steps or (runs is not None and not runs):
+            return
+        sql = (
+            "SELECT participant, run_id, step, value FROM answers WHERE guide_id = $1"
+            " AND step = ANY($2::text[]) AND answered_at >= $3 AND answered_at < $4"
+            " AND value <> 'null' AND ($5::text[] IS NULL OR run_id = ANY($5::text[]))"
+            " ORDER BY participant, answered_at, run_id, step"
+        )
+        params = (
+            guide_id,
+            list(steps),
+            utc(since),
+            utc(until),
+            None if runs is None else list(runs),
+        )
+        async with self.pool.acquire() as db, db.transaction(readonly=True):
+            cursor = await db.cursor(sql, *params)
+            while rows := await cursor.fetch(page):
+                yield [TextAnswer(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def gatherings_held(self, since: datetime, until: datetime) -> list[GatheringHeld]:
+        rows = await self._all(
+            "SELECT guide_id, title, code FROM gatherings WHERE created_at >= $1"
+            " AND created_at < $2 ORDER BY created_at, code",
+            utc(since),
+            utc(until),
+        )
+        return [GatheringHeld(r[0], r[1], r[2]) for r in rows]
