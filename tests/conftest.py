@@ -164,6 +164,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "sqlite_only(reason): tests something SQLite alone has (its file, backups, its"
         " faults, merged writes); skipped when the run's backend is PostgreSQL",
     )
+    config.addinivalue_line(
+        "markers", "postgres: needs PostgreSQL (KT_TEST_DATABASE_URL, tests/storage_suite.py)"
+    )
 
 
 class Harness:

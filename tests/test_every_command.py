@@ -20,10 +20,10 @@ import yaml
 from bot.flows.events import Tap
 from bot.library import GuideLibrary
 from bot.locales import load_phrasebook
-from storage.sqlite import SQLiteStorage
 from tests.conftest import ROOT, FakeClock, Harness
 from tests.fake_slack import FakeSlack
 from tests.fake_telegram import FakeTelegram
+from tests.storage_suite import new_storage
 from tests.test_slack import Workspace
 from tests.test_telegram import Phone
 
@@ -160,7 +160,7 @@ async def door(
 
             yield Door("slack", sl_type, sl_tap, sl_admin, ws.bot.house.router.names())
         return
-    storage = SQLiteStorage(tmp_path / "kt.db")
+    storage = new_storage(tmp_path / "kt.db")  # the run's backend (tests/storage_suite.py)
     await storage.open()
     harness = Harness(storage, guides, FakeClock(), load_phrasebook())
 

@@ -16,9 +16,10 @@ from bot.locales import load_phrasebook
 from bot.messages import Inbound
 from bot.privacy import Identity
 from bot.scheduling.scheduler import Scheduler
+from storage.protocol import Storage
 from storage.rows import ScheduleRow
-from storage.sqlite import SQLiteStorage
 from tests.conftest import FakeClock, RecordingChannel, load
+from tests.storage_suite import new_storage
 
 PULSE = """
 guide: pulse
@@ -48,10 +49,10 @@ class Town:
         self.identity = Identity(SECRET)
         self.channel = RecordingChannel()
         self.ids = itertools.count(1)
-        self.storages: list[SQLiteStorage] = []
+        self.storages: list[Storage] = []
 
     async def process(self) -> tuple[Dispatcher, Scheduler, Deliverer]:
-        storage = SQLiteStorage(self.db)
+        storage = new_storage(self.db)  # the run's backend (tests/storage_suite.py)
         await storage.open()
         self.storages.append(storage)
         dispatcher = build_house(

@@ -1,0 +1,133 @@
+"""The outbox claimed by several instances on one PostgreSQL database: two claimants
+never get the same message, a person's later message is never claimed while an
+earlier one of theirs is leased to someone else, and a crashed claimant's lease runs
+out and its messages are claimed again. (SQLite is one process's alone: there,
+claiming is reading, tested with the rest of the suite.)"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from storage.postgres import PostgresStorage
+from storage.rows import Commit, OutboxRow
+from tests.conftest import START
+from tests.storage_suite import SUITE_BACKENDS, drop_schemas, need, postgres_store
+
+pytestmark = pytest.mark.skipif(
+    "postgres" not in SUITE_BACKENDS, reason="PostgreSQL's leases: not this run's backend"
+)
+
+LEASE = timedelta(minutes=5)
+
+
+@pytest.fixture
+async def two(tmp_path: Path) -> AsyncIterator[tuple[PostgresStorage, PostgresStorage]]:
+    """Two instances on one database."""
+    await need("postgres")
+    first, second = postgres_store(tmp_path / "kt.db"), postgres_store(tmp_path / "kt.db")
+    await first.open()
+    await second.open()
+    yield first, second
+    await first.close()
+    await second.close()
+    await drop_schemas()
+
+
+def message(text: str, who: str, seconds: int = 0) -> OutboxRow:
+    return OutboxRow(
+        "terminal", who, b"sealed", json.dumps({"text": text}), START + timedelta(seconds=seconds)
+    )
+
+
+def texts(rows: list[OutboxRow]) -> list[str]:
+    return [json.loads(r.payload)["text"] for r in rows]
+
+
+async def test_two_instances_never_claim_the_same_message(
+    two: tuple[PostgresStorage, PostgresStorage],
+) -> None:
+    a, b = two
+    await a.commit(Commit(outbox=[message(f"m{n}", f"p{n % 7}") for n in range(40)]))
+    mine = await a.claim_due("terminal", START, 3)
+    theirs = await b.claim_due("terminal", START, 100)
+    assert {r.participant for r in mine} == {"p0", "p1", "p2"}
+    assert {r.participant for r in theirs} == {"p3", "p4", "p5", "p6"}
+    assert len(mine) + len(theirs) == 40
+    # Each may claim again what it holds (a round of delivery that stopped early), and
+    # nothing of the other's.
+    assert [r.id for r in await a.claim_due("terminal", START, 100)] == [r.id for r in mine]
+    assert [r.id for r in await b.claim_due("terminal", START, 100)] == [r.id for r in theirs]
+
+
+async def test_instances_delivering_at_once_send_each_message_once_in_order(
+    two: tuple[PostgresStorage, PostgresStorage],
+) -> None:
+    a, b = two
+    await a.commit(Commit(outbox=[message(f"m{n}", f"p{n % 50}") for n in range(300)]))
+    sent: list[tuple[str, int]] = []
+
+    async def deliver(store: PostgresStorage) -> None:
+        # As a deliverer drains: claim a few people's messages, send them, claim again.
+        while batch := await store.claim_due("terminal", START, 7):
+            sent.extend((row.participant, row.id or 0) for row in batch)
+            await store.outbox_sent([row.id or 0 for row in batch])
+
+    await asyncio.gather(deliver(a), deliver(b))
+    ids = [i for _, i in sent]
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == 300  # each once, none lost
+    for person in {who for who, _ in sent}:
+        theirs = [i for who, i in sent if who == person]
+        assert theirs == sorted(theirs)
+    assert await b.next_due("terminal") is None
+
+
+async def test_a_persons_later_message_waits_while_an_earlier_one_is_leased_elsewhere(
+    two: tuple[PostgresStorage, PostgresStorage],
+) -> None:
+    a, b = two
+    await a.commit(Commit(outbox=[message("first", "ana"), message("second", "ana")]))
+    [first, second] = await a.claim_due("terminal", START, 10)
+    await a.outbox_sent([first.id or 0])
+    assert await b.claim_due("terminal", START, 10) == []  # ana's second is still a's
+    # a is put off on the first (the platform said wait): it lets go of ana altogether,
+    # and whoever claims next takes her messages in order.
+    await a.commit(Commit(outbox=[message("third", "ana")]))
+    await a.outbox_retry(second.id or 0, START + timedelta(seconds=30), 1)
+    assert await b.claim_due("terminal", START, 10) == []  # the second must wait first
+    later = START + timedelta(seconds=31)
+    assert texts(await b.claim_due("terminal", later, 10)) == ["second", "third"]
+    assert await a.claim_due("terminal", later, 10) == []
+
+
+async def test_a_crashed_claimants_lease_runs_out_and_another_sends_its_messages(
+    two: tuple[PostgresStorage, PostgresStorage],
+) -> None:
+    a, b = two
+    await a.commit(Commit(outbox=[message("hello", "ana"), message("again", "ana")]))
+    claimed = await a.claim_due("terminal", START, 10)
+    assert len(claimed) == 2
+    # a dies here. Until its lease runs out, its messages are nobody else's to send...
+    just_before = START + LEASE - timedelta(seconds=1)
+    assert await b.claim_due("terminal", just_before, 10) == []
+    assert await b.next_due("terminal") == START + LEASE  # ...and b knows when to look
+    # ...then b takes them over, in order, and they leave once sent.
+    taken = await b.claim_due("terminal", START + LEASE, 10)
+    assert [r.id for r in taken] == [r.id for r in claimed]
+    await b.outbox_sent([r.id or 0 for r in taken])
+    assert await a.claim_due("terminal", START + 2 * LEASE, 10) == []
+
+
+async def test_someone_unreachable_is_dropped_whoever_holds_their_messages(
+    two: tuple[PostgresStorage, PostgresStorage],
+) -> None:
+    a, b = two
+    await a.commit(Commit(outbox=[message("x", "ana"), message("y", "ben")]))
+    await a.claim_due("terminal", START, 10)
+    await b.mark_unreachable("ana")
+    assert texts(await a.claim_due("terminal", START, 10)) == ["y"]
