@@ -217,6 +217,7 @@ async def test_unreachable_people_are_marked_and_owed_nothing(store: Storage) ->
     assert [r.participant for r in await store.claim_due("terminal", START, 10)] == ["p2"]
 
 
+@pytest.mark.sqlite_only(reason="SQLite's file, reopened")
 async def test_reopening_keeps_data_and_schema(tmp_path: Path) -> None:
     """SQLite only: its file, reopened, and private to its owner."""
     first = SQLiteStorage(tmp_path / "again.db")

@@ -114,6 +114,7 @@ async def test_an_error_in_one_of_many_commits_writes_none_of_them(store: Storag
     assert await store.commit_many([prompt(1)]) == [True]  # and it still works
 
 
+@pytest.mark.sqlite_only(reason="a row damaged in SQLite's file")
 async def test_a_damaged_run_fails_only_its_own_persons_read(tmp_path: Path) -> None:
     """SQLite only: its batched reads (`ReadBatch`), with a row damaged in its file."""
     store = SQLiteStorage(tmp_path / "kt.db")
