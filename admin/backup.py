@@ -137,6 +137,14 @@ def _secret_problem(settings: Settings, sealed: bytes) -> str | None:
 
 async def command(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
     """`kitchen-table backup` or `restore`, as parsed by bot.app."""
+    if settings.postgres_url is not None:
+        # PostgreSQL has its own tools, which know its files and its log; ours knows SQLite.
+        out.write(
+            f"kitchen-table {args.command} copies a SQLite database; this bot uses "
+            "PostgreSQL (KT_DATABASE_URL). Use pg_dump and pg_restore (the README's "
+            '"Running at scale" says how), and keep the secret key apart from the copy.\n'
+        )
+        return 2
     if args.command == "backup":
         return await backup(settings, args.out, args.force, out)
     return await restore(settings, args.file, args.force, args.other_secret, out)

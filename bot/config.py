@@ -31,6 +31,14 @@ class Settings(BaseSettings):
     database: Path | None = Field(
         None, description="SQLite file; default DATA_DIR/kitchen-table.db"
     )
+    database_url: SecretStr | None = Field(
+        None,
+        description="postgresql://user:password@host/db to use PostgreSQL (several "
+        "instances); unset: SQLite in DATA_DIR.",
+    )
+    db_pool_size: int = Field(
+        10, ge=1, le=1000, description="PostgreSQL connections each instance keeps open."
+    )
     secret_key: SecretStr | None = Field(
         None, description="Keys pseudonyms and address encryption; generated if unset."
     )
@@ -182,6 +190,26 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        url = value.get_secret_value()
+        if not url.startswith(("postgresql://", "postgres://", "sqlite:///")):
+            # Never repeat the value: it may hold a password.
+            raise ValueError(
+                "must start with postgresql:// (for example "
+                "postgresql://kitchen@db.example.org/kitchen) or sqlite:///path/to/file.db"
+            )
+        return value
+
+    @property
+    def postgres_url(self) -> str | None:
+        """The PostgreSQL database to use, or None for SQLite."""
+        url = self.database_url.get_secret_value() if self.database_url else None
+        return url if url is not None and url.startswith(("postgresql://", "postgres://")) else None
+
     @field_validator("secret_key")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
@@ -193,6 +221,9 @@ class Settings(BaseSettings):
 
     @property
     def database_path(self) -> Path:
+        url = self.database_url.get_secret_value() if self.database_url else ""
+        if url.startswith("sqlite:///"):
+            return Path(url.removeprefix("sqlite:///"))
         return self.database or self.data_dir / "kitchen-table.db"
 
 

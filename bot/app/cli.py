@@ -29,8 +29,10 @@ from telegram.error import InvalidToken, NetworkError, TimedOut
 from admin import backup, digests, schedules, sessions
 from admin import guides as guide_admin
 from bot import operator_log
+from bot.app import database, workers
 from bot.app.build import House, build_house, command_menu
 from bot.app.chat import chat
+from bot.app.usage import UsageError
 from bot.app.web import make_web_app, start_web
 from bot.channels.slack.channel import DEFAULT_API_URL as SLACK_API_URL
 from bot.channels.slack.channel import SlackChannel
@@ -54,8 +56,8 @@ from bot.privacy import Identity, load_or_create_secret
 from bot.reports import exports
 from bot.reports.render import Reports
 from bot.scheduling.scheduler import Scheduler, run_every
-from storage.protocol import STORAGE_FAILURES
-from storage.sqlite import SQLiteStorage
+from storage.protocol import STORAGE_FAILURES, Storage
+from storage.schema import NotOurs, SchemaBehind
 
 # Starting a platform while the network is down: try again after 1 s, then 2, 4 ... 60.
 RETRY_FIRST = 1.0
@@ -84,7 +86,7 @@ class Bot:
     settings: Settings
     secret: bytes
     identity: Identity
-    storage: SQLiteStorage
+    storage: Storage
     library: GuideLibrary
     dispatcher: Dispatcher
     deliverer: Deliverer
@@ -92,7 +94,7 @@ class Bot:
     clock: Callable[[], datetime] = utc_now
 
 
-async def _warn_of_missing_cohorts(storage: SQLiteStorage, library: GuideLibrary) -> None:
+async def _warn_of_missing_cohorts(storage: Storage, library: GuideLibrary) -> None:
     """A guide that offers to keep in touch through a cohort that doesn't exist offers
     nothing: say so at start, with the command that fixes it."""
     for loaded in library.all():
@@ -135,16 +137,19 @@ async def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
     if not settings.guides_dir.is_dir():  # before anything is created in the data folder
         raise ConfigError(missing_guides(settings.guides_dir))
     secret_value = settings.secret_key.get_secret_value() if settings.secret_key else None
-    storage = SQLiteStorage(settings.database_path)
+    storage = database.make_storage(settings)
     try:
         secret = load_or_create_secret(secret_value, settings.data_dir)
         await storage.open()
+    except (SchemaBehind, NotOurs) as error:
+        raise ConfigError(f"{database.where(settings)}: {error}") from None
     except STORAGE_FAILURES as error:
-        if not _unwritable(error):
+        if settings.postgres_url is not None or not _unwritable(error):
             raise  # another problem (a locked or damaged database): shown as it is
         raise DataFolderError(settings.data_dir, error) from error
     identity = Identity(secret)
     try:
+        await database.check_secret(storage, secret, clock())
         library = GuideLibrary.from_paths([settings.guides_dir])
         for problem in library.problems:
             log.warning("skipped a guide with problems: %s", problem)
@@ -176,10 +181,6 @@ def missing_guides(folder: Path) -> str:
         f"KT_GUIDES_DIR: there is no folder {folder} (run from the folder that holds guides/, "
         "or set KT_GUIDES_DIR to where your guides are)"
     )
-
-
-class UsageError(Exception):
-    """A command given something it can't use: one line, exit 2."""
 
 
 async def _chat(
@@ -236,7 +237,7 @@ async def _chat(
 async def _serve(settings: Settings) -> int:
     """Run every configured platform channel until interrupted."""
     async with build(settings) as bot:
-        web_app = make_web_app()
+        web_app = make_web_app(functools.partial(database.reachable, bot.storage))
         tasks: list[asyncio.Task[None]] = []
         stoppers = []
         webhooks: list[Callable[[], Awaitable[None]]] = []
@@ -281,11 +282,12 @@ async def _serve(settings: Settings) -> int:
             else:
                 slack.add_routes(web_app, oauth=settings.slack_oauth)
                 log.info("Slack: events, commands and clicks at /slack/events")
-        runner = await start_web(web_app, settings.host, settings.port)
+        runner = await start_web(web_app, settings.host, settings.port, shared=workers.is_worker())
         # Only ask platforms to call us once we are listening.
         for register in webhooks:
             await register()
         tasks.append(asyncio.create_task(bot.deliverer.run()))
+        tasks.append(asyncio.create_task(database.keep_clearing(bot.storage)))
         await _warn_of_missing_cohorts(bot.storage, bot.library)  # once serving, not before
         # Scheduled prompts and reminders: APScheduler ticks, our tables say what is due.
         scheduler = Scheduler(
@@ -676,8 +678,12 @@ def _parser() -> argparse.ArgumentParser:
         return commands.add_parser(name, help=about, description=about,
                                    **options)  # type: ignore[arg-type]  # fmt: skip
 
-    command("run", "start every configured channel (the terminal if none)",
-            epilog=_settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    run = command("run", "start every configured channel (the terminal if none)",
+                  epilog=_settings_help(),
+                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    run.add_argument("--workers", type=int, default=1, metavar="N",
+                     help="run N processes sharing the port, for a machine with more cores "
+                     "(PostgreSQL and webhooks only)")  # fmt: skip
     chat_cmd = command("chat", "walk through a guide in the terminal")
     chat_cmd.add_argument("guide", nargs="?", help="a guide id, or the path to a YAML file")
     chat_cmd.add_argument("--join", metavar="CODE", help="join a gathering by its code instead")
@@ -743,6 +749,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--min-group", type=int, default=None, metavar="N",
                         help="drop choices fewer than N people made")  # fmt: skip
     backup.add_commands(command)
+    database.add_commands(command)
     forget = command("forget", "erase everything kept about a participant")
     forget.add_argument("--participant", required=True, help="the pseudonym (from an export)")
     digest = command("digest", "what people said lately, per guide")
@@ -798,6 +805,27 @@ def _guides(args: argparse.Namespace, settings: Settings) -> int:
     return guide_admin.list_guides(paths or [settings.guides_dir], sys.stdout)
 
 
+def _check_workers(settings: Settings, count: int) -> None:
+    """Several processes share one database and take updates from the port they share."""
+    if not 1 <= count <= 64:
+        raise UsageError("--workers: give a number from 1 to 64 (one per core is plenty)")
+    if settings.postgres_url is None:
+        raise ConfigError(
+            "--workers: several processes need a database they can share; SQLite is one "
+            "process's. Set KT_DATABASE_URL=postgresql://... (README: Running at scale)"
+        )
+    if settings.telegram_bot_token is not None and not settings.public_url:
+        raise ConfigError(
+            "--workers: only one process may fetch Telegram's updates by polling; set "
+            "KT_PUBLIC_URL so Telegram calls the workers' webhook instead"
+        )
+    if settings.telegram_bot_token is None and not settings.slack_enabled:
+        raise ConfigError(
+            "--workers: no chat platform is set up, so there is nothing for workers to "
+            "serve (set TELEGRAM_BOT_TOKEN or SLACK_BOT_TOKEN)"
+        )
+
+
 def _cannot_start(error: ConfigError) -> None:
     for line in str(error).splitlines():
         print(f"Kitchen Table can't start: {line}", file=sys.stderr)
@@ -813,7 +841,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     secrets = [v.get_secret_value() for v in (settings.telegram_bot_token, settings.secret_key,
                settings.slack_bot_token, settings.slack_app_token, settings.slack_signing_secret,
-               settings.slack_client_secret) if v is not None]  # fmt: skip
+               settings.slack_client_secret, settings.database_url) if v is not None]  # fmt: skip
     operator_log.configure(secrets)
     try:
         if args.command == "guides":
@@ -824,11 +852,16 @@ def main(argv: list[str] | None = None) -> int:
                 print("Name a guide, or give --join CODE.", file=sys.stderr)
                 return 2
             return asyncio.run(_chat(settings, args.guide or "", name, args.lang, args.join))
+        if args.command == "db":
+            return asyncio.run(database.command(settings, args, sys.stdout))
         if args.command in ("backup", "restore"):
             return asyncio.run(backup.command(settings, args, sys.stdout))
         admin = ("session", "invite", "roles", "cohort", "schedule", "digest", "forget", "export")
         if args.command in admin:
             return asyncio.run(_admin(settings, args))
+        if args.workers != 1:
+            _check_workers(settings, args.workers)
+            return asyncio.run(workers.supervise(args.workers, ["run"]))
         return asyncio.run(_run(settings))
     except ConfigError as error:
         _cannot_start(error)
