@@ -44,12 +44,15 @@ async def copy_sqlite_to_postgres(source: Path, target_url: str) -> list[Copied]
     target = PostgresStorage(target_url, pool_size=2)
     await target.open()  # an empty database gets the latest schema here
     try:
+        # Each backend numbers its own migrations: both must be at their latest.
         postgres_state = await target.schema_state()
-        if sqlite_state[0] != postgres_state[0]:
+        if sqlite_state[0] != sqlite_state[1]:
             raise CopyError(
-                f"the SQLite file's schema is version {sqlite_state[0]} and PostgreSQL's "
-                f"{postgres_state[0]}: run `kitchen-table db upgrade` on the SQLite file first"
+                f"the SQLite file's schema is version {sqlite_state[0]}, behind this version's "
+                f"{sqlite_state[1]}: run `kitchen-table db upgrade` with it first"
             )
+        if postgres_state[0] != postgres_state[1]:
+            raise CopyError("the PostgreSQL database's schema is not this version's")
         db = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
         try:
             async with target.pool.acquire() as connection:
