@@ -407,3 +407,26 @@ async def test_the_latest_gathering_of_a_place_or_else_of_its_facilitator(store:
     assert (await store.latest_gathering("fac", "kitchen")).id == "g2"  # type: ignore[union-attr]
     assert (await store.latest_gathering("fac", "elsewhere")).id == "g4"  # type: ignore[union-attr]
     assert await store.latest_gathering("someone", "elsewhere") is None
+
+
+async def test_a_commit_the_database_refuses_among_others_fails_alone(store: Storage) -> None:
+    # Refused by the database itself (a join code already taken), not before it is sent:
+    # the others that reached it at the same moment are written all the same.
+    def launched(gathering_id: str) -> GatheringRow:
+        return GatheringRow(
+            gathering_id, "SAME01", "pulse", "supper", "fac", "telegram", b"g", b"d", False, 0,
+            "open", START, START + timedelta(days=7),
+        )  # fmt: skip
+
+    await store.commit(Commit(gathering=launched("g1")))
+    results = await asyncio.gather(
+        store.commit(Commit(inbound_key="k1", runs=[run_row("r1")])),
+        store.commit(Commit(inbound_key="k2", gathering=launched("g2"))),
+        store.commit(Commit(inbound_key="k3", runs=[run_row("r3")])),
+        return_exceptions=True,
+    )
+    assert results[0] is True and results[2] is True
+    assert isinstance(results[1], Exception)
+    assert await store.run("r1") is not None and await store.run("r3") is not None
+    assert await store.gathering("g2") is None
+    assert not await store.inbound_seen("k2")

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(
     "postgres" not in SUITE_BACKENDS, reason="PostgreSQL's leases: not this run's backend"
 )
 
-LEASE = timedelta(minutes=5)
+LEASE = timedelta(minutes=1)
 
 
 @pytest.fixture
@@ -131,3 +131,20 @@ async def test_someone_unreachable_is_dropped_whoever_holds_their_messages(
     await a.claim_due("terminal", START, 10)
     await b.mark_unreachable("ana")
     assert texts(await a.claim_due("terminal", START, 10)) == ["y"]
+
+
+async def test_a_claimant_still_sending_keeps_what_it_holds_past_its_first_lease(
+    two: tuple[PostgresStorage, PostgresStorage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from storage.postgres import conversations
+
+    a, b = two
+    await a.commit(Commit(outbox=[message("hi ana", "ana"), message("hi ben", "ben")]))
+    [to_ana, _] = await a.claim_due("terminal", START, 10)
+    # A long round: 50 seconds later a has got as far as ana's message...
+    real = conversations.monotonic
+    monkeypatch.setattr(conversations, "monotonic", lambda: real() + 50)
+    await a.outbox_sent([to_ana.id or 0])
+    # ...so ben's is still its own after the first lease, and a lease more.
+    assert await b.claim_due("terminal", START + LEASE + timedelta(seconds=1), 10) == []
+    assert texts(await b.claim_due("terminal", START + 2 * LEASE, 10)) == ["hi ben"]

@@ -25,13 +25,13 @@ from storage.postgres.migrations import migrations
 from storage.rows import GatheringRow, RunRow
 from storage.schema import NotOurs, SchemaAhead, SchemaBehind
 
-# How long a claimed message is the claimant's alone (see `conversations.claim_due`): a
-# round of delivery claims up to 500 people's messages and sends them within the
-# platform's limits (Telegram: 30 a second overall, shared by every instance), so a
-# round can take a minute or more with several instances; a lease that ran out while
-# its holder was still sending would let a second instance send the same message. An
-# instance that died holds its messages back this long, then anyone sends them.
-LEASE = timedelta(minutes=5)
+# How long a claimed message is the claimant's alone (see `conversations.claim_due`).
+# An instance that died holds its messages back this long, then another sends them: a
+# minute, so a crash delays a reply by a minute at most. A round of delivery can take
+# longer than that (up to 500 people's messages within the platform's limits, shared by
+# every instance), so while its claimant sends, its leases are renewed (`RENEW`): a
+# lease runs out only when its holder has sent nothing for a whole lease.
+LEASE = timedelta(minutes=1)
 
 
 def utc(moment: datetime) -> datetime:

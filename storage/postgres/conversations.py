@@ -14,7 +14,8 @@ and in order: their first message owed is the lock on them all.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
+from time import monotonic
 
 import asyncpg
 
@@ -67,6 +68,15 @@ UPDATE outbox SET claimed_until = NULL, claimed_by = NULL
 WHERE participant = (SELECT participant FROM retried) AND claimed_by = $4 AND id <> $1
 """
 
+# Messages recorded as sent, deleted; and, now and then, the leases this claimant still
+# holds renewed, those of the messages it has yet to send (see `LEASE`). $2 is the new
+# end of the lease, $3 the ids held, $4 this claimant.
+SENT_AND_RENEW = """
+WITH sent AS (DELETE FROM outbox WHERE id = ANY($1::bigint[]))
+UPDATE outbox SET claimed_until = $2 WHERE id = ANY($3::bigint[]) AND claimed_by = $4
+RETURNING id
+"""
+
 CONVERSATIONS = """
 SELECT EXISTS (SELECT 1 FROM inbound WHERE key = w.key),
     p.id, p.channel, p.address, p.language, p.current_run, p.unreachable,
@@ -90,14 +100,36 @@ class ConversationsPG(Commits):
         # Delivery says a message was sent as soon as the platform takes it; those said
         # at the same moment go as one statement.
         self._sent: ReadBatch[tuple[int, ...], None] = ReadBatch(self._delete_sent)
+        # What this claimant holds and has not said it sent (ids; some may have been put
+        # off or dropped since, which renewing finds out), and the clock its leases are
+        # reckoned on: the last claim's `now`, and the monotonic time it was given.
+        self._held: set[int] = set()
+        self._clock: tuple[datetime, float] | None = None
+        self._renewed = 0.0  # monotonic time of the last renewal
 
     async def outbox_sent(self, message_ids: Sequence[int]) -> None:
         await self._sent.get(tuple(message_ids))
 
     async def _delete_sent(self, batches: Sequence[tuple[int, ...]]) -> list[None]:
         ids = [i for batch in batches for i in batch]
-        await self._execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", ids)
+        self._held.difference_update(ids)
+        moment = monotonic()
+        if self._clock is None or not self._held or moment - self._renewed < self._every:
+            await self._execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", ids)
+            return [None] * len(batches)
+        # Still sending: what it holds stays its own for another lease, reckoned on the
+        # caller's clock (the last claim's time, moved on by the time since).
+        claimed_at, then = self._clock
+        until = utc(claimed_at) + timedelta(seconds=moment - then) + self.lease
+        self._renewed = moment
+        rows = await self._all(SENT_AND_RENEW, ids, until, list(self._held), self.claimant)
+        self._held = {row[0] for row in rows}
         return [None] * len(batches)
+
+    @property
+    def _every(self) -> float:
+        """Seconds between renewals: a third of a lease, so two may be missed."""
+        return self.lease.total_seconds() / 3
 
     async def outbox_retry(self, message_id: int, not_before: datetime, attempts: int) -> None:
         await self._execute(RETRY, message_id, utc(not_before), attempts, self.claimant)
@@ -110,9 +142,15 @@ class ConversationsPG(Commits):
         )
 
     async def claim_due(self, channel: str, now: datetime, limit: int) -> list[OutboxRow]:
+        moment = monotonic()
         rows = await self._all(
             CLAIM, channel, utc(now), limit, self.claimant, utc(now + self.lease)
         )
+        self._clock = (now, moment)
+        if rows:
+            if not self._held:
+                self._renewed = moment  # what it holds was leased just now
+            self._held.update(row[0] for row in rows)
         return [
             OutboxRow(r[1], r[2], r[3], r[4], r[5], r[6], id=r[0])
             for r in sorted(rows, key=lambda r: int(r[0]))
