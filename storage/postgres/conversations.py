@@ -46,10 +46,16 @@ WITH heads AS (
     ORDER BY o.not_before, o.id LIMIT $3
     FOR UPDATE OF o SKIP LOCKED
 ), theirs AS (
-    SELECT id, bool_or(not_before > $2 OR (claimed_until IS NOT NULL AND claimed_until > $2
-                                          AND claimed_by IS DISTINCT FROM $4))
-        OVER (PARTITION BY participant ORDER BY id) AS blocked
-    FROM outbox WHERE participant IN (SELECT participant FROM heads) AND channel = $1
+    -- Each person's messages by their own index, in order (not through the channel's,
+    -- which after a busy hour holds every row sent and not yet vacuumed).
+    SELECT m.id, bool_or(m.not_before > $2 OR (m.claimed_until IS NOT NULL
+                                               AND m.claimed_until > $2
+                                               AND m.claimed_by IS DISTINCT FROM $4))
+        OVER (PARTITION BY m.participant ORDER BY m.id) AS blocked
+    FROM heads AS h CROSS JOIN LATERAL (
+        SELECT id, participant, channel, not_before, claimed_until, claimed_by FROM outbox
+        WHERE participant = h.participant ORDER BY id OFFSET 0  -- the channel's after
+    ) AS m WHERE m.channel = $1
 )
 UPDATE outbox AS o SET claimed_until = $5, claimed_by = $4
 FROM theirs WHERE o.id = theirs.id AND NOT theirs.blocked
