@@ -29,15 +29,13 @@ def answer(body: bytes = OK, *, status: str = "200 OK", extra: str = "") -> byte
 @dataclass
 class Server:
     """Reads each request whole, then writes what `reply` returns for it (None: nothing,
-    until the client closes the connection; b"": close it; an HTTP/1.0 answer or one that says
+    and the connection stays open; b"": close it; an HTTP/1.0 answer or one that says
     "Connection: close" is followed by closing)."""
 
     reply: Callable[[int], bytes | None]
     requests: list[tuple[bytes, bytes]] = field(default_factory=list)  # (head, body)
     connections: int = 0
     url: str = ""
-    received: asyncio.Event = field(default_factory=asyncio.Event)  # a request came
-    hung_up: asyncio.Event = field(default_factory=asyncio.Event)  # left unanswered, closed
     _server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -56,12 +54,9 @@ class Server:
                     if line.lower().startswith(b"content-length:")
                 )
                 self.requests.append((head, await reader.readexactly(length)))
-                self.received.set()
                 out = self.reply(len(self.requests))
                 if out is None:
-                    await reader.read()  # no answer, until the client hangs up
-                    self.hung_up.set()
-                    break
+                    await asyncio.sleep(3600)
                 if not out:
                     break
                 writer.write(out)
@@ -207,7 +202,7 @@ async def test_post_json_raises_what_python_telegram_bot_would(serve):
     request = AiohttpRequest(connections=2, read_timeout=0.3)
     await request.initialize()
     try:
-        with pytest.raises(BadRequest, match=r"(?i)chat not found"):
+        with pytest.raises(BadRequest, match="(?i)chat not found"):
             await request.post_json(server.url, {"chat_id": 1})
         with pytest.raises(RetryAfter):
             await request.post_json(server.url, {"chat_id": 1})
@@ -218,26 +213,3 @@ async def test_post_json_raises_what_python_telegram_bot_would(serve):
         assert await request.post_json(server.url, {"chat_id": 1}) == {"message_id": 7}
     finally:
         await request.shutdown()
-
-
-async def test_a_call_cancelled_mid_exchange_never_leaves_its_connection_for_another(serve):
-    """Shutdown cancels delivery mid-call: the half-used connection is closed, not reused
-    (its answer, arriving late, would be read as the next call's)."""
-
-    def reply(n: int) -> bytes | None:
-        return None if n == 1 else answer()
-
-    server = serve(reply)
-    await server.start()
-    wire = Wire(4)
-    try:
-        call = asyncio.create_task(post(wire, server.url))
-        await server.received.wait()
-        call.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await call
-        await asyncio.wait_for(server.hung_up.wait(), 5)  # closed by the client at once
-        assert await post(wire, server.url) == (200, OK)
-    finally:
-        await wire.close()
-    assert server.connections == 2

@@ -117,9 +117,6 @@ class Wire:
                     ValueError) as error:  # fmt: skip
                 connection.close()
                 raise WireError(f"{type(error).__name__}: {error}") from error
-            except BaseException:
-                connection.close()  # cancelled mid-exchange (shutdown): never reused
-                raise
             if reusable and not self._closed:
                 connection.idle_since = self._clock()
                 origin.idle.append(connection)
