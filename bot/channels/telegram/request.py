@@ -10,15 +10,13 @@ a small fraction of that.
 builds PTB objects for the call and parses the answer into a `Message` we never read
 (a quarter of the bot's CPU per answer, measured with py-spy). It posts the call as
 one JSON object (the Bot API takes JSON bodies; encoding them is C, where form
-encoding quotes each byte in Python) on connections of its own kept alive by
-`wire.Wire` (aiohttp's client cost over three times as much CPU a call: see there),
-and raises the same `telegram.error` exceptions PTB would.
+encoding quotes each byte in Python) and raises the same `telegram.error`
+exceptions PTB would.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -34,8 +32,6 @@ from telegram.error import (
     TimedOut,
 )
 from telegram.request import BaseRequest, RequestData
-
-from bot.channels.telegram.wire import Wire, WireError, WireTimeout
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
@@ -56,7 +52,6 @@ class AiohttpRequest(BaseRequest):
         self._connect_timeout = connect_timeout
         self._pool_timeout = pool_timeout
         self._session: aiohttp.ClientSession | None = None
-        self._wire: Wire | None = None  # post_json's own connections
 
     @property
     def read_timeout(self) -> float | None:
@@ -68,16 +63,11 @@ class AiohttpRequest(BaseRequest):
             self._session = aiohttp.ClientSession(
                 connector=connector, headers={"User-Agent": self.USER_AGENT}
             )
-        if self._wire is None:
-            self._wire = Wire(self._connections, user_agent=self.USER_AGENT)
 
     async def shutdown(self) -> None:
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
-        if self._wire is not None:
-            await self._wire.close()
-        self._wire = None
 
     async def do_request(
         self,
@@ -103,18 +93,9 @@ class AiohttpRequest(BaseRequest):
 
     async def post_json(self, url: str, fields: dict[str, Any]) -> Any:
         """POST a Bot API call as JSON; its `result`, or the `TelegramError` it means."""
-        if self._wire is None:
-            raise RuntimeError("This AiohttpRequest is not initialized")
+        timeout = self._timeout(*(BaseRequest.DEFAULT_NONE,) * 4)
         body = json.dumps(fields, ensure_ascii=False).encode()
-        try:
-            status, payload = await self._wire.post(
-                url, body, JSON, connect_timeout=self._connect_timeout,
-                read_timeout=self._read_timeout, pool_timeout=self._pool_timeout,
-            )  # fmt: skip
-        except WireTimeout as error:
-            raise TimedOut(str(error)) from error
-        except WireError as error:
-            raise NetworkError(f"{type(error).__name__}: {error}") from error
+        status, payload = await self._exchange("POST", url, body, JSON, timeout)
         try:
             answer = json.loads(payload)
         except ValueError as error:
@@ -190,7 +171,7 @@ def _chosen(value: float | object | None, default: float | None) -> float | None
     return value if isinstance(value, (int, float)) or value is None else default
 
 
-def _multipart(request_data: RequestData, files: Mapping[str, object]) -> aiohttp.FormData:
+def _multipart(request_data: RequestData, files: dict[str, object]) -> aiohttp.FormData:
     form = aiohttp.FormData()
     for key, value in request_data.json_parameters.items():
         form.add_field(key, value)
