@@ -1,0 +1,113 @@
+"""Send limits held in PostgreSQL, so that they hold for the bot as a whole.
+
+A platform counts what the bot sends, not what each process sends: Telegram takes
+at most 30 messages in any one second overall and about one a second per chat,
+however many `kitchen-table run` processes share the work. `PostgresSendLimits` is
+the same shape as `bot.delivery.ratelimit.SendLimits` (storage never imports the
+bot; the protocol is structural) and keeps the same rules as the in-process
+`RateLimits`: a window of the latest sends for the overall limit, and per chat a
+token bucket (kept as the time its next send is due), with one rate for people and
+another for groups. Every reservation is one call of `reserve_send` (see
+coordination_schema.py), which decides under the channel's row lock, so two
+processes reserving at once are told the same as one process reserving twice.
+
+Times are the caller's: seconds on a wall clock (`time.time()`), the same on every
+machine to within what NTP keeps. A monotonic clock counts from each machine's
+boot, so one instance's "now" would mean nothing to another's; such a time is
+refused rather than silently holding every other instance back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any, Protocol
+
+# Seconds since the epoch below this (2001) can only come from a monotonic clock.
+WALL_CLOCK_FLOOR = 1_000_000_000.0
+# How often (seconds of the callers' time) chats with nothing owed are deleted, and
+# how long after their next send fell due: a margin for clocks a little apart.
+SWEEP_EVERY = 60.0
+SWEEP_AFTER = 60.0
+
+RESERVE = "SELECT reserve_send($1, $2, $3, $4, $5, $6)"
+RECENT = "SELECT sent FROM send_windows WHERE channel = $1"
+SWEEP = "DELETE FROM send_chats WHERE channel = $1 AND next_at < $2"
+
+
+class Queries(Protocol):
+    """What this needs of an asyncpg pool (or connection)."""
+
+    async def fetchval(self, query: str, *args: Any) -> Any: ...
+
+    async def execute(self, query: str, *args: Any) -> str: ...
+
+
+def _cell(spec: tuple[float, float]) -> tuple[float, float]:
+    """A token bucket (capacity, per second) as (burst, spacing): how far ahead of now a
+    chat's next send may already be, and the seconds between sends at its rate."""
+    capacity, per_second = spec
+    spacing = 1.0 / per_second
+    return (capacity - 1.0) * spacing, spacing
+
+
+class PostgresSendLimits:
+    """One platform's send limits, shared by every instance on the database.
+
+    `channel` names the limits (`telegram`, `slack`): instances using the same name
+    share them. `overall`, `per_chat` and `per_group` are as `RateLimits` takes them,
+    (capacity, per second); overall, at most `int(per second)` sends in any one second.
+    `secret` keys the hash that stands for a chat in the table.
+    """
+
+    def __init__(
+        self,
+        queries: Queries,
+        channel: str,
+        *,
+        overall: tuple[float, float],
+        per_chat: tuple[float, float],
+        per_group: tuple[float, float],
+        secret: bytes,
+    ) -> None:
+        self._db = queries
+        self.channel = channel
+        self._per_second = max(1, int(overall[1]))
+        self._chat = _cell(per_chat)
+        self._group = _cell(per_group)
+        self._secret = secret
+        self._next_sweep = 0.0
+
+    def _chat_key(self, chat: str) -> bytes:
+        return hmac.new(self._secret, f"{self.channel}:{chat}".encode(), hashlib.sha256).digest()[
+            :16
+        ]
+
+    async def reserve(self, chat: str, is_group: bool, now: float) -> float:
+        """Take a send slot for `chat` and return 0, or return how long to wait and take none."""
+        _check(now)
+        if now >= self._next_sweep:
+            self._next_sweep = now + SWEEP_EVERY
+            await self._db.execute(SWEEP, self.channel, now - SWEEP_AFTER)
+        burst, spacing = self._group if is_group else self._chat
+        waits: list[float] = await self._db.fetchval(
+            RESERVE, self.channel, self._chat_key(chat), now, self._per_second, burst, spacing
+        )
+        return max(0.0, waits[0])
+
+    async def overall_wait(self, now: float) -> float:
+        """Seconds until the channel as a whole may send again (0: now)."""
+        _check(now)
+        sent: list[float] | None = await self._db.fetchval(RECENT, self.channel)
+        recent = sorted(t for t in sent or [] if t > now - 1.0)
+        if len(recent) < self._per_second:
+            return 0.0
+        return recent[len(recent) - self._per_second] + 1.0 - now
+
+
+def _check(now: float) -> None:
+    if now < WALL_CLOCK_FLOOR:
+        raise ValueError(
+            "shared send limits need wall-clock time (time.time()), the same on every "
+            f"instance; got {now}, which looks like a monotonic clock"
+        )

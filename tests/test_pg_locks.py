@@ -1,0 +1,258 @@
+"""Conversation locks in PostgreSQL, held by two instances (two pools) on one database:
+one's block keeps the other out, waiters go in the order they came, a block that fails
+or is cancelled gives the lock back, and a whole cohort's chunk fits in the lock table."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from bot.conversation.locks import KeyedLocks
+from storage.postgres.locks import PostgresConversationLocks, lock_id
+from tests.coordination_pg import fresh_schema
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+async def two() -> AsyncIterator[tuple[PostgresConversationLocks, PostgresConversationLocks, Any]]:
+    """Two instances' locks, each on its own pool, and a third pool to look with."""
+    async with fresh_schema(pools=3) as (schema, (first, second, looking)):
+        yield (
+            PostgresConversationLocks(first, namespace=schema, local=KeyedLocks()),
+            PostgresConversationLocks(second, namespace=schema, local=KeyedLocks()),
+            looking,
+        )
+
+
+async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Wait for something the database will show soon (no timing is asserted)."""
+    for _ in range(1000):
+        if await condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never happened: {what}")
+
+
+def waiting_for(looking: Any, locks: PostgresConversationLocks, key: str, count: int = 1):
+    """A check: are `count` sessions waiting for `key`'s lock?"""
+    ident = lock_id(locks._namespace, "conversation", key)
+
+    async def check() -> bool:
+        waiting = await looking.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            " AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1",
+            (ident >> 32) & 0xFFFFFFFF,
+            ident & 0xFFFFFFFF,
+        )
+        return bool(waiting == count)
+
+    return check
+
+
+async def advisory_locks_held(looking: Any) -> set[int]:
+    """The ids of every advisory lock granted (as 64-bit ids) on the server."""
+    rows = await looking.fetch(
+        "SELECT classid::bigint AS high, objid::bigint AS low FROM pg_locks"
+        " WHERE locktype = 'advisory' AND objsubid = 1 AND granted"
+    )
+    return {
+        int.from_bytes(((r["high"] << 32) | r["low"]).to_bytes(8, "big"), "big", signed=True)
+        for r in rows
+    }
+
+
+def our_ids(locks: PostgresConversationLocks, keys: list[str]) -> set[int]:
+    """Every lock id these keys could be held by: their own, and every stripe."""
+    ids = {lock_id(locks._namespace, "conversation", key) for key in keys}
+    return ids | set(locks._stripe_ids)
+
+
+async def test_one_instances_block_keeps_the_others_out_until_it_ends(two):
+    first, second, looking = two
+    seen: list[str] = []
+    inside = asyncio.Event()
+    leave = asyncio.Event()
+
+    async def holding() -> None:
+        async with first.hold("ana"):
+            seen.append("first in")
+            inside.set()
+            await leave.wait()
+            seen.append("first out")
+
+    async def waiting() -> None:
+        async with second.hold("ana"):
+            seen.append("second in")
+
+    held = asyncio.create_task(holding())
+    await inside.wait()
+    waiter = asyncio.create_task(waiting())
+    await until(waiting_for(looking, second, "ana"), "the second instance waits")
+    async with second.hold("ben"):  # someone else's conversation is not held up
+        seen.append("ben")
+    leave.set()
+    await asyncio.gather(held, waiter)
+    assert seen == ["first in", "ben", "first out", "second in"]
+
+
+async def test_waiters_from_both_instances_go_in_the_order_they_came(two):
+    first, second, looking = two
+    seen: list[str] = []
+    leave = asyncio.Event()
+    inside = asyncio.Event()
+
+    async def hold(locks: PostgresConversationLocks, name: str) -> None:
+        async with locks.hold("ana"):
+            seen.append(name)
+            if name == "m1":
+                inside.set()
+                await leave.wait()
+
+    tasks = [asyncio.create_task(hold(first, "m1"))]
+    await inside.wait()
+    tasks.append(asyncio.create_task(hold(second, "m2")))
+    await until(waiting_for(looking, second, "ana"), "m2 waits in the database")
+    # m3 and m4 each wait behind their own instance's holder, in its memory.
+    tasks += [asyncio.create_task(hold(first, "m3")), asyncio.create_task(hold(second, "m4"))]
+    await asyncio.sleep(0)
+    leave.set()
+    await asyncio.gather(*tasks)
+    assert seen == ["m1", "m2", "m3", "m4"]
+
+
+async def test_a_block_that_fails_or_is_cancelled_gives_the_lock_back(two):
+    first, second, looking = two
+    with pytest.raises(RuntimeError):
+        async with first.hold("ana"):
+            raise RuntimeError("a broken turn")
+    async with second.hold("ana"):
+        pass
+
+    inside = asyncio.Event()
+
+    async def forever() -> None:
+        async with first.hold("ana"):
+            inside.set()
+            await asyncio.Event().wait()
+
+    stuck = asyncio.create_task(forever())
+    await inside.wait()
+    stuck.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stuck
+    async with second.hold("ana"):  # taken at once: nothing was left behind
+        pass
+    assert not await advisory_locks_held(looking) & our_ids(first, ["ana"])
+
+
+async def test_a_waiter_cancelled_while_waiting_leaves_nothing_behind(two):
+    first, second, looking = two
+    inside = asyncio.Event()
+    leave = asyncio.Event()
+
+    async def holding() -> None:
+        async with first.hold("ana"):
+            inside.set()
+            await leave.wait()
+
+    async def waiting() -> None:
+        async with second.hold("ana"):
+            raise AssertionError("a cancelled waiter must never get in")
+
+    held = asyncio.create_task(holding())
+    await inside.wait()
+    waiter = asyncio.create_task(waiting())
+    await until(waiting_for(looking, second, "ana"), "the second instance waits")
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    await until(waiting_for(looking, second, "ana", 0), "the cancelled wait is gone")
+    leave.set()
+    await held
+    async with first.hold("ana"):  # not held by a ghost of the cancelled waiter
+        pass
+    async with second.hold("ana"):
+        pass
+    assert not await advisory_locks_held(looking) & our_ids(first, ["ana"])
+
+
+async def test_several_keys_at_once_in_any_order_never_deadlock(two):
+    first, second, _ = two
+    people = [f"p{n}" for n in range(40)]
+    done: list[str] = []
+
+    async def chunk(locks: PostgresConversationLocks, keys: list[str], name: str) -> None:
+        for _ in range(5):
+            async with locks.hold_many(keys):
+                await asyncio.sleep(0)
+        done.append(name)
+
+    async def one_by_one(locks: PostgresConversationLocks, name: str) -> None:
+        for person in reversed(people):
+            async with locks.hold(person):
+                await asyncio.sleep(0)
+        done.append(name)
+
+    await asyncio.wait_for(
+        asyncio.gather(
+            chunk(first, people, "forwards"),
+            chunk(second, list(reversed(people)), "backwards"),
+            chunk(second, people[10:30], "middle"),
+            one_by_one(first, "first alone"),
+            one_by_one(second, "second alone"),
+        ),
+        timeout=60,
+    )
+    assert sorted(done) == ["backwards", "first alone", "forwards", "middle", "second alone"]
+
+
+async def test_a_cohorts_chunk_holds_everyone_in_it_with_a_bounded_number_of_locks(two):
+    """10,000 keys twice at once is 20,000 advisory locks, more than PostgreSQL's lock
+    table holds by default ("out of shared memory"): a chunk takes stripes instead."""
+    first, second, looking = two
+    chunk = [f"person{n}" for n in range(10_000)]
+    inside = asyncio.Event()
+    leave = asyncio.Event()
+    seen: list[str] = []
+
+    async def big(locks: PostgresConversationLocks, name: str) -> None:
+        async with locks.hold_many(chunk):
+            seen.append(name)
+            if name == "first chunk":
+                inside.set()
+                await leave.wait()
+
+    async def one(locks: PostgresConversationLocks, key: str) -> None:
+        async with locks.hold(key):
+            seen.append(key)
+
+    held = asyncio.create_task(big(first, "first chunk"))
+    await inside.wait()
+    assert 0 < len(await advisory_locks_held(looking) & our_ids(first, chunk)) <= 1024
+    third = PostgresConversationLocks(looking, namespace=first._namespace)  # a third instance
+    others = [
+        asyncio.create_task(big(second, "second chunk")),
+        asyncio.create_task(one(third, "person42")),
+    ]
+    await until(
+        lambda: looking.fetchval(
+            "SELECT count(*) >= 2 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        ),
+        "both wait for the chunk",
+    )
+    assert seen == ["first chunk"]
+    leave.set()
+    await asyncio.gather(held, *others)
+    assert sorted(seen[1:]) == ["person42", "second chunk"]
+
+
+async def test_two_deployments_on_one_database_do_not_share_locks():
+    async with fresh_schema(pools=2) as (_, (first_pool, second_pool)):
+        ours = PostgresConversationLocks(first_pool, namespace="ours")
+        theirs = PostgresConversationLocks(second_pool, namespace="theirs")
+        async with ours.hold("ana"), theirs.hold("ana"):
+            pass  # both at once: different locks
