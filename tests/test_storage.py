@@ -430,3 +430,36 @@ async def test_a_commit_the_database_refuses_among_others_fails_alone(store: Sto
     assert await store.run("r1") is not None and await store.run("r3") is not None
     assert await store.gathering("g2") is None
     assert not await store.inbound_seen("k2")
+
+
+async def test_answers_from_many_people_at_once_each_written_once(
+    store: Storage, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As under load: many people's answers reach storage at the same moment, one of them
+    # an update the platform sent again (its key seen before), two starting runs on the
+    # same guide text.
+    def answered(n: int, key: str) -> Commit:
+        who = f"p{n}"
+        run = RunRow(f"r{n}", who, "g", 1, "h1", "active", f'{{"n": {n}}}', START, START)
+        return Commit(
+            inbound_key=key,
+            participant=ParticipantRow(who, "terminal", b"s", "en", run.id),
+            runs=[run],
+            guide_source=GuideSourceRow("h1", "g", 1, f"guide: g{n}"),
+            answers=[AnswerRow(run.id, "q1", who, "g", 1, "ask", f'"{n}"', START)],
+            consents=[ConsentRow(who, "g", 1, True, START)],
+            outbox=[outbox(f"{n}a", who), outbox(f"{n}b", who)],
+        )
+
+    assert await store.commit(answered(0, "k0"))
+    results = await asyncio.gather(*(store.commit(answered(n, f"k{n % 5}")) for n in range(5, 12)))
+    assert results == [False, True, True, True, True, False, False]  # k0 seen, k1 taken by 6
+    assert await store.participant("p5") is None and await store.run("r5") is None
+    assert (await store.run("r6")).state == '{"n": 6}'  # type: ignore[union-attr]
+    assert await store.guide_source("h1") == "guide: g0"  # the first one kept
+    assert [c.given for c in await store.consents("p7")] == [True]
+    due = await store.claim_due("terminal", START, 100)
+    assert [json.loads(r.payload)["text"] for r in due] == [
+        f"{n}{part}" for n in (0, 6, 7, 8, 9) for part in "ab"
+    ]
+    assert "failed" not in caplog.text  # written together, not one by one after an error

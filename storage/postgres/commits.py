@@ -23,7 +23,9 @@ cached subtransactions).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from dataclasses import fields
 from datetime import timedelta
 from typing import Any
 
@@ -33,8 +35,49 @@ from storage.read_batch import ReadBatch
 from storage.rows import Commit
 from storage.sqlite.merged import NOT_MERGEABLE, sets
 
+log = logging.getLogger(__name__)
+
 ONE = "SELECT kt_commit($1::kt_commit)"
 MANY = "SELECT kt_commit_many($1::kt_commit[])"
+PLAIN = "SELECT kt_commit_plain($1::kt_commit[])"
+
+# What a plain commit sets: an answer, or the start of a run. Others are written one by
+# one (`kt_commit`).
+_PLAIN = {"inbound_key", "guide_source", "participant", "runs", "answers", "consents", "outbox"}
+_NOT_PLAIN = tuple(f.name for f in fields(Commit) if f.name not in _PLAIN)
+
+Keys = tuple[tuple[str, ...], ...]
+
+
+def plain_keys(c: Commit) -> Keys | None:
+    """The keys of the rows a plain commit writes or looks up (inbound key, person, runs,
+    answers), or None if it is not plain. Plain commits whose keys are all different are
+    written together table by table (`kt_commit_plain`), which ends as writing them one
+    after another would: none of them touches a row another touches."""
+    if sets(c, _NOT_PLAIN):
+        return None
+    keys: list[tuple[str, ...]] = []
+    if c.inbound_key is not None:
+        keys.append(("inbound", c.inbound_key))
+    if c.participant is not None:
+        keys.append(("person", c.participant.id))
+    keys += [("run", r.id) for r in c.runs]
+    keys += [("answer", a.run_id, a.step) for a in c.answers]
+    return tuple(keys)
+
+
+def apart(batch: Sequence[Keys | None]) -> bool:
+    """Whether these are all plain and no two rows they write share a key."""
+    seen: set[tuple[str, ...]] = set()
+    for keys in batch:
+        if keys is None:
+            return False
+        for key in keys:
+            if key in seen:
+                return False
+            seen.add(key)
+    return True
+
 
 # The database away (or the disk full): every caller of a call hears so, none is retried.
 AWAY: tuple[type[Exception], ...] = (OSError, *POSTGRES_FAILURES)
@@ -124,10 +167,12 @@ class Commits(Connections):
     ) -> None:
         super().__init__(url, pool_size, schema, lease=lease)
         # Commits asked for while a call is out go together as the next call.
-        self._commits: ReadBatch[tuple[Any, ...], bool] = ReadBatch(self._commit_together)
+        self._commits: ReadBatch[tuple[tuple[Any, ...], Keys | None], bool] = ReadBatch(
+            self._commit_together
+        )
 
     async def commit(self, commit: Commit) -> bool:
-        return await self._commits.get(encode(commit))
+        return await self._commits.get((encode(commit), plain_keys(commit)))
 
     async def commit_many(self, commits: Sequence[Commit]) -> list[bool]:
         if not commits:
@@ -139,17 +184,27 @@ class Commits(Connections):
         written: list[bool] = await self._value(MANY, encoded)
         return written
 
-    async def _commit_together(self, encoded: Sequence[tuple[Any, ...]]) -> list[bool | Exception]:
+    async def _commit_together(
+        self, batch: Sequence[tuple[tuple[Any, ...], Keys | None]]
+    ) -> list[bool | Exception]:
+        encoded = [commit for commit, _ in batch]
         if len(encoded) == 1:
             written: bool = await self._value(ONE, encoded[0])
             return [written]
+        together: list[bool | Exception]
         try:
-            together: list[bool | Exception] = await self._value(MANY, list(encoded))
+            if apart([keys for _, keys in batch]):
+                together = await self._value(PLAIN, encoded)
+            else:
+                together = await self._value(MANY, encoded)
             return together
         except AWAY:
             raise  # the database is away: every caller hears so
-        except Exception:
-            pass  # one of them is wrong: each is written alone, and hears for itself
+        except Exception as error:
+            # One of them is wrong: each is written alone, and hears for itself.
+            log.warning(
+                "%d commits written together failed (%s); writing each alone", len(encoded), error
+            )
         alone: list[bool | Exception] = []
         for one in encoded:
             try:

@@ -454,6 +454,84 @@ $$;
 
 BASE = TABLES + TYPES + FUNCTIONS
 
+# Plain commits (an answer: its inbound key, the person, the run, the answer, what is
+# owed next) that touch no row another of them touches, written table by table: one
+# statement for them all instead of a few each (measured: 30 µs of the server's CPU a
+# commit, against 55 one by one in `kt_commit`). A commit whose inbound key was seen
+# writes nothing, as `kt_commit`; the client checks that the rest holds
+# (storage/postgres/commits.py, `plain_together`).
+PLAIN = """
+CREATE FUNCTION kt_commit_plain(cs kt_commit[]) RETURNS boolean[] LANGUAGE plpgsql AS $$
+DECLARE
+    written boolean[];
+BEGIN
+    WITH given AS (
+        SELECT c.* FROM unnest(cs) WITH ORDINALITY AS c
+            (inbound_key, refuse_gone, forget_who, forget_at, schedule, source_hash,
+             source_guide, source_version, source_text, participant, runs, withdrawn_runs,
+             withdrawn_steps, answers, consents, delete_run, gathering, part_id, part,
+             closed_id, closed_at, joined_cohorts, joined_people, left_cohorts, left_people,
+             pref_participant, pref_tz, pref_paused, delivery, reminded, outbox, take_kind,
+             take_key, take_now, records, wrong_participant, wrong_at, wrong_forget_before,
+             delete_unused, n)
+    ), seen AS (
+        INSERT INTO inbound (key, at)
+            SELECT g.inbound_key, now() FROM given AS g WHERE g.inbound_key IS NOT NULL
+            ON CONFLICT DO NOTHING RETURNING key
+    ), fresh AS (
+        SELECT g.* FROM given AS g
+        WHERE g.inbound_key IS NULL OR g.inbound_key IN (SELECT key FROM seen)
+    ), sources AS (
+        INSERT INTO guide_sources (hash, guide_id, version, source)
+            SELECT f.source_hash, f.source_guide, f.source_version, f.source_text
+            FROM fresh AS f WHERE f.source_hash IS NOT NULL ORDER BY f.n
+            ON CONFLICT DO NOTHING
+    ), people AS (
+        INSERT INTO participants (id, channel, address, language, current_run, unreachable,
+                                  pending)
+            SELECT (f.participant).id, (f.participant).channel, (f.participant).address,
+                   (f.participant).language, (f.participant).current_run,
+                   (f.participant).unreachable, (f.participant).pending
+            FROM fresh AS f WHERE (f.participant).id IS NOT NULL
+            ON CONFLICT (id) DO UPDATE SET address = excluded.address,
+                language = excluded.language, current_run = excluded.current_run,
+                unreachable = excluded.unreachable, pending = excluded.pending
+    ), their_runs AS (
+        INSERT INTO runs (id, participant, guide_id, guide_version, guide_hash, status, state,
+                          started_at, updated_at, gathering)
+            SELECT r.id, r.participant, r.guide_id, r.guide_version, r.guide_hash, r.status,
+                   r.state, r.started_at, r.updated_at, r.gathering
+            FROM fresh AS f CROSS JOIN LATERAL unnest(f.runs) AS r
+            ON CONFLICT (id) DO UPDATE SET status = excluded.status, state = excluded.state,
+                updated_at = excluded.updated_at
+    ), their_answers AS (
+        INSERT INTO answers (run_id, step, participant, guide_id, guide_version, kind, value,
+                             answered_at)
+            SELECT a.run_id, a.step, a.participant, a.guide_id, a.guide_version, a.kind,
+                   a.value, a.answered_at
+            FROM fresh AS f CROSS JOIN LATERAL unnest(f.answers) WITH ORDINALITY AS a
+            ORDER BY f.n, a.ordinality
+            ON CONFLICT (run_id, step) DO UPDATE SET value = excluded.value,
+                answered_at = excluded.answered_at
+    ), their_consents AS (
+        INSERT INTO consents (participant, guide_id, guide_version, given, at)
+            SELECT x.participant, x.guide_id, x.guide_version, x.given, x.at
+            FROM fresh AS f CROSS JOIN LATERAL unnest(f.consents) WITH ORDINALITY AS x
+            ORDER BY f.n, x.ordinality
+    ), owed AS (
+        INSERT INTO outbox (channel, participant, address, payload, not_before, attempts)
+            SELECT o.channel, o.participant, o.address, o.payload, o.not_before, o.attempts
+            FROM fresh AS f CROSS JOIN LATERAL unnest(f.outbox) WITH ORDINALITY AS o
+            ORDER BY f.n, o.ordinality
+    )
+    SELECT array_agg(g.inbound_key IS NULL OR g.inbound_key IN (SELECT key FROM seen)
+                     ORDER BY g.n)
+        INTO written FROM given AS g;
+    RETURN written;
+END
+$$;
+"""
+
 
 def migrations() -> list[str]:
     """Every step, the first first: version n is the first n steps applied."""
@@ -466,4 +544,6 @@ def migrations() -> list[str]:
         BASE,
         # 2: the send limits several instances share.
         COORDINATION_SCHEMA,
+        # 3: plain commits that reach the database together, written table by table.
+        PLAIN,
     ]
