@@ -1,15 +1,21 @@
 """Scheduled prompts and reminders: what each tick of the clock sends.
 
 Schedules are rows in our storage; APScheduler only calls `tick()` every minute
-(see `run_every`). A tick is safe to repeat and safe to run in two processes on
-one database at once:
+(see `run_every`). A tick is safe to repeat and safe to run in any number of
+processes on one database at once: everything it does is done once, as the
+database decides, never one process's memory:
 
-- each occurrence is claimed with a lease before its prompts go out, so only one
-  process sends it (and another takes over if the first died mid-way);
-- each (occurrence, person) prompt is committed under a unique key in the same
+- a schedule's occurrence is claimed with a lease before its prompts go out, so
+  only one process sends it (and another takes over if the first died mid-way);
+  each (occurrence, person) prompt is committed under a unique key in the same
   transaction as the run it starts and the messages it owes, so nobody is ever
   prompted twice for one occurrence, whatever happens. A cohort goes in chunks,
-  many people per read and per transaction (see `bot/conversation/fanout.py`).
+  many people per read and per transaction (see `bot/conversation/fanout.py`);
+- a reminder is a turn under its own key (the prompt's key and the reminder's
+  number): two processes that both find it due commit it once;
+- a weekly digest is an occurrence claimed like a schedule's, and each
+  coordinator's copy is sent under its own key;
+- retention's daily blanking is an occurrence too, one per UTC day, claimed.
 
 A schedule's cron is read in each member's own time zone (else the schedule's),
 so "0 9 * * MON" is nine on Monday morning where each person lives, across
@@ -26,7 +32,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -106,34 +112,52 @@ class Scheduler:
             except Exception:  # one broken schedule must not stop the others
                 log.exception("schedule %s could not be run", schedule.id)
         await self._reminders(now, report)
+        # Nor a digest that fails stop retention (each is taken up again next tick).
         if self.digest_cron:
-            await self._digests(now, report)
+            try:
+                await self._digests(now, report)
+            except Exception:
+                log.exception("the weekly digest could not be sent")
         if self.retention_days is not None:
-            await self._retention(now, report)
+            try:
+                await self._retention(now, report)
+            except Exception:
+                log.exception("old free text could not be blanked")
         return report
 
     async def _retention(self, now: datetime, report: TickReport) -> None:
         """Once a day: blank what people wrote in their own words after the retention
-        period; the rows stay, so counts and completion rates do too."""
-        last = await self.storage.record(RETENTION, "checked", now)
-        if last is not None and now - datetime.fromisoformat(last.decode()) < timedelta(days=1):
+        period; the rows stay, so counts and completion rates do too.
+
+        Each UTC day is an occurrence of its own, claimed like a schedule's: however many
+        instances tick, one of them does the day's blanking (another takes over if it
+        died part-way, once its lease has run out)."""
+        day = datetime.combine(now.astimezone(UTC).date(), time(0), tzinfo=UTC)
+        if await self.storage.claim_occurrence(RETENTION, "UTC", day, now, LEASE) != "claimed":
             return
         assert self.retention_days is not None
         cutoff = now - timedelta(days=self.retention_days)
         report.expired = await self.storage.expire_texts(["ask"], cutoff)
-        await self.storage.put_record(RETENTION, "checked", now.isoformat().encode())
+        await self.storage.finish_occurrence(RETENTION, "UTC", day, "sent")
 
     async def _digests(self, now: datetime, report: TickReport) -> None:
-        """The weekly digest: by direct message to every coordinator, and as a page on disk."""
+        """The weekly digest: by direct message to every coordinator, and as a page on disk.
+
+        Each digest is an occurrence claimed by one instance, and each coordinator's copy
+        a message under its own key, so nobody gets one twice however many instances
+        tick. One that another instance holds is looked at again next tick, until it is
+        sent (or its holder dies and its lease runs out): the time checked up to stops
+        short of it."""
         assert self.digest_cron is not None
         assert self.digests is not None
         record = await self.storage.record(DIGEST, "checked", now)
         checked = datetime.fromisoformat(record.decode()) if record else now
+        checked_until = now
         for due in occurrences(self.digest_cron, self.timezone, checked, now):
-            if (
-                await self.storage.claim_occurrence(DIGEST, self.timezone, due, now, LEASE)
-                != "claimed"
-            ):
+            claim = await self.storage.claim_occurrence(DIGEST, self.timezone, due, now, LEASE)
+            if claim == "held":
+                checked_until = min(checked_until, due - timedelta(microseconds=1))
+            if claim != "claimed":
                 continue
             since = due - timedelta(days=7)
             if self.digest_dir is not None:
@@ -148,7 +172,7 @@ class Scheduler:
                 if await self.dispatcher.send_to(person, message, key):
                     report.digests += 1
             await self.storage.finish_occurrence(DIGEST, self.timezone, due, "sent")
-        await self.storage.put_record(DIGEST, "checked", now.isoformat().encode())
+        await self.storage.put_record(DIGEST, "checked", checked_until.isoformat().encode())
 
     async def _occurrences(self, schedule: ScheduleRow, now: datetime, report: TickReport) -> None:
         loaded = self.library.get(schedule.guide_id)
