@@ -13,6 +13,7 @@ import pytest
 from bot.conversation.locks import KeyedLocks
 from storage.postgres.locks import PostgresConversationLocks, lock_id
 from tests.coordination_pg import fresh_schema
+from tests.storage_suite import DATABASE_URL
 
 pytestmark = pytest.mark.postgres
 
@@ -256,3 +257,24 @@ async def test_two_deployments_on_one_database_do_not_share_locks():
         theirs = PostgresConversationLocks(second_pool, namespace="theirs")
         async with ours.hold("ana"), theirs.hold("ana"):
             pass  # both at once: different locks
+
+
+async def test_locks_on_a_pool_of_their_own_open_and_close():
+    async with fresh_schema(pools=1) as (schema, (other,)):
+        locks = await PostgresConversationLocks.open(
+            DATABASE_URL, size=2, namespace=schema, local=KeyedLocks()
+        )
+        theirs = PostgresConversationLocks(other, namespace=schema)
+        try:
+            async with locks.hold("ana"):
+                held = asyncio.create_task(_enter(theirs, "ana"))
+                await until(waiting_for(other, theirs, "ana"), "the other instance waits")
+            await asyncio.wait_for(held, 10)
+        finally:
+            await locks.close()
+        await locks.close()  # twice is harmless
+
+
+async def _enter(locks: PostgresConversationLocks, key: str) -> None:
+    async with locks.hold(key):
+        pass

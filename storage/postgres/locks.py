@@ -92,6 +92,34 @@ class PostgresConversationLocks:
         self._local = local
         self._many = many
         self._stripe_ids = [lock_id(namespace, "stripe", str(n)) for n in range(stripes)]
+        self._owned: Any = None  # the pool `open` made, closed by `close`
+
+    @classmethod
+    async def open(
+        cls, url: str, *, size: int, namespace: str, local: LocalLocks | None = None
+    ) -> PostgresConversationLocks:
+        """Locks on a pool of their own (`size` connections: as many conversations at once
+        in this process; more wait for a connection, in memory). `close` closes it."""
+        import asyncpg
+
+        pool = await asyncpg.create_pool(
+            url, min_size=1, max_size=size,
+            server_settings={"application_name": "kitchen-table locks"},
+        )  # fmt: skip
+        locks = cls(pool, namespace=namespace, local=local)
+        locks._owned = pool
+        return locks
+
+    @property
+    def pool(self) -> Pool:
+        """The locks' pool (named leases may share it: each takes one connection)."""
+        return self._pool
+
+    async def close(self) -> None:
+        """Close the pool `open` made (a pool given to the constructor is the giver's)."""
+        owned, self._owned = self._owned, None
+        if owned is not None:
+            await owned.close()
 
     def _key_id(self, key: str) -> int:
         return lock_id(self._namespace, "conversation", key)
