@@ -100,8 +100,13 @@ async def test_one_instances_block_keeps_the_others_out_until_it_ends(two):
     assert seen == ["first in", "ben", "first out", "second in"]
 
 
-async def test_waiters_from_both_instances_go_in_the_order_they_came(two):
+async def test_waiters_go_in_the_order_they_asked(two):
+    """Those waiting in the database are let in in the order they asked it, from any
+    instance; those waiting in one instance's memory, in the order they came there.
+    (One of them joins the database's queue once the one before it in its instance is
+    done: it follows those already waiting there.)"""
     first, second, looking = two
+    third = PostgresConversationLocks(looking, namespace=first._namespace, local=KeyedLocks())
     seen: list[str] = []
     leave = asyncio.Event()
     inside = asyncio.Event()
@@ -115,14 +120,15 @@ async def test_waiters_from_both_instances_go_in_the_order_they_came(two):
 
     tasks = [asyncio.create_task(hold(first, "m1"))]
     await inside.wait()
-    tasks.append(asyncio.create_task(hold(second, "m2")))
-    await until(waiting_for(looking, second, "ana"), "m2 waits in the database")
-    # m3 and m4 each wait behind their own instance's holder, in its memory.
-    tasks += [asyncio.create_task(hold(first, "m3")), asyncio.create_task(hold(second, "m4"))]
+    for number, locks in ((2, second), (3, third)):
+        tasks.append(asyncio.create_task(hold(locks, f"m{number}")))
+        await until(waiting_for(looking, locks, "ana", number - 1), f"m{number} waits")
+    # m4 and m5 wait behind m2 in the second instance's memory.
+    tasks += [asyncio.create_task(hold(second, "m4")), asyncio.create_task(hold(second, "m5"))]
     await asyncio.sleep(0)
     leave.set()
     await asyncio.gather(*tasks)
-    assert seen == ["m1", "m2", "m3", "m4"]
+    assert seen == ["m1", "m2", "m3", "m4", "m5"]
 
 
 async def test_a_block_that_fails_or_is_cancelled_gives_the_lock_back(two):
