@@ -31,6 +31,10 @@ Everyone takes stripes before keys, and each in ascending order of id, all in on
 statement: two holders can wait for each other only one way round, never deadlock.
 An in-process lock per key (`local`, the bot's `KeyedLocks`) sits in front, so the
 waiters of one process queue in memory and take at most one connection per key.
+Order: those waiting in the database are let in in the order they asked it (its
+lock queue), from any instance; those waiting in one instance's memory, in the order
+they came there, each joining the database's queue once the one before it in its
+instance is done.
 """
 
 from __future__ import annotations
