@@ -284,3 +284,64 @@ async def test_locks_on_a_pool_of_their_own_open_and_close():
 async def _enter(locks: PostgresConversationLocks, key: str) -> None:
     async with locks.hold(key):
         pass
+
+
+GUIDE = """
+guide: many
+version: 1
+title: Many questions
+steps:
+""" + "".join(f"  - id: q{n}\n    ask: Question {n}?\n" for n in range(1, 9))
+
+
+async def test_two_dispatchers_take_one_persons_burst_one_turn_at_a_time(tmp_path):
+    """Eight messages from one person reach two instances at once: with the locks in the
+    database, each turn sees the one before it, so every question is answered once.
+    (With each instance's own in-memory locks, two turns read the same step and one
+    answer overwrites the other.)"""
+    from bot.conversation.dispatcher import Dispatcher
+    from bot.library import GuideLibrary
+    from bot.locales import load_phrasebook
+    from bot.messages import Inbound
+    from bot.privacy import Identity
+    from tests.conftest import FakeClock, load
+    from tests.storage_suite import drop_schemas, postgres_store
+
+    library = GuideLibrary()
+    library.add(load(GUIDE, "many.yaml"))
+    identity = Identity(b"locks-dispatcher-secret")
+    stores = [postgres_store(tmp_path / "one.db"), postgres_store(tmp_path / "one.db")]
+    locks: list[PostgresConversationLocks] = []
+    try:
+        for store in stores:
+            await store.open()
+            locks.append(
+                await PostgresConversationLocks.open(
+                    DATABASE_URL, size=4, namespace=str(store.schema), local=KeyedLocks()
+                )
+            )
+        instances = [
+            Dispatcher(storage=store, library=library, identity=identity,
+                       phrases=load_phrasebook(), clock=FakeClock(), locks=lock)
+            for store, lock in zip(stores, locks, strict=True)
+        ]  # fmt: skip
+        await instances[0].handle(Inbound("terminal", "ana", "ana", "/start many", key="0"))
+        await asyncio.gather(
+            *(
+                instances[n % 2].handle(Inbound("terminal", "ana", "ana", f"a{n}", key=f"{n}"))
+                for n in range(1, 9)
+            )
+        )
+        person = await stores[1].participant(identity.pseudonym("terminal", "ana"))
+        assert person is not None and person.current_run is not None
+        run = await stores[1].run(person.current_run)
+        assert run is not None and run.status == "finished"
+        answers = await stores[1].answers(run.id)
+        assert sorted(a.step for a in answers) == [f"q{n}" for n in range(1, 9)]
+        assert sorted(a.value for a in answers) == sorted(f'"a{n}"' for n in range(1, 9))
+    finally:
+        for lock in locks:
+            await lock.close()
+        for store in stores:
+            await store.close()
+        await drop_schemas()
