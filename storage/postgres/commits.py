@@ -8,8 +8,10 @@ key taken, or the record it uses up gone). Statement by statement it is SQLite's
 `apply` (storage/sqlite/commits.py).
 
 Commits asked for at the same moment (answers from many people) go together as one
-call of `kt_commit_many`: one transaction, each commit written or refused whole as it
-would be alone, one round trip and one flush of the write-ahead log for them all.
+call: one transaction, each commit written or refused whole as it would be alone, one
+round trip and one flush of the write-ahead log for them all. Plain ones (an answer,
+a run begun) that share no row are written table by table (`kt_commit_plain`, a few
+statements for them all); any other mix goes one by one in `kt_commit_many`.
 If that call fails for something other than the database being away (a commit with a
 gathering code already taken), each is written again on its own, so the error is
 its caller's alone. `commit_many` is that call for a list of commits, in one
