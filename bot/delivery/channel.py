@@ -49,14 +49,14 @@ class Dropped:
 SendResult = Sent | RetryAfter | Unreachable | Failed | Dropped
 
 
-def reserve(limits: SendLimits, chat: str, is_group: bool, now: float) -> RetryAfter | None:
+async def reserve(limits: SendLimits, chat: str, is_group: bool, now: float) -> RetryAfter | None:
     """Take a send slot under our own limits, or say how long to wait (and whether the
     whole channel waits, so delivery holds everything back instead of each message)."""
-    wait = limits.reserve(chat, is_group, now)
+    wait = await limits.reserve(chat, is_group, now)
     if wait <= 0:
         return None
     # Only when something must wait: was it the channel's overall limit?
-    everyone = limits.overall_wait(now)
+    everyone = await limits.overall_wait(now)
     return RetryAfter(everyone, everyone=True) if everyone > 0 else RetryAfter(wait)
 
 

@@ -1,7 +1,10 @@
 """Send limits: at most N messages in any one second overall, and token buckets per chat
 (short bursts are fine there, the average rate is kept).
 
-Pure: the caller passes the time, and is told how long to wait rather than made to.
+The caller passes the time, and is told how long to wait rather than made to. The
+interface is async because with several instances the limits are held in the
+database (storage/postgres/limits.py: the platform counts what the bot sends, not
+what each process sends); `RateLimits` keeps them in this process, for one.
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ from typing import Protocol
 class SendLimits(Protocol):
     """A platform's send limits, as channels ask them: take a slot for a chat now, or
     hear how long to wait. `RateLimits` keeps them in this process; with several
-    instances they must be shared (held in the database), behind this same interface."""
+    instances they are shared, held in the database (`PostgresSendLimits`, whose `now`
+    must then be wall-clock time, the same on every machine)."""
 
-    def reserve(self, chat: str, is_group: bool, now: float) -> float:
+    async def reserve(self, chat: str, is_group: bool, now: float) -> float:
         """Seconds to wait before sending to `chat` (0: a slot was taken now)."""
         ...
 
-    def overall_wait(self, now: float) -> float:
+    async def overall_wait(self, now: float) -> float:
         """Seconds until the channel as a whole may send again."""
         ...
 
@@ -63,7 +67,9 @@ class Window:
 
 
 class RateLimits:
-    """An overall window plus a bucket per chat, with separate rates for people and groups."""
+    """An overall window plus a bucket per chat, with separate rates for people and groups,
+    in this process. Its specs (`overall`, `per_chat`, `per_group`: capacity, per second)
+    are what the shared limits are built from, so both keep the same numbers."""
 
     def __init__(
         self,
@@ -73,10 +79,10 @@ class RateLimits:
         per_group: tuple[float, float],
         max_chats: int = 50_000,
     ) -> None:
-        self._overall_spec = overall
-        self._chat_spec = per_chat
-        self._group_spec = per_group
-        self._overall: Window | None = None
+        self.overall = overall
+        self.per_chat = per_chat
+        self.per_group = per_group
+        self._last_second: Window | None = None
         self._chats: dict[str, Bucket] = {}
         self._max_chats = max_chats
 
@@ -84,26 +90,28 @@ class RateLimits:
         capacity, per_second = spec
         return Bucket(capacity, per_second, capacity, now)
 
-    def overall_wait(self, now: float) -> float:
+    async def overall_wait(self, now: float) -> float:
         """Seconds until the overall limit lets anything at all be sent (0: now)."""
-        if self._overall is None:
-            self._overall = Window(max(1, int(self._overall_spec[1])), deque())
-        return self._overall.wait(now)
+        return self._window().wait(now)
 
-    def reserve(self, chat: str, is_group: bool, now: float) -> float:
+    def _window(self) -> Window:
+        if self._last_second is None:
+            self._last_second = Window(max(1, int(self.overall[1])), deque())
+        return self._last_second
+
+    async def reserve(self, chat: str, is_group: bool, now: float) -> float:
         """Take a send slot for `chat` and return 0, or return how long to wait and take none."""
-        self.overall_wait(now)
-        assert self._overall is not None
+        overall = self._window()
         chat_bucket = self._chats.get(chat)
         if chat_bucket is None:
             if len(self._chats) >= self._max_chats:
                 self._forget_idle(now)
-            chat_bucket = self._bucket(self._group_spec if is_group else self._chat_spec, now)
+            chat_bucket = self._bucket(self.per_group if is_group else self.per_chat, now)
             self._chats[chat] = chat_bucket
-        wait = max(self._overall.wait(now), chat_bucket.wait(now))
+        wait = max(overall.wait(now), chat_bucket.wait(now))
         if wait > 0:
             return wait
-        self._overall.take()
+        overall.take()
         chat_bucket.take()
         return 0.0
 

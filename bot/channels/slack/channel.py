@@ -294,7 +294,8 @@ class SlackChannel:
 
     async def send(self, address: str, message: Outbound) -> base.SendResult:
         team, _, user = address.partition(":")
-        if (wait := base.reserve(self.limits, address, False, self.clock())) is not None:
+        wait = await base.reserve(self.limits, address, False, self.clock())
+        if wait is not None:
             return wait
         token = await self.token_for(team)
         if token is None:

@@ -317,7 +317,8 @@ class TelegramChannel:
 
     async def send(self, address: str, message: Outbound) -> base.SendResult:
         chat_id = int(address)
-        if (wait := base.reserve(self.limits, address, chat_id < 0, self.clock())) is not None:
+        wait = await base.reserve(self.limits, address, chat_id < 0, self.clock())
+        if wait is not None:
             return wait
         try:
             if message.edit is not None and message.markup is not None:
