@@ -3,7 +3,11 @@ messages to whoever waits for them, and can enforce a send-rate limit with 429.
 
 It also keeps what a person would see to tap on (each chat's inline keyboards, by
 message id, edits included) and counts every call it takes, in all and per chat,
-so a benchmark can tap like a person and report the platform calls per answer."""
+so a benchmark can tap like a person and report the platform calls per answer.
+
+For several bot instances at once it keeps every setWebhook (each instance registers
+its own URL), and to count lost and duplicated messages, each chat's texts and when
+the first and last message were taken."""
 
 from __future__ import annotations
 
@@ -23,8 +27,13 @@ class FakeApi:
         self.inboxes: defaultdict[int, asyncio.Queue[str]] = defaultdict(asyncio.Queue)
         self.webhook: dict[str, Any] = {}
         self.webhook_set = asyncio.Event()
+        self.webhooks: list[dict[str, Any]] = []  # every setWebhook, one per instance
         self.sent = 0
         self.refused = 0
+        # Each chat's texts, by how often it got each: a text twice is a duplicate
+        # (every message a guide sends a person in a benchmark differs from the others).
+        self.texts: defaultdict[int, Counter[str]] = defaultdict(Counter)
+        self.first_sent = self.last_sent = 0.0  # monotonic times of the first and last
         # Every call taken, by method, and how many concern each chat (a tap's
         # answerCallbackQuery is a chat's when its query id starts "<chat>-").
         self.calls: Counter[str] = Counter()
@@ -58,8 +67,21 @@ class FakeApi:
         spread = Counter(queue.qsize() for queue in self.inboxes.values())
         return web.json_response(
             {"sent": self.sent, "refused": self.refused,
-             "chats_by_messages": {str(k): v for k, v in spread.items()}}
+             "chats_by_messages": {str(k): v for k, v in spread.items()},
+             "duplicates": self.duplicates(), "sending_s": self.last_sent - self.first_sent,
+             "webhooks": len(self.webhooks)}
         )  # fmt: skip
+
+    def duplicates(self) -> int:
+        """Messages a chat got with the same text as an earlier one."""
+        return sum(n - 1 for texts in self.texts.values() for n in texts.values() if n > 1)
+
+    async def webhooks_set(self, instances: int) -> None:
+        """Wait until `instances` bots have each registered their webhook (a minute at most)."""
+        async with asyncio.timeout(60):
+            while len(self.webhooks) < instances:
+                self.webhook_set.clear()
+                await self.webhook_set.wait()
 
     def reset(self) -> None:
         self.inboxes.clear()
@@ -68,7 +90,10 @@ class FakeApi:
         self.chat_calls.clear()
         self.webhook = {}
         self.webhook_set = asyncio.Event()
+        self.webhooks = []
+        self.texts.clear()
         self.sent = self.refused = 0
+        self.first_sent = self.last_sent = 0.0
 
     def _over_limit(self) -> float:
         if self.rate_limit is None:
@@ -137,6 +162,7 @@ class FakeApi:
             }
         elif method == "setWebhook":
             self.webhook = params
+            self.webhooks.append(params)
             self.webhook_set.set()
             result = True
         elif method == "sendMessage":
@@ -148,7 +174,10 @@ class FakeApi:
                 return web.json_response(body, status=429)
             assert chat is not None, "sendMessage names its chat"
             self.sent += 1
+            self.last_sent = time.monotonic()
+            self.first_sent = self.first_sent or self.last_sent
             self._ids += 1
+            self.texts[chat][params.get("text", "")] += 1
             self._keep_keyboard(method, chat, params)
             self.inboxes[chat].put_nowait(params.get("text", ""))
             result = {"message_id": self._ids, "date": 0, "chat": {"id": chat, "type": "private"}}

@@ -11,14 +11,28 @@ Two guides: the weekly check-in (the default, answers mostly typed) and `tap-hea
 newest inline keyboard, one typed answer). Besides speed, it counts the Bot API calls
 each answer costs, and apart from them the webhook replies that carry a method.
 
+On PostgreSQL (#20), `--postgres` measures in one run Kitchen Table on SQLite, on
+PostgreSQL with one instance, and with two `kitchen-table run` processes on the same
+database, each on its own port, the webhook calls spread over them in turn (as a load
+balancer would: one person's answers go to either). Each PostgreSQL run gets a fresh
+database (CREATE DATABASE on KT_BENCH_DATABASE_URL's server, then `kitchen-table db
+upgrade`), dropped afterwards. CPU per answer is then of every process together: the
+bots, and PostgreSQL's processes read from /proc (the backends of the run's database
+and the server's own background processes; other databases' backends, other people's
+tests on a shared server, are shown apart). Every run counts what was lost and
+duplicated: replies that never came, messages a chat got twice, and answers, runs
+and consents missing or stored twice in the database.
+
     python benchmarks/inbound.py [--guide weekly-checkin|tap-heavy] [--people 1000]
                                  [--runs 3] [--paced-rate 200]
+                                 [--postgres | --targets kitchen-table,postgres-x2,...]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -36,7 +50,17 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import median, percentile, publish, table
+from benchmarks.common import (
+    BACKGROUND,
+    OTHERS,
+    OURS,
+    ServerCpu,
+    fresh_database,
+    median,
+    percentile,
+    publish,
+    table,
+)
 from benchmarks.fake_api import TOKEN, FakeApi
 from bot.app.cli import settle_garbage_collector
 
@@ -66,6 +90,21 @@ TITLES = {"weekly-checkin": "weekly check-in", "tap-heavy": "tap-heavy guide"}
 WALK = WALKS["weekly-checkin"]  # set by --guide
 ANSWERS_PER_PERSON = len(WALK) - 1
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+# What is measured: (the bot, its database, how many instances). "kitchen-table" and
+# "baseline" are what `make bench` compares; the others are Kitchen Table on PostgreSQL.
+TARGETS = {
+    "kitchen-table": ("kitchen-table", "sqlite", 1),
+    "baseline": ("baseline", "pickle", 1),
+    "postgres": ("kitchen-table", "postgres", 1),
+    "postgres-x2": ("kitchen-table", "postgres", 2),
+}
+LABELS = {
+    "kitchen-table": "kitchen-table, SQLite",
+    "baseline": "baseline (PicklePersistence)",
+    "postgres": "kitchen-table, PostgreSQL, 1 instance",
+    "postgres-x2": "kitchen-table, PostgreSQL, 2 instances",
+}
+REPLY_WAIT = 15.0  # seconds a person waits for a reply before counting it lost
 
 
 def free_port() -> int:
@@ -75,6 +114,7 @@ def free_port() -> int:
 
 
 PROFILE: str | None = None  # set by --profile: py-spy writes a speedscope file here
+QUIET = True  # the bots' logs are thrown away, unless --bot-logs
 
 
 def guides_for(guide: str, into: Path) -> Path:
@@ -90,47 +130,58 @@ def guides_for(guide: str, into: Path) -> Path:
 
 
 async def start_target(
-    name: str, api: FakeApi, data: Path, guides: Path
-) -> asyncio.subprocess.Process:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KT_")}
-    env.update(
-        TELEGRAM_BOT_TOKEN=TOKEN,
-        KT_TELEGRAM_API_URL=api.url,
-        KT_PUBLIC_URL=f"http://127.0.0.1:{port}",
-        KT_PORT=str(port),
-        KT_DATA_DIR=str(data),
-        KT_GUIDES_DIR=str(guides),
-        KT_SECRET_KEY="benchmark-secret-key-0123456789",
-        # A benchmark sends faster than Telegram lets a free bot: lift our own limits.
-        KT_TELEGRAM_MAX_PER_SECOND="100000",
-        KT_TELEGRAM_MAX_PER_CHAT="1000",
-    )
-    command = [sys.executable, "-m", "bot", "run"]
-    if name == "baseline":
-        command = [sys.executable, str(ROOT / "benchmarks" / "baseline_bot.py")]
-    if PROFILE and name != "baseline":
-        spy = [
-            str(Path(sys.executable).with_name("py-spy")),
-            "record",
-            "--format",
-            "speedscope",
-            "--threads",
-            "-o",
-            PROFILE,
-            "--",
-        ]
-        command = spy + command
+    name: str, api: FakeApi, data: Path, guides: Path, database_url: str | None = None
+) -> list[asyncio.subprocess.Process]:
+    """Start the target's processes (one per instance) and wait until each has
+    registered its webhook with the fake API."""
+    bot, _, instances = TARGETS[name]
     api.reset()
-    process = await asyncio.create_subprocess_exec(
-        *command,
-        env=env,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    await asyncio.wait_for(api.webhook_set.wait(), 30)
-    return process
+    processes = []
+    for instance in range(instances):
+        port = free_port()
+        folder = data / f"instance-{instance}"
+        folder.mkdir()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KT_")}
+        env.update(
+            TELEGRAM_BOT_TOKEN=TOKEN,
+            KT_TELEGRAM_API_URL=api.url,
+            KT_PUBLIC_URL=f"http://127.0.0.1:{port}",
+            KT_PORT=str(port),
+            KT_DATA_DIR=str(folder),
+            KT_GUIDES_DIR=str(guides),
+            KT_SECRET_KEY="benchmark-secret-key-0123456789",
+            # A benchmark sends faster than Telegram lets a free bot: lift our own limits.
+            KT_TELEGRAM_MAX_PER_SECOND="100000",
+            KT_TELEGRAM_MAX_PER_CHAT="1000",
+        )
+        if database_url is not None:
+            env["KT_DATABASE_URL"] = database_url
+        command = [sys.executable, "-m", "bot", "run"]
+        if bot == "baseline":
+            command = [sys.executable, str(ROOT / "benchmarks" / "baseline_bot.py")]
+        if PROFILE and bot != "baseline" and instance == 0:
+            spy = [
+                str(Path(sys.executable).with_name("py-spy")),
+                "record",
+                "--format",
+                "speedscope",
+                "--threads",
+                "-o",
+                PROFILE,
+                "--",
+            ]
+            command = spy + command
+        processes.append(
+            await asyncio.create_subprocess_exec(
+                *command,
+                env=env,
+                cwd=ROOT,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL if QUIET else None,
+            )
+        )
+    await api.webhooks_set(instances)
+    return processes
 
 
 def cpu_seconds(pid: int) -> float:
@@ -139,19 +190,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def stop_target(process: asyncio.subprocess.Process) -> None:
+async def stop_target(processes: list[asyncio.subprocess.Process]) -> None:
     # py-spy writes its profile on Ctrl-C, and the bot stops cleanly on either.
-    process.send_signal(signal.SIGINT if PROFILE else signal.SIGTERM)
-    await asyncio.wait_for(process.wait(), 60)
+    for process in processes:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT if PROFILE else signal.SIGTERM)
+    await asyncio.wait_for(asyncio.gather(*(p.wait() for p in processes)), 60)
 
 
 class Walker:
     def __init__(self, api: FakeApi, session: aiohttp.ClientSession) -> None:
         self.api = api
         self.session = session
-        self.url = api.webhook["url"]
+        # Every instance's webhook, taken in turn: one person's answers go to any.
+        self.urls = [hook["url"] for hook in api.webhooks or [api.webhook]]
+        self.turns = count()
         self.headers = {SECRET_HEADER: api.webhook.get("secret_token", "")}
         self.update_ids = count(1)
+        self.lost = 0  # replies that never came (the person went on without them)
         self.latencies: list[float] = []
         # Calls each chat had made for it once its guide had started (its first reply
         # arrived), by method: the calls of its answers are what comes after.
@@ -221,7 +277,8 @@ class Walker:
     async def post(self, chat: int, update: dict[str, Any], marker: str, record: bool) -> None:
         inbox = self.api.inboxes[chat]
         began = time.perf_counter()
-        async with self.session.post(self.url, json=update, headers=self.headers) as response:
+        url = self.urls[next(self.turns) % len(self.urls)]
+        async with self.session.post(url, json=update, headers=self.headers) as response:
             if response.status != 200:
                 raise RuntimeError(f"webhook answered {response.status}")
             body = await response.read()
@@ -229,8 +286,13 @@ class Walker:
             method = json.loads(body).get("method")
             if method:
                 self.replied[method] += 1
-        while marker not in await asyncio.wait_for(inbox.get(), 30):
-            pass
+        try:
+            async with asyncio.timeout(REPLY_WAIT):
+                while marker not in await inbox.get():
+                    pass
+        except TimeoutError:
+            self.lost += 1
+            return
         if record:
             self.latencies.append(time.perf_counter() - began)
         else:
@@ -268,23 +330,31 @@ async def settled(api: FakeApi, quiet: float = 0.3, longest: float = 10.0) -> No
 async def measure(
     name: str, guide: str, people: int, paced_rate: int, first_chat: int
 ) -> dict[str, float]:
+    backend = TARGETS[name][1]
     api = FakeApi()
     await api.start()
-    with tempfile.TemporaryDirectory() as data, tempfile.TemporaryDirectory() as folder:
-        guides = guides_for(guide, Path(folder))
-        process = await start_target(name, api, Path(data), guides)
+    async with contextlib.AsyncExitStack() as stack:
+        data = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        guides = guides_for(guide, Path(stack.enter_context(tempfile.TemporaryDirectory())))
+        database_url = None
+        if backend == "postgres":
+            database_url = await stack.enter_async_context(fresh_database())
+        processes = await start_target(name, api, data, guides, database_url)
+        server = ServerCpu(database_url.rsplit("/", 1)[1] if database_url else "")
         try:
             connector = aiohttp.TCPConnector(limit=256)
             async with aiohttp.ClientSession(connector=connector) as session:
                 # As fast as people can go: throughput and its latencies.
                 walker = Walker(api, session)
-                bot_cpu = cpu_seconds(process.pid)
+                bot_cpu = sum(cpu_seconds(p.pid) for p in processes)
                 own_cpu = time.process_time()
+                server.start()
                 began = time.perf_counter()
                 await asyncio.gather(*(walker.walk(first_chat + n) for n in range(people)))
                 elapsed = time.perf_counter() - began
                 await settled(api)
-                bot_cpu = cpu_seconds(process.pid) - bot_cpu
+                postgres = await server.stop()
+                bot_cpu = sum(cpu_seconds(p.pid) for p in processes) - bot_cpu
                 own_cpu = time.process_time() - own_cpu
                 flat_out = walker.latencies
                 calls = walker.answer_calls()
@@ -298,15 +368,31 @@ async def measure(
                         for n in range(crowd)
                     )
                 )
+                await settled(api)
         finally:
-            await stop_target(process)
+            await stop_target(processes)
             await api.stop()
+        walked = people + paced_rate
+        if backend == "sqlite":
+            stored = stored_in_sqlite(data / "instance-0" / "kitchen-table.db", guide, walked)
+        elif database_url is not None:
+            stored = await stored_in_postgres(database_url, guide, walked)
+        else:
+            stored = {}  # the baseline keeps no answers we can count
     answers = people * ANSWERS_PER_PERSON
+    exited = [p.returncode for p in processes if p.returncode not in (0, -signal.SIGTERM)]
+    if exited:
+        print(f"{name}: an instance exited with {exited}", file=sys.stderr)
     return {
         "rate": answers / elapsed,
-        # CPU milliseconds per answer: the bot's, and the simulated people's + fake API's.
-        "bot_cpu_ms": bot_cpu * 1000 / (people * ANSWERS_PER_PERSON),
-        "load_cpu_ms": own_cpu * 1000 / (people * ANSWERS_PER_PERSON),
+        # CPU milliseconds per answer: the bots', PostgreSQL's (the run's database's
+        # backends, the server's background processes, other databases' backends),
+        # and the simulated people's + fake API's.
+        "bot_cpu_ms": bot_cpu * 1000 / answers,
+        "db_cpu_ms": postgres[OURS] * 1000 / answers,
+        "background_cpu_ms": postgres[BACKGROUND] * 1000 / answers,
+        "others_cpu_ms": postgres[OTHERS] * 1000 / answers,
+        "load_cpu_ms": own_cpu * 1000 / answers,
         "p50": percentile(flat_out, 0.5) * 1000,
         "p99": percentile(flat_out, 0.99) * 1000,
         "paced_p50": percentile(paced.latencies, 0.5) * 1000,
@@ -315,9 +401,67 @@ async def measure(
         # in its webhook replies (which Telegram runs without saying how it went).
         "calls": calls.total() / answers,
         "replied": walker.replied.total() / answers,
+        # Lost and duplicated, over both phases: replies, messages, stored rows.
+        "lost_replies": walker.lost + paced.lost,
+        "duplicate_messages": api.duplicates(),
+        **stored,
         **{f"calls:{method}": n / answers for method, n in sorted(calls.items())},
         **{f"replied:{method}": n / answers for method, n in sorted(walker.replied.items())},
     }
+
+
+# What the database holds after a run, the same SQL on either backend: every person
+# walked should have one run of the guide, one consent, and one answer for each
+# answered question (ANSWERS_PER_PERSON, less the consent, which is kept apart).
+STORED = {
+    "people": "SELECT count(DISTINCT participant) FROM runs WHERE guide_id = {g}",
+    "runs": "SELECT count(*) FROM runs WHERE guide_id = {g}",
+    "consents": "SELECT count(*) FROM consents WHERE guide_id = {g}",
+    "answers": "SELECT count(*) FROM answers WHERE guide_id = {g}",
+    "distinct_answers": "SELECT count(*) FROM (SELECT DISTINCT participant, step "
+    "FROM answers WHERE guide_id = {g}) AS kept",
+}
+
+
+def losses(counts: dict[str, int], walked: int) -> dict[str, float]:
+    """Answers lost and duplicated from what the database holds, for `walked` people."""
+    owed = walked * (ANSWERS_PER_PERSON - 1)
+    return {
+        "lost_answers": owed - counts["distinct_answers"],
+        "duplicate_answers": counts["answers"] - counts["distinct_answers"],
+        "lost_people": walked - counts["people"],
+        "duplicate_runs": counts["runs"] - counts["people"],
+        "lost_consents": max(0, walked - counts["consents"]),
+        "duplicate_consents": max(0, counts["consents"] - walked),
+    }
+
+
+def stored_in_sqlite(path: Path, guide: str, walked: int) -> dict[str, float]:
+    import sqlite3
+
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        counts = {
+            key: int(connection.execute(sql.format(g="?"), (guide,)).fetchone()[0])
+            for key, sql in STORED.items()
+        }
+    finally:
+        connection.close()
+    return losses(counts, walked)
+
+
+async def stored_in_postgres(url: str, guide: str, walked: int) -> dict[str, float]:
+    import asyncpg
+
+    connection = await asyncpg.connect(url)
+    try:
+        counts = {
+            key: int(await connection.fetchval(sql.format(g="$1"), guide))
+            for key, sql in STORED.items()
+        }
+    finally:
+        await connection.close()
+    return losses(counts, walked)
 
 
 async def main() -> None:
@@ -327,31 +471,70 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--paced-rate", type=int, default=200)
     parser.add_argument("--profile", help="record the bot with py-spy into this file")
-    parser.add_argument("--only", choices=["kitchen-table", "baseline"])
+    parser.add_argument("--only", choices=list(TARGETS))
+    parser.add_argument(
+        "--targets",
+        default="kitchen-table,baseline",
+        help=f"what to measure, in each run, comma-separated: {', '.join(TARGETS)}",
+    )
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="measure Kitchen Table on SQLite, and on PostgreSQL with one and two "
+        "instances (--targets kitchen-table,postgres,postgres-x2); the server is "
+        "KT_BENCH_DATABASE_URL's (postgresql://postgres@127.0.0.1:5432/test)",
+    )
+    parser.add_argument("--bot-logs", action="store_true", help="show the bots' logs")
     args = parser.parse_args()
     # The simulated people and the fake API share the machine with the bot under test:
     # spare them the collector's default pace, as the bot spares itself.
     settle_garbage_collector()
-    global PROFILE, WALK, ANSWERS_PER_PERSON
+    global PROFILE, WALK, ANSWERS_PER_PERSON, QUIET
     PROFILE = args.profile
+    QUIET = not args.bot_logs
     WALK = WALKS[args.guide]
     ANSWERS_PER_PERSON = len(WALK) - 1
-    results: dict[str, list[dict[str, float]]] = {"kitchen-table": [], "baseline": []}
+    names = args.targets.split(",")
+    if args.postgres:
+        names = ["kitchen-table", "postgres", "postgres-x2"]
+    if args.only:
+        names = [args.only]
+    unknown = set(names) - set(TARGETS)
+    if unknown:
+        parser.error(f"--targets: unknown {', '.join(sorted(unknown))}")
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     for run in range(args.runs):
-        for name in (
-            [args.only] if args.only else results
-        ):  # alternate, so drift on a noisy machine hits both
+        # Each run in another order, so drift on a noisy machine hits every target.
+        for name in names[run % len(names) :] + names[: run % len(names)]:
             results[name].append(
                 await measure(name, args.guide, args.people, args.paced_rate, 10**8 * (run + 1))
             )
             print(f"run {run + 1} {name}: {results[name][-1]}", file=sys.stderr)
     if args.only:  # a probe while profiling, not a comparison: nothing is published
         return
+    if set(names) == {"kitchen-table", "baseline"}:
+        publish_against_baseline(args, results)
+    else:
+        publish_backends(args, results)
+
+
+def summarize(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Medians of the runs; losses and duplicates added up over them."""
+    keys = sorted({key for r in runs for key in r})
+    summary = {key: median([r.get(key, 0.0) for r in runs]) for key in keys}
+    for key in keys:
+        if key.startswith(("lost_", "duplicate_")):
+            summary[key] = sum(r.get(key, 0.0) for r in runs)
+    return summary
+
+
+def publish_against_baseline(
+    args: argparse.Namespace, results: dict[str, list[dict[str, float]]]
+) -> None:
     rows = []
     summary: dict[str, dict[str, float]] = {}
     for name, runs in results.items():
-        keys = sorted({key for r in runs for key in r})
-        summary[name] = {key: median([r.get(key, 0.0) for r in runs]) for key in keys}
+        summary[name] = summarize(runs)
         s = summary[name]
         rows.append([name, f"{s['rate']:.0f}", f"{s['p50']:.1f}", f"{s['p99']:.1f}",
                      f"{s['paced_p50']:.1f}", f"{s['paced_p99']:.1f}",
@@ -387,6 +570,96 @@ async def main() -> None:
     )
     publish(
         f"Inbound throughput and latency ({TITLES[args.guide]} over Telegram webhooks)", body, notes
+    )
+
+
+LOSSES = [
+    ("lost_replies", "duplicate_messages"),
+    ("lost_answers", "duplicate_answers"),
+    ("lost_people", "duplicate_runs"),
+    ("lost_consents", "duplicate_consents"),
+]
+
+
+def total_cpu(result: dict[str, float]) -> float:
+    """CPU ms per answer of every process that served it: the bots, the run's
+    database's backends and the server's background processes."""
+    return result["bot_cpu_ms"] + result["db_cpu_ms"] + result["background_cpu_ms"]
+
+
+def publish_backends(args: argparse.Namespace, results: dict[str, list[dict[str, float]]]) -> None:
+    """Kitchen Table on each database (and instances), with CPU of every process."""
+    rows = []
+    summary = {name: summarize(runs) for name, runs in results.items()}
+    for name, s in summary.items():
+        totals = [total_cpu(r) for r in results[name]]
+        lost = ", ".join(f"{s.get(a, 0):.0f} / {s.get(b, 0):.0f}" for a, b in LOSSES)
+        rows.append([LABELS[name], f"{s['rate']:.0f}", f"{s['p50']:.1f}", f"{s['p99']:.1f}",
+                     f"{s['paced_p50']:.1f}", f"{s['paced_p99']:.1f}",
+                     f"{s['bot_cpu_ms']:.2f}", f"{s['db_cpu_ms']:.2f}",
+                     f"{s['background_cpu_ms']:.2f}",
+                     ", ".join(f"{t:.2f}" for t in totals) + f" → **{median(totals):.2f}**",
+                     f"{s['others_cpu_ms']:.2f}", f"{s['load_cpu_ms']:.2f}",
+                     f"{s['calls']:.2f} + {s['replied']:.2f}",
+                     "n/a" if name == "baseline" else lost])  # fmt: skip
+    body = table(
+        [
+            "bot",
+            "answers/s",
+            "p50 ms",
+            "p99 ms",
+            f"p50 ms at {args.paced_rate}/s",
+            f"p99 ms at {args.paced_rate}/s",
+            "bots CPU ms/answer",
+            "its database's backends",
+            "server background",
+            "all together, each run → median",
+            "other databases' backends",
+            "load generator",
+            "API calls/answer",
+            "lost / duplicated: replies / messages, answers, runs, consents",
+        ],
+        rows,
+    )
+    # Ratios within each run (the same minutes of a shared machine), then their median.
+    ratios = []
+    for over, under, what, target in (
+        ("postgres", "kitchen-table", "PostgreSQL 1 instance / SQLite", 1.5),
+        ("postgres-x2", "postgres", "PostgreSQL 2 instances / 1 instance", 1.1),
+    ):
+        if over in results and under in results:
+            each = [
+                total_cpu(a) / total_cpu(b)
+                for a, b in zip(results[over], results[under], strict=False)
+            ]
+            verdict = "met" if median(each) <= target else "**not met**"
+            ratios.append(
+                f"{what}, CPU per answer of all processes: "
+                + ", ".join(f"{r:.2f}" for r in each)
+                + f" → **{median(each):.2f}x** (target ≤ {target}x: {verdict})"
+            )
+    notes = (
+        f"{args.people} people × {ANSWERS_PER_PERSON} answers each flat out, then "
+        f"{args.paced_rate} people answering once a second ({args.paced_rate} answers/s); "
+        f"medians of {args.runs} runs, the targets in turn in each run. CPU per answer "
+        "(flat-out phase) of every process: the bots (each `kitchen-table run`), and "
+        "PostgreSQL's processes read from /proc every 0.2 s (every process whose name "
+        "starts with postgres; a connection's backend is told apart by the database its "
+        "title names): the run's own database's backends, and the server's background "
+        "processes (postmaster, WAL writer, checkpointer, background writer, autovacuum), "
+        "which also serve whatever else uses the server. 'All together' is bots + "
+        "its database's backends + server background; other databases' backends (other "
+        "tests on a shared server) are shown apart and not counted. Lost / duplicated are "
+        "added up over the runs and both phases: replies a person waited for in vain "
+        f"({REPLY_WAIT:.0f} s) / messages a chat got twice; answers (one per question), runs "
+        "(one per person) and consents (one per person) missing / stored twice. Two "
+        "instances take the webhook calls in turn, so one person's answers go to both.\n\n"
+        + "\n\n".join(ratios)
+    )
+    publish(
+        f"Inbound on SQLite and PostgreSQL, one and two instances ({TITLES[args.guide]})",
+        body,
+        notes,
     )
 
 
