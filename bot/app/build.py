@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.conversation.dispatcher import Dispatcher
+from bot.conversation.locks import ConversationLocks
 from bot.conversation.router import Router
 from bot.features.cohorts import DEFAULT_TZ, Cohorts
 from bot.features.digests import Digests
@@ -78,6 +79,7 @@ def build_house(
     reports: Reports | None = None,
     min_group: int = 5,
     default_tz: str = DEFAULT_TZ,
+    locks: ConversationLocks | None = None,
 ) -> House:
     roles = roles or Roles(storage, set(), clock)
     reports = reports or Reports(phrases)
@@ -91,6 +93,7 @@ def build_house(
         max_answer_chars=max_answer_chars,
         on_commit=on_commit,
         role_of=roles.role_of,
+        locks=locks,
     )
     cohorts = Cohorts(storage, default_tz)
     gatherings = Gatherings(

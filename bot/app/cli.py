@@ -18,6 +18,7 @@ import os
 import shlex
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,7 +36,7 @@ from bot.app.chat import chat
 from bot.app.usage import UsageError
 from bot.app.web import make_web_app, start_web
 from bot.channels.slack.channel import DEFAULT_API_URL as SLACK_API_URL
-from bot.channels.slack.channel import SlackChannel
+from bot.channels.slack.channel import SlackChannel, slack_limits
 from bot.channels.slack.install import StoredInstallations, StoredStates
 from bot.channels.telegram.channel import (
     TelegramChannel,
@@ -48,6 +49,7 @@ from bot.channels.terminal.channel import TerminalChannel
 from bot.config import ConfigError, Settings, load_settings
 from bot.conversation.dispatcher import Dispatcher
 from bot.delivery.deliverer import Deliverer
+from bot.delivery.ratelimit import RateLimits
 from bot.features.roles import Roles, admin_pseudonyms, normal_code
 from bot.flows.duration import parse_duration, parse_since
 from bot.library import GuideLibrary, read_guide_file
@@ -92,6 +94,7 @@ class Bot:
     deliverer: Deliverer
     house: House
     clock: Callable[[], datetime] = utc_now
+    shared: database.Shared | None = None  # on PostgreSQL: what instances decide together
 
 
 async def _warn_of_missing_cohorts(storage: Storage, library: GuideLibrary) -> None:
@@ -148,8 +151,10 @@ async def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
             raise  # another problem (a locked or damaged database): shown as it is
         raise DataFolderError(settings.data_dir, error) from error
     identity = Identity(secret)
+    shared = None
     try:
         await database.check_secret(storage, secret, clock())
+        shared = await database.share(storage, settings, secret)
         library = GuideLibrary.from_paths([settings.guides_dir])
         for problem in library.problems:
             log.warning("skipped a guide with problems: %s", problem)
@@ -169,10 +174,13 @@ async def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
             reports=Reports(phrases, settings.templates_dir),
             min_group=settings.min_group,
             default_tz=settings.timezone,
+            locks=shared.locks if shared else None,
         )
         yield Bot(settings, secret, identity, storage, library, house.dispatcher, deliverer,
-                  house, clock)  # fmt: skip
+                  house, clock, shared)  # fmt: skip
     finally:
+        if shared is not None:
+            await shared.close()
         await storage.close()
 
 
@@ -249,11 +257,11 @@ async def _serve(settings: Settings) -> int:
             telegram = TelegramChannel(
                 make_bot(settings.telegram_bot_token.get_secret_value(), settings.telegram_api_url),
                 bot.dispatcher.handle,
-                limits=telegram_limits(
+                **send_limits(bot, "telegram", telegram_limits(
                     settings.telegram_max_per_second, settings.telegram_max_per_chat
-                ),
+                )),
                 menu=command_menu(bot.house.router, bot.dispatcher.phrases),
-            )
+            )  # fmt: skip
             if not await start_telegram(telegram, settings.telegram_api_url, stop):
                 return 0  # stopped while Telegram could not be reached
             stoppers.append(telegram.stop)
@@ -265,6 +273,13 @@ async def _serve(settings: Settings) -> int:
                 webhooks.append(functools.partial(telegram.set_webhook, url, token))
                 log.info("Telegram: webhook at %s/telegram/…", settings.public_url)
             else:
+                if bot.shared is not None:
+                    lease = await bot.shared.leases.try_hold("telegram-polling")
+                    if lease is None:
+                        await telegram.stop()
+                        raise ConfigError(ANOTHER_POLLS)
+                    stoppers.append(lease.release)
+                    tasks.append(asyncio.create_task(_stop_when_lost(lease.lost, stop)))
                 tasks.append(asyncio.create_task(telegram.poll()))
                 log.info("Telegram: long polling as @%s", telegram.username)
         if settings.slack_enabled:
@@ -309,6 +324,30 @@ async def _serve(settings: Settings) -> int:
                 await stopper()
             await runner.cleanup()
         return 0
+
+
+ANOTHER_POLLS = (
+    "TELEGRAM_BOT_TOKEN: another instance on this database already fetches Telegram's "
+    "updates by long polling, and only one may. To run several, set KT_PUBLIC_URL so "
+    "Telegram calls every instance's webhook (README: Running at scale)"
+)
+
+
+def send_limits(bot: Bot, channel: str, alone: RateLimits) -> dict[str, object]:
+    """A channel's limits and the clock they are counted by: this process's own, or, on
+    PostgreSQL, the database's for every instance together (counted in wall-clock time,
+    which means the same on every machine)."""
+    if bot.shared is None:
+        return {"limits": alone}
+    return {"limits": bot.shared.limits(channel, alone), "clock": time.time}
+
+
+async def _stop_when_lost(lost: asyncio.Event, stop: asyncio.Event) -> None:
+    """The polling lease went with its connection: another instance may poll now, so this
+    one stops (its supervisor starts it again, as one that does not poll)."""
+    await lost.wait()
+    log.warning("lost the database's polling lease; stopping so only one instance polls")
+    stop.set()
 
 
 async def _wait_or_stop(stop: asyncio.Event, seconds: float) -> bool:
@@ -464,6 +503,7 @@ def make_slack(settings: Settings, bot: Bot) -> SlackChannel:
         command=settings.slack_command,
         commands=bot.house.router.names(), room_commands=bot.house.router.room_commands(),
         apology=lambda language: bot.dispatcher.phrases.text(language or "en", "storage_error"),
+        **send_limits(bot, "slack", slack_limits()),  # type: ignore[arg-type]
         signing_secret=signing.get_secret_value() if signing else None,
     )  # fmt: skip
 

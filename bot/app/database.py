@@ -12,12 +12,18 @@ import asyncio
 import hashlib
 import hmac
 import logging
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TextIO
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from bot.app.usage import UsageError
 from bot.config import ConfigError, Settings
+from bot.conversation.locks import KeyedLocks
+from bot.delivery.ratelimit import RateLimits, SendLimits
+from storage.postgres.leases import PostgresLeases
+from storage.postgres.limits import PostgresSendLimits
+from storage.postgres.locks import PostgresConversationLocks
 from storage.protocol import STORAGE_FAILURES, Storage
 from storage.sqlite import SQLiteStorage
 
@@ -30,6 +36,44 @@ SECRET_CHECK = ("secret-check", "v1")
 MAINTAIN_EVERY = 60.0
 # How long /healthz waits for the database before calling it unreachable.
 HEALTH_TIMEOUT = 3.0
+
+
+@dataclass
+class Shared:
+    """What several instances on one PostgreSQL database decide together: conversation
+    locks, a lease (only one may poll Telegram), and send limits for the bot as a whole.
+    None of it exists on SQLite, which one process has to itself."""
+
+    locks: PostgresConversationLocks
+    leases: PostgresLeases
+    pool: Any
+    secret: bytes
+
+    def limits(self, channel: str, alone: RateLimits) -> SendLimits:
+        """`alone`'s limits, counted in the database for every instance together."""
+        return PostgresSendLimits(
+            self.pool, channel, overall=alone.overall, per_chat=alone.per_chat,
+            per_group=alone.per_group, secret=self.secret,
+        )  # fmt: skip
+
+    async def close(self) -> None:
+        await self.locks.close()
+
+
+async def share(storage: Storage, settings: Settings, secret: bytes) -> Shared | None:
+    """The pieces instances share, on PostgreSQL (None on SQLite)."""
+    from storage.postgres import PostgresStorage
+
+    if not isinstance(storage, PostgresStorage):
+        return None
+    assert settings.postgres_url is not None
+    namespace = storage.schema or "public"
+    # The locks have a pool of their own: a holder keeps its connection while its turn
+    # loads and commits through storage's pool (one pool for both could deadlock).
+    locks = await PostgresConversationLocks.open(
+        settings.postgres_url, size=settings.db_pool_size, namespace=namespace, local=KeyedLocks()
+    )
+    return Shared(locks, PostgresLeases(locks.pool, namespace=namespace), storage.pool, secret)
 
 
 def make_storage(settings: Settings) -> Storage:
