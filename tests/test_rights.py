@@ -137,3 +137,49 @@ async def test_retention_blanks_old_free_text_and_nothing_else(make_harness):  #
     new = await h.storage.mine(h.pseudonym("new"))
     assert [json.loads(a.value) for a in new.answers] == ["retail", "A new hope"]
     assert (await scheduler.tick()).expired == 0  # once a day
+
+
+async def test_a_stray_yes_never_confirms_an_erasure(make_harness):  # type: ignore[no-untyped-def]
+    """The confirmation answers only itself: another command in between ends it, and a
+    reply that is neither yes nor no is asked again, never stored as an answer."""
+    h: Harness = make_harness(GUIDE)
+    await h.say("/start pulse", user="ana")
+    await h.say("yes", user="ana")  # consent; now "What do you do?"
+    asked = await h.say("/forget", user="ana")
+    assert "Are you sure?" in asked[-1].text
+    unclear = await h.say("nope, keep it", user="ana")
+    assert "Please choose one of the answers above" in unclear[-1].text
+    assert await h.storage.participant(h.pseudonym("ana")) is not None
+    person = await h.storage.participant(h.pseudonym("ana"))
+    assert person is not None and person.current_run is not None
+    assert await h.storage.answers(person.current_run) == []  # not taken as an answer
+    kept = await h.say("No.", user="ana")
+    assert "Nothing was erased" in kept[-1].text
+
+    await h.say("/forget", user="ana")
+    await h.say("/mydata", user="ana")  # another command: the confirmation is over
+    await h.say("1", user="ana")  # meant for "What do you do?": Retail
+    await h.say("yes", user="ana")  # and this for "One hope for next week?": nothing erased
+    person = await h.storage.participant(h.pseudonym("ana"))
+    assert person is not None and person.current_run is not None
+    answers = {a.step: a.value for a in await h.storage.answers(person.current_run)}
+    assert answers == {"sector": '"retail"', "hope": '"yes"'}
+
+
+async def test_a_menu_of_two_guides_is_not_a_yes_or_no_question(make_harness):  # type: ignore[no-untyped-def]
+    other = GUIDE.replace("guide: pulse", "guide: second").replace("title: Pulse", "title: Second")
+    h: Harness = make_harness(GUIDE, other)
+    menu = await h.say("hello", user="ana")
+    assert "Pulse" in menu[-1].text or any("Pulse" in b.label for b in menu[-1].buttons)
+    refused = await h.say("no", user="ana")
+    assert not any("Is that all right" in r.text for r in refused)  # no guide started
+    started = await h.say("2", user="ana")
+    assert "Is that all right" in started[-1].text
+
+
+async def test_yes_with_a_mark_answers_the_offer_to_keep_in_touch(make_harness):  # type: ignore[no-untyped-def]
+    h: Harness = make_harness(GUIDE)
+    await h.storage.save_cohort("weekly", "WEEKLY1", h.clock())
+    await walk(h, "ana", "more rest")
+    await h.say("Yes!", user="ana")
+    assert await h.storage.cohorts_of(h.pseudonym("ana")) == ["weekly"]

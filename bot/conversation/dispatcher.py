@@ -366,6 +366,8 @@ class Dispatcher:
             return await on_tap(turn, tap.value)
         if command is None and tap is None and inbound.kind == "text" and not inbound.group:
             answered = self._typed_answer(turn)
+            if answered is UNCLEAR:
+                return None
             if answered is not None:
                 on_tap = self.router.button_for(answered.step)
                 if on_tap is not None:
@@ -378,6 +380,10 @@ class Dispatcher:
                     return None
                 if not await self.router.allowed(declared, turn, self._role_of):
                     return None
+                if turn.person is not None and turn.person.pending:
+                    # Another command: the question asked before is no longer the one
+                    # being answered (a "yes" typed later must not confirm an erasure).
+                    turn.pending = ""
                 status = await declared.handler(turn, command[1])
                 if status != TO_GUIDE:
                     return status
@@ -426,14 +432,22 @@ class Dispatcher:
 
     def _typed_answer(self, turn: Turn) -> Button | None:
         """What someone typed, read as the answer to the bot-level question they were
-        asked last (a confirmation, an offer, a menu): its number, its label, or yes/no.
-        None if it answers none; either way the question is no longer pending."""
+        asked last (a confirmation, an offer, a menu): its number, its label, or yes/no
+        for a yes-or-no question. None if it answers none, and the question is no longer
+        pending; UNCLEAR if it was a yes-or-no question and this is neither: asked to
+        choose, it stays pending (its answer decides something, such as an erasure, that
+        a stray word must never decide)."""
         person = turn.person
         buttons = buttons_of(person.pending if person is not None else None)
         if not buttons:
             return None
+        yes_no = self.router.is_yes_no(buttons[0].step)
+        picked = pick(buttons, turn.inbound.text or "", turn.voice.phrases, turn.language, yes_no)
+        if picked is None and yes_no:
+            turn.say("pending_unclear")
+            return UNCLEAR
         turn.pending = ""
-        return pick(buttons, turn.inbound.text or "", turn.voice.phrases, turn.language)
+        return picked
 
     def _group_intro(self, turn: Turn) -> None:
         """Answers are never collected in a group: explain, and point to a private chat."""
@@ -705,16 +719,22 @@ class Dispatcher:
         return None
 
 
-def pick(buttons: list[Button], typed: str, phrases: Phrasebook, language: str) -> Button | None:
-    """The button someone meant by what they typed: its number, its label, or yes/no for
-    a question of two (the first is yes)."""
-    key = fold(typed)
+# What `_typed_answer` gives for a yes-or-no question answered with neither.
+UNCLEAR = Button("", "", "")
+
+
+def pick(
+    buttons: list[Button], typed: str, phrases: Phrasebook, language: str, yes_no: bool = False
+) -> Button | None:
+    """The button someone meant by what they typed: its number, its label, or, for a
+    yes-or-no question (`yes_no`: two buttons, the first is yes), yes or no."""
+    key = fold(typed).strip(" .!¡?¿")  # "Yes!" is yes
     if not key:
         return None
     for number, button in enumerate(buttons, start=1):
-        if key in (str(number), fold(button.label)):
+        if key in (str(number), fold(button.label).strip(" .!¡?¿")):
             return button
-    if len(buttons) == 2:
+    if yes_no and len(buttons) == 2:
         # In their language or in English: "yes" is understood everywhere.
         yes = {fold(w) for code in {language, "en"} for w in phrases.words(code, "yes_words")}
         no = {fold(w) for code in {language, "en"} for w in phrases.words(code, "no_words")}

@@ -52,6 +52,7 @@ class Router:
     def __init__(self) -> None:
         self._commands: dict[str, Command] = {}
         self._buttons: dict[str, ButtonHandler] = {}
+        self._yes_no: set[str] = set()  # steps of yes-or-no questions (`button`)
         self._deep_links: set[str] = set()
 
     def command(
@@ -77,11 +78,18 @@ class Router:
         if deep_link:
             self._deep_links.add(name)
 
-    def button(self, step: str, handler: ButtonHandler) -> None:
-        """Declare a bot-level button (a confirmation, an offer, a menu) by its step."""
+    def button(self, step: str, handler: ButtonHandler, *, yes_no: bool = False) -> None:
+        """Declare a bot-level button (a confirmation, an offer, a menu) by its step.
+        `yes_no`: its question has two answers, the first meaning yes, so a typed yes or
+        no answers it (never so for a menu: "no" must not pick its second item)."""
         if step in self._buttons:
             raise ValueError(f"the button step {step} is declared twice")
         self._buttons[step] = handler
+        if yes_no:
+            self._yes_no.add(step)
+
+    def is_yes_no(self, step: str) -> bool:
+        return step in self._yes_no
 
     def find(self, name: str) -> Command | None:
         return self._commands.get(name)

@@ -48,7 +48,7 @@ class Cohorts:
             refusal="only_facilitators_schedules",
             usage="[pause|resume ID]",
         )
-        router.button(KEEP_STEP, self.keep)
+        router.button(KEEP_STEP, self.keep, yes_no=True)
 
     async def _leave_command(self, turn: Turn, arg: str) -> str | None:
         self.leave(turn)

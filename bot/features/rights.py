@@ -38,7 +38,7 @@ class Rights:
         # Both work after a gathering has closed: someone's data is always theirs.
         router.command("mydata", self._mydata, after_close=True)
         router.command("forget", self._forget_command, after_close=True)
-        router.button(FORGET_STEP, self._tap)
+        router.button(FORGET_STEP, self._tap, yes_no=True)
 
     async def _forget_command(self, turn: Turn, arg: str) -> str | None:
         if arg.strip().lower() in ("yes", "sí", "si"):
