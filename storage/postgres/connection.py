@@ -13,6 +13,8 @@ instance in the outbox's leases.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import secrets
 import socket
@@ -32,6 +34,12 @@ from storage.schema import NotOurs, SchemaAhead, SchemaBehind
 # every instance), so while its claimant sends, its leases are renewed (`RENEW`): a
 # lease runs out only when its holder has sent nothing for a whole lease.
 LEASE = timedelta(minutes=1)
+
+
+def claimant_lock(claimant: str) -> int:
+    """The advisory lock an instance holds while alive (64 bits of a hash of its name)."""
+    digest = hashlib.blake2b(f"kitchen-table claimant {claimant}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
 
 
 def utc(moment: datetime) -> datetime:
@@ -69,6 +77,8 @@ class Connections:
         # two in one process (tests) are as two processes.
         self.claimant = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._pool: asyncpg.Pool | None = None
+        self._alive: asyncpg.Connection | None = None  # holds this claimant's lock
+        self._reaped = float("-inf")  # when dead claimants' leases were last looked for
 
     # Opening, upgrading, closing --------------------------------------------------------
 
@@ -99,9 +109,52 @@ class Connections:
             await connection.close()
 
     async def close(self) -> None:
+        if self._alive is not None:
+            alive, self._alive = self._alive, None
+            with contextlib.suppress(Exception):  # closing its connection is what matters
+                await alive.close()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
+
+    async def _say_alive(self) -> None:
+        """Hold this claimant's lock on a connection of its own for as long as the store
+        is open: while it is held, this instance is alive; once its process dies, the
+        server drops the connection and the lock, and another instance takes over its
+        leases at once (`reap_dead`) instead of waiting for them to run out."""
+        if self._alive is not None and self._alive.is_closed():
+            # The database went away and took the lock: hold it again (meanwhile another
+            # instance may have taken this one's leases, and sent those messages).
+            self._alive = None
+        if self._alive is None:
+            self._alive = await asyncpg.connect(self.url, server_settings=self._settings())
+            await self._alive.execute("SELECT pg_advisory_lock($1)", claimant_lock(self.claimant))
+
+    async def reap_dead(self, channel: str) -> int:
+        """Give up the leases of claimants whose instance is gone (their lock is free);
+        how many messages were freed. Asked now and then by `claim_due`."""
+        freed = 0
+        async with self.pool.acquire() as connection:
+            holders = await connection.fetch(
+                "SELECT DISTINCT claimed_by FROM outbox WHERE channel = $1"
+                " AND claimed_by IS NOT NULL AND claimed_by <> $2",
+                channel,
+                self.claimant,
+            )
+            for (holder,) in holders:
+                lock = claimant_lock(holder)
+                if not await connection.fetchval("SELECT pg_try_advisory_lock($1)", lock):
+                    continue  # alive: its leases are its own
+                try:
+                    status = await connection.execute(
+                        "UPDATE outbox SET claimed_until = NULL, claimed_by = NULL"
+                        " WHERE claimed_by = $1",
+                        holder,
+                    )
+                    freed += int(status.split()[-1])
+                finally:
+                    await connection.fetchval("SELECT pg_advisory_unlock($1)", lock)
+        return freed
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -135,6 +188,12 @@ class Connections:
             await pool.close()
             raise
         self._pool = pool
+        if not upgrade:
+            try:
+                await self._say_alive()
+            except BaseException:
+                await self.close()
+                raise
         return versions
 
     def _settings(self) -> dict[str, str]:

@@ -37,6 +37,9 @@ from storage.rows import (
 # in order, up to the first that must still wait or is leased to someone else (a
 # person's later message never goes before an earlier one). $4 is this claimant,
 # $5 the end of its lease. As SQLite's `claim_due`, with the lease.
+# How often (seconds) claiming looks for the leases of instances that have died.
+REAP_EVERY = 2.0
+
 CLAIM = """
 WITH heads AS (
     SELECT o.participant FROM outbox AS o
@@ -149,6 +152,11 @@ class ConversationsPG(Commits):
 
     async def claim_due(self, channel: str, now: datetime, limit: int) -> list[OutboxRow]:
         moment = monotonic()
+        if moment - self._reaped >= REAP_EVERY:
+            # A dead instance's messages are sent now, not when their leases run out.
+            self._reaped = moment
+            await self._say_alive()
+            await self.reap_dead(channel)
         rows = await self._all(
             CLAIM, channel, utc(now), limit, self.claimant, utc(now + self.lease)
         )
