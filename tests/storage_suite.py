@@ -210,6 +210,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         )
         if reason is not None and item.get_closest_marker("sqlite_only") is None:
             item.add_marker(pytest.mark.sqlite_only(reason=reason))
+    if RUN_BACKEND == "sqlite" and "KT_TEST_BACKEND" in os.environ:
+        # `make test` runs a PostgreSQL process beside this one: tests of PostgreSQL
+        # alone (processes on a database, its faults, its erasure) run there, once.
+        for item in items:
+            if item.get_closest_marker("postgres") is not None:
+                item.add_marker(pytest.mark.skip(reason="PostgreSQL only: in the PostgreSQL run"))
     if RUN_BACKEND == "postgres":
         for item in items:
             marker = item.get_closest_marker("sqlite_only")
