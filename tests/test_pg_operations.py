@@ -238,3 +238,75 @@ async def test_healthz_says_when_the_database_is_away(url: str, tmp_path: Path):
         await store.close()
     gone = PostgresStorage(url.rsplit("/", 1)[0] + "/kt_no_such_database", pool_size=1)
     assert not await asyncio.wait_for(database.reachable(gone), 10)
+
+
+async def test_only_one_instance_may_poll_telegram(url: str, tmp_path: Path):
+    from tests.fake_telegram import FakeTelegram
+    from tests.test_telegram_process import free_port, start_bot, stop_bot
+
+    fake = FakeTelegram()
+    await fake.start()
+    try:
+        first = await start_bot(fake, tmp_path / "a", KT_PORT=str(free_port()), KT_DATABASE_URL=url)
+        try:
+            await fake.wait_until(lambda: fake.calls_to("getUpdates"), 30)
+            second = await start_bot(
+                fake, tmp_path / "b", KT_PORT=str(free_port()), KT_DATABASE_URL=url
+            )
+            assert await asyncio.wait_for(second.wait(), 60) == 2
+            assert second.stderr is not None
+            said = (await second.stderr.read()).decode()
+            assert "another instance on this database already fetches" in said
+            assert "KT_PUBLIC_URL" in said and "Traceback" not in said
+            assert first.returncode is None  # the first polls on
+        finally:
+            await stop_bot(first)
+    finally:
+        await fake.stop()
+
+
+async def test_workers_share_the_port_and_stop_together(url: str, tmp_path: Path):
+    import aiohttp
+
+    from bot.channels.telegram.channel import SECRET_HEADER, webhook_secrets
+    from tests.fake_telegram import TOKEN, FakeTelegram
+    from tests.test_telegram_process import free_port
+
+    assert kitchen_table(url, tmp_path, "db", "upgrade").returncode == 0
+    fake = FakeTelegram()
+    await fake.start()
+    port = free_port()
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("KT_", "SLACK_"))}
+    environment.update(
+        {"TELEGRAM_BOT_TOKEN": TOKEN, "KT_TELEGRAM_API_URL": fake.url, "KT_DATABASE_URL": url,
+         "KT_DATA_DIR": str(tmp_path), "KT_SECRET_KEY": SECRET, "KT_PORT": str(port),
+         "KT_GUIDES_DIR": str(ROOT / "guides"), "KT_PUBLIC_URL": f"http://127.0.0.1:{port}",
+         "KT_DB_POOL_SIZE": "3"}
+    )  # fmt: skip
+    supervisor = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", "--workers", "2", env=environment, cwd=ROOT,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await fake.wait_until(lambda: len(fake.calls_to("setWebhook")) == 2, 60)
+        path, token = webhook_secrets(SECRET.encode())
+        async with aiohttp.ClientSession() as session:
+            for chat in range(300, 320):
+                update = fake.message_update(chat, "/start weekly-checkin")
+                async with session.post(
+                    f"http://127.0.0.1:{port}/telegram/{path}", json=update,
+                    headers={SECRET_HEADER: token},
+                ) as reply:  # fmt: skip
+                    assert reply.status == 200
+        for chat in range(300, 320):
+            await fake.wait_until(
+                lambda c=chat: any("Is that all right" in t for t in fake.texts(c))
+            )
+    finally:
+        supervisor.terminate()
+        code = await asyncio.wait_for(supervisor.wait(), 60)
+        await fake.stop()
+    assert supervisor.stderr is not None
+    said = (await supervisor.stderr.read()).decode()
+    assert code == 0, said
+    assert "started 2 workers sharing the port" in said
