@@ -10,6 +10,7 @@ from storage.rows import (
     AnswerRow,
     Commit,
     ConsentRow,
+    GatheringRow,
     KeptAbout,
     KeptAnswer,
     KeptConsent,
@@ -97,3 +98,30 @@ async def test_old_free_text_is_blanked_and_the_rest_kept(store: Storage) -> Non
     assert [a.value for a in await store.answers("r2")] == ['"a new hope"']
     assert await store.expire_texts(["ask"], cutoff) == 0  # nothing left to blank
     assert await store.expire_texts([], cutoff) == 0
+
+
+async def test_forgetting_a_facilitator_closes_their_gatherings_and_drops_their_addresses(
+    store: Storage,
+):
+    """A gathering stays (others answered in it), but nothing in it reaches its erased
+    facilitator any more, and nobody can go on joining it."""
+    in_their_chat = GatheringRow(
+        "g1", "K7M2QP", "pulse", "Night shift", "fay", "telegram", b"sealed-fay",
+        b"sealed-fay-private", False, 0, "open", START, START + timedelta(days=1), place="fay",
+    )  # fmt: skip
+    in_a_room = GatheringRow(
+        "g2", "R00M42", "pulse", "Union hall", "fay", "telegram", b"sealed-room",
+        b"sealed-fay-private", False, 0, "open", START, START + timedelta(days=1), place="room",
+    )  # fmt: skip
+    assert await store.commit(Commit(gathering=in_their_chat))
+    assert await store.commit(Commit(gathering=in_a_room))
+    await store.forget("fay", START + timedelta(hours=1))
+    mine = await store.gathering("g1")
+    room = await store.gathering("g2")
+    assert mine is not None and room is not None
+    for gathering in (mine, room):
+        assert gathering.status == "closed"
+        assert gathering.facilitator == "forgotten"
+        assert gathering.private_address == b""
+    assert mine.address == b"" and mine.place == "forgotten"
+    assert room.address == b"sealed-room"  # the room is not theirs: others may be there

@@ -546,4 +546,40 @@ def migrations() -> list[str]:
         COORDINATION_SCHEMA,
         # 3: plain commits that reach the database together, written table by table.
         PLAIN,
+        # 4: erasure also closes the person's open gatherings and blanks the addresses
+        # kept in them (their private chat, and the room when the room was theirs).
+        ERASE_GATHERINGS,
     ]
+
+
+ERASE_GATHERINGS = """
+CREATE OR REPLACE FUNCTION kt_erase(who TEXT, erased_at TIMESTAMPTZ) RETURNS void LANGUAGE plpgsql AS $$
+-- Everything that refers to a participant, leaving a tombstone (as SQLite's `erase`).
+BEGIN
+    DELETE FROM answers WHERE participant = who;
+    DELETE FROM answers WHERE run_id IN (SELECT id FROM runs WHERE participant = who);
+    DELETE FROM runs WHERE participant = who;
+    DELETE FROM consents WHERE participant = who;
+    DELETE FROM outbox WHERE participant = who;
+    DELETE FROM members WHERE participant = who;
+    DELETE FROM preferences WHERE participant = who;
+    DELETE FROM deliveries WHERE participant = who;
+    DELETE FROM records WHERE key = who;  -- roles
+    DELETE FROM wrong_codes WHERE participant = who;
+    DELETE FROM participants WHERE id = who;
+    -- Keys of prompts and reminders name the pseudonym: they go too.
+    DELETE FROM inbound WHERE strpos(key, who) > 0;
+    -- Their gatherings stay (others answered in them) but no longer name them.
+    -- Their open gatherings close (nobody can run them now), and the addresses that
+    -- reached them (their private chat; the room, if the room was theirs) go too.
+    UPDATE gatherings SET status = 'closed', closed_at = erased_at
+        WHERE facilitator = who AND status = 'open';
+    UPDATE gatherings SET private_address = '\\x'::bytea WHERE facilitator = who;
+    UPDATE gatherings SET address = '\\x'::bytea WHERE place = who;
+    UPDATE gatherings SET facilitator = 'forgotten', place = 'forgotten'
+        WHERE facilitator = who OR place = who;
+    INSERT INTO tombstones (participant, at) VALUES (who, erased_at)
+        ON CONFLICT (participant) DO UPDATE SET at = excluded.at;
+END
+$$;
+"""

@@ -38,7 +38,16 @@ def erase(db: sqlite3.Connection, participant_id: str, now: datetime) -> None:
     db.execute("DELETE FROM participants WHERE id = ?", p)
     # Keys of prompts and reminders name the pseudonym: they go too.
     db.execute("DELETE FROM inbound WHERE instr(key, ?) > 0", p)
-    # Their gatherings stay (others answered in them) but no longer name them.
+    # Their gatherings stay (others answered in them) but no longer name them, nor keep
+    # how to reach them (their private chat; the room, if the room was theirs); their
+    # open ones close, since nobody can run them now.
+    db.execute(
+        "UPDATE gatherings SET status = 'closed', closed_at = ?"
+        " WHERE facilitator = ? AND status = 'open'",
+        (ts(now), participant_id),
+    )
+    db.execute("UPDATE gatherings SET private_address = x'' WHERE facilitator = ?", p)
+    db.execute("UPDATE gatherings SET address = x'' WHERE place = ?", p)
     db.execute(
         "UPDATE gatherings SET facilitator = 'forgotten', place = 'forgotten'"
         " WHERE facilitator = ? OR place = ?",
