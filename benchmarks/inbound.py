@@ -118,6 +118,7 @@ QUIET = True  # the bots' logs are thrown away, unless --bot-logs
 # How webhook calls are spread over several instances: in turn ("turns", one person's
 # answers go to any), or by person ("people", each person's to one instance).
 SPREAD = "turns"
+POOL_SIZE: int | None = None  # KT_DB_POOL_SIZE for the bots on PostgreSQL (theirs if None)
 
 
 def guides_for(guide: str, into: Path) -> Path:
@@ -159,6 +160,8 @@ async def start_target(
         )
         if database_url is not None:
             env["KT_DATABASE_URL"] = database_url
+            if POOL_SIZE:
+                env["KT_DB_POOL_SIZE"] = str(POOL_SIZE)
         command = [sys.executable, "-m", "bot", "run"]
         if bot == "baseline":
             command = [sys.executable, str(ROOT / "benchmarks" / "baseline_bot.py")]
@@ -507,12 +510,16 @@ async def main() -> None:
         help="several instances take webhook calls in turn, or each person's calls go "
         "to one instance",
     )
+    parser.add_argument(
+        "--pool-size", type=int, help="KT_DB_POOL_SIZE for the bots on PostgreSQL (default: theirs)"
+    )
     args = parser.parse_args()
     # The simulated people and the fake API share the machine with the bot under test:
     # spare them the collector's default pace, as the bot spares itself.
     settle_garbage_collector()
-    global PROFILE, WALK, ANSWERS_PER_PERSON, QUIET, SPREAD
+    global PROFILE, WALK, ANSWERS_PER_PERSON, QUIET, SPREAD, POOL_SIZE
     PROFILE = args.profile
+    POOL_SIZE = args.pool_size
     SPREAD = args.spread
     QUIET = not args.bot_logs
     WALK = WALKS[args.guide]
