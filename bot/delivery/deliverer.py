@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(minutes=10)
 # Messages sent at once, to different people.
 CONCURRENCY = 64
+# How soon delivery asks again when storage could not say when the next message is due.
+RETRY_DUE = 5.0
 
 
 def backoff(attempts: int) -> timedelta:
@@ -155,7 +157,11 @@ class Deliverer:
                     await self.drain(name)
                 except Exception:
                     log.exception("delivery on %s failed; will try again", name)
-            timeout = await self._until_next_due()
+            try:
+                timeout = await self._until_next_due()
+            except Exception:  # the database away: delivery carries on when it is back
+                log.exception("could not ask when the next message is due; trying again soon")
+                timeout = RETRY_DUE
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 

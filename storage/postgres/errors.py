@@ -17,6 +17,10 @@ POSTGRES_FAILURES: tuple[type[Exception], ...] = (
     exceptions.OperatorInterventionError,  # class 57: shutdown, restart, starting up
     exceptions.InsufficientResourcesError,  # class 53: disk full, too many connections
     exceptions.TransactionRollbackError,  # class 40: deadlock, serialization failure
-    # The client's side of a lost connection ("connection is closed", a pool closing).
+    # "database ... is not currently accepting connections" (55000): refused for now.
+    exceptions.ObjectNotInPrerequisiteStateError,
+    # The client's side of a lost connection ("connection is closed", a pool closing),
+    # and a pooled connection caught between its server's FATAL and the socket's close.
     asyncpg.InterfaceError,
+    exceptions.InternalClientError,
 )
