@@ -276,3 +276,24 @@ async def gathering_id(h: Harness, code: str) -> str:
     found = await h.storage.gathering_by_code(code)
     assert found is not None
     return found.id
+
+
+async def test_after_a_close_the_guide_starts_afresh_instead_of_the_closed_run(room: Harness):
+    """Someone who had not finished when the gathering closed can still take the guide on
+    their own: /start begins a new run, never the closed gathering's again and again."""
+    h = room
+    code = await launch(h)
+    await h.say(f"/join {code}", user="ana")
+    await h.say("yes", user="ana")
+    await h.say("1", user="ana")
+    await h.say("/close", user="host")
+    again = await h.say("/start supper", user="ana")
+    assert "Is that all right" in again[-1].text  # a new run asks for consent first
+    assert not any("has closed" in m.text for m in again)
+    await h.say("yes", user="ana")
+    answered = await h.say("2", user="ana")
+    assert "How worried" in answered[-1].text
+    person = await h.storage.participant(h.pseudonym("ana"))
+    assert person is not None and person.current_run is not None
+    run = await h.storage.run(person.current_run)
+    assert run is not None and run.gathering is None  # on their own, not in the room

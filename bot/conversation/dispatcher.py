@@ -520,6 +520,13 @@ class Dispatcher:
         joining = turn.gathering.id if turn.gathering is not None else None
         if existing is None or (joining is not None and existing.gathering != joining):
             return None
+        if existing.gathering is not None and existing.gathering != joining:
+            held = await self.storage.gathering(existing.gathering)
+            if held is None or held.status != "open":
+                # Its gathering has closed: what was said there stays as summarised, and
+                # the guide begins afresh, on their own (found by review: it was resumed,
+                # only to be refused, again and again).
+                return None
         flow = await self._flow(existing.guide_hash)
         state = RunState.model_validate_json(existing.state)
         # A scheduled prompt ends last week's expired run without a word: this week's
