@@ -310,3 +310,28 @@ async def test_workers_share_the_port_and_stop_together(url: str, tmp_path: Path
     said = (await supervisor.stderr.read()).decode()
     assert code == 0, said
     assert "started 2 workers sharing the port" in said
+
+
+async def test_the_bot_clears_an_erasure_from_the_files_by_itself(url: str):
+    """Soon after a /forget, without anyone running `db maintain`."""
+    store = PostgresStorage(url, pool_size=2)
+    await store.open()
+    clearing = asyncio.create_task(database.keep_clearing(store, every=0.05))
+    try:
+        assert all(await store.commit_many(_commits(3)))
+        await store.forget(f"{1:032x}", NOW)
+        async with store.pool.acquire() as connection:
+            for _ in range(400):  # up to 20 s
+                cleared = await connection.fetchval(
+                    "SELECT cleared_through FROM kt_maintenance"
+                ) if await connection.fetchval(
+                    "SELECT to_regclass('kt_maintenance') IS NOT NULL"
+                ) else None  # fmt: skip
+                if cleared == NOW:
+                    break
+                await asyncio.sleep(0.05)
+            assert cleared == NOW
+    finally:
+        clearing.cancel()
+        await asyncio.gather(clearing, return_exceptions=True)
+        await store.close()
