@@ -84,7 +84,9 @@ def test_after_a_conversation_the_data_folder_names_nobody(tmp_path: Path):
     assert done.returncode == 0, done.stderr
     secrets = [
         name, "Rosalind", "rosalind", "Quetzal", "example.org", "312-555-0199", "3125550199",
-        "7946", "rosalind_qi", "example.net", "123456789012",
+        # Not "7946" alone: four digits turn up by chance in the hex of pseudonyms and ids
+        # (it did once in a few hundred runs), which would say nothing about the phone.
+        "7946 0958", "79460958", "rosalind_qi", "example.net", "123456789012",
     ]  # fmt: skip
     files = [p for p in data.rglob("*") if p.is_file()]
     assert any(p.name.endswith(".db") for p in files)
