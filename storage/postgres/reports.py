@@ -4,8 +4,6 @@ PostgreSQL's words."""
 
 from __future__ import annotations
 
-import json
-from collections import Counter
 from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime
 
@@ -20,6 +18,7 @@ from storage.rows import (
     Tally,
     TextAnswer,
 )
+from storage.tallies import tallies_of
 
 
 class ReportsPG(Connections):
@@ -126,16 +125,7 @@ class ReportsPG(Connections):
             utc(since),
             utc(until),
         )
-        tallies: list[Tally] = []
-        options: Counter[tuple[str, str]] = Counter()
-        for step, value, count, lists in rows:
-            if count > lists:
-                tallies.append(Tally(step, value, count - lists))
-            if lists:
-                chosen = json.loads(value)
-                for option in chosen if isinstance(chosen, list) else [chosen]:
-                    options[step, json.dumps(option, ensure_ascii=False)] += lists
-        return tallies + [Tally(step, value, count) for (step, value), count in options.items()]
+        return tallies_of(rows)
 
     async def answer_people(
         self, guide_id: str, since: datetime, until: datetime, steps: Sequence[str] | None = None

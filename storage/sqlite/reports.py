@@ -3,8 +3,6 @@ export pages. Aggregates come back packed in one row each (`Connections._packed`
 
 from __future__ import annotations
 
-import json
-from collections import Counter
 from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime
 
@@ -21,6 +19,7 @@ from storage.rows import (
     TextAnswer,
 )
 from storage.sqlite.connection import PRAGMAS, Connections, ts
+from storage.tallies import tallies_of
 
 
 class ReportsSQL(Connections):
@@ -117,16 +116,7 @@ class ReportsSQL(Connections):
             (guide_id, ts(since), ts(until)),
             4,
         )
-        tallies: list[Tally] = []
-        options: Counter[tuple[str, str]] = Counter()
-        for step, value, count, lists in rows:
-            if count > lists:
-                tallies.append(Tally(step, value, count - lists))
-            if lists:
-                chosen = json.loads(value)
-                for option in chosen if isinstance(chosen, list) else [chosen]:
-                    options[step, json.dumps(option, ensure_ascii=False)] += lists
-        return tallies + [Tally(step, value, count) for (step, value), count in options.items()]
+        return tallies_of(rows)
 
     async def answer_people(
         self, guide_id: str, since: datetime, until: datetime, steps: Sequence[str] | None = None
