@@ -20,6 +20,26 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
+def webhook_env(
+    token: str, api_url: str, port: int, folder: Path, guides: Path, secret: str, **settings: str
+) -> dict[str, str]:
+    """The environment of one `kitchen-table run` in webhook mode on `port`, with its own
+    data folder; `settings` add or override (KT_DATABASE_URL, limits...). Nothing of the
+    caller's KT_ settings leaks in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KT_")}
+    env.update(
+        TELEGRAM_BOT_TOKEN=token,
+        KT_TELEGRAM_API_URL=api_url,
+        KT_PUBLIC_URL=f"http://127.0.0.1:{port}",
+        KT_PORT=str(port),
+        KT_DATA_DIR=str(folder),
+        KT_GUIDES_DIR=str(guides),
+        KT_SECRET_KEY=secret,
+        **settings,
+    )
+    return env
+
+
 def machine() -> str:
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     commit = subprocess.run(

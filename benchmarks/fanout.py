@@ -35,7 +35,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -61,6 +60,7 @@ from benchmarks.common import (
     process_cpu,
     publish,
     table,
+    webhook_env,
 )
 from benchmarks.fake_api import TOKEN
 from bot.app.cli import build, settle_garbage_collector
@@ -300,20 +300,13 @@ async def start_instances(
         port = free_port()
         folder = data / f"instance-{instance}"
         folder.mkdir()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KT_")}
-        env.update(
-            TELEGRAM_BOT_TOKEN=TOKEN,
-            KT_TELEGRAM_API_URL=api_url,
-            KT_PUBLIC_URL=f"http://127.0.0.1:{port}",
-            KT_PORT=str(port),
-            KT_DATA_DIR=str(folder),
-            KT_GUIDES_DIR=str(ROOT / "guides"),
-            KT_SECRET_KEY=SECRET,
+        env = webhook_env(
+            TOKEN, api_url, port, folder, ROOT / "guides", SECRET,
             KT_DATABASE_URL=url,
             # Telegram's limit as the operator sets it: for the bot as a whole.
             KT_TELEGRAM_MAX_PER_SECOND=f"{rate:g}",
             KT_TELEGRAM_MAX_PER_CHAT="1",
-        )
+        )  # fmt: skip
         processes.append(
             await asyncio.create_subprocess_exec(
                 sys.executable,

@@ -60,6 +60,7 @@ from benchmarks.common import (
     percentile,
     publish,
     table,
+    webhook_env,
 )
 from benchmarks.fake_api import TOKEN, FakeApi
 from bot.app.cli import settle_garbage_collector
@@ -145,19 +146,12 @@ async def start_target(
         port = free_port()
         folder = data / f"instance-{instance}"
         folder.mkdir()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KT_")}
-        env.update(
-            TELEGRAM_BOT_TOKEN=TOKEN,
-            KT_TELEGRAM_API_URL=api.url,
-            KT_PUBLIC_URL=f"http://127.0.0.1:{port}",
-            KT_PORT=str(port),
-            KT_DATA_DIR=str(folder),
-            KT_GUIDES_DIR=str(guides),
-            KT_SECRET_KEY="benchmark-secret-key-0123456789",
+        env = webhook_env(
+            TOKEN, api.url, port, folder, guides, "benchmark-secret-key-0123456789",
             # A benchmark sends faster than Telegram lets a free bot: lift our own limits.
             KT_TELEGRAM_MAX_PER_SECOND="100000",
             KT_TELEGRAM_MAX_PER_CHAT="1000",
-        )
+        )  # fmt: skip
         if database_url is not None:
             env["KT_DATABASE_URL"] = database_url
             if POOL_SIZE:
