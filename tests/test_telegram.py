@@ -567,6 +567,23 @@ async def test_a_gathering_in_a_group_from_launch_to_a_shared_summary(
     assert "has closed" in late[-1]
 
 
+async def test_a_command_in_a_room_without_a_gathering_leaves_other_rooms_alone(
+    phone: Phone, fake: FakeTelegram
+):
+    first, second, host = -100501, -100502, 777  # the fake sends group messages from 777
+    phone.house.roles.admins.add(phone.identity.pseudonym("telegram", str(host)))
+    await phone.type("/launch weekly-checkin Supper", chat=first, chat_type="group")
+    code = fake.sent(first)[-1]["reply_markup"]["inline_keyboard"][0][0]["url"].rsplit("-", 1)[1]
+    for command in ("/close", "/next", "/qr"):
+        await phone.type(command, chat=second, chat_type="group")
+    assert "is closed" not in " ".join(fake.texts(first))
+    assert not [c for c in fake.calls_to("sendPhoto") if int(c["chat_id"]) == second]
+    assert "find that gathering" in fake.texts(host)[-1]
+    # The gathering in the first room is still open: someone can join it.
+    joined = await phone.type(f"/start join-{code}", chat=9200)
+    assert "has closed" not in " ".join(joined)
+
+
 async def test_webhook_requests_telegram_could_not_have_sent_get_a_4xx_and_one_log_line(
     phone: Phone, fake: FakeTelegram, caplog: pytest.LogCaptureFixture
 ):

@@ -312,6 +312,10 @@ class Gatherings:
             found = await self.storage.gathering_by_code(normal_code(code))
         else:
             found = await self.storage.latest_gathering(turn.actor, turn.participant_id)
+            if found is not None and turn.group and found.place != turn.participant_id:
+                # Typed in a room with no gathering of its own: /close or /next here must
+                # not act on the facilitator's gathering in another room.
+                found = None
         if found is None:
             self._say(turn, "no_gathering")
         return found
