@@ -200,6 +200,11 @@ class GatheringStore(Protocol):
 
     async def gathering_answers(self, gathering_id: str) -> list[AnswerRow]: ...
 
+    async def open_gatherings(self) -> list[GatheringRow]:
+        """Every gathering not yet closed, the latest launched first (the console's
+        overview of what is live)."""
+        ...
+
 
 class RecordStore(Protocol):
     """Roles and invitations: small opaque keyed records, and wrong codes counted."""

@@ -47,3 +47,10 @@ class GatheringsPG(Connections):
             gathering_id,
         )
         return [AnswerRow(*r) for r in rows]
+
+    async def open_gatherings(self) -> list[GatheringRow]:
+        rows = await self._all(
+            f"SELECT {self._GATHERING_COLUMNS} FROM gatherings WHERE status = 'open'"
+            " ORDER BY created_at DESC, id"
+        )
+        return [self._gathering_row(row) for row in rows]

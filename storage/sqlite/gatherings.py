@@ -45,3 +45,11 @@ class GatheringsSQL(Connections):
             (gathering_id,),
         )
         return [AnswerRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], dt(r[7])) for r in rows]
+
+    async def open_gatherings(self) -> list[GatheringRow]:
+        rows = await self._all(
+            f"SELECT {self._GATHERING_COLUMNS} FROM gatherings WHERE status = 'open'"
+            " ORDER BY created_at DESC, id",
+            (),
+        )
+        return [self._gathering_row(row) for row in rows]
