@@ -15,7 +15,9 @@ from bot.flows.events import Button, Reply, Tap
 from bot.flows.scrub import strip_invisible
 
 # An edit reference kept sealed in the outbox: platform message references can name a
-# conversation (a Slack DM's channel id), so they are encrypted like addresses.
+# conversation (a Slack DM's channel id), so they are encrypted like addresses. A
+# reference the channel marks `ref_in_chat` (Telegram's message_id) names no one and is
+# kept as it is: see `Inbound.ref_in_chat`.
 SEALED = "sealed:"
 
 
@@ -50,6 +52,12 @@ class Inbound:
     language: str | None = None
     kind: str = "text"  # "text", or "unsupported" (a photo, a voice note...), or "edited"
     message_ref: str | None = None  # the platform message a tapped button sits on
+    # The channel's word that `message_ref` is only a message's number within the chat at
+    # `address` (Telegram's message_id, a count of that chat's messages): it names no one,
+    # and the channel pairs it with the address it is given at send time, so the turn
+    # keeps it in the outbox as it is. Otherwise (Slack's names the DM's channel, which
+    # is not the address) the turn seals it like an address.
+    ref_in_chat: bool = False
     group: bool = False  # sent in a group chat, where the bot never collects answers
     link: str | None = None  # in a group: the link to a private chat with the bot
     picked: tuple[str, ...] | None = None  # with tap: the options submitted all at once

@@ -11,6 +11,7 @@ docs/taps/*.png and benchmarks/RESULTS.md, "Session 8: taps (#19), finished".
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -166,3 +167,40 @@ async def test_a_tap_costs_one_edit_and_one_message_and_is_answered_in_the_webho
         assert made == {"editMessageReplyMarkup": len(WALK), "sendMessage": len(WALK)}
     finally:
         await runner.cleanup()
+
+
+async def test_a_tapped_message_owed_an_edit_names_nobody_in_the_outbox_or_the_data_folder(
+    phone: Phone, fake: FakeTelegram, tmp_path: Path
+):
+    # A private chat's id is its person's Telegram id: written in clear anywhere, it
+    # would name them to whoever copies the database. The tapped message's reference is
+    # kept unsealed (its number within the chat), so this guards that it stays only that.
+    chat = 7_311_500_421
+    await phone.type("/start tap-heavy", chat=chat)
+    message_id, rows = phone.last_keyboard(chat)
+    data = next(b["callback_data"] for row in rows for b in row if b["text"] == "I agree")
+    fake.queue(fake.tap_update(chat, data, message_id))
+    phone.offset = await phone.channel.poll_once(phone.offset)
+    await phone.channel.settle()
+    # Stored, not yet sent: the mark on the tapped question and the next question.
+    owed = await phone.storage.claim_due("telegram", phone.clock(), 100)
+    edits = [json.loads(row.payload)["edit"] for row in owed if '"edit"' in row.payload]
+    assert len(owed) == 2 and len(edits) == 1
+    for row in owed:
+        assert str(chat) not in row.payload
+        assert phone.identity.unseal(row.address) == str(chat)  # the chat: sealed
+    assert str(chat) not in edits[0]
+    # Paired with the sealed address only at send time, it still marks the tapped message.
+    phone.clock.advance(minutes=10)  # past the claim's lease
+    await phone.deliver()
+    (mark,) = fake.edits()
+    assert (mark["chat_id"], mark["message_id"]) == (chat, message_id)
+    assert "Which shift did you work most this week?" in fake.sent(chat)[-1]["text"]
+    # Through to the end, nothing in the data folder names them, deleted rows included.
+    for label in ("Evening", "4", "No"):
+        await phone.tap(label, chat=chat)
+    await phone.type("Fewer split shifts", chat=chat)
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".db" for p in files)
+    for path in files:
+        assert str(chat).encode() not in path.read_bytes(), path

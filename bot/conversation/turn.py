@@ -5,7 +5,8 @@ dispatcher opens it (under the person's lock, after loading their conversation),
 features and the engine add to it, and the dispatcher commits it: one
 transaction, whatever was said or changed. Everything a feature says goes
 through the turn (`say`, `reply`, `send`, `ask`), so "say this to the person" is
-written once, and an edit reference or an address is always sealed.
+written once, and an address, or an edit reference that could name a conversation,
+is always sealed.
 """
 
 from __future__ import annotations
@@ -127,10 +128,11 @@ class Turn:
     def row(
         self, message: Outbound, *, participant: str | None = None, address: bytes | None = None
     ) -> OutboxRow:
-        if message.edit is not None and not message.edit.startswith(SEALED):
+        edit = message.edit
+        if edit is not None and not edit.startswith(SEALED) and not self._in_chat(edit, address):
             # A platform's reference to a message can name a conversation (a Slack DM's
             # channel id): kept sealed like addresses, opened only to send.
-            sealed = self.voice.identity.seal(message.edit).decode()
+            sealed = self.voice.identity.seal(edit).decode()
             message = message.model_copy(update={"edit": SEALED + sealed})
         return OutboxRow(
             self.inbound.channel,
@@ -139,6 +141,14 @@ class Turn:
             message.model_dump_json(exclude_defaults=True),
             self.due,
         )
+
+    def _in_chat(self, edit: str, address: bytes | None) -> bool:
+        """Whether an edit reference names no one, so it needs no seal: it is the tapped
+        message's, which the channel says is only its number within the chat this turn
+        answers (`Inbound.ref_in_chat`), and the row goes to that very chat. Sealing it
+        was the largest cost a tap had that a typed answer hasn't (#19)."""
+        inbound = self.inbound
+        return inbound.ref_in_chat and address is None and edit == inbound.message_ref
 
     @property
     def due(self) -> datetime:

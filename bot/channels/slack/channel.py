@@ -244,6 +244,8 @@ class SlackChannel:
         container = body.get("container", {})
         ref = None
         if container.get("type") == "message":
+            # chat.update needs the DM's channel id, not the user id we send to: this
+            # reference names a conversation, so it is not `ref_in_chat` and stays sealed.
             ref = f"{container.get('channel_id')} {container.get('message_ts')}"
         key = f"{CHANNEL}:act:{who}:{action.get('action_ts', '')}"
         decoded = decode(str(action.get("value", "")))

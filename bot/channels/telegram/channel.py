@@ -174,7 +174,10 @@ class TelegramChannel:
                 tap_run=callback.run or None,
                 key=key,
                 language=_text(sender.get("language_code")),
-                message_ref=str(message.get("message_id")),
+                # The message's number within this chat: it names no one (the chat is
+                # the address, sealed), so it is kept in the outbox as it is.
+                message_ref=_id(message.get("message_id")),
+                ref_in_chat=True,
             )
         edited = "message" not in update
         message = _dict(update.get("message") or update.get("edited_message"))
