@@ -20,13 +20,18 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture
 async def two() -> AsyncIterator[tuple[PostgresConversationLocks, PostgresConversationLocks, Any]]:
-    """Two instances' locks, each on its own pool, and a third pool to look with."""
+    """Two instances' locks, each on its own pool and keeping a connection of it as the
+    bot's do, and a third pool to look with."""
     async with fresh_schema(pools=3) as (schema, (first, second, looking)):
-        yield (
-            PostgresConversationLocks(first, namespace=schema, local=KeyedLocks()),
-            PostgresConversationLocks(second, namespace=schema, local=KeyedLocks()),
-            looking,
-        )
+        made = [
+            PostgresConversationLocks(pool, namespace=schema, local=KeyedLocks(), keep_session=True)
+            for pool in (first, second)
+        ]
+        try:
+            yield made[0], made[1], looking
+        finally:
+            for locks in made:
+                await locks.close()
 
 
 async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
@@ -255,6 +260,41 @@ async def test_a_cohorts_chunk_holds_everyone_in_it_with_a_bounded_number_of_loc
     leave.set()
     await asyncio.gather(held, *others)
     assert sorted(seen[1:]) == ["person42", "second chunk"]
+
+
+async def test_many_peoples_turns_run_at_once_however_small_the_pool(two):
+    """Twenty people's turns inside their blocks together, on an instance whose pool has
+    four connections: a conversation nobody else holds takes no connection of its own
+    (each taking one, the fifth would wait for the first to end, which waits for all)."""
+    first, second, looking = two
+    everyone_in = asyncio.Event()
+    inside: list[str] = []
+
+    async def turn(key: str) -> None:
+        async with first.hold(key):
+            inside.append(key)
+            if len(inside) == 20:
+                everyone_in.set()
+            await everyone_in.wait()
+
+    await asyncio.wait_for(asyncio.gather(*(turn(f"p{n}") for n in range(20))), 30)
+    async with second.hold("p7"):  # and all of them were given back
+        pass
+    assert not await advisory_locks_held(looking) & our_ids(first, [f"p{n}" for n in range(20)])
+
+
+async def test_the_kept_connection_lost_is_replaced_and_its_locks_are_gone(two):
+    first, second, looking = two
+    async with first.hold("ana"):
+        pass
+    kept = first._session._connection  # the server ends it, as a restart or a proxy would
+    await looking.execute("SELECT pg_terminate_backend($1)", kept.get_server_pid())
+    for _ in range(3):  # the first may find the connection gone; then it waits its turn
+        async with first.hold("ana"):
+            pass
+    async with second.hold("ana"):
+        pass
+    assert not await advisory_locks_held(looking) & our_ids(first, ["ana"])
 
 
 async def test_two_deployments_on_one_database_do_not_share_locks():

@@ -39,6 +39,8 @@ instance is done.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
@@ -53,14 +55,27 @@ TAKE = (
     " ELSE pg_advisory_lock(id) END)::text)"
     " FROM unnest($1::bigint[], $2::boolean[]) AS wanted (id, shared)"
 )
+# On the kept session: give back ($1, $2), then try to take ($3, $4), in order, each
+# lock's answer in the second column.
+TRY = (
+    "SELECT (SELECT count((CASE WHEN shared THEN pg_advisory_unlock_shared(id)"
+    " ELSE pg_advisory_unlock(id) END)::text)"
+    " FROM unnest($1::bigint[], $2::boolean[]) AS given (id, shared)),"
+    " ARRAY(SELECT CASE WHEN shared THEN pg_try_advisory_lock_shared(id)"
+    " ELSE pg_try_advisory_lock(id) END"
+    " FROM unnest($3::bigint[], $4::boolean[]) WITH ORDINALITY AS wanted (id, shared, n)"
+    " ORDER BY n)"
+)
 
 
 class Connection(Protocol):
     async def execute(self, query: str, *args: Any) -> str: ...
 
+    async def fetchrow(self, query: str, *args: Any) -> Any: ...
+
 
 class Pool(Protocol):
-    """What this needs of an asyncpg pool: a connection for a while."""
+    """What this needs of an asyncpg pool: a connection for a while, or to keep."""
 
     def acquire(self) -> AbstractAsyncContextManager[Connection]: ...
 
@@ -79,6 +94,123 @@ def lock_id(namespace: str, *parts: str) -> int:
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big", signed=True)
 
 
+Locks = tuple[list[int], list[bool]]  # ids, and whether each is taken shared
+
+
+class Session:
+    """One connection, kept, on which this instance takes the locks nobody else holds:
+    the takes and releases asked for while a trip is out go together as the next trip,
+    one statement (`TRY`), so a turn costs no connection of its own and no round trip
+    of its own. Only tries: a holder whose locks someone else holds (another instance)
+    is told so and waits on a connection of its own, in the database's queue (a try
+    also fails while another session waits for the lock, so it never goes ahead of
+    that queue).
+
+    The session's locks are all this process's: two of its holders never exclude each
+    other there (a session's advisory locks are re-entrant), which is right, since the
+    in-process locks in front already do. If the connection fails, the server has
+    dropped its locks; the holders that had them carry on (as a holder whose own
+    connection failed would) and the next trip opens another connection.
+    """
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+        self._kept: AbstractAsyncContextManager[Connection] | None = None
+        self._connection: Connection | None = None
+        self.generation = 0  # which connection: a release for a dropped one is moot
+        self._takes: list[tuple[Locks, asyncio.Future[int | None]]] = []
+        self._releases: list[tuple[int, Locks, asyncio.Future[None] | None]] = []
+        self._trip: asyncio.Task[None] | None = None
+
+    def take(self, wanted: Locks) -> asyncio.Future[int | None]:
+        """Try to take them all: the session's generation, or None (someone else holds
+        one, or the database failed; none of them is then held here)."""
+        future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._takes.append((wanted, future))
+        self._go()
+        return future
+
+    def release(self, generation: int, held: Locks) -> asyncio.Future[None]:
+        """Give back what `take` took. Asked for at once, so a holder cancelled while it
+        waits for the answer still gives them back."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._releases.append((generation, held, future))
+        self._go()
+        return future
+
+    def _go(self) -> None:
+        if self._trip is None or self._trip.done():
+            self._trip = asyncio.create_task(self._trips())
+
+    async def _trips(self) -> None:
+        while self._takes or self._releases:
+            takes, self._takes = self._takes, []
+            releases = []
+            for release in self._releases:
+                if release[0] == self.generation:
+                    releases.append(release)
+                elif release[2] is not None and not release[2].done():
+                    release[2].set_result(None)  # a dropped connection's are gone already
+            self._releases = []
+            try:
+                taken = await self._trip_once(takes, releases)
+            except Exception:
+                await self._drop()
+                for _, future in takes:
+                    if not future.done():
+                        future.set_result(None)
+                continue
+            position = 0
+            for (ids, shared), future in takes:
+                got = taken[position : position + len(ids)]
+                position += len(ids)
+                if all(got) and not future.done():
+                    future.set_result(self.generation)
+                    continue
+                if not future.done():
+                    future.set_result(None)
+                # Some held by someone else (or its taker gave up): give back what was.
+                back = [(i, s) for i, s, ok in zip(ids, shared, got, strict=True) if ok]
+                if back:
+                    self._releases.append(
+                        (self.generation, ([i for i, _ in back], [s for _, s in back]), None)
+                    )
+
+    async def _trip_once(
+        self,
+        takes: list[tuple[Locks, asyncio.Future[int | None]]],
+        releases: list[tuple[int, Locks, asyncio.Future[None] | None]],
+    ) -> list[bool]:
+        if self._connection is None:
+            self._kept = self._pool.acquire()
+            self._connection = await self._kept.__aenter__()
+        row = await self._connection.fetchrow(
+            TRY,
+            [i for _, (ids, _), _ in releases for i in ids],
+            [s for _, (_, shared), _ in releases for s in shared],
+            [i for (ids, _), _ in takes for i in ids],
+            [s for (_, shared), _ in takes for s in shared],
+        )
+        for _, _, done in releases:
+            if done is not None and not done.done():
+                done.set_result(None)
+        return list(row[1])
+
+    async def _drop(self) -> None:
+        """Give the failed connection back to its pool (which closes a broken one)."""
+        kept, self._kept, self._connection = self._kept, None, None
+        self.generation += 1
+        if kept is not None:
+            with contextlib.suppress(Exception):
+                await kept.__aexit__(None, None, None)
+
+    async def close(self) -> None:
+        if self._trip is not None:
+            with contextlib.suppress(Exception):
+                await self._trip
+        await self._drop()
+
+
 class PostgresConversationLocks:
     """Conversation locks held in the database (see the module's docstring)."""
 
@@ -90,6 +222,7 @@ class PostgresConversationLocks:
         local: LocalLocks | None = None,
         stripes: int = STRIPES,
         many: int = MANY,
+        keep_session: bool = False,
     ) -> None:
         self._pool = pool
         self._namespace = namespace
@@ -97,20 +230,23 @@ class PostgresConversationLocks:
         self._many = many
         self._stripe_ids = [lock_id(namespace, "stripe", str(n)) for n in range(stripes)]
         self._owned: Any = None  # the pool `open` made, closed by `close`
+        # Keeps one of the pool's connections until `close` (see `Session`).
+        self._session = Session(pool) if keep_session else None
 
     @classmethod
     async def open(
         cls, url: str, *, size: int, namespace: str, local: LocalLocks | None = None
     ) -> PostgresConversationLocks:
-        """Locks on a pool of their own (`size` connections: as many conversations at once
-        in this process; more wait for a connection, in memory). `close` closes it."""
+        """Locks on a pool of their own (`size` connections: one kept for the locks
+        nobody else holds, the others for waiting on those another instance holds;
+        more waiters wait for a connection, in memory). `close` closes it."""
         import asyncpg
 
         pool = await asyncpg.create_pool(
-            url, min_size=1, max_size=size,
+            url, min_size=1, max_size=max(2, size),
             server_settings={"application_name": "kitchen-table locks"},
         )  # fmt: skip
-        locks = cls(pool, namespace=namespace, local=local)
+        locks = cls(pool, namespace=namespace, local=local, keep_session=True)
         locks._owned = pool
         return locks
 
@@ -120,7 +256,10 @@ class PostgresConversationLocks:
         return self._pool
 
     async def close(self) -> None:
-        """Close the pool `open` made (a pool given to the constructor is the giver's)."""
+        """Give back the kept connection, and close the pool `open` made (a pool given to
+        the constructor is the giver's)."""
+        if self._session is not None:
+            await self._session.close()
         owned, self._owned = self._owned, None
         if owned is not None:
             await owned.close()
@@ -131,7 +270,7 @@ class PostgresConversationLocks:
     def _stripe(self, key_id: int) -> int:
         return self._stripe_ids[key_id % len(self._stripe_ids)]
 
-    def _plan(self, keys: set[str]) -> tuple[list[int], list[bool]]:
+    def _plan(self, keys: set[str]) -> Locks:
         """Which locks to take for these keys, in the order to take them."""
         ids = {self._key_id(key) for key in keys}
         stripes = sorted({self._stripe(i) for i in ids})
@@ -142,10 +281,8 @@ class PostgresConversationLocks:
     @asynccontextmanager
     async def hold(self, key: str) -> AsyncIterator[None]:
         """Hold one conversation's lock for the block."""
-        ids, shared = self._plan({key})
         local = self._local.hold(key) if self._local is not None else nullcontext()
-        async with local, self._pool.acquire() as connection:
-            await connection.execute(TAKE, ids, shared)
+        async with local, self._held(self._plan({key})):
             yield
 
     @asynccontextmanager
@@ -155,8 +292,24 @@ class PostgresConversationLocks:
         if not wanted:
             yield
             return
-        ids, shared = self._plan(wanted)
         local = self._local.hold_many(wanted) if self._local is not None else nullcontext()
-        async with local, self._pool.acquire() as connection:
-            await connection.execute(TAKE, ids, shared)
+        async with local, self._held(self._plan(wanted)):
+            yield
+
+    @asynccontextmanager
+    async def _held(self, wanted: Locks) -> AsyncIterator[None]:
+        """The database's locks for the block: on the kept session if nobody else holds
+        them, else on a connection of their own, waiting in the database's queue."""
+        if self._session is not None:
+            generation = await self._session.take(wanted)
+            if generation is not None:
+                try:
+                    yield
+                finally:
+                    await self._session.release(generation, wanted)
+                return
+        # A connection's reset, when it goes back to the pool, releases every advisory
+        # lock it holds (asyncpg's default reset does); one whose reset fails is closed.
+        async with self._pool.acquire() as connection:
+            await connection.execute(TAKE, *wanted)
             yield
