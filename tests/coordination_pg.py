@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from storage.postgres.coordination_schema import COORDINATION_SCHEMA
+from storage.postgres.coordination_schema import COORDINATION_SCHEMA, RESERVE_MANY
 from tests.storage_suite import DATABASE_URL, need
 
 
@@ -32,6 +32,7 @@ async def fresh_schema(pools: int = 2, size: int = 4) -> AsyncIterator[tuple[str
         await admin.execute(f"CREATE SCHEMA {schema}")
         await admin.execute(f"SET search_path TO {schema}")
         await admin.execute(COORDINATION_SCHEMA)
+        await admin.execute(RESERVE_MANY)
         for _ in range(pools):
             made.append(
                 await asyncpg.create_pool(

@@ -123,3 +123,20 @@ async def test_chats_are_kept_as_keyed_hashes_and_forgotten_once_idle(pools):
 async def test_a_monotonic_clock_is_refused_not_trusted(pools):
     with pytest.raises(ValueError, match="wall-clock"):
         await telegram(pools[0]).reserve("1", False, 12_345.6)
+
+
+async def test_many_asked_at_once_by_one_instance_keep_the_limits_as_asked_in_turn(pools):
+    """A deliverer asks for 64 slots at once; they go to the database together and are
+    counted exactly as if asked one by one: 30 of 100 chats, then none from the other
+    instance in that second, and a chat asked for three times at once sends once."""
+    first, second = (telegram(pool) for pool in pools)
+    waits = await asyncio.gather(*(first.reserve(str(c), False, T0) for c in range(100)))
+    assert sum(w == 0 for w in waits) == 30
+    assert all(w == pytest.approx(1.0) for w in waits if w > 0)
+    assert await first.overall_wait(T0) == pytest.approx(1.0)
+    later = await asyncio.gather(
+        *(second.reserve(str(c), False, T0 + 0.5) for c in range(100, 150))
+    )
+    assert all(w == pytest.approx(0.5) for w in later)
+    same = await asyncio.gather(*(first.reserve("7", False, T0 + 1) for _ in range(3)))
+    assert sorted(w == 0 for w in same) == [False, False, True]

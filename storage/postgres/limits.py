@@ -7,9 +7,10 @@ the same shape as `bot.delivery.ratelimit.SendLimits` (storage never imports the
 bot; the protocol is structural) and keeps the same rules as the in-process
 `RateLimits`: a window of the latest sends for the overall limit, and per chat a
 token bucket (kept as the time its next send is due), with one rate for people and
-another for groups. Every reservation is one call of `reserve_send` (see
+another for groups. The reservations one instance asks for at about the same time
+(a deliverer sends to 64 people at once) go as one call of `reserve_sends` (see
 coordination_schema.py), which decides under the channel's row lock, so two
-processes reserving at once are told the same as one process reserving twice.
+processes reserving at once are told the same as one process reserving in turn.
 
 Times are the caller's: seconds on a wall clock (`time.time()`), the same on every
 machine to within what NTP keeps. A monotonic clock counts from each machine's
@@ -21,7 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 from typing import Any, Protocol
+
+from storage.read_batch import ReadBatch
 
 # Seconds since the epoch below this (2001) can only come from a monotonic clock.
 WALL_CLOCK_FLOOR = 1_000_000_000.0
@@ -30,7 +34,7 @@ WALL_CLOCK_FLOOR = 1_000_000_000.0
 SWEEP_EVERY = 60.0
 SWEEP_AFTER = 60.0
 
-RESERVE = "SELECT reserve_send($1, $2, $3, $4, $5, $6)"
+RESERVE = "SELECT reserve_sends($1, $2, $3, $4, $5, $6)"
 RECENT = "SELECT sent FROM send_windows WHERE channel = $1"
 SWEEP = "DELETE FROM send_chats WHERE channel = $1 AND next_at < $2"
 
@@ -77,6 +81,13 @@ class PostgresSendLimits:
         self._group = _cell(per_group)
         self._secret = secret
         self._next_sweep = 0.0
+        # Asked for while a call is out: one call for all (chat, is group, now).
+        self._asked: ReadBatch[tuple[str, bool, float], tuple[float, float]] = ReadBatch(
+            self._reserve_many
+        )
+        # The overall part of the latest wait, and when it was told: what `overall_wait`
+        # asked at that moment says without asking again.
+        self._told: tuple[float, float] | None = None
 
     def _chat_key(self, chat: str) -> bytes:
         return hmac.new(self._secret, f"{self.channel}:{chat}".encode(), hashlib.sha256).digest()[
@@ -86,18 +97,39 @@ class PostgresSendLimits:
     async def reserve(self, chat: str, is_group: bool, now: float) -> float:
         """Take a send slot for `chat` and return 0, or return how long to wait and take none."""
         _check(now)
+        wait, overall = await self._asked.get((chat, is_group, now))
+        if wait > 0:
+            self._told = (now, overall)
+        return wait
+
+    async def _reserve_many(
+        self, asked: Sequence[tuple[str, bool, float]]
+    ) -> list[tuple[float, float]]:
+        """One call for every reservation asked for at once, as of the latest `now` among
+        them (a moment later counts a send in the window a moment longer: never fewer)."""
+        now = max(moment for _, _, moment in asked)
         if now >= self._next_sweep:
             self._next_sweep = now + SWEEP_EVERY
             await self._db.execute(SWEEP, self.channel, now - SWEEP_AFTER)
-        burst, spacing = self._group if is_group else self._chat
+        cells = [self._group if is_group else self._chat for _, is_group, _ in asked]
         waits: list[float] = await self._db.fetchval(
-            RESERVE, self.channel, self._chat_key(chat), now, self._per_second, burst, spacing
+            RESERVE,
+            self.channel,
+            [self._chat_key(chat) for chat, _, _ in asked],
+            now,
+            self._per_second,
+            [burst for burst, _ in cells],
+            [spacing for _, spacing in cells],
         )
-        return max(0.0, waits[0])
+        count = len(asked)
+        return [(max(0.0, waits[n]), max(0.0, waits[count + n])) for n in range(count)]
 
     async def overall_wait(self, now: float) -> float:
         """Seconds until the channel as a whole may send again (0: now)."""
         _check(now)
+        told = self._told
+        if told is not None and told[0] == now:
+            return told[1]  # asked just after a reservation told to wait, at that moment
         sent: list[float] | None = await self._db.fetchval(RECENT, self.channel)
         recent = sorted(t for t in sent or [] if t > now - 1.0)
         if len(recent) < self._per_second:

@@ -537,7 +537,7 @@ def migrations() -> list[str]:
     """Every step, the first first: version n is the first n steps applied."""
     # The tables that coordinate several instances (send limits) are another concern's,
     # kept beside the pieces that use them.
-    from storage.postgres.coordination_schema import COORDINATION_SCHEMA
+    from storage.postgres.coordination_schema import COORDINATION_SCHEMA, RESERVE_MANY
 
     return [
         # 1: every table SQLite has at its version 9, and writing a commit in one call.
@@ -549,6 +549,8 @@ def migrations() -> list[str]:
         # 4: erasure also closes the person's open gatherings and blanks the addresses
         # kept in them (their private chat, and the room when the room was theirs).
         ERASE_GATHERINGS,
+        # 5: send limits reserved for many chats in one call.
+        RESERVE_MANY,
     ]
 
 
