@@ -101,9 +101,24 @@ class Settings(BaseSettings):
     slack_api_url: str | None = Field(
         None, description="Slack Web API base URL (proxies, GovSlack)."
     )
+    console: bool = Field(
+        False, description="Turns on the coordinators' web console (KT_PUBLIC_URL does too)."
+    )
+    console_session_hours: float = Field(
+        12, gt=0, le=720, description="How long a console sign-in lasts, in hours."
+    )
     slack_command: str = Field(
         "/kitchen-table", pattern=r"^/[a-z0-9_-]{1,31}$", description="The app's slash command."
     )
+
+    @property
+    def console_enabled(self) -> bool:
+        return self.console or self.public_url is not None
+
+    @property
+    def console_url(self) -> str:
+        """Where the console is: under the public address, else the web server's own."""
+        return f"{self.public_url or f'http://{self.host}:{self.port}'}/console"
 
     @property
     def slack_oauth(self) -> bool:

@@ -13,10 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from bot.console.strings import add_chat_phrases
 from bot.conversation.dispatcher import Dispatcher
 from bot.conversation.locks import ConversationLocks
 from bot.conversation.router import Router
 from bot.features.cohorts import DEFAULT_TZ, Cohorts
+from bot.features.console import ConsoleLinks
 from bot.features.digests import Digests
 from bot.features.gatherings import Gatherings
 from bot.features.rights import Rights
@@ -39,6 +41,7 @@ class House:
     cohorts: Cohorts
     rights: Rights
     digests: Digests
+    console: ConsoleLinks | None = None  # sign-in links, when the console is on
 
     @property
     def router(self) -> Router:
@@ -80,7 +83,10 @@ def build_house(
     min_group: int = 5,
     default_tz: str = DEFAULT_TZ,
     locks: ConversationLocks | None = None,
+    console_url: str | None = None,
 ) -> House:
+    """`console_url`: the console's address when it is on; only then is /console declared
+    (without a console there is nothing to link to)."""
     roles = roles or Roles(storage, set(), clock)
     reports = reports or Reports(phrases)
     dispatcher = Dispatcher(
@@ -105,6 +111,11 @@ def build_house(
     digests = Digests(storage, library, reports, roles, min_group)
     for feature in (gatherings, cohorts, rights, digests):
         feature.register(dispatcher.router)
+    console = None
+    if console_url is not None:
+        console = ConsoleLinks(storage, console_url, clock)
+        console.register(dispatcher.router)
+        add_chat_phrases(phrases)
     dispatcher.plug(offer=cohorts.offer)
     write_help(dispatcher.router, phrases)
-    return House(dispatcher, roles, reports, gatherings, cohorts, rights, digests)
+    return House(dispatcher, roles, reports, gatherings, cohorts, rights, digests, console)

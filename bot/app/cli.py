@@ -34,7 +34,7 @@ from bot.app import database, workers
 from bot.app.build import House, build_house, command_menu
 from bot.app.chat import chat
 from bot.app.usage import UsageError
-from bot.app.web import make_web_app, start_web
+from bot.app.web import console_app, make_web_app, start_web
 from bot.channels.slack.channel import DEFAULT_API_URL as SLACK_API_URL
 from bot.channels.slack.channel import SlackChannel, slack_limits
 from bot.channels.slack.install import StoredInstallations, StoredStates
@@ -175,6 +175,7 @@ async def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
             min_group=settings.min_group,
             default_tz=settings.timezone,
             locks=shared.locks if shared else None,
+            console_url=settings.console_url if settings.console_enabled else None,
         )
         yield Bot(settings, secret, identity, storage, library, house.dispatcher, deliverer,
                   house, clock, shared)  # fmt: skip
@@ -245,7 +246,11 @@ async def _chat(
 async def _serve(settings: Settings) -> int:
     """Run every configured platform channel until interrupted."""
     async with build(settings) as bot:
-        web_app = make_web_app(functools.partial(database.reachable, bot.storage))
+        console = console_app(settings, bot.storage, bot.library, bot.house, bot.clock)
+        web_app = make_web_app(functools.partial(database.reachable, bot.storage), console)
+        if console is not None:
+            log.info("Console: %s (sign in: /console to the bot, or "
+                     "`kitchen-table console link`)", settings.console_url)  # fmt: skip
         tasks: list[asyncio.Task[None]] = []
         stoppers = []
         webhooks: list[Callable[[], Awaitable[None]]] = []
@@ -511,6 +516,9 @@ def make_slack(settings: Settings, bot: Bot) -> SlackChannel:
 async def _run(settings: Settings) -> int:
     if settings.telegram_bot_token is not None or settings.slack_enabled:
         return await _serve(settings)
+    if settings.console_enabled:  # the console (and /healthz) until stopped; `chat` for a guide
+        log.info("No chat platform is set up: serving the console until stopped")
+        return await _serve(settings)
     intro = (
         "No chat platform is set up, so here is the terminal. To add Telegram, set\n"
         "TELEGRAM_BOT_TOKEN (from @BotFather); for Slack, SLACK_BOT_TOKEN (see the README)."
@@ -619,6 +627,15 @@ async def _forget(bot: Bot, pseudonym: str, out: TextIO) -> int:
     return 0
 
 
+async def _console_link(bot: Bot, language: str, out: TextIO) -> int:
+    """A one-time sign-in link to the console for whoever runs this: an admin."""
+    if bot.house.console is None:
+        raise ConfigError("the console is off: set KT_CONSOLE=1 (or KT_PUBLIC_URL) to turn it on")
+    link = await bot.house.console.issue(bot.identity.pseudonym(TERMINAL, OPERATOR), language)
+    out.write(f"{link}\nIt signs you in once, as an admin, within 10 minutes.\n")
+    return 0
+
+
 async def _admin(settings: Settings, args: argparse.Namespace) -> int:
     """`session`, `invite` and `roles`: the facilitator's and coordinator's side."""
     async with build(settings) as bot:
@@ -655,6 +672,8 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
             if action == "list":
                 return await schedules.list_schedules(bot.storage, out, bot.clock())
             return await schedules.change_schedule(bot.storage, args.id, action, bot.clock(), out)
+        if args.command == "console":
+            return await _console_link(bot, args.lang, out)
         if args.command == "roles":
             if args.roles_command == "list":
                 return await sessions.list_roles(bot.house.roles, out)
@@ -804,6 +823,14 @@ def _parser() -> argparse.ArgumentParser:
     invite.add_argument("role", choices=["facilitator", "coordinator"], help="the role it grants")
     invite.add_argument("--expires", default="7d", metavar="DURATION",
                         help="how long it works, up to 365d (default 7d)")  # fmt: skip
+    console = command("console", "the coordinators' web console")
+    console_commands = console.add_subparsers(dest="console_command", required=True,
+                                              metavar="ACTION")  # fmt: skip
+    console_link = console_commands.add_parser(
+        "link", help="print a one-time sign-in link for an admin (10 minutes)"
+    )
+    console_link.add_argument("--lang", default="en", choices=["en", "es"],
+                              help="the console's language (default en)")  # fmt: skip
     roles = command("roles", "list or revoke facilitators and coordinators")
     roles_commands = roles.add_subparsers(dest="roles_command", required=True, metavar="ACTION")
     roles_commands.add_parser("list", help="who holds a role (by pseudonym)")
@@ -896,7 +923,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(database.command(settings, args, sys.stdout))
         if args.command in ("backup", "restore"):
             return asyncio.run(backup.command(settings, args, sys.stdout))
-        admin = ("session", "invite", "roles", "cohort", "schedule", "digest", "forget", "export")
+        admin = ("session", "invite", "roles", "cohort", "schedule", "digest", "forget", "export",
+                 "console")  # fmt: skip
         if args.command in admin:
             return asyncio.run(_admin(settings, args))
         if args.workers != 1:

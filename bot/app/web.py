@@ -1,4 +1,5 @@
-"""The bot's own web server: a health check, and the routes channels add (webhooks, Slack).
+"""The bot's own web server: a health check, the routes channels add (webhooks, Slack),
+and the coordinators' console under /console when it is on (`bot/console/`).
 
 How a channel refuses a request its sender got wrong is in `bot/channels/http.py`.
 """
@@ -6,10 +7,24 @@ How a channel refuses a request its sender got wrong is in `bot/channels/http.py
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from bot.channels.http import MAX_BODY
+from bot.console.app import make_console
+from bot.console.catalog import PAGE_MODULES
+from bot.console.context import Services
+from bot.console.strings import load_strings
+
+if TYPE_CHECKING:
+    from bot.app.build import House
+    from bot.config import Settings
+    from bot.library import GuideLibrary
+    from storage.protocol import Storage
+
+CONSOLE = "/console"
 
 # Asked by /healthz: whether the database answers (None: nothing to ask).
 DatabaseCheck = Callable[[], Awaitable[bool]]
@@ -27,10 +42,41 @@ def _healthz(database: DatabaseCheck | None) -> Callable[[web.Request], Awaitabl
     return check
 
 
-def make_web_app(database: DatabaseCheck | None = None) -> web.Application:
+def make_web_app(
+    database: DatabaseCheck | None = None, console: web.Application | None = None
+) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
     app.router.add_get("/healthz", _healthz(database))
+    if console is not None:
+        app.router.add_get(CONSOLE, _to_console)
+        app.add_subapp(CONSOLE, console)
     return app
+
+
+async def _to_console(_: web.Request) -> web.Response:
+    raise web.HTTPPermanentRedirect(f"{CONSOLE}/")
+
+
+def console_app(
+    settings: Settings,
+    storage: Storage,
+    library: GuideLibrary,
+    house: House,
+    clock: Callable[[], datetime],
+) -> web.Application | None:
+    """The console, wired to the bot's storage and features; None when it is off."""
+    if not settings.console_enabled or house.console is None:
+        return None
+    services = Services(
+        storage=storage, library=library, roles=house.roles, links=house.console,
+        strings=load_strings(), clock=clock, address=settings.console_url,
+        session_lasts=timedelta(hours=settings.console_session_hours),
+        min_group=settings.min_group, timezone=settings.timezone,
+        secure_cookies=settings.console_url.startswith("https://"),
+        gatherings=house.gatherings, cohorts=house.cohorts, digests=house.digests,
+        reports=house.reports,
+    )  # fmt: skip
+    return make_console(services, PAGE_MODULES)
 
 
 async def start_web(

@@ -1,0 +1,12 @@
+"""The page modules the console serves: add yours here (one line), in any order; the
+navigation is ordered by each entry's `order` (`bot/console/pages.py`)."""
+
+from __future__ import annotations
+
+from bot.console import audit_page, overview
+from bot.console.pages import PageModule
+
+PAGE_MODULES: tuple[PageModule, ...] = (
+    overview,
+    audit_page,
+)

@@ -1,0 +1,1 @@
+"""The console's words, one YAML file per language (read by `bot/console/strings.py`)."""
