@@ -1,0 +1,67 @@
+"""What themes are made from and what they give: plain data, no numerics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One free-text answer as themes read it: already scrubbed (as stored), from a step
+    that is not `sensitive`. `person` is the pseudonym, so a theme counts people."""
+
+    id: str
+    person: str
+    language: str
+    text: str
+    quotable: bool
+
+
+@dataclass(frozen=True)
+class Theme:
+    """A group of answers about the same thing.
+
+    `words` and `phrases` are its most telling words and two-word phrases; `name` is the
+    coordinator's, when they named it. `new`: a candidate that fits none of the
+    coordinator's themes (only said once there is a codebook). `answers` are the ids of
+    the answers in it, for a console that splits a theme by example; never shown."""
+
+    id: str
+    language: str
+    people: int
+    words: tuple[str, ...]
+    phrases: tuple[str, ...]
+    quotes: tuple[str, ...]
+    name: str | None = None
+    new: bool = False
+    answers: tuple[str, ...] = field(default=(), repr=False)
+    # Its centre as a codebook stores it (feature, weight): for adopting it, never shown.
+    centre: tuple[tuple[str, float], ...] = field(default=(), repr=False, compare=False)
+
+    @property
+    def label(self) -> str:
+        """The coordinator's name, or its telling words and phrases; "" when none may be
+        shown (then templates say "a theme without a name")."""
+        if self.name:
+            return self.name
+        return ", ".join(_unrepeated(self.phrases, self.words))
+
+
+def _unrepeated(phrases: tuple[str, ...], words: tuple[str, ...]) -> list[str]:
+    """Phrases first, then the words no phrase already says."""
+    said = {word for phrase in phrases for word in phrase.split()}
+    return [*phrases, *(word for word in words if word not in said)]
+
+
+@dataclass(frozen=True)
+class Themes:
+    """One question's themes, largest first. `other` counts the people whose answers fit
+    no theme, as the minimum-group rule shows it (None: fewer than `min_group`)."""
+
+    themes: list[Theme]
+    other: int | None
+    min_group: int
+    coded: bool = False  # a codebook was applied, so `new` themes are marked
+
+    def __bool__(self) -> bool:
+        return bool(self.themes)

@@ -1,0 +1,206 @@
+"""Themes for a guide's question, and a coordinator's corrections to them: the one place
+the CLI, the digest and the console ask.
+
+Every call names a guide, a free-text question (step) and a period. Answers are read
+as stored (scrubbed), never from a `sensitive` step; the codebook is a record of kind
+"codebook" per guide and question (`codebook.py`). An edit is made to the themes as
+the period shows them: the first edit keeps every theme shown then in the codebook,
+so the next week's answers go to the coordinator's themes, and only what fits none
+forms new candidates, marked new. An edit that can't be made raises `CodebookError`
+and saves nothing. See /work/notes/themes-api.md for how a web page calls this.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import cast
+
+from bot.flows.guide import Guide, Step, StepKind
+from bot.flows.scrub import scrub
+from bot.library import GuideLibrary
+from bot.reports import exports
+from bot.reports.themes.codebook import KIND, Codebook, CodebookError, record_key
+from bot.reports.themes.engine import find_themes
+from bot.reports.themes.model import Answer, Theme, Themes
+from bot.reports.themes.space import centre_of, fit
+from storage.protocol import RecordStore, ReportStore
+
+MAX_EXAMPLES = 50  # answers offered to choose from when splitting a theme
+
+
+def answer_id(run_id: str, step: str) -> str:
+    """An answer's id for themes: opaque, stable, and naming neither person nor run."""
+    return hashlib.sha256(f"{run_id}\x00{step}".encode()).hexdigest()[:16]
+
+
+def records_of(storage: object) -> RecordStore | None:
+    """The storage's records, when it keeps them (every backend does; a digest is handed
+    its reads only, typed as such)."""
+    return cast(RecordStore, storage) if callable(getattr(storage, "record", None)) else None
+
+
+def free_text_steps(guide: Guide) -> list[Step]:
+    """The questions themes may be found for: free text, not sensitive."""
+    return [s for s in guide.questions if s.kind is StepKind.ASK and not s.sensitive]
+
+
+async def read_answers(
+    storage: ReportStore, guide: Guide, steps: Sequence[Step], since: datetime | None,
+    until: datetime | None,
+) -> dict[str, list[Answer]]:  # fmt: skip
+    """Each step's free-text answers in [since, until), as stored, with the run's language."""
+    wanted = {s.id: s for s in steps if s.kind is StepKind.ASK and not s.sensitive}
+    found: dict[str, list[Answer]] = {step: [] for step in wanted}
+    async for row in exports.answers(storage, guide, since=since, until=until):
+        step = wanted.get(row.step)
+        if step is None or not isinstance(row.value, str) or not row.value.strip():
+            continue
+        text = row.value if step.scrub else scrub(row.value)  # only scrubbed text, ever
+        found[row.step].append(Answer(answer_id(row.run, row.step), row.participant,
+                                      row.language or guide.default_language, text,
+                                      step.quotable))  # fmt: skip
+    return found
+
+
+@dataclass(frozen=True)
+class Example:
+    """An answer a coordinator may choose when splitting a theme: quotable ones only."""
+
+    id: str
+    text: str
+
+
+class ThemeService:
+    """Themes and the codebook, for one storage and one library of guides."""
+
+    def __init__(self, storage: ReportStore, library: GuideLibrary, *, min_group: int) -> None:
+        self.storage = storage
+        self.library = library
+        self.min_group = min_group
+
+    def question(self, guide_id: str, step_id: str) -> tuple[Guide, Step]:
+        """The guide and its free-text question, or CodebookError saying what is wrong."""
+        loaded = self.library.get(guide_id)
+        if loaded is None or loaded.guide is None:
+            raise CodebookError("themes_error_no_guide", guide=guide_id)
+        guide = loaded.guide
+        step = next((s for s in guide.questions if s.id == step_id), None)
+        if step is None:
+            raise CodebookError("themes_error_no_step", guide=guide_id, step=step_id)
+        if step.kind is not StepKind.ASK:
+            raise CodebookError("themes_error_not_free_text", step=step_id)
+        if step.sensitive:
+            raise CodebookError("themes_error_sensitive", step=step_id)
+        return guide, step
+
+    async def codebook(self, guide_id: str, step_id: str, now: datetime) -> Codebook | None:
+        records = records_of(self.storage)
+        if records is None:
+            return None
+        saved = await records.record(KIND, record_key(guide_id, step_id), now)
+        return Codebook.from_json(saved) if saved else None
+
+    async def themes(
+        self, guide_id: str, step_id: str, since: datetime | None, until: datetime
+    ) -> Themes:
+        """The question's themes in [since, until), the codebook applied."""
+        guide, step = self.question(guide_id, step_id)
+        answers = (await read_answers(self.storage, guide, [step], since, until))[step.id]
+        book = await self.codebook(guide_id, step_id, until)
+        return find_themes(answers, min_group=self.min_group, codebook=book)
+
+    async def examples(
+        self, guide_id: str, step_id: str, theme_id: str, since: datetime | None, until: datetime
+    ) -> list[Example]:
+        """A theme's answers a coordinator may choose from to split it: from a quotable
+        question only (its answers may be shown), at most `MAX_EXAMPLES`."""
+        guide, step = self.question(guide_id, step_id)
+        if not step.quotable:
+            raise CodebookError("themes_error_not_quotable", step=step_id)
+        answers = (await read_answers(self.storage, guide, [step], since, until))[step.id]
+        book = await self.codebook(guide_id, step_id, until)
+        theme = _find(find_themes(answers, min_group=self.min_group, codebook=book), theme_id)
+        inside = set(theme.answers)
+        return [Example(a.id, scrub(a.text)) for a in answers if a.id in inside][:MAX_EXAMPLES]
+
+    async def rename(
+        self, guide_id: str, step_id: str, theme_id: str, name: str, since: datetime | None,
+        until: datetime,
+    ) -> Themes:  # fmt: skip
+        book, ids, _, _ = await self._adopted(guide_id, step_id, since, until)
+        return await self._save(book.rename(ids.get(theme_id, theme_id), name), guide_id, step_id,
+                                since, until)  # fmt: skip
+
+    async def merge(
+        self, guide_id: str, step_id: str, keep: str, gone: str, since: datetime | None,
+        until: datetime,
+    ) -> Themes:  # fmt: skip
+        """`gone` joins `keep` (which keeps its name)."""
+        book, ids, shown, _ = await self._adopted(guide_id, step_id, since, until)
+        sizes = (len(_find(shown, keep).answers), len(_find(shown, gone).answers))
+        merged = book.merge(ids.get(keep, keep), ids.get(gone, gone), sizes)
+        return await self._save(merged, guide_id, step_id, since, until)
+
+    async def split(
+        self, guide_id: str, step_id: str, theme_id: str, chosen: Sequence[str], name: str | None,
+        since: datetime | None, until: datetime,
+    ) -> Themes:  # fmt: skip
+        """The chosen answers (ids, from `examples`) leave the theme and start one of their
+        own, named `name` if given; the theme keeps the rest."""
+        book, ids, shown, answers = await self._adopted(guide_id, step_id, since, until)
+        theme = _find(shown, theme_id)
+        picked = set(chosen)
+        if not picked:
+            raise CodebookError("themes_error_split_none")
+        if not picked <= set(theme.answers):
+            raise CodebookError("themes_error_split_outside", theme=theme_id)
+        if picked == set(theme.answers):
+            raise CodebookError("themes_error_split_all", theme=theme_id)
+        same = [a for a in answers if a.language == theme.language]
+        space = fit([a.text for a in same], theme.language)
+        rows = {a.id: n for n, a in enumerate(same)}
+        stays = [rows[a] for a in theme.answers if a not in picked]
+        book = book.recentre(ids.get(theme_id, theme_id), centre_of(space, stays))
+        book, added = book.add(theme.language, centre_of(space, [rows[a] for a in sorted(picked)]))
+        if name is not None:
+            book = book.rename(added, name)
+        return await self._save(book, guide_id, step_id, since, until)
+
+    async def _adopted(
+        self, guide_id: str, step_id: str, since: datetime | None, until: datetime
+    ) -> tuple[Codebook, dict[str, str], Themes, list[Answer]]:
+        """The codebook with every theme shown now kept in it (new candidates get ids of
+        their own: shown id -> kept id), the themes shown, and the answers."""
+        guide, step = self.question(guide_id, step_id)
+        answers = (await read_answers(self.storage, guide, [step], since, until))[step.id]
+        book = await self.codebook(guide_id, step_id, until) or Codebook(guide_id, step_id)
+        shown = find_themes(answers, min_group=self.min_group, codebook=book)
+        ids: dict[str, str] = {}
+        for theme in shown.themes:
+            if theme.id not in {t.id for t in book.themes}:
+                book, ids[theme.id] = book.add(theme.language, theme.centre)
+        return book, ids, shown, answers
+
+    async def _save(
+        self, book: Codebook, guide_id: str, step_id: str, since: datetime | None, until: datetime
+    ) -> Themes:
+        records = records_of(self.storage)
+        if records is None:
+            raise CodebookError("themes_error_no_records")
+        await records.put_record(KIND, record_key(guide_id, step_id), book.to_json())
+        return await self.themes(guide_id, step_id, since, until)
+
+
+def _find(themes: Themes, theme_id: str) -> Theme:
+    for theme in themes.themes:
+        if theme.id == theme_id:
+            return theme
+    raise CodebookError("themes_error_unknown", theme=theme_id)
+
+
+def without_answers(themes: Themes) -> Themes:
+    """Themes as a report shows them: no answer ids, no centres."""
+    return replace(themes, themes=[replace(t, answers=(), centre=()) for t in themes.themes])

@@ -1,0 +1,127 @@
+"""The feature space answers are compared in: TF-IDF over words and two-word phrases,
+beside TF-IDF over the letter groups inside words.
+
+Answers are short (often three words), with typos and word forms ("despidos",
+"despidieron"): letter groups let "schedule" meet "schedules" and "salaro" meet
+"salario" where whole words never would; words and word pairs keep what a phrase means.
+Both are fitted on one language's answers, with that language's stop words, and with
+accents folded (people type "mas" for "más"). Each feature has a name ("w:pay",
+"c:pay") so a coordinator's theme can be carried from one week's space to the next.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+from scipy import sparse
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.preprocessing import normalize
+
+from bot.reports.stopwords import ENGLISH, SPANISH
+
+STOP_WORDS = {"en": ENGLISH, "es": SPANISH}
+WORD_SHARE = 0.5  # words against letter groups, measured on the labelled set
+LETTERS = (4, 4)  # letter groups of four, within words: measured against 3 to 5
+_WORD = re.compile(r"[^\W\d_]{2,}")  # two letters or more: "AI" and "IA" are words here
+TOKEN_PATTERN = r"(?u)\b[^\W\d_]{2,}\b"
+TOP_FEATURES = 300  # a stored centre keeps its largest weights only: enough to place answers
+MANY = 2000  # from this many answers on, a feature must appear in two of them
+
+
+def fold(text: str) -> str:
+    """Lower case, accents taken off: how answers and stop words are compared."""
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+@cache
+def stop_words(language: str) -> frozenset[str]:
+    """A language's stop words, folded; none for a language without a list."""
+    # As the tokenizer splits them ("don't" -> "don"), so no stop word goes unmatched, and
+    # as people type them on phones, without the apostrophe ("dont").
+    words = STOP_WORDS.get(language, set())
+    typed = {word.replace("'", "") for word in words}
+    return frozenset(w for word in words | typed for w in _WORD.findall(fold(word)))
+
+
+@dataclass(frozen=True)
+class Space:
+    """One language's fitted features: `matrix` has a row per answer (unit length),
+    `names` a name per column, `counts` the words and phrases per answer (for labels)."""
+
+    matrix: sparse.csr_matrix
+    names: np.ndarray
+    counts: sparse.csr_matrix
+    terms: np.ndarray
+
+    def vector(self, weights: dict[str, float]) -> np.ndarray:
+        """A stored centre (feature name -> weight) in this space, unit length over
+        all of its weights, so features this week lacks still count against it."""
+        index = {name: n for n, name in enumerate(self.names)}
+        out = np.zeros(len(self.names))
+        for name, weight in weights.items():
+            if name in index:
+                out[index[name]] = weight
+        norm = float(np.sqrt(sum(w * w for w in weights.values())))
+        return out / norm if norm else out
+
+
+def fit(texts: Sequence[str], language: str) -> Space:
+    """Fit the features on one language's answers."""
+    stops = stop_words(language)
+    least = 2 if len(texts) >= MANY else 1
+    words = TfidfVectorizer(preprocessor=fold, token_pattern=TOKEN_PATTERN, ngram_range=(1, 2),
+                            stop_words=sorted(stops) or None, sublinear_tf=True, min_df=least,
+                            dtype=np.float32)  # fmt: skip
+
+    def content(text: str) -> str:
+        return " ".join(w for w in _WORD.findall(fold(text)) if w not in stops)
+
+    letters = TfidfVectorizer(preprocessor=content, analyzer="char_wb", ngram_range=LETTERS,
+                              sublinear_tf=True, min_df=2, dtype=np.float32)  # fmt: skip
+    parts, names = [], []
+    for vectorizer, prefix, share in ((words, "w:", WORD_SHARE), (letters, "c:", 1 - WORD_SHARE)):
+        try:
+            parts.append(vectorizer.fit_transform(texts) * share)
+        except ValueError:  # nothing left of any answer (only stop words, or too few)
+            continue
+        names.append(np.array([prefix + n for n in vectorizer.get_feature_names_out()]))
+    if not parts:
+        empty = sparse.csr_matrix((len(texts), 0), dtype=np.float32)
+        return Space(empty, np.array([], dtype=str), empty, np.array([], dtype=str))
+    matrix = normalize(sparse.hstack(parts, format="csr"))
+    # Labels keep the words as people wrote them ("año", not "ano"): lower case only.
+    said = stops | {w for word in STOP_WORDS.get(language, ()) for w in _WORD.findall(word.lower())}
+    counter = CountVectorizer(lowercase=True, token_pattern=TOKEN_PATTERN, ngram_range=(1, 2),
+                              stop_words=sorted(said) or None, binary=True, dtype=np.int32)  # fmt: skip
+    try:
+        counts = counter.fit_transform(texts).tocsr()
+        terms = counter.get_feature_names_out()
+    except ValueError:
+        counts = sparse.csr_matrix((len(texts), 0), dtype=np.int32)
+        terms = np.array([], dtype=str)
+    return Space(matrix, np.concatenate(names), counts, terms)
+
+
+def top_features(weights: dict[str, float]) -> tuple[tuple[str, float], ...]:
+    """A centre as stored: its `TOP_FEATURES` largest weights (ties by name), rescaled to
+    unit length and rounded, so the same centre always reads the same."""
+    kept = sorted(((name, w) for name, w in weights.items() if w > 0), key=lambda p: (-p[1], p[0]))
+    kept = kept[:TOP_FEATURES]
+    norm = float(np.sqrt(sum(w * w for _, w in kept)))
+    return tuple((name, round(w / norm, 5)) for name, w in kept) if norm else ()
+
+
+def centre_of(space: Space, rows: Sequence[int]) -> tuple[tuple[str, float], ...]:
+    """The stored form of the mean of these answers' rows."""
+    if not len(rows) or not space.matrix.shape[1]:
+        return ()
+    mean = np.asarray(space.matrix[list(rows)].mean(axis=0)).ravel()
+    nonzero = np.flatnonzero(mean)
+    best = nonzero[np.argsort(-mean[nonzero], kind="stable")[: TOP_FEATURES * 2]]
+    return top_features({str(space.names[n]): float(mean[n]) for n in best})
