@@ -17,7 +17,8 @@ A page handler takes a `Visit` and returns a response:
 - `await visit.audit(what, detail)`: write the change to the audit log;
 - `visit.render(template, status=200, **data)`: a page from `bot/console/templates/`,
   with `visit`, `t`, `nav`, `csrf_field` and `data` given to the template;
-- `visit.form()`: the posted form, read once.
+- `visit.form()`: the posted form, read once;
+- `see_other(url)`: what a POST handler answers once the change is made (303).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     from bot.reports.render import Reports
 
 CSRF_FIELD = "csrf"
-VISIT = "kt_console_visit"  # where the middleware keeps a request's Visit
+VISIT: web.RequestKey[Visit] = web.RequestKey("kt_console_visit")  # set by the middleware
 
 
 @dataclass
@@ -177,8 +178,7 @@ def render(
 
 def visit_of(request: web.Request) -> Visit:
     """The Visit the console's middleware made for this request."""
-    found: Visit = request[VISIT]
-    return found
+    return request[VISIT]
 
 
 SERVICES = web.AppKey("console_services", Services)
@@ -206,3 +206,9 @@ def page_for_anyone(
 def cookie_path(request: web.Request) -> str:
     """The console's own path (/console): the cookie goes nowhere else on the server."""
     return str(request.app.router["overview"].url_for()).rstrip("/") or "/"
+
+
+def see_other(location: str) -> web.Response:
+    """The answer to a form that changed something: go here next (303, so a reload of
+    the next page never posts the form again)."""
+    return web.Response(status=303, headers={"Location": location})

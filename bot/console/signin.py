@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.console.context import SERVICES, Visit, cookie_path, page_for_anyone, render
+from bot.console.context import (
+    SERVICES,
+    Visit,
+    cookie_path,
+    page_for_anyone,
+    render,
+    see_other,
+)
 from bot.console.pages import Pages
 from bot.console.sessions import COOKIE
 from bot.features.console import CONSOLE_ROLES
@@ -50,7 +57,7 @@ async def _take(request: web.Request) -> web.StreamResponse:
                       reason="role_gone")  # fmt: skip
     cookie, _session = await services.sessions.start(holder.pseudonym, holder.language)
     await services.audit_log.write(holder.pseudonym, role, "signed_in")
-    response = web.HTTPSeeOther(str(request.app.router["overview"].url_for()))
+    response = see_other(str(request.app.router["overview"].url_for()))
     response.set_cookie(
         COOKIE, cookie, max_age=int(services.session_lasts.total_seconds()),
         path=cookie_path(request), httponly=True, samesite="Strict",
@@ -62,7 +69,7 @@ async def _take(request: web.Request) -> web.StreamResponse:
 async def _sign_out(visit: Visit) -> web.StreamResponse:
     await visit.services.sessions.end(visit.session)
     await visit.audit("signed_out")
-    response = web.HTTPSeeOther(str(visit.request.app.router["signed_out"].url_for()))
+    response = see_other(str(visit.request.app.router["signed_out"].url_for()))
     response.del_cookie(COOKIE, path=cookie_path(visit.request))
     return response
 

@@ -1,0 +1,1 @@
+"""Browser tests of the coordinators' console: Playwright driving Debian's Chromium."""
