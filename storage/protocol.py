@@ -9,7 +9,7 @@ backend and calls every method declared here.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -128,6 +128,12 @@ class ConversationStore(Protocol):
 
     async def next_due(self, channel: str) -> datetime | None:
         """When the earliest message owed on a channel falls due, if any."""
+        ...
+
+    def watch_outbox(self, wake: Callable[[], None]) -> None:
+        """Call `wake` whenever another process may have queued many messages at once (a
+        chunk of a scheduled prompt), so an idle delivery starts on them now, not at its
+        next look. A backend one process has to itself (SQLite) never calls it."""
         ...
 
 

@@ -191,3 +191,17 @@ async def test_a_prompt_read_before_someone_left_or_became_unreachable_writes_no
     assert await store.participant("p8") is None  # not brought back
     assert (await store.participant("p7")).unreachable  # type: ignore[union-attr]
     assert await owed(store) == [f'{{"text": "{t} 9"}}' for t in ("intro", "question")]
+
+
+async def test_messages_queued_in_bulk_wake_whoever_watches_the_outbox(store: Storage) -> None:
+    """A scheduled prompt queued by one instance is heard of by every instance's delivery
+    at once (PostgreSQL: the others are idle until told). One process alone (SQLite) wakes
+    its own delivery as it commits, and tells no watcher."""
+    woken = asyncio.Event()
+    store.watch_outbox(woken.set)
+    assert await store.commit_many([prompt(1), prompt(2)]) == [True, True]
+    if isinstance(store._backend, SQLiteStorage):  # type: ignore[attr-defined]
+        assert not woken.is_set()
+    else:
+        await asyncio.wait_for(woken.wait(), 10)
+    assert len(await owed(store)) == 4

@@ -149,6 +149,9 @@ class Deliverer:
 
     async def run(self) -> None:
         """Deliver until cancelled: on every wake-up, and when a retry falls due."""
+        # And when another instance queues many (a scheduled prompt it took), not at the
+        # next look, up to a minute later.
+        self.storage.watch_outbox(self.wake)
         while True:
             # Clear before draining, so a wake-up during the drain is not lost.
             self._wake.clear()

@@ -188,6 +188,9 @@ class Commits(Connections):
         # the plain commits such a chunk is made of).
         encoded = [encode(c, refuse_gone=not sets(c, NOT_MERGEABLE)) for c in commits]
         written: list[bool] = await self._value(MANY, encoded)
+        queued = sum(len(c.outbox) for c, ok in zip(commits, written, strict=True) if ok)
+        if queued:
+            await self._after_queueing(queued)
         return written
 
     async def _commit_together(

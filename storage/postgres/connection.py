@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import secrets
 import socket
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from time import monotonic
 from typing import Any
 
 import asyncpg
@@ -27,6 +30,8 @@ from storage.postgres.migrations import migrations
 from storage.rows import GatheringRow, RunRow
 from storage.schema import NotOurs, SchemaAhead, SchemaBehind
 
+log = logging.getLogger(__name__)
+
 # How long a claimed message is the claimant's alone (see `conversations.claim_due`).
 # An instance that died holds its messages back this long, then another sends them: a
 # minute, so a crash delays a reply by a minute at most. A round of delivery can take
@@ -34,6 +39,13 @@ from storage.schema import NotOurs, SchemaAhead, SchemaBehind
 # every instance), so while its claimant sends, its leases are renewed (`RENEW`): a
 # lease runs out only when its holder has sent nothing for a whole lease.
 LEASE = timedelta(minutes=1)
+# After queueing this many messages in a short while, an instance analyzes the outbox
+# (then again at twice as many, and so on): without statistics the claim sorts every
+# due row (measured at 137,000 rows due: 561 ms a claim, 9 ms after `ANALYZE outbox`),
+# and autovacuum may be off, or not yet round.
+ANALYZE_AFTER = 5_000
+# Queueing that stops for this long (seconds) has ended; the next is counted afresh.
+QUEUEING_ENDS = 60.0
 
 
 def claimant_lock(claimant: str) -> int:
@@ -78,6 +90,11 @@ class Connections:
         self.claimant = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._pool: asyncpg.Pool | None = None
         self._alive: asyncpg.Connection | None = None  # holds this claimant's lock
+        # Who to wake when another instance queues many messages (NOTIFY, heard on the
+        # connection `_alive` keeps), and this instance's own queueing: how many lately,
+        # when it was last counted, and how many to analyze at next.
+        self._watchers: list[Callable[[], None]] = []
+        self._queued = (0, float("-inf"), ANALYZE_AFTER)
         self._reaped = float("-inf")  # when dead claimants' leases were last looked for
 
     # Opening, upgrading, closing --------------------------------------------------------
@@ -129,6 +146,42 @@ class Connections:
         if self._alive is None:
             self._alive = await asyncpg.connect(self.url, server_settings=self._settings())
             await self._alive.execute("SELECT pg_advisory_lock($1)", claimant_lock(self.claimant))
+            await self._alive.add_listener(self._news_channel, self._heard)
+
+    # Messages queued by many at once ---------------------------------------------------
+
+    def watch_outbox(self, wake: Callable[[], None]) -> None:
+        self._watchers.append(wake)
+
+    def _heard(self, *_: object) -> None:
+        for wake in self._watchers:
+            wake()
+
+    @property
+    def _news_channel(self) -> str:
+        """What instances on this database (and schema) NOTIFY after queueing many."""
+        return f"kitchen-table outbox {self.schema or ''}"[:63]
+
+    async def _after_queueing(self, count: int) -> None:
+        """`count` messages were just queued together (a chunk of a scheduled prompt):
+        wake every instance's delivery (one NOTIFY, not one per turn: a notification
+        takes a lock every committing transaction would wait for), and keep the outbox's
+        statistics up with its growth. Neither is the commit, which stands: a failure
+        here is only logged."""
+        total, last, analyze_at = self._queued
+        moment = monotonic()
+        if moment - last > QUEUEING_ENDS:
+            total, analyze_at = 0, ANALYZE_AFTER
+        total += count
+        try:
+            async with self.pool.acquire() as connection:
+                await connection.execute("SELECT pg_notify($1, '')", self._news_channel)
+                if total >= analyze_at:
+                    analyze_at = 2 * total
+                    await connection.execute("ANALYZE outbox")
+        except Exception as error:  # the commit stands; delivery still looks by itself
+            log.warning("could not announce or analyze queued messages (%s)", error)
+        self._queued = (total, moment, analyze_at)
 
     async def reap_dead(self, channel: str) -> int:
         """Give up the leases of claimants whose instance is gone (their lock is free);

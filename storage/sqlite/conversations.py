@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -248,3 +248,6 @@ class ConversationsSQL(Connections):
     async def next_due(self, channel: str) -> datetime | None:
         row = await self._one("SELECT min(not_before) FROM outbox WHERE channel = ?", (channel,))
         return None if row is None or row[0] is None else dt(row[0])
+
+    def watch_outbox(self, wake: Callable[[], None]) -> None:
+        """Nothing to watch: this process is the only one that queues."""
