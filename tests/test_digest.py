@@ -77,7 +77,7 @@ async def test_figures_changes_and_suppression(make_harness):  # type: ignore[no
     assert re.search(r"0 · 1 Hard – 3\n.* 7 · 4\n.* 0 · 5 Good\n", pulse)  # all said 4
     assert "Middle value: 4 · the period before: 2" in pulse
     assert "rest" in pulse.split("Words that came up often")[1] and "fair pay" in pulse
-    quotes = re.findall(r"“(.*)”", pulse)
+    quotes = re.findall(r"“(.*)”", pulse.split("In their own words")[1])  # not themes' quotes
     assert len(quotes) == 3 and all(q.startswith("More rest and fair pay") for q in quotes)
     assert "secret-" not in text and "just for us" not in text  # sensitive: never
     other = text.split("Other talk")[1]

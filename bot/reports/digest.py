@@ -5,6 +5,8 @@ Pure apart from its reads. Every figure keeps the minimum-group rule
 `min_group` people shows as "fewer than N", and each question is broken down by
 `bot/reports/breakdown.py` (ranges for scales and numbers, never one person's answer).
 Nothing from `sensitive` steps; quotes only from `quotable` ones, one per person.
+Each free-text question's answers are grouped into themes (`bot/reports/themes/`), with
+the coordinator's codebook for it when there is one.
 Recurring words and two-word phrases count people, not mentions, so one person
 repeating a word can't make it recur. Free text is read a page at a time, on a
 connection of its own, and its words are counted (`bot/digest_texts.py`) while the
@@ -25,6 +27,8 @@ from bot.library import GuideLibrary
 from bot.reports import min_group as rule
 from bot.reports.breakdown import Breakdown, Count, Row, breakdown
 from bot.reports.digest_texts import Texts, read_texts
+from bot.reports.themes.model import QuestionThemes
+from bot.reports.themes.service import question_themes
 from storage.protocol import ReportStore
 from storage.rows import RunCount, Tally
 
@@ -63,6 +67,7 @@ class GuideDigest:
     words: list[Row]
     phrases: list[Row]
     gatherings: list[Gathering]
+    themes: list[QuestionThemes] = field(default_factory=list)  # per free-text question
 
 
 @dataclass(frozen=True)
@@ -141,9 +146,10 @@ async def _guides(
                                       Count(None), Count(None), Count(None), None, [], [], [],
                                       [], [], held.get(guide.id, [])))  # fmt: skip
             continue
-        questions, dropoff = await asyncio.gather(
+        questions, dropoff, themes = await asyncio.gather(
             _questions(storage, guide, language, since, until, before, min_group),
             _dropoff(storage, guide, language, since, until, min_group),
+            question_themes(storage, guide, since, until, min_group=min_group, language=language),
         )
         said = await found
         guides.append(
@@ -162,6 +168,7 @@ async def _guides(
                 [Row(word, Count(n)) for word, n in said.words],
                 [Row(phrase, Count(n)) for phrase, n in said.phrases],
                 held.get(guide.id, []),
+                themes,
             )
         )
     return guides

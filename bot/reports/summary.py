@@ -8,7 +8,9 @@ is broken down by `bot/reports/breakdown.py`); besides it:
 - too few who took part, or answered a question, and it is left out with a note;
 - quotes only from `quotable` steps, scrubbed again, at most one per person,
   picked at random (seeded by the gathering, so a summary is stable) rather
-  than the first few who answered.
+  than the first few who answered;
+- each free-text question that enough people answered is grouped into themes
+  (`bot/reports/themes/`), so the room sees what it talked about before it leaves.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from bot.flows.guide import Guide, StepKind
 from bot.flows.scrub import scrub
 from bot.flows.text import localize
 from bot.reports.breakdown import Breakdown, breakdown
+from bot.reports.themes.model import Answer, QuestionThemes
+from bot.reports.themes.service import answer_id, find_themes, without_answers
 from storage.rows import AnswerRow, RunRow
 
 MAX_QUOTES = 5
@@ -51,6 +55,7 @@ class Summary:
     figures: list[Figure]
     quotes: list[str]
     quotes_suppressed: bool
+    themes: list[QuestionThemes] = field(default_factory=list)  # per free-text question
 
     @property
     def nothing_shown(self) -> bool:
@@ -60,6 +65,7 @@ class Summary:
             and bool(self.figures)
             and all(f.suppressed for f in self.figures)
             and not self.quotes
+            and not self.themes
         )
 
 
@@ -97,6 +103,7 @@ def summarize(
     for answer in answers:
         by_step.setdefault(answer.step, []).append(answer)
     figures: list[Figure] = []
+    themes: list[QuestionThemes] = []
     quotable: list[tuple[str, str]] = []  # (participant, text)
     for step in guide.questions:
         if step.sensitive:
@@ -108,6 +115,9 @@ def summarize(
         if step.kind is StepKind.ASK:
             if step.quotable and people >= min_group:
                 quotable += [(who, str(value)) for who, value in given]
+            if people >= min_group:
+                found = _themes(guide, step.id, question, runs, by_step[step.id], min_group)
+                themes += [found] if found.found else []
             continue
         if people < min_group:
             figures.append(Figure(step.id, question, step.kind.value, people, True))
@@ -127,7 +137,27 @@ def summarize(
         figures,
         _fair_quotes(quotable, seed),
         quotes_suppressed,
+        themes,
     )
+
+
+def _themes(
+    guide: Guide, step_id: str, question: str, runs: Sequence[RunRow], answers: list[AnswerRow],
+    min_group: int,
+) -> QuestionThemes:  # fmt: skip
+    """A free-text question's themes, in each person's language (their run's)."""
+    step = guide.step(step_id)
+    spoken = {r.id: json.loads(r.state).get("language") or guide.default_language for r in runs}
+    given = []
+    for answer in answers:
+        value = json.loads(answer.value)
+        if isinstance(value, str) and value.strip():
+            text = value if step.scrub else scrub(value)  # only scrubbed text, ever
+            language = spoken.get(answer.run_id, guide.default_language)
+            given.append(Answer(answer_id(answer.run_id, step_id), answer.participant, language,
+                                text, step.quotable))  # fmt: skip
+    found = find_themes(given, min_group=min_group, codebook=None)
+    return QuestionThemes(step_id, question, without_answers(found))
 
 
 def _figure(

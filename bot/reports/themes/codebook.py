@@ -2,21 +2,21 @@
 guide's question, carried from one week to the next.
 
 A theme is kept as its centre: the weights of its most telling features (words, word
-pairs and letter groups, `space.py`), never the answers themselves, so the codebook
-holds nothing a person wrote and nothing `/forget` would have to find. Pure: the service
+pairs and letter groups, `space.py`) that at least two of its answers share, never the
+answers themselves, so the codebook holds no one person's words for `/forget` to find. Pure: the service
 (`service.py`) loads and saves it as a record of kind "codebook".
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, replace
-
-from bot.reports.themes.space import top_features
 
 KIND = "codebook"
 VERSION = 1
 MAX_NAME = 80  # a theme's name is a short label, not a paragraph
+TOP_FEATURES = 300  # a stored centre keeps its largest weights only: enough to place answers
 
 
 class CodebookError(ValueError):
@@ -126,3 +126,12 @@ def mix(centres: list[tuple[Centre, int]]) -> Centre:
         for name, value in centre:
             total[name] = total.get(name, 0.0) + value * weight
     return top_features(total)
+
+
+def top_features(weights: dict[str, float]) -> tuple[tuple[str, float], ...]:
+    """A centre as stored: its `TOP_FEATURES` largest weights (ties by name), rescaled to
+    unit length and rounded, so the same centre always reads the same."""
+    kept = sorted(((name, w) for name, w in weights.items() if w > 0), key=lambda p: (-p[1], p[0]))
+    kept = kept[:TOP_FEATURES]
+    norm = math.sqrt(sum(w * w for _, w in kept))
+    return tuple((name, round(w / norm, 5)) for name, w in kept) if norm else ()

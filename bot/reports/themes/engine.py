@@ -143,7 +143,8 @@ def _cluster(
     dims = min(DIMENSIONS, x.shape[1] - 1, len(rows) - 1)
     if dims >= 2:
         svd = TruncatedSVD(dims, algorithm="randomized", random_state=SEED)
-        reduced = normalize(svd.fit_transform(x))
+        with np.errstate(divide="ignore", invalid="ignore"):  # answers all alike: no variance
+            reduced = normalize(svd.fit_transform(x))
     else:  # a handful of answers, or of features: as they are
         reduced = x.toarray()
     if most >= 2 and distinct >= 3:

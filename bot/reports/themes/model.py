@@ -65,3 +65,18 @@ class Themes:
 
     def __bool__(self) -> bool:
         return bool(self.themes)
+
+
+@dataclass(frozen=True)
+class QuestionThemes:
+    """A free-text question's themes as a report shows them: its words, and the themes."""
+
+    step: str
+    question: str
+    found: Themes
+
+    @property
+    def languages(self) -> list[str]:
+        """The languages its themes are in: reports name a theme's language when more
+        than one."""
+        return sorted({t.language for t in self.found.themes})

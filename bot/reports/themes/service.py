@@ -12,6 +12,7 @@ and saves nothing. See /work/notes/themes-api.md for how a web page calls this.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -20,15 +21,22 @@ from typing import cast
 
 from bot.flows.guide import Guide, Step, StepKind
 from bot.flows.scrub import scrub
+from bot.flows.text import localize
 from bot.library import GuideLibrary
 from bot.reports import exports
 from bot.reports.themes.codebook import KIND, Codebook, CodebookError, record_key
-from bot.reports.themes.engine import find_themes
-from bot.reports.themes.model import Answer, Theme, Themes
-from bot.reports.themes.space import centre_of, fit
+from bot.reports.themes.model import Answer, QuestionThemes, Theme, Themes
 from storage.protocol import RecordStore, ReportStore
 
 MAX_EXAMPLES = 50  # answers offered to choose from when splitting a theme
+
+
+def find_themes(answers: Sequence[Answer], *, min_group: int, codebook: Codebook | None) -> Themes:
+    """The engine's `find_themes`, imported when first needed: scikit-learn takes over a
+    second to import, which every other command would pay for nothing."""
+    from bot.reports.themes.engine import find_themes as find
+
+    return find(answers, min_group=min_group, codebook=codebook)
 
 
 def answer_id(run_id: str, step: str) -> str:
@@ -159,6 +167,8 @@ class ThemeService:
             raise CodebookError("themes_error_split_outside", theme=theme_id)
         if picked == set(theme.answers):
             raise CodebookError("themes_error_split_all", theme=theme_id)
+        from bot.reports.themes.space import centre_of, fit  # see find_themes
+
         same = [a for a in answers if a.language == theme.language]
         space = fit([a.text for a in same], theme.language)
         rows = {a.id: n for n, a in enumerate(same)}
@@ -199,6 +209,34 @@ def _find(themes: Themes, theme_id: str) -> Theme:
         if theme.id == theme_id:
             return theme
     raise CodebookError("themes_error_unknown", theme=theme_id)
+
+
+async def question_themes(
+    storage: ReportStore, guide: Guide, since: datetime, until: datetime, *, min_group: int,
+    language: str,
+) -> list[QuestionThemes]:  # fmt: skip
+    """The themes of each of a guide's free-text questions in [since, until), each with
+    its codebook when there is one, for the digest. Grouping runs in a thread, so the bot
+    goes on answering meanwhile."""
+    steps = free_text_steps(guide)
+    if not steps:
+        return []
+    found = await read_answers(storage, guide, steps, since, until)
+    records = records_of(storage)
+    out = []
+    for step in steps:
+        answers = found[step.id]
+        if len({a.person for a in answers}) < min_group:
+            continue
+        saved = (
+            await records.record(KIND, record_key(guide.id, step.id), until) if records else None
+        )
+        book = Codebook.from_json(saved) if saved else None
+        themes = await asyncio.to_thread(find_themes, answers, min_group=min_group, codebook=book)
+        if themes:
+            text = localize(step.text, language, guide.default_language)
+            out.append(QuestionThemes(step.id, text, without_answers(themes)))
+    return out
 
 
 def without_answers(themes: Themes) -> Themes:

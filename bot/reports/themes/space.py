@@ -23,13 +23,13 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.preprocessing import normalize
 
 from bot.reports.stopwords import ENGLISH, SPANISH
+from bot.reports.themes.codebook import TOP_FEATURES, top_features
 
 STOP_WORDS = {"en": ENGLISH, "es": SPANISH}
 WORD_SHARE = 0.5  # words against letter groups, measured on the labelled set
 LETTERS = (4, 4)  # letter groups of four, within words: measured against 3 to 5
 _WORD = re.compile(r"[^\W\d_]{2,}")  # two letters or more: "AI" and "IA" are words here
 TOKEN_PATTERN = r"(?u)\b[^\W\d_]{2,}\b"
-TOP_FEATURES = 300  # a stored centre keeps its largest weights only: enough to place answers
 MANY = 2000  # from this many answers on, a feature must appear in two of them
 
 
@@ -108,20 +108,16 @@ def fit(texts: Sequence[str], language: str) -> Space:
     return Space(matrix, np.concatenate(names), counts, terms)
 
 
-def top_features(weights: dict[str, float]) -> tuple[tuple[str, float], ...]:
-    """A centre as stored: its `TOP_FEATURES` largest weights (ties by name), rescaled to
-    unit length and rounded, so the same centre always reads the same."""
-    kept = sorted(((name, w) for name, w in weights.items() if w > 0), key=lambda p: (-p[1], p[0]))
-    kept = kept[:TOP_FEATURES]
-    norm = float(np.sqrt(sum(w * w for _, w in kept)))
-    return tuple((name, round(w / norm, 5)) for name, w in kept) if norm else ()
-
-
 def centre_of(space: Space, rows: Sequence[int]) -> tuple[tuple[str, float], ...]:
-    """The stored form of the mean of these answers' rows."""
+    """The stored form of the mean of these answers' rows, from the features at least two
+    of them have, so a codebook keeps what answers share, not what one person wrote."""
     if not len(rows) or not space.matrix.shape[1]:
         return ()
-    mean = np.asarray(space.matrix[list(rows)].mean(axis=0)).ravel()
+    picked = space.matrix[list(rows)]
+    mean = np.asarray(picked.mean(axis=0)).ravel()
+    if len(rows) > 1:  # only what two of its answers share: no one person's own words
+        mean[np.asarray((picked > 0).sum(axis=0)).ravel() < 2] = 0
     nonzero = np.flatnonzero(mean)
-    best = nonzero[np.argsort(-mean[nonzero], kind="stable")[: TOP_FEATURES * 2]]
+    # Twice what is kept, so ties at the edge are settled by name in `top_features`.
+    best = nonzero[np.argsort(-mean[nonzero], kind="stable")[: 2 * TOP_FEATURES]]
     return top_features({str(space.names[n]): float(mean[n]) for n in best})

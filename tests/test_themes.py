@@ -1,0 +1,202 @@
+"""Themes as a coordinator relies on them: the same answers give the same themes, no
+theme from fewer than the minimum group, languages apart, quotes only from quotable
+answers and one per person, nothing sent anywhere, and a codebook whose renames,
+merges and splits carry over to the next week."""
+
+from __future__ import annotations
+
+import random
+import socket
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bot.flows.scrub import scrub
+from bot.reports.themes.codebook import Codebook, CodebookError
+from bot.reports.themes.engine import find_themes
+from bot.reports.themes.model import Answer
+from bot.reports.themes.service import ThemeService
+from tests.conftest import Harness
+
+DATA = Path(__file__).parent / "data" / "themes"
+
+
+@pytest.fixture(scope="module")
+def changed() -> list[Answer]:
+    """The labelled answers to "What has changed at your work this year?", both languages."""
+    answers = []
+    for language in ("en", "es"):
+        found = yaml.safe_load((DATA / f"changed.{language}.yaml").read_text(encoding="utf-8"))
+        texts = [text for texts in found["themes"].values() for text in texts]
+        answers += [Answer(f"{language}{n:03d}", f"{language}-p{n:03d}", language, text, True)
+                    for n, text in enumerate(texts)]  # fmt: skip
+    return answers
+
+
+def test_same_answers_same_themes_in_any_order(changed: list[Answer]) -> None:
+    first = find_themes(changed, min_group=5)
+    shuffled = changed[:]
+    random.Random(3).shuffle(shuffled)
+    again = find_themes(shuffled, min_group=5)
+    assert first == again and first.themes
+    assert [t.label for t in first.themes] == [t.label for t in again.themes]
+    assert [t.quotes for t in first.themes] == [t.quotes for t in again.themes]
+
+
+def test_no_socket_is_opened_while_themes_are_found(changed, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("themes tried to reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    assert find_themes(changed, min_group=5).themes
+
+
+def test_every_theme_holds_the_minimum_group_and_one_language(changed: list[Answer]) -> None:
+    for k in (5, 8):
+        found = find_themes(changed, min_group=k)
+        language = {a.id: a.language for a in changed}
+        person = {a.id: a.person for a in changed}
+        assert found.themes and found.min_group == k
+        for theme in found.themes:
+            assert theme.people >= k
+            assert len({person[a] for a in theme.answers}) == theme.people
+            assert {language[a] for a in theme.answers} == {theme.language}
+        assert {t.language for t in found.themes} == {"en", "es"}
+
+
+def test_a_few_people_saying_the_same_thing_is_not_a_theme() -> None:
+    # Four people, twice each, about pay: eight answers, but fewer than five people.
+    answers = [Answer(f"a{n}", f"p{n % 4}", "en", "we need better pay now", True) for n in range(8)]
+    found = find_themes(answers, min_group=5)
+    assert not found.themes and found.other is None  # "fewer than 5", never 4
+
+
+def test_quotes_are_quotable_nearest_and_one_per_person() -> None:
+    texts = ["my hours were cut again", "hours cut every week", "they cut my hours",
+             "cut hours and no warning", "hours keep getting cut", "fewer hours cut"]  # fmt: skip
+    answers = [Answer(f"a{n}", "same" if n < 3 else f"p{n}", "en", text, n != 5)
+               for n, text in enumerate(texts)]  # fmt: skip
+    answers += [Answer(f"b{n}", f"q{n}", "en", f"call me at +1 415 555 019{n} about hours cut {n}",
+                       True) for n in range(2)]  # fmt: skip
+    theme = find_themes(answers, min_group=4).themes[0]
+    assert theme.people >= 4 and len(theme.quotes) <= 3
+    by = {scrub(a.text): a.person for a in answers}
+    assert len({by[q] for q in theme.quotes}) == len(theme.quotes)  # "same" said three
+    assert "fewer hours cut" not in theme.quotes  # not quotable
+    assert not any("555" in q for q in theme.quotes)  # scrubbed again before it is shown
+    assert "hours" in theme.label
+
+
+def test_nothing_from_answers_that_say_nothing() -> None:
+    answers = [Answer(f"a{n}", f"p{n}", "en", text, True)
+               for n, text in enumerate(["the", "and", "", "   ", "it is", "of"] * 2)]  # fmt: skip
+    assert not find_themes(answers, min_group=5).themes
+
+
+def test_a_codebook_keeps_no_answer_and_reads_back_the_same(changed: list[Answer]) -> None:
+    found = find_themes(changed, min_group=5)
+    book = Codebook("g", "s")
+    for theme in found.themes:
+        book, _ = book.add(theme.language, theme.centre)
+    book = book.rename("t1", "  Pay   and raises ")
+    saved = book.to_json()
+    assert Codebook.from_json(saved) == book and book.get("t1").name == "Pay and raises"
+    for answer in changed:  # no answer kept whole (one of two words is a feature itself)
+        assert len(answer.text.split()) < 3 or answer.text.lower().encode() not in saved
+    with pytest.raises(CodebookError) as error:
+        book.rename("t1", " ")
+    assert error.value.key == "themes_error_empty_name"
+    with pytest.raises(CodebookError):
+        book.merge("t1", "t1", (1, 1))
+    with pytest.raises(CodebookError):
+        book.get("t99")
+
+
+GUIDE = """
+guide: talk
+version: 1
+title: Talk about work
+steps:
+  - id: changed
+    ask: What has changed at your work this year?
+    quotable: true
+  - id: private
+    ask: Anything just for us?
+    sensitive: true
+"""
+PAY = ["pay has not kept up with rent", "we need better pay", "pay raise was tiny",
+       "the pay is too low for rent", "no pay rise this year", "better pay please"]  # fmt: skip
+HOURS = ["my hours got cut", "hours cut to 20 a week", "they cut hours without notice",
+         "hours cut again", "fewer hours every month, cut cut cut", "hours cut for everyone"]  # fmt: skip
+
+
+async def _week(h: Harness, week: int, answers: list[str]) -> None:
+    for n, text in enumerate(answers):
+        who = f"w{week}-{n}"
+        await h.say("/start talk", user=who)
+        await h.say(text, user=who)
+        await h.say(f"secret {who}", user=who)
+
+
+async def test_the_codebook_carries_over_to_the_next_week(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h: Harness = make_harness(GUIDE)
+    service = ThemeService(h.storage, h.library, min_group=5)
+    start = h.clock()
+    await _week(h, 1, PAY + HOURS)
+    first = await service.themes("talk", "changed", start, h.clock() + timedelta(seconds=1))
+    assert len(first.themes) == 2 and not any(t.new for t in first.themes)
+    pay = next(t for t in first.themes if "pay" in t.label)
+    assert any("hours" in t.label for t in first.themes if t is not pay)
+    end = h.clock() + timedelta(seconds=1)
+    renamed = await service.rename("talk", "changed", pay.id, "Pay", start, end)
+    assert {t.name for t in renamed.themes} == {"Pay", None} and renamed.coded
+    assert not any(t.new for t in renamed.themes)
+    with pytest.raises(CodebookError) as error:
+        await service.rename("talk", "changed", "t42", "Nope", start, end)
+    assert error.value.key == "themes_error_unknown"
+    with pytest.raises(CodebookError):
+        await service.themes("talk", "private", start, end)  # sensitive: never grouped
+
+    # The next week: pay again, and something new that fits neither theme.
+    h.clock.advance(days=7)
+    week_two = h.clock()
+    new = ["robots in the warehouse", "new robots on the line", "robots replaced the packers",
+           "the robots broke down", "robots everywhere now", "they bought robots"]  # fmt: skip
+    await _week(h, 2, [p + " again" for p in PAY] + new)
+    later = await service.themes("talk", "changed", week_two, h.clock() + timedelta(seconds=1))
+    named = next(t for t in later.themes if t.name == "Pay")
+    assert named.people == 6 and not named.new
+    robots = next(t for t in later.themes if "robots" in t.label)
+    assert robots.new and robots.people == 6
+    assert {t.id for t in later.themes if not t.new} == {named.id}  # nobody spoke of hours
+
+
+async def test_merge_and_split_by_example(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h: Harness = make_harness(GUIDE)
+    service = ThemeService(h.storage, h.library, min_group=5)
+    start = h.clock()
+    await _week(h, 1, PAY + HOURS)
+    end = h.clock() + timedelta(seconds=1)
+    shown = await service.themes("talk", "changed", start, end)
+    a, b = (t.id for t in shown.themes)
+    merged = await service.merge("talk", "changed", a, b, start, end)
+    assert len(merged.themes) == 1 and merged.themes[0].people == 12
+    whole = merged.themes[0]
+    examples = await service.examples("talk", "changed", whole.id, start, end)
+    chosen = [e.id for e in examples if "hours" in e.text]
+    assert len(chosen) == 6
+    split = await service.split("talk", "changed", whole.id, chosen, "Hours", start, end)
+    assert sorted((t.name or "", t.people) for t in split.themes) == [("", 6), ("Hours", 6)]
+    with pytest.raises(CodebookError) as error:
+        await service.split("talk", "changed", whole.id, [], None, start, end)
+    assert error.value.key == "themes_error_split_none"
+    with pytest.raises(CodebookError) as error:
+        await service.split("talk", "changed", whole.id, ["nope"], None, start, end)
+    assert error.value.key == "themes_error_split_outside"
+    still = await service.themes("talk", "changed", start, end)
+    assert sorted((t.name or "", t.people) for t in still.themes) == [("", 6), ("Hours", 6)]
