@@ -21,6 +21,7 @@ from storage.rows import (
     Commit,
     ConsentRow,
     Conversation,
+    CrossTally,
     DeliveryRow,
     ExportRow,
     GatheringHeld,
@@ -278,6 +279,20 @@ class ReportStore(Protocol):
     async def answer_tallies(self, guide_id: str, since: datetime, until: datetime) -> list[Tally]:
         """Each value given to choices, scales and numbers, counted; a list of choices
         counts once for each option in it."""
+        ...
+
+    async def people_tallies(self, guide_id: str, since: datetime, until: datetime) -> list[Tally]:
+        """Each value given to choices, scales and numbers, with the distinct people who
+        gave it (not answers: someone who answered weekly counts once); each option of a
+        list of choices counts on its own."""
+        ...
+
+    async def cross_tallies(
+        self, guide_id: str, since: datetime, until: datetime, by_step: str, step: str
+    ) -> list[CrossTally]:
+        """Distinct people by (option given to `by_step`, value given to `step` in the
+        same run), options of lists counted on their own; with value None, the people of
+        each option who answered `step` at all."""
         ...
 
     async def answer_people(

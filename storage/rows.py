@@ -384,3 +384,13 @@ class ChoiceCount:
     step: str
     value: str
     people: int
+
+
+@dataclass(frozen=True)
+class CrossTally:
+    """People in one group of a breakdown (an option given to one step) who gave one value
+    (as JSON) to another step in the same run; `value` None: who answered it at all."""
+
+    group: str
+    value: str | None
+    people: int

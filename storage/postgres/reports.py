@@ -10,6 +10,7 @@ from datetime import datetime
 from storage.postgres.connection import Connections, ts, utc
 from storage.rows import (
     ChoiceCount,
+    CrossTally,
     ExportRow,
     GatheringHeld,
     PeopleCount,
@@ -126,6 +127,53 @@ class ReportsPG(Connections):
             utc(until),
         )
         return tallies_of(rows)
+
+    async def people_tallies(self, guide_id: str, since: datetime, until: datetime) -> list[Tally]:
+        """(step, one value as JSON, distinct people who gave it) for choices, scales and
+        numbers; each option of a list of choices counts on its own."""
+        # As on SQLite: lists (choose_many) alone are split, the rest grouped as they are.
+        rows = await self._all(
+            "SELECT step, value, count(DISTINCT participant) FROM answers"
+            " WHERE guide_id = $1 AND answered_at >= $2 AND answered_at < $3"
+            " AND kind IN ('choose', 'scale', 'number') AND value <> 'null' GROUP BY step, value"
+            " UNION ALL SELECT a.step, j.value::text, count(DISTINCT a.participant)"
+            " FROM answers AS a CROSS JOIN LATERAL jsonb_array_elements(a.value::jsonb) AS j"
+            " WHERE a.guide_id = $1 AND a.answered_at >= $2 AND a.answered_at < $3"
+            " AND a.kind = 'choose_many' AND a.value <> 'null' GROUP BY 1, 2",
+            guide_id,
+            utc(since),
+            utc(until),
+        )
+        return [Tally(r[0], r[1], r[2]) for r in rows]
+
+    async def cross_tallies(
+        self, guide_id: str, since: datetime, until: datetime, by_step: str, step: str
+    ) -> list[CrossTally]:
+        """People by (option given to `by_step`, value given to `step` in the same run),
+        and by option alone among those who answered `step` (value None)."""
+
+        def split(which: str) -> str:  # one row per option of a list, one per value otherwise
+            return (
+                "SELECT a.run_id, a.participant, j.value::text AS v FROM answers AS a"
+                " CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN a.kind = 'choose_many'"
+                " THEN a.value::jsonb ELSE jsonb_build_array(a.value::jsonb) END) AS j"
+                f" WHERE a.guide_id = $1 AND a.step = {which} AND a.answered_at >= $2"
+                " AND a.answered_at < $3 AND a.value <> 'null'"
+            )
+
+        rows = await self._all(
+            f"WITH g AS ({split('$4')}), x AS ({split('$5')})"
+            " SELECT g.v, x.v, count(DISTINCT g.participant) FROM g JOIN x USING (run_id)"
+            " GROUP BY g.v, x.v"
+            " UNION ALL SELECT g.v, NULL, count(DISTINCT g.participant) FROM g"
+            " WHERE g.run_id IN (SELECT run_id FROM x) GROUP BY g.v",
+            guide_id,
+            utc(since),
+            utc(until),
+            by_step,
+            step,
+        )
+        return [CrossTally(r[0], r[1], r[2]) for r in rows]
 
     async def answer_people(
         self, guide_id: str, since: datetime, until: datetime, steps: Sequence[str] | None = None

@@ -10,6 +10,7 @@ import aiosqlite
 
 from storage.rows import (
     ChoiceCount,
+    CrossTally,
     ExportRow,
     GatheringHeld,
     PeopleCount,
@@ -117,6 +118,48 @@ class ReportsSQL(Connections):
             4,
         )
         return tallies_of(rows)
+
+    async def people_tallies(self, guide_id: str, since: datetime, until: datetime) -> list[Tally]:
+        """(step, one value as JSON, distinct people who gave it) for choices, scales and
+        numbers; each option of a list of choices counts on its own."""
+        # Lists (choose_many) are split by json_each, which costs a row each: only
+        # those rows take that path, the rest are grouped as they are.
+        rows = await self._packed(
+            "SELECT step, value, count(DISTINCT participant) FROM answers"
+            " WHERE guide_id = ? AND answered_at >= ? AND answered_at < ?"
+            " AND kind IN ('choose', 'scale', 'number') AND value != 'null' GROUP BY step, value"
+            " UNION ALL SELECT a.step, json_quote(j.value), count(DISTINCT a.participant)"
+            " FROM answers AS a, json_each(a.value) AS j"
+            " WHERE a.guide_id = ? AND a.answered_at >= ? AND a.answered_at < ?"
+            " AND a.kind = 'choose_many' AND a.value != 'null' GROUP BY 1, 2",
+            (guide_id, ts(since), ts(until)) * 2,
+            3,
+        )
+        return [Tally(r[0], r[1], r[2]) for r in rows]
+
+    async def cross_tallies(
+        self, guide_id: str, since: datetime, until: datetime, by_step: str, step: str
+    ) -> list[CrossTally]:
+        """People by (option given to `by_step`, value given to `step` in the same run),
+        and by option alone among those who answered `step` (value None)."""
+        split = (  # one row per option of a list, one per value otherwise
+            "SELECT a.run_id, a.participant, json_quote(j.value) AS v"
+            " FROM answers AS a, json_each(CASE WHEN a.kind = 'choose_many' THEN a.value"
+            " ELSE json_array(json(a.value)) END) AS j"
+            " WHERE a.guide_id = ? AND a.step = ? AND a.answered_at >= ? AND a.answered_at < ?"
+            " AND a.value != 'null'"
+        )
+        period = (ts(since), ts(until))
+        rows = await self._packed(
+            f"WITH g AS ({split}), x AS ({split})"
+            " SELECT g.v, x.v, count(DISTINCT g.participant) FROM g JOIN x USING (run_id)"
+            " GROUP BY g.v, x.v"
+            " UNION ALL SELECT g.v, NULL, count(DISTINCT g.participant) FROM g"
+            " WHERE g.run_id IN (SELECT run_id FROM x) GROUP BY g.v",
+            (guide_id, by_step, *period, guide_id, step, *period),
+            3,
+        )
+        return [CrossTally(r[0], r[1], r[2]) for r in rows]
 
     async def answer_people(
         self, guide_id: str, since: datetime, until: datetime, steps: Sequence[str] | None = None
