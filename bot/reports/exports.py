@@ -230,14 +230,20 @@ async def write_floip(
     # A command-line export has nothing else to do meanwhile: plain blocking writes.
     descriptor_text = json.dumps(descriptor, indent=2, ensure_ascii=False)
     (folder / "datapackage.json").write_text(descriptor_text)
-    count = 0
     with (folder / data_file).open("w", encoding="utf-8") as out:
-        out.write("[")
-        async for a in rows:
-            row = [a.answered_at.astimezone(UTC).isoformat(), f"{a.run}:{a.step}", a.participant,
-                   a.run, a.step, a.value, {"guide_version": a.guide_version,
-                                             "language": a.language}]  # fmt: skip
-            out.write(("," if count else "") + "\n" + json.dumps(row, ensure_ascii=False))
-            count += 1
-        out.write("\n]\n")
+        return await write_floip_rows(rows, out)
+
+
+async def write_floip_rows(rows: AsyncIterator[Answer], out: TextIO) -> int:
+    """A Flow Results package's data file (a JSON array of rows), written as rows come:
+    `write_floip` puts it in a folder, the console streams it into a zip."""
+    count = 0
+    out.write("[")
+    async for a in rows:
+        row = [a.answered_at.astimezone(UTC).isoformat(), f"{a.run}:{a.step}", a.participant,
+               a.run, a.step, a.value, {"guide_version": a.guide_version,
+                                         "language": a.language}]  # fmt: skip
+        out.write(("," if count else "") + "\n" + json.dumps(row, ensure_ascii=False))
+        count += 1
+    out.write("\n]\n")
     return count
