@@ -43,9 +43,10 @@ from bot.library import GuideLibrary
 from storage.protocol import Storage
 
 if TYPE_CHECKING:
+    from admin.schedules import ScheduleDesk
     from bot.console.pages import NavEntry
     from bot.features.cohorts import Cohorts
-    from bot.features.digests import Digests
+    from bot.features.digests import DigestArchive, Digests
     from bot.features.gatherings import Gatherings
     from bot.reports.render import Reports
 
@@ -75,6 +76,9 @@ class Services:
     cohorts: Cohorts | None = None
     digests: Digests | None = None
     reports: Reports | None = None
+    schedule_desk: ScheduleDesk | None = None  # cohorts and schedules, as the CLI makes them
+    digest_archive: DigestArchive | None = None  # the weekly digests the scheduler kept
+    bot_link: str | None = None  # https://t.me/BOT, for join links; None: codes only
     sessions: Sessions = field(init=False)
     audit_log: AuditLog = field(init=False)
 
