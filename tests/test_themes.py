@@ -5,7 +5,10 @@ merges and splits carry over to the next week."""
 
 from __future__ import annotations
 
+import io
+import json
 import random
+import re
 import socket
 from datetime import timedelta
 from pathlib import Path
@@ -200,3 +203,42 @@ async def test_merge_and_split_by_example(make_harness) -> None:  # type: ignore
     assert error.value.key == "themes_error_split_outside"
     still = await service.themes("talk", "changed", start, end)
     assert sorted((t.name or "", t.people) for t in still.themes) == [("", 6), ("Hours", 6)]
+
+
+async def _cli(h: Harness, *words: str) -> str:
+    from bot.app.cli import _parser
+    from bot.app.themes_cli import run
+
+    out = io.StringIO()
+    args = _parser().parse_args(["themes", *words])
+    code = await run(h.storage, h.library, h.house.reports, args, now=h.clock() +
+                     timedelta(seconds=1), min_group=5, out=out)  # fmt: skip
+    assert code == 0
+    return out.getvalue()
+
+
+async def test_the_themes_command_lists_and_corrects(make_harness) -> None:  # type: ignore[no-untyped-def]
+    from bot.app.usage import UsageError
+
+    h: Harness = make_harness(GUIDE)
+    await _week(h, 1, PAY + HOURS)
+    listed = await _cli(h, "--guide", "talk", "--step", "changed")
+    assert "What people wrote about: What has changed at your work this year?" in listed
+    assert re.search(r"\[en-\d\] 6 people · better pay", listed) and "secret" not in listed
+    pay = re.search(r"\[(en-\d)\] 6 people · better pay", listed).group(1)  # type: ignore[union-attr]
+    renamed = await _cli(
+        h, "rename", "--guide", "talk", "--step", "changed", pay, "Pay", "and", "rent"
+    )
+    assert "Saved to the codebook for talk · changed" in renamed
+    assert re.search(r"\[t\d\] 6 people · Pay and rent\n", renamed)
+    as_json = json.loads(await _cli(h, "--guide", "talk", "--step", "changed", "--format", "json"))
+    assert as_json["coded"] and {t["name"] for t in as_json["themes"]} == {"Pay and rent", None}
+    assert all("answers" not in t and "centre" not in t for t in as_json["themes"])
+    spanish = await _cli(h, "--guide", "talk", "--step", "changed", "--lang", "es")
+    assert "De qué habló la gente" in spanish and "6 personas" in spanish
+    for words, said in [(["--guide", "talk", "--step", "private"], "marked sensitive"),
+                        (["--guide", "nope", "--step", "changed"], "There is no guide nope"),
+                        (["merge", "--guide", "talk", "--step", "changed", "t1", "t1"], "itself"),
+                        (["--guide", "talk"], "give --guide ID and --step STEP")]:  # fmt: skip
+        with pytest.raises(UsageError, match=said):
+            await _cli(h, *words)

@@ -30,7 +30,7 @@ from telegram.error import InvalidToken, NetworkError, TimedOut
 from admin import backup, digests, schedules, sessions
 from admin import guides as guide_admin
 from bot import operator_log
-from bot.app import database, workers
+from bot.app import database, themes_cli, workers
 from bot.app.build import House, build_house, command_menu
 from bot.app.chat import chat
 from bot.app.usage import UsageError
@@ -651,6 +651,9 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
             return await _export(bot, args, out)
         if args.command == "forget":
             return await _forget(bot, args.participant, out)
+        if args.command == "themes":
+            return await themes_cli.run(bot.storage, bot.library, bot.house.reports, args,
+                                        now=bot.clock(), min_group=settings.min_group, out=out)  # fmt: skip
         if args.command == "digest":
             return await digests.digest(
                 bot.storage, bot.library, bot.house.reports,
@@ -811,6 +814,7 @@ def _parser() -> argparse.ArgumentParser:
     database.add_commands(command)
     forget = command("forget", "erase everything kept about a participant")
     forget.add_argument("--participant", required=True, help="the pseudonym (from an export)")
+    themes_cli.add_parser(command("themes", themes_cli.ABOUT))
     digest = command("digest", "what people said lately, per guide")
     digest.add_argument("--since", default="7d",
                         help="this long ago (7d, the default) or from this date (2026-01-31)")  # fmt: skip
@@ -924,7 +928,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("backup", "restore"):
             return asyncio.run(backup.command(settings, args, sys.stdout))
         admin = ("session", "invite", "roles", "cohort", "schedule", "digest", "forget", "export",
-                 "console")  # fmt: skip
+                 "console", "themes")  # fmt: skip
         if args.command in admin:
             return asyncio.run(_admin(settings, args))
         if args.workers != 1:
