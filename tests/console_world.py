@@ -9,10 +9,12 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from admin.schedules import ScheduleDesk
 from bot.app.build import House, build_house
 from bot.app.web import make_web_app
 from bot.console.app import make_console
@@ -21,6 +23,7 @@ from bot.console.context import Services
 from bot.console.pages import PageModule
 from bot.console.strings import load_strings
 from bot.delivery.deliverer import Deliverer
+from bot.features.digests import DigestArchive
 from bot.features.roles import Roles
 from bot.library import GuideLibrary
 from bot.locales import load_phrasebook
@@ -89,6 +92,7 @@ async def open_world(
     admins: Iterable[str] = ("root",),
     modules: Iterable[PageModule] = PAGE_MODULES,
     secure: bool = False,
+    digest_dir: Path | None = None,
 ) -> World:
     """`secure`: cookies marked Secure, as under https (the test client, on http, then
     keeps them to itself)."""
@@ -108,6 +112,8 @@ async def open_world(
         strings=load_strings(), clock=clock, address=ADDRESS, secure_cookies=secure,
         gatherings=house.gatherings, cohorts=house.cohorts, digests=house.digests,
         reports=house.reports,
+        schedule_desk=ScheduleDesk(storage, house.dispatcher.library),
+        digest_archive=DigestArchive(digest_dir), bot_link="https://t.me/KitchenTableBot",
     )  # fmt: skip
     app = make_web_app(console=make_console(services, modules))
     client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))

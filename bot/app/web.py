@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from admin.schedules import ScheduleDesk
 from bot.channels.http import MAX_BODY
 from bot.console.app import make_console
 from bot.console.catalog import PAGE_MODULES
 from bot.console.context import Services
 from bot.console.strings import load_strings
+from bot.features.digests import DigestArchive
 
 if TYPE_CHECKING:
     from bot.app.build import House
@@ -75,6 +77,10 @@ def console_app(
         secure_cookies=settings.console_url.startswith("https://"),
         gatherings=house.gatherings, cohorts=house.cohorts, digests=house.digests,
         reports=house.reports,
+        schedule_desk=ScheduleDesk(storage, library, settings.timezone),
+        digest_archive=DigestArchive(settings.data_dir / "digests"),  # as the scheduler's
+        bot_link=f"https://t.me/{settings.telegram_bot_username}"
+        if settings.telegram_bot_username else None,
     )  # fmt: skip
     return make_console(services, PAGE_MODULES)
 
