@@ -118,7 +118,7 @@ class ThemeService:
         guide, step = self.question(guide_id, step_id)
         answers = (await read_answers(self.storage, guide, [step], since, until))[step.id]
         book = await self.codebook(guide_id, step_id, until)
-        return find_themes(answers, min_group=self.min_group, codebook=book)
+        return await _grouped(answers, self.min_group, book)
 
     async def examples(
         self, guide_id: str, step_id: str, theme_id: str, since: datetime | None, until: datetime
@@ -130,7 +130,7 @@ class ThemeService:
             raise CodebookError("themes_error_not_quotable", step=step_id)
         answers = (await read_answers(self.storage, guide, [step], since, until))[step.id]
         book = await self.codebook(guide_id, step_id, until)
-        theme = _find(find_themes(answers, min_group=self.min_group, codebook=book), theme_id)
+        theme = _find(await _grouped(answers, self.min_group, book), theme_id)
         inside = set(theme.answers)
         return [Example(a.id, scrub(a.text)) for a in answers if a.id in inside][:MAX_EXAMPLES]
 
@@ -187,7 +187,7 @@ class ThemeService:
         guide, step = self.question(guide_id, step_id)
         answers = (await read_answers(self.storage, guide, [step], since, until))[step.id]
         book = await self.codebook(guide_id, step_id, until) or Codebook(guide_id, step_id)
-        shown = find_themes(answers, min_group=self.min_group, codebook=book)
+        shown = await _grouped(answers, self.min_group, book)
         ids: dict[str, str] = {}
         for theme in shown.themes:
             if theme.id not in {t.id for t in book.themes}:
@@ -202,6 +202,12 @@ class ThemeService:
             raise CodebookError("themes_error_no_records")
         await records.put_record(KIND, record_key(guide_id, step_id), book.to_json())
         return await self.themes(guide_id, step_id, since, until)
+
+
+async def _grouped(answers: Sequence[Answer], min_group: int, book: Codebook | None) -> Themes:
+    """`find_themes` in a thread: grouping is CPU work (seconds for a big question), and the
+    bot, or the console, goes on answering meanwhile."""
+    return await asyncio.to_thread(find_themes, answers, min_group=min_group, codebook=book)
 
 
 def _find(themes: Themes, theme_id: str) -> Theme:
@@ -232,7 +238,7 @@ async def question_themes(
             await records.record(KIND, record_key(guide.id, step.id), until) if records else None
         )
         book = Codebook.from_json(saved) if saved else None
-        themes = await asyncio.to_thread(find_themes, answers, min_group=min_group, codebook=book)
+        themes = await _grouped(answers, min_group, book)
         if themes:
             text = localize(step.text, language, guide.default_language)
             out.append(QuestionThemes(step.id, text, without_answers(themes)))
