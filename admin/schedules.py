@@ -139,6 +139,11 @@ class ScheduleDesk:
         await self.storage.save_schedule(schedule)
         return schedule
 
+    @staticmethod
+    def upcoming(cron: str, tz: str, now: datetime, count: int = 3) -> list[datetime]:
+        """The next `count` times a schedule that passed `check` sends (`upcoming`)."""
+        return upcoming(cron, tz, now, count)
+
     async def listing(self, now: datetime) -> list[Listed]:
         return [
             Listed(s, None if s.paused else next(iter(upcoming(s.cron, s.tz, now, 1)), None))

@@ -3,10 +3,12 @@ navigation is ordered by each entry's `order` (`bot/console/pages.py`)."""
 
 from __future__ import annotations
 
-from bot.console import audit_page, overview
+from bot.console import audit_page, overview, results, schedules
 from bot.console.pages import PageModule
 
 PAGE_MODULES: tuple[PageModule, ...] = (
     overview,
     audit_page,
+    schedules,
+    results,
 )
