@@ -16,7 +16,8 @@ from admin.schedules import ScheduleDesk
 from bot.channels.http import MAX_BODY
 from bot.console.app import make_console
 from bot.console.catalog import PAGE_MODULES
-from bot.console.context import Services
+from bot.console.context import SERVICES, Services
+from bot.console.report import make_reports
 from bot.console.strings import load_strings
 from bot.features.digests import DigestArchive
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from storage.protocol import Storage
 
 CONSOLE = "/console"
+REPORT = "/report"  # public reports: /report/GUIDE (bot/console/report.py)
 
 # Asked by /healthz: whether the database answers (None: nothing to ask).
 DatabaseCheck = Callable[[], Awaitable[bool]]
@@ -52,6 +54,9 @@ def make_web_app(
     if console is not None:
         app.router.add_get(CONSOLE, _to_console)
         app.add_subapp(CONSOLE, console)
+        # Public reports of guides marked `public: true`, read with the console's services.
+        reports = make_reports(console[SERVICES], console, f"{CONSOLE}/static/console.css")
+        app.add_subapp(REPORT, reports)
     return app
 
 

@@ -163,6 +163,11 @@ class Guide(BaseModel):
         max_length=60,
         description="A cohort to offer joining when someone finishes (for scheduled check-ins).",
     )
+    public: bool = Field(
+        False,
+        description="Publish a report of this guide's results at /report/GUIDE, without sign-in:"
+        " figures by the minimum group and quotes from quotable questions only.",
+    )
     steps: list[Step] = Field(min_length=1)
 
     @field_validator("expires_after")

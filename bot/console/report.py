@@ -1,0 +1,112 @@
+"""The public report, `/report/GUIDE`: a guide's results for anyone to read, without
+sign-in, only for guides marked `public: true` (any other guide: 404).
+
+It shows what the console's results show (`bot/reports/results.py`, the same one
+minimum-group rule: every figure from at least k people, "fewer than k" otherwise),
+with no breakdown, no free text but quotes from quotable questions, and all answers up
+to the start of today in the console's time zone: the page is the same all day, so it
+is cacheable (`Cache-Control: public`, an `ETag` of its body, answered 304 when it
+matches, `Last-Modified`). It says the date it was made and links to the open data:
+the console's open-data page (coordinators download there; the report's readers are
+pointed to it as the partnership publishes it), or the console when that page is not
+there. It is an aiohttp application of its own, mounted at /report by
+`bot/app/web.py`, with the console's stylesheet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, time, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from bot.console.context import SERVICES, Services, language_of, render
+from bot.console.results_view import ResultsView
+from bot.reports.results import build_results
+
+TEMPLATES = Path(__file__).parent / "templates"
+EVER = datetime(2000, 1, 1, tzinfo=UTC)  # before any answer was kept
+MAX_AGE = 3600  # seconds a reader or a proxy may keep it before asking again
+OPEN_DATA_ROUTE = "opendata"  # the console's open-data page (bot/console/opendata.py)
+CONSOLE = web.AppKey("report_console", web.Application)
+STYLESHEET = web.AppKey("report_stylesheet", str)
+HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; "
+    "form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def make_reports(services: Services, console: web.Application, stylesheet: str) -> web.Application:
+    """The public reports, reading through the console's `services`; `console` is the
+    console's application (for its open-data page's address), `stylesheet` the address
+    of its stylesheet."""
+    app = web.Application()
+    app[SERVICES] = services
+    app[CONSOLE] = console
+    app[STYLESHEET] = stylesheet
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=jinja2.select_autoescape(default=True),
+        undefined=jinja2.StrictUndefined,
+    )
+    app.router.add_get("/{guide}", show, name="report")
+    return app
+
+
+def _not_found(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    response = render(request, "report_missing.html", services,
+                      language_of(request, services.strings.languages), status=404,
+                      stylesheet=request.app[STYLESHEET])  # fmt: skip
+    response.headers.update(HEADERS)
+    return response
+
+
+def _open_data(request: web.Request, guide_id: str) -> str:
+    router = request.app[CONSOLE].router
+    if OPEN_DATA_ROUTE in router:
+        return str(router[OPEN_DATA_ROUTE].url_for().with_query(guide=guide_id))
+    return str(router["overview"].url_for())
+
+
+async def show(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    loaded = services.library.get(request.match_info["guide"])
+    if loaded is None or loaded.guide is None or not loaded.guide.public:
+        return _not_found(request)
+    guide = loaded.guide
+    language = language_of(request, services.strings.languages)
+    now = services.clock()
+    zone = ZoneInfo(services.timezone)
+    today = now.astimezone(zone).date()
+    until = datetime.combine(today, time(), zone)  # the start of today: the same all day
+    results = await build_results(services.storage, guide, EVER, until,
+                                  min_group=services.min_group, language=language)  # fmt: skip
+    show_ = ResultsView(lambda key, **p: services.strings.text(language, key, **p),
+                        services.min_group)  # fmt: skip
+    response = render(
+        request, "report.html", services, language, results=results, show=show_,
+        up_to=(today - timedelta(days=1)).isoformat(), made=today.isoformat(),
+        open_data=_open_data(request, guide.id), stylesheet=request.app[STYLESHEET],
+    )  # fmt: skip
+    assert response.body is not None and isinstance(response.body, bytes)
+    tag = '"' + hashlib.sha256(response.body).hexdigest()[:32] + '"'
+    response.headers.update(HEADERS)
+    response.headers.update({
+        "Cache-Control": f"public, max-age={MAX_AGE}",
+        "ETag": tag,
+        "Last-Modified": format_datetime(until.astimezone(UTC), usegmt=True),
+        "Vary": "Accept-Language",
+    })  # fmt: skip
+    if tag in {part.strip() for part in request.headers.get("If-None-Match", "").split(",")}:
+        return web.Response(status=304, headers={k: response.headers[k] for k in (
+            "Cache-Control", "ETag", "Last-Modified", "Vary")})  # fmt: skip
+    return response
