@@ -3,12 +3,13 @@ navigation is ordered by each entry's `order` (`bot/console/pages.py`)."""
 
 from __future__ import annotations
 
-from bot.console import audit_page, overview, results, schedules
+from bot.console import audit_page, opendata, overview, results, schedules
 from bot.console.pages import PageModule
 
 PAGE_MODULES: tuple[PageModule, ...] = (
     overview,
     audit_page,
     schedules,
+    opendata,
     results,
 )
