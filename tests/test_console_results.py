@@ -101,7 +101,7 @@ async def test_the_permalink_gives_the_same_view_again_and_names_nobody(world: W
     found = re.search(r'<a class="permalink" href="([^"]+)"', html)
     assert found is not None
     link = urlsplit(unescape(found.group(1)))
-    assert link.netloc == "kt.example" and link.path == PAGE
+    assert link.path == PAGE
     query = dict(parse_qsl(link.query))
     assert query == {"from": "2026-02-01", "to": "2026-03-01", "q": "hours", "by": "dept"}
     again = await _page(world, link.path + "?" + link.query)

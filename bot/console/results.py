@@ -13,7 +13,6 @@ doesn't do; they read a gathering's summary instead.
 from __future__ import annotations
 
 from aiohttp import web
-from yarl import URL
 
 from bot.console.context import Visit
 from bot.console.pages import Pages
@@ -53,6 +52,7 @@ async def show(visit: Visit) -> web.StreamResponse:
     )  # fmt: skip
     # The permalink: this page's address, with every part of the view in its query.
     path = visit.request.app.router["guide_results"].url_for(guide=loaded.guide.id)
-    permalink = str(URL(services.address).origin().join(path.with_query(view.query())))
+    # Relative, so it holds on whatever address the console is reached by.
+    permalink = str(path.with_query(view.query()))
     return visit.render("results.html", results=results, view=view, permalink=permalink,
                         show=ResultsView(visit.t, services.min_group), themes={})  # fmt: skip

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-WIDTH = 480  # the view box's width; the page scales it to fit (the console's CSS)
+WIDTH = 400  # the view box's width; the page scales it to fit (the console's CSS)
 ROW = 40  # a horizontal bar's row: its label above, the bar below
-LABEL_CHARS = 58  # a label longer than this is cut with "…" (the table has it whole)
-COLUMN_HEIGHT = 120  # the tallest column of a distribution
+LABEL_CHARS = 50  # a label longer than this is cut with "…" (the table has it whole)
+COLUMN_HEIGHT = 100  # the tallest column of a distribution
 FILL = "#7a2e0e"  # the console's accent, 8:1 on its paper
 FEW = "#7a2e0e"  # the outline of a count too small to show
 
