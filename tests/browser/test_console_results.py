@@ -2,17 +2,24 @@
 coordinator opens Results from the menu, chooses a breakdown with the keyboard alone,
 follows the permalink to the same view, and every page passes axe at WCAG 2.1 AA, fits
 360 px and is shot at 360 and 1280 px. Totals are not asserted: other tests' people
-answer the same guide in the same bot."""
+answer the same guide in the same bot. The public report is shown from an in-process
+console, since no shipped guide is public."""
 
 from __future__ import annotations
 
 import html
 import re
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from playwright.async_api import Page, expect
 
+from storage.sqlite import SQLiteStorage
 from tests.browser.harness import ConsoleBot, check_axe, no_sideways_scroll, shoot, walk_keyboard
+from tests.conftest import START, FakeClock
+from tests.console_world import open_world
+from tests.results_world import GUIDE_ID, Person, add_guide, answer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -90,3 +97,33 @@ async def test_results_a_breakdown_by_keyboard_and_the_permalink(bot: ConsoleBot
     await page.wait_for_url(re.compile(re.escape(href) + "$"))
     await expect(heading).to_be_visible()
     assert await page.locator("main").inner_text() == before
+
+
+async def test_the_public_report_in_a_browser(page: Page, tmp_path: Path):
+    """A public guide's report, served by an in-process console (the shipped guides are
+    not public): axe, 360 px, the keyboard, screenshots; and no cookie, no sign-in."""
+    storage = SQLiteStorage(tmp_path / "kt.db")
+    await storage.open()
+    world = await open_world(storage, FakeClock())
+    try:
+        add_guide(world.services.library, tmp_path)
+        people = [Person("kitchen", 2 + n % 3, 35 + n, story=f"<b>x</b> a long week {n}")
+                  for n in range(9)]  # fmt: skip
+        people += [Person("front", 4, 30) for _ in range(6)]
+        await answer(storage, people, START - timedelta(days=3), "now")
+        address = str(world.client.make_url(f"/report/{GUIDE_ID}"))
+        shown = await page.goto(address)
+        assert shown is not None and shown.status == 200
+        assert (await shown.all_headers())["cache-control"] == "public, max-age=3600"
+        await expect(page.get_by_role("heading", level=1)).to_have_text(
+            "Kitchen pulse: what people said"
+        )
+        await expect(page.locator(".quotes blockquote").first).to_contain_text("<b>x</b>")
+        assert await page.context.cookies() == []
+        await check_axe(page)
+        await no_sideways_scroll(page)
+        await walk_keyboard(page)
+        await shoot(page, "public-report")
+    finally:
+        await world.close()
+        await storage.close()
