@@ -105,6 +105,30 @@ async def test_a_persons_later_message_waits_while_an_earlier_one_is_leased_else
     assert await a.claim_due("terminal", later, 10) == []
 
 
+async def test_many_put_off_at_once_each_wait_their_own_time_and_are_let_go(
+    two: tuple[PostgresStorage, PostgresStorage],
+) -> None:
+    """A fan-out's second messages wait for their chats' rate all at once: each keeps its
+    own time and attempts, and its holder lets go of each person's later messages."""
+    a, b = two
+    people = [f"p{n}" for n in range(20)]
+    await a.commit(
+        Commit(outbox=[message(f"{step} {who}", who) for who in people for step in (1, 2)])
+    )
+    held = await a.claim_due("terminal", START, 100)
+    firsts = [r for r in held if texts([r])[0].startswith("1 ")]
+    await asyncio.gather(
+        *(
+            a.outbox_retry(r.id or 0, START + timedelta(seconds=n), n)
+            for n, r in enumerate(firsts, start=1)
+        )
+    )
+    assert await b.claim_due("terminal", START, 100) == []  # each must wait first
+    due = await b.claim_due("terminal", START + timedelta(seconds=5), 100)
+    assert sorted(texts(due)) == sorted(f"{s} {who}" for who in people[:5] for s in (1, 2))
+    assert {r.attempts for r in due} == {0, 1, 2, 3, 4, 5}
+
+
 async def test_a_crashed_claimants_lease_runs_out_and_another_sends_its_messages(
     two: tuple[PostgresStorage, PostgresStorage],
 ) -> None:

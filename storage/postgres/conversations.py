@@ -65,16 +65,21 @@ FROM theirs WHERE o.id = theirs.id AND NOT theirs.blocked
 RETURNING o.id, o.channel, o.participant, o.address, o.payload, o.not_before, o.attempts
 """
 
-# A message put off: its own time and attempts, and its lease given up, with the
-# leases this claimant holds on the same person's later messages (delivery stops at
-# the first message that waits, so whoever claims next takes them in order).
+# Messages put off: each its own time and attempts, and its lease given up, with the
+# leases this claimant holds on the same people's later messages (delivery stops at
+# a person's first message that waits, so whoever claims next takes them in order).
+# Those put off at about the same moment go together (at the platform's limits, a
+# person's second message waits for their chat's rate: half of a fan-out's messages).
 RETRY = """
 WITH retried AS (
-    UPDATE outbox SET not_before = $2, attempts = $3, claimed_until = NULL, claimed_by = NULL
-    WHERE id = $1 RETURNING participant
+    UPDATE outbox AS o SET not_before = r.not_before, attempts = r.attempts,
+        claimed_until = NULL, claimed_by = NULL
+    FROM unnest($1::bigint[], $2::timestamptz[], $3::integer[]) AS r (id, not_before, attempts)
+    WHERE o.id = r.id RETURNING o.participant
 )
 UPDATE outbox SET claimed_until = NULL, claimed_by = NULL
-WHERE participant = (SELECT participant FROM retried) AND claimed_by = $4 AND id <> $1
+WHERE participant IN (SELECT participant FROM retried) AND claimed_by = $4
+AND id <> ALL($1::bigint[])
 """
 
 # Messages recorded as sent, deleted; and, now and then, the leases this claimant still
@@ -109,6 +114,7 @@ class ConversationsPG(Commits):
         # Delivery says a message was sent as soon as the platform takes it; those said
         # at the same moment go as one statement.
         self._sent: ReadBatch[tuple[int, ...], None] = ReadBatch(self._delete_sent)
+        self._put_off: ReadBatch[tuple[int, datetime, int], None] = ReadBatch(self._retry_many)
         # What this claimant holds and has not said it sent (ids; some may have been put
         # off or dropped since, which renewing finds out), and the clock its leases are
         # reckoned on: the last claim's `now`, and the monotonic time it was given.
@@ -141,7 +147,20 @@ class ConversationsPG(Commits):
         return self.lease.total_seconds() / 3
 
     async def outbox_retry(self, message_id: int, not_before: datetime, attempts: int) -> None:
-        await self._execute(RETRY, message_id, utc(not_before), attempts, self.claimant)
+        await self._put_off.get((message_id, utc(not_before), attempts))
+
+    async def _retry_many(self, batch: Sequence[tuple[int, datetime, int]]) -> list[None]:
+        latest: dict[int, tuple[datetime, int]] = {}
+        for message_id, not_before, attempts in batch:
+            latest[message_id] = (not_before, attempts)  # the same message twice: the later
+        await self._execute(
+            RETRY,
+            list(latest),
+            [not_before for not_before, _ in latest.values()],
+            [attempts for _, attempts in latest.values()],
+            self.claimant,
+        )
+        return [None] * len(batch)
 
     async def mark_unreachable(self, participant_id: str) -> None:
         await self._execute(
