@@ -41,7 +41,7 @@ CARRIED = {
     "better.es": (0.361, 0.063),
     "changed.en": (0.432, 0.084),
     "changed.es": (0.433, 0.125),
-    "worries.en": (0.379, 0.057),
+    "worries.en": (0.373, 0.055),
     "worries.es": (0.384, 0.063),
 }
 

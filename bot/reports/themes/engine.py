@@ -45,7 +45,7 @@ from bot.flows.scrub import scrub
 from bot.reports import min_group as rule
 from bot.reports.themes.codebook import Centre, Codebook, CodedTheme
 from bot.reports.themes.model import Answer, Theme, Themes
-from bot.reports.themes.space import Space, centre_of, fit
+from bot.reports.themes.space import Space, centre_of, fit, surface
 
 SEED = 0
 DIMENSIONS = 12  # SVD components: best of 8, 12, 16, 20 and 30 on the labelled set, 5 seeds
@@ -57,6 +57,7 @@ FIT = 0.25  # cosine to a coordinator's theme (feature space) from which an answ
 MAX_QUOTES = 3
 MAX_WORDS = 3
 MAX_PHRASES = 2
+SURFACE = 500  # a theme's answers read for how its label's words were written
 
 
 @dataclass(frozen=True)
@@ -111,14 +112,15 @@ def _themes_in(
         for group in shown:
             taken[group.rows] = True
         rest = np.flatnonzero(~taken)
-    groups += [_Group(rest[rows]) for rows in _cluster(space.matrix, rest, people, min_group)]
+    groups += [_Group(rest[rows]) for rows in _cluster(space, rest, people, min_group)]
     quotable = np.array([a.quotable for a in answers])
     kept = [g for g in groups if len(set(people[g.rows])) >= min_group]
     placed = np.zeros(len(answers), dtype=bool)
     for group in kept:
         placed[group.rows] = True
     left = set(people[~placed])
-    labels = _labels(space, [g.rows for g in kept], people, quotable, min_group)
+    texts = [a.text for a in answers]
+    labels = _labels(space, texts, [g.rows for g in kept], people, quotable, min_group)
     themes = []
     new = sorted((g for g in kept if g.coded is None), key=lambda g: (-len(set(people[g.rows])),
                                                                      answers[g.rows[0]].id))  # fmt: skip
@@ -142,14 +144,15 @@ def _themes_in(
 
 
 def _cluster(
-    matrix: sparse.csr_matrix, rows: np.ndarray, people: np.ndarray, min_group: int
+    space: Space, rows: np.ndarray, people: np.ndarray, min_group: int
 ) -> list[np.ndarray]:
     """Groups of `rows` (positions within it), answers far from every centre left out."""
     most = min(MOST_THEMES, len(set(people[rows])) // min_group)
-    if most < 1 or not matrix.shape[1]:
+    if most < 1 or not space.matrix.shape[1]:
         return []
-    x = matrix[rows]
-    distinct = len({tuple(r.indices) for r in x})  # k-means can't find more groups than points
+    x = space.matrix[rows]
+    # k-means can't find more groups than distinct points; answers of the same words are one.
+    distinct = len({" ".join(space.words[r]) for r in rows})
     dims = min(DIMENSIONS, x.shape[1] - 1, len(rows) - 1)
     if dims >= 2:
         svd = TruncatedSVD(dims, algorithm="randomized", random_state=SEED)
@@ -195,6 +198,7 @@ def _kmeans(points: np.ndarray, most: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _labels(
     space: Space,
+    texts: list[str],
     groups: Sequence[np.ndarray],
     people: np.ndarray,
     quotable: np.ndarray,
@@ -233,6 +237,9 @@ def _labels(
         order = np.lexsort((space.terms, -score[n]))  # best first, then A-Z
         words = [str(space.terms[t]) for t in order if good[t] and not phrase[t]][:MAX_WORDS]
         phrases = [str(space.terms[t]) for t in order if good[t] and phrase[t]][:MAX_PHRASES]
+        said = [texts[r] for r in groups[n][:SURFACE]]
+        words = [surface(said, w) for w in words]
+        phrases = [surface(said, p) for p in phrases]
         out.append((tuple(words), tuple(phrases)))
     return out
 
