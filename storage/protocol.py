@@ -295,6 +295,14 @@ class ReportStore(Protocol):
         each option who answered `step` at all."""
         ...
 
+    async def text_sample(
+        self, guide_id: str, step: str, since: datetime, until: datetime, after: str, limit: int
+    ) -> list[TextAnswer]:
+        """Up to `limit` answers to one step in the period from the people whose pseudonyms
+        sort after `after`, ordered by participant, then as answered: a draw of quotes
+        that starts at a point of the caller's choosing reads no more than it needs."""
+        ...
+
     async def answer_people(
         self, guide_id: str, since: datetime, until: datetime, steps: Sequence[str] | None = None
     ) -> list[StepCount]:

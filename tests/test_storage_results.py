@@ -8,8 +8,10 @@ import json
 from datetime import timedelta
 
 from storage.protocol import Storage
-from storage.rows import AnswerRow, Commit, CrossTally, RunRow, Tally
+from storage.rows import AnswerRow, Commit, CrossTally, RunRow, Tally, TextAnswer
 from tests.conftest import START
+
+WEEK = timedelta(days=7)
 
 
 def _run(run_id: str, who: str, days: float) -> RunRow:
@@ -95,3 +97,29 @@ async def test_cross_tallies_pair_answers_of_the_same_run(store: Storage) -> Non
     tools_of_dept = plain(await store.cross_tallies("pulse", START, until, "dept", "tools"))
     assert tools_of_dept[("kitchen", "knives")] == 1 and tools_of_dept[("kitchen", "ovens")] == 2
     assert tools_of_dept[("front", None)] == 1  # Cy chose no tools: an empty list is no option
+
+
+async def test_text_sample_reads_from_a_point_among_people(store: Storage) -> None:
+    at = START + timedelta(days=1)
+    said = [("r1", "ann", "first"), ("r2", "ann", "again"), ("r3", "bob", "hi"),
+            ("r4", "cat", "yo"), ("r5", "dan", "hey")]  # fmt: skip
+    for run_id, who, text in said:
+        await store.commit(
+            Commit(
+                runs=[_run(run_id, who, 1)], answers=[_answer(run_id, who, "story", "ask", text, 1)]
+            )
+        )
+    until = at + timedelta(days=1)
+
+    def plain(rows: list[TextAnswer]) -> list[tuple[str, str]]:
+        return [(r.participant, json.loads(r.value)) for r in rows]
+
+    everyone = await store.text_sample("pulse", "story", START, until, "", 10)
+    assert plain(everyone) == [("ann", "first"), ("ann", "again"), ("bob", "hi"), ("cat", "yo"),
+                               ("dan", "hey")]  # fmt: skip
+    assert plain(await store.text_sample("pulse", "story", START, until, "b", 2)) == [
+        ("bob", "hi"), ("cat", "yo"),
+    ]  # fmt: skip
+    assert await store.text_sample("pulse", "story", START, until, "dan", 5) == []
+    assert await store.text_sample("pulse", "other", START, until, "", 5) == []
+    assert await store.text_sample("pulse", "story", until, until + WEEK, "", 5) == []

@@ -6,7 +6,8 @@ minimum-group rule: every figure from at least k people, "fewer than k" otherwis
 with no breakdown, no free text but quotes from quotable questions, and all answers up
 to the start of today in the console's time zone: the page is the same all day, so it
 is cacheable (`Cache-Control: public`, an `ETag` of its body, answered 304 when it
-matches, `Last-Modified`). It says the date it was made and links to the open data:
+matches, `Last-Modified`), and each instance keeps what it made for as long as a
+reader's cache may (an hour), so an answer erased today is gone from it within the hour. It says the date it was made and links to the open data:
 the console's open-data page (coordinators download there; the report's readers are
 pointed to it as the partnership publishes it), or the console when that page is not
 there. It is an aiohttp application of its own, mounted at /report by
@@ -16,6 +17,7 @@ there. It is an aiohttp application of its own, mounted at /report by
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -43,6 +45,19 @@ HEADERS = {
 }
 
 
+@dataclass(frozen=True)
+class Made:
+    """A report as made, kept for readers who ask within MAX_AGE (a cache may keep it that
+    long anyway), so a busy link costs one build an hour, not one a load."""
+
+    at: datetime
+    body: bytes
+    tag: str  # its ETag
+
+
+MADE = web.AppKey("report_made", dict)
+
+
 def make_reports(services: Services, console: web.Application, stylesheet: str) -> web.Application:
     """The public reports, reading through the console's `services`; `console` is the
     console's application (for its open-data page's address), `stylesheet` the address
@@ -51,6 +66,7 @@ def make_reports(services: Services, console: web.Application, stylesheet: str) 
     app[SERVICES] = services
     app[CONSOLE] = console
     app[STYLESHEET] = stylesheet
+    app[MADE] = {}  # (guide, its hash, language, day) -> Made
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
@@ -88,17 +104,26 @@ async def show(request: web.Request) -> web.StreamResponse:
     zone = ZoneInfo(services.timezone)
     today = now.astimezone(zone).date()
     until = datetime.combine(today, time(), zone)  # the start of today: the same all day
-    results = await build_results(services.storage, guide, EVER, until,
-                                  min_group=services.min_group, language=language)  # fmt: skip
-    show_ = ResultsView(lambda key, **p: services.strings.text(language, key, **p),
-                        services.min_group)  # fmt: skip
-    response = render(
-        request, "report.html", services, language, results=results, show=show_,
-        up_to=(today - timedelta(days=1)).isoformat(), made=today.isoformat(),
-        open_data=_open_data(request, guide.id), stylesheet=request.app[STYLESHEET],
-    )  # fmt: skip
-    assert response.body is not None and isinstance(response.body, bytes)
-    tag = '"' + hashlib.sha256(response.body).hexdigest()[:32] + '"'
+    key = (guide.id, loaded.hash, language, today)
+    made = request.app[MADE]
+    kept = made.get(key)
+    if kept is None or now - kept.at >= timedelta(seconds=MAX_AGE):
+        results = await build_results(services.storage, guide, EVER, until,
+                                      min_group=services.min_group, language=language)  # fmt: skip
+        show_ = ResultsView(lambda key, **p: services.strings.text(language, key, **p),
+                            services.min_group)  # fmt: skip
+        page = render(
+            request, "report.html", services, language, results=results, show=show_,
+            up_to=(today - timedelta(days=1)).isoformat(), made=today.isoformat(),
+            open_data=_open_data(request, guide.id), stylesheet=request.app[STYLESHEET],
+        )  # fmt: skip
+        assert isinstance(page.body, bytes)
+        kept = Made(now, page.body, '"' + hashlib.sha256(page.body).hexdigest()[:32] + '"')
+        for old in [k for k, v in made.items() if now - v.at >= timedelta(seconds=MAX_AGE)]:
+            del made[old]  # what no reader should get any more
+        made[key] = kept
+    response = web.Response(body=kept.body, content_type="text/html", charset="utf-8")
+    tag = kept.tag
     response.headers.update(HEADERS)
     response.headers.update({
         "Cache-Control": f"public, max-age={MAX_AGE}",

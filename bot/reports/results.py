@@ -8,17 +8,16 @@ k-1 people is None here ("fewer than k" on the page), a question fewer than k pe
 answered is not broken down, scales and numbers show ranges. People are counted once
 however often they answered (`ReportStore.people_tallies`). Nothing from `sensitive`
 steps; quotes only from `quotable` ones that at least k people answered, at most one
-per person. Each kind of figure is one query for the whole guide, not one per question.
+per person, drawn from a random point among pseudonyms (`_drawn`). Each kind of figure
+is one query for the whole guide, not one per question.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import heapq
 import json
-from collections.abc import AsyncGenerator, Sequence
-from contextlib import aclosing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -54,10 +53,9 @@ class ResultsStore(Protocol):
         self, guide_id: str, since: datetime, until: datetime, by_step: str, step: str
     ) -> list[CrossTally]: ...
 
-    def answer_text_pages(
-        self, guide_id: str, steps: Sequence[str], since: datetime, until: datetime,
-        runs: Sequence[str] | None = None, page: int = 5000,
-    ) -> AsyncGenerator[list[TextAnswer], None]: ...  # fmt: skip
+    async def text_sample(
+        self, guide_id: str, step: str, since: datetime, until: datetime, after: str, limit: int
+    ) -> list[TextAnswer]: ...
 
 
 @dataclass(frozen=True)
@@ -262,29 +260,42 @@ async def _quotes(
     storage: ResultsStore, guide: Guide, steps: list[Step], since: datetime, until: datetime,
     most: int,
 ) -> dict[str, list[str]]:  # fmt: skip
-    """Up to `most` quotes per step, one per person, each person's latest answer: the
-    people drawn are those whose (guide, step, person) hash is smallest, so the same
-    period gives the same quotes on every load, and one read of the answers does."""
-    if not steps or most <= 0:
-        return {}
-    drawn: dict[str, list[tuple[int, str, str]]] = {s.id: [] for s in steps}
-    latest: dict[tuple[str, str], str] = {}  # (step, person) -> their latest answer
-    pages = storage.answer_text_pages(guide.id, [s.id for s in steps], since, until)
-    async with aclosing(pages):
-        async for page in pages:
-            for row in page:  # as answered, within each person: the last one wins
-                latest[row.step, row.participant] = row.value
-    for (step, person), value in latest.items():
-        text = json.loads(value)
-        if not isinstance(text, str) or not text.strip():
-            continue  # blanked by retention, or nothing said
-        rank = int.from_bytes(hashlib.blake2b(f"{guide.id}:{step}:{person}".encode(),
-                                              digest_size=8).digest())  # fmt: skip
-        heap = drawn[step]
-        entry = (-rank, person, text)
-        if len(heap) < most:
-            heapq.heappush(heap, entry)
-        elif entry > heap[0]:
-            heapq.heapreplace(heap, entry)
-    return {step: [scrub(text) for _, _, text in sorted(heap, reverse=True)]
-            for step, heap in drawn.items() if heap}  # fmt: skip
+    """Up to `most` quotes for each step, one per person."""
+    found = await asyncio.gather(*(_drawn(storage, guide.id, s.id, since, until, most)
+                                   for s in steps))  # fmt: skip
+    return {step.id: quotes for step, quotes in zip(steps, found, strict=True) if quotes}
+
+
+async def _drawn(
+    storage: ResultsStore, guide_id: str, step: str, since: datetime, until: datetime, most: int
+) -> list[str]:
+    """One answer each from the first `most` people (with something said) whose pseudonyms
+    sort after a point hashed from the guide, the step and the period, going round to the
+    start when the end is reached. Pseudonyms are keyed hashes, so the point draws people
+    at random, the same ones for the same view, and only their answers are read."""
+    if most <= 0:
+        return []
+    point = hashlib.blake2b(f"{guide_id}:{step}:{since.isoformat()}:{until.isoformat()}".encode(),
+                            digest_size=16).hexdigest()  # fmt: skip
+    limit = most * 4  # rows a read: some people answered more than once
+    said: dict[str, str] = {}  # person -> their answer, in the order drawn
+    after, wrapped = point, False
+    while len(said) < most:
+        rows = await storage.text_sample(guide_id, step, since, until, after, limit)
+        for row in rows:
+            if wrapped and row.participant > point:
+                return _scrubbed(said)  # round to where the draw began: everyone was seen
+            text = json.loads(row.value)
+            if isinstance(text, str) and text.strip() and len(said) < most:
+                said.setdefault(row.participant, text)
+        if len(rows) == limit:
+            after = rows[-1].participant  # the last person's other answers are passed over
+        elif wrapped:
+            break
+        else:
+            after, wrapped = "", True
+    return _scrubbed(said)
+
+
+def _scrubbed(said: dict[str, str]) -> list[str]:
+    return [scrub(text) for text in said.values()]

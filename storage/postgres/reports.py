@@ -175,6 +175,24 @@ class ReportsPG(Connections):
         )
         return [CrossTally(r[0], r[1], r[2]) for r in rows]
 
+    async def text_sample(
+        self, guide_id: str, step: str, since: datetime, until: datetime, after: str, limit: int
+    ) -> list[TextAnswer]:
+        """Up to `limit` answers to `step` from people after `after`, by participant."""
+        rows = await self._all(
+            "SELECT participant, run_id, step, value FROM answers WHERE guide_id = $1"
+            " AND answered_at >= $2 AND answered_at < $3 AND step = $4"
+            " AND participant > $5 AND value <> 'null'"
+            " ORDER BY participant, answered_at, run_id LIMIT $6",
+            guide_id,
+            utc(since),
+            utc(until),
+            step,
+            after,
+            limit,
+        )
+        return [TextAnswer(r[0], r[1], r[2], r[3]) for r in rows]
+
     async def answer_people(
         self, guide_id: str, since: datetime, until: datetime, steps: Sequence[str] | None = None
     ) -> list[StepCount]:

@@ -161,6 +161,19 @@ class ReportsSQL(Connections):
         )
         return [CrossTally(r[0], r[1], r[2]) for r in rows]
 
+    async def text_sample(
+        self, guide_id: str, step: str, since: datetime, until: datetime, after: str, limit: int
+    ) -> list[TextAnswer]:
+        """Up to `limit` answers to `step` from people after `after`, by participant."""
+        rows = await self._packed(
+            "SELECT participant, run_id, step, value FROM answers WHERE guide_id = ?"
+            " AND answered_at >= ? AND answered_at < ? AND step = ? AND participant > ?"
+            " AND value != 'null' ORDER BY participant, answered_at, run_id LIMIT ?",
+            (guide_id, ts(since), ts(until), step, after, limit),
+            4,
+        )
+        return [TextAnswer(r[0], r[1], r[2], r[3]) for r in rows]
+
     async def answer_people(
         self, guide_id: str, since: datetime, until: datetime, steps: Sequence[str] | None = None
     ) -> list[StepCount]:
