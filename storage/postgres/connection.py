@@ -19,6 +19,7 @@ import logging
 import os
 import secrets
 import socket
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from time import monotonic
@@ -46,6 +47,26 @@ LEASE = timedelta(minutes=1)
 ANALYZE_AFTER = 5_000
 # Queueing that stops for this long (seconds) has ended; the next is counted afresh.
 QUEUEING_ENDS = 60.0
+
+
+# The pool's connections that took a session-level lock (reaping, erasure): given back,
+# they let go of every advisory lock, whatever became of their own unlock.
+_SESSION_LOCKED: weakref.WeakSet[asyncpg.Connection] = weakref.WeakSet()
+
+
+def session_locking(connection: Any) -> None:
+    """Note that this pool connection (as `acquire` gives it) takes a session lock."""
+    _SESSION_LOCKED.add(getattr(connection, "_con", connection))  # the proxy's connection
+
+
+async def _given_back(connection: asyncpg.Connection) -> None:
+    """What a connection's return to the storage's pool does beyond asyncpg's own clean-up
+    (a transaction left open is rolled back): nothing, unless it took a session lock.
+    asyncpg's full reset (`pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`) was
+    a second round trip after every query, and the storage sets none of these."""
+    if connection in _SESSION_LOCKED:
+        _SESSION_LOCKED.discard(connection)
+        await connection.execute("SELECT pg_advisory_unlock_all()")
 
 
 def claimant_lock(claimant: str) -> int:
@@ -196,6 +217,7 @@ class Connections:
             )
             for (holder,) in holders:
                 lock = claimant_lock(holder)
+                session_locking(connection)
                 if not await connection.fetchval("SELECT pg_try_advisory_lock($1)", lock):
                     continue  # alive: its leases are its own
                 try:
@@ -233,6 +255,7 @@ class Connections:
             min_size=1,
             max_size=self.pool_size,
             server_settings=self._settings(),
+            reset=_given_back,
         )
         try:
             async with pool.acquire() as connection:

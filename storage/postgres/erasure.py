@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from storage.postgres.connection import session_locking
+
 # Tables whose rows hold what a person typed or what the bot said to them: answers,
 # run states (which carry answers for the guide's texts), the outbox, the pending
 # question; and the table of people itself (their sealed address).
@@ -66,6 +68,7 @@ async def clear(connection: Any, at_once: bool = False) -> Erasure:
     """If anyone was forgotten since the last round (or `at_once`), rewrite the tables and
     cycle the log; nothing if another instance is doing it now."""
     result = Erasure()
+    session_locking(connection)  # the pool lets go of the lock, whatever happens here
     if not await connection.fetchval("SELECT pg_try_advisory_lock($1)", LOCK):
         result.lines.append("another instance is clearing erased rows now")
         return result
