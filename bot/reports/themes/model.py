@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a digest holds a week's answers: no dict each
 class Answer:
     """One free-text answer as themes read it: already scrubbed (as stored), from a step
     that is not `sensitive`. `person` is the pseudonym, so a theme counts people."""

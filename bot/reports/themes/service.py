@@ -255,7 +255,7 @@ async def question_themes(
     records = records_of(storage)
     out = []
     for step in steps:
-        answers = found[step.id]
+        answers = found.pop(step.id)  # let each question's answers go once grouped
         if len({a.person for a in answers}) < min_group:
             continue
         saved = (
