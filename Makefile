@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/memory.py
 	$(BIN)/python benchmarks/digest.py
 	$(BIN)/python benchmarks/fanout.py
+	$(BIN)/python benchmarks/console.py
 
 # The newest versions pyproject.toml allows, resolved in an empty virtualenv, become
 # constraints.txt; run `make test` afterwards and commit the file if it passes.
