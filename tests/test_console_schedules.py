@@ -12,7 +12,11 @@ import re
 from collections.abc import AsyncIterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from admin.schedules import CRON_FIELDS, cron_problem
+from bot.scheduling.schedule_time import trigger
 from storage.protocol import Storage
 from tests.conftest import FakeClock
 from tests.console_world import World, open_world
@@ -205,3 +209,33 @@ async def test_only_coordinators_and_admins(world: World):
     world.client.session.cookie_jar.clear()
     await world.sign_in("root")  # the admin
     assert (await world.client.get("/console/schedules")).status == 200
+
+
+FIELD_WORDS = st.sampled_from(["*", "0", "9", "25", "60", "*/0", "*/15", "1-5", "MON", "FUN",
+                               "JAN", "x", "1,3", "-1", "", "  "])  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(st.text(max_size=40), st.lists(FIELD_WORDS, min_size=0, max_size=7).map(" ".join)),
+    st.sampled_from(["UTC", "America/Chicago", "Mars/Olympus", "", "utc", "../etc"]),
+)
+def test_whatever_is_typed_a_cron_line_is_accepted_or_refused_saying_why(cron: str, tz: str):
+    """Any text as a cron line and a zone: either the scheduler can read it, or there is a
+    reason, pointing at what was typed; nothing raises."""
+    problem = cron_problem(cron, tz)
+    try:
+        trigger(cron, tz)
+        readable = True
+    except ValueError:
+        readable = False
+    assert (problem is None) == readable
+    if problem is None:
+        return
+    assert problem.reason in {"unknown_tz", "cron_fields", "cron_field"}
+    if problem.reason == "unknown_tz":
+        assert problem.value == tz and problem.field == "tz"
+    elif problem.reason == "cron_fields":
+        assert int(problem.part) == len(cron.split()) != 5
+    elif problem.part:
+        assert problem.value in cron.split() and problem.part in CRON_FIELDS
