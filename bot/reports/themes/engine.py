@@ -150,7 +150,8 @@ def _cluster(
     most = min(MOST_THEMES, len(set(people[rows])) // min_group)
     if most < 1 or not space.matrix.shape[1]:
         return []
-    x = space.matrix[rows]
+    every = len(rows) == space.matrix.shape[0]  # rows are sorted: all of them, in order
+    x = space.matrix if every else space.matrix[rows]
     # k-means can't find more groups than distinct points; answers of the same words are one.
     distinct = len({" ".join(space.words[r]) for r in rows})
     dims = min(DIMENSIONS, x.shape[1] - 1, len(rows) - 1)
