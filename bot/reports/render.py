@@ -20,6 +20,7 @@ from markupsafe import Markup
 
 from bot.flows.phrases import Phrasebook
 from bot.markup import slack_escape
+from bot.reports import charts
 
 BUILTIN = Path(__file__).parent / "templates"
 FORMATS = ("html", "mrkdwn", "text")  # what chats show: Telegram, Slack, a terminal
@@ -114,9 +115,15 @@ class Reports:
             high = span.high - 1 if span.whole else span.high  # whole numbers: 40–49
             return t("range_between", low=_number(span.low), high=_number(high))
 
+        def chart(rows: Any, title: str) -> Markup:
+            """A breakdown's rows as horizontal bars (inline SVG, `bot/reports/charts.py`:
+            the console's results draw the same); only for the HTML page."""
+            bars = [charts.Bar(label(r), r.count.value, n(r.count) + change(r.count)) for r in rows]
+            return charts.bars(bars, title=title)
+
         return template.render(
             t=t, n=n, change=change, percent=percent, day=lambda d: f"{d:%Y-%m-%d}",
-            label=label, language=language, **data,
+            label=label, chart=chart, language=language, **data,
         )  # fmt: skip
 
     def every_format(self, name: str, language: str, **data: Any) -> dict[str, str]:
