@@ -96,6 +96,10 @@ class Outbound(BaseModel):
     markup: dict[str, str] | None = None
     qr: str | None = None  # a link to show as a QR code (for a room to scan)
     document: str | None = None  # a JSON file to attach (someone's own data, for /mydata)
+    # The mark on a tapped question (its buttons become the answer), sent just before this
+    # message: it travels in this message's outbox row, so a tap costs one row, not two
+    # (`Turn.send`). Only an edit that names no one is carried so (`Inbound.ref_in_chat`).
+    mark: Outbound | None = None
 
     @classmethod
     def from_reply(cls, reply: Reply, run: str | None) -> Outbound:

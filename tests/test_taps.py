@@ -7,6 +7,10 @@ screen even when the tap was on a question further up. One edit that marked the
 choice and carried the next question would save a request per tap, but it would put
 the next question wherever the tapped message was, with no notification: see
 docs/taps/*.png and benchmarks/RESULTS.md, "Session 8: taps (#19), finished".
+
+The mark and the next question are one outbox row (the mark travels inside the
+question's, its reference to the tapped message in clear: only its number in the chat,
+which names no one): the tests below say that nothing is lost or repeated for it.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ import aiohttp
 import pytest
 
 from bot.app.web import make_web_app, start_web
-from bot.channels.telegram.channel import SECRET_HEADER, webhook_secrets
+from bot.channels.telegram.channel import SECRET_HEADER, telegram_limits, webhook_secrets
+from bot.delivery.channel import Capabilities, fit
 from bot.library import GuideLibrary
+from bot.messages import Outbound
 from tests.conftest import GUIDES, ROOT, FakeClock
 from tests.fake_telegram import FakeTelegram
 from tests.test_telegram import CHAT, SECRET, Phone
@@ -182,14 +188,15 @@ async def test_a_tapped_message_owed_an_edit_names_nobody_in_the_outbox_or_the_d
     fake.queue(fake.tap_update(chat, data, message_id))
     phone.offset = await phone.channel.poll_once(phone.offset)
     await phone.channel.settle()
-    # Stored, not yet sent: the mark on the tapped question and the next question.
-    owed = await phone.storage.claim_due("telegram", phone.clock(), 100)
-    edits = [json.loads(row.payload)["edit"] for row in owed if '"edit"' in row.payload]
-    assert len(owed) == 2 and len(edits) == 1
-    for row in owed:
-        assert str(chat) not in row.payload
-        assert phone.identity.unseal(row.address) == str(chat)  # the chat: sealed
-    assert str(chat) not in edits[0]
+    # Stored, not yet sent: the next question, carrying the mark on the tapped one (one
+    # row for both, so a tap costs one row).
+    (owed,) = await phone.storage.claim_due("telegram", phone.clock(), 100)
+    payload = json.loads(owed.payload)
+    assert "Which shift did you work most this week?" in payload["text"]
+    assert payload["mark"]["text"] == "I agree" and "edit" not in payload
+    assert payload["mark"]["edit"] == str(message_id)  # its number in the chat, no more
+    assert str(chat) not in owed.payload
+    assert phone.identity.unseal(owed.address) == str(chat)  # the chat: sealed
     # Paired with the sealed address only at send time, it still marks the tapped message.
     phone.clock.advance(minutes=10)  # past the claim's lease
     await phone.deliver()
@@ -204,3 +211,72 @@ async def test_a_tapped_message_owed_an_edit_names_nobody_in_the_outbox_or_the_d
     assert any(p.suffix == ".db" for p in files)
     for path in files:
         assert str(chat).encode() not in path.read_bytes(), path
+
+
+async def test_a_mark_refused_for_good_still_lets_the_next_question_come(
+    phone: Phone, fake: FakeTelegram
+):
+    await phone.type("/start tap-heavy")
+    # e.g. "Bad Request: message to edit not found": they deleted the question.
+    fake.fail_next("editMessageReplyMarkup", 400)
+    sent = await phone.tap("I agree")
+    assert sent == [Chat(fake).newest()["text"]] and "Which shift" in sent[0]
+    phone.clock.advance(hours=1)
+    await phone.deliver()
+    assert len(fake.calls_to("editMessageReplyMarkup")) == 1  # not tried again
+    assert await phone.storage.claim_due("telegram", phone.clock(), 10) == []
+
+
+@pytest.mark.parametrize("failing", ["editMessageReplyMarkup", "sendMessage"])
+async def test_when_the_mark_or_the_next_question_fails_both_come_later_the_question_once(
+    phone: Phone, fake: FakeTelegram, failing: str
+):
+    await phone.type("/start tap-heavy")
+    fake.fail_next(failing, 500)
+    assert await phone.tap("I agree") == []
+    phone.clock.advance(seconds=2)  # the first retry's backoff
+    await phone.deliver()
+    chat = Chat(fake)
+    (answered,) = chat.holding("Is that all right with you?")
+    assert answered["buttons"] == [("✓ I agree", False)]
+    assert sum("Which shift" in t for t in fake.texts()) == 1
+    assert "Which shift" in chat.newest()["text"]
+    # The mark went before the question, the second time round too.
+    methods = [c.method for c in fake.calls if not c.params.get("_failed")]
+    assert methods[-2:] == ["editMessageReplyMarkup", "sendMessage"]
+
+
+def test_a_channel_that_cannot_edit_is_told_the_tapped_answer_before_what_follows():
+    mark = Outbound(text="Evening", input="answered", step="shift", edit="17")
+    message = Outbound(text="How safe did you feel at work?", mark=mark)
+    shown = fit(message, Capabilities(buttons=True, files=True))
+    assert shown.mark is None and shown.edit is None
+    assert shown.text == "✓ Evening\n\nHow safe did you feel at work?"
+    assert fit(message, Capabilities(edit=True, buttons=True, files=True)) == message
+
+
+async def test_taps_faster_than_telegrams_limit_for_a_chat_wait_their_turn_and_all_arrive(
+    phone: Phone, fake: FakeTelegram
+):
+    # Telegram's own limits (about one message a second in a chat, a burst of three), on
+    # the test's clock: someone tapping as fast as they can outruns them.
+    phone.channel.limits = telegram_limits()
+    phone.channel.clock = lambda: phone.clock().timestamp()
+    await phone.type("/start tap-heavy")
+    asked = "Is that all right with you?"
+    waited = 0
+    for label, following in WALK:
+        await phone.tap(label)
+        for _ in range(3):
+            if following in Chat(fake).newest()["text"]:
+                break
+            phone.clock.advance(seconds=1)
+            waited += 1
+            await phone.deliver()
+        chat = Chat(fake)
+        assert following in chat.newest()["text"], (label, waited)
+        (answered,) = chat.holding(asked)
+        assert answered["buttons"] == [(f"✓ {label}", False)]
+        asked = following
+    assert waited > 0  # the limit was met: the test says something
+    assert sum("Which shift" in t for t in fake.texts()) == 1

@@ -96,6 +96,9 @@ def fit(message: Outbound, can: Capabilities) -> Outbound:
         changes["edit"] = None
         if message.input == "answered":
             text = f"✓ {text}"
+    if not can.edit and message.mark is not None:
+        changes["mark"] = None
+        text = f"✓ {message.mark.text}\n\n{text}"  # the tapped answer, said before what follows
     if not can.buttons and (message.buttons or message.controls):
         choices = [b for b in message.buttons if b.url is None and b.label]
         lines = [f"  {n}. {b.label}" for n, b in enumerate(choices, start=1)]

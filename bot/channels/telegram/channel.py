@@ -323,6 +323,21 @@ class TelegramChannel:
         wait = await base.reserve(self.limits, address, chat_id < 0, self.clock())
         if wait is not None:
             return wait
+        if message.mark is not None:
+            # The tapped question's mark first, then the message itself, on one send slot:
+            # Telegram's limits count messages sent, and a slot apiece could leave the
+            # message waiting behind its own mark again at every retry. Whatever stops the
+            # mark (a wait, a failure, a blocked bot) stops the row, which is sent again
+            # whole: a mark made twice is "not modified", which counts as sent.
+            marked = await self._deliver(chat_id, message.mark)
+            if isinstance(marked, base.Dropped):
+                log.info("a tapped question could not be marked: %s", marked.reason)
+            elif not isinstance(marked, base.Sent):
+                return marked
+        return await self._deliver(chat_id, message)
+
+    async def _deliver(self, chat_id: int, message: Outbound) -> base.SendResult:
+        """The Bot API calls that show one message, and what their answer means."""
         try:
             if message.edit is not None and message.markup is not None:
                 await self._call(
