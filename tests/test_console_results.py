@@ -136,3 +136,15 @@ async def test_in_spanish_and_not_for_facilitators(world: World):
     await world.sign_in("fay")
     assert (await world.client.get(PAGE)).status == 403
     assert (await world.client.get("/console/results/no-such-guide")).status in (403, 404)
+
+
+def test_a_chart_escapes_its_words_and_never_sizes_a_hidden_count():
+    from bot.reports.charts import Bar, bars, columns
+
+    for draw in (bars, columns):
+        svg = str(draw([Bar("<b>x</b>", 7, "7"), Bar("Front", None, "fewer than 5")],
+                       title='Chart: "it" <i>'))  # fmt: skip
+        assert "<b>" not in svg and "&lt;b&gt;x&lt;/b&gt;" in svg
+        assert 'aria-label="Chart: &#34;it&#34; &lt;i&gt;"' in svg and 'role="img"' in svg
+        assert svg.count('stroke-dasharray="3 2"') == 1  # the hidden count: an outline
+        assert "fewer than 5" in svg
