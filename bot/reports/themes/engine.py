@@ -16,10 +16,10 @@ For each language apart (a theme never mixes languages):
    session 9.) Answers far from their group's centre (`NEAR`) are "other", never forced.
 4. A group from fewer than `min_group` people is not a theme: its answers are "other".
 5. A theme's label is its most telling words and two-word phrases by class-based
-   TF-IDF (c-TF-IDF), from words at least `min_group` people used (the digest's rule for
-   recurring words), or, from a quotable question, that at least two of its people used
-   (their words may be quoted whole there anyway); its quotes are the quotable answers nearest its centre, at most one
-   per person.
+   TF-IDF (c-TF-IDF), from words at least `min_group` people used (the digest's rule
+   for recurring words) or, from a quotable question, at least two of its people used
+   (their words may be quoted whole there anyway). Its quotes are the quotable answers
+   nearest its centre, at most one per person.
 
 Same answers in, same themes out, whatever their order: rows are sorted by id and
 every random choice has a fixed seed.
@@ -103,10 +103,10 @@ def _themes_in(
         near = np.asarray(space.matrix @ centres.T)
         best = near.argmax(axis=1)
         fits = near[np.arange(len(answers)), best] >= FIT
-        coded = [_Group(np.flatnonzero(fits & (best == n)), t) for n, t in enumerate(known)]
+        matched = [_Group(np.flatnonzero(fits & (best == n)), t) for n, t in enumerate(known)]
         # A coordinator's theme too few people fit this time can't be shown: its answers
         # are grouped with the rest rather than lost in "other".
-        shown = [g for g in coded if len(set(people[g.rows])) >= min_group]
+        shown = [g for g in matched if len(set(people[g.rows])) >= min_group]
         groups += shown
         taken = np.zeros(len(answers), dtype=bool)
         for group in shown:

@@ -7,7 +7,9 @@ as stored (scrubbed), never from a `sensitive` step; the codebook is a record of
 the period shows them: the first edit keeps every theme shown then in the codebook,
 so the next week's answers go to the coordinator's themes, and only what fits none
 forms new candidates, marked new. An edit that can't be made raises `CodebookError`
-and saves nothing. See /work/notes/themes-api.md for how a web page calls this.
+(its key names the phrase that says why) and saves nothing. A web page calls the same
+methods: list (`themes`), `examples`, `rename`, `merge`, `split`, each for a guide, a
+question and a period; the service does not check roles, its caller does.
 """
 
 from __future__ import annotations
