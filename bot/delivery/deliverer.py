@@ -94,6 +94,10 @@ class Deliverer:
                 sent += sum(count for count, _ in results)
                 if not any(progressed for _, progressed in results):
                     return sent
+                if len(queues) < self.batch:
+                    # Everyone due was in this round: asking again finds nobody (a query
+                    # per round for nothing), and what is queued meanwhile wakes delivery.
+                    return sent
 
     async def _send_in_order(self, channel: Channel, rows: list[OutboxRow]) -> tuple[int, bool]:
         """Send one person's due messages in order; stop at the first that must wait."""
