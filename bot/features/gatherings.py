@@ -6,6 +6,11 @@ size: `/launch`, `/join`, `/status`, `/next`, `/close`, `/summary`, `/qr` and
 transaction); work on other people's runs (opening the next question for a paced
 room) happens after that commit, each under that person's own lock.
 
+The same decisions serve the console (`bot/console/gatherings.py`): the service methods
+below the chat commands (`open_gathering`, `advance`, `close`, `status`, `summary`,
+`may_run`, `may_read_summary`) take a pseudonym and write their own commit, where the
+commands add to the turn's.
+
 Who may do what:
 - only facilitators and admins launch;
 - only the gathering's own facilitator, or an admin, checks, paces or closes it;
@@ -19,7 +24,7 @@ import dataclasses
 import functools
 import logging
 import shlex
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -41,10 +46,12 @@ from bot.flows.scrub import scrub
 from bot.flows.text import localize
 from bot.messages import Outbound, OutButton
 from bot.reports.render import Reports
-from bot.reports.summary import progress, summarize
-from storage.rows import GatheringRow, WrongCodeRow
+from bot.reports.summary import Progress, Summary, progress, summarize
+from storage.rows import Commit, GatheringRow, WrongCodeRow
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from bot.features.cohorts import Cohorts
     from bot.library import GuideLibrary
     from storage.protocol import Storage
@@ -60,6 +67,7 @@ NewId = Callable[[], str]
 JOIN_STEP = "_join"
 STATUS_STEP = "_status"
 JOIN_CODE_LENGTH = 6
+HOSTS = (FACILITATOR, ADMIN)  # who may launch a gathering
 PRIVATE_REPLIES = {"not_your_gathering", "only_facilitators", "summary_refused", "no_gathering",
                    "not_paced", "launch_usage", "unknown_guide"}  # fmt: skip
 
@@ -91,8 +99,7 @@ class Gatherings:
         self.code_lasts = code_lasts
 
     def register(self, router: Router) -> None:
-        hosts = (FACILITATOR, ADMIN)
-        router.command("launch", self._launch_command, roles=hosts, in_groups=True,
+        router.command("launch", self._launch_command, roles=HOSTS, in_groups=True,
                        usage="GUIDE [title] [--paced]")  # fmt: skip
         router.command("join", self._join_command, usage="CODE", deep_link=True)
         router.command("redeem", self._redeem_command, usage="CODE", deep_link=True, listed=False)
@@ -206,15 +213,14 @@ class Gatherings:
         title = scrub(" ".join(words[1:]))[:80] or localize(
             guide.title, language, guide.default_language
         )
-        code = new_code(JOIN_CODE_LENGTH)
-        while await self.storage.gathering_by_code(code) is not None:
-            code = new_code(JOIN_CODE_LENGTH)
         private = turn.inbound.private or turn.inbound.address
         gathering = GatheringRow(
-            self.new_id(), code, guide.id, title, turn.actor, turn.inbound.channel,
-            turn.sealed_address, turn.voice.identity.seal(private), paced, 1 if paced else 0,
-            "open", turn.now, turn.now + self.code_lasts, place=turn.participant_id,
+            self.new_id(), await self._free_code(), guide.id, title, turn.actor,
+            turn.inbound.channel, turn.sealed_address, turn.voice.identity.seal(private), paced,
+            1 if paced else 0, "open", turn.now, turn.now + self.code_lasts,
+            place=turn.participant_id,
         )  # fmt: skip
+        code = gathering.code
         turn.commit.gathering = gathering
         invite = turn.text("gathering_invite", title=title, code=code)
         if turn.inbound.group:
@@ -228,14 +234,9 @@ class Gatherings:
             self._say_text(turn, f"{invite}\n\n{launched}")
 
     async def _status(self, turn: Turn, gathering: GatheringRow, edit: str | None = None) -> None:
-        loaded = self.library.get(gathering.guide_id)
-        if loaded is None or loaded.guide is None:
+        report = await self.status(gathering)
+        if report is None:
             return
-        runs = await self.storage.gathering_runs(gathering.id)
-        part = gathering.part if gathering.paced else None
-        report = progress(
-            loaded.guide, gathering.title, gathering.code, gathering.status, part, runs
-        )
         language = self._language(turn)
         refresh = OutButton(label=turn.text("refresh"), step=STATUS_STEP, value=gathering.id)
         message = Outbound(
@@ -248,28 +249,14 @@ class Gatherings:
         self._to_facilitator(turn, gathering, message, here=edit is not None)
 
     async def _next(self, turn: Turn, gathering: GatheringRow) -> None:
-        loaded = self.library.get(gathering.guide_id)
-        if not gathering.paced or loaded is None or loaded.guide is None:
-            self._say(turn, "not_paced")
+        step = self._next_part(gathering)
+        if isinstance(step, str):
+            self._say(turn, step, title=gathering.title)
             return
-        if gathering.status != "open":
-            self._say(turn, "gathering_closed", title=gathering.title)
-            return
-        last = len(loaded.guide.questions)
-        part = min(gathering.part + 1, last)
+        part, last = step
         turn.commit.gathering_part = (gathering.id, part)
         self._say(turn, "next_opened", number=part, total=last)
-        runs = await self.storage.gathering_runs(gathering.id)
-        waiting = [(r.participant, r.id) for r in runs if r.status in ("active", "consent")]
-
-        async def open_for_everyone() -> None:
-            for participant, run_id in waiting:
-                try:
-                    await self.nudge(participant, run_id, Open(part))
-                except Exception:  # one person's trouble must not hold the room back
-                    log.exception("could not open the next question for one participant")
-
-        turn.after.append(open_for_everyone)
+        turn.after.append(await self._opener(gathering, part))
 
     async def _close(self, turn: Turn, gathering: GatheringRow, share: bool) -> None:
         if gathering.status == "open":
@@ -287,12 +274,8 @@ class Gatherings:
             self._say(turn, "closed_shared" if share else "closed", title=gathering.title)
 
     async def _summary(self, turn: Turn, gathering: GatheringRow) -> None:
-        """Coordinators read any gathering's summary; its facilitator, once it has closed
-        (a summary asked for again as each person joins would show that person's
-        answers). Always privately: sharing with the room is `/close --share`."""
-        role = await self.roles.role_of(turn.actor)
-        owner = turn.actor == gathering.facilitator and gathering.status != "open"
-        if role not in (COORDINATOR, ADMIN) and not owner:
+        """Always privately: sharing with the room is `/close --share`."""
+        if not await self.may_read_summary(turn.actor, gathering):
             self._say(turn, "summary_refused")
             return
         summary = await self._summary_message(turn, gathering)
@@ -303,6 +286,87 @@ class Gatherings:
         link = f"{turn.inbound.link}?start=join-{gathering.code}" if turn.inbound.link else None
         text = self._text(turn, "qr_caption", title=gathering.title, code=gathering.code)
         turn.send(Outbound(text=text, qr=link or f"/join {gathering.code}"))
+
+    # The service: for the console, as for the commands above -----------------------
+
+    async def may_launch(self, who: str) -> bool:
+        return await self.roles.role_of(who) in HOSTS
+
+    async def may_run(self, who: str, gathering: GatheringRow) -> bool:
+        """Check, pace or close it: its own facilitator, or an admin."""
+        return who == gathering.facilitator or await self.roles.role_of(who) == ADMIN
+
+    async def may_read_summary(self, who: str, gathering: GatheringRow) -> bool:
+        """Coordinators read any gathering's summary; its facilitator, once it has closed
+        (a summary asked for again as each person joins would show that person's
+        answers)."""
+        role = await self.roles.role_of(who)
+        owner = who == gathering.facilitator and gathering.status != "open"
+        return role in (COORDINATOR, ADMIN) or owner
+
+    async def open_gathering(
+        self, who: str, guide_id: str, title: str, paced: bool, language: str, now: datetime
+    ) -> GatheringRow | None:
+        """Launch a guide from outside a chat (the console): its place is the
+        facilitator's own, as when launched in a private chat, and people join by its
+        code or link. None if `who` may not launch or there is no such guide."""
+        loaded = self.library.get(guide_id.lower())
+        if loaded is None or loaded.guide is None or not await self.may_launch(who):
+            return None
+        guide = loaded.guide
+        title = scrub(" ".join(title.split()))[:80] or localize(
+            guide.title, language, guide.default_language
+        )
+        person = await self.storage.participant(who)  # how their chat is reached, if kept
+        channel, address = (person.channel, person.address) if person else ("console", b"")
+        gathering = GatheringRow(
+            self.new_id(), await self._free_code(), guide.id, title, who, channel, address,
+            address, paced, 1 if paced else 0, "open", now, now + self.code_lasts, place=who,
+        )  # fmt: skip
+        await self.storage.commit(Commit(gathering=gathering))
+        return gathering
+
+    async def advance(self, who: str, gathering: GatheringRow) -> tuple[int, int] | str:
+        """Next: open one more question to everyone in a paced gathering. (the part now
+        open, how many there are), or why not: a phrase key (`not_your_gathering`,
+        `not_paced`, `gathering_closed`)."""
+        if not await self.may_run(who, gathering):
+            return "not_your_gathering"
+        step = self._next_part(gathering)
+        if isinstance(step, str):
+            return step
+        await self.storage.commit(Commit(gathering_part=(gathering.id, step[0])))
+        await (await self._opener(gathering, step[0]))()
+        return step
+
+    async def close(self, who: str, gathering: GatheringRow, now: datetime) -> GatheringRow | None:
+        """Close it (its code stops working); None if `who` may not."""
+        if not await self.may_run(who, gathering):
+            return None
+        if gathering.status == "open":
+            await self.storage.commit(Commit(gathering_closed=(gathering.id, now)))
+            gathering = _changed(gathering, status="closed", closed_at=now)
+        return gathering
+
+    async def status(self, gathering: GatheringRow) -> Progress | None:
+        """Who joined, is answering, finished, and how many are at each step."""
+        loaded = self.library.get(gathering.guide_id)
+        if loaded is None or loaded.guide is None:
+            return None
+        runs = await self.storage.gathering_runs(gathering.id)
+        part = gathering.part if gathering.paced else None
+        return progress(loaded.guide, gathering.title, gathering.code, gathering.status, part, runs)
+
+    async def summary(self, gathering: GatheringRow, language: str) -> Summary | None:
+        """What the room said, by the minimum-group rule (render it with `Reports`)."""
+        loaded = self.library.get(gathering.guide_id)
+        if loaded is None or loaded.guide is None:
+            return None
+        runs = await self.storage.gathering_runs(gathering.id)
+        answers = await self.storage.gathering_answers(gathering.id)
+        return summarize(
+            loaded.guide, language, gathering.title, runs, answers, self.min_group, gathering.id
+        )
 
     # Helpers -----------------------------------------------------------------------
 
@@ -321,18 +385,46 @@ class Gatherings:
         return found
 
     async def _may_run(self, turn: Turn, gathering: GatheringRow) -> bool:
-        return turn.actor == gathering.facilitator or await self.roles.role_of(turn.actor) == ADMIN
+        return await self.may_run(turn.actor, gathering)
+
+    async def _free_code(self) -> str:
+        code = new_code(JOIN_CODE_LENGTH)
+        while await self.storage.gathering_by_code(code) is not None:
+            code = new_code(JOIN_CODE_LENGTH)
+        return code
+
+    def _next_part(self, gathering: GatheringRow) -> tuple[int, int] | str:
+        """(the part to open up to, how many questions there are), or why not (a key)."""
+        loaded = self.library.get(gathering.guide_id)
+        if not gathering.paced or loaded is None or loaded.guide is None:
+            return "not_paced"
+        if gathering.status != "open":
+            return "gathering_closed"
+        last = len(loaded.guide.questions)
+        return min(gathering.part + 1, last), last
+
+    async def _opener(
+        self, gathering: GatheringRow, part: int
+    ) -> Callable[[], Coroutine[None, None, None]]:
+        """What opens question `part` for everyone answering, to run once it is committed
+        (each person's run moves under their own lock)."""
+        runs = await self.storage.gathering_runs(gathering.id)
+        waiting = [(r.participant, r.id) for r in runs if r.status in ("active", "consent")]
+
+        async def open_for_everyone() -> None:
+            for participant, run_id in waiting:
+                try:
+                    await self.nudge(participant, run_id, Open(part))
+                except Exception:  # one person's trouble must not hold the room back
+                    log.exception("could not open the next question for one participant")
+
+        return open_for_everyone
 
     async def _summary_message(self, turn: Turn, gathering: GatheringRow) -> Outbound | None:
-        loaded = self.library.get(gathering.guide_id)
-        if loaded is None or loaded.guide is None:
-            return None
-        runs = await self.storage.gathering_runs(gathering.id)
-        answers = await self.storage.gathering_answers(gathering.id)
         language = self._language(turn)
-        summary = summarize(
-            loaded.guide, language, gathering.title, runs, answers, self.min_group, gathering.id
-        )
+        summary = await self.summary(gathering, language)
+        if summary is None:
+            return None
         return Outbound(
             text=self.reports.render("summary", "text", language, s=summary),
             markup=self.reports.every_format("summary", language, s=summary),
