@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.flows.scrub import scrub
 from bot.reports.themes.codebook import Codebook, CodebookError
@@ -242,3 +244,36 @@ async def test_the_themes_command_lists_and_corrects(make_harness) -> None:  # t
                         (["--guide", "talk"], "give --guide ID and --step STEP")]:  # fmt: skip
         with pytest.raises(UsageError, match=said):
             await _cli(h, *words)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=120))
+def test_any_name_is_kept_as_typed_or_refused_with_a_reason(name: str) -> None:
+    book, theme = Codebook("g", "s").add("en", (("w:pay", 1.0),))
+    try:
+        renamed = book.rename(theme, name)
+    except CodebookError as error:
+        assert error.key in ("themes_error_empty_name", "themes_error_long_name")
+        assert not name.split() or len(" ".join(name.split())) > 80
+        return
+    kept = renamed.get(theme).name
+    assert kept == " ".join(name.split()) and 0 < len(kept or "") <= 80
+    assert Codebook.from_json(renamed.to_json()) == renamed  # any text survives the record
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["en", "es", "fr"]), st.text(max_size=40),
+                          st.integers(0, 9), st.booleans()), max_size=40))  # fmt: skip
+def test_whatever_people_type_themes_keep_their_rules(
+    rows: list[tuple[str, str, int, bool]],
+) -> None:
+    answers = [Answer(f"a{n}", f"p{who}", language, text, quotable)
+               for n, (language, text, who, quotable) in enumerate(rows)]  # fmt: skip
+    found = find_themes(answers, min_group=3)
+    by_id = {a.id: a for a in answers}
+    for theme in found.themes:
+        assert theme.people >= 3 and len(theme.quotes) <= 3
+        assert {by_id[a].language for a in theme.answers} == {theme.language}
+        assert len({by_id[a].person for a in theme.answers}) == theme.people
+    assert found.other is None or found.other == 0 or found.other >= 3
+    assert find_themes(list(reversed(answers)), min_group=3) == found
