@@ -58,6 +58,18 @@ async def test_a_link_shows_a_button_first_then_signs_in_once(storage: Storage, 
     await world.close()
 
 
+async def test_a_sign_in_form_sent_from_another_site_is_refused(world: World):
+    token = (await world.link("root")).split("t=")[1]
+    elsewhere = {"Origin": "https://attacker.example"}
+    refused = await world.client.post("/console/signin", data={"t": token}, headers=elsewhere)
+    assert refused.status == 403
+    ours = {"Origin": "https://kt.example"}  # the console's own address, behind a proxy
+    taken = await world.client.post(
+        "/console/signin", data={"t": token}, headers=ours, allow_redirects=False
+    )
+    assert taken.status == 303  # the refused attempt did not use the link up
+
+
 async def test_a_link_lasts_ten_minutes(world: World):
     path = await world.link("root")
     world.clock.advance(minutes=10, seconds=1)
@@ -149,7 +161,7 @@ async def test_only_hashes_of_links_and_sessions_are_kept(world: World):
 async def test_pages_carry_headers_that_keep_links_and_framing_out(world: World):
     await world.sign_in("root")
     answer = await world.client.get("/console/")
-    assert answer.headers["Referrer-Policy"] == "no-referrer"
+    assert answer.headers["Referrer-Policy"] == "same-origin"
     assert answer.headers["Cache-Control"] == "no-store"
     assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
     assert "script-src" not in answer.headers["Content-Security-Policy"]  # none at all

@@ -6,7 +6,8 @@ Every request passes two middlewares:
   the person's role is read again on each request, so a role taken back loses access
   at once; every POST must carry the session's CSRF token, or is refused (403) before
   any handler runs. Sign-in, sign-out's "done" page and the stylesheet are public.
-- `_headers`: no caching, no referrer (a sign-in link must not leak), no framing, and a
+- `_headers`: no caching, the referrer kept to our own pages (a sign-in link must not
+  leak; a form keeps its Origin for the sign-in check), no framing, and a
   content policy that allows only our own stylesheet: the pages run no script.
 
 Pages come from the modules in `bot/console/catalog.py` (`bot/console/pages.py`).
@@ -43,8 +44,10 @@ PAGES = web.AppKey("console_pages", Pages)
 PUBLIC = frozenset({"signin", "signin_take", "signed_out", "static"})
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; "
+    # Scripts only from our own files (a live gathering's refresh), fetching our own pages.
+    "script-src 'self'; connect-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # a sign-in link never leaves; forms keep their Origin
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
 }

@@ -12,6 +12,7 @@ before, expired or never made gets a page that says so, and how to get a new one
 from __future__ import annotations
 
 from aiohttp import web
+from yarl import URL
 
 from bot.console.context import (
     SERVICES,
@@ -45,8 +46,21 @@ async def _offer(request: web.Request) -> web.StreamResponse:
     return page_for_anyone(request, "signin.html", status=200, token=token)
 
 
+def _from_elsewhere(request: web.Request, address: str) -> bool:
+    """A browser says where a form came from (Origin): sign-in takes only our own page's,
+    so another site can't sign a visitor in as someone else (a session has no CSRF
+    token yet to check)."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False  # not a browser that says; the token itself is the secret
+    ours = {str(URL(address).origin()), f"{request.scheme}://{request.host}"}
+    return origin not in ours
+
+
 async def _take(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
+    if _from_elsewhere(request, services.address):
+        return page_for_anyone(request, "refused.html", status=403, reason="csrf")
     token = _token((await request.post()).get("t"))
     holder = await services.links.take(token) if token else None
     if holder is None:

@@ -56,17 +56,31 @@ async def browser() -> AsyncIterator[Browser]:
         await chromium.close()
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def bot(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ConsoleBot]:
+async def _running(folder: Path) -> AsyncIterator[ConsoleBot]:
     telegram = FakeTelegram()
     await telegram.start()
-    running = ConsoleBot(telegram, tmp_path_factory.mktemp("console") / "data")
+    running = ConsoleBot(telegram, folder / "data")
     try:
         await running.start()
         yield running
     finally:
         await running.stop()
         await telegram.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def bot(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ConsoleBot]:
+    """The bot every browser test shares: people of your own, no totals asserted."""
+    async for running in _running(tmp_path_factory.mktemp("console")):
+        yield running
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def own_bot(tmp_path: Path) -> AsyncIterator[ConsoleBot]:
+    """A bot of this test's own, on an empty database: for exact totals (a few seconds
+    more to start)."""
+    async for running in _running(tmp_path):
+        yield running
 
 
 @pytest_asyncio.fixture(loop_scope="session")
