@@ -3,7 +3,7 @@ navigation is ordered by each entry's `order` (`bot/console/pages.py`)."""
 
 from __future__ import annotations
 
-from bot.console import audit_page, opendata, overview, results, schedules
+from bot.console import audit_page, gatherings, opendata, overview, results, schedules
 from bot.console.pages import PageModule
 
 PAGE_MODULES: tuple[PageModule, ...] = (
@@ -12,4 +12,5 @@ PAGE_MODULES: tuple[PageModule, ...] = (
     schedules,
     opendata,
     results,
+    gatherings,
 )
