@@ -3,7 +3,7 @@ navigation is ordered by each entry's `order` (`bot/console/pages.py`)."""
 
 from __future__ import annotations
 
-from bot.console import audit_page, gatherings, opendata, overview, results, schedules
+from bot.console import audit_page, gatherings, opendata, overview, people, results, schedules
 from bot.console.pages import PageModule
 
 PAGE_MODULES: tuple[PageModule, ...] = (
@@ -13,4 +13,5 @@ PAGE_MODULES: tuple[PageModule, ...] = (
     opendata,
     results,
     gatherings,
+    people,
 )
