@@ -220,3 +220,33 @@ async def test_the_pages_speak_spanish(world: World):
     assert answer.status == 303
     page = text_of(await (await world.client.get("/console/gatherings")).text())
     assert "Abrir un encuentro nuevo" in page
+
+
+async def test_a_room_of_five_gets_its_figures_in_the_summary_with_every_answer_escaped(
+    world: World,
+):
+    csrf = await facilitator(world)
+    gathering = await launch(world, csrf, title="Supper")
+    for person in ("ana", "ben", "cai", "dee", "eli"):
+        await world.say(f"/join {gathering.code}", person)
+        asked = await world.say("yes", person)
+        for _ in range(30):
+            if not asked:
+                break
+            # A choice, a number or a scale: "1" (the first option, or one); free text:
+            # words with markup in them, which no page may read as markup.
+            typed = "1" if asked[-1].buttons or "years" in asked[-1].text else "<i>pay</i>"
+            asked = await world.say(typed, person)
+        runs = [r for r in await world.storage.gathering_runs(gathering.id)
+                if r.participant == world.pseudonym(person)]  # fmt: skip
+        assert runs and runs[0].status == "finished", [m.text for m in asked]
+    live = text_of(
+        await (await world.client.get(f"/console/gatherings/{gathering.id}/live")).text()
+    )
+    assert "Joined 5" in live and "Finished 5" in live
+    await post(world, f"/gatherings/{gathering.id}/close", csrf)
+    page = await (await world.client.get(f"/console/gatherings/{gathering.id}/summary")).text()
+    words = text_of(page)
+    assert "5 took part and 5 finished." in words
+    assert "What kind of work do you do now?" in words
+    assert "&lt;i&gt;pay&lt;/i&gt;" in page and "<i>pay</i>" not in page

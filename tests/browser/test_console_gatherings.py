@@ -47,9 +47,9 @@ async def tab_to(page: Page, selector: str, limit: int = 80) -> None:
 async def looked_over(page: Page, name: str) -> None:
     """axe, the keyboard's every stop, 360 px, and the screenshots."""
     await check_axe(page)
-    await walk_keyboard(page)
     await no_sideways_scroll(page)
-    await shoot(page, name)
+    await shoot(page, name)  # before the walk, which leaves the focus somewhere
+    await walk_keyboard(page)
 
 
 async def said(bot: ConsoleBot, chat: int) -> str:
@@ -117,7 +117,7 @@ async def test_a_gathering_from_launch_to_close_with_the_keyboard_alone(
         re.compile(r"Joined\s*3"), timeout=20_000
     )
     await expect(live.locator("tbody tr").first).to_have_text(
-        re.compile(r"Deciding whether to take part\s*0")
+        re.compile(r"Deciding whether to take part\s*0"), timeout=20_000
     )
 
     # Next: the next question reaches the one who is waiting, in Telegram.
