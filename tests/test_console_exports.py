@@ -216,6 +216,12 @@ async def test_the_digest_archive_and_a_digest_made_for_any_week(world: World, t
     assert "Week to 2026-02-23" in page and "notes" not in page
     opened = await world.client.get("/console/data/digests/2026-02-23")
     assert opened.status == 200 and await opened.text() == "<h1>Kept digest</h1>"
+    # Its inline styles may apply (the page is styled inline), and still no script may run.
+    policy = opened.headers["Content-Security-Policy"]
+    assert "style-src 'unsafe-inline'" in policy and "script-src" not in policy
+    assert "default-src 'none'" in policy
+    overview = await world.client.get("/console/")
+    assert "style-src 'self'" in overview.headers["Content-Security-Policy"]
     saved = await world.client.get("/console/data/digests/2026-02-23", params={"download": "1"})
     assert attachment(saved) == "digest-2026-02-23.html"
     assert (await world.client.get("/console/data/digests/2026-02-16")).status == 404

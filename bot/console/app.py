@@ -86,7 +86,9 @@ async def _headers(request: web.Request, handler: Next) -> web.StreamResponse:
         response = page_for_anyone(request, "refused.html", status=404, reason="not_found")
     except web.HTTPMethodNotAllowed:
         response = page_for_anyone(request, "refused.html", status=405, reason="not_found")
-    response.headers.update(SECURITY_HEADERS)
+    for header, value in SECURITY_HEADERS.items():
+        # A page may narrow or widen its own content policy (a kept digest's inline styles).
+        response.headers.setdefault(header, value)
     if not request.path.startswith(f"{request.app.router['static'].canonical}/"):
         response.headers["Cache-Control"] = "no-store"
     return response
