@@ -81,6 +81,17 @@ def test_a_few_people_saying_the_same_thing_is_not_a_theme() -> None:
     assert not found.themes and found.other is None  # "fewer than 5", never 4
 
 
+def test_two_answers_each_given_by_many_are_two_themes_quoted_once() -> None:
+    said = ["My hours got cut again this month"] * 6 + ["We need better pay for the rent"] * 6
+    answers = [Answer(f"a{n:02d}", f"p{n}", "en", text, True) for n, text in enumerate(said)]
+    found = find_themes(answers, min_group=5)
+    assert sorted((t.people, t.quotes) for t in found.themes) == [
+        (6, ("My hours got cut again this month",)),
+        (6, ("We need better pay for the rent",)),
+    ]
+    assert found.other == 0
+
+
 def test_quotes_are_quotable_nearest_and_one_per_person() -> None:
     texts = ["my hours were cut again", "hours cut every week", "they cut my hours",
              "cut hours and no warning", "hours keep getting cut", "fewer hours cut"]  # fmt: skip

@@ -161,8 +161,8 @@ def _cluster(
             reduced = normalize(svd.fit_transform(x))
     else:  # a handful of answers, or of features: as they are
         reduced = x.toarray()
-    if most >= 2 and distinct >= 3:
-        labels, centres = _kmeans(reduced, min(most, distinct - 1))
+    if most >= 2 and distinct >= 2:  # two answers said by many are two themes
+        labels, centres = _kmeans(reduced, min(most, distinct))
     else:
         labels = np.zeros(len(rows), dtype=int)
         centres = normalize(reduced.mean(axis=0, keepdims=True))
@@ -257,11 +257,16 @@ def _quotes(
                                                         answers[quotable[n]].id))  # fmt: skip
     quotes: list[str] = []
     seen: set[str] = set()
+    said: set[str] = set()
     for n in order:
         answer = answers[quotable[n]]
-        if answer.person not in seen and answer.text.strip():
+        quote = scrub(answer.text)
+        # One per person, and the same words once: six people who wrote "better pay"
+        # are one quote, and the theme's size says how many.
+        if answer.person not in seen and quote.strip() and quote.casefold() not in said:
             seen.add(answer.person)
-            quotes.append(scrub(answer.text))
+            said.add(quote.casefold())
+            quotes.append(quote)
         if len(quotes) == MAX_QUOTES:
             break
     return tuple(quotes)
