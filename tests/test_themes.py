@@ -129,6 +129,7 @@ def test_a_codebook_keeps_no_answer_and_reads_back_the_same(changed: list[Answer
     assert error.value.key == "themes_error_empty_name"
     with pytest.raises(CodebookError):
         book.merge("t1", "t1", (1, 1))
+    assert book.merge("t2", "t1", (3, 4)).get("t2").name == "Pay and raises"  # kept
     with pytest.raises(CodebookError):
         book.get("t99")
 

@@ -72,15 +72,17 @@ class Codebook:
         return self._with(theme_id, lambda t: replace(t, name=clean))
 
     def merge(self, keep: str, gone: str, sizes: tuple[int, int]) -> Codebook:
-        """`gone` joins `keep`, which keeps its id and name; their centres are averaged,
-        weighted by how many answers each holds now (`sizes`)."""
+        """`gone` joins `keep`, which keeps its id and its name (or takes `gone`'s, if only
+        that one was named); their centres are averaged, weighted by how many answers
+        each holds now (`sizes`)."""
         if keep == gone:
             raise CodebookError("themes_error_merge_itself", theme=keep)
         first, second = self.get(keep), self.get(gone)
         if first.language != second.language:
             raise CodebookError("themes_error_merge_languages", first=keep, second=gone)
         joined = mix([(first.centre, max(sizes[0], 1)), (second.centre, max(sizes[1], 1))])
-        merged = self._with(keep, lambda t: replace(t, centre=joined))
+        name = first.name or second.name  # a name the coordinator gave is never dropped
+        merged = self._with(keep, lambda t: replace(t, centre=joined, name=name))
         return replace(merged, themes=tuple(t for t in merged.themes if t.id != gone))
 
     def recentre(self, theme_id: str, centre: Centre) -> Codebook:
