@@ -146,6 +146,9 @@ async def test_close_asks_first_then_stops_the_code_and_shows_the_summary(world:
     assert (("gathering_closed", f"{gathering.code} changing-work")) in await audited(world)
     page = await (await world.client.get(f"/console/gatherings/{gathering.id}")).text()
     assert "Close the gathering" not in page and "gathering-live.js" not in page
+    listing = await (await world.client.get("/console/gatherings")).text()
+    closed_lately = listing.split("Closed lately")[1].split("Open a new gathering")[0]
+    assert f'href="/console/gatherings/{gathering.id}"' in closed_lately  # found again
 
 
 async def test_a_facilitator_is_refused_another_facilitators_gathering(world: World):
@@ -161,7 +164,7 @@ async def test_a_facilitator_is_refused_another_facilitators_gathering(world: Wo
     still = await world.storage.gathering(theirs.id)
     assert still is not None and still.status == "open"
     listing = await (await world.client.get("/console/gatherings")).text()
-    assert theirs.code not in listing  # gil's list holds only gil's
+    assert theirs.code not in listing and theirs.id not in listing  # gil's holds only gil's
 
     await world.grant("cora", "coordinator")  # coordinators see every one, and read it
     coordinator = await world.sign_in("cora")
@@ -175,6 +178,9 @@ async def test_a_facilitator_is_refused_another_facilitators_gathering(world: Wo
     admin = await world.sign_in("root")
     closed = await post(world, f"/gatherings/{theirs.id}/close", admin)
     assert closed.status == 303
+    assert theirs.id in await (await world.client.get("/console/gatherings")).text()
+    await world.sign_in("gil")  # closed lately: still only fran's, not gil's to see
+    assert theirs.id not in await (await world.client.get("/console/gatherings")).text()
 
 
 async def test_a_post_without_the_csrf_token_changes_nothing(world: World):

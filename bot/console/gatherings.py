@@ -14,6 +14,7 @@ own (as when launched in a private chat), and people join by its code, link or Q
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import segno
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 EVERYONE = (FACILITATOR, COORDINATOR, ADMIN)
 LONGEST_TITLE = 80  # what the service keeps of a title
 REFRESH_SECONDS = 5  # how often the live page asks again (static/gathering-live.js)
+RECENT = timedelta(days=30)  # closed gatherings listed: launched within this
+RECENT_SHOWN = 20
 
 
 def setup(pages: Pages) -> None:
@@ -92,16 +95,32 @@ def to(visit: Visit, route: str, gathering: GatheringRow, **query: str) -> web.R
 # The list, and opening a new one -------------------------------------------------
 
 
+async def recent(visit: Visit) -> list[GatheringRow]:
+    """Closed gatherings launched lately, the latest first (each found by its code, which
+    no two gatherings share)."""
+    storage = visit.services.storage
+    held = await storage.gatherings_held(visit.now - RECENT, visit.now + timedelta(seconds=1))
+    found: list[GatheringRow] = []
+    for each in reversed(held):
+        gathering = await storage.gathering_by_code(each.code)
+        if gathering is not None and gathering.status != "open":
+            found.append(gathering)
+    return found
+
+
 async def show_list(visit: Visit, *, status: int = 200, **data: Any) -> web.Response:
     live_ones = await visit.services.storage.open_gatherings()
+    closed = await recent(visit)
     if visit.can(FACILITATOR):
         live_ones = [g for g in live_ones if g.facilitator == visit.who]
+        closed = [g for g in closed if g.facilitator == visit.who]
     guides = sorted(
         (g.guide.id, localize(g.guide.title, visit.language, g.guide.default_language))
         for g in visit.services.library.all() if g.guide is not None
     )  # fmt: skip
     defaults: dict[str, Any] = {
         "live": [(g, guide_title(visit, g.guide_id)) for g in live_ones],
+        "closed": [(g, guide_title(visit, g.guide_id)) for g in closed[:RECENT_SHOWN]],
         "guides": guides,
         "may_launch": visit.can(*HOSTS),
         "problem": None,
