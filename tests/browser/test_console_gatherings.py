@@ -201,3 +201,38 @@ async def test_an_invitation_redeemed_in_telegram_then_revoked_with_the_keyboard
     await expect(page.locator(f'code[title="{theirs}"]')).to_have_count(0)
     refused = html.unescape(" ".join(await bot.say(INVITED, "/console")))
     assert "signin?t=" not in refused, refused  # no role: no console
+
+
+ROOM = (11005, 11006, 11007, 11008, 11009)  # five: enough for the summary's figures
+
+
+# After the consent, changing-work's answers, as tests/browser/test_console_exports.py
+# gives them; free text with markup in it, which no page may read as markup.
+ANSWERS = ["1", "5", "1", "<i>pay</i> story", "A <i>pay</i> change", "4", "1", "3", "1",
+           "<i>pay</i> idea", "4", "/skip"]  # fmt: skip
+
+
+async def test_a_room_of_five_reads_its_summary_in_the_console(bot: ConsoleBot, page: Page) -> None:
+    await bot.make("facilitator", 11011)
+    await bot.sign_in(page, 11011)
+    await page.goto(f"{bot.url}/gatherings")
+    await page.locator("#gathering-guide").select_option("changing-work")
+    await page.locator("#gathering-title").fill("Friday <b>shop floor</b>")
+    await page.get_by_role("button", name="Open the gathering").click()
+    code = (await page.locator(".join-code code").inner_text()).strip()
+    for chat in ROOM:
+        await bot.say(chat, f"/join {code}")
+        await until_said(bot, chat, "Is that all right")
+        for text in ("yes", *ANSWERS):
+            await bot.say(chat, text)  # each waits for the bot's answer
+    await page.get_by_role("link", name="Close the gathering").click()
+    await page.get_by_role("button", name="Yes, close it").click()
+    summary = page.locator(".summary")
+    await expect(summary).to_contain_text("5 took part and 5 finished.")
+    await expect(summary).to_contain_text("<i>pay</i>")  # shown as typed, never as markup
+    await expect(page.get_by_role("heading", level=1)).to_have_text(
+        "Summary: Friday <b>shop floor</b>"
+    )
+    await check_axe(page)
+    await no_sideways_scroll(page)
+    await shoot(page, "gathering-summary-five")
