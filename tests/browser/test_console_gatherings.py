@@ -119,6 +119,10 @@ async def test_a_gathering_from_launch_to_close_with_the_keyboard_alone(
     await expect(live.locator("tbody tr").first).to_have_text(
         re.compile(r"Deciding whether to take part\s*0"), timeout=20_000
     )
+    # A screen reader hears the counts that changed, not the whole table again.
+    await expect(page.locator("#live-said")).to_have_text(
+        re.compile(r"^Joined 3 Answering 3 Finished 0 Stopped 0$")
+    )
 
     # Next: the next question reaches the one who is waiting, in Telegram.
     assert YEARS not in await said(bot, JOINERS[0])
