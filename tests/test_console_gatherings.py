@@ -256,3 +256,9 @@ async def test_a_room_of_five_gets_its_figures_in_the_summary_with_every_answer_
     assert "5 took part and 5 finished." in words
     assert "What kind of work do you do now?" in words
     assert "&lt;i&gt;pay&lt;/i&gt;" in page and "<i>pay</i>" not in page
+
+
+async def test_a_gathering_that_does_not_exist_is_not_found(world: World):
+    await facilitator(world)
+    for path in ("", "/live", "/qr.svg", "/summary"):
+        assert (await world.client.get(f"/console/gatherings/nothing{path}")).status == 404
