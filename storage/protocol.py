@@ -317,10 +317,13 @@ class ReportStore(Protocol):
         until: datetime,
         runs: Sequence[str] | None = None,
         page: int = 5000,
+        with_language: bool = False,
     ) -> AsyncGenerator[list[TextAnswer], None]:
         """Pages of answers to these (free-text) steps, of these runs only if given: each
         row once, ordered by participant, then as answered, so that one person's answers
-        come together. Close it (`aclosing`) if you stop early."""
+        come together. `with_language`: each with its run's language ("" without one),
+        for themes, which group each language apart. Close it (`aclosing`) if you stop
+        early."""
         ...
 
     async def gatherings_held(self, since: datetime, until: datetime) -> list[GatheringHeld]:

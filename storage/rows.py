@@ -354,6 +354,7 @@ class TextAnswer:
     run_id: str
     step: str
     value: str  # JSON written by the caller
+    language: str = ""  # the run's, when asked for (`with_language`), or ""
 
 
 @dataclass(frozen=True)

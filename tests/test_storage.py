@@ -284,7 +284,9 @@ async def test_free_text_comes_a_page_at_a_time_each_row_once(store: Storage) ->
     await store.commit(Commit(answers=said + others))
     since, until = START - timedelta(hours=1), START + timedelta(days=1)
     by_person = sorted(said, key=lambda a: (a.participant, a.answered_at, a.run_id, a.step))
-    expected = [(a.participant, a.run_id, a.step, a.value) for a in by_person]
+    expected = [
+        (a.participant, a.run_id, a.step, a.value, "") for a in by_person
+    ]  # "": no language asked
     for size in (3, 4, 20, 100):  # a last page part full, exactly full, one page, too big
         pages = [page async for page in store.answer_text_pages(
             "g", ["story", "hope"], since, until, page=size)]  # fmt: skip
@@ -293,7 +295,7 @@ async def test_free_text_comes_a_page_at_a_time_each_row_once(store: Storage) ->
     runs = ["r5.1", "r2.0", "r5.0", "x2"]  # x2: answered too late
     some = store.answer_text_pages("g", ["story"], since, until, runs=runs, page=1)
     assert [astuple(row) async for page in some for row in page] == [
-        (f"p{n[0]}", f"r{n}", "story", f'"story {n}"') for n in ["2.0", "5.0", "5.1"]
+        (f"p{n[0]}", f"r{n}", "story", f'"story {n}"', "") for n in ["2.0", "5.0", "5.1"]
     ]
     assert [p async for p in store.answer_text_pages("g", [], since, until)] == []
     assert [p async for p in store.answer_text_pages("g", ["story"], since, until, [])] == []

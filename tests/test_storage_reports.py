@@ -133,3 +133,31 @@ async def test_export_pages_follow_each_other_and_leave_out_the_forgotten(store:
         ChoiceCount("shift", '"day"', 1),
         ChoiceCount("shift", '"night"', 1),
     ]
+
+
+async def test_free_text_pages_carry_the_run_language_when_asked(store: Storage) -> None:
+    """Themes group each language apart, reading only free-text steps: each answer comes
+    with its run's language ("" for a run without one, or with no run row)."""
+    at = START + timedelta(minutes=1)
+    await store.commit(
+        Commit(
+            runs=[run("r1", "ana", "finished", 0, language="es"), run("r2", "ben", "finished", 0)],
+            answers=[
+                AnswerRow("r1", "story", "ana", "pulse", 1, "ask", '"más horas"', at),
+                AnswerRow("r2", "story", "ben", "pulse", 1, "ask", '"more hours"', at),
+                AnswerRow("r3", "story", "cy", "pulse", 1, "ask", '"less pay"', at),  # no run
+                AnswerRow("r1", "sector", "ana", "pulse", 1, "choose", '"care"', at),
+            ],
+        )
+    )
+    until = START + WEEK
+    pages = [p async for p in store.answer_text_pages("pulse", ["story"], START, until,
+                                                      with_language=True)]  # fmt: skip
+    assert [(a.participant, a.value, a.language) for page in pages for a in page] == [
+        ("ana", '"más horas"', "es"),
+        ("ben", '"more hours"', ""),
+        ("cy", '"less pay"', ""),
+    ]
+    plain = [a async for page in store.answer_text_pages("pulse", ["story"], START, until)
+             for a in page]  # fmt: skip
+    assert [(a.participant, a.language) for a in plain] == [("ana", ""), ("ben", ""), ("cy", "")]

@@ -220,6 +220,7 @@ class ReportsPG(Connections):
         until: datetime,
         runs: Sequence[str] | None = None,
         page: int = 5000,
+        with_language: bool = False,
     ) -> AsyncGenerator[list[TextAnswer], None]:
         """Pages of (participant, run, step, value as JSON) for these (free-text) steps, of
         these runs if given, ordered by participant, then as answered.
@@ -228,8 +229,13 @@ class ReportsPG(Connections):
         for as long as the pages are read (given back when closed, early or not)."""
         if not steps or (runs is not None and not runs):
             return
+        # The run's language only when asked for: the digest's word counts don't need it.
+        language = "''"
+        if with_language:
+            language = "coalesce((SELECT r.state::jsonb ->> 'language' FROM runs AS r"
+            language += " WHERE r.id = answers.run_id), '')"
         sql = (
-            "SELECT participant, run_id, step, value FROM answers WHERE guide_id = $1"
+            f"SELECT participant, run_id, step, value, {language} FROM answers WHERE guide_id = $1"
             " AND step = ANY($2::text[]) AND answered_at >= $3 AND answered_at < $4"
             " AND value <> 'null' AND ($5::text[] IS NULL OR run_id = ANY($5::text[]))"
             " ORDER BY participant, answered_at, run_id, step"
@@ -244,7 +250,7 @@ class ReportsPG(Connections):
         async with self.pool.acquire() as db, db.transaction(readonly=True):
             cursor = await db.cursor(sql, *params)
             while rows := await cursor.fetch(page):
-                yield [TextAnswer(r[0], r[1], r[2], r[3]) for r in rows]
+                yield [TextAnswer(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
     async def gatherings_held(self, since: datetime, until: datetime) -> list[GatheringHeld]:
         rows = await self._all(

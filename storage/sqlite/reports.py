@@ -195,6 +195,7 @@ class ReportsSQL(Connections):
         until: datetime,
         runs: Sequence[str] | None = None,
         page: int = 5000,
+        with_language: bool = False,
     ) -> AsyncGenerator[list[TextAnswer], None]:
         """Pages of (participant, run, step, value as JSON) for these (free-text) steps, of
         these runs if given, ordered by participant, then as answered.
@@ -209,8 +210,15 @@ class ReportsSQL(Connections):
         plus, only = "", ""
         if runs is not None:
             plus, only = "+", f" AND run_id IN ({', '.join('?' for _ in runs)})"
+        # The run's language only when asked for: it costs the digest's word counts a
+        # look-up per answer they don't need.
+        language = "''"
+        if with_language:
+            language = "coalesce((SELECT json_extract(r.state, '$.language') FROM runs AS r"
+            language += " WHERE r.id = answers.run_id), '')"
         sql = (
-            f"SELECT participant, run_id, step, value FROM answers WHERE {plus}guide_id = ?"
+            f"SELECT participant, run_id, step, value, {language} FROM answers"
+            f" WHERE {plus}guide_id = ?"
             f" AND step IN ({', '.join('?' for _ in steps)}) AND {plus}answered_at >= ?"
             f" AND {plus}answered_at < ? AND value != 'null'{only}"
             " ORDER BY participant, answered_at, run_id, step"
@@ -221,7 +229,7 @@ class ReportsSQL(Connections):
                 await db.execute(pragma)
             async with db.execute(sql, params) as cursor:
                 while rows := await cursor.fetchmany(page):
-                    yield [TextAnswer(r[0], r[1], r[2], r[3]) for r in rows]
+                    yield [TextAnswer(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
     async def gatherings_held(self, since: datetime, until: datetime) -> list[GatheringHeld]:
         rows = await self._packed(
