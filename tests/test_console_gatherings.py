@@ -85,6 +85,9 @@ async def test_a_gathering_opened_in_the_console_is_joined_in_chat_and_shows_who
 
     listing = text_of(await (await world.client.get("/console/gatherings")).text())
     assert "Thursday <b>table</b>" in listing and gathering.code in listing
+    # The overview's live gathering opens its own page.
+    overview = await (await world.client.get("/console/")).text()
+    assert f'href="/console/gatherings/{gathering.id}">Thursday &lt;b&gt;table' in overview
 
 
 async def test_the_qr_code_and_the_projector_view(world: World):

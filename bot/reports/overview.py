@@ -63,6 +63,7 @@ class LiveGathering:
     paced: bool
     joined: int | None  # people, by the rule
     facilitator: str  # pseudonym: who may see it (facilitators see their own)
+    id: str  # for a link to its own page; names no one
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ async def build_overview(
     gatherings = [
         LiveGathering(g.code, g.title, titles.get(g.guide_id, g.guide_id), g.created_at,
                       g.paced, rule.count(len({r.participant for r in runs}), min_group),
-                      g.facilitator)
+                      g.facilitator, g.id)
         for g, runs in zip(live, joined, strict=True)
     ]  # fmt: skip
     if facilitator is not None:
