@@ -27,6 +27,7 @@ every random choice has a fixed seed.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -58,6 +59,9 @@ MAX_QUOTES = 3
 MAX_WORDS = 3
 MAX_PHRASES = 2
 SURFACE = 500  # a theme's answers read for how its label's words were written
+FIT_ON = 20_000  # above this many answers, fit on a sample this size and place the rest
+CHUNK = 5000  # answers placed at a time, above `FIT_ON`
+CANDIDATES = 50  # a theme's quotable answers nearest its centre kept, above `FIT_ON`
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,8 @@ def _themes_in(
     answers: list[Answer], language: str, min_group: int, codebook: Codebook | None
 ) -> tuple[list[Theme], set[str]]:
     """One language's themes, and the people with an answer in none."""
+    if len(answers) > FIT_ON:
+        return _themes_at_scale(answers, language, min_group, codebook)
     space = fit([a.text for a in answers], language)
     people = np.array([a.person for a in answers])
     groups: list[_Group] = []
@@ -147,14 +153,44 @@ def _cluster(
     space: Space, rows: np.ndarray, people: np.ndarray, min_group: int
 ) -> list[np.ndarray]:
     """Groups of `rows` (positions within it), answers far from every centre left out."""
+    labels, _ = _grouping(space, rows, people, min_group)
+    return [np.flatnonzero(labels == k) for k in range(labels.max(initial=-1) + 1)
+            if (labels == k).any()]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Model:
+    """How `_grouping` placed answers, to place others the same way: the reduction (None:
+    the features as they are) and the k-means centres in the reduced space."""
+
+    svd: TruncatedSVD | None
+    centres: np.ndarray
+
+    def assign(self, x: sparse.csr_matrix) -> np.ndarray:
+        """Each row's group (its nearest centre, as k-means measures), -1 when far."""
+        if self.svd is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                reduced = normalize(self.svd.transform(x))
+        else:
+            reduced = x.toarray()
+        nearest = ((reduced[:, None, :] - self.centres[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+        closeness = np.einsum("ij,ij->i", normalize(reduced), normalize(self.centres)[nearest])
+        return np.where(closeness >= NEAR, nearest, -1)
+
+
+def _grouping(
+    space: Space, rows: np.ndarray, people: np.ndarray, min_group: int
+) -> tuple[np.ndarray, _Model | None]:
+    """Each of `rows`' group (0, 1, ...; -1: far from every centre), and the model."""
     most = min(MOST_THEMES, len(set(people[rows])) // min_group)
-    if most < 1 or not space.matrix.shape[1]:
-        return []
+    if most < 1 or not space.matrix.shape[1] or not len(rows):
+        return np.full(len(rows), -1), None
     every = len(rows) == space.matrix.shape[0]  # rows are sorted: all of them, in order
     x = space.matrix if every else space.matrix[rows]
     # k-means can't find more groups than distinct points; answers of the same words are one.
     distinct = len({" ".join(space.words[r]) for r in rows})
     dims = min(DIMENSIONS, x.shape[1] - 1, len(rows) - 1)
+    svd = None
     if dims >= 2:
         svd = TruncatedSVD(dims, algorithm="randomized", random_state=SEED)
         with np.errstate(divide="ignore", invalid="ignore"):  # answers all alike: no variance
@@ -162,18 +198,18 @@ def _cluster(
     else:  # a handful of answers, or of features: as they are
         reduced = x.toarray()
     if most >= 2 and distinct >= 2:  # two answers said by many are two themes
-        labels, centres = _kmeans(reduced, min(most, distinct))
+        labels, centres, raw = _kmeans(reduced, min(most, distinct))
     else:
         labels = np.zeros(len(rows), dtype=int)
-        centres = normalize(reduced.mean(axis=0, keepdims=True))
+        raw = reduced.mean(axis=0, keepdims=True)
+        centres = normalize(raw)
     closeness = np.einsum("ij,ij->i", normalize(reduced), centres[labels])
-    labels = np.where(closeness >= NEAR, labels, -1)
-    return [np.flatnonzero(labels == k) for k in range(len(centres)) if (labels == k).any()]
+    return np.where(closeness >= NEAR, labels, -1), _Model(svd, raw)
 
 
-def _kmeans(points: np.ndarray, most: int) -> tuple[np.ndarray, np.ndarray]:
+def _kmeans(points: np.ndarray, most: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """k-means with the number of groups (2 to `most`) of the best silhouette, chosen on a
-    fixed sample; returns each point's group and the unit-length centres."""
+    fixed sample; returns each point's group, the unit-length centres and the centres."""
     sample = points
     if len(points) > SAMPLE:
         chosen = np.random.default_rng(SEED).choice(len(points), SAMPLE, replace=False)
@@ -189,12 +225,13 @@ def _kmeans(points: np.ndarray, most: int) -> tuple[np.ndarray, np.ndarray]:
             if best is None or score > best[0]:
                 best = (score, model)
         if best is None:
-            return np.zeros(len(points), dtype=int), normalize(points.mean(axis=0, keepdims=True))
+            mean = points.mean(axis=0, keepdims=True)
+            return np.zeros(len(points), dtype=int), normalize(mean), mean
         model = best[1]
         if sample is not points:
             model = KMeans(model.n_clusters, init=model.cluster_centers_, n_init=1,
                            random_state=SEED).fit(points)  # fmt: skip
-    return model.labels_, normalize(model.cluster_centers_)
+    return model.labels_, normalize(model.cluster_centers_), model.cluster_centers_
 
 
 def _labels(
@@ -216,7 +253,6 @@ def _labels(
     owner = sparse.csr_matrix((np.ones(len(people)), ([who[p] for p in people], np.arange(len(people)))),
                               shape=(len(who), len(people)))  # fmt: skip
     used_by = np.asarray(((owner @ counts) > 0).sum(axis=0)).ravel()
-    shown = used_by >= min_group
     quoted = counts.multiply(quotable[:, None]).tocsr()
     rest = np.ones(counts.shape[0], dtype=bool)
     per_group = []
@@ -225,23 +261,39 @@ def _labels(
         per_group.append(np.asarray(counts[rows].sum(axis=0)).ravel())
     per_group.append(np.asarray(counts[np.flatnonzero(rest)].sum(axis=0)).ravel())  # "other"
     table = np.vstack(per_group).astype(float)
+    mine = []
+    for rows in groups:  # people in it x terms, quotable only: how many used each
+        mine.append(np.asarray(((owner[:, rows] @ quoted[rows]) > 0).sum(axis=0)).ravel())
+    said = [[texts[r] for r in rows[:SURFACE]] for rows in groups]
+    return _pick_labels(space.terms, table, used_by, mine, said, min_group)
+
+
+def _pick_labels(
+    terms: np.ndarray,
+    table: np.ndarray,
+    used_by: np.ndarray,
+    mine: Sequence[np.ndarray],
+    said: Sequence[Sequence[str]],
+    min_group: int,
+) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Labels from the counts: `table` has a row per group and a last for "other" (uses of
+    each term), `used_by` the people who used each term, `mine` per group the people in
+    it who used each term in a quotable answer, `said` some of each group's answers."""
     overall = table.sum(axis=0)
     average = table.sum() / len(table)
     with np.errstate(divide="ignore", invalid="ignore"):
         share = table / np.maximum(table.sum(axis=1, keepdims=True), 1)
         score = share * np.log1p(average / np.maximum(overall, 1))
-    phrase = np.char.find(space.terms.astype(str), " ") >= 0
+    shown = used_by >= min_group
+    phrase = np.char.find(terms.astype(str), " ") >= 0
     out = []
-    for n in range(len(groups)):
-        mine = owner[:, groups[n]] @ quoted[groups[n]]  # people in it x terms, quotable only
-        good = (shown | (np.asarray((mine > 0).sum(axis=0)).ravel() >= 2)) & (table[n] > 0)
-        order = np.lexsort((space.terms, -score[n]))  # best first, then A-Z
-        words = [str(space.terms[t]) for t in order if good[t] and not phrase[t]][:MAX_WORDS]
-        phrases = [str(space.terms[t]) for t in order if good[t] and phrase[t]][:MAX_PHRASES]
-        said = [texts[r] for r in groups[n][:SURFACE]]
-        words = [surface(said, w) for w in words]
-        phrases = [surface(said, p) for p in phrases]
-        out.append((tuple(words), tuple(phrases)))
+    for n in range(len(mine)):
+        good = (shown | (mine[n] >= 2)) & (table[n] > 0)
+        order = np.lexsort((terms, -score[n]))  # best first, then A-Z
+        words = [str(terms[t]) for t in order if good[t] and not phrase[t]][:MAX_WORDS]
+        phrases = [str(terms[t]) for t in order if good[t] and phrase[t]][:MAX_PHRASES]
+        written = surface(said[n], words + phrases)
+        out.append((tuple(written[: len(words)]), tuple(written[len(words) :])))
     return out
 
 
@@ -263,6 +315,178 @@ def _quotes(
         quote = scrub(answer.text)
         # One per person, and the same words once: six people who wrote "better pay"
         # are one quote, and the theme's size says how many.
+        if answer.person not in seen and quote.strip() and quote.casefold() not in said:
+            seen.add(answer.person)
+            said.add(quote.casefold())
+            quotes.append(quote)
+        if len(quotes) == MAX_QUOTES:
+            break
+    return tuple(quotes)
+
+
+def _themes_at_scale(
+    answers: list[Answer], language: str, min_group: int, codebook: Codebook | None
+) -> tuple[list[Theme], set[str]]:
+    """`_themes_in` for more than `FIT_ON` answers: features, reduction and k-means fitted
+    on a sample of `FIT_ON` (the answers whose ids hash lowest, so the same answers give
+    the same sample, in any order), then every answer placed in chunks of `CHUNK`, so
+    the whole matrix (~300 MB at 100,000 answers) is never held. Themes count people over
+    all answers; labels count the terms of all their answers; a theme's centre is its
+    sampled answers' mean, and its quotes are the quotable answers nearest it of all."""
+    n = len(answers)
+    keys = np.array([int.from_bytes(hashlib.blake2b(a.id.encode(), digest_size=8).digest(), "big")
+                     for a in answers], dtype=np.uint64)  # fmt: skip
+    chosen = np.sort(np.argsort(keys, kind="stable")[:FIT_ON])
+    del keys
+    sample = [answers[i] for i in chosen]
+    space = fit([a.text for a in sample], language)
+    names, person = np.unique(np.array([a.person for a in answers], dtype=object).astype(str),
+                              return_inverse=True)  # fmt: skip
+    del names
+    in_sample = np.full(n, -1)
+    in_sample[chosen] = np.arange(len(chosen))
+    # People's answers together (then by id), so a chunk holds all of a person's answers
+    # and terms' people are counted exactly chunk by chunk.
+    order = np.argsort(person, kind="stable")
+    chunks = _chunks(order, person)
+
+    # A coordinator's themes first: each answer to the one it fits best, if near enough;
+    # one that too few people fit, over all answers, gives its answers back.
+    known = codebook.of(language) if codebook else []
+    coded = np.full(n, -1)
+    if known and space.matrix.shape[1]:
+        centres = np.vstack([space.vector(dict(t.centre)) for t in known])
+        for rows in chunks:
+            x, _ = space.transform([answers[r].text for r in rows])
+            near = np.asarray(x @ centres.T)
+            best = near.argmax(axis=1)
+            coded[rows] = np.where(near[np.arange(len(rows)), best] >= FIT, best, -1)
+        fitted = [t for t in range(len(known))
+                  if len(np.unique(person[coded == t])) >= min_group]  # fmt: skip
+        coded = np.where(np.isin(coded, fitted), coded, -1)
+    else:
+        fitted = []
+    group_of = np.full(n, -1)  # each answer's group: coded themes first, then new ones
+    slot = {t: g for g, t in enumerate(fitted)}
+    for t, g in slot.items():
+        group_of[coded == t] = g
+    rest = np.flatnonzero(coded[chosen] < 0)  # sample rows left to group anew
+    sample_people = person[chosen]
+    labels, model = _grouping(space, rest, sample_people, min_group)
+    group_of[chosen[rest]] = np.where(labels >= 0, labels + len(fitted), -1)
+    count = len(fitted) + (labels.max(initial=-1) + 1)
+
+    # Each group's centre, from its sampled answers (a coordinator's theme with fewer than
+    # two there: its stored centre).
+    centres_of: list[Centre] = []
+    for g in range(count):
+        rows = np.flatnonzero(group_of[chosen] == g)
+        if len(rows) < 2 and g < len(fitted):
+            centres_of.append(known[fitted[g]].centre)
+        else:
+            centres_of.append(centre_of(space, rows.tolist()))
+    vectors = [space.vector(dict(c)) for c in centres_of]
+    quotable = np.array([a.quotable for a in answers])
+    terms = len(space.terms)
+    table = np.zeros((count + 1, terms))  # uses of each term per group, and unplaced
+    used_by = np.zeros(terms)
+    mine = np.zeros((count, terms))
+    candidates: list[dict[str, tuple[float, str, int]]] = [{} for _ in range(count)]
+    for rows in chunks:
+        x, counts = space.transform([answers[r].text for r in rows])
+        mapped = group_of[rows]
+        fresh = (coded[rows] < 0) & (in_sample[rows] < 0)  # not grouped yet: place them
+        if model is not None and fresh.any():
+            placed = model.assign(x[np.flatnonzero(fresh)])
+            mapped[fresh] = np.where(placed >= 0, placed + len(fitted), -1)
+            group_of[rows] = mapped
+        local, who = np.unique(person[rows], return_inverse=True)
+        owner = sparse.csr_matrix((np.ones(len(rows)), (who, np.arange(len(rows)))),
+                                  shape=(len(local), len(rows)))  # fmt: skip
+        if terms:
+            used_by += np.asarray(((owner @ counts) > 0).sum(axis=0)).ravel()
+            into = sparse.csr_matrix((np.ones(len(rows)), (np.where(mapped >= 0, mapped, count),
+                                      np.arange(len(rows)))), shape=(count + 1, len(rows)))  # fmt: skip
+            table += (into @ counts).toarray()
+            quoted = counts.multiply(quotable[rows][:, None]).tocsr()
+        for g in np.unique(mapped[mapped >= 0]):
+            inside = np.flatnonzero(mapped == g)
+            if terms:
+                mine[g] += np.asarray(((owner[:, inside] @ quoted[inside]) > 0).sum(axis=0)).ravel()
+            said = inside[quotable[rows][inside]]
+            if len(said) and x.shape[1]:
+                _keep_nearest(candidates[g], answers, rows[said], x[said] @ vectors[g])
+
+    people_in = [np.unique(person[group_of == g]) for g in range(count)]
+    kept = [g for g in range(count) if len(people_in[g]) >= min_group]
+    placed = np.isin(group_of, kept)
+    left = {answers[i].person for i in np.flatnonzero(~placed)}
+    # "other" in the labels: the unplaced and every group too small to be shown.
+    other = table[count] + sum((table[g] for g in range(count) if g not in kept), np.zeros(terms))
+    members = {g: np.flatnonzero(group_of == g) for g in kept}
+    texts = [[answers[r].text for r in members[g][:SURFACE]] for g in kept]
+    named = _pick_labels(space.terms, np.vstack([*(table[g] for g in kept), other]), used_by,
+                         [mine[g] for g in kept], texts, min_group) if terms else [((), ())] * len(kept)  # fmt: skip
+    new = sorted((g for g in kept if g >= len(fitted)),
+                 key=lambda g: (-len(people_in[g]), answers[members[g][0]].id))  # fmt: skip
+    number = {g: k for k, g in enumerate(new, start=1)}
+    themes = []
+    for g, (words, phrases) in zip(kept, named, strict=True):
+        book = known[fitted[g]] if g < len(fitted) else None
+        themes.append(Theme(
+            id=book.id if book else f"{language}-{number[g]}",
+            language=language,
+            people=len(people_in[g]),
+            words=words,
+            phrases=phrases,
+            quotes=_chosen_quotes(candidates[g], answers),
+            name=book.name if book else None,
+            new=book is None and bool(codebook and codebook.themes),
+            answers=tuple(answers[r].id for r in members[g]),
+            centre=centres_of[g],
+        ))  # fmt: skip
+    return themes, left
+
+
+def _chunks(order: np.ndarray, person: np.ndarray) -> list[np.ndarray]:
+    """`order` cut into pieces of about `CHUNK`, never between two answers of a person;
+    each piece's rows sorted (as the answers are: by id)."""
+    out, start = [], 0
+    while start < len(order):
+        end = min(start + CHUNK, len(order))
+        while end < len(order) and person[order[end]] == person[order[end - 1]]:
+            end += 1
+        out.append(np.sort(order[start:end]))
+        start = end
+    return out
+
+
+def _keep_nearest(
+    kept: dict[str, tuple[float, str, int]], answers: list[Answer], rows: np.ndarray,
+    closeness: np.ndarray,
+) -> None:  # fmt: skip
+    """Keep, by words said, the `CANDIDATES` answers nearest a centre (the nearest answer
+    of each wording), as `_quotes` orders them."""
+    for row, near in zip(rows.tolist(), np.asarray(closeness).ravel().tolist(), strict=True):
+        answer = answers[row]
+        key = answer.text.casefold()
+        entry = (-round(near, 6), answer.id, row)
+        if key not in kept or entry < kept[key]:
+            kept[key] = entry
+    if len(kept) > 4 * CANDIDATES:  # trimmed now and then, not for every answer
+        for key, _ in sorted(kept.items(), key=lambda item: item[1])[CANDIDATES:]:
+            del kept[key]
+
+
+def _chosen_quotes(kept: dict[str, tuple[float, str, int]], answers: list[Answer]) -> tuple[str, ...]:
+    """Up to `MAX_QUOTES` of the kept candidates, nearest first, one per person, the same
+    words once, scrubbed again."""
+    quotes: list[str] = []
+    seen: set[str] = set()
+    said: set[str] = set()
+    for _, _, row in sorted(kept.values()):
+        answer = answers[row]
+        quote = scrub(answer.text)
         if answer.person not in seen and quote.strip() and quote.casefold() not in said:
             seen.add(answer.person)
             said.add(quote.casefold())

@@ -63,6 +63,26 @@ class Space:
     counts: sparse.csr_matrix
     terms: np.ndarray
     words: list[list[str]]  # each answer's words, folded, stop words out
+    language: str = ""
+    # The fitted vectorizers with their prefix and weight, to place more answers in this
+    # space (`transform`): a question too big to fit on whole is fitted on a sample.
+    fitted: tuple[tuple[TfidfVectorizer, str, float], ...] = ()
+
+    def transform(self, texts: Sequence[str]) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
+        """Other answers placed in this space: their rows (unit length, as `matrix`) and
+        which of `terms` each uses (as `counts`)."""
+        said = split(texts, self.language)
+        parts = []
+        counts = sparse.csr_matrix((len(texts), len(self.terms)), dtype=np.int32)
+        for vectorizer, prefix, share in self.fitted:
+            found = vectorizer.transform(said)
+            if prefix == "w:":
+                counts = (found > 0).astype(np.int32).tocsr()
+            found.data *= share
+            parts.append(found)
+        if not parts:
+            return sparse.csr_matrix((len(texts), 0), dtype=np.float32), counts
+        return normalize(sparse.hstack(parts, format="csr"), copy=False), counts
 
     def vector(self, weights: dict[str, float]) -> np.ndarray:
         """A stored centre (feature name -> weight) in this space, unit length over
@@ -82,14 +102,13 @@ def fit(texts: Sequence[str], language: str) -> Space:
     Each answer is folded and split into words once (stop words out), and both
     vectorizers read those words: tokenizing in Python was most of the time at 100,000
     answers, three times over before (two vectorizers and a counter for labels)."""
-    stops = stop_words(language)
-    said = [[w for w in _WORD.findall(fold(text)) if w not in stops] for text in texts]
+    said = split(texts, language)
     least = 2 if len(texts) >= MANY else 1
     words = TfidfVectorizer(analyzer=_words_and_pairs, sublinear_tf=True, min_df=least,
                             dtype=np.float32)  # fmt: skip
     letters = TfidfVectorizer(analyzer=_letter_groups, sublinear_tf=True, min_df=2,
                               dtype=np.float32)  # fmt: skip
-    parts, names = [], []
+    parts, names, fitted = [], [], []
     counts = sparse.csr_matrix((len(texts), 0), dtype=np.int32)
     terms = np.array([], dtype=str)
     for vectorizer, prefix, share in ((words, "w:", WORD_SHARE), (letters, "c:", 1 - WORD_SHARE)):
@@ -100,6 +119,8 @@ def fit(texts: Sequence[str], language: str) -> Space:
         if prefix == "w:":  # which answers use each word or pair: for labels
             counts = (found > 0).astype(np.int32).tocsr()
             terms = vectorizer.get_feature_names_out()
+        vectorizer.stop_words_ = None  # the features left out: not needed to transform
+        fitted.append((vectorizer, prefix, share))
         found.data *= share  # in place: at 100,000 answers each copy is tens of MB
         parts.append(found)
         names.append(np.array([prefix + n for n in vectorizer.get_feature_names_out()]))
@@ -109,7 +130,13 @@ def fit(texts: Sequence[str], language: str) -> Space:
     matrix = sparse.hstack(parts, format="csr")
     del parts
     matrix = normalize(matrix, copy=False)
-    return Space(matrix, np.concatenate(names), counts, terms, said)
+    return Space(matrix, np.concatenate(names), counts, terms, said, language, tuple(fitted))
+
+
+def split(texts: Sequence[str], language: str) -> list[list[str]]:
+    """Each answer's words, folded, its language's stop words out."""
+    stops = stop_words(language)
+    return [[w for w in _WORD.findall(fold(text)) if w not in stops] for text in texts]
 
 
 def _words_and_pairs(words: list[str]) -> list[str]:
@@ -129,14 +156,15 @@ def _letter_groups(words: list[str]) -> list[str]:
     return out
 
 
-def surface(texts: Sequence[str], term: str) -> str:
+def surface(texts: Sequence[str], terms: Sequence[str]) -> list[str]:
     """A label's words as people wrote them ("año", not the folded "ano"): each word of
-    the term in its most used form among these answers."""
+    each term in its most used form among these answers (read once for all the terms)."""
     forms: dict[str, Counter[str]] = {}
     for text in texts:
         for word in _WORD.findall(text.lower()):
             forms.setdefault(fold(word), Counter())[word] += 1
-    return " ".join(forms[w].most_common(1)[0][0] if w in forms else w for w in term.split())
+    return [" ".join(forms[w].most_common(1)[0][0] if w in forms else w for w in term.split())
+            for term in terms]  # fmt: skip
 
 
 def centre_of(space: Space, rows: Sequence[int]) -> tuple[tuple[str, float], ...]:
