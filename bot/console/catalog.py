@@ -3,7 +3,16 @@ navigation is ordered by each entry's `order` (`bot/console/pages.py`)."""
 
 from __future__ import annotations
 
-from bot.console import audit_page, gatherings, opendata, overview, people, results, schedules
+from bot.console import (
+    audit_page,
+    gatherings,
+    opendata,
+    overview,
+    people,
+    results,
+    schedules,
+    themes_page,
+)
 from bot.console.pages import PageModule
 
 PAGE_MODULES: tuple[PageModule, ...] = (
@@ -14,4 +23,5 @@ PAGE_MODULES: tuple[PageModule, ...] = (
     results,
     gatherings,
     people,
+    themes_page,
 )

@@ -17,6 +17,7 @@ from aiohttp import web
 from bot.console.context import Visit
 from bot.console.pages import Pages
 from bot.console.results_view import ResultsView, read_view
+from bot.console.themes_page import summaries
 from bot.features.roles import ADMIN, COORDINATOR
 from bot.flows.text import localize
 from bot.reports.results import build_results
@@ -55,4 +56,5 @@ async def show(visit: Visit) -> web.StreamResponse:
     # Relative, so it holds on whatever address the console is reached by.
     permalink = str(path.with_query(view.query()))
     return visit.render("results.html", results=results, view=view, permalink=permalink,
-                        show=ResultsView(visit.t, services.min_group), themes={})  # fmt: skip
+                        show=ResultsView(visit.t, services.min_group),
+                        themes=summaries(visit, loaded.guide, results, view))  # fmt: skip
