@@ -9,6 +9,7 @@ in the other language. Each size runs in a fresh process, so its peak resident m
 with numpy, scipy and scikit-learn loaded.
 
     python benchmarks/themes.py [--sizes 10000,100000] [--question changed] [--threads 2]
+    python benchmarks/themes.py --sizes 100000 --quality 5000,10000,20000,40000
 """
 
 from __future__ import annotations
@@ -31,17 +32,22 @@ FILLERS = {"en": ["honestly", "I think", "really", "lol", "you know", "this year
 
 def answers(question: str, size: int, seed: int = 7) -> list[tuple[str, str, str, str]]:
     """`size` answers (id, person, language, text), nine in ten in English."""
+    return [made[:4] for made in labelled(question, size, seed)]
+
+
+def labelled(question: str, size: int, seed: int = 7) -> list[tuple[str, str, str, str, str]]:
+    """`answers` with the theme each copy was made from (language.theme) last."""
     import yaml
 
     chooser = random.Random(seed)
     pools = {}
     for language in ("en", "es"):
         found = yaml.safe_load((DATA / f"{question}.{language}.yaml").read_text(encoding="utf-8"))
-        pools[language] = list(found["themes"].values())
+        pools[language] = list(found["themes"].items())
     made = []
     for n in range(size):
         language = "es" if n % 10 == 9 else "en"
-        theme = chooser.choice(pools[language])
+        label, theme = chooser.choice(pools[language])
         words = chooser.choice(theme).split()
         if chooser.random() < 0.3:  # a word from another answer of the same theme
             words.insert(
@@ -59,7 +65,7 @@ def answers(question: str, size: int, seed: int = 7) -> list[tuple[str, str, str
                 )
         if chooser.random() < 0.2:
             words.append(chooser.choice(FILLERS[language]))
-        made.append((f"a{n:07d}", f"p{n:07d}", language, " ".join(words)))
+        made.append((f"a{n:07d}", f"p{n:07d}", language, " ".join(words), f"{language}.{label}"))
     return made
 
 
@@ -86,13 +92,45 @@ def measure(question: str, size: int) -> dict[str, float]:
     }
 
 
+def quality(question: str, size: int, samples: list[int]) -> None:
+    """Agreement (NMI, ARI) with the theme each answer was made from, grouping all
+    `size` answers at once and fitting on samples of each size, with time and peak
+    memory of each (in this process: later peaks include earlier ones)."""
+    sys.path.insert(0, str(HERE.parent))
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    from bot.reports.themes import engine
+    from bot.reports.themes.model import Answer
+
+    made = labelled(question, size)
+    rows = [Answer(i, p, lang, text, True) for i, p, lang, text, _ in made]
+    truth = {i: label for i, _, _, _, label in made}
+    for fit_on in samples:
+        engine.FIT_ON = fit_on
+        cpu = time.process_time()
+        found = engine.find_themes(rows, min_group=5)
+        spent = time.process_time() - cpu
+        theme = {a: t.id for t in found.themes for a in t.answers}
+        ours = [theme.get(i, "other") for i in truth]
+        nmi = normalized_mutual_info_score(list(truth.values()), ours)
+        ari = adjusted_rand_score(list(truth.values()), ours)
+        name = "all at once" if fit_on >= size else f"sample {fit_on:,}"
+        print(f"{size:>7} answers, {name:>12}: NMI {nmi:.3f} ARI {ari:.3f}, {spent:5.2f} s CPU, "
+              f"{len(found.themes)} themes, other {found.other}", flush=True)  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--question", default="changed", choices=["changed", "better", "worries"])
     parser.add_argument("--threads", type=int, default=2, help="BLAS and OpenMP threads")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # the child's own run
+    parser.add_argument("--quality", help="fit sample sizes to compare, e.g. 5000,10000,20000")
     args = parser.parse_args()
+    if args.quality:
+        for size in (int(s) for s in args.sizes.split(",")):
+            quality(args.question, size, [*map(int, args.quality.split(",")), size])
+        return 0
     if args.one is not None:
         print(json.dumps(measure(args.question, args.one)))
         return 0

@@ -289,3 +289,36 @@ def test_whatever_people_type_themes_keep_their_rules(
         assert len({by_id[a].person for a in theme.answers}) == theme.people
     assert found.other is None or found.other == 0 or found.other >= 3
     assert find_themes(list(reversed(answers)), min_group=3) == found
+
+
+def test_a_big_question_is_fitted_on_a_sample_and_every_answer_placed(
+    changed: list[Answer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above `FIT_ON` answers, themes are fitted on a sample and the rest placed in
+    chunks: the same answers still give the same themes in any order, and each theme
+    counts the people of all its answers, sampled or not."""
+    from bot.reports.themes import engine
+
+    monkeypatch.setattr(engine, "FIT_ON", 60)
+    monkeypatch.setattr(engine, "CHUNK", 25)
+    # Some people answered twice: a chunk never splits a person's answers.
+    answers = [Answer(a.id, f"{a.language}-p{n // 2:03d}", a.language, a.text, n % 3 > 0)
+               for n, a in enumerate(changed)]  # fmt: skip
+    found = find_themes(answers, min_group=5)
+    shuffled = answers[:]
+    random.Random(5).shuffle(shuffled)
+    assert find_themes(shuffled, min_group=5) == found and found.themes
+    by_id = {a.id: a for a in answers}
+    placed = [a for t in found.themes for a in t.answers]
+    assert len(placed) == len(set(placed)) > 2 * 60  # beyond the two samples of 60
+    everyone = {a.person for a in answers}
+    inside = {by_id[a].person for a in placed}
+    for theme in found.themes:
+        people = {by_id[a].person for a in theme.answers}
+        assert theme.people == len(people) >= 5
+        assert {by_id[a].language for a in theme.answers} == {theme.language}
+        said = {scrub(by_id[a].text) for a in theme.answers if by_id[a].quotable}
+        assert set(theme.quotes) <= said and len(theme.quotes) <= 3
+        assert theme.label
+    outside = {a.person for a in answers if a.id not in set(placed)}
+    assert found.other == len(outside) and outside | inside == everyone

@@ -478,7 +478,9 @@ def _keep_nearest(
             del kept[key]
 
 
-def _chosen_quotes(kept: dict[str, tuple[float, str, int]], answers: list[Answer]) -> tuple[str, ...]:
+def _chosen_quotes(
+    kept: dict[str, tuple[float, str, int]], answers: list[Answer]
+) -> tuple[str, ...]:
     """Up to `MAX_QUOTES` of the kept candidates, nearest first, one per person, the same
     words once, scrubbed again."""
     quotes: list[str] = []
