@@ -5,7 +5,8 @@ number, a choice and two free-text questions per run), then, each in a fresh
 process, times (a) the baseline, one `SELECT step, value, count(*) ... GROUP BY`
 over the whole answers table, and (b) the digest for the latest week (with the
 week before for the changes), rendered as text. Reports wall time and peak
-resident memory (VmHWM) of each, as medians of several runs.
+resident memory (VmHWM) of each, and the CPU seconds its process spent (all threads:
+the digest groups themes in a thread), as medians of several runs.
 
     python benchmarks/digest.py [--answers 1000000] [--runs 3]
 """
@@ -32,7 +33,7 @@ WORDS = ["rest", "pay", "shifts", "schedule", "training", "union", "break", "ove
 
 BASELINE = """
 import sqlite3, sys, time
-began = time.perf_counter()
+began, cpu_began = time.perf_counter(), time.process_time()
 db = sqlite3.connect(sys.argv[1])
 rows = db.execute("SELECT step, value, count(*) FROM answers GROUP BY step, value").fetchall()
 elapsed = time.perf_counter() - began
@@ -53,7 +54,8 @@ async def main():
     await storage.open()
     library = GuideLibrary.from_paths([Path(sys.argv[2]) / "guides"])
     end = datetime.fromisoformat(sys.argv[3])
-    began = time.perf_counter()
+    global cpu_began
+    began, cpu_began = time.perf_counter(), time.process_time()
     digest = await build_digest(storage, library, end - timedelta(days=7), end, min_group=5)
     text = Reports(load_phrasebook()).render("digest", "text", "en", d=digest)
     elapsed = time.perf_counter() - began
@@ -65,7 +67,7 @@ assert "Weekly check-in" in text, text[:500]
 """
 REPORT = """
 peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
-print(elapsed, peak / 1024)
+print(elapsed, peak / 1024, time.process_time() - cpu_began)
 """
 
 
@@ -123,13 +125,13 @@ def fill(db: Path, answers: int) -> None:
     connection.close()
 
 
-def measure(script: str, *args: str) -> tuple[float, float]:
+def measure(script: str, *args: str) -> tuple[float, float, float]:
     done = subprocess.run(
         [sys.executable, "-c", script + REPORT, *args], capture_output=True, text=True,
         check=True, timeout=600,
     )  # fmt: skip
-    seconds, megabytes = done.stdout.split()
-    return float(seconds), float(megabytes)
+    seconds, megabytes, cpu = done.stdout.split()
+    return float(seconds), float(megabytes), float(cpu)
 
 
 def main() -> None:
@@ -140,19 +142,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         db = Path(folder) / "kt.db"
         fill(db, args.answers)
-        results: dict[str, list[tuple[float, float]]] = {"GROUP BY": [], "digest": []}
+        results: dict[str, list[tuple[float, float, float]]] = {"GROUP BY": [], "digest": []}
         for run in range(args.runs):
             results["GROUP BY"].append(measure(BASELINE, str(db)))
             results["digest"].append(measure(DIGEST, str(db), str(ROOT), END.isoformat()))
             print(
                 f"run {run + 1}: {results['GROUP BY'][-1]} {results['digest'][-1]}", file=sys.stderr
             )
-    summary = {name: (median([r[0] for r in rs]), median([r[1] for r in rs]))
-               for name, rs in results.items()}  # fmt: skip
-    base_time, _base_rss = summary["GROUP BY"]
-    rows = [[name, f"{t:.2f}", f"{t / base_time:.2f}", f"{rss:.0f}"]
-            for name, (t, rss) in summary.items()]  # fmt: skip
-    body = table(["query", "seconds", "ratio to GROUP BY", "peak RSS MB"], rows)
+    summary = {name: (median([r[0] for r in rs]), median([r[1] for r in rs]),
+                      median([r[2] for r in rs])) for name, rs in results.items()}  # fmt: skip
+    base_time, _base_rss, _base_cpu = summary["GROUP BY"]
+    rows = [[name, f"{t:.2f}", f"{t / base_time:.2f}", f"{cpu:.2f}", f"{rss:.0f}"]
+            for name, (t, rss, cpu) in summary.items()]  # fmt: skip
+    body = table(["query", "seconds", "ratio to GROUP BY", "CPU s", "peak RSS MB"], rows)
     notes = (
         f"{args.answers:,} answers over two weeks, medians of {args.runs} runs, each in a fresh "
         "process. Targets: digest time ≤ 2x the GROUP BY, peak RSS < 200 MB."
