@@ -139,9 +139,10 @@ async def test_rename_merge_and_split_change_the_page_and_the_next_digest(world:
     status, location, _ = await _post(world, f"{PAGE}/rename",
                                       {"csrf": csrf, "theme": first, "name": "  Rent  and pay ",
                                        **dates})  # fmt: skip
-    assert (status, location) == (303, here)
+    assert (status, location) == (303, here + "&done=renamed")
     html = await _page(world, location)
     assert "Rent and pay" in _text(_main(html))
+    assert "Renamed and saved to the codebook" in _text(_main(html))
     themes = await _themes(world)
     assert "Rent and pay" in [t.name for t in themes.themes]
     assert all(i.startswith("t") for i in _ids(html))  # kept in the codebook now
@@ -159,7 +160,7 @@ async def test_rename_merge_and_split_change_the_page_and_the_next_digest(world:
     status, location, _ = await _post(world, f"{PAGE}/split",
                                       {"csrf": csrf, "theme": named.id, "answer": raises,
                                        "name": "Raises", **dates})  # fmt: skip
-    assert (status, location) == (303, here)
+    assert (status, location) == (303, here + "&done=split")
     themes = await _themes(world)
     sizes = {t.name: t.people for t in themes.themes}
     assert sizes["Rent and pay"] == 6 and sizes["Raises"] == 6, sizes
@@ -172,7 +173,7 @@ async def test_rename_merge_and_split_change_the_page_and_the_next_digest(world:
     status, location, _ = await _post(
         world, f"{PAGE}/merge", {"csrf": csrf, "keep": keep, "gone": gone, **dates}
     )
-    assert (status, location) == (303, here)
+    assert (status, location) == (303, here + "&done=merged")
     after = await _themes(world)
     merged = next(t for t in after.themes if t.id == keep)
     assert merged.name == "Rent and pay" and merged.people == 12

@@ -115,14 +115,19 @@ def _period(visit: Visit, source: Mapping[str, str]) -> View:
     return read_view(source, visit.now, visit.services.timezone)
 
 
-def _here(visit: Visit, guide: Guide, step: Step, view: View) -> str:
+DONE = ("renamed", "merged", "split")  # what the page says after an edit (`?done=`)
+
+
+def _here(visit: Visit, guide: Guide, step: Step, view: View, done: str = "") -> str:
+    """The themes of this period: its permalink (`done`: after an edit, says it was saved)."""
     path = visit.request.app.router["themes_question"].url_for(guide=guide.id, step=step.id)
-    return str(path.with_query({"from": view.start.isoformat(), "to": view.end.isoformat()}))
+    query = {"from": view.start.isoformat(), "to": view.end.isoformat()}
+    return str(path.with_query({**query, "done": done} if done else query))
 
 
 async def _render_page(
     visit: Visit, guide: Guide, step: Step, view: View, *, status: int = 200,
-    error: str | None = None, kept: Mapping[str, str] | None = None,
+    error: str | None = None, kept: Mapping[str, str] | None = None, done: str = "",
 ) -> web.Response:  # fmt: skip
     themes = await service_of(visit).themes(guide.id, step.id, view.since, view.until)
     themes = without_answers(themes)
@@ -134,6 +139,7 @@ async def _render_page(
         "themes.html", status=status, guide=guide, step=step, view=view, found=themes,
         title=_text(visit, guide, guide.title), question=_text(visit, guide, step.text),
         permalink=_here(visit, guide, step, view), error=error, kept=kept or {},
+        done=done if done in DONE and error is None else "",
         results=str(results.with_query({"from": view.start.isoformat(),
                                         "to": view.end.isoformat()})),
         label=lambda theme: theme.label or visit.t("themes_unnamed"),
@@ -147,7 +153,8 @@ async def show(visit: Visit) -> web.StreamResponse:
     if isinstance(found, web.Response):
         return found
     guide, step = found
-    return await _render_page(visit, guide, step, _period(visit, visit.request.query))
+    query = visit.request.query
+    return await _render_page(visit, guide, step, _period(visit, query), done=query.get("done", ""))
 
 
 async def _edit(visit: Visit, what: str) -> web.StreamResponse:
@@ -177,7 +184,7 @@ async def _edit(visit: Visit, what: str) -> web.StreamResponse:
                                   error=error_text(visit, error), kept=kept)  # fmt: skip
     _forget(visit, guide, step)
     await visit.audit(f"themes_{what}d", detail)
-    return see_other(_here(visit, guide, step, view))
+    return see_other(_here(visit, guide, step, view, f"{what}d"))
 
 
 async def rename(visit: Visit) -> web.StreamResponse:
@@ -258,7 +265,7 @@ async def split(visit: Visit) -> web.StreamResponse:
     named = f" → {' '.join(name.split())}" if name.strip() else ""
     await visit.audit("themes_split", f"{guide.id} · {step.id} · {theme_id}: {len(chosen)}"
                                       f" answers{named}")  # fmt: skip
-    return see_other(_here(visit, guide, step, view))
+    return see_other(_here(visit, guide, step, view, "split"))
 
 
 def summaries(visit: Visit, guide: Guide, results: Results, view: View) -> dict[str, Markup]:
@@ -277,7 +284,9 @@ def summaries(visit: Visit, guide: Guide, results: Results, view: View) -> dict[
         key: Key = (guide.id, step.id, view.since, view.until)
         themes = cache.get(key)
         people = answered.get(step.id)
-        if themes is None and people is not None and people <= WARM_MOST:
+        if not people:  # fewer than the minimum group answered: no themes to find
+            continue
+        if themes is None and people <= WARM_MOST:
             cache.warm(key, _finder(service, key))
         link = visit.request.app.router["themes_question"].url_for(guide=guide.id, step=step.id)
         query = {"from": view.start.isoformat(), "to": view.end.isoformat()}
