@@ -27,14 +27,15 @@ every random choice has a fixed seed.
 
 from __future__ import annotations
 
-import hashlib
 import warnings
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 
 import numpy as np
 from scipy import sparse
+from sklearn import config_context
 from sklearn.cluster import KMeans
 from sklearn.decomposition import TruncatedSVD
 from sklearn.exceptions import ConvergenceWarning
@@ -61,6 +62,7 @@ MAX_PHRASES = 2
 SURFACE = 500  # a theme's answers read for how its label's words were written
 FIT_ON = 20_000  # above this many answers, fit on a sample this size and place the rest
 CHUNK = 5000  # answers placed at a time, above `FIT_ON`
+WORKING_MB = 8  # scikit-learn's memory for pairwise distances, per piece
 CANDIDATES = 50  # a theme's quotable answers nearest its centre kept, above `FIT_ON`
 
 
@@ -221,7 +223,9 @@ def _kmeans(points: np.ndarray, most: int) -> tuple[np.ndarray, np.ndarray, np.n
             model = KMeans(k, n_init=TRIES, random_state=SEED).fit(sample)
             if len(set(model.labels_)) < 2:
                 continue
-            score = float(silhouette_score(sample, model.labels_))
+            # A few MB at a time: the 2,000 x 2,000 distances at once were ~100 MB of peak.
+            with config_context(working_memory=WORKING_MB):
+                score = float(silhouette_score(sample, model.labels_))
             if best is None or score > best[0]:
                 best = (score, model)
         if best is None:
@@ -328,21 +332,22 @@ def _themes_at_scale(
     answers: list[Answer], language: str, min_group: int, codebook: Codebook | None
 ) -> tuple[list[Theme], set[str]]:
     """`_themes_in` for more than `FIT_ON` answers: features, reduction and k-means fitted
-    on a sample of `FIT_ON` (the answers whose ids hash lowest, so the same answers give
-    the same sample, in any order), then every answer placed in chunks of `CHUNK`, so
+    on a sample of `FIT_ON` (the answers whose ids hash lowest, CRC-32, ties by id, so
+    the same answers give the same sample, in any order), then every answer placed in chunks of `CHUNK`, so
     the whole matrix (~300 MB at 100,000 answers) is never held. Themes count people over
     all answers; labels count the terms of all their answers; a theme's centre is its
     sampled answers' mean, and its quotes are the quotable answers nearest it of all."""
     n = len(answers)
-    keys = np.array([int.from_bytes(hashlib.blake2b(a.id.encode(), digest_size=8).digest(), "big")
-                     for a in answers], dtype=np.uint64)  # fmt: skip
+    keys = np.array([zlib.crc32(a.id.encode()) for a in answers], dtype=np.uint32)
     chosen = np.sort(np.argsort(keys, kind="stable")[:FIT_ON])
     del keys
     sample = [answers[i] for i in chosen]
     space = fit([a.text for a in sample], language)
-    names, person = np.unique(np.array([a.person for a in answers], dtype=object).astype(str),
-                              return_inverse=True)  # fmt: skip
-    del names
+    # People as numbers, in the order they first answered (by id): an array of their
+    # pseudonyms to sort was ~40 MB at 100,000 answers.
+    code: dict[str, int] = {}
+    person = np.array([code.setdefault(a.person, len(code)) for a in answers], dtype=np.int64)
+    del code
     in_sample = np.full(n, -1)
     in_sample[chosen] = np.arange(len(chosen))
     # People's answers together (then by id), so a chunk holds all of a person's answers
@@ -467,10 +472,14 @@ def _keep_nearest(
 ) -> None:  # fmt: skip
     """Keep, by words said, the `CANDIDATES` answers nearest a centre (the nearest answer
     of each wording), as `_quotes` orders them."""
-    for row, near in zip(rows.tolist(), np.asarray(closeness).ravel().tolist(), strict=True):
+    closeness = np.round(np.asarray(closeness).ravel(), 6)
+    # The nearest few of this chunk only: rows are in id order, so a stable sort keeps ties
+    # by id, as `_quotes` does.
+    best = np.argsort(-closeness, kind="stable")[: 10 * CANDIDATES]
+    for row, near in zip(rows[best].tolist(), closeness[best].tolist(), strict=True):
         answer = answers[row]
         key = answer.text.casefold()
-        entry = (-round(near, 6), answer.id, row)
+        entry = (-near, answer.id, row)
         if key not in kept or entry < kept[key]:
             kept[key] = entry
     if len(kept) > 4 * CANDIDATES:  # trimmed now and then, not for every answer
