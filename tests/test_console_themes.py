@@ -8,6 +8,7 @@ links each free-text question to its themes and names the largest once found."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -19,6 +20,7 @@ import pytest
 from bot.console.themes_cache import THEMES_CACHE, ThemesCache
 from bot.reports.themes.service import ThemeService
 from storage.protocol import Storage
+from storage.rows import AnswerRow, Commit, RunRow
 from tests.conftest import START, FakeClock
 from tests.console_world import World, open_world
 from tests.results_world import GUIDE_ID, Person, add_guide, answer
@@ -241,6 +243,8 @@ async def test_an_unknown_or_sensitive_question_is_a_clear_404(world: World):
     assert "No themes here" in words
     words = _text(_main(await _page(world, "/console/themes/no-such-guide/story", status=404)))
     assert "There is no guide no-such-guide" in words
+    words = _text(_main(await _page(world, f"{PAGE}/split?theme=t99", status=404)))
+    assert "not among these dates' themes" in words and "Back to the themes" in words
 
 
 async def test_the_index_lists_free_text_questions_and_nothing_sensitive(world: World):
@@ -270,3 +274,46 @@ async def test_spanish(world: World):
     assert taken.status == 303
     words = _text(_main(await _page(world)))
     assert "Temas:" in words and "6 personas" in words
+
+
+async def _story(storage: Storage, texts: list[str], tag: str, language: str = "en") -> None:
+    """More people answer the story (in `language`), a day before the page's today."""
+    at = START - timedelta(days=1)
+    state = json.dumps({"language": language})
+    for n, text in enumerate(texts):
+        run, who = f"{tag}-run{n}", f"{tag}-p{n}"
+        await storage.commit(Commit(
+            runs=[RunRow(run, who, GUIDE_ID, 1, "h", "finished", state, at, at)],
+            answers=[AnswerRow(run, "story", who, GUIDE_ID, 1, "ask", json.dumps(text), at)],
+        ))  # fmt: skip
+
+
+async def test_after_an_edit_what_fits_no_kept_theme_is_marked_new_and_languages_stay_apart(
+    world: World,
+):
+    csrf = await world.sign_in("cora")
+    first = _ids(await _page(world))[0]
+    status, _, _ = await _post(world, f"{PAGE}/rename",
+                               {"csrf": csrf, "theme": first, "name": "Pay"})  # fmt: skip
+    assert status == 303
+    await _story(world.storage, [f"night shifts are longer, shift {n}" for n in range(6)], "night")
+    await _story(world.storage, ["nos recortaron las horas", "me quitaron horas",
+                                 "menos horas cada semana", "recortaron horas otra vez",
+                                 "horas recortadas a todos", "las horas no alcanzan"],
+                 "es", "es")  # fmt: skip
+    html = await _page(world)
+    words = _text(_main(html))
+    assert "Pay 12 people" in words  # the coordinator's theme keeps its name and people
+    cards = re.findall(r'<li class="card theme".*?</li>\s*(?=<li class="card theme"|</ul>)',
+                       html, re.S)  # fmt: skip
+    new = [_text(card) for card in cards if 'class="mark"' in card]
+    assert any("night" in card and "6 people · English" in card for card in new), new
+    assert any("6 people · Spanish" in card for card in new), new
+    assert not any(card.startswith("Pay") for card in new)
+    assert "Themes marked “new” fit none of the themes in the codebook." in words
+    # A Spanish theme can't join an English one.
+    themes = await _themes(world)
+    spanish = next(t.id for t in themes.themes if t.language == "es")
+    status, _, page = await _post(world, f"{PAGE}/merge",
+                                  {"csrf": csrf, "keep": first, "gone": spanish})  # fmt: skip
+    assert status == 422 and "in different languages" in _text(page)

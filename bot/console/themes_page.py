@@ -209,8 +209,9 @@ async def _render_split(
     themes = await service.themes(guide.id, step.id, view.since, view.until)
     theme = next((t for t in themes.themes if t.id == theme_id), None)
     examples = []
-    if theme is None:
+    if theme is None:  # an old link, or new answers moved it: say so, as a missing page
         error = error or error_text(visit, CodebookError("themes_error_unknown", theme=theme_id))
+        status = 404 if status == 200 else status
     else:
         try:
             examples = await service.examples(guide.id, step.id, theme_id, view.since,
