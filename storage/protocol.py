@@ -230,6 +230,11 @@ class RecordStore(Protocol):
         """Delete a record and return it if it had not expired: at most one caller gets it."""
         ...
 
+    async def clear_expired_records(self, now: datetime) -> int:
+        """Delete every record that expired by `now` (sign-in links, console sessions,
+        invitations nobody used): how many went."""
+        ...
+
     async def delete_records(self, kind: str, key: str) -> None: ...
 
     async def records_of(self, kind: str, now: datetime) -> list[RecordRow]:

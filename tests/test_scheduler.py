@@ -169,3 +169,22 @@ async def test_time_zones_are_checked(town: Town):
     await town.say(dispatcher, "tz", "/timezone Europe/Madrid")
     await deliverer.drain("terminal")
     assert "Europe/Madrid" in town.texts("tz")[-1]
+
+
+async def test_expired_records_are_cleared_once_a_day_by_one_instance(town: Town):
+    _, first, _ = await setup(town, {})
+    _, second, _ = await town.process()
+    now = town.clock.now
+    storage = first.storage
+    # A sign-in link nobody used and a session that ran out: reads ignore them already;
+    # the day's housekeeping deletes them, so nothing says who signed in when.
+    await storage.put_record("console-link", "unused", b"who", now - timedelta(minutes=1))
+    await storage.put_record("console-session", "old", b"who", now - timedelta(hours=1))
+    await storage.put_record("console-session", "live", b"who", now + timedelta(hours=1))
+    reports = await asyncio.gather(first.tick(), second.tick())
+    assert sorted(r.cleared for r in reports) == [0, 2]  # one of them, once
+    assert [r.key for r in await storage.records_of("console-session", now)] == ["live"]
+    town.clock.advance(hours=2)  # the same UTC day: not again
+    assert (await first.tick()).cleared == 0
+    town.clock.advance(days=1)
+    assert (await second.tick()).cleared == 1  # the next day: the session that ran out

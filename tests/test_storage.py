@@ -247,6 +247,21 @@ async def test_records_expire_and_are_taken_once(store: Storage) -> None:
     assert await store.record("slack-install", "T1", now) is None
 
 
+async def test_expired_records_are_cleared_and_the_rest_kept(store: Storage) -> None:
+    now = START
+    await store.put_record("console-session", "gone", b"who", now - timedelta(hours=1))
+    await store.put_record("console-link", "due", b"", now)  # expires at this very moment
+    await store.put_record("console-session", "live", b"who", now + timedelta(hours=1))
+    await store.put_record("role", "p1", b"facilitator")  # never expires
+    assert await store.clear_expired_records(now) == 2
+    assert await store.clear_expired_records(now) == 0
+    assert [r.key for r in await store.records_of("console-session", now)] == ["live"]
+    assert await store.record("role", "p1", now) == b"facilitator"
+    later = now + timedelta(hours=2)
+    assert await store.clear_expired_records(later) == 1
+    assert await store.record("role", "p1", later) == b"facilitator"
+
+
 async def test_gatherings_and_the_runs_joined_through_them(store: Storage) -> None:
     from storage.rows import Commit, GatheringRow
 

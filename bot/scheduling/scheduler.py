@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=10)
 DIGEST = "digest"
 RETENTION = "retention"
+HOUSEKEEPING = "housekeeping"  # expired records cleared, once a UTC day
 
 
 class WeeklyDigests(Protocol):
@@ -69,6 +70,7 @@ class TickReport:
     reminded: int = 0
     digests: int = 0
     expired: int = 0
+    cleared: int = 0  # expired records deleted (sign-in links, sessions, invitations)
 
 
 class Scheduler:
@@ -123,7 +125,21 @@ class Scheduler:
                 await self._retention(now, report)
             except Exception:
                 log.exception("old free text could not be blanked")
+        try:
+            await self._housekeeping(now, report)
+        except Exception:
+            log.exception("expired records could not be cleared")
         return report
+
+    async def _housekeeping(self, now: datetime, report: TickReport) -> None:
+        """Once a UTC day, by one instance: delete records past their expiry (console
+        sign-in links and sessions, invitations nobody used). Reads already ignore them;
+        this keeps them from piling up, and keeps no trace of who signed in when."""
+        day = datetime.combine(now.astimezone(UTC).date(), time(0), tzinfo=UTC)
+        if await self.storage.claim_occurrence(HOUSEKEEPING, "UTC", day, now, LEASE) != "claimed":
+            return
+        report.cleared = await self.storage.clear_expired_records(now)
+        await self.storage.finish_occurrence(HOUSEKEEPING, "UTC", day, "sent")
 
     async def _retention(self, now: datetime, report: TickReport) -> None:
         """Once a day: blank what people wrote in their own words after the retention

@@ -36,6 +36,12 @@ class RecordsPG(Connections):
             return None
         return bytes(row[0])
 
+    async def clear_expired_records(self, now: datetime) -> int:
+        status = await self._execute(
+            "DELETE FROM records WHERE expires_at IS NOT NULL AND expires_at <= $1", utc(now)
+        )
+        return int(status.split()[-1])
+
     async def delete_records(self, kind: str, key: str) -> None:
         await self._execute("DELETE FROM records WHERE kind = $1 AND key = $2", kind, key)
 

@@ -36,6 +36,17 @@ class RecordsSQL(Connections):
         taken: bytes | None = await self._w.run(take)
         return taken
 
+    async def clear_expired_records(self, now: datetime) -> int:
+        cleared: int = await self._w.run(
+            lambda db: (
+                db.execute(
+                    "DELETE FROM records WHERE expires_at IS NOT NULL AND expires_at <= ?",
+                    (ts(now),),
+                ).rowcount
+            )
+        )
+        return cleared
+
     async def delete_records(self, kind: str, key: str) -> None:
         await self._w.run(
             lambda db: db.execute("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key))
