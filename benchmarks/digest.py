@@ -6,7 +6,8 @@ process, times (a) the baseline, one `SELECT step, value, count(*) ... GROUP BY`
 over the whole answers table, and (b) the digest for the latest week (with the
 week before for the changes), rendered as text. Reports wall time and peak
 resident memory (VmHWM) of each, and the CPU seconds its process spent (all threads:
-the digest groups themes in a thread), as medians of several runs.
+the digest groups themes in a thread), and of a worker process grouping a big question's
+themes (CPU of all, peak of the largest), as medians of several runs.
 
     python benchmarks/digest.py [--answers 1000000] [--runs 3]
 """
@@ -67,7 +68,10 @@ assert "Weekly check-in" in text, text[:500]
 """
 REPORT = """
 peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
-print(elapsed, peak / 1024, time.process_time() - cpu_began)
+import resource
+children = resource.getrusage(resource.RUSAGE_CHILDREN)  # a worker grouping themes, if any
+print(elapsed, peak / 1024, time.process_time() - cpu_began, children.ru_utime + children.ru_stime,
+      children.ru_maxrss / 1024)
 """
 
 
@@ -125,13 +129,13 @@ def fill(db: Path, answers: int) -> None:
     connection.close()
 
 
-def measure(script: str, *args: str) -> tuple[float, float, float]:
+def measure(script: str, *args: str) -> tuple[float, float, float, float, float]:
     done = subprocess.run(
         [sys.executable, "-c", script + REPORT, *args], capture_output=True, text=True,
         check=True, timeout=600,
     )  # fmt: skip
-    seconds, megabytes, cpu = done.stdout.split()
-    return float(seconds), float(megabytes), float(cpu)
+    seconds, megabytes, cpu, worker_cpu, worker_mb = done.stdout.split()
+    return float(seconds), float(megabytes), float(cpu), float(worker_cpu), float(worker_mb)
 
 
 def main() -> None:
@@ -142,19 +146,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         db = Path(folder) / "kt.db"
         fill(db, args.answers)
-        results: dict[str, list[tuple[float, float, float]]] = {"GROUP BY": [], "digest": []}
+        results: dict[str, list[tuple[float, float, float, float, float]]] = {
+            "GROUP BY": [],
+            "digest": [],
+        }
         for run in range(args.runs):
             results["GROUP BY"].append(measure(BASELINE, str(db)))
             results["digest"].append(measure(DIGEST, str(db), str(ROOT), END.isoformat()))
             print(
                 f"run {run + 1}: {results['GROUP BY'][-1]} {results['digest'][-1]}", file=sys.stderr
             )
-    summary = {name: (median([r[0] for r in rs]), median([r[1] for r in rs]),
-                      median([r[2] for r in rs])) for name, rs in results.items()}  # fmt: skip
-    base_time, _base_rss, _base_cpu = summary["GROUP BY"]
-    rows = [[name, f"{t:.2f}", f"{t / base_time:.2f}", f"{cpu:.2f}", f"{rss:.0f}"]
-            for name, (t, rss, cpu) in summary.items()]  # fmt: skip
-    body = table(["query", "seconds", "ratio to GROUP BY", "CPU s", "peak RSS MB"], rows)
+    summary = {name: [median([r[n] for r in rs]) for n in range(5)]
+               for name, rs in results.items()}  # fmt: skip
+    base_time = summary["GROUP BY"][0]
+    rows = [[name, f"{t:.2f}", f"{t / base_time:.2f}", f"{cpu:.2f}", f"{rss:.0f}",
+             f"{worker_cpu:.2f}", f"{worker_mb:.0f}"]
+            for name, (t, rss, cpu, worker_cpu, worker_mb) in summary.items()]  # fmt: skip
+    body = table(["query", "seconds", "ratio to GROUP BY", "CPU s", "peak RSS MB",
+                  "worker CPU s", "worker peak MB"], rows)  # fmt: skip
     notes = (
         f"{args.answers:,} answers over two weeks, medians of {args.runs} runs, each in a fresh "
         "process. Targets: digest time ≤ 2x the GROUP BY, peak RSS < 200 MB."

@@ -322,3 +322,27 @@ def test_a_big_question_is_fitted_on_a_sample_and_every_answer_placed(
         assert theme.label
     outside = {a.person for a in answers if a.id not in set(placed)}
     assert found.other == len(outside) and outside | inside == everyone
+
+
+async def test_a_big_question_is_grouped_in_a_worker_process_to_the_same_themes(
+    changed: list[Answer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From `IN_PROCESS` answers, grouping runs in a spawned process (the bot's own never
+    loads scikit-learn); the themes are the ones found in the bot's process."""
+    import multiprocessing
+
+    from bot.reports.themes import service
+
+    spawned: list[str] = []
+    real = multiprocessing.get_context
+
+    def watched(method: str | None = None):  # type: ignore[no-untyped-def]
+        spawned.append(str(method))
+        return real(method)
+
+    monkeypatch.setattr(service.multiprocessing, "get_context", watched)
+    monkeypatch.setattr(service, "IN_PROCESS", len(changed))
+    assert await service._grouped(changed, 5, None) == find_themes(changed, min_group=5)
+    assert spawned == ["spawn"]
+    assert await service._grouped(changed[:-1], 5, None) == find_themes(changed[:-1], min_group=5)
+    assert spawned == ["spawn"]  # one answer fewer: in the bot's process

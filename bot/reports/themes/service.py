@@ -15,10 +15,13 @@ question and a period; the service does not check roles, its caller does.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
+import multiprocessing
 from collections.abc import Sequence
-from contextlib import aclosing
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack, aclosing
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import cast
@@ -31,6 +34,7 @@ from bot.reports.themes.codebook import KIND, Codebook, CodebookError, record_ke
 from bot.reports.themes.model import Answer, QuestionThemes, Theme, Themes
 from storage.protocol import RecordStore, ReportStore
 
+IN_PROCESS = 20_000  # answers to one question grouped in the bot's process; more: a worker
 MAX_EXAMPLES = 50  # answers offered to choose from when splitting a theme
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # a period open at either end
 LATEST = datetime(9999, 1, 1, tzinfo=UTC)
@@ -231,10 +235,27 @@ class ThemeService:
         return await self.themes(guide_id, step_id, since, until)
 
 
-async def _grouped(answers: Sequence[Answer], min_group: int, book: Codebook | None) -> Themes:
+async def _grouped(
+    answers: Sequence[Answer], min_group: int, book: Codebook | None,
+    worker: ProcessPoolExecutor | None = None,
+) -> Themes:  # fmt: skip
     """`find_themes` in a thread: grouping is CPU work (seconds for a big question), and the
-    bot, or the console, goes on answering meanwhile."""
-    return await asyncio.to_thread(find_themes, answers, min_group=min_group, codebook=book)
+    bot, or the console, goes on answering meanwhile. A big question is grouped in a
+    short-lived process instead (`worker`, or one made for it), so the bot's own never
+    holds scikit-learn (~70 MB once imported, for as long as the bot runs) nor the
+    grouping's matrices (a 1M-answer digest's peak: 279 -> ~185 MB)."""
+    if len(answers) < IN_PROCESS:
+        return await asyncio.to_thread(find_themes, answers, min_group=min_group, codebook=book)
+    task = functools.partial(find_themes, list(answers), min_group=min_group, codebook=book)
+    if worker is not None:
+        return await asyncio.get_running_loop().run_in_executor(worker, task)
+    with _worker() as made:
+        return await asyncio.get_running_loop().run_in_executor(made, task)
+
+
+def _worker() -> ProcessPoolExecutor:
+    """One process to group in: a fresh interpreter (spawned), nothing of the bot's state."""
+    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
 
 
 def _find(themes: Themes, theme_id: str) -> Theme:
@@ -249,25 +270,42 @@ async def question_themes(
     language: str,
 ) -> list[QuestionThemes]:  # fmt: skip
     """The themes of each of a guide's free-text questions in [since, until), each with
-    its codebook when there is one, for the digest. Grouping runs in a thread, so the bot
-    goes on answering meanwhile."""
+    its codebook when there is one, for the digest. Grouping runs in a thread, a big
+    question's in a worker process (one for all of them), so the bot goes on answering
+    meanwhile."""
     records = records_of(storage)
     out = []
-    for step in free_text_steps(guide):
-        # One question's answers at a time: a week of 100,000 answers to each of two
-        # questions holds half as many (~30 MB) as reading both at once.
-        answers = (await read_answers(storage, guide, [step], since, until))[step.id]
-        if len({a.person for a in answers}) < min_group:
-            continue
-        saved = (
-            await records.record(KIND, record_key(guide.id, step.id), until) if records else None
-        )
-        book = Codebook.from_json(saved) if saved else None
-        themes = await _grouped(answers, min_group, book)
-        if themes:
-            text = localize(step.text, language, guide.default_language)
-            out.append(QuestionThemes(step.id, text, without_answers(themes)))
+    with ExitStack() as cleanup:
+        worker: ProcessPoolExecutor | None = None  # one for every big question, when needed
+        for step in free_text_steps(guide):
+            # One question's answers at a time: a week of 100,000 answers to each of two
+            # questions holds half as many (~40 MB) as reading both at once.
+            answers = (await read_answers(storage, guide, [step], since, until))[step.id]
+            if worker is None and len(answers) >= IN_PROCESS:
+                worker = cleanup.enter_context(_worker())
+            found = await _themes_of(records, guide, step, answers, until, min_group, language,
+                                     worker)  # fmt: skip
+            answers = []  # let them go before the next question's are read
+            if found is not None:
+                out.append(found)
     return out
+
+
+async def _themes_of(
+    records: RecordStore | None, guide: Guide, step: Step,
+    answers: list[Answer], until: datetime, min_group: int, language: str,
+    worker: ProcessPoolExecutor | None,
+) -> QuestionThemes | None:  # fmt: skip
+    """One question's themes for the digest, or None when there are none to show."""
+    if len({a.person for a in answers}) < min_group:
+        return None
+    saved = await records.record(KIND, record_key(guide.id, step.id), until) if records else None
+    book = Codebook.from_json(saved) if saved else None
+    themes = await _grouped(answers, min_group, book, worker)
+    if not themes:
+        return None
+    text = localize(step.text, language, guide.default_language)
+    return QuestionThemes(step.id, text, without_answers(themes))
 
 
 def without_answers(themes: Themes) -> Themes:
