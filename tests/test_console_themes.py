@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.console.themes_cache import THEMES_CACHE, ThemesCache
+from bot.console.themes_cache import JUST_SAVED, THEMES_CACHE, ThemesCache
+from bot.reports.themes.model import Themes
 from bot.reports.themes.service import ThemeService
 from storage.protocol import Storage
 from storage.rows import AnswerRow, Commit, RunRow
@@ -317,3 +318,28 @@ async def test_after_an_edit_what_fits_no_kept_theme_is_marked_new_and_languages
     status, _, page = await _post(world, f"{PAGE}/merge",
                                   {"csrf": csrf, "keep": first, "gone": spanish})  # fmt: skip
     assert status == 422 and "in different languages" in _text(page)
+
+
+async def test_the_cache_keeps_themes_a_few_minutes_and_an_edit_forgets_the_question():
+    clock = FakeClock()
+    cache = ThemesCache(clock)
+    found = Themes([], 0, 5)
+    key = (GUIDE_ID, "story", None, START)
+    other = (GUIDE_ID, "note", None, START)
+    cache.put(key, found)
+    cache.put(other, found)
+    clock.advance(seconds=31)
+    assert cache.get(key) is found and cache.get(key, within=JUST_SAVED) is None
+    clock.advance(minutes=5)
+    assert cache.get(key) is None  # answers keep coming: found again
+    cache.put(key, found)
+    cache.put(other, found)
+    cache.forget(GUIDE_ID, "story")
+    assert cache.get(key) is None and cache.get(other) is found
+
+    async def find() -> Themes:
+        return found
+
+    cache.warm(key, find)
+    await cache.settled()
+    assert cache.get(key) is found

@@ -21,6 +21,9 @@ from bot.reports.themes.model import Themes
 
 Key = tuple[str, str, datetime | None, datetime]  # guide, question, since, until
 LASTS = timedelta(minutes=5)  # answers keep coming: a summary this old is still fair
+# The Themes page right after an edit shows the themes the edit gave (the service found
+# them once already: seconds for a big question); any other visit finds them afresh.
+JUST_SAVED = timedelta(seconds=30)
 log = logging.getLogger(__name__)
 WARM_MOST = 1000  # answers a warm-up groups in the background (well under a second)
 
@@ -34,9 +37,10 @@ class ThemesCache:
         self._found: dict[Key, tuple[datetime, Themes]] = {}
         self._pending: dict[Key, asyncio.Task[None]] = {}
 
-    def get(self, key: Key) -> Themes | None:
+    def get(self, key: Key, within: timedelta | None = None) -> Themes | None:
+        """These themes if found in the last `within` (at most `lasts`), else None."""
         found = self._found.get(key)
-        if found is None or self._clock() - found[0] > self._lasts:
+        if found is None or self._clock() - found[0] > min(within or self._lasts, self._lasts):
             return None
         return found[1]
 

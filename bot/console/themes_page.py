@@ -26,7 +26,7 @@ from markupsafe import Markup
 from bot.console.context import SERVICES, Visit, see_other
 from bot.console.pages import Pages
 from bot.console.results_view import View, read_view
-from bot.console.themes_cache import THEMES_CACHE, WARM_MOST, Key, ThemesCache
+from bot.console.themes_cache import JUST_SAVED, THEMES_CACHE, WARM_MOST, Key, ThemesCache
 from bot.features.roles import ADMIN, COORDINATOR
 from bot.flows.guide import Guide, Step
 from bot.flows.text import localize
@@ -129,11 +129,13 @@ async def _render_page(
     visit: Visit, guide: Guide, step: Step, view: View, *, status: int = 200,
     error: str | None = None, kept: Mapping[str, str] | None = None, done: str = "",
 ) -> web.Response:  # fmt: skip
-    themes = await service_of(visit).themes(guide.id, step.id, view.since, view.until)
-    themes = without_answers(themes)
+    key: Key = (guide.id, step.id, view.since, view.until)
     cache = _cache(visit)
-    if cache is not None:
-        cache.put((guide.id, step.id, view.since, view.until), themes)
+    themes = cache.get(key, within=JUST_SAVED) if cache and done in DONE else None
+    if themes is None:
+        themes = without_answers(await service_of(visit).themes(*key))
+        if cache is not None:
+            cache.put(key, themes)
     results = visit.request.app.router["guide_results"].url_for(guide=guide.id)
     return visit.render(
         "themes.html", status=status, guide=guide, step=step, view=view, found=themes,
@@ -172,17 +174,17 @@ async def _edit(visit: Visit, what: str) -> web.StreamResponse:
     kept["form"] = what
     try:
         if what == "rename":
-            await service.rename(guide.id, step.id, kept["theme"], kept["name"], view.since,
+            shown = await service.rename(guide.id, step.id, kept["theme"], kept["name"], view.since,
                                  view.until)  # fmt: skip
             detail = f"{guide.id} · {step.id} · {kept['theme']} → {' '.join(kept['name'].split())}"
         else:
-            await service.merge(guide.id, step.id, kept["keep"], kept["gone"], view.since,
+            shown = await service.merge(guide.id, step.id, kept["keep"], kept["gone"], view.since,
                                 view.until)  # fmt: skip
             detail = f"{guide.id} · {step.id} · {kept['gone']} → {kept['keep']}"
     except CodebookError as error:
         return await _render_page(visit, guide, step, view, status=422,
                                   error=error_text(visit, error), kept=kept)  # fmt: skip
-    _forget(visit, guide, step)
+    _saved(visit, guide, step, view, shown)
     await visit.audit(f"themes_{what}d", detail)
     return see_other(_here(visit, guide, step, view, f"{what}d"))
 
@@ -195,10 +197,13 @@ async def merge(visit: Visit) -> web.StreamResponse:
     return await _edit(visit, "merge")
 
 
-def _forget(visit: Visit, guide: Guide, step: Step) -> None:
+def _saved(visit: Visit, guide: Guide, step: Step, view: View, shown: Themes) -> None:
+    """The codebook changed: this question's themes found before no longer hold; these
+    (what the edit gave, for this period) are the page's next."""
     cache = _cache(visit)
     if cache is not None:
         cache.forget(guide.id, step.id)
+        cache.put((guide.id, step.id, view.since, view.until), without_answers(shown))
 
 
 async def _render_split(
@@ -206,8 +211,13 @@ async def _render_split(
     error: str | None = None, chosen: frozenset[str] = frozenset(), name: str = "",
 ) -> web.Response:  # fmt: skip
     service = service_of(visit)
-    themes = await service.themes(guide.id, step.id, view.since, view.until)
-    theme = next((t for t in themes.themes if t.id == theme_id), None)
+    key: Key = (guide.id, step.id, view.since, view.until)
+    cache = _cache(visit)
+    themes = cache.get(key) if cache else None  # the page the coordinator came from
+    theme = next((t for t in themes.themes if t.id == theme_id), None) if themes else None
+    if theme is None:
+        themes = without_answers(await service.themes(*key))
+        theme = next((t for t in themes.themes if t.id == theme_id), None)
     examples = []
     if theme is None:  # an old link, or new answers moved it: say so, as a missing page
         error = error or error_text(visit, CodebookError("themes_error_unknown", theme=theme_id))
@@ -255,14 +265,14 @@ async def split(visit: Visit) -> web.StreamResponse:
     chosen = [str(value) for value in form.getall("answer", [])]
     name = str(form.get("name", ""))
     try:
-        await service_of(visit).split(guide.id, step.id, theme_id, chosen,
+        shown = await service_of(visit).split(guide.id, step.id, theme_id, chosen,
                                       name if name.strip() else None, view.since,
                                       view.until)  # fmt: skip
     except CodebookError as error:
         return await _render_split(visit, guide, step, view, theme_id, status=422,
                                    error=error_text(visit, error), chosen=frozenset(chosen),
                                    name=name)  # fmt: skip
-    _forget(visit, guide, step)
+    _saved(visit, guide, step, view, shown)
     named = f" → {' '.join(name.split())}" if name.strip() else ""
     await visit.audit("themes_split", f"{guide.id} · {step.id} · {theme_id}: {len(chosen)}"
                                       f" answers{named}")  # fmt: skip
