@@ -54,7 +54,7 @@ async def test_results_a_breakdown_by_keyboard_and_the_permalink(bot: ConsoleBot
     )
 
     await bot.sign_in(page, COORDINATOR)
-    await page.get_by_role("link", name="Results").click()
+    await page.get_by_role("link", name="Results", exact=True).click()
     await expect(page.get_by_role("heading", level=1, name="Results")).to_be_visible()
     await check_axe(page)
     await shoot(page, "results-guides")
