@@ -81,14 +81,18 @@ async def test_quotes_only_from_quotable_questions_escaped_and_nothing_sensitive
     assert "Is your pay enough?" not in html and "Not enough" not in html  # sensitive
 
 
-async def test_a_breakdown_shows_small_groups_as_fewer_than_5(world: World):
+async def test_a_breakdown_joins_a_small_group_so_it_cant_be_worked_out(world: World):
     html = await _page(world, q="stress", by="dept")
     words = _text(_main(html))
     assert "How stressed are you?, by Where do you work?" in words
-    front = words.split("Front of house", 1)[1]  # the group's card
-    assert front.startswith(" People in this group who answered: fewer than 5")
-    assert "aren't shown" in front.split("Office")[0]
-    assert "People in this group who answered: 7" in words
+    # The front's 4 can't be shown alone, nor left out: the question is also shown whole,
+    # and whole minus the kitchen and the office would be the front's answers. So they
+    # are shown together with the office (the smallest group shown), 9 people.
+    cards = words.split("How stressed are you?, by Where do you work?", 1)[1]
+    assert "Front of house People in this group" not in cards
+    assert "Front of house / Office People in this group who answered: 9" in cards
+    assert "Kitchen People in this group who answered: 7" in cards
+    assert "shown together" in cards
     assert re.search(r'<option value="dept" selected>', html)
     # Not a choice question to break down by, or a question by itself: refused kindly.
     assert "can't be shown" in _text(await _page(world, q="stress", by="hours"))
@@ -148,3 +152,16 @@ def test_a_chart_escapes_its_words_and_never_sizes_a_hidden_count():
         assert 'aria-label="Chart: &#34;it&#34; &lt;i&gt;"' in svg and 'role="img"' in svg
         assert svg.count('stroke-dasharray="3 2"') == 1  # the hidden count: an outline
         assert "fewer than 5" in svg
+
+
+def test_hidden_groups_are_shown_together_and_joined_only_while_too_few():
+    from bot.reports.results import _groups
+
+    # Two hidden groups of 3 make 6: shown as one group of their own.
+    assert _groups([7, 3, 3, 9], 5, one_answer=True) == [(0,), (1, 2), (3,)]
+    # 4 alone stays too few: joined with the smallest group shown (the 6, not the 9).
+    assert _groups([9, 4, 6], 5, one_answer=True) == [(0,), (1, 2)]
+    # Nobody in a group hides nothing; nothing hidden, nothing joined.
+    assert _groups([7, 0, 5], 5, one_answer=True) == [(0,), (1,), (2,)]
+    # With several answers each the groups overlap: subtraction gives nothing away.
+    assert _groups([7, 3, 9], 5, one_answer=False) == [(0,), (1,), (2,)]

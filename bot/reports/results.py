@@ -93,6 +93,7 @@ class CrossBreakdown:
     kind: str  # the question's kind (a StepKind's value): how its figures are drawn
     by: Choice
     groups: list[Group]
+    joined: bool = False  # groups shown together, so a small one can't be worked out
 
 
 @dataclass(frozen=True)
@@ -244,16 +245,47 @@ async def _cross(
             people[group] = row.people
         else:
             values.setdefault(group, {})[_name(row.value)] = row.people
+    options = by_step.option_list()
     groups = []
-    for option in by_step.option_list():
-        label = localize(option.label, language, guide.default_language)
-        here = people.get(option.id, 0)
+    made = _groups([people.get(o.id, 0) for o in options], k,
+                   one_answer=by_step.kind is StepKind.CHOOSE)  # fmt: skip
+    for members in made:
+        label = " / ".join(localize(options[n].label, language, guide.default_language)
+                           for n in members)  # fmt: skip
+        here = sum(people.get(options[n].id, 0) for n in members)
+        answers: dict[str, int] = {}
+        for n in members:
+            for value, count in values.get(options[n].id, {}).items():
+                answers[value] = answers.get(value, 0) + count
         shown = None
         if here >= k:  # rule 2: broken down only when k people are in it
-            shown = breakdown(guide, step, language, values.get(option.id, {}), None, k)
+            shown = breakdown(guide, step, language, answers, None, k)
         groups.append(Group(label, rule.count(here, k), shown))
     return CrossBreakdown(Choice(step.id, _text(guide, step, language)), step.kind.value,
-                          Choice(by_step.id, _text(guide, by_step, language)), groups)  # fmt: skip
+                          Choice(by_step.id, _text(guide, by_step, language)), groups,
+                          joined=any(len(members) > 1 for members in made))  # fmt: skip
+
+
+def _groups(sizes: list[int], k: int, *, one_answer: bool) -> list[tuple[int, ...]]:
+    """The options a breakdown's groups are made of, in order (rule 3, for groups).
+
+    The question broken down is also shown whole on the same page, so when each person is
+    in one group, whole minus the groups shown is the groups hidden: their answers, taken
+    together, could be read by subtraction. So the hidden groups are shown as one, and
+    when that one still has fewer than k people, joined with the smallest group shown,
+    as rule 3 joins options. (With several answers each, groups overlap and the
+    subtraction gives nothing.)"""
+    alone = [(n,) for n in range(len(sizes))]
+    hidden = [n for n, size in enumerate(sizes) if 0 < size < k]
+    if not one_answer or not hidden:
+        return alone
+    joined = hidden
+    if sum(sizes[n] for n in hidden) < k:
+        shown = [n for n, size in enumerate(sizes) if size >= k]
+        joined = sorted(hidden + ([min(shown, key=lambda n: (sizes[n], n))] if shown else []))
+    rest = [(n,) for n in range(len(sizes)) if n not in joined]
+    at = next((i for i, (n,) in enumerate(rest) if n > joined[0]), len(rest))
+    return [*rest[:at], tuple(joined), *rest[at:]]
 
 
 async def _quotes(
