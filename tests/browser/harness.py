@@ -81,6 +81,10 @@ class ConsoleBot:
             "KT_PORT": str(self.port),
             "KT_CONSOLE": "1",
             "KT_ADMINS": f"telegram:{ADMIN_CHAT}",
+            # People here answer as fast as the test types: Telegram's one message a
+            # second per chat (tested in tests/test_ratelimit.py and the process tests)
+            # would make every answer after the third wait a second.
+            "KT_TELEGRAM_MAX_PER_CHAT": "100",
         })  # fmt: skip
         return environment
 
