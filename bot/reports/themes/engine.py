@@ -311,20 +311,24 @@ def _quotes(
     closeness = space.matrix[quotable] @ space.vector(dict(centre))
     order = sorted(range(len(quotable)), key=lambda n: (-round(float(closeness[n]), 6),
                                                         answers[quotable[n]].id))  # fmt: skip
+    return _first_quotes(answers[quotable[n]] for n in order)
+
+
+def _first_quotes(nearest_first: Iterable[Answer]) -> tuple[str, ...]:
+    """Up to `MAX_QUOTES` of these answers, in order, scrubbed again: one per person, and
+    the same words once (six people who wrote "better pay" are one quote, and the theme's
+    size says how many)."""
     quotes: list[str] = []
     seen: set[str] = set()
     said: set[str] = set()
-    for n in order:
-        answer = answers[quotable[n]]
+    for answer in nearest_first:
         quote = scrub(answer.text)
-        # One per person, and the same words once: six people who wrote "better pay"
-        # are one quote, and the theme's size says how many.
         if answer.person not in seen and quote.strip() and quote.casefold() not in said:
             seen.add(answer.person)
             said.add(quote.casefold())
             quotes.append(quote)
-        if len(quotes) == MAX_QUOTES:
-            break
+            if len(quotes) == MAX_QUOTES:
+                break
     return tuple(quotes)
 
 
@@ -492,16 +496,4 @@ def _chosen_quotes(
 ) -> tuple[str, ...]:
     """Up to `MAX_QUOTES` of the kept candidates, nearest first, one per person, the same
     words once, scrubbed again."""
-    quotes: list[str] = []
-    seen: set[str] = set()
-    said: set[str] = set()
-    for _, _, row in sorted(kept.values()):
-        answer = answers[row]
-        quote = scrub(answer.text)
-        if answer.person not in seen and quote.strip() and quote.casefold() not in said:
-            seen.add(answer.person)
-            said.add(quote.casefold())
-            quotes.append(quote)
-        if len(quotes) == MAX_QUOTES:
-            break
-    return tuple(quotes)
+    return _first_quotes(answers[row] for _, _, row in sorted(kept.values()))
