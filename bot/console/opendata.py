@@ -26,12 +26,12 @@ from aiohttp import web
 from bot.console.app import SECURITY_HEADERS
 from bot.console.context import Visit
 from bot.console.pages import Pages
-from bot.features.roles import ADMIN, COORDINATOR
+from bot.features.console import STAFF
+from bot.features.roles import ADMIN
 from bot.flows.guide import Guide
 from bot.flows.text import localize
 from bot.reports import exports
 
-STAFF = (COORDINATOR, ADMIN)
 FORMATS = ("csv", "wide", "jsonl", "floip")
 CHUNK = 64 * 1024  # sent once this much is written: small enough to flow, big enough to be cheap
 TYPES = {

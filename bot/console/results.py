@@ -18,11 +18,9 @@ from bot.console.context import Visit
 from bot.console.pages import Pages
 from bot.console.results_view import ResultsView, read_view
 from bot.console.themes_page import summaries
-from bot.features.roles import ADMIN, COORDINATOR
+from bot.features.console import STAFF
 from bot.flows.text import localize
 from bot.reports.results import build_results
-
-STAFF = (COORDINATOR, ADMIN)
 
 
 def setup(pages: Pages) -> None:

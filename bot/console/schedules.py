@@ -20,14 +20,13 @@ from aiohttp import web
 
 from bot.console.context import Visit, see_other
 from bot.console.pages import Pages
-from bot.features.roles import ADMIN, COORDINATOR
+from bot.features.console import STAFF
 from bot.flows.text import localize
 from storage.rows import ScheduleRow
 
 if TYPE_CHECKING:
     from admin.schedules import Problem, ScheduleDesk
 
-STAFF = (COORDINATOR, ADMIN)
 LONGEST = 100  # what is kept of a typed value to show back: enough for any real cron line or zone
 DONE = ("cohort_added", "cohort_exists", "schedule_added", "schedule_paused",
         "schedule_resumed", "schedule_removed")  # fmt: skip

@@ -27,7 +27,7 @@ from bot.console.context import SERVICES, Visit, see_other
 from bot.console.pages import Pages
 from bot.console.results_view import View, read_view
 from bot.console.themes_cache import JUST_SAVED, THEMES_CACHE, WARM_MOST, Key, ThemesCache
-from bot.features.roles import ADMIN, COORDINATOR
+from bot.features.console import STAFF
 from bot.flows.guide import Guide, Step
 from bot.flows.text import localize
 from bot.reports.results import Results
@@ -35,7 +35,6 @@ from bot.reports.themes.codebook import CodebookError
 from bot.reports.themes.model import Theme, Themes
 from bot.reports.themes.service import ThemeService, free_text_steps, without_answers
 
-STAFF = (COORDINATOR, ADMIN)
 SUMMARY_MOST = 3  # themes named on the Results page; the rest are a click away
 
 

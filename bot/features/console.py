@@ -31,6 +31,8 @@ LINK = "console-link"
 LINK_LASTS = timedelta(minutes=10)
 # Who may sign in to the console at all; each page narrows it (bot/console/pages.py).
 CONSOLE_ROLES = frozenset({FACILITATOR, COORDINATOR, ADMIN})
+# The pages about every guide (results, themes, schedules, open data): not a facilitator's.
+STAFF = frozenset({COORDINATOR, ADMIN})
 SIGNIN_PATH = "/signin"
 
 
