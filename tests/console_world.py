@@ -22,6 +22,7 @@ from bot.console.catalog import PAGE_MODULES
 from bot.console.context import Services
 from bot.console.pages import PageModule
 from bot.console.strings import load_strings
+from bot.console.themes_cache import THEMES_CACHE, ThemesCache
 from bot.delivery.deliverer import Deliverer
 from bot.features.digests import DigestArchive
 from bot.features.roles import Roles
@@ -80,6 +81,14 @@ class World:
     async def grant(self, user: str, role: str) -> None:
         code = await self.house.roles.invite(role, timedelta(days=1))
         await self.say(f"/redeem {code}", user)
+
+    def themes_cache(self) -> ThemesCache:
+        """The console's cache of themes (the console is a sub-application of the web app)."""
+        for resource in self.client.app.router.resources():
+            app = getattr(resource, "_app", None)
+            if app is not None and THEMES_CACHE in app:
+                return app[THEMES_CACHE]
+        raise AssertionError("no console")
 
     async def close(self) -> None:
         await self.client.close()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.console.themes_cache import JUST_SAVED, THEMES_CACHE, ThemesCache
+from bot.console.themes_cache import JUST_SAVED, ThemesCache
 from bot.reports.themes.model import Themes
 from bot.reports.themes.service import ThemeService
 from storage.protocol import Storage
@@ -73,12 +73,7 @@ async def _page(world: World, path: str = PAGE, status: int = 200) -> str:
 
 
 def _cache(world: World) -> ThemesCache:
-    """The console's cache of themes (the console is a sub-application of the web app)."""
-    for resource in world.client.app.router.resources():
-        app = getattr(resource, "_app", None)
-        if app is not None and THEMES_CACHE in app:
-            return app[THEMES_CACHE]
-    raise AssertionError("no console")
+    return world.themes_cache()
 
 
 def _service(world: World) -> ThemeService:
