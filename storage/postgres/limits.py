@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -33,10 +34,20 @@ WALL_CLOCK_FLOOR = 1_000_000_000.0
 # how long after their next send fell due: a margin for clocks a little apart.
 SWEEP_EVERY = 60.0
 SWEEP_AFTER = 60.0
+# After this many chats given a slot, and again at each doubling, `send_chats` is
+# ANALYZEd: `reserve_sends`' plan is made once per connection, from the table's
+# statistics, and without statistics (autovacuum off, or not yet round) it is made for
+# an empty table: a scan of every chat per call. Measured: 2.8 ms a call at 16,000
+# chats, 22 ms at 96,000 (at 1,000 messages a second, a fan-out's ceiling); 1.1 ms
+# at any size once analyzed. Analyzing invalidates the plan in every session.
+ANALYZE_AFTER = 2_000
+
+log = logging.getLogger(__name__)
 
 RESERVE = "SELECT reserve_sends($1, $2, $3, $4, $5, $6)"
 RECENT = "SELECT sent FROM send_windows WHERE channel = $1"
 SWEEP = "DELETE FROM send_chats WHERE channel = $1 AND next_at < $2"
+ANALYZE = "ANALYZE send_chats"
 
 
 class Queries(Protocol):
@@ -73,6 +84,7 @@ class PostgresSendLimits:
         per_chat: tuple[float, float],
         per_group: tuple[float, float],
         secret: bytes,
+        analyze_after: int = ANALYZE_AFTER,
     ) -> None:
         self._db = queries
         self.channel = channel
@@ -81,6 +93,9 @@ class PostgresSendLimits:
         self._group = _cell(per_group)
         self._secret = secret
         self._next_sweep = 0.0
+        # Chats given a slot by this instance, and at how many to analyze next.
+        self._granted = 0
+        self._analyze_at = analyze_after
         # Asked for while a call is out: one call for all (chat, is group, now).
         self._asked: ReadBatch[tuple[str, bool, float], tuple[float, float]] = ReadBatch(
             self._reserve_many
@@ -122,6 +137,13 @@ class PostgresSendLimits:
             [spacing for _, spacing in cells],
         )
         count = len(asked)
+        self._granted += sum(1 for wait in waits[:count] if wait <= 0)
+        if self._granted >= self._analyze_at:
+            self._analyze_at = 2 * self._granted
+            try:
+                await self._db.execute(ANALYZE)
+            except Exception as error:  # the reservations stand; only the plan is slower
+                log.warning("could not analyze the send limits' chats (%s)", error)
         return [(max(0.0, waits[n]), max(0.0, waits[count + n])) for n in range(count)]
 
     async def overall_wait(self, now: float) -> float:
