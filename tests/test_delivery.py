@@ -81,31 +81,6 @@ async def test_the_channels_overall_limit_holds_everyone_back_without_a_write_ea
     assert sorted(channel.delivered) == [("ana", "a1"), ("ben", "b1"), ("cy", "c1")]
 
 
-async def test_a_moments_wait_for_the_overall_limit_is_waited_out_in_the_same_round(storage, clock):
-    """The running bot's delivery (given a way to wait) keeps its round going through a
-    short wait for the channel's limit: nothing is put off, nothing claimed again."""
-    channel = ScriptedChannel({"ana": [RetryAfter(0.4, everyone=True)] * 2})
-    waited: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        waited.append(seconds)
-        clock.advance(seconds=seconds)
-
-    deliverer = Deliverer(storage, IDENTITY, {"terminal": channel}, clock, sleep=sleep)
-    await owe(storage, clock, ("ana", "a1"), ("ana", "a2"), ("ben", "b1"))
-    assert await deliverer.drain("terminal") == 3
-    assert waited == [0.4, 0.4]
-    assert sorted(channel.delivered) == [("ana", "a1"), ("ana", "a2"), ("ben", "b1")]
-    assert await storage.claim_due("terminal", clock(), 10) == []
-    # A longer wait than a moment (a platform's own) still holds the channel back.
-    channel.script["cy"] = [RetryAfter(5, everyone=True)]
-    await owe(storage, clock, ("cy", "c1"))
-    assert await deliverer.drain("terminal") == 0
-    assert waited == [0.4, 0.4]
-    clock.advance(seconds=5)
-    assert await deliverer.drain("terminal") == 1
-
-
 async def test_an_unexpected_error_is_retried_later_and_nothing_is_sent_twice(storage, clock):
     channel = ScriptedChannel({"bob": [RuntimeError("surprise")]})
     deliverer = Deliverer(storage, IDENTITY, {"terminal": channel}, clock)

@@ -158,7 +158,7 @@ async def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
         library = GuideLibrary.from_paths([settings.guides_dir])
         for problem in library.problems:
             log.warning("skipped a guide with problems: %s", problem)
-        deliverer = Deliverer(storage, identity, {}, clock, sleep=asyncio.sleep)
+        deliverer = Deliverer(storage, identity, {}, clock)
         admins = admin_pseudonyms(identity, settings.admins)
         admins.add(identity.pseudonym(TERMINAL, OPERATOR))
         phrases = load_phrasebook()

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from bot.delivery.channel import (
@@ -37,9 +37,6 @@ MAX_BACKOFF = timedelta(minutes=10)
 CONCURRENCY = 64
 # How soon delivery asks again when storage could not say when the next message is due.
 RETRY_DUE = 5.0
-# The longest wait for the channel's overall limit that a message waits out where it is,
-# keeping its round going (see `Deliverer`); a longer one ends the round.
-WAIT_IN_PLACE = 1.0
 
 
 def backoff(attempts: int) -> timedelta:
@@ -48,17 +45,6 @@ def backoff(attempts: int) -> timedelta:
 
 
 class Deliverer:
-    """Sends what the outbox owes, on every channel it is given.
-
-    With `sleep` (the running bot passes `asyncio.sleep`), a message told to wait a moment
-    for the channel's overall limit (at most `WAIT_IN_PLACE`) waits where it is and is
-    sent then, and its round goes on: at the limit, the window frees a slot every few
-    milliseconds, and ending the round at each wait and claiming again left the channel
-    idle for a claim's time after every wait (measured with two instances at 1,000 a
-    second: sends came in bursts with 0.2-0.7 s gaps, 91% of the limit). Without it
-    (tests on a fake clock), the channel is held back until the wait ends.
-    """
-
     def __init__(
         self,
         storage: Storage,
@@ -67,14 +53,12 @@ class Deliverer:
         clock: Callable[[], datetime],
         batch: int = 500,
         concurrency: int = CONCURRENCY,
-        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         self.storage = storage
         self.identity = identity
         self.channels = channels
         self.clock = clock
         self.batch = batch
-        self._sleep = sleep
         self._wake = asyncio.Event()
         self._in_flight = asyncio.Semaphore(concurrency)
         # Until when a channel's overall limit holds everything back: kept here, not
@@ -120,7 +104,15 @@ class Deliverer:
         sent = 0
         for row in rows:
             assert row.id is not None
-            result = await self._send_soon(channel, row)
+            async with self._in_flight:
+                result = await self._send_one(channel, row)
+                if isinstance(result, Sent | Dropped):
+                    # Owed no more, written down at once (the writer's next transaction,
+                    # shared with whatever else is queued) and before this place is given
+                    # up: a crash then repeats at most the messages whose calls were in
+                    # flight, never more than `concurrency`. Recorded once a round, it
+                    # repeated every message the round had sent (up to 500).
+                    await self.storage.outbox_sent([row.id])
             match result:
                 case Sent():
                     sent += 1
@@ -146,28 +138,6 @@ class Deliverer:
                     )
                     return sent, sent > 0
         return sent, True
-
-    async def _send_soon(self, channel: Channel, row: OutboxRow) -> SendResult:
-        """Send one message, waiting out a moment's wait for the channel's overall limit
-        where it is (with `sleep`); what came of it."""
-        assert row.id is not None
-        while True:
-            async with self._in_flight:
-                result = await self._send_one(channel, row)
-                if isinstance(result, Sent | Dropped):
-                    # Owed no more, written down at once (the writer's next transaction,
-                    # shared with whatever else is queued) and before this place is given
-                    # up: a crash then repeats at most the messages whose calls were in
-                    # flight, never more than `concurrency`. Recorded once a round, it
-                    # repeated every message the round had sent (up to 500).
-                    await self.storage.outbox_sent([row.id])
-            match result:
-                case RetryAfter(seconds=seconds, everyone=True) if (
-                    self._sleep is not None and seconds <= WAIT_IN_PLACE
-                ):
-                    await self._sleep(seconds)  # its place in flight given up meanwhile
-                case _:
-                    return result
 
     async def _send_one(self, channel: Channel, row: OutboxRow) -> SendResult:
         try:
