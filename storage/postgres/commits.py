@@ -32,7 +32,7 @@ from datetime import timedelta
 from operator import attrgetter
 from typing import Any
 
-from storage.postgres.connection import LEASE, Connections, maybe_utc, utc
+from storage.postgres.connection import ANALYZE_TURNS_AFTER, LEASE, Connections, maybe_utc, utc
 from storage.postgres.errors import POSTGRES_FAILURES
 from storage.read_batch import ReadBatch
 from storage.rows import Commit
@@ -170,15 +170,20 @@ class Commits(Connections):
         schema: str | None = None,
         *,
         lease: timedelta = LEASE,
+        analyze_turns_after: int = ANALYZE_TURNS_AFTER,
     ) -> None:
-        super().__init__(url, pool_size, schema, lease=lease)
+        super().__init__(
+            url, pool_size, schema, lease=lease, analyze_turns_after=analyze_turns_after
+        )
         # Commits asked for while a call is out go together as the next call.
         self._commits: ReadBatch[tuple[tuple[Any, ...], Keys | None], bool] = ReadBatch(
             self._commit_together
         )
 
     async def commit(self, commit: Commit) -> bool:
-        return await self._commits.get((encode(commit), plain_keys(commit)))
+        written = await self._commits.get((encode(commit), plain_keys(commit)))
+        await self._after_turns(1)
+        return written
 
     async def commit_many(self, commits: Sequence[Commit]) -> list[bool]:
         if not commits:
