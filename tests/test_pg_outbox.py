@@ -104,3 +104,31 @@ async def test_turns_keep_their_tables_statistics_up(tmp_path: Path):
     finally:
         await store.close()
         await drop_schemas()
+
+
+async def test_a_dead_instances_messages_are_taken_over_when_it_is_seen_gone(tmp_path: Path):
+    """Another instance frees a dead one's leases at its next look, without waiting the
+    lease out, and without reading the whole outbox when nobody it saw alive is gone:
+    one that started and died between its looks is left to its leases' end."""
+    shared = tmp_path / "shared.db"
+    survivor, dying, brief = (postgres_store(shared) for _ in range(3))
+    await survivor.open()
+    await dying.open()
+    try:
+        assert all(await dying.commit_many(prompts(0, 1)))
+        assert len(await dying.claim_due("telegram", NOW, 10)) == 1
+        assert await survivor.reap_dead("telegram") == 0  # its holder is alive
+        assert await survivor.claim_due("telegram", NOW, 10) == []
+        await dying.close()  # its process dies: its connections and its lock go
+        assert await survivor.reap_dead("telegram") == 1
+        assert len(await survivor.claim_due("telegram", NOW, 10)) == 1
+        # One that starts after that look and dies before the next: not seen, not read for.
+        await brief.open()
+        assert all(await brief.commit_many(prompts(1, 1)))
+        assert len(await brief.claim_due("telegram", NOW, 10)) == 1
+        await brief.close()
+        assert await survivor.reap_dead("telegram") == 0
+    finally:
+        for store in (survivor, dying, brief):
+            await store.close()
+        await drop_schemas()

@@ -77,6 +77,10 @@ async def _given_back(connection: asyncpg.Connection) -> None:
         await connection.execute("SELECT pg_advisory_unlock_all()")
 
 
+# How an instance's connection that holds its claimant lock is named.
+ALIVE_PREFIX = "kitchen-table alive "
+
+
 def claimant_lock(claimant: str) -> int:
     """The advisory lock an instance holds while alive (64 bits of a hash of its name)."""
     digest = hashlib.blake2b(f"kitchen-table claimant {claimant}".encode(), digest_size=8)
@@ -126,6 +130,8 @@ class Connections:
         self._watchers: list[Callable[[], None]] = []
         self._queued = (0, float("-inf"), ANALYZE_AFTER)
         self._reaped = float("-inf")  # when dead claimants' leases were last looked for
+        # Per channel, the instances seen alive when dead ones' leases were last looked for.
+        self._alive_seen: dict[str, frozenset[str]] = {}
         # Turns this instance committed, and at how many to analyze their tables next.
         self._turns = (0, analyze_turns_after)
 
@@ -176,7 +182,9 @@ class Connections:
             # instance may have taken this one's leases, and sent those messages).
             self._alive = None
         if self._alive is None:
-            self._alive = await asyncpg.connect(self.url, server_settings=self._settings())
+            # Named after the claimant, so others see who is alive (`reap_dead`).
+            named = self._settings() | {"application_name": self._alive_name}
+            self._alive = await asyncpg.connect(self.url, server_settings=named)
             await self._alive.execute("SELECT pg_advisory_lock($1)", claimant_lock(self.claimant))
             await self._alive.add_listener(self._news_channel, self._heard)
 
@@ -230,11 +238,34 @@ class Connections:
             log.warning("could not announce or analyze queued messages (%s)", error)
         self._queued = (total, moment, analyze_at)
 
+    @property
+    def _alive_name(self) -> str:
+        """The application name of the connection that holds this claimant's lock (at
+        most 63 bytes, as the server keeps it)."""
+        return f"{ALIVE_PREFIX}{self.claimant}"[:63]
+
     async def reap_dead(self, channel: str) -> int:
         """Give up the leases of claimants whose instance is gone (their lock is free);
-        how many messages were freed. Asked now and then by `claim_due`."""
+        how many messages were freed. Asked now and then by `claim_due`.
+
+        Finding the claimants means reading every leased row of the channel (a scan of
+        the outbox: 65 ms a time at 200,000 rows owed, every 2 s per instance during a
+        fan-out), so it is done only the first time and when an instance seen alive the
+        time before (its named connection) is gone. One that started and died between
+        two looks is not seen: its leases run out instead (`LEASE`)."""
         freed = 0
         async with self.pool.acquire() as connection:
+            alive = frozenset(
+                name
+                for (name,) in await connection.fetch(
+                    "SELECT application_name FROM pg_stat_activity"
+                    " WHERE starts_with(application_name, $1)",
+                    ALIVE_PREFIX,
+                )
+            )
+            seen, self._alive_seen[channel] = self._alive_seen.get(channel), alive
+            if seen is not None and seen <= alive:
+                return 0  # nobody seen alive before has gone
             holders = await connection.fetch(
                 "SELECT DISTINCT claimed_by FROM outbox WHERE channel = $1"
                 " AND claimed_by IS NOT NULL AND claimed_by <> $2",
