@@ -4,6 +4,7 @@ clock. Tests sign in the way people do: /console in a (terminal) chat, then the 
 
 from __future__ import annotations
 
+import html
 import itertools
 import re
 from collections.abc import Iterable
@@ -35,6 +36,18 @@ from tests.conftest import GUIDES, FakeClock, RecordingChannel
 
 ADDRESS = "https://kt.example/console"
 LINK = re.compile(r"https://kt\.example/console(/signin\?t=[A-Za-z0-9_-]+)")
+
+
+def text_of(page: str) -> str:
+    """A page's words, tags dropped and entities read, spaces squeezed."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+
+
+def main_of(page: str) -> str:
+    """A page's <main>: what it says, without the menu around it."""
+    found = re.search(r"<main.*</main>", page, re.S)
+    assert found is not None
+    return found.group(0)
 
 
 @dataclass

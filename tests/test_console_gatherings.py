@@ -8,7 +8,6 @@ nothing; each change is in the audit log."""
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import AsyncIterator
 
@@ -17,7 +16,7 @@ import pytest
 from storage.protocol import Storage
 from storage.rows import GatheringRow
 from tests.conftest import FakeClock
-from tests.console_world import World, open_world
+from tests.console_world import World, open_world, text_of
 
 
 @pytest.fixture
@@ -25,11 +24,6 @@ async def world(storage: Storage, clock: FakeClock) -> AsyncIterator[World]:
     opened = await open_world(storage, clock)
     yield opened
     await opened.close()
-
-
-def text_of(page: str) -> str:
-    """A page's words, tags dropped and entities read, spaces squeezed."""
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
 
 
 async def facilitator(world: World, user: str = "fran") -> str:

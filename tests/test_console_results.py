@@ -16,7 +16,7 @@ import pytest
 
 from storage.protocol import Storage
 from tests.conftest import START, FakeClock
-from tests.console_world import World, open_world
+from tests.console_world import World, main_of, open_world, text_of
 from tests.results_world import GUIDE_ID, Person, add_guide, answer
 
 PAGE = f"/console/results/{GUIDE_ID}"
@@ -40,16 +40,6 @@ async def world(storage: Storage, clock: FakeClock, tmp_path: Path) -> AsyncIter
     await opened.close()
 
 
-def _main(html: str) -> str:
-    found = re.search(r"<main.*</main>", html, re.S)
-    assert found is not None
-    return found.group(0)
-
-
-def _text(html: str) -> str:
-    return " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
-
-
 async def _page(world: World, path: str = PAGE, **query: str) -> str:
     answer = await world.client.get(path, params=query)
     assert answer.status == 200, await answer.text()
@@ -64,7 +54,7 @@ async def test_the_guides_are_listed_and_each_links_to_its_results(world: World)
 
 async def test_each_question_as_a_chart_and_a_table_with_the_change(world: World):
     html = await _page(world)
-    words = _text(_main(html))
+    words = text_of(main_of(html))
     assert html.count('<svg class="chart"') >= 3  # where, how stressed, hours (and how far)
     assert "Answered by 16 (+10 on the days before)" in words  # 16 now, 6 before
     # Kitchen, 7 (one more than before); the front's 4 are shown together with the office.
@@ -83,7 +73,7 @@ async def test_quotes_only_from_quotable_questions_escaped_and_nothing_sensitive
 
 async def test_a_breakdown_joins_a_small_group_so_it_cant_be_worked_out(world: World):
     html = await _page(world, q="stress", by="dept")
-    words = _text(_main(html))
+    words = text_of(main_of(html))
     assert "How stressed are you?, by Where do you work?" in words
     # The front's 4 can't be shown alone, nor left out: the question is also shown whole,
     # and whole minus the kitchen and the office would be the front's answers. So they
@@ -95,9 +85,9 @@ async def test_a_breakdown_joins_a_small_group_so_it_cant_be_worked_out(world: W
     assert "shown together" in cards
     assert re.search(r'<option value="dept" selected>', html)
     # Not a choice question to break down by, or a question by itself: refused kindly.
-    assert "can't be shown" in _text(await _page(world, q="stress", by="hours"))
-    assert "can't be shown" in _text(await _page(world, q="dept", by="dept"))
-    assert "can't be shown" in _text(await _page(world, q="pay", by="dept"))  # sensitive
+    assert "can't be shown" in text_of(await _page(world, q="stress", by="hours"))
+    assert "can't be shown" in text_of(await _page(world, q="dept", by="dept"))
+    assert "can't be shown" in text_of(await _page(world, q="pay", by="dept"))  # sensitive
 
 
 async def test_the_permalink_gives_the_same_view_again_and_names_nobody(world: World):
@@ -115,7 +105,7 @@ async def test_the_permalink_gives_the_same_view_again_and_names_nobody(world: W
     query = dict(parse_qsl(link.query))
     assert query == {"from": "2026-02-01", "to": "2026-03-01", "q": "hours", "by": "dept"}
     again = await _page(world, link.path + "?" + link.query)
-    assert _main(again) == _main(html)
+    assert main_of(again) == main_of(html)
     # With no dates given, the permalink names the default dates: the view stays put.
     plain = await _page(world)
     found = re.search(r'<a class="permalink" href="([^"]+)"', plain)
@@ -123,13 +113,13 @@ async def test_the_permalink_gives_the_same_view_again_and_names_nobody(world: W
 
 
 async def test_a_date_range_and_dates_that_cant_be_read(world: World):
-    earlier = _text(_main(await _page(world, **{"from": "2026-01-20", "to": "2026-02-05"})))
+    earlier = text_of(main_of(await _page(world, **{"from": "2026-01-20", "to": "2026-02-05"})))
     assert "Answered by 6" in earlier and "(+" not in earlier.split("Answered by 6")[1][:5]
-    empty = _text(_main(await _page(world, **{"from": "2025-01-01", "to": "2025-01-31"})))
+    empty = text_of(main_of(await _page(world, **{"from": "2025-01-01", "to": "2025-01-31"})))
     assert "Fewer than 5 people took part in these dates" in empty
-    wrong = _text(_main(await _page(world, **{"from": "soon", "to": "2026-02-05"})))
+    wrong = text_of(main_of(await _page(world, **{"from": "soon", "to": "2026-02-05"})))
     assert "couldn't be read" in wrong and "Answered by 16" in wrong
-    backwards = _text(_main(await _page(world, **{"from": "2026-03-01", "to": "2026-02-01"})))
+    backwards = text_of(main_of(await _page(world, **{"from": "2026-03-01", "to": "2026-02-01"})))
     assert "couldn't be read" in backwards
 
 
@@ -139,7 +129,7 @@ async def test_in_spanish_and_not_for_facilitators(world: World):
     token = link.split("t=")[1]
     taken = await world.client.post("/console/signin", data={"t": token}, allow_redirects=False)
     assert taken.status == 303
-    spanish = _text(_main(await _page(world)))
+    spanish = text_of(main_of(await _page(world)))
     assert "Resultados: Pulso de cocina" in spanish and "Respondida por 16" in spanish
     world.client.session.cookie_jar.clear()
     await world.grant("fay", "facilitator")

@@ -7,7 +7,6 @@ the audit log."""
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import AsyncIterator
 
@@ -15,7 +14,7 @@ import pytest
 
 from storage.protocol import Storage
 from tests.conftest import FakeClock
-from tests.console_world import World, open_world
+from tests.console_world import World, open_world, text_of
 
 
 @pytest.fixture
@@ -23,10 +22,6 @@ async def world(storage: Storage, clock: FakeClock) -> AsyncIterator[World]:
     opened = await open_world(storage, clock)
     yield opened
     await opened.close()
-
-
-def text_of(page: str) -> str:
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
 
 
 async def post(world: World, path: str, csrf: str | None, **fields: str):  # type: ignore[no-untyped-def]

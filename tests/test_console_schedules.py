@@ -19,7 +19,7 @@ from admin.schedules import CRON_FIELDS, cron_problem
 from bot.scheduling.schedule_time import trigger
 from storage.protocol import Storage
 from tests.conftest import FakeClock
-from tests.console_world import World, open_world
+from tests.console_world import World, open_world, text_of
 
 
 @pytest.fixture
@@ -32,11 +32,6 @@ async def world(storage: Storage, clock: FakeClock) -> AsyncIterator[World]:
 async def coordinator(world: World) -> str:
     await world.grant("cora", "coordinator")
     return await world.sign_in("cora")
-
-
-def text_of(page: str) -> str:
-    """A page's words, tags dropped and entities read, spaces squeezed."""
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
 
 
 async def sign_in_speaking(world: World, user: str, language: str) -> str:

@@ -12,7 +12,6 @@ import json
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from html import unescape
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from bot.reports.themes.service import ThemeService
 from storage.protocol import Storage
 from storage.rows import AnswerRow, Commit, RunRow
 from tests.conftest import START, FakeClock
-from tests.console_world import World, open_world
+from tests.console_world import World, main_of, open_world, text_of
 from tests.results_world import GUIDE_ID, Person, add_guide, answer
 
 PAGE = f"/console/themes/{GUIDE_ID}/story"
@@ -56,24 +55,10 @@ async def world(storage: Storage, clock: FakeClock, tmp_path: Path) -> AsyncIter
     await opened.close()
 
 
-def _main(html: str) -> str:
-    found = re.search(r"<main.*</main>", html, re.S)
-    assert found is not None
-    return found.group(0)
-
-
-def _text(html: str) -> str:
-    return " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
-
-
 async def _page(world: World, path: str = PAGE, status: int = 200) -> str:
     answer = await world.client.get(path)
     assert answer.status == status, await answer.text()
     return await answer.text()
-
-
-def _cache(world: World) -> ThemesCache:
-    return world.themes_cache()
 
 
 def _service(world: World) -> ThemeService:
@@ -100,7 +85,7 @@ async def test_themes_with_sizes_quotes_escaped_and_other(world: World):
     csrf = await world.sign_in("cora")
     assert csrf
     html = await _page(world)
-    words = _text(_main(html))
+    words = text_of(main_of(html))
     assert "Themes: Tell us about your week" in words
     sizes = [int(n) for n in re.findall(r"(\d+) people · English", words)]
     assert sorted(sizes) == [6, 12]  # pay and hours, each at least the minimum group
@@ -118,7 +103,7 @@ async def test_themes_with_sizes_quotes_escaped_and_other(world: World):
 async def test_a_question_not_quotable_shows_themes_without_quotes(world: World):
     await world.sign_in("cora")
     html = await _page(world, f"/console/themes/{GUIDE_ID}/note")
-    words = _text(_main(html))
+    words = text_of(main_of(html))
     assert re.search(r"\d+ people · English", words)
     assert "<blockquote>" not in html and "a note about" not in html
     assert "/split?" not in html  # its answers may not be shown to choose from
@@ -139,8 +124,8 @@ async def test_rename_merge_and_split_change_the_page_and_the_next_digest(world:
                                        **dates})  # fmt: skip
     assert (status, location) == (303, here + "&done=renamed")
     html = await _page(world, location)
-    assert "Rent and pay" in _text(_main(html))
-    assert "Renamed and saved to the codebook" in _text(_main(html))
+    assert "Rent and pay" in text_of(main_of(html))
+    assert "Renamed and saved to the codebook" in text_of(main_of(html))
     themes = await _themes(world)
     assert "Rent and pay" in [t.name for t in themes.themes]
     assert all(i.startswith("t") for i in _ids(html))  # kept in the codebook now
@@ -162,7 +147,7 @@ async def test_rename_merge_and_split_change_the_page_and_the_next_digest(world:
     themes = await _themes(world)
     sizes = {t.name: t.people for t in themes.themes}
     assert sizes["Rent and pay"] == 6 and sizes["Raises"] == 6, sizes
-    words = _text(_main(await _page(world, location)))
+    words = text_of(main_of(await _page(world, location)))
     assert "Raises 6 people" in words and "Rent and pay 6 people" in words
 
     # Merge: the hours theme joins the pay one; one theme of all their people is left.
@@ -178,11 +163,11 @@ async def test_rename_merge_and_split_change_the_page_and_the_next_digest(world:
     assert gone not in {t.id for t in after.themes}
     html = await _page(world, location)
     assert _ids(html) == [t.id for t in after.themes] and len(after.themes) == 2
-    assert "Rent and pay 12 people" in _text(_main(html)) and "Raises" not in html
+    assert "Rent and pay 12 people" in text_of(main_of(html)) and "Raises" not in html
 
     # Each change is in the audit log, by pseudonym.
     await world.sign_in("root")
-    log = _text(await _page(world, "/console/audit"))
+    log = text_of(await _page(world, "/console/audit"))
     for action in ("Renamed a theme", "Split a theme", "Merged two themes"):
         assert action in log
 
@@ -196,20 +181,20 @@ async def test_an_edit_that_cant_be_made_says_why_keeps_the_form_and_saves_nothi
     status, _, page = await _post(world, f"{PAGE}/rename",
                                   {"csrf": csrf, "theme": first, "name": "x" * 81})  # fmt: skip
     assert status == 422
-    words = _text(_main(page))
+    words = text_of(main_of(page))
     assert "Nothing was saved." in words and "at most 80 characters" in words
     assert 'value="' + "x" * 81 + '"' in page  # the form as typed
     assert 'role="alert"' in page
     status, _, page = await _post(world, f"{PAGE}/merge",
                                   {"csrf": csrf, "keep": first, "gone": first})  # fmt: skip
-    assert status == 422 and "can't be merged with itself" in _text(page)
+    assert status == 422 and "can't be merged with itself" in text_of(page)
     status, _, page = await _post(world, f"{PAGE}/split",
                                   {"csrf": csrf, "theme": first, "name": "Kept"})  # fmt: skip
-    assert status == 422 and "Choose at least one answer" in _text(page)
+    assert status == 422 and "Choose at least one answer" in text_of(page)
     assert 'value="Kept"' in page
     status, _, page = await _post(world, f"{PAGE}/rename",
                                   {"csrf": csrf, "theme": "t99", "name": "Gone"})  # fmt: skip
-    assert status == 422 and "not among these dates' themes" in _text(page)
+    assert status == 422 and "not among these dates' themes" in text_of(page)
     themes = await _themes(world)
     assert not themes.coded and all(t.name is None for t in themes.themes)  # nothing saved
 
@@ -233,13 +218,13 @@ async def test_a_facilitator_is_refused(world: World):
 
 async def test_an_unknown_or_sensitive_question_is_a_clear_404(world: World):
     await world.sign_in("cora")
-    words = _text(_main(await _page(world, f"/console/themes/{GUIDE_ID}/nope", status=404)))
+    words = text_of(main_of(await _page(world, f"/console/themes/{GUIDE_ID}/nope", status=404)))
     assert "No themes here" in words and "has no question nope" in words
-    words = _text(_main(await _page(world, f"/console/themes/{GUIDE_ID}/pay", status=404)))
+    words = text_of(main_of(await _page(world, f"/console/themes/{GUIDE_ID}/pay", status=404)))
     assert "No themes here" in words
-    words = _text(_main(await _page(world, "/console/themes/no-such-guide/story", status=404)))
+    words = text_of(main_of(await _page(world, "/console/themes/no-such-guide/story", status=404)))
     assert "There is no guide no-such-guide" in words
-    words = _text(_main(await _page(world, f"{PAGE}/split?theme=t99", status=404)))
+    words = text_of(main_of(await _page(world, f"{PAGE}/split?theme=t99", status=404)))
     assert "not among these dates' themes" in words and "Back to the themes" in words
 
 
@@ -258,8 +243,8 @@ async def test_results_link_each_question_to_its_themes_and_name_them_once_found
     assert "Themes and codebook" in html
     assert re.search(rf'href="{PAGE}\?from=[0-9-]+&amp;to=[0-9-]+"', html)
     # Few answers: grouped in the background for the next visit, never while it waits.
-    await _cache(world).settled()
-    words = _text(_main(await _page(world, results)))
+    await world.themes_cache().settled()
+    words = text_of(main_of(await _page(world, results)))
     assert "Themes found: 2" in words and "6 people" in words
 
 
@@ -268,7 +253,7 @@ async def test_spanish(world: World):
     taken = await world.client.post("/console/signin", data={"t": link.split("t=")[1]},
                                     allow_redirects=False)  # fmt: skip
     assert taken.status == 303
-    words = _text(_main(await _page(world)))
+    words = text_of(main_of(await _page(world)))
     assert "Temas:" in words and "6 personas" in words
 
 
@@ -298,11 +283,11 @@ async def test_after_an_edit_what_fits_no_kept_theme_is_marked_new_and_languages
                                  "horas recortadas a todos", "las horas no alcanzan"],
                  "es", "es")  # fmt: skip
     html = await _page(world)
-    words = _text(_main(html))
+    words = text_of(main_of(html))
     assert "Pay 12 people" in words  # the coordinator's theme keeps its name and people
     cards = re.findall(r'<li class="card theme".*?</li>\s*(?=<li class="card theme"|</ul>)',
                        html, re.S)  # fmt: skip
-    new = [_text(card) for card in cards if 'class="mark"' in card]
+    new = [text_of(card) for card in cards if 'class="mark"' in card]
     assert any("night" in card and "6 people · English" in card for card in new), new
     assert any("6 people · Spanish" in card for card in new), new
     assert not any(card.startswith("Pay") for card in new)
@@ -312,7 +297,7 @@ async def test_after_an_edit_what_fits_no_kept_theme_is_marked_new_and_languages
     spanish = next(t.id for t in themes.themes if t.language == "es")
     status, _, page = await _post(world, f"{PAGE}/merge",
                                   {"csrf": csrf, "keep": first, "gone": spanish})  # fmt: skip
-    assert status == 422 and "in different languages" in _text(page)
+    assert status == 422 and "in different languages" in text_of(page)
 
 
 async def test_the_cache_keeps_themes_a_few_minutes_and_an_edit_forgets_the_question():
