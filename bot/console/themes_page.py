@@ -16,7 +16,7 @@ so the Results page never waits for grouping.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp_jinja2
@@ -101,13 +101,23 @@ async def index(visit: Visit) -> web.StreamResponse:
     return visit.render("themes_index.html", guides=found)
 
 
-def _question(visit: Visit) -> tuple[Guide, Step] | web.Response:
-    """The guide and question the address names, or a 404 page saying what is wrong."""
-    match = visit.request.match_info
-    try:
-        return service_of(visit).question(match["guide"], match["step"])
-    except CodebookError as error:
-        return visit.render("themes_missing.html", status=404, message=error_text(visit, error))
+QuestionPage = Callable[[Visit, Guide, Step], Awaitable[web.StreamResponse]]
+
+
+def _on_question(page: QuestionPage) -> Callable[[Visit], Awaitable[web.StreamResponse]]:
+    """A page about the guide and question its address names, given them; or a 404 page
+    saying what is wrong with the address."""
+
+    async def handler(visit: Visit) -> web.StreamResponse:
+        match = visit.request.match_info
+        try:
+            guide, step = service_of(visit).question(match["guide"], match["step"])
+        except CodebookError as error:
+            message = error_text(visit, error)
+            return visit.render("themes_missing.html", status=404, message=message)
+        return await page(visit, guide, step)
+
+    return handler
 
 
 def _period(visit: Visit, source: Mapping[str, str]) -> View:
@@ -149,23 +159,16 @@ async def _render_page(
     )  # fmt: skip
 
 
-async def show(visit: Visit) -> web.StreamResponse:
-    found = _question(visit)
-    if isinstance(found, web.Response):
-        return found
-    guide, step = found
+@_on_question
+async def show(visit: Visit, guide: Guide, step: Step) -> web.StreamResponse:
     query = visit.request.query
     return await _render_page(visit, guide, step, _period(visit, query), done=query.get("done", ""))
 
 
-async def _edit(visit: Visit, what: str) -> web.StreamResponse:
+async def _edit(visit: Visit, guide: Guide, step: Step, what: str) -> web.StreamResponse:
     """A rename or a merge: made through the service, audited, then back to the themes of
     the same period; or, when it can't be made, the page again with the error and the
     form as typed (nothing saved)."""
-    found = _question(visit)
-    if isinstance(found, web.Response):
-        return found
-    guide, step = found
     form = await visit.form()
     view = _period(visit, form)
     service = service_of(visit)
@@ -188,12 +191,14 @@ async def _edit(visit: Visit, what: str) -> web.StreamResponse:
     return see_other(_here(visit, guide, step, view, f"{what}d"))
 
 
-async def rename(visit: Visit) -> web.StreamResponse:
-    return await _edit(visit, "rename")
+@_on_question
+async def rename(visit: Visit, guide: Guide, step: Step) -> web.StreamResponse:
+    return await _edit(visit, guide, step, "rename")
 
 
-async def merge(visit: Visit) -> web.StreamResponse:
-    return await _edit(visit, "merge")
+@_on_question
+async def merge(visit: Visit, guide: Guide, step: Step) -> web.StreamResponse:
+    return await _edit(visit, guide, step, "merge")
 
 
 def _saved(visit: Visit, guide: Guide, step: Step, view: View, shown: Themes) -> None:
@@ -240,11 +245,8 @@ def _label(visit: Visit, theme: Theme | None) -> str:
     return (theme.label or visit.t("themes_unnamed")) if theme else ""
 
 
-async def split_form(visit: Visit) -> web.StreamResponse:
-    found = _question(visit)
-    if isinstance(found, web.Response):
-        return found
-    guide, step = found
+@_on_question
+async def split_form(visit: Visit, guide: Guide, step: Step) -> web.StreamResponse:
     query = visit.request.query
     theme_id = query.get("theme", "")
     view = _period(visit, query)
@@ -253,11 +255,8 @@ async def split_form(visit: Visit) -> web.StreamResponse:
     return await _render_split(visit, guide, step, view, theme_id)
 
 
-async def split(visit: Visit) -> web.StreamResponse:
-    found = _question(visit)
-    if isinstance(found, web.Response):
-        return found
-    guide, step = found
+@_on_question
+async def split(visit: Visit, guide: Guide, step: Step) -> web.StreamResponse:
     form = await visit.form()
     view = _period(visit, form)
     theme_id = str(form.get("theme", ""))
