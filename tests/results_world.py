@@ -1,7 +1,8 @@
 """A guide made for results tests, and answers to it written straight to storage: who
 works where, how stressed they are, their hours, a quotable story, a note not to be
 quoted and a sensitive question, for tests of the console's results and the public
-report (tests/test_console_results.py, tests/test_public_report.py)."""
+report (tests/test_console_results.py, tests/test_public_report.py); and three things
+people wrote about, six answers each, for the themes tests (in process and in a browser)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,34 @@ steps:
       - {id: enough, label: {en: Enough, es: Alcanza}}
       - {id: short, label: {en: Not enough, es: No alcanza}}
 """
+
+
+# Three themes, six answers each: better pay, a raise, hours cut (one answer with markup
+# that must be shown escaped).
+PAY = [
+    "we need better pay",
+    "better pay please",
+    "pay should be better",
+    "pay us better",
+    "<b>x</b> better pay & rent",
+    "better pay for all of us",
+]
+RAISE = [
+    "better pay, the raise was tiny",
+    "better pay: no raise this year",
+    "a raise and better pay",
+    "better pay and a real raise",
+    "the raise was small, pay better",
+    "no raise, better pay needed",
+]
+HOURS = [
+    "my hours got cut",
+    "hours cut to 20 a week",
+    "they cut hours without notice",
+    "hours cut again",
+    "fewer hours every month, hours cut",
+    "hours cut for everyone",
+]
 
 
 def add_guide(library: GuideLibrary, folder: Path, *, public: bool = True) -> None:

@@ -23,22 +23,9 @@ from storage.protocol import Storage
 from storage.rows import AnswerRow, Commit, RunRow
 from tests.conftest import START, FakeClock
 from tests.console_world import World, main_of, open_world, text_of
-from tests.results_world import GUIDE_ID, Person, add_guide, answer
+from tests.results_world import GUIDE_ID, HOURS, PAY, RAISE, Person, add_guide, answer
 
 PAGE = f"/console/themes/{GUIDE_ID}/story"
-PAY = [
-    "we need better pay",
-    "better pay please",
-    "pay should be better",
-    "pay us better",
-    "<b>x</b> better pay & rent",
-    "better pay for all of us",
-]
-RAISE = ["better pay, the raise was tiny", "better pay: no raise this year",
-         "a raise and better pay", "better pay and a real raise",
-         "the raise was small, pay better", "no raise, better pay needed"]  # fmt: skip
-HOURS = ["my hours got cut", "hours cut to 20 a week", "they cut hours without notice",
-         "hours cut again", "fewer hours every month, hours cut", "hours cut for everyone"]  # fmt: skip
 
 
 @pytest.fixture

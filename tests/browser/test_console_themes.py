@@ -21,29 +21,12 @@ from playwright.async_api import Page, expect
 from storage.rows import AnswerRow, Commit, RunRow
 from storage.sqlite import SQLiteStorage
 from tests.browser.harness import ConsoleBot, check_axe, no_sideways_scroll, shoot, walk_keyboard
+from tests.results_world import HOURS, PAY, RAISE
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 COORDINATOR = 13000
 GUIDE, STEP = "weekly-checkin", "what_changed"
-PAY = [
-    "we need better pay",
-    "better pay please",
-    "pay should be better",
-    "pay us better",
-    "<b>x</b> better pay & rent",
-    "better pay for all of us",
-]
-RAISE = [
-    "better pay, the raise was tiny",
-    "better pay: no raise this year",
-    "a raise and better pay",
-    "better pay and a real raise",
-    "the raise was small, pay better",
-    "no raise, better pay needed",
-]
-HOURS = ["my hours got cut", "hours cut to 20 a week", "they cut hours without notice",
-         "hours cut again", "fewer hours every month, hours cut", "hours cut for everyone"]  # fmt: skip
 
 
 async def _answered(bot: ConsoleBot) -> None:
