@@ -27,6 +27,7 @@ from typing import Any
 
 import asyncpg
 
+from storage.postgres.growth import Growth
 from storage.postgres.migrations import migrations
 from storage.rows import GatheringRow, RunRow
 from storage.schema import NotOurs, SchemaAhead, SchemaBehind
@@ -125,15 +126,16 @@ class Connections:
         self._pool: asyncpg.Pool | None = None
         self._alive: asyncpg.Connection | None = None  # holds this claimant's lock
         # Who to wake when another instance queues many messages (NOTIFY, heard on the
-        # connection `_alive` keeps), and this instance's own queueing: how many lately,
-        # when it was last counted, and how many to analyze at next.
+        # connection `_alive` keeps), and this instance's own queueing: how many lately
+        # (and when to analyze the outbox), and when it was last counted.
         self._watchers: list[Callable[[], None]] = []
-        self._queued = (0, float("-inf"), ANALYZE_AFTER)
+        self._queued = Growth(ANALYZE_AFTER)
+        self._last_queued = float("-inf")
         self._reaped = float("-inf")  # when dead claimants' leases were last looked for
         # Per channel, the instances seen alive when dead ones' leases were last looked for.
         self._alive_seen: dict[str, frozenset[str]] = {}
-        # Turns this instance committed, and at how many to analyze their tables next.
-        self._turns = (0, analyze_turns_after)
+        # Turns this instance committed, and when to analyze their tables next.
+        self._turns = Growth(analyze_turns_after)
 
     # Opening, upgrading, closing --------------------------------------------------------
 
@@ -206,12 +208,9 @@ class Connections:
         """`count` turns were just committed: keep their tables' statistics up with their
         growth (see `ANALYZE_TURNS_AFTER`). Not the commit, which stands: a failure here
         is only logged."""
-        turns, analyze_at = self._turns
-        turns += count
-        if turns < analyze_at:
-            self._turns = (turns, analyze_at)
+        if not self._turns.add(count):
             return
-        self._turns = (turns, 2 * turns)  # before the wait: the turns meanwhile don't ask
+        self._turns.done()  # before the wait: the turns meanwhile don't ask
         try:
             await self._execute(f"ANALYZE {TURN_TABLES}")
         except Exception as error:
@@ -223,20 +222,19 @@ class Connections:
         takes a lock every committing transaction would wait for), and keep the outbox's
         statistics up with its growth. Neither is the commit, which stands: a failure
         here is only logged."""
-        total, last, analyze_at = self._queued
         moment = monotonic()
-        if moment - last > QUEUEING_ENDS:
-            total, analyze_at = 0, ANALYZE_AFTER
-        total += count
+        if moment - self._last_queued > QUEUEING_ENDS:
+            self._queued.restart()
+        self._last_queued = moment
+        due = self._queued.add(count)
         try:
             async with self.pool.acquire() as connection:
                 await connection.execute("SELECT pg_notify($1, '')", self._news_channel)
-                if total >= analyze_at:
-                    analyze_at = 2 * total
+                if due:
+                    self._queued.done()
                     await connection.execute("ANALYZE outbox")
         except Exception as error:  # the commit stands; delivery still looks by itself
             log.warning("could not announce or analyze queued messages (%s)", error)
-        self._queued = (total, moment, analyze_at)
 
     @property
     def _alive_name(self) -> str:

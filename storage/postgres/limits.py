@@ -26,6 +26,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from storage.postgres.growth import Growth
 from storage.read_batch import ReadBatch
 
 # Seconds since the epoch below this (2001) can only come from a monotonic clock.
@@ -93,9 +94,8 @@ class PostgresSendLimits:
         self._group = _cell(per_group)
         self._secret = secret
         self._next_sweep = 0.0
-        # Chats given a slot by this instance, and at how many to analyze next.
-        self._granted = 0
-        self._analyze_at = analyze_after
+        # Chats given a slot by this instance, and when to analyze theirs next.
+        self._granted = Growth(analyze_after)
         # Asked for while a call is out: one call for all (chat, is group, now).
         self._asked: ReadBatch[tuple[str, bool, float], tuple[float, float]] = ReadBatch(
             self._reserve_many
@@ -137,9 +137,8 @@ class PostgresSendLimits:
             [spacing for _, spacing in cells],
         )
         count = len(asked)
-        self._granted += sum(1 for wait in waits[:count] if wait <= 0)
-        if self._granted >= self._analyze_at:
-            self._analyze_at = 2 * self._granted
+        if self._granted.add(sum(1 for wait in waits[:count] if wait <= 0)):
+            self._granted.done()
             try:
                 await self._db.execute(ANALYZE)
             except Exception as error:  # the reservations stand; only the plan is slower
