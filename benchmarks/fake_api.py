@@ -34,6 +34,8 @@ class FakeApi:
         # (every message a guide sends a person in a benchmark differs from the others).
         self.texts: defaultdict[int, Counter[str]] = defaultdict(Counter)
         self.first_sent = self.last_sent = 0.0  # monotonic times of the first and last
+        # Messages taken in each second from the first: where a run's sending lags.
+        self.per_second: Counter[int] = Counter()
         # Every call taken, by method, and how many concern each chat (a tap's
         # answerCallbackQuery is a chat's when its query id starts "<chat>-").
         self.calls: Counter[str] = Counter()
@@ -69,6 +71,7 @@ class FakeApi:
             {"sent": self.sent, "refused": self.refused,
              "chats_by_messages": {str(k): v for k, v in spread.items()},
              "duplicates": self.duplicates(), "sending_s": self.last_sent - self.first_sent,
+             "per_second": [self.per_second[n] for n in range(max(self.per_second, default=-1) + 1)],
              "webhooks": len(self.webhooks)}
         )  # fmt: skip
 
@@ -94,6 +97,7 @@ class FakeApi:
         self.texts.clear()
         self.sent = self.refused = 0
         self.first_sent = self.last_sent = 0.0
+        self.per_second.clear()
 
     def _over_limit(self) -> float:
         if self.rate_limit is None:
@@ -176,6 +180,7 @@ class FakeApi:
             self.sent += 1
             self.last_sent = time.monotonic()
             self.first_sent = self.first_sent or self.last_sent
+            self.per_second[int(self.last_sent - self.first_sent)] += 1
             self._ids += 1
             self.texts[chat][params.get("text", "")] += 1
             self._keep_keyboard(method, chat, params)

@@ -394,6 +394,8 @@ async def run_postgres(
             bots = {pid: (process_cpu(pid) or 0.0) - cpu for pid, cpu in bots_before.items()}
             postgres = await server.stop()
             stats = await stats_of(session, url)
+            # Where sending lagged: the messages taken in each second, from the first.
+            print("sent per second:", " ".join(map(str, stats["per_second"])), file=sys.stderr)
             counts = {
                 key: int(await watch.fetchval(sql))
                 for key, sql in {

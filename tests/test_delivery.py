@@ -81,6 +81,53 @@ async def test_the_channels_overall_limit_holds_everyone_back_without_a_write_ea
     assert sorted(channel.delivered) == [("ana", "a1"), ("ben", "b1"), ("cy", "c1")]
 
 
+async def test_while_the_window_is_full_the_next_round_is_claimed_so_sending_resumes_at_once(
+    storage, clock
+):
+    channel = ScriptedChannel({"ana": [RetryAfter(0.5, everyone=True)]})
+    deliverer = Deliverer(storage, IDENTITY, {"terminal": channel}, clock, concurrency=1)
+    claimed_after: list[int] = []  # how many messages had gone out at each claim
+    claim_due = storage.claim_due
+
+    async def counted(*args, **kwargs):
+        claimed_after.append(len(channel.delivered))
+        return await claim_due(*args, **kwargs)
+
+    storage.claim_due = counted
+    await owe(storage, clock, ("ana", "a1"), ("ana", "a2"))
+    await deliverer.drain("terminal")
+    assert channel.delivered == [] and claimed_after == [0, 0]  # a round, and the next one
+    clock.advance(seconds=0.5)
+    await deliverer.drain("terminal")
+    assert channel.delivered == [("ana", "a1"), ("ana", "a2")]  # in order
+    # After the wait, the first message went before any claim: the one made ahead served.
+    assert claimed_after[2:] == [2]
+
+
+async def test_messages_held_back_by_a_full_window_go_next_without_claiming_them_again(
+    storage, clock
+):
+    channel = ScriptedChannel({"ana": [RetryAfter(0.5, everyone=True)]})
+    deliverer = Deliverer(storage, IDENTITY, {"terminal": channel}, clock, batch=2, concurrency=1)
+    claims: list[int] = []
+    claim_due = storage.claim_due
+
+    async def counted(*args, **kwargs):
+        claims.append(len(channel.delivered))
+        return await claim_due(*args, **kwargs)
+
+    storage.claim_due = counted
+    await owe(storage, clock, ("ana", "a1"), ("ana", "a2"))
+    await deliverer.drain("terminal")
+    assert claims == [0]  # the two held back are kept: enough for a round
+    await owe(storage, clock, ("cy", "c1"))  # queued while the window is full
+    clock.advance(seconds=0.5)
+    await deliverer.drain("terminal")
+    # Ana's two first, as they were held, and in order; then a claim finds Cy's.
+    assert channel.delivered == [("ana", "a1"), ("ana", "a2"), ("cy", "c1")]
+    assert claims == [0, 2]
+
+
 async def test_an_unexpected_error_is_retried_later_and_nothing_is_sent_twice(storage, clock):
     channel = ScriptedChannel({"bob": [RuntimeError("surprise")]})
     deliverer = Deliverer(storage, IDENTITY, {"terminal": channel}, clock)
