@@ -51,6 +51,19 @@ async def owe(storage, clock: FakeClock, *messages: tuple[str, str]) -> None:
     )
 
 
+def count_claims(storage, channel: ScriptedChannel) -> list[int]:
+    """Each claim of the storage from now on, as how many messages had gone out by then."""
+    claimed_after: list[int] = []
+    claim_due = storage.claim_due
+
+    async def counted(*args, **kwargs):
+        claimed_after.append(len(channel.delivered))
+        return await claim_due(*args, **kwargs)
+
+    storage.claim_due = counted
+    return claimed_after
+
+
 async def test_a_wait_holds_back_that_persons_later_messages_only(storage, clock):
     channel = ScriptedChannel({"ana": [RetryAfter(5)]})
     deliverer = Deliverer(storage, IDENTITY, {"terminal": channel}, clock)
@@ -86,14 +99,7 @@ async def test_while_the_window_is_full_the_next_round_is_claimed_so_sending_res
 ):
     channel = ScriptedChannel({"ana": [RetryAfter(0.5, everyone=True)]})
     deliverer = Deliverer(storage, IDENTITY, {"terminal": channel}, clock, concurrency=1)
-    claimed_after: list[int] = []  # how many messages had gone out at each claim
-    claim_due = storage.claim_due
-
-    async def counted(*args, **kwargs):
-        claimed_after.append(len(channel.delivered))
-        return await claim_due(*args, **kwargs)
-
-    storage.claim_due = counted
+    claimed_after = count_claims(storage, channel)
     await owe(storage, clock, ("ana", "a1"), ("ana", "a2"))
     await deliverer.drain("terminal")
     assert channel.delivered == [] and claimed_after == [0, 0]  # a round, and the next one
@@ -109,14 +115,7 @@ async def test_messages_held_back_by_a_full_window_go_next_without_claiming_them
 ):
     channel = ScriptedChannel({"ana": [RetryAfter(0.5, everyone=True)]})
     deliverer = Deliverer(storage, IDENTITY, {"terminal": channel}, clock, batch=2, concurrency=1)
-    claims: list[int] = []
-    claim_due = storage.claim_due
-
-    async def counted(*args, **kwargs):
-        claims.append(len(channel.delivered))
-        return await claim_due(*args, **kwargs)
-
-    storage.claim_due = counted
+    claims = count_claims(storage, channel)
     await owe(storage, clock, ("ana", "a1"), ("ana", "a2"))
     await deliverer.drain("terminal")
     assert claims == [0]  # the two held back are kept: enough for a round
