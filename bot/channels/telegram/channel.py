@@ -62,6 +62,11 @@ CHANNEL = "telegram"
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
 DEFAULT_API_URL = "https://api.telegram.org"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+# Longest a webhook call waits for its update to be handled before answering 503, so that
+# Telegram sends it again (its update_id makes that harmless). A turn takes milliseconds;
+# one stuck on a database that went away mid-call must not hold the call, and the
+# person's turns behind it, for as long as the connection takes to give up.
+WEBHOOK_DEADLINE = 10.0
 NO_PREVIEW = {"is_disabled": True}  # LinkPreviewOptions: a guide's links stay plain
 
 Handler = Callable[[Inbound], Awaitable[object]]
@@ -296,7 +301,11 @@ class TelegramChannel:
             # Handled before answering: if storage fails, Telegram retries the same update,
             # and its update_id makes the retry harmless.
             try:
-                tapped = await self.process(update)
+                async with asyncio.timeout(WEBHOOK_DEADLINE):
+                    tapped = await self.process(update)
+            except TimeoutError:
+                log.error("an update took over %ss; Telegram will send it again", WEBHOOK_DEADLINE)
+                return web.Response(status=503)
             except NotStored:
                 log.exception("could not store an update; Telegram will send it again")
                 return web.Response(status=503)
