@@ -3,10 +3,12 @@ counted in the database, and a right code from anyone else always works."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from datetime import timedelta
 
 from bot.features.roles import WRONG_CODES_OVERALL, WRONG_CODES_PER_PERSON
+from bot.messages import Inbound
 from tests.conftest import Harness
 
 GUIDE = """
@@ -79,3 +81,39 @@ async def test_forgetting_someone_forgets_their_wrong_codes(
     await h.storage.forget(h.pseudonym("guesser"), h.clock())
     tried = await h.storage.wrong_codes(h.pseudonym("guesser"), h.clock() - timedelta(hours=1))
     assert (tried.theirs, tried.everyone) == (0, 0)
+
+
+async def test_two_people_redeeming_one_code_at_once_each_hear_what_became_of_it(
+    make_harness,  # type: ignore[no-untyped-def]
+) -> None:
+    h: Harness = make_harness(GUIDE)
+    code = await h.house.roles.invite("facilitator", timedelta(days=1))
+    roles = h.house.roles
+    looked_up = roles.invitation
+    both_read = asyncio.Barrier(2)
+    first_reads = 0
+
+    async def at_the_same_moment(typed: str) -> str | None:
+        # Both find the code good before either's turn is committed, as two people on two
+        # instances would; only the first two look-ups wait for each other.
+        nonlocal first_reads
+        found = await looked_up(typed)
+        first_reads += 1
+        if first_reads <= 2:
+            await both_read.wait()
+        return found
+
+    roles.invitation = at_the_same_moment  # type: ignore[method-assign]
+    await asyncio.gather(
+        *(h.dispatcher.handle(Inbound("terminal", who, who, f"/redeem {code}"))
+          for who in ("dee", "eli"))
+    )  # fmt: skip
+    await h.deliverer.drain("terminal")
+    heard = {who: h.channel.texts(who) for who in ("dee", "eli")}
+    # One of them has the role; the other is told the code didn't work, not left hanging.
+    assert sorted(len(said) for said in heard.values()) == [1, 1], heard
+    winners = [who for who, said in heard.items() if "now a facilitator" in said[0]]
+    losers = [who for who, said in heard.items() if FAILED in said[0]]
+    assert len(winners) == 1 and len(losers) == 1, heard
+    assert await roles.role_of(h.pseudonym(winners[0])) == "facilitator"
+    assert await roles.role_of(h.pseudonym(losers[0])) == "participant"

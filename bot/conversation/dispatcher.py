@@ -170,40 +170,50 @@ class Dispatcher:
         """
         seen_key = self._seen_key(key)
         async with self._locks.hold(participant_id):
-            loaded = await self.storage.conversation(participant_id, seen_key)
-            person = loaded.participant
-            if loaded.seen:
-                return False, None
-            if need_person and (person is None or person.unreachable):
-                return False, None
-            if inbound is None:
-                assert person is not None
-                inbound = Inbound(person.channel, "", "", key=key, language=person.language)
-                address = person.address
-            else:
-                address = self.identity.reseal(inbound.address, person.address if person else None)
-            turn = Turn(
-                self.voice,
-                inbound,
-                participant_id,
-                person,
-                self.clock(),
-                address,
-                commit or Commit(),
-                loaded.run,
-                actor=actor or participant_id,
-                not_before=not_before,
-            )
-            turn.commit.inbound_key = seen_key
-            try:
-                result = await act(turn)
-            except _Skip:
-                return False, None
-            self._keep_pending(turn)
-            # A turn that changed nothing (a nudge for a room already caught up) writes
-            # nothing, and wakes nobody.
-            if not _empty(turn.commit) and not await self.storage.commit(turn.commit):
-                return False, None
+            for again in (False, True):
+                loaded = await self.storage.conversation(participant_id, seen_key)
+                person = loaded.participant
+                if loaded.seen:
+                    return False, None
+                if need_person and (person is None or person.unreachable):
+                    return False, None
+                if inbound is None:
+                    assert person is not None
+                    said = Inbound(person.channel, "", "", key=key, language=person.language)
+                    address = person.address
+                else:
+                    said = inbound
+                    address = self.identity.reseal(
+                        inbound.address, person.address if person else None
+                    )
+                turn = Turn(
+                    self.voice,
+                    said,
+                    participant_id,
+                    person,
+                    self.clock(),
+                    address,
+                    commit or Commit(),
+                    loaded.run,
+                    actor=actor or participant_id,
+                    not_before=not_before,
+                )
+                turn.commit.inbound_key = seen_key
+                try:
+                    result = await act(turn)
+                except _Skip:
+                    return False, None
+                self._keep_pending(turn)
+                # A turn that changed nothing (a nudge for a room already caught up) writes
+                # nothing, and wakes nobody.
+                if _empty(turn.commit) or await self.storage.commit(turn.commit):
+                    break
+                if again or commit is not None or turn.commit.take_record is None:
+                    return False, None
+                # What the turn used up (an invitation code) was taken by someone else's
+                # turn, on any instance, between its read and its commit, and nothing was
+                # written: taken again from a fresh read, the turn tells them so (the
+                # code is used) instead of leaving them with no answer at all.
         if turn.commit.outbox:
             self.on_commit()
         for then in turn.after:  # work for other people's conversations, under their locks
