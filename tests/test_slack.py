@@ -3,6 +3,7 @@ slack_sdk's calls out to a fake Slack Web API on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import logging
@@ -464,6 +465,36 @@ async def test_when_storage_fails_slack_retries_events_and_commands_get_a_plain_
         assert "could not save" in (await r.text()).lower()
     ws.slack.handle = handle
     assert await ws.post(body, "application/json") == 200  # the retry, once space is back
+    assert len(ws.fake.texts("T1", "U1")) == 1
+
+
+async def test_an_event_stuck_on_storage_is_answered_503_and_its_retry_goes_through(
+    workspace: Workspace,
+):
+    """A turn stuck on a database that went away mid-call (no error, no answer) is cut off
+    at the deadline: Slack hears 503 and sends the event again, and the stuck turn is
+    cancelled, so it holds nothing up. (Real deadline: 10 s; here a tenth of a second.)"""
+    ws = workspace
+    handle = ws.slack.handle
+    cancelled = asyncio.Event()
+
+    async def stuck(inbound: Any) -> None:
+        try:
+            await asyncio.Event().wait()  # never set: a call with no end
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    ws.slack.handle = stuck
+    ws.slack.deadline = 0.1
+    body = ws.event_body("hi")
+    # Without a deadline the call never ends: the test fails here after 30 s, not hangs.
+    assert await asyncio.wait_for(ws.post(body, "application/json"), 30) == 503
+    assert cancelled.is_set()
+    assert ws.fake.texts("T1", "U1") == []
+    ws.slack.handle = handle
+    assert await ws.post(body, "application/json") == 200  # Slack's retry: handled once
+    assert await ws.post(body, "application/json") == 200  # and again: nothing more
     assert len(ws.fake.texts("T1", "U1")) == 1
 
 

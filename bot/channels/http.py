@@ -13,6 +13,12 @@ from aiohttp import web
 
 log = logging.getLogger(__name__)
 
+# Longest a platform's call to the bot waits for what it brought to be handled before it
+# is answered 503, so that the platform sends it again (its id makes that harmless: an
+# update_id, an event_id). A turn takes milliseconds; one stuck on a database that went
+# away mid-call must not hold the call, and the person's turns behind it (their lock),
+# for as long as the connection takes to give up.
+WEBHOOK_DEADLINE = 10.0
 MAX_BODY = 1024 * 1024  # bytes; anything bigger is refused with 413 before it is read
 
 

@@ -11,6 +11,7 @@ person in two workspaces has two unrelated pseudonyms.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -26,7 +27,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.channels.http import RequestRefused, read_body, refuse
+from bot.channels.http import WEBHOOK_DEADLINE, RequestRefused, read_body, refuse
 from bot.channels.slack.format import (
     ACTION_PREFIX,
     BUTTON,
@@ -112,6 +113,7 @@ class SlackChannel:
         self.room_commands = frozenset(room_commands)
         self.limits = limits or slack_limits()
         self.clock = clock
+        self.deadline = WEBHOOK_DEADLINE  # seconds a request may take before a 503
         app.command(command)(self._on_command)
         app.event("message")(self._on_message)
         app.event("app_home_opened")(self._on_home)
@@ -132,7 +134,15 @@ class SlackChannel:
             bolt_request = await self._checked(request)
         except RequestRefused as error:
             return refuse(request, error)
-        response = await self.app.async_dispatch(bolt_request)
+        try:
+            async with asyncio.timeout(self.deadline):
+                response = await self.app.async_dispatch(bolt_request)
+        except TimeoutError:
+            # Slack itself gives up after 3 s and sends an event again (its event_id makes
+            # that harmless); what matters is that the stuck turn is cancelled, and with
+            # it the hold on the person's later messages.
+            log.error("a Slack request took over %ss; Slack will send it again", self.deadline)
+            return web.Response(status=503)
         return await to_aiohttp_response(response)
 
     async def _checked(self, request: web.Request) -> AsyncBoltRequest:

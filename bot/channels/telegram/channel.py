@@ -36,7 +36,7 @@ from telegram.error import (
     TimedOut,
 )
 
-from bot.channels.http import RequestRefused, read_body, refuse
+from bot.channels.http import WEBHOOK_DEADLINE, RequestRefused, read_body, refuse
 from bot.channels.telegram.format import (
     MAX_TEXT,
     NOOP,
@@ -62,11 +62,6 @@ CHANNEL = "telegram"
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
 DEFAULT_API_URL = "https://api.telegram.org"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-# Longest a webhook call waits for its update to be handled before answering 503, so that
-# Telegram sends it again (its update_id makes that harmless). A turn takes milliseconds;
-# one stuck on a database that went away mid-call must not hold the call, and the
-# person's turns behind it, for as long as the connection takes to give up.
-WEBHOOK_DEADLINE = 10.0
 NO_PREVIEW = {"is_disabled": True}  # LinkPreviewOptions: a guide's links stay plain
 
 Handler = Callable[[Inbound], Awaitable[object]]
