@@ -203,9 +203,11 @@ async def test_three_instances_one_killed_lose_and_repeat_nothing(
     # busiest one-second span saw 25-29); with each instance counting only its own sends,
     # the same four seconds saw 168. The bunching also moves a few sends across the
     # span's ends (81-85 seen in some runs on main, in 4 s whose reservations were at
-    # most 80): half a second's worth of slack, far below what per-instance limits give.
+    # most 80; 96 once, with both backends' suites running at once on two cores, as
+    # `make test` runs them): a second's worth of slack, far below what per-instance
+    # limits give.
     spans = [most_within(sends, w) for w in (1, 2, 4)]
     print("most sends within 1 s, 2 s, 4 s:", spans)
-    assert spans[2] <= 4 * PER_SECOND + PER_SECOND // 2, spans
+    assert spans[2] <= 5 * PER_SECOND, spans
     per_chat = Counter(int(c.params["chat_id"]) for c in fake.calls if c.method == "sendMessage")
     assert set(per_chat) == set(chats)
