@@ -155,6 +155,8 @@ def test_invisible_characters_no_longer_hide_an_address() -> None:
         "ana (arroba) correo (punto) com (punto) mx",
         "ana arroba acme punto gob punto mx",
         "ana-maria+work at my-union dot org",
+        "a0 dot a0 at lo dot com",  # found by hypothesis: "lo" is also a Spanish article
+        "ana.lopez at la dot org",
     ],
 )
 def test_spelled_out_addresses_become_email(typed: str) -> None:

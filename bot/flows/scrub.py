@@ -140,18 +140,20 @@ def strip_invisible(text: str) -> str:
 def _spelled_email(match: re.Match[str]) -> str:
     domain = match["domain"]
     labels = re.split(_DOT, domain, flags=re.IGNORECASE)
-    if any(label.casefold() in _NOT_A_DOMAIN for label in labels):
+    local = match["local"]
+    # A name with a dot, digit or sign in it ("a0 dot ana", "q.name") is no word of a
+    # sentence: what follows its "at" is an address, whatever its words.
+    named = bool(re.search(r"[\d._+-]", local) or _IS_SPELLED_DOT.search(local))
+    if not named and any(label.casefold() in _NOT_A_DOMAIN for label in labels):
+        return match[0]  # "I worked at a dot com startup"
+    # "I work at acme.com" is a sentence (its link is scrubbed anyway); "q.name at
+    # acme.com" and "juan at gmail.com" are addresses.
+    if (
+        match["at"].strip().casefold() == "at"
+        and not _IS_SPELLED_DOT.search(domain)
+        and not (named or labels[0].casefold() in _MAILBOXES)
+    ):
         return match[0]
-    if match["at"].strip().casefold() == "at" and not _IS_SPELLED_DOT.search(domain):
-        # "I work at acme.com" is a sentence (its link is scrubbed anyway); "q.name at
-        # acme.com" and "juan at gmail.com" are addresses.
-        local = match["local"]
-        if not (
-            re.search(r"[\d._+-]", local)
-            or _IS_SPELLED_DOT.search(local)
-            or labels[0].casefold() in _MAILBOXES
-        ):
-            return match[0]
     return "[email]"
 
 
