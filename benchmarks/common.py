@@ -148,17 +148,19 @@ def postgres_processes() -> dict[int, str]:
     return found
 
 
-def postgres_kind(cmdline: str, database: str) -> str:
-    """A connection's backend of `database` (OURS), of another database (OTHERS: other
-    engineers' tests on the same server), or the server's own (BACKGROUND: the
-    postmaster, WAL writer, checkpointer, background writer, autovacuum...)."""
+def postgres_kind(cmdline: str, database: str | frozenset[str]) -> str:
+    """A connection's backend of `database` (or of one of several: OURS), of another
+    database (OTHERS: other engineers' tests on the same server), or the server's own
+    (BACKGROUND: the postmaster, WAL writer, checkpointer, background writer,
+    autovacuum...)."""
+    ours = frozenset([database]) if isinstance(database, str) else database
     title = cmdline.strip().removeprefix("postgres:").strip()
     words = title.split()
     if words and words[0].endswith(":"):  # the cluster's name, "15/main:"
         words = words[1:]
     # "user database host(port) state" or "user database [local] state"
     if len(words) >= 3 and (words[2].endswith(")") or words[2] == "[local]"):
-        return OURS if words[1] == database else OTHERS
+        return OURS if words[1] in ours else OTHERS
     return BACKGROUND
 
 
@@ -169,7 +171,7 @@ class ServerCpu:
     (an autovacuum worker, a test's connection) is counted up to its last reading;
     one that starts meanwhile counts from zero."""
 
-    def __init__(self, database: str, every: float = 0.2) -> None:
+    def __init__(self, database: str | frozenset[str], every: float = 0.2) -> None:
         self.database = database
         self.every = every
         self.first: dict[int, float] = {}
