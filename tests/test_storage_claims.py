@@ -53,7 +53,7 @@ async def test_two_instances_never_claim_the_same_message(
     two: tuple[PostgresStorage, PostgresStorage],
 ) -> None:
     a, b = two
-    await a.commit(Commit(outbox=[message(f"m{n}", f"p{n % 7}") for n in range(40)]))
+    await a.commit_many([Commit(outbox=[message(f"m{n}", f"p{n % 7}") for n in range(40)])])
     mine = await a.claim_due("terminal", START, 3)
     theirs = await b.claim_due("terminal", START, 100)
     assert {r.participant for r in mine} == {"p0", "p1", "p2"}
@@ -69,7 +69,7 @@ async def test_instances_delivering_at_once_send_each_message_once_in_order(
     two: tuple[PostgresStorage, PostgresStorage],
 ) -> None:
     a, b = two
-    await a.commit(Commit(outbox=[message(f"m{n}", f"p{n % 50}") for n in range(300)]))
+    await a.commit_many([Commit(outbox=[message(f"m{n}", f"p{n % 50}") for n in range(300)])])
     sent: list[tuple[str, int]] = []
 
     async def deliver(store: PostgresStorage) -> None:
@@ -85,6 +85,25 @@ async def test_instances_delivering_at_once_send_each_message_once_in_order(
         theirs = [i for who, i in sent if who == person]
         assert theirs == sorted(theirs)
     assert await b.next_due("terminal") is None
+
+
+async def test_a_turns_replies_are_sent_by_the_instance_that_committed_it(
+    two: tuple[PostgresStorage, PostgresStorage],
+) -> None:
+    """What a turn's commit queues is claimed by its instance as it is written (a
+    scheduled prompt's chunks, `commit_many`, are anyone's: the tests above)."""
+    a, b = two
+    await a.commit(Commit(outbox=[message("hello", "ana"), message("again", "ana")]))
+    await b.commit(Commit(outbox=[message("hi", "ben")]))
+    [hi] = await b.claim_due("terminal", START, 10)  # its own, not ana's
+    assert texts([hi]) == ["hi"]
+    await b.outbox_sent([hi.id or 0])
+    assert await b.next_due("terminal") == START + LEASE  # ana's are a's till then
+    assert texts(await a.claim_due("terminal", START, 10)) == ["hello", "again"]
+    # Leased as `claim_due` leases, from when they were due: if a dies without sending
+    # them (and is not seen gone), b takes them over once the lease runs out.
+    assert await b.claim_due("terminal", START + LEASE - timedelta(seconds=1), 10) == []
+    assert texts(await b.claim_due("terminal", START + LEASE, 10)) == ["hello", "again"]
 
 
 async def test_a_persons_later_message_waits_while_an_earlier_one_is_leased_elsewhere(

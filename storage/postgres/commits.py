@@ -17,6 +17,13 @@ gathering code already taken), each is written again on its own, so the error is
 its caller's alone. `commit_many` is that call for a list of commits, in one
 transaction; there an error writes none of them, as the protocol says.
 
+What a turn's commit queues (its replies) is claimed by this instance in the same
+transaction (`CLAIMED`, migration 6): the instance that took the turn sends them, as
+one process would. Left for anyone to claim, they went to whichever instance's
+deliverer asked first, which then opened their address again and sent them from a
+process that had not seen the person: two instances on one database cost 1.11x two
+on a database each (benchmarks/RESULTS.md, session 13).
+
 No savepoints: `kt_commit` makes every check that could refuse a commit before its
 first write, so a refused commit has nothing to undo (and a chunk of a scheduled
 prompt, hundreds of commits in one transaction, does not run PostgreSQL past its 64
@@ -28,7 +35,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import fields
-from datetime import timedelta
+from datetime import datetime, timedelta
 from operator import attrgetter
 from typing import Any
 
@@ -43,6 +50,9 @@ log = logging.getLogger(__name__)
 ONE = "SELECT kt_commit($1::kt_commit)"
 MANY = "SELECT kt_commit_many($1::kt_commit[])"
 PLAIN = "SELECT kt_commit_plain($1::kt_commit[])"
+# The same, with what they queue claimed by this instance ($2) until $3, in the same
+# transaction (migration 6, `kt_claiming`, runs first: it is the call's FROM).
+CLAIMED = " FROM kt_claiming($2, $3)"
 
 # What a plain commit sets: an answer, or the start of a run. Others are written one by
 # one (`kt_commit`).
@@ -52,6 +62,9 @@ _PLAIN = {"inbound_key", "guide_source", "participant", "runs", "answers", "cons
 _not_plain = attrgetter(*(f.name for f in fields(Commit) if f.name not in _PLAIN))
 
 Keys = tuple[tuple[str, ...], ...]
+# A commit waiting to be written: encoded, its keys if plain, and when the latest of the
+# messages it queues is due (None if it queues none).
+Pending = tuple[tuple[Any, ...], "Keys | None", "datetime | None"]
 
 
 def plain_keys(c: Commit) -> Keys | None:
@@ -175,13 +188,20 @@ class Commits(Connections):
         super().__init__(
             url, pool_size, schema, lease=lease, analyze_turns_after=analyze_turns_after
         )
-        # Commits asked for while a call is out go together as the next call.
-        self._commits: ReadBatch[tuple[tuple[Any, ...], Keys | None], bool] = ReadBatch(
-            self._commit_together
-        )
+        # Commits asked for while a call is out go together as the next call: each
+        # encoded, its keys if plain, and the latest moment one of its messages is due.
+        self._commits: ReadBatch[Pending, bool] = ReadBatch(self._commit_together)
 
     async def commit(self, commit: Commit) -> bool:
-        written = await self._commits.get((encode(commit), plain_keys(commit)))
+        """Write a turn's commit. What it queues is claimed by this instance as it is
+        written (leased as `claim_due` would lease it, from when it is due): the
+        instance that took the turn sends its replies, and no other instance's claim
+        takes them first (and opens their address again). `commit_many` (a scheduled
+        prompt's chunks) leaves what it queues to whichever instance claims it."""
+        due = max((o.not_before for o in commit.outbox), default=None)
+        written = await self._commits.get(
+            (encode(commit), plain_keys(commit), None if due is None else utc(due))
+        )
         await self._after_turns(1)
         return written
 
@@ -198,19 +218,26 @@ class Commits(Connections):
             await self._after_queueing(queued)
         return written
 
-    async def _commit_together(
-        self, batch: Sequence[tuple[tuple[Any, ...], Keys | None]]
-    ) -> list[bool | Exception]:
-        encoded = [commit for commit, _ in batch]
+    async def _write(self, sql: str, commits: Any, until: datetime | None) -> Any:
+        """One call of a commit function; with what it queues claimed by this instance
+        until `until` (None: nothing is queued, so nothing to claim)."""
+        if until is None:
+            return await self._value(sql, commits)
+        return await self._value(sql + CLAIMED, commits, self.claimant, until)
+
+    async def _commit_together(self, batch: Sequence[Pending]) -> list[bool | Exception]:
+        encoded = [commit for commit, _, _ in batch]
+        due = [moment for _, _, moment in batch if moment is not None]
+        until = max(due) + self.lease if due else None
         if len(encoded) == 1:
-            written: bool = await self._value(ONE, encoded[0])
+            written: bool = await self._write(ONE, encoded[0], until)
             return [written]
         together: list[bool | Exception]
         try:
-            if apart([keys for _, keys in batch]):
-                together = await self._value(PLAIN, encoded)
+            if apart([keys for _, keys, _ in batch]):
+                together = await self._write(PLAIN, encoded, until)
             else:
-                together = await self._value(MANY, encoded)
+                together = await self._write(MANY, encoded, until)
             return together
         except AWAY:
             raise  # the database is away: every caller hears so
@@ -222,7 +249,7 @@ class Commits(Connections):
         alone: list[bool | Exception] = []
         for one in encoded:
             try:
-                alone.append(await self._value(ONE, one))
+                alone.append(await self._write(ONE, one, until))
             except AWAY:
                 raise
             except Exception as error:
