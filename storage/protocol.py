@@ -59,12 +59,16 @@ class ConversationStore(Protocol):
     """A turn's reads and its one commit, and the outbox that delivery drains."""
 
     async def commit(self, commit: Commit) -> bool:
-        """Write a whole commit atomically; False (and nothing written) if its key was seen."""
+        """Write a whole commit atomically; False (and nothing written) if its key was seen.
+        On a database several instances share, the messages it queues are claimed by
+        this instance as they are written (a turn's replies go out from where it was
+        taken)."""
         ...
 
     async def commit_many(self, commits: Sequence[Commit]) -> list[bool]:
         """Write many commits in one transaction, each as `commit` would (False, and
-        nothing of it written, if its key was seen); any other error writes none."""
+        nothing of it written, if its key was seen); any other error writes none.
+        What they queue is left for any instance to claim (a scheduled prompt's)."""
         ...
 
     async def inbound_seen(self, key: str) -> bool: ...

@@ -39,6 +39,24 @@ async def test_look_ups_asked_together_go_as_one_fetch() -> None:
     assert fetch.batches[-1] == [7]
 
 
+async def test_a_look_up_asked_a_turn_of_the_loop_later_joins_the_batch() -> None:
+    """The turns a trip answers ask their next look-ups a moment later, each in a turn
+    of its own: the batch waits for them (two turns of the loop) instead of leaving."""
+    fetch = Squares()
+    batch = ReadBatch(fetch)
+    first = asyncio.ensure_future(batch.get(2))
+    await asyncio.sleep(0)  # first asks, and its batch's trip is made ready to go
+    second = asyncio.ensure_future(batch.get(3))
+    assert (await first, await second) == (4, 9)
+    assert fetch.batches == [[2, 3]]
+    lone = ReadBatch(fetch, linger=0)  # without: the first goes alone
+    first = asyncio.ensure_future(lone.get(4))
+    await asyncio.sleep(0)
+    second = asyncio.ensure_future(lone.get(5))
+    assert (await first, await second) == (16, 25)
+    assert fetch.batches[1:] == [[4], [5]]
+
+
 async def test_look_ups_asked_during_a_fetch_make_the_next_one() -> None:
     fetch = Squares()
     fetch.gate = asyncio.Event()
