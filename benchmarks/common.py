@@ -148,12 +148,11 @@ def postgres_processes() -> dict[int, str]:
     return found
 
 
-def postgres_kind(cmdline: str, database: str | frozenset[str]) -> str:
-    """A connection's backend of `database` (or of one of several: OURS), of another
-    database (OTHERS: other engineers' tests on the same server), or the server's own
+def postgres_kind(cmdline: str, ours: frozenset[str]) -> str:
+    """A connection's backend of one of the `ours` databases (OURS), of another database
+    (OTHERS: other engineers' tests on the same server), or the server's own
     (BACKGROUND: the postmaster, WAL writer, checkpointer, background writer,
     autovacuum...)."""
-    ours = frozenset([database]) if isinstance(database, str) else database
     title = cmdline.strip().removeprefix("postgres:").strip()
     words = title.split()
     if words and words[0].endswith(":"):  # the cluster's name, "15/main:"
@@ -171,8 +170,8 @@ class ServerCpu:
     (an autovacuum worker, a test's connection) is counted up to its last reading;
     one that starts meanwhile counts from zero."""
 
-    def __init__(self, database: str | frozenset[str], every: float = 0.2) -> None:
-        self.database = database
+    def __init__(self, databases: frozenset[str], every: float = 0.2) -> None:
+        self.databases = databases
         self.every = every
         self.first: dict[int, float] = {}
         self.last: dict[int, float] = {}
@@ -189,7 +188,7 @@ class ServerCpu:
             self.last[pid] = cpu
             # A backend's title names its database once it has connected.
             if self.kinds.get(pid, BACKGROUND) == BACKGROUND:
-                self.kinds[pid] = postgres_kind(cmdline, self.database)
+                self.kinds[pid] = postgres_kind(cmdline, self.databases)
 
     async def _keep_reading(self) -> None:
         while True:

@@ -359,7 +359,7 @@ async def run_postgres(
                   file=sys.stderr)  # fmt: skip
             watch = await asyncpg.connect(database)
             stack.push_async_callback(watch.close)
-            server = ServerCpu(database.rsplit("/", 1)[1])
+            server = ServerCpu(frozenset([database.rsplit("/", 1)[1]]))
             server.start()
             processes = await start_instances(instances, database, url, rate, data, quiet)
             # Every instance ticks once it has registered its webhook: time from the last.

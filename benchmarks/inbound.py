@@ -383,7 +383,7 @@ async def measure(
                 crowd = paced_rate
                 # CPU at this pace too: the machine is not saturated, so nothing waits
                 # to be batched with more than it would be in ordinary use.
-                paced_server = ServerCpu(server.database)
+                paced_server = ServerCpu(server.databases)
                 paced_server.start()
                 paced_bots = sum(cpu_seconds(p.pid) for p in processes)
                 await asyncio.gather(
