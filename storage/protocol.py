@@ -127,6 +127,11 @@ class ConversationStore(Protocol):
 
     async def outbox_retry(self, message_id: int, not_before: datetime, attempts: int) -> None: ...
 
+    async def outbox_owed(self, message_ids: Sequence[int]) -> set[int]:
+        """Which of these messages are still owed: not yet sent, and not dropped since
+        they were claimed (their person forgotten, or found unreachable)."""
+        ...
+
     async def mark_unreachable(self, participant_id: str) -> None:
         """The platform says this person can't be reached: drop what is owed to them."""
         ...

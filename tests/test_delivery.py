@@ -127,6 +127,20 @@ async def test_messages_held_back_by_a_full_window_go_next_without_claiming_them
     assert claims == [0, 2]
 
 
+async def test_someone_forgotten_while_their_messages_wait_for_the_window_is_sent_nothing(
+    storage, clock
+):
+    channel = ScriptedChannel({"ana": [RetryAfter(0.5, everyone=True)]})
+    deliverer = Deliverer(storage, IDENTITY, {"terminal": channel}, clock, batch=2, concurrency=1)
+    await owe(storage, clock, ("ana", "a1"), ("ana", "a2"), ("ben", "b1"))
+    await deliverer.drain("terminal")  # the window is full: Ana's two wait, claimed
+    assert ("ana", "a1") not in channel.delivered
+    await storage.commit(Commit(forget=("ana", clock())))  # Ana says /forget meanwhile
+    clock.advance(seconds=0.5)
+    await deliverer.drain("terminal")
+    assert [who for who, _ in channel.delivered] == ["ben"]
+
+
 async def test_an_unexpected_error_is_retried_later_and_nothing_is_sent_twice(storage, clock):
     channel = ScriptedChannel({"bob": [RuntimeError("surprise")]})
     deliverer = Deliverer(storage, IDENTITY, {"terminal": channel}, clock)

@@ -171,6 +171,20 @@ async def test_outbox_order_retry_and_sent(store: Storage) -> None:
     assert await store.next_due("nowhere") is None
 
 
+async def test_messages_owed_are_those_neither_sent_nor_dropped(store: Storage) -> None:
+    await store.commit(Commit(outbox=[outbox("a", participant="p1"), outbox("b", participant="p2"),
+                                      outbox("c", participant="p3")]))  # fmt: skip
+    a, b, c = await store.claim_due("terminal", START, 10)
+    ids = [a.id or 0, b.id or 0, c.id or 0]
+    assert await store.outbox_owed(ids) == set(ids)
+    await store.outbox_sent([a.id or 0])
+    await store.commit(Commit(forget=("p2", START)))  # /forget
+    assert await store.outbox_owed(ids) == {c.id}
+    await store.mark_unreachable("p3")
+    assert await store.outbox_owed(ids) == set()
+    assert await store.outbox_owed([]) == set()
+
+
 async def test_messages_recorded_as_sent_one_by_one_at_once_all_leave(store: Storage) -> None:
     # Delivery records each message as soon as it is taken; many such records queued
     # together are written as one, and each message still leaves only once.

@@ -88,6 +88,11 @@ class Deliverer:
                     return sent
                 # Claimed ahead, while the channel was held: what was queued since isn't there.
                 ahead = self._ahead.pop(channel_name, None)
+                if ahead:
+                    # Claimed up to a second ago: whoever has since been forgotten (or
+                    # found unreachable) is sent nothing more. One look a held round.
+                    owed = await self.storage.outbox_owed([row.id or 0 for row in ahead])
+                    ahead = [row for row in ahead if row.id in owed]
                 rows = ahead or await self.storage.claim_due(channel_name, self.clock(), self.batch)
                 if not rows:
                     return sent

@@ -162,6 +162,12 @@ class ConversationsPG(Commits):
         )
         return [None] * len(batch)
 
+    async def outbox_owed(self, message_ids: Sequence[int]) -> set[int]:
+        rows = await self._all(
+            "SELECT id FROM outbox WHERE id = ANY($1::bigint[])", list(message_ids)
+        )
+        return {row[0] for row in rows}
+
     async def mark_unreachable(self, participant_id: str) -> None:
         await self._execute(
             "WITH marked AS (UPDATE participants SET unreachable = true WHERE id = $1)"

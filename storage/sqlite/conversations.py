@@ -91,6 +91,12 @@ class ConversationsSQL(Connections):
             )
         )
 
+    async def outbox_owed(self, message_ids: Sequence[int]) -> set[int]:
+        rows = await self._all(
+            f"SELECT id FROM outbox WHERE id IN ({JSON_LIST})", (json.dumps(list(message_ids)),)
+        )
+        return {row[0] for row in rows}
+
     async def mark_unreachable(self, participant_id: str) -> None:
         def write(db: sqlite3.Connection) -> None:
             db.execute("UPDATE participants SET unreachable = 1 WHERE id = ?", (participant_id,))
