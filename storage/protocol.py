@@ -231,6 +231,12 @@ class RecordStore(Protocol):
         """Keep an opaque record (sealed by the caller when secret), replacing any before."""
         ...
 
+    async def replace_record(self, kind: str, key: str, was: bytes | None, value: bytes) -> bool:
+        """Keep `value` (with no expiry) only if the record is still `was` (None: there is
+        none): whether it was kept. Of two callers who read the same record and each
+        replace it, one is told no, so that neither's change is lost unseen."""
+        ...
+
     async def record(self, kind: str, key: str, now: datetime) -> bytes | None:
         """A record that has not expired, if there is one."""
         ...

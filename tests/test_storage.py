@@ -261,6 +261,17 @@ async def test_records_expire_and_are_taken_once(store: Storage) -> None:
     assert await store.record("slack-install", "T1", now) is None
 
 
+async def test_a_record_is_replaced_only_if_it_is_still_what_was_read(store: Storage) -> None:
+    now = START
+    assert await store.replace_record("codebook", "g/q", None, b"v1")  # there was none
+    assert not await store.replace_record("codebook", "g/q", None, b"other")  # there is now
+    assert await store.replace_record("codebook", "g/q", b"v1", b"v2a")
+    assert not await store.replace_record("codebook", "g/q", b"v1", b"v2b")  # read v1, too late
+    assert await store.record("codebook", "g/q", now) == b"v2a"
+    assert not await store.replace_record("codebook", "elsewhere", b"v1", b"x")  # none to replace
+    assert await store.record("codebook", "elsewhere", now) is None
+
+
 async def test_expired_records_are_cleared_and_the_rest_kept(store: Storage) -> None:
     now = START
     await store.put_record("console-session", "gone", b"who", now - timedelta(hours=1))

@@ -219,6 +219,38 @@ async def test_merge_and_split_by_example(make_harness) -> None:  # type: ignore
     assert sorted((t.name or "", t.people) for t in still.themes) == [("", 6), ("Hours", 6)]
 
 
+async def test_an_edit_made_meanwhile_by_someone_else_is_not_undone(make_harness) -> None:  # type: ignore[no-untyped-def]
+    h: Harness = make_harness(GUIDE)
+    start = h.clock()
+    await _week(h, 1, PAY + HOURS)
+    end = h.clock() + timedelta(seconds=1)
+    other = ThemeService(h.storage, h.library, min_group=5)  # another coordinator
+
+    class Meanwhile(ThemeService):
+        """Between this coordinator's look at the codebook and their save, the other
+        coordinator names a theme (on any instance)."""
+
+        async def _save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            shown = await other.themes("talk", "changed", start, end)
+            hours = next(t for t in shown.themes if "hours" in t.label)
+            await other.rename("talk", "changed", hours.id, "Hours", start, end)
+            return await super()._save(*args, **kwargs)
+
+    mine = Meanwhile(h.storage, h.library, min_group=5)
+    pay = next(t for t in (await mine.themes("talk", "changed", start, end)).themes
+               if "pay" in t.label)  # fmt: skip
+    with pytest.raises(CodebookError) as error:
+        await mine.rename("talk", "changed", pay.id, "Pay", start, end)
+    assert error.value.key == "themes_error_changed_meanwhile"
+    # The other's name stands; theirs was not undone, and nothing of this one was kept.
+    now = await other.themes("talk", "changed", start, end)
+    assert sorted(t.name or "" for t in now.themes) == ["", "Hours"]
+    # Looked at again, the change goes through, and both stand.
+    pay = next(t for t in now.themes if "pay" in t.label)
+    again = await other.rename("talk", "changed", pay.id, "Pay", start, end)
+    assert sorted(t.name or "" for t in again.themes) == ["Hours", "Pay"]
+
+
 async def _cli(h: Harness, *words: str) -> str:
     from bot.app.cli import _parser
     from bot.app.themes_cli import run

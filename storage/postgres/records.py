@@ -24,6 +24,26 @@ class RecordsPG(Connections):
             maybe_utc(expires_at),
         )
 
+    async def replace_record(self, kind: str, key: str, was: bytes | None, value: bytes) -> bool:
+        if was is None:
+            row = await self._one(
+                "INSERT INTO records (kind, key, value) VALUES ($1, $2, $3)"
+                " ON CONFLICT (kind, key) DO NOTHING RETURNING 1",
+                kind,
+                key,
+                value,
+            )
+        else:
+            row = await self._one(
+                "UPDATE records SET value = $4, expires_at = NULL"
+                " WHERE kind = $1 AND key = $2 AND value = $3 RETURNING 1",
+                kind,
+                key,
+                was,
+                value,
+            )
+        return row is not None
+
     async def take_record(self, kind: str, key: str, now: datetime) -> bytes | None:
         # Deleted whether or not it had expired (an expired one is no use to anyone):
         # one statement, so at most one caller gets it.

@@ -23,6 +23,25 @@ class RecordsSQL(Connections):
             )
         )
 
+    async def replace_record(self, kind: str, key: str, was: bytes | None, value: bytes) -> bool:
+        def replace(db: sqlite3.Connection) -> bool:
+            if was is None:
+                written = db.execute(
+                    "INSERT INTO records (kind, key, value) VALUES (?, ?, ?)"
+                    " ON CONFLICT (kind, key) DO NOTHING",
+                    (kind, key, value),
+                )
+            else:
+                written = db.execute(
+                    "UPDATE records SET value = ?, expires_at = NULL"
+                    " WHERE kind = ? AND key = ? AND value = ?",
+                    (value, kind, key, was),
+                )
+            return written.rowcount == 1
+
+        kept: bool = await self._w.run(replace)
+        return kept
+
     async def take_record(self, kind: str, key: str, now: datetime) -> bytes | None:
         def take(db: sqlite3.Connection) -> bytes | None:
             row = db.execute(

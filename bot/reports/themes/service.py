@@ -136,11 +136,15 @@ class ThemeService:
         return guide, step
 
     async def codebook(self, guide_id: str, step_id: str, now: datetime) -> Codebook | None:
+        saved = await self._saved(guide_id, step_id, now)
+        return Codebook.from_json(saved) if saved else None
+
+    async def _saved(self, guide_id: str, step_id: str, now: datetime) -> bytes | None:
+        """The codebook as kept (what an edit replaces, if it is still that)."""
         records = records_of(self.storage)
         if records is None:
             return None
-        saved = await records.record(KIND, record_key(guide_id, step_id), now)
-        return Codebook.from_json(saved) if saved else None
+        return await records.record(KIND, record_key(guide_id, step_id), now)
 
     async def themes(
         self, guide_id: str, step_id: str, since: datetime | None, until: datetime
@@ -169,19 +173,19 @@ class ThemeService:
         self, guide_id: str, step_id: str, theme_id: str, name: str, since: datetime | None,
         until: datetime,
     ) -> Themes:  # fmt: skip
-        book, ids, _, _ = await self._adopted(guide_id, step_id, since, until)
-        return await self._save(book.rename(ids.get(theme_id, theme_id), name), guide_id, step_id,
-                                since, until)  # fmt: skip
+        book, ids, _, _, was = await self._adopted(guide_id, step_id, since, until)
+        return await self._save(book.rename(ids.get(theme_id, theme_id), name), was, guide_id,
+                                step_id, since, until)  # fmt: skip
 
     async def merge(
         self, guide_id: str, step_id: str, keep: str, gone: str, since: datetime | None,
         until: datetime,
     ) -> Themes:  # fmt: skip
         """`gone` joins `keep` (which keeps its name)."""
-        book, ids, shown, _ = await self._adopted(guide_id, step_id, since, until)
+        book, ids, shown, _, was = await self._adopted(guide_id, step_id, since, until)
         sizes = (len(_find(shown, keep).answers), len(_find(shown, gone).answers))
         merged = book.merge(ids.get(keep, keep), ids.get(gone, gone), sizes)
-        return await self._save(merged, guide_id, step_id, since, until)
+        return await self._save(merged, was, guide_id, step_id, since, until)
 
     async def split(
         self, guide_id: str, step_id: str, theme_id: str, chosen: Sequence[str], name: str | None,
@@ -189,7 +193,7 @@ class ThemeService:
     ) -> Themes:  # fmt: skip
         """The chosen answers (ids, from `examples`) leave the theme and start one of their
         own, named `name` if given; the theme keeps the rest."""
-        book, ids, shown, answers = await self._adopted(guide_id, step_id, since, until)
+        book, ids, shown, answers, was = await self._adopted(guide_id, step_id, since, until)
         theme = _find(shown, theme_id)
         picked = set(chosen)
         if not picked:
@@ -208,30 +212,38 @@ class ThemeService:
         book, added = book.add(theme.language, centre_of(space, [rows[a] for a in sorted(picked)]))
         if name is not None:
             book = book.rename(added, name)
-        return await self._save(book, guide_id, step_id, since, until)
+        return await self._save(book, was, guide_id, step_id, since, until)
 
     async def _adopted(
         self, guide_id: str, step_id: str, since: datetime | None, until: datetime
-    ) -> tuple[Codebook, dict[str, str], Themes, list[Answer]]:
+    ) -> tuple[Codebook, dict[str, str], Themes, list[Answer], bytes | None]:
         """The codebook with every theme shown now kept in it (new candidates get ids of
-        their own: shown id -> kept id), the themes shown, and the answers."""
+        their own: shown id -> kept id), the themes shown, the answers, and the codebook
+        as it was kept (None: none yet)."""
         guide, step = self.question(guide_id, step_id)
         answers = (await read_answers(self.storage, guide, [step], since, until))[step.id]
-        book = await self.codebook(guide_id, step_id, until) or Codebook(guide_id, step_id)
+        was = await self._saved(guide_id, step_id, until)
+        book = Codebook.from_json(was) if was else Codebook(guide_id, step_id)
         shown = await _grouped(answers, self.min_group, book)
         ids: dict[str, str] = {}
         for theme in shown.themes:
             if theme.id not in {t.id for t in book.themes}:
                 book, ids[theme.id] = book.add(theme.language, theme.centre)
-        return book, ids, shown, answers
+        return book, ids, shown, answers, was
 
     async def _save(
-        self, book: Codebook, guide_id: str, step_id: str, since: datetime | None, until: datetime
-    ) -> Themes:
+        self, book: Codebook, was: bytes | None, guide_id: str, step_id: str,
+        since: datetime | None, until: datetime,
+    ) -> Themes:  # fmt: skip
+        """Keep the edited codebook, if nobody else changed it since it was read (another
+        coordinator, on this instance or another): else nothing is kept, and they are
+        told to look again, rather than one edit silently undoing the other."""
         records = records_of(self.storage)
         if records is None:
             raise CodebookError("themes_error_no_records")
-        await records.put_record(KIND, record_key(guide_id, step_id), book.to_json())
+        if not await records.replace_record(KIND, record_key(guide_id, step_id), was,
+                                            book.to_json()):  # fmt: skip
+            raise CodebookError("themes_error_changed_meanwhile")
         return await self.themes(guide_id, step_id, since, until)
 
 
