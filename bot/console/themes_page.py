@@ -184,6 +184,7 @@ async def _edit(visit: Visit, guide: Guide, step: Step, what: str) -> web.Stream
                                 view.until)  # fmt: skip
             detail = f"{guide.id} · {step.id} · {kept['gone']} → {kept['keep']}"
     except CodebookError as error:
+        _refused(visit, guide, step, error)
         return await _render_page(visit, guide, step, view, status=422,
                                   error=error_text(visit, error), kept=kept)  # fmt: skip
     _saved(visit, guide, step, view, shown)
@@ -199,6 +200,15 @@ async def rename(visit: Visit, guide: Guide, step: Step) -> web.StreamResponse:
 @_on_question
 async def merge(visit: Visit, guide: Guide, step: Step) -> web.StreamResponse:
     return await _edit(visit, guide, step, "merge")
+
+
+def _refused(visit: Visit, guide: Guide, step: Step, error: CodebookError) -> None:
+    """An edit refused because someone else changed the codebook first (perhaps on
+    another instance, whose edit this one's cache never heard of): the page shows the
+    themes as they are now, found afresh."""
+    cache = _cache(visit)
+    if cache is not None and error.key == "themes_error_changed_meanwhile":
+        cache.forget(guide.id, step.id)
 
 
 def _saved(visit: Visit, guide: Guide, step: Step, view: View, shown: Themes) -> None:
@@ -267,6 +277,7 @@ async def split(visit: Visit, guide: Guide, step: Step) -> web.StreamResponse:
                                       name if name.strip() else None, view.since,
                                       view.until)  # fmt: skip
     except CodebookError as error:
+        _refused(visit, guide, step, error)
         return await _render_split(visit, guide, step, view, theme_id, status=422,
                                    error=error_text(visit, error), chosen=frozenset(chosen),
                                    name=name)  # fmt: skip
