@@ -84,6 +84,25 @@ async def test_figures_changes_and_suppression(make_harness):  # type: ignore[no
     assert "Fewer than 5 people took part" in other and "hello" not in other
 
 
+async def test_someone_who_answered_often_counts_once(make_harness):  # type: ignore[no-untyped-def]
+    """Five people chose Retail; one of them then ran the guide five more times and chose
+    Health care each time. Counted by answers, "5 · Health care" would show that one
+    person's answer as if five people gave it."""
+    h: Harness = make_harness(GUIDE)
+    for n in range(5):
+        await answer(h, f"p{n}", "1", "3", "More rest", "x")
+    for _ in range(5):
+        await answer(h, "p0", "2", "3", "Again", "x")
+    digest = await build_digest(h.storage, h.library, h.clock() - timedelta(days=1),
+                                h.clock() + timedelta(seconds=1), min_group=5)  # fmt: skip
+    text = h.house.reports.render("digest", "text", "en", d=digest)
+    assert "People: 5" in text
+    # One person said Health care: shown only together with Retail, and counted once.
+    assert "6 · Retail / Health care\n" in text
+    assert not re.search(r"\d · Health care\n", text)
+    assert re.search(r" 5 · 3\n", text)  # five people said 3, however often
+
+
 async def test_participant_text_is_shown_literally_in_every_format(make_harness):  # type: ignore[no-untyped-def]
     h: Harness = make_harness(GUIDE)
     for n in range(5):

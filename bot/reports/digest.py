@@ -205,8 +205,8 @@ async def _questions(
     shown = [s for s in guide.questions if not s.sensitive and s.kind is not StepKind.ASK]
     ids = [s.id for s in shown]
     tallies_now, tallies_before, people, people_then = await asyncio.gather(
-        storage.answer_tallies(guide.id, since, until),
-        storage.answer_tallies(guide.id, before, since),
+        storage.people_tallies(guide.id, since, until),
+        storage.people_tallies(guide.id, before, since),
         storage.answer_people(guide.id, since, until, ids),
         storage.answer_people(guide.id, before, since, ids),
     )
