@@ -296,11 +296,6 @@ class ReportStore(Protocol):
         """Where runs of a guide that did not finish stopped: (step, runs)."""
         ...
 
-    async def answer_tallies(self, guide_id: str, since: datetime, until: datetime) -> list[Tally]:
-        """Each value given to choices, scales and numbers, counted; a list of choices
-        counts once for each option in it."""
-        ...
-
     async def people_tallies(self, guide_id: str, since: datetime, until: datetime) -> list[Tally]:
         """Each value given to choices, scales and numbers, with the distinct people who
         gave it (not answers: someone who answered weekly counts once); each option of a

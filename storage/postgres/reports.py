@@ -19,7 +19,6 @@ from storage.rows import (
     Tally,
     TextAnswer,
 )
-from storage.tallies import tallies_of
 
 
 class ReportsPG(Connections):
@@ -112,21 +111,6 @@ class ReportsPG(Connections):
             utc(until),
         )
         return [StepCount(r[0], r[1]) for r in rows]
-
-    async def answer_tallies(self, guide_id: str, since: datetime, until: datetime) -> list[Tally]:
-        """(step, one value as JSON, count) for choices, scales and numbers; a list of
-        choices counts once for each option in it."""
-        # As on SQLite: one pass grouped by the stored value, lists of choices split here.
-        rows = await self._all(
-            "SELECT step, value, count(*), count(*) FILTER (WHERE kind = 'choose_many')"
-            " FROM answers WHERE guide_id = $1 AND answered_at >= $2 AND answered_at < $3"
-            " AND kind IN ('choose', 'choose_many', 'scale', 'number') AND value <> 'null'"
-            " GROUP BY step, value",
-            guide_id,
-            utc(since),
-            utc(until),
-        )
-        return tallies_of(rows)
 
     async def people_tallies(self, guide_id: str, since: datetime, until: datetime) -> list[Tally]:
         """(step, one value as JSON, distinct people who gave it) for choices, scales and

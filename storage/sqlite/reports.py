@@ -20,7 +20,6 @@ from storage.rows import (
     TextAnswer,
 )
 from storage.sqlite.connection import PRAGMAS, Connections, ts
-from storage.tallies import tallies_of
 
 
 class ReportsSQL(Connections):
@@ -102,22 +101,6 @@ class ReportsSQL(Connections):
             2,
         )
         return [StepCount(r[0], r[1]) for r in rows]
-
-    async def answer_tallies(self, guide_id: str, since: datetime, until: datetime) -> list[Tally]:
-        """(step, one value as JSON, count) for choices, scales and numbers; a list of
-        choices counts once for each option in it."""
-        # One pass over the period, grouped by the stored value: lists of choices are
-        # split here, their groups being few, rather than in a second pass (json_each).
-        # `lists` counts the rows of a group that are such lists (choose_many).
-        rows = await self._packed(
-            "SELECT step, value, count(*), sum(kind = 'choose_many') FROM answers"
-            " WHERE guide_id = ? AND answered_at >= ? AND answered_at < ?"
-            " AND kind IN ('choose', 'choose_many', 'scale', 'number') AND value != 'null'"
-            " GROUP BY step, value",
-            (guide_id, ts(since), ts(until)),
-            4,
-        )
-        return tallies_of(rows)
 
     async def people_tallies(self, guide_id: str, since: datetime, until: datetime) -> list[Tally]:
         """(step, one value as JSON, distinct people who gave it) for choices, scales and
