@@ -307,6 +307,24 @@ async def test_gatherings_and_the_runs_joined_through_them(store: Storage) -> No
     assert await store.gathering_by_code("NOPE") is None
 
 
+async def test_free_text_leaves_out_what_was_written_before_someone_was_forgotten(
+    store: Storage,
+) -> None:
+    """As exports do: an older copy of someone's words that came back after they asked to
+    be forgotten (a backup restored by other means) is never read; what a person with
+    the same pseudonym writes afterwards is."""
+    await store.commit(Commit(forget=("p1", START)))  # the tombstone
+    given = [
+        AnswerRow("old", "story", "p1", "g", 1, "ask", '"before"', START - timedelta(hours=1)),
+        AnswerRow("new", "story", "p1", "g", 1, "ask", '"after"', START + timedelta(hours=1)),
+        AnswerRow("p2r", "story", "p2", "g", 1, "ask", '"someone else"', START - timedelta(hours=1)),
+    ]  # fmt: skip
+    await store.commit(Commit(answers=given))
+    since, until = START - timedelta(days=1), START + timedelta(days=1)
+    pages = [page async for page in store.answer_text_pages("g", ["story"], since, until)]
+    assert sorted(json.loads(a.value) for page in pages for a in page) == ["after", "someone else"]
+
+
 async def test_free_text_comes_a_page_at_a_time_each_row_once(store: Storage) -> None:
     said = []
     for n in range(7):  # people p0..p6; every other one ran the guide twice

@@ -222,6 +222,10 @@ class ReportsPG(Connections):
             f"SELECT participant, run_id, step, value, {language} FROM answers WHERE guide_id = $1"
             " AND step = ANY($2::text[]) AND answered_at >= $3 AND answered_at < $4"
             " AND value <> 'null' AND ($5::text[] IS NULL OR run_id = ANY($5::text[]))"
+            # As exports: nothing from before someone asked to be forgotten, even where an
+            # older copy of their answers came back (a backup restored by other means).
+            " AND NOT EXISTS (SELECT 1 FROM tombstones AS t"
+            " WHERE t.participant = answers.participant AND t.at >= answers.answered_at)"
             " ORDER BY participant, answered_at, run_id, step"
         )
         params = (

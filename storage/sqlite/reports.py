@@ -204,6 +204,10 @@ class ReportsSQL(Connections):
             f" WHERE {plus}guide_id = ?"
             f" AND step IN ({', '.join('?' for _ in steps)}) AND {plus}answered_at >= ?"
             f" AND {plus}answered_at < ? AND value != 'null'{only}"
+            # As exports: nothing from before someone asked to be forgotten, even where an
+            # older copy of their answers came back (a backup restored by other means).
+            " AND NOT EXISTS (SELECT 1 FROM tombstones AS t"
+            " WHERE t.participant = answers.participant AND t.at >= answers.answered_at)"
             " ORDER BY participant, answered_at, run_id, step"
         )
         params = (guide_id, *steps, ts(since), ts(until), *(runs or ()))
