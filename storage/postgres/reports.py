@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime
 
+from storage.forgotten import not_forgotten
 from storage.postgres.connection import Connections, ts, utc
 from storage.rows import (
     ChoiceCount,
@@ -58,8 +59,7 @@ class ReportsPG(Connections):
             " AND ($2::timestamptz IS NULL OR a.answered_at >= $2)"
             " AND ($3::timestamptz IS NULL OR a.answered_at < $3)"
             f" AND {following}"
-            " AND NOT EXISTS (SELECT 1 FROM tombstones AS t WHERE t.participant = a.participant"
-            " AND t.at >= a.answered_at)"
+            f" AND {not_forgotten('a')}"
             f" ORDER BY {order} LIMIT {'$7' if params else '$4'}",
             guide_id,
             None if since is None else utc(since),
@@ -222,10 +222,7 @@ class ReportsPG(Connections):
             f"SELECT participant, run_id, step, value, {language} FROM answers WHERE guide_id = $1"
             " AND step = ANY($2::text[]) AND answered_at >= $3 AND answered_at < $4"
             " AND value <> 'null' AND ($5::text[] IS NULL OR run_id = ANY($5::text[]))"
-            # As exports: nothing from before someone asked to be forgotten, even where an
-            # older copy of their answers came back (a backup restored by other means).
-            " AND NOT EXISTS (SELECT 1 FROM tombstones AS t"
-            " WHERE t.participant = answers.participant AND t.at >= answers.answered_at)"
+            f" AND {not_forgotten('answers')}"  # as exports
             " ORDER BY participant, answered_at, run_id, step"
         )
         params = (

@@ -8,6 +8,7 @@ from datetime import datetime
 
 import aiosqlite
 
+from storage.forgotten import not_forgotten
 from storage.rows import (
     ChoiceCount,
     CrossTally,
@@ -48,8 +49,7 @@ class ReportsSQL(Connections):
             " FROM answers AS a LEFT JOIN runs AS r ON r.id = a.run_id"
             " WHERE a.guide_id = ? AND a.answered_at >= ? AND a.answered_at < ?"
             f" AND ({key}) > (?, ?, ?)"
-            " AND NOT EXISTS (SELECT 1 FROM tombstones AS t WHERE t.participant = a.participant"
-            " AND t.at >= a.answered_at)"
+            f" AND {not_forgotten('a')}"
             f" ORDER BY {key} LIMIT ?",
             (guide_id, low, high, *start, limit),
         )
@@ -204,10 +204,7 @@ class ReportsSQL(Connections):
             f" WHERE {plus}guide_id = ?"
             f" AND step IN ({', '.join('?' for _ in steps)}) AND {plus}answered_at >= ?"
             f" AND {plus}answered_at < ? AND value != 'null'{only}"
-            # As exports: nothing from before someone asked to be forgotten, even where an
-            # older copy of their answers came back (a backup restored by other means).
-            " AND NOT EXISTS (SELECT 1 FROM tombstones AS t"
-            " WHERE t.participant = answers.participant AND t.at >= answers.answered_at)"
+            f" AND {not_forgotten('answers')}"  # as exports
             " ORDER BY participant, answered_at, run_id, step"
         )
         params = (guide_id, *steps, ts(since), ts(until), *(runs or ()))
