@@ -10,7 +10,6 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -31,6 +30,7 @@ from bot.library import GuideLibrary
 from bot.locales import load_phrasebook
 from bot.messages import Inbound, Outbound
 from bot.privacy import Identity
+from bot.scheduling.scheduler import DIGEST
 from storage.protocol import Storage
 from tests.conftest import GUIDES, FakeClock, RecordingChannel
 
@@ -114,7 +114,6 @@ async def open_world(
     admins: Iterable[str] = ("root",),
     modules: Iterable[PageModule] = PAGE_MODULES,
     secure: bool = False,
-    digest_dir: Path | None = None,
 ) -> World:
     """`secure`: cookies marked Secure, as under https (the test client, on http, then
     keeps them to itself)."""
@@ -135,7 +134,7 @@ async def open_world(
         gatherings=house.gatherings, cohorts=house.cohorts, digests=house.digests,
         reports=house.reports,
         schedule_desk=ScheduleDesk(storage, house.dispatcher.library),
-        digest_archive=DigestArchive(digest_dir), bot_link="https://t.me/KitchenTableBot",
+        digest_archive=DigestArchive(storage, house.digests, DIGEST), bot_link="https://t.me/KitchenTableBot",
     )  # fmt: skip
     app = make_web_app(console=make_console(services, modules))
     client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))

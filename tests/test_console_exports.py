@@ -3,7 +3,8 @@ read back (CSV with its header and rows, one row per conversation, JSON Lines, a
 package, which frictionless validates as tests/test_exports.py does); dates, the minimum
 group and sensitive questions (admins only) as asked; file names that say the guide, the
 kind and the dates and no one; sent as it is written; every download in the audit log; and
-the digest archive: the pages the scheduler kept, and any week's made on demand."""
+the digest archive: the digests sent, each made again when opened (without anyone forgotten
+since), and any week's made on demand."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import json
 import re
 import zipfile
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import frictionless
@@ -20,6 +22,7 @@ import pytest
 
 from bot.console import opendata
 from bot.reports import exports
+from bot.scheduling.scheduler import DIGEST, LEASE
 from storage.protocol import Storage
 from tests.conftest import FakeClock
 from tests.console_world import World, open_world
@@ -32,8 +35,8 @@ ANSWERS = ["yes", "{sector}", "5", "1", "Robots at the till", "A new manager", "
 
 
 @pytest.fixture
-async def world(storage: Storage, clock: FakeClock, tmp_path: Path) -> AsyncIterator[World]:
-    opened = await open_world(storage, clock, digest_dir=tmp_path / "digests")
+async def world(storage: Storage, clock: FakeClock) -> AsyncIterator[World]:
+    opened = await open_world(storage, clock)
     yield opened
     await opened.close()
 
@@ -205,26 +208,40 @@ async def test_what_cant_be_exported_is_said_keeping_the_form(
     assert await exported(world) == []
 
 
-async def test_the_digest_archive_and_a_digest_made_for_any_week(world: World, tmp_path: Path):
+async def sent_digest(world: World, due: datetime) -> None:
+    """The scheduler's record of a weekly digest sent (by whichever instance ticked)."""
+    storage = world.storage
+    assert await storage.claim_occurrence(DIGEST, "UTC", due, due, LEASE) == "claimed"
+    await storage.finish_occurrence(DIGEST, "UTC", due, "sent")
+
+
+async def test_the_digest_archive_and_a_digest_made_for_any_week(world: World):
     await filled(world)
     await coordinator(world)
-    kept = tmp_path / "digests"
-    kept.mkdir()
-    (kept / "digest-2026-02-23.html").write_text("<h1>Kept digest</h1>", encoding="utf-8")
-    (kept / "notes.txt").write_text("not a digest")
     page = await (await world.client.get("/console/data")).text()
-    assert "Week to 2026-02-23" in page and "notes" not in page
-    opened = await world.client.get("/console/data/digests/2026-02-23")
-    assert opened.status == 200 and await opened.text() == "<h1>Kept digest</h1>"
+    assert "None sent yet" in page
+    await sent_digest(world, datetime(2026, 2, 23, 8, tzinfo=UTC))  # a week with nobody
+    await sent_digest(world, datetime(2026, 3, 9, 8, tzinfo=UTC))
+    # Claimed and never finished (its instance died): not one that was sent.
+    await world.storage.claim_occurrence(DIGEST, "UTC", datetime(2026, 3, 2, 8, tzinfo=UTC),
+                                         datetime(2026, 3, 2, 8, tzinfo=UTC), LEASE)  # fmt: skip
+    page = await (await world.client.get("/console/data")).text()
+    assert page.index("Week to 2026-03-09") < page.index("Week to 2026-02-23")  # newest first
+    assert "Week to 2026-03-02" not in page
+    opened = await world.client.get("/console/data/digests/2026-03-09")
+    assert opened.status == 200
+    kept = await opened.text()
+    assert "2026-03-02" in kept and "People: 8" in kept  # the seven days to that Monday
     # Its inline styles may apply (the page is styled inline), and still no script may run.
     policy = opened.headers["Content-Security-Policy"]
     assert "style-src 'unsafe-inline'" in policy and "script-src" not in policy
     assert "default-src 'none'" in policy
     overview = await world.client.get("/console/")
     assert "style-src 'self'" in overview.headers["Content-Security-Policy"]
-    saved = await world.client.get("/console/data/digests/2026-02-23", params={"download": "1"})
-    assert attachment(saved) == "digest-2026-02-23.html"
+    saved = await world.client.get("/console/data/digests/2026-03-09", params={"download": "1"})
+    assert attachment(saved) == "digest-2026-03-09.html"
     assert (await world.client.get("/console/data/digests/2026-02-16")).status == 404
+    assert (await world.client.get("/console/data/digests/2026-03-02")).status == 404
     assert (await world.client.get("/console/data/digests/..%2Fsecret")).status == 404
 
     made = await world.client.get("/console/data/digest", params={"week_ending": "2026-03-05"})
@@ -236,6 +253,26 @@ async def test_the_digest_archive_and_a_digest_made_for_any_week(world: World, t
     assert whats.count("digest_opened") == 2 and whats.count("digest_downloaded") == 1
     bad = await world.client.get("/console/data/digest", params={"week_ending": "soon"})
     assert bad.status == 400 and 'value="soon"' in await bad.text()
+
+
+async def test_a_digest_sent_opens_without_whoever_has_since_been_forgotten(world: World):
+    stories = {n: f"Robots took over till number {n}" for n in range(8)}
+    for n, story in stories.items():
+        await world.say(f"/start {GUIDE}", f"p{n}")
+        for text in ANSWERS:
+            await world.say(story if text == "Robots at the till" else text.format(sector="1"),
+                            f"p{n}")  # fmt: skip
+    await coordinator(world)
+    await sent_digest(world, datetime(2026, 3, 9, 8, tzinfo=UTC))
+    before = await (await world.client.get("/console/data/digests/2026-03-09")).text()
+    quoted = [n for n, story in stories.items() if story in before]
+    assert quoted, "the digest quotes nobody: nothing to test"
+    for n in quoted:
+        await world.say("/forget", f"p{n}")
+        await world.say("yes", f"p{n}")
+    after = await (await world.client.get("/console/data/digests/2026-03-09")).text()
+    assert not [n for n in quoted if stories[n] in after]
+    assert f"People: {8 - len(quoted)}" in after
 
 
 async def test_only_coordinators_and_admins(world: World):

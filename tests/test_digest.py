@@ -10,12 +10,13 @@ import json
 import random
 import re
 from collections import defaultdict
-from datetime import timedelta
+from datetime import date, timedelta
 
+from bot.features.digests import DigestArchive, remove_kept_pages
 from bot.flows.scrub import scrub
 from bot.reports.digest import build_digest
 from bot.reports.stopwords import STOP_WORDS
-from bot.scheduling.scheduler import Scheduler
+from bot.scheduling.scheduler import DIGEST, Scheduler
 from storage.rows import AnswerRow, Commit, RunRow
 from tests.conftest import Harness
 
@@ -134,14 +135,14 @@ async def test_the_digest_command_is_for_coordinators(make_harness):  # type: ig
     assert digest[0].markup is not None and "What people said" in digest[0].text
 
 
-async def test_the_weekly_digest_goes_to_coordinators_once_and_is_saved(make_harness, tmp_path):  # type: ignore[no-untyped-def]
+async def test_the_weekly_digest_goes_to_coordinators_once_and_is_in_the_archive(make_harness):  # type: ignore[no-untyped-def]
     h: Harness = make_harness(GUIDE)
     code = await h.house.roles.invite("coordinator", timedelta(days=1))
     await h.say(f"/redeem {code}", user="coord")
     for n in range(5):
         await answer(h, f"p{n}", "1", "3", "Time with family", "x")
     scheduler = Scheduler(h.storage, h.dispatcher, h.library, h.clock,
-                          digest_cron="0 8 * * MON", timezone="UTC", digest_dir=tmp_path,
+                          digest_cron="0 8 * * MON", timezone="UTC",
                           digests=h.house.digests)  # fmt: skip
     await scheduler.tick()  # starts the clock on digests: nothing is due yet
     h.clock.now = h.clock.now.replace(day=9, hour=8)  # the next Monday, 08:00
@@ -151,8 +152,11 @@ async def test_the_weekly_digest_goes_to_coordinators_once_and_is_saved(make_har
     sent = [m for a, m in h.channel.sent if a == "coord" and m.markup]
     assert len(sent) == 1 and "5 took part" not in sent[0].text
     assert "People: 5, of whom new: 5" in sent[0].text
-    page = (tmp_path / "digest-2026-03-09.html").read_text()
-    assert "Time with family" in page or "family" in page
+    archive = DigestArchive(h.storage, h.house.digests, DIGEST)
+    assert await archive.days() == [date(2026, 3, 9)]
+    page = await archive.page(date(2026, 3, 9))
+    assert page is not None and "Time with family" in page
+    assert await archive.page(date(2026, 3, 2)) is None
 
 
 async def test_templates_can_be_replaced_from_a_folder(make_harness, tmp_path):  # type: ignore[no-untyped-def]
@@ -373,3 +377,17 @@ async def test_markdown_lists_page_title_and_gatherings_by_name(make_harness):  
     )
     text = render("digest", "text", "en", d=digest)
     assert f"Gatherings held: 1\n  • Thursday <b>shift</b> supper ({join.group(1)})" in text
+
+
+def test_pages_earlier_versions_kept_are_removed_and_nothing_else(tmp_path):  # type: ignore[no-untyped-def]
+    kept = tmp_path / "digests"
+    kept.mkdir()
+    (kept / "digest-2026-02-23.html").write_text("<p>Robots took over the till</p>")
+    (kept / "digest-2026-03-02.html").write_text("<p>More staff</p>")
+    (kept / "notes.txt").write_text("the operator's own")
+    assert remove_kept_pages(kept) == 2
+    assert [p.name for p in kept.iterdir()] == ["notes.txt"]  # and the folder stays for it
+    (kept / "notes.txt").unlink()
+    (kept / "digest-2026-03-09.html").write_text("<p>x</p>")
+    assert remove_kept_pages(kept) == 1 and not kept.exists()
+    assert remove_kept_pages(kept) == 0  # none there: nothing to do

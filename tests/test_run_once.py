@@ -59,18 +59,15 @@ class Counting:
 
 
 class Digests:
-    """The weekly digest's maker (WeeklyDigests), counting the pages it was asked for."""
+    """The weekly digest's maker (WeeklyDigests), counting the digests it made."""
 
     def __init__(self, recipients: list[str]) -> None:
         self._recipients = recipients
-        self.pages = 0
+        self.made = 0
 
     async def message(self, language: str, since: datetime, until: datetime) -> Outbound:
+        self.made += 1
         return Outbound(text=f"Digest until {until:%Y-%m-%d}")
-
-    async def page(self, since: datetime, until: datetime) -> str:
-        self.pages += 1
-        return "<p>digest</p>"
 
     async def recipients(self) -> list[str]:
         return self._recipients
@@ -109,8 +106,8 @@ async def test_a_reminder_goes_once(town: Town):
         assert len([t for t in town.texts(who) if "reminder" in t]) == 1, who
 
 
-async def test_a_weekly_digest_goes_to_each_coordinator_once_and_is_written_once(
-    town: Town, tmp_path: Path
+async def test_a_weekly_digest_goes_to_each_coordinator_once_and_is_made_by_one_instance(
+    town: Town,
 ):
     people = {"coord": None, "other": None}
     _, first, deliverer = await setup(town, people)
@@ -125,7 +122,6 @@ async def test_a_weekly_digest_goes_to_each_coordinator_once_and_is_written_once
             town.clock,
             digest_cron="0 8 * * MON",
             timezone="UTC",
-            digest_dir=tmp_path / "digests",
             digests=digests,
         )
         for process, digests in zip((first, second), made, strict=True)
@@ -135,10 +131,12 @@ async def test_a_weekly_digest_goes_to_each_coordinator_once_and_is_written_once
     reports = await asyncio.gather(*(s.tick() for s in schedulers), schedulers[0].tick())
     await deliver(deliverer, second_deliverer)
     assert sum(r.digests for r in reports) == 2
-    assert sum(d.pages for d in made) == 1
+    assert sorted(d.made for d in made) == [0, 2]  # one instance made both copies
     for who in people:
         assert town.texts(who).count("Digest until 2026-10-19") == 1
-    assert (tmp_path / "digests" / "digest-2026-10-19.html").exists()
+    # Sent once, as every instance's console lists it.
+    sent = await second.storage.occurrences(DIGEST)
+    assert [(o.due_at, o.status) for o in sent] == [(town.clock.now, "sent")]
 
 
 async def test_a_digest_held_by_an_instance_that_died_is_sent_by_another(town: Town):

@@ -50,6 +50,7 @@ from bot.config import ConfigError, Settings, load_settings
 from bot.conversation.dispatcher import Dispatcher
 from bot.delivery.deliverer import Deliverer
 from bot.delivery.ratelimit import RateLimits
+from bot.features.digests import remove_kept_pages
 from bot.features.roles import Roles, admin_pseudonyms, normal_code
 from bot.flows.duration import parse_duration, parse_since
 from bot.library import GuideLibrary, read_guide_file
@@ -248,6 +249,10 @@ async def _serve(settings: Settings) -> int:
     async with build(settings) as bot:
         console = console_app(settings, bot.storage, bot.library, bot.house, bot.clock)
         web_app = make_web_app(functools.partial(database.reachable, bot.storage), console)
+        if removed := remove_kept_pages(settings.data_dir / "digests"):
+            # Earlier versions kept each digest sent as a page, quotes and all, on one
+            # instance's disk; the console now makes them again from what is stored.
+            log.info("Removed %d kept digest pages from %s", removed, settings.data_dir)
         if console is not None:
             log.info("Console: %s (sign in: /console to the bot, or "
                      "`kitchen-table console link`)", settings.console_url)  # fmt: skip
@@ -313,7 +318,7 @@ async def _serve(settings: Settings) -> int:
         scheduler = Scheduler(
             bot.storage, bot.dispatcher, bot.library, bot.clock,
             digest_cron=settings.digest_cron, timezone=settings.timezone,
-            digest_dir=settings.data_dir / "digests", retention_days=settings.retention_days,
+            retention_days=settings.retention_days,
             digests=bot.house.digests,
         )  # fmt: skip
         ticker = run_every(scheduler)

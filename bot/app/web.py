@@ -20,6 +20,7 @@ from bot.console.context import SERVICES, Services
 from bot.console.report import make_reports
 from bot.console.strings import load_strings
 from bot.features.digests import DigestArchive
+from bot.scheduling.scheduler import DIGEST
 
 if TYPE_CHECKING:
     from bot.app.build import House
@@ -83,7 +84,7 @@ def console_app(
         gatherings=house.gatherings, cohorts=house.cohorts, digests=house.digests,
         reports=house.reports,
         schedule_desk=ScheduleDesk(storage, library, settings.timezone),
-        digest_archive=DigestArchive(settings.data_dir / "digests"),  # as the scheduler's
+        digest_archive=DigestArchive(storage, house.digests, DIGEST),
         bot_link=f"https://t.me/{settings.telegram_bot_username}"
         if settings.telegram_bot_username else None,
     )  # fmt: skip

@@ -278,7 +278,7 @@ async def kept_digest(visit: Visit) -> web.StreamResponse:
     """A weekly digest the scheduler kept: opened in the browser, or downloaded."""
     day = day_of(visit.request.match_info["day"])
     archive = visit.services.digest_archive
-    kept = await archive.page(day) if day is not None and archive is not None else None
+    kept = await archive.page(day, visit.language) if day is not None and archive else None
     if kept is None:
         raise web.HTTPNotFound()
     return await digest_response(visit, kept, f"digest-{day}.html")

@@ -1,12 +1,12 @@
 """The weekly digest as a message: `/digest` for coordinators, and what the scheduler
-sends every week; and the archive of the pages the scheduler kept (`DigestArchive`).
+sends every week; and the archive of those sent, for the console (`DigestArchive`).
 Building the digest itself is the read side's (`bot/reports/digest.py`)."""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import re
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +19,7 @@ from bot.reports.render import Reports
 
 if TYPE_CHECKING:
     from bot.library import GuideLibrary
-    from storage.protocol import ReportStore
+    from storage.protocol import ReportStore, ScheduleStore
 
 
 class Digests:
@@ -60,8 +60,7 @@ class Digests:
         )
 
     async def page(self, since: datetime, until: datetime, language: str = "en") -> str:
-        """The digest as a page to keep (in English, the archive's language, unless asked:
-        the console makes one in the reader's)."""
+        """The digest as a page (the console makes it in the reader's language)."""
         digest = await build_digest(
             self.storage, self.library, since, until, min_group=self.min_group, language=language
         )
@@ -73,34 +72,49 @@ class Digests:
         return [*coordinators, *sorted(self.roles.admins)]
 
 
-# How the scheduler names each week's page (bot/scheduling/scheduler.py, `_digests`): the
-# UTC day it fell due. The scheduler can't import this module (features import scheduling).
-KEPT_PAGE = re.compile(r"digest-(\d{4}-\d{2}-\d{2})\.html")
-
-
 class DigestArchive:
-    """The weekly digests the scheduler kept as pages in `folder` (KT_DATA_DIR/digests),
-    by the day each fell due. None kept (no folder yet) is an empty archive."""
+    """The weekly digests the bot has sent, as the database records them (every instance
+    sees the same list), each opened as made now from what is stored: whoever has since
+    asked to be forgotten is left out of it, as of every export. No copy of a page is
+    kept anywhere (pages kept on disk held quotes of people who had gone)."""
 
-    def __init__(self, folder: Path | None) -> None:
-        self.folder = folder
+    def __init__(self, storage: ScheduleStore, digests: Digests, occurrence: str) -> None:
+        self.storage = storage
+        self.digests = digests
+        self.occurrence = occurrence  # the scheduler's name for the digest's occurrences
 
-    def _days(self) -> list[date]:
-        if self.folder is None or not self.folder.is_dir():
-            return []
-        found = (KEPT_PAGE.fullmatch(p.name) for p in self.folder.iterdir() if p.is_file())
-        return sorted((date.fromisoformat(m.group(1)) for m in found if m), reverse=True)
+    async def _sent(self) -> list[datetime]:
+        """When each digest sent fell due, newest first."""
+        rows = await self.storage.occurrences(self.occurrence)
+        return sorted((row.due_at for row in rows if row.status == "sent"), reverse=True)
 
     async def days(self) -> list[date]:
-        """The days a digest was kept, newest first."""
-        return await asyncio.to_thread(self._days)
+        """The (UTC) days a digest was sent, newest first."""
+        return list(dict.fromkeys(due.astimezone(UTC).date() for due in await self._sent()))
 
-    async def page(self, day: date) -> str | None:
-        """The page kept for that day, if there is one."""
-        if self.folder is None:
-            return None
-        path = self.folder / f"digest-{day.isoformat()}.html"
-        try:
-            return await asyncio.to_thread(path.read_text, encoding="utf-8")
-        except FileNotFoundError:
-            return None
+    async def page(self, day: date, language: str = "en") -> str | None:
+        """The digest sent that day (the last, if several were), made now; None if none was."""
+        for due in await self._sent():
+            if due.astimezone(UTC).date() == day:
+                return await self.digests.page(due - timedelta(days=7), due, language)
+        return None
+
+
+# The pages earlier versions kept, named by the UTC day each fell due.
+KEPT_PAGE = re.compile(r"digest-\d{4}-\d{2}-\d{2}\.html")
+
+
+def remove_kept_pages(folder: Path) -> int:
+    """Delete the digest pages earlier versions kept in `folder` (KT_DATA_DIR/digests),
+    and the folder if nothing else is in it; return how many. They held quotes of people
+    who may since have asked to be forgotten."""
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for path in folder.iterdir():
+        if path.is_file() and KEPT_PAGE.fullmatch(path.name):
+            path.unlink()
+            removed += 1
+    with contextlib.suppress(OSError):  # something else is in it: leave it
+        folder.rmdir()
+    return removed

@@ -14,7 +14,8 @@ database decides, never one process's memory:
 - a reminder is a turn under its own key (the prompt's key and the reminder's
   number): two processes that both find it due commit it once;
 - a weekly digest is an occurrence claimed like a schedule's, and each
-  coordinator's copy is sent under its own key;
+  coordinator's copy is sent under its own key; the occurrences sent are the
+  console's list of digests;
 - retention's daily blanking is an occurrence too, one per UTC day, claimed.
 
 A schedule's cron is read in each member's own time zone (else the schedule's),
@@ -27,13 +28,11 @@ recorded as missed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
-from pathlib import Path
 from typing import Protocol
 
 from bot.conversation.dispatcher import Dispatcher
@@ -55,8 +54,6 @@ class WeeklyDigests(Protocol):
     """What the weekly digest needs from the digests feature (plugged in by the app)."""
 
     async def message(self, language: str, since: datetime, until: datetime) -> Outbound: ...
-
-    async def page(self, since: datetime, until: datetime) -> str: ...
 
     async def recipients(self) -> list[str]: ...
 
@@ -85,7 +82,6 @@ class Scheduler:
         max_reminders: int = 1,
         digest_cron: str | None = None,
         timezone: str = "UTC",
-        digest_dir: Path | None = None,
         retention_days: int | None = None,
         digests: WeeklyDigests | None = None,
     ) -> None:
@@ -100,7 +96,6 @@ class Scheduler:
         self.max_reminders = max_reminders
         self.digest_cron = digest_cron
         self.timezone = timezone
-        self.digest_dir = digest_dir
         self.retention_days = retention_days
 
     async def tick(self) -> TickReport:
@@ -157,7 +152,8 @@ class Scheduler:
         await self.storage.finish_occurrence(RETENTION, "UTC", day, "sent")
 
     async def _digests(self, now: datetime, report: TickReport) -> None:
-        """The weekly digest: by direct message to every coordinator, and as a page on disk.
+        """The weekly digest, by direct message to every coordinator (the console lists the
+        digests sent, from the occurrences, and makes each again when it is opened).
 
         Each digest is an occurrence claimed by one instance, and each coordinator's copy
         a message under its own key, so nobody gets one twice however many instances
@@ -176,10 +172,6 @@ class Scheduler:
             if claim != "claimed":
                 continue
             since = due - timedelta(days=7)
-            if self.digest_dir is not None:
-                page = await self.digests.page(since, due)
-                path = self.digest_dir / f"digest-{due.astimezone(UTC):%Y-%m-%d}.html"
-                await asyncio.to_thread(_write, path, page)
             for person in await self.digests.recipients():
                 preference = await self.storage.participant(person)
                 language = (preference.language if preference else None) or "en"
@@ -254,11 +246,6 @@ class Scheduler:
                     report.reminded += 1
             except Exception:  # one person's (a damaged run) must not stop everyone's
                 log.exception("a reminder could not be sent")
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
 
 
 def run_every(scheduler: Scheduler, seconds: int = 60) -> object:

@@ -1,16 +1,20 @@
 """Open data in a real browser: people answer "How is work changing" in Telegram; a coordinator
 downloads each export through the browser (CSV, one row per conversation, JSON Lines, the
-FLOIP zip) and each is read back; the digest for this week is made, opened and downloaded.
+FLOIP zip) and each is read back; a digest sent is opened from the archive, and the digest
+for this week is made, opened and downloaded.
 axe finds nothing at WCAG 2.1 AA, nothing scrolls sideways at 360 px, the keyboard reaches
 every control, and the page is photographed at 360 and 1280 px."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import re
+import sqlite3
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import frictionless
@@ -45,6 +49,16 @@ async def answered(bot: ConsoleBot) -> None:
             await bot.say(chat, text.format(chat=chat))  # each waits for the bot's answer
 
 
+def sent_digest(bot: ConsoleBot, due: datetime) -> None:
+    """The scheduler's record of a weekly digest sent, as it writes it (the bot's SQLite)."""
+    with contextlib.closing(sqlite3.connect(bot.data / "kitchen-table.db")) as db, db:
+        db.execute(
+            "INSERT INTO occurrences (schedule, tz, due_at, status, claimed_at)"
+            " VALUES ('digest', 'UTC', ?, 'sent', ?)",
+            (due.isoformat(timespec="microseconds"), due.isoformat(timespec="microseconds")),
+        )
+
+
 async def download(page: Page, format_label: str, tmp_path: Path) -> tuple[str, Path]:
     """Choose a format and press Download; the file's suggested name and where it is."""
     await page.get_by_label("Guide").select_option(GUIDE)
@@ -61,6 +75,8 @@ async def test_each_export_and_the_digest_downloaded_through_the_browser(
     bot: ConsoleBot, page: Page, tmp_path: Path
 ) -> None:
     await answered(bot)
+    sent = datetime.now(UTC)
+    sent_digest(bot, sent)
     await bot.make("coordinator", COORDINATOR)
     await bot.sign_in(page, COORDINATOR)
     await page.get_by_role("link", name="Open data").click()
@@ -72,6 +88,11 @@ async def test_each_export_and_the_digest_downloaded_through_the_browser(
     stops = await walk_keyboard(page)
     assert {"Download", "Open"} <= {s["text"] for s in stops}
     await shoot(page, "opendata")
+    # The digest sent, opened from the archive: made now, with everyone's answers.
+    await page.get_by_role("link", name=f"Open {sent:%Y-%m-%d}").click()
+    await expect(page.get_by_role("heading", level=1)).to_contain_text("What people said")
+    await expect(page.get_by_text("People: 6")).to_be_visible()
+    await page.go_back()
     wishes = {WISH.format(chat=chat) for chat in PEOPLE}
 
     name, path = await download(page, "CSV", tmp_path)
