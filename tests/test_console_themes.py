@@ -235,6 +235,27 @@ async def test_results_link_each_question_to_its_themes_and_name_them_once_found
     assert "Themes found: 2" in words and "6 people" in words
 
 
+async def test_results_show_a_rename_made_on_another_instance_without_waiting(world: World):
+    await world.sign_in("cora")
+    results = f"/console/results/{GUIDE_ID}"
+    await _page(world, results)
+    await world.themes_cache().settled()
+    before = text_of(main_of(await _page(world, results)))
+    # The story's themes and the note's.
+    assert before.count("Themes found: 2") == 2 and "hours cut: 6" in before
+    assert "Rent and pay" not in before
+    # Another instance's console renames a theme: this one's cache never hears of it.
+    now = world.clock()
+    biggest = (await _themes(world)).themes[0]
+    await _service(world).rename(GUIDE_ID, "story", biggest.id, "Rent and pay",
+                                 now - timedelta(days=28), now + timedelta(days=1))  # fmt: skip
+    stale = text_of(main_of(await _page(world, results)))
+    # Not the story's themes from before the rename (the note's still hold).
+    assert stale.count("Themes found") == 1 and "hours cut: 6" not in stale
+    await world.themes_cache().settled()
+    assert "Rent and pay" in text_of(main_of(await _page(world, results)))
+
+
 async def test_spanish(world: World):
     link = await world.services.links.issue(world.pseudonym("cora"), "es")
     taken = await world.client.post("/console/signin", data={"t": link.split("t=")[1]},
@@ -290,23 +311,25 @@ async def test_after_an_edit_what_fits_no_kept_theme_is_marked_new_and_languages
 async def test_the_cache_keeps_themes_a_few_minutes_and_an_edit_forgets_the_question():
     clock = FakeClock()
     cache = ThemesCache(clock)
-    found = Themes([], 0, 5)
+    found = Themes([], 0, 5, codebook=b"v1")
     key = (GUIDE_ID, "story", None, START)
     other = (GUIDE_ID, "note", None, START)
     cache.put(key, found)
     cache.put(other, found)
     clock.advance(seconds=31)
-    assert cache.get(key) is found and cache.get(key, within=JUST_SAVED) is None
+    assert cache.get(key, b"v1") is found and cache.get(key, b"v1", within=JUST_SAVED) is None
+    # The codebook changed since they were found (an edit on any instance): not these.
+    assert cache.get(key, b"v2") is None and cache.get(key, None) is None
     clock.advance(minutes=5)
-    assert cache.get(key) is None  # answers keep coming: found again
+    assert cache.get(key, b"v1") is None  # answers keep coming: found again
     cache.put(key, found)
     cache.put(other, found)
     cache.forget(GUIDE_ID, "story")
-    assert cache.get(key) is None and cache.get(other) is found
+    assert cache.get(key, b"v1") is None and cache.get(other, b"v1") is found
 
     async def find() -> Themes:
         return found
 
     cache.warm(key, find)
     await cache.settled()
-    assert cache.get(key) is found
+    assert cache.get(key, b"v1") is found

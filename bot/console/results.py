@@ -55,4 +55,4 @@ async def show(visit: Visit) -> web.StreamResponse:
     permalink = str(path.with_query(view.query()))
     return visit.render("results.html", results=results, view=view, permalink=permalink,
                         show=ResultsView(visit.t, services.min_group),
-                        themes=summaries(visit, loaded.guide, results, view))  # fmt: skip
+                        themes=await summaries(visit, loaded.guide, results, view))  # fmt: skip

@@ -5,7 +5,9 @@ Grouping takes 0.1-0.3 s for a few hundred answers and seconds for 100,000, so t
 Results page never groups in its own request: it shows what this cache holds (filled by
 the Themes page, and by a warm-up in the background for questions with few answers) and
 otherwise only the link to the Themes page. Kept per console app (per instance), keyed
-by guide, question and period; an edit to the codebook forgets that question's themes.
+by guide, question and period. Each copy is used only while the question's codebook is
+still the one it was found with (read from the database, a row, so an edit made on any
+instance counts at once); an edit here also forgets that question's copies.
 """
 
 from __future__ import annotations
@@ -37,12 +39,13 @@ class ThemesCache:
         self._found: dict[Key, tuple[datetime, Themes]] = {}
         self._pending: dict[Key, asyncio.Task[None]] = {}
 
-    def get(self, key: Key, within: timedelta | None = None) -> Themes | None:
-        """These themes if found in the last `within` (at most `lasts`), else None."""
+    def get(self, key: Key, kept: bytes | None, within: timedelta | None = None) -> Themes | None:
+        """These themes if found in the last `within` (at most `lasts`) with the codebook
+        `kept` (the question's, as the database holds it now), else None."""
         found = self._found.get(key)
         if found is None or self._clock() - found[0] > min(within or self._lasts, self._lasts):
             return None
-        return found[1]
+        return found[1] if found[1].codebook == kept else None
 
     def put(self, key: Key, themes: Themes) -> None:
         now = self._clock()
@@ -55,8 +58,9 @@ class ThemesCache:
         self._found = {k: v for k, v in self._found.items() if k[:2] != (guide, step)}
 
     def warm(self, key: Key, find: Callable[[], Awaitable[Themes]]) -> None:
-        """Find these themes in the background (once at a time per key), for a later visit."""
-        if key in self._pending or self.get(key) is not None:
+        """Find these themes in the background (once at a time per key), for a later visit
+        (the caller found none kept that still hold)."""
+        if key in self._pending:
             return
 
         async def run() -> None:

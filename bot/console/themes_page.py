@@ -140,9 +140,12 @@ async def _render_page(
 ) -> web.Response:  # fmt: skip
     key: Key = (guide.id, step.id, view.since, view.until)
     cache = _cache(visit)
-    themes = cache.get(key, within=JUST_SAVED) if cache and done in DONE else None
+    service = service_of(visit)
+    themes = None
+    if cache is not None and done in DONE:
+        themes = cache.get(key, await service.kept(guide.id, step.id, view.until), JUST_SAVED)
     if themes is None:
-        themes = without_answers(await service_of(visit).themes(*key))
+        themes = without_answers(await service.themes(*key))
         if cache is not None:
             cache.put(key, themes)
     results = visit.request.app.router["guide_results"].url_for(guide=guide.id)
@@ -227,7 +230,8 @@ async def _render_split(
     service = service_of(visit)
     key: Key = (guide.id, step.id, view.since, view.until)
     cache = _cache(visit)
-    themes = cache.get(key) if cache else None  # the page the coordinator came from
+    # The page the coordinator came from, unless its codebook has changed since.
+    themes = cache.get(key, await service.kept(guide.id, step.id, view.until)) if cache else None
     theme = next((t for t in themes.themes if t.id == theme_id), None) if themes else None
     if theme is None:
         themes = without_answers(await service.themes(*key))
@@ -288,10 +292,11 @@ async def split(visit: Visit, guide: Guide, step: Step) -> web.StreamResponse:
     return see_other(_here(visit, guide, step, view, "split"))
 
 
-def summaries(visit: Visit, guide: Guide, results: Results, view: View) -> dict[str, Markup]:
+async def summaries(visit: Visit, guide: Guide, results: Results, view: View) -> dict[str, Markup]:
     """For the Results page: each free-text question's top themes with their sizes, when
-    found lately (`ThemesCache`), and the link to its Themes page. A question with few
-    answers is grouped in the background for the next visit; the page never waits."""
+    found lately with the codebook it has now (`ThemesCache`), and the link to its Themes
+    page. A question with few answers is grouped in the background for the next visit;
+    the page never waits for grouping (only for each codebook's row)."""
     cache = _cache(visit)
     if cache is None:  # a console without this module: no Themes page to link to
         return {}
@@ -302,10 +307,10 @@ def summaries(visit: Visit, guide: Guide, results: Results, view: View) -> dict[
     found: dict[str, Markup] = {}
     for step in free_text_steps(guide):
         key: Key = (guide.id, step.id, view.since, view.until)
-        themes = cache.get(key)
         people = answered.get(step.id)
         if not people:  # fewer than the minimum group answered: no themes to find
             continue
+        themes = cache.get(key, await service.kept(guide.id, step.id, view.until))
         if themes is None and people <= WARM_MOST:
             cache.warm(key, _finder(service, key))
         link = visit.request.app.router["themes_question"].url_for(guide=guide.id, step=step.id)

@@ -62,6 +62,9 @@ class Themes:
     other: int | None
     min_group: int
     coded: bool = False  # a codebook was applied, so `new` themes are marked
+    # That codebook as it was kept (None: none yet): which edits these themes show, so a
+    # copy kept a while can be told from what another instance's edit made since.
+    codebook: bytes | None = None
 
     def __bool__(self) -> bool:
         return bool(self.themes)

@@ -136,10 +136,10 @@ class ThemeService:
         return guide, step
 
     async def codebook(self, guide_id: str, step_id: str, now: datetime) -> Codebook | None:
-        saved = await self._saved(guide_id, step_id, now)
+        saved = await self.kept(guide_id, step_id, now)
         return Codebook.from_json(saved) if saved else None
 
-    async def _saved(self, guide_id: str, step_id: str, now: datetime) -> bytes | None:
+    async def kept(self, guide_id: str, step_id: str, now: datetime) -> bytes | None:
         """The codebook as kept (what an edit replaces, if it is still that)."""
         records = records_of(self.storage)
         if records is None:
@@ -152,8 +152,9 @@ class ThemeService:
         """The question's themes in [since, until), the codebook applied."""
         guide, step = self.question(guide_id, step_id)
         answers = (await read_answers(self.storage, guide, [step], since, until))[step.id]
-        book = await self.codebook(guide_id, step_id, until)
-        return await _grouped(answers, self.min_group, book)
+        saved = await self.kept(guide_id, step_id, until)
+        book = Codebook.from_json(saved) if saved else None
+        return replace(await _grouped(answers, self.min_group, book), codebook=saved)
 
     async def examples(
         self, guide_id: str, step_id: str, theme_id: str, since: datetime | None, until: datetime
@@ -222,7 +223,7 @@ class ThemeService:
         as it was kept (None: none yet)."""
         guide, step = self.question(guide_id, step_id)
         answers = (await read_answers(self.storage, guide, [step], since, until))[step.id]
-        was = await self._saved(guide_id, step_id, until)
+        was = await self.kept(guide_id, step_id, until)
         book = Codebook.from_json(was) if was else Codebook(guide_id, step_id)
         shown = await _grouped(answers, self.min_group, book)
         ids: dict[str, str] = {}
