@@ -4,6 +4,7 @@ free text read a page at a time keeping the rules it had when read all at once."
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import itertools
 import json
@@ -391,3 +392,13 @@ def test_pages_earlier_versions_kept_are_removed_and_nothing_else(tmp_path):  # 
     (kept / "digest-2026-03-09.html").write_text("<p>x</p>")
     assert remove_kept_pages(kept) == 1 and not kept.exists()
     assert remove_kept_pages(kept) == 0  # none there: nothing to do
+
+
+def test_workers_removing_the_kept_pages_at_once_do_not_trip_over_each_other(tmp_path):  # type: ignore[no-untyped-def]
+    kept = tmp_path / "digests"
+    kept.mkdir()
+    for day in range(1, 29):
+        (kept / f"digest-2026-02-{day:02d}.html").write_text("<p>x</p>")
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        counts = list(pool.map(remove_kept_pages, [kept] * 4))
+    assert sum(counts) == 28 and not kept.exists()

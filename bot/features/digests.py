@@ -107,14 +107,17 @@ KEPT_PAGE = re.compile(r"digest-\d{4}-\d{2}-\d{2}\.html")
 def remove_kept_pages(folder: Path) -> int:
     """Delete the digest pages earlier versions kept in `folder` (KT_DATA_DIR/digests),
     and the folder if nothing else is in it; return how many. They held quotes of people
-    who may since have asked to be forgotten."""
-    if not folder.is_dir():
+    who may since have asked to be forgotten. Workers started together (`--workers`) may
+    all do this at once: a page or the folder another removed first is no matter."""
+    try:
+        names = [p.name for p in folder.iterdir() if KEPT_PAGE.fullmatch(p.name)]
+    except (FileNotFoundError, NotADirectoryError):
         return 0
     removed = 0
-    for path in folder.iterdir():
-        if path.is_file() and KEPT_PAGE.fullmatch(path.name):
-            path.unlink()
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):
+            (folder / name).unlink()
             removed += 1
-    with contextlib.suppress(OSError):  # something else is in it: leave it
+    with contextlib.suppress(OSError):  # something else is in it (or it is gone): leave it
         folder.rmdir()
     return removed
