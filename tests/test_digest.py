@@ -11,13 +11,14 @@ import json
 import random
 import re
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from bot.features.digests import DigestArchive, remove_kept_pages
 from bot.flows.scrub import scrub
 from bot.reports.digest import build_digest
 from bot.reports.stopwords import STOP_WORDS
-from bot.scheduling.scheduler import DIGEST, Scheduler
+from bot.scheduling.scheduler import DIGEST, LEASE, Scheduler
 from storage.rows import AnswerRow, Commit, RunRow
 from tests.conftest import Harness
 
@@ -402,3 +403,16 @@ def test_workers_removing_the_kept_pages_at_once_do_not_trip_over_each_other(tmp
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         counts = list(pool.map(remove_kept_pages, [kept] * 4))
     assert sum(counts) == 28 and not kept.exists()
+
+
+async def test_a_digest_sent_is_listed_by_the_day_it_fell_due_where_it_was_scheduled(make_harness):  # type: ignore[no-untyped-def]
+    h: Harness = make_harness(GUIDE)
+    # Monday 08:00 in Auckland is Sunday 19:00 in UTC.
+    due = datetime(2026, 3, 9, 8, tzinfo=ZoneInfo("Pacific/Auckland"))
+    assert due.astimezone(UTC).date() == date(2026, 3, 8)
+    assert await h.storage.claim_occurrence(DIGEST, "Pacific/Auckland", due, due, LEASE)
+    await h.storage.finish_occurrence(DIGEST, "Pacific/Auckland", due, "sent")
+    archive = DigestArchive(h.storage, h.house.digests, DIGEST)
+    assert await archive.days() == [date(2026, 3, 9)]
+    assert await archive.page(date(2026, 3, 9)) is not None
+    assert await archive.page(date(2026, 3, 8)) is None

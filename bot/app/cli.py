@@ -249,10 +249,11 @@ async def _serve(settings: Settings) -> int:
     async with build(settings) as bot:
         console = console_app(settings, bot.storage, bot.library, bot.house, bot.clock)
         web_app = make_web_app(functools.partial(database.reachable, bot.storage), console)
-        if removed := remove_kept_pages(settings.data_dir / "digests"):
+        kept = settings.data_dir / "digests"
+        if removed := await asyncio.to_thread(remove_kept_pages, kept):
             # Earlier versions kept each digest sent as a page, quotes and all, on one
             # instance's disk; the console now makes them again from what is stored.
-            log.info("Removed %d kept digest pages from %s", removed, settings.data_dir)
+            log.info("Removed %d kept digest pages from %s", removed, kept)
         if console is not None:
             log.info("Console: %s (sign in: /console to the bot, or "
                      "`kitchen-table console link`)", settings.console_url)  # fmt: skip

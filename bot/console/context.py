@@ -77,7 +77,7 @@ class Services:
     digests: Digests | None = None
     reports: Reports | None = None
     schedule_desk: ScheduleDesk | None = None  # cohorts and schedules, as the CLI makes them
-    digest_archive: DigestArchive | None = None  # the weekly digests the scheduler kept
+    digest_archive: DigestArchive | None = None  # the weekly digests sent
     bot_link: str | None = None  # https://t.me/BOT, for join links; None: codes only
     sessions: Sessions = field(init=False)
     audit_log: AuditLog = field(init=False)

@@ -2,7 +2,8 @@
 answer, or one per conversation), JSON Lines or a FLOIP Flow Results package (a zip), for
 any date range, with the minimum-group rule on by default and sensitive questions left out
 (admins alone may include them, as only an admin runs `kitchen-table export`); and the
-digest archive: the weekly pages the scheduler kept, and any week's made on demand.
+digest archive: the weekly digests sent, each made again when opened, and any week's made
+on demand.
 
 Downloads stream: answers are read a page at a time by `bot/reports/exports.py` (the same
 readers and writers as `kitchen-table export`) and sent as they are written, so a large
@@ -275,7 +276,7 @@ DIGEST_POLICY = (
 
 
 async def kept_digest(visit: Visit) -> web.StreamResponse:
-    """A weekly digest the scheduler kept: opened in the browser, or downloaded."""
+    """A weekly digest the bot sent, made now: opened in the browser, or downloaded."""
     day = day_of(visit.request.match_info["day"])
     archive = visit.services.digest_archive
     kept = await archive.page(day, visit.language) if day is not None and archive else None

@@ -5,6 +5,7 @@ Building the digest itself is the read side's (`bot/reports/digest.py`)."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from bot.features.roles import ADMIN, COORDINATOR, Roles
 from bot.messages import Outbound
 from bot.reports.digest import build_digest
 from bot.reports.render import Reports
+from bot.scheduling.schedule_time import zone
 
 if TYPE_CHECKING:
     from bot.library import GuideLibrary
@@ -83,23 +85,28 @@ class DigestArchive:
         self.digests = digests
         self.occurrence = occurrence  # the scheduler's name for the digest's occurrences
 
-    async def _sent(self) -> list[datetime]:
-        """When each digest sent fell due, newest first."""
+    async def _sent(self) -> list[tuple[date, datetime]]:
+        """Each digest sent: the day it fell due where it was scheduled (a Monday 08:00
+        digest in Auckland is Monday's, though it is Sunday in UTC), and the moment; newest
+        first."""
         rows = await self.storage.occurrences(self.occurrence)
-        return sorted((row.due_at for row in rows if row.status == "sent"), reverse=True)
+        sent = [(row.due_at.astimezone(zone(row.tz) or UTC).date(), row.due_at)
+                for row in rows if row.status == "sent"]  # fmt: skip
+        return sorted(sent, key=lambda each: each[1], reverse=True)
 
     async def days(self) -> list[date]:
-        """The (UTC) days a digest was sent, newest first."""
-        return list(dict.fromkeys(due.astimezone(UTC).date() for due in await self._sent()))
+        """The days a digest was sent, newest first."""
+        return list(dict.fromkeys(day for day, _ in await self._sent()))
 
     async def page(self, day: date, language: str = "en") -> str | None:
         """The digest sent that day (the last, if several were), made now; None if none was."""
-        for due in await self._sent():
-            if due.astimezone(UTC).date() == day:
+        for sent_on, due in await self._sent():
+            if sent_on == day:
                 return await self.digests.page(due - timedelta(days=7), due, language)
         return None
 
 
+log = logging.getLogger(__name__)
 # The pages earlier versions kept, named by the UTC day each fell due.
 KEPT_PAGE = re.compile(r"digest-\d{4}-\d{2}-\d{2}\.html")
 
@@ -108,16 +115,24 @@ def remove_kept_pages(folder: Path) -> int:
     """Delete the digest pages earlier versions kept in `folder` (KT_DATA_DIR/digests),
     and the folder if nothing else is in it; return how many. They held quotes of people
     who may since have asked to be forgotten. Workers started together (`--workers`) may
-    all do this at once: a page or the folder another removed first is no matter."""
+    all do this at once: a page or the folder another removed first is no matter. One
+    that can't be removed (its permissions) is logged, and the bot starts all the same."""
     try:
         names = [p.name for p in folder.iterdir() if KEPT_PAGE.fullmatch(p.name)]
     except (FileNotFoundError, NotADirectoryError):
         return 0
+    except OSError as error:
+        log.warning("could not look for kept digest pages in %s: %s", folder, error)
+        return 0
     removed = 0
     for name in names:
-        with contextlib.suppress(FileNotFoundError):
+        try:
             (folder / name).unlink()
             removed += 1
+        except FileNotFoundError:
+            pass  # another worker's
+        except OSError as error:
+            log.warning("could not remove the kept digest page %s: %s", folder / name, error)
     with contextlib.suppress(OSError):  # something else is in it (or it is gone): leave it
         folder.rmdir()
     return removed
