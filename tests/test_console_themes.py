@@ -314,22 +314,36 @@ async def test_the_cache_keeps_themes_a_few_minutes_and_an_edit_forgets_the_ques
     found = Themes([], 0, 5, codebook=b"v1")
     key = (GUIDE_ID, "story", None, START)
     other = (GUIDE_ID, "note", None, START)
+
+    def now_kept(book: bytes | None):  # type: ignore[no-untyped-def]
+        async def read() -> bytes | None:
+            return book
+
+        return read
+
+    async def unread() -> bytes | None:
+        raise AssertionError("the codebook was read with nothing kept to compare it with")
+
+    v1 = now_kept(b"v1")
+    assert await cache.get(key, unread) is None
     cache.put(key, found)
     cache.put(other, found)
     clock.advance(seconds=31)
-    assert cache.get(key, b"v1") is found and cache.get(key, b"v1", within=JUST_SAVED) is None
+    assert await cache.get(key, v1) is found
+    assert await cache.get(key, unread, within=JUST_SAVED) is None
     # The codebook changed since they were found (an edit on any instance): not these.
-    assert cache.get(key, b"v2") is None and cache.get(key, None) is None
+    assert await cache.get(key, now_kept(b"v2")) is None
+    assert await cache.get(key, now_kept(None)) is None
     clock.advance(minutes=5)
-    assert cache.get(key, b"v1") is None  # answers keep coming: found again
+    assert await cache.get(key, unread) is None  # answers keep coming: found again
     cache.put(key, found)
     cache.put(other, found)
     cache.forget(GUIDE_ID, "story")
-    assert cache.get(key, b"v1") is None and cache.get(other, b"v1") is found
+    assert await cache.get(key, unread) is None and await cache.get(other, v1) is found
 
     async def find() -> Themes:
         return found
 
     cache.warm(key, find)
     await cache.settled()
-    assert cache.get(key, b"v1") is found
+    assert await cache.get(key, v1) is found

@@ -39,13 +39,16 @@ class ThemesCache:
         self._found: dict[Key, tuple[datetime, Themes]] = {}
         self._pending: dict[Key, asyncio.Task[None]] = {}
 
-    def get(self, key: Key, kept: bytes | None, within: timedelta | None = None) -> Themes | None:
+    async def get(
+        self, key: Key, kept: Callable[[], Awaitable[bytes | None]], within: timedelta | None = None
+    ) -> Themes | None:
         """These themes if found in the last `within` (at most `lasts`) with the codebook
-        `kept` (the question's, as the database holds it now), else None."""
+        `kept()` reads (the question's, as the database holds it now), else None. The
+        codebook is read only when there are themes to compare it with."""
         found = self._found.get(key)
         if found is None or self._clock() - found[0] > min(within or self._lasts, self._lasts):
             return None
-        return found[1] if found[1].codebook == kept else None
+        return found[1] if found[1].codebook == await kept() else None
 
     def put(self, key: Key, themes: Themes) -> None:
         now = self._clock()
