@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -130,6 +131,35 @@ async def test_someone_mid_run_is_welcomed_back_the_one_by_one_way(town: Town):
     assert deliveries[key_pid(town, "busy")] == busy.id  # the run they had, not a new one
     assert town.prompts("busy") == 2  # asked again where they were
     assert town.prompts("free") == 1
+
+
+async def test_someone_whose_run_stayed_open_in_a_closed_gathering_is_prompted_afresh(
+    town: Town,
+):
+    """A run joined through a gathering that has since closed is never carried on (see
+    `Dispatcher._carry_on`): the chunk begins a new run for them, as one at a time does,
+    rather than leaving them out of the prompt week after week (found by review)."""
+    people = {"met": None, "free": None}
+    dispatcher, scheduler, deliverer = await setup(town, people)
+    invite = await town.houses[-1].roles.invite("facilitator", timedelta(days=7))
+    await town.say(dispatcher, "host", f"/redeem {invite}")
+    await town.say(dispatcher, "host", "/launch pulse Supper")
+    await deliverer.drain("terminal")
+    found = re.search(r"Join code: ([A-Z0-9]{6})", town.texts("host")[-1])
+    assert found, town.texts("host")
+    await town.say(dispatcher, "met", f"/join {found.group(1)}")
+    await town.say(dispatcher, "met", "3")  # the pulse asks no consent: an answer
+    await town.say(dispatcher, "host", "/close")
+    left_open = await scheduler.storage.open_run(key_pid(town, "met"), "pulse")
+    assert left_open is not None and left_open.gathering is not None
+    town.clock.now = MONDAY_9_CHICAGO
+    assert (await scheduler.tick()).prompted == 2
+    await deliverer.drain("terminal")
+    assert town.texts("met")[-2:] == [town.texts("free")[-2], "How was your week?"]
+    deliveries = {d.participant: d.run_id for d in await scheduler.storage.deliveries("s1")}
+    assert deliveries.keys() == {key_pid(town, "met"), key_pid(town, "free")}
+    fresh = await scheduler.storage.run(deliveries[key_pid(town, "met")])
+    assert fresh is not None and fresh.id != left_open.id and fresh.gathering is None
 
 
 @pytest.mark.parametrize("where", ["mid_chunk", "between_chunks"])

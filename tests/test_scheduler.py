@@ -141,6 +141,43 @@ async def test_leave_stop_and_pause_mean_no_prompts(town: Town):
     assert town.prompts("holiday") == 1  # back after the holiday
 
 
+async def test_stop_under_a_check_in_ends_it_and_says_the_check_ins_go_on(town: Town):
+    """Stop sits under every question beside Skip and Back: during a conversation it ends
+    that one, and someone in a cohort is told the check-ins go on and how to end them."""
+    dispatcher, scheduler, deliverer = await setup(town, {"busy": None, "stays": None})
+    chicago = ZoneInfo("America/Chicago")
+    await at(town, datetime(2026, 10, 19, 9, 0, tzinfo=chicago), scheduler, deliverer)
+    await town.say(dispatcher, "busy", "/stop")
+    await deliverer.drain("terminal")
+    stopped, note = town.texts("busy")[-2:]
+    assert stopped.startswith("Stopped.")
+    assert "still come" in note and "/leave" in note
+    await at(town, datetime(2026, 10, 26, 9, 0, tzinfo=chicago), scheduler, deliverer)
+    assert town.prompts("busy") == town.prompts("stays") == 2
+    # A Stop tapped under a question already answered stops nothing, and says nothing of
+    # check-ins.
+    await town.say(dispatcher, "busy", "4")
+    run = await scheduler.storage.open_run(town.identity.pseudonym("terminal", "busy"), "pulse")
+    assert run is not None
+    stale = Inbound("terminal", "busy", "busy", "/stop", control_step="week", tap_run=run.id)
+    await dispatcher.handle(stale)
+    await deliverer.drain("terminal")
+    assert not any("still come" in t for t in town.texts("busy")[-2:])
+    assert (await scheduler.storage.run(run.id)).status == "active"  # type: ignore[union-attr]
+    # Someone in no cohort who stops a guide is told nothing about check-ins.
+    await town.say(dispatcher, "walker", "/start pulse")
+    await town.say(dispatcher, "walker", "/stop")
+    await deliverer.drain("terminal")
+    assert town.texts("walker")[-1].startswith("Stopped.")
+    # With nothing under way, /stop ends the check-ins.
+    await town.say(dispatcher, "busy", "/stop")
+    await town.say(dispatcher, "busy", "/stop")
+    await deliverer.drain("terminal")
+    assert "won't get any more" in town.texts("busy")[-1]
+    await at(town, datetime(2026, 11, 2, 9, 0, tzinfo=chicago), scheduler, deliverer)
+    assert (town.prompts("busy"), town.prompts("stays")) == (2, 3)
+
+
 async def test_a_guide_offers_to_keep_in_touch_and_nobody_else_is_written_to(town: Town):
     dispatcher, scheduler, deliverer = await setup(town, {})
     await town.say(dispatcher, "walkin", "/start pulse")

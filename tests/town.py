@@ -8,7 +8,7 @@ import itertools
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.app.build import build_house
+from bot.app.build import House, build_house
 from bot.conversation.dispatcher import Dispatcher
 from bot.delivery.deliverer import Deliverer
 from bot.library import GuideLibrary
@@ -50,16 +50,19 @@ class Town:
         self.channel = RecordingChannel()
         self.ids = itertools.count(1)
         self.storages: list[Storage] = []
+        self.houses: list[House] = []
 
     async def process(self) -> tuple[Dispatcher, Scheduler, Deliverer]:
         storage = new_storage(self.db)  # the run's backend (tests/storage_suite.py)
         await storage.open()
         self.storages.append(storage)
-        dispatcher = build_house(
+        house = build_house(
             storage=storage, library=self.library, identity=self.identity,
             phrases=load_phrasebook(), clock=self.clock,
             new_id=lambda: f"r{next(self.ids)}", default_tz="America/Chicago",
-        ).dispatcher  # fmt: skip
+        )  # fmt: skip
+        self.houses.append(house)
+        dispatcher = house.dispatcher
         deliverer = Deliverer(storage, self.identity, {"terminal": self.channel}, self.clock)
         return dispatcher, Scheduler(storage, dispatcher, self.library, self.clock), deliverer
 

@@ -203,6 +203,8 @@ class Dispatcher:
                     result = await act(turn)
                 except _Skip:
                     return False, None
+                for closing in turn.closing:
+                    closing(turn)
                 self._keep_pending(turn)
                 # A turn that changed nothing (a nudge for a room already caught up) writes
                 # nothing, and wakes nobody.

@@ -208,7 +208,11 @@ class Fanout:
                     # failure is logged and everyone else's prompt still goes.
                     one_by_one.append((participant, key))
                     continue
-                if outcome is not None and outcome.state.status.ended:
+                if outcome is None:
+                    # Not theirs to carry on (joined through a gathering since closed):
+                    # begun afresh, as one at a time begins it, with nothing to end first.
+                    starting.append((person, key, seen_key, None))
+                elif outcome.state.status.ended:
                     starting.append((person, key, seen_key, turn))
                 elif d._delivered(turn, key, schedule_id, guide_id):
                     commits.append(turn.commit)

@@ -52,6 +52,9 @@ class Turn:
     # A bot-level question asked in this turn (its buttons, as JSON), or "" once answered:
     # kept on the participant so a typed answer reaches it before the guide's question.
     pending: str | None = None
+    # Run once everything else is done, the guide's reply included: a feature's word on
+    # what a command it passed on to the guide did (or left as it was).
+    closing: list[Callable[[Turn], None]] = field(default_factory=list)
     # The row just built for a tapped question's mark, and the mark: the message that
     # follows it at once carries it instead (`send`).
     _mark: tuple[OutboxRow, Outbound] | None = field(default=None, init=False, repr=False)

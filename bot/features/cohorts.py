@@ -2,8 +2,9 @@
 
 A cohort is a named group that people opt into (`/join CODE`, a deep link, or
 "yes" when a guide offers to keep in touch); nobody is messaged first without
-that. `/leave` and `/stop` opt out. `/timezone`, `/pause [until DATE]` and
-`/resume` are each person's own. Facilitators see and pause schedules with
+that. `/leave` opts out, and so does `/stop` when no conversation is under way
+(during one, it ends that conversation and says the check-ins go on).
+`/timezone`, `/pause [until DATE]` and `/resume` are each person's own. Facilitators see and pause schedules with
 `/schedule`. Like the dispatcher, everything here only adds to the turn's commit.
 """
 
@@ -17,6 +18,7 @@ from bot.conversation.router import TO_GUIDE, Router
 from bot.conversation.turn import Turn
 from bot.features.roles import ADMIN, COORDINATOR, FACILITATOR, normal_code
 from bot.flows.events import Button, Reply
+from bot.flows.run import RunStatus
 from bot.scheduling.schedule_time import zone
 from storage.rows import PreferenceRow, ScheduleRow
 
@@ -36,7 +38,8 @@ class Cohorts:
 
     def register(self, router: Router) -> None:
         router.command("leave", self._leave_command)
-        # /stop ends the guide under way (the guide hears it too) and the check-ins.
+        # /stop ends the guide under way (the guide hears it); with none under way, the
+        # check-ins (someone typing "stop" to a bot that wrote first wants it to stop).
         router.command("stop", self._stop_command, after_close=True)
         router.command("pause", self._pause_command, usage="[until YYYY-MM-DD]")
         router.command("resume", self._resume_command)
@@ -55,7 +58,15 @@ class Cohorts:
         return None
 
     async def _stop_command(self, turn: Turn, arg: str) -> str | None:
-        self.leave(turn, quietly=turn.run is not None)
+        if turn.run is None or RunStatus(turn.run.status).ended:
+            self.leave(turn)  # and the guide, with nothing to end, need not say so
+            return None
+        if await self.storage.cohorts_of(turn.participant_id):
+            # Stop sits under every question, beside Skip and Back: it ends this
+            # conversation, not the check-ins they chose (it ended them silently, found
+            # by review). Once the guide has stopped, they are told those go on, and how
+            # to end them too (a Stop under a question long past stops nothing).
+            turn.closing.append(_check_ins_go_on)
         return TO_GUIDE
 
     async def _pause_command(self, turn: Turn, arg: str) -> str | None:
@@ -198,3 +209,8 @@ async def set_paused(
 ) -> None:
     """Pause or resume a schedule from outside a conversation (the command line)."""
     await storage.save_schedule(paused(schedule, is_paused, now))
+
+
+def _check_ins_go_on(turn: Turn) -> None:
+    if any(run.status == RunStatus.STOPPED for run in turn.commit.runs):
+        turn.say("stopped_checkins_go_on")
