@@ -153,6 +153,18 @@ async def test_an_unexpected_error_is_retried_later_and_nothing_is_sent_twice(st
     assert channel.delivered == [("cy", "c1"), ("cy", "c2"), ("bob", "b1")]
 
 
+async def test_a_message_that_cannot_be_read_is_dropped_and_the_next_goes(storage, clock):
+    """A damaged row would fail for ever: it is dropped, and what follows it goes."""
+    channel = ScriptedChannel({})
+    deliverer = Deliverer(storage, IDENTITY, {"terminal": channel}, clock)
+    damaged = OutboxRow("terminal", "eve", IDENTITY.seal("eve"), "{not json", clock())
+    await storage.commit(Commit(outbox=[damaged]))
+    await owe(storage, clock, ("eve", "e2"))
+    await deliverer.drain("terminal")
+    assert channel.delivered == [("eve", "e2")]
+    assert await storage.next_due("terminal") is None
+
+
 async def test_failures_back_off_longer_each_time(storage, clock):
     channel = ScriptedChannel({"dee": [Failed("500"), Failed("500"), Failed("500")]})
     deliverer = Deliverer(storage, IDENTITY, {"terminal": channel}, clock)

@@ -367,6 +367,26 @@ async def test_ratelimited_waits_for_retry_after_then_sends(workspace: Workspace
     assert "Weekly check-in" in first and "Is that all right" in second
 
 
+async def test_a_refused_token_holds_messages_until_it_is_put_right(
+    workspace: Workspace, caplog: pytest.LogCaptureFixture
+):
+    """Slack refusing the bot's token is the deployment's fault, not the person's: their
+    messages wait and go once it is fixed, and they stay reachable for check-ins."""
+    ws = workspace
+    ws.fake.fail("chat.postMessage", 200, {"ok": False, "error": "invalid_auth"})
+    with caplog.at_level(logging.ERROR):
+        await ws.command("start weekly-checkin")
+    assert ws.fake.texts("T1", "U1") == []
+    assert "refused the bot's token (invalid_auth)" in caplog.text
+    pid = ws.bot.identity.pseudonym("slack", "T1:U1")
+    person = await ws.bot.storage.participant(pid)
+    assert person is not None and not person.unreachable
+    ws.clock.advance(seconds=3)  # the first retry's wait
+    await ws.bot.deliverer.drain("slack")
+    first, second = ws.fake.texts("T1", "U1")
+    assert "Weekly check-in" in first and "Is that all right" in second
+
+
 async def test_the_app_home_lists_guides_and_unfinished_ones(workspace: Workspace):
     ws = workspace
     await ws.command("start weekly-checkin")

@@ -54,6 +54,12 @@ DEFAULT_COMMAND = "/kitchen-table"
 UNREACHABLE = {"channel_not_found", "user_not_found", "is_archived", "account_inactive",
                "user_disabled", "cannot_dm_bot", "not_in_channel"}  # fmt: skip
 
+# Errors that mean Slack refused the bot's own token (rotated, revoked, mistyped): the
+# deployment's to put right, not anyone's to be written off for. Each message waits and
+# is tried again, so what is owed goes once it is fixed; taken as "unreachable", one bad
+# token dropped everyone's check-ins and what was queued for them (found by review).
+TOKEN_REFUSED = {"invalid_auth", "not_authed", "token_revoked", "token_expired"}
+
 Handler = Callable[[Inbound], Awaitable[object]]
 HomeBuilder = Callable[[Inbound], Awaitable[list[Outbound]]]
 TokenFinder = Callable[[str], Awaitable[str | None]]
@@ -376,8 +382,13 @@ def _result(error: SlackApiError) -> base.SendResult:
             return base.RetryAfter(1.0)
     if code in UNREACHABLE:
         return base.Unreachable()
-    if code in ("invalid_auth", "token_revoked", "account_inactive", "not_authed"):
-        return base.Unreachable()
+    if code in TOKEN_REFUSED:
+        log.error(
+            "Slack refused the bot's token (%s): check SLACK_BOT_TOKEN, or install the app"
+            " in the workspace again; messages wait and are tried again",
+            code,
+        )
+        return base.Failed(code)
     if status >= 500 or code in ("internal_error", "fatal_error", "service_unavailable"):
         return base.Failed(code or str(status))
     return base.Dropped(code or str(status))
