@@ -194,8 +194,11 @@ def test_back_withdraws_the_previous_answer_and_asks_again(phrases):
 
 def test_stop_ends_and_keeps_what_was_given(phrases):
     flow = flow_for(GUIDE, phrases)
-    stopped = feed(flow, start(flow), "yes", "1", Command("stop"))
+    at_second = feed(flow, start(flow), "yes", "1")
+    stopped = feed(flow, at_second, Command("stop"))
     assert stopped.state.status is RunStatus.STOPPED
+    assert stopped.state.step is None and stopped.state.left_at == at_second.state.step
+    assert at_second.state.step is not None  # where people stop, for the digest
     assert stopped.state.answers == {"sector": "retail"}
     assert "Send /start" in stopped.replies[-1].text
     after = feed(flow, stopped, "hello?")
@@ -272,6 +275,7 @@ def test_expiry_is_an_input(phrases):
     later = START + timedelta(days=8)
     quiet = flow.resume(at_sector.state, Timeout(), later)
     assert quiet.state.status is RunStatus.EXPIRED and not quiet.replies
+    assert quiet.state.left_at == "sector"
     typed = flow.resume(at_sector.state, TextInput("1"), later)
     assert typed.state.status is RunStatus.EXPIRED
     assert "closed" in typed.replies[0].text

@@ -44,6 +44,8 @@ async def test_runs_and_people_counted_over_a_period(store: Storage) -> None:
                 run("r5", "cy", "declined", 5),
                 run("r6", "dee", "finished", 2, guide="other"),
                 run("r7", "eve", "finished", 9),  # after the period
+                run("r8", "fay", "stopped", 4, left_at="q2"),  # the engine keeps where
+                run("r9", "gus", "expired", 5, left_at="q1"),
             ]
         )
     )
@@ -53,16 +55,20 @@ async def test_runs_and_people_counted_over_a_period(store: Storage) -> None:
         RunCount("pulse", "active", 1, 1),
         RunCount("pulse", "consent", 1, 1),
         RunCount("pulse", "declined", 1, 1),
+        RunCount("pulse", "expired", 1, 1),
         RunCount("pulse", "finished", 2, 2),
+        RunCount("pulse", "stopped", 1, 1),
     ]
     assert sorted(await store.people_counts(since, until), key=lambda c: c.guide_id) == [
         PeopleCount("other", 1, 1),
-        PeopleCount("pulse", 4, 3),  # old, ana, ben, cy: all but old are new
+        PeopleCount("pulse", 6, 5),  # old, ana, ben, cy, fay, gus: all but old are new
     ]
-    # Where unfinished runs stopped: at their step, or at the consent question.
+    # Where unfinished runs stopped: at their step, where a stopped or expired one was
+    # left, or at the consent question.
     assert sorted(await store.open_steps("pulse", since, until), key=lambda c: c.step) == [
         StepCount("_consent", 1),
-        StepCount("q2", 1),
+        StepCount("q1", 1),
+        StepCount("q2", 2),
     ]
     assert await store.run_counts(START + 3 * WEEK, START + 4 * WEEK) == []
     assert await store.people_counts(START + 3 * WEEK, START + 4 * WEEK) == []

@@ -310,6 +310,8 @@ class Flow:
                 turn.emit(self._prompt(state, step))
 
     def _end(self, turn: _Turn, status: RunStatus, phrase: str | None) -> None:
+        if status in (RunStatus.STOPPED, RunStatus.EXPIRED):
+            turn.state.left_at = turn.state.step
         turn.state.status = status
         turn.state.step = None
         turn.state.pending = []

@@ -45,5 +45,8 @@ class RunState(BaseModel):
     # self-paced), and whether this run is waiting at the next one for the group.
     gate: int | None = None
     waiting: bool = False
+    # The question a stopped or expired run was left at (`step` is None once it ends):
+    # where people stop, for the digest.
+    left_at: str | None = None
     started_at: datetime
     updated_at: datetime

@@ -103,7 +103,8 @@ class ReportsPG(Connections):
     async def open_steps(self, guide_id: str, since: datetime, until: datetime) -> list[StepCount]:
         """Where runs of a guide that did not finish stopped: (step, runs)."""
         rows = await self._all(
-            "SELECT coalesce(state::jsonb ->> 'step', '_consent'), count(*) FROM runs"
+            "SELECT coalesce(state::jsonb ->> 'step', state::jsonb ->> 'left_at', '_consent'),"
+            " count(*) FROM runs"
             " WHERE guide_id = $1 AND status NOT IN ('finished', 'declined')"
             " AND updated_at >= $2 AND started_at < $3 GROUP BY 1",
             guide_id,

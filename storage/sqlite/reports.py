@@ -94,7 +94,8 @@ class ReportsSQL(Connections):
     async def open_steps(self, guide_id: str, since: datetime, until: datetime) -> list[StepCount]:
         """Where runs of a guide that did not finish stopped: (step, runs)."""
         rows = await self._packed(
-            "SELECT coalesce(json_extract(state, '$.step'), '_consent'), count(*) FROM runs"
+            "SELECT coalesce(json_extract(state, '$.step'), json_extract(state, '$.left_at'),"
+            " '_consent'), count(*) FROM runs"
             " WHERE guide_id = ? AND status NOT IN ('finished', 'declined')"
             " AND updated_at >= ? AND started_at < ? GROUP BY 1",
             (guide_id, ts(since), ts(until)),
