@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from bot.flows.engine import Flow
 from bot.flows.events import (
     CONSENT_STEP,
@@ -86,6 +88,20 @@ def test_declining_keeps_nothing_and_ends(phrases):
     assert RunEnded(RunStatus.DECLINED) in outcome.events
     assert outcome.state.answers == {}
     assert "Nothing you said has been kept" in outcome.replies[-1].text
+
+
+@pytest.mark.parametrize(
+    ("language", "typed", "agreed"),
+    [("es", "¡Sí!", True), ("es", "si?", True), ("es", "¿No?", False), ("en", "Yes!", True),
+     ("en", "OK.", True), ("es", "yes", True), ("en", "nope?", None)],
+)  # fmt: skip
+def test_consent_reads_yes_and_no_as_bot_questions_do(phrases, language, typed, agreed):
+    """Punctuation around a yes ("¡Sí!") is still yes, as at the bot's own questions."""
+    flow = flow_for(GUIDE, phrases)
+    begun = flow.start(run_id="r1", guide_hash="h", language=language, now=START)
+    outcome = feed(flow, begun, typed)
+    expected = {True: RunStatus.ACTIVE, False: RunStatus.DECLINED, None: RunStatus.CONSENT}
+    assert outcome.state.status is expected[agreed]
 
 
 def test_consent_by_button_and_unclear_consent_asks_again(phrases):

@@ -120,6 +120,13 @@ async def test_forget_by_typing_yes_and_by_an_admin(make_harness, tmp_path: Path
     await walk(h, "ana", "one")
     await h.say("/forget yes", user="ana")
     assert await h.storage.participant(h.pseudonym("ana")) is None
+    await walk(h, "beto", "uno")
+    await h.say("/forget ¡Sí!", user="beto")  # in Spanish, as yes is read everywhere
+    assert await h.storage.participant(h.pseudonym("beto")) is None
+    await walk(h, "cy", "two")
+    asked = await h.say("/forget no", user="cy")  # anything but yes asks first
+    assert await h.storage.participant(h.pseudonym("cy")) is not None
+    assert asked[-1].buttons
 
 
 async def test_retention_blanks_old_free_text_and_nothing_else(make_harness):  # type: ignore[no-untyped-def]

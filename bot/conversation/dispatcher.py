@@ -47,7 +47,7 @@ from bot.flows.loader import LoadedGuide, parse_stored_guide
 from bot.flows.phrases import Phrasebook
 from bot.flows.run import RunState, RunStatus
 from bot.flows.scrub import scrub
-from bot.flows.text import fold, localize
+from bot.flows.text import fold_answer, localize
 from bot.library import GuideLibrary
 from bot.messages import Inbound, NotStored, Outbound, clean_text
 from bot.privacy import Identity
@@ -747,20 +747,16 @@ def pick(
 ) -> Button | None:
     """The button someone meant by what they typed: its number, its label, or, for a
     yes-or-no question (`yes_no`: two buttons, the first is yes), yes or no."""
-    key = fold(typed).strip(" .!¡?¿")  # "Yes!" is yes
+    key = fold_answer(typed)  # "Yes!" is yes
     if not key:
         return None
     for number, button in enumerate(buttons, start=1):
-        if key in (str(number), fold(button.label).strip(" .!¡?¿")):
+        if key in (str(number), fold_answer(button.label)):
             return button
     if yes_no and len(buttons) == 2:
-        # In their language or in English: "yes" is understood everywhere.
-        yes = {fold(w) for code in {language, "en"} for w in phrases.words(code, "yes_words")}
-        no = {fold(w) for code in {language, "en"} for w in phrases.words(code, "no_words")}
-        if key in yes:
-            return buttons[0]
-        if key in no:
-            return buttons[1]
+        meant = phrases.yes_or_no(language, typed)
+        if meant is not None:
+            return buttons[0] if meant else buttons[1]
     return None
 
 

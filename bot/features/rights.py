@@ -41,7 +41,7 @@ class Rights:
         router.button(FORGET_STEP, self._tap, yes_no=True)
 
     async def _forget_command(self, turn: Turn, arg: str) -> str | None:
-        if arg.strip().lower() in ("yes", "sí", "si"):
+        if turn.voice.phrases.yes_or_no(turn.language, arg):
             self.forget(turn)
             return None
         buttons = (

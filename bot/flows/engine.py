@@ -48,7 +48,7 @@ from bot.flows.guide import Guide, Step, StepKind
 from bot.flows.phrases import Phrasebook
 from bot.flows.run import RunState, RunStatus
 from bot.flows.scrub import scrub
-from bot.flows.text import Text, fold, localize
+from bot.flows.text import Text, fold, fold_answer, localize
 
 _INPUT_KIND = {
     StepKind.CHOOSE: InputKind.CHOICE,
@@ -184,16 +184,12 @@ class Flow:
             self._end(turn, RunStatus.DECLINED, "declined")
 
     def _yes_or_no(self, state: RunState, typed: str) -> bool | None:
-        key = fold(typed).strip(".!")
-        if key in ("1", *map(fold, self.phrases.words(state.language, "yes_words"))):
+        key = fold_answer(typed)
+        if key in ("1", fold_answer(self._say(state, "agree"))):
             return True
-        if key in ("2", *map(fold, self.phrases.words(state.language, "no_words"))):
+        if key in ("2", fold_answer(self._say(state, "decline"))):
             return False
-        if key == fold(self._say(state, "agree")):
-            return True
-        if key == fold(self._say(state, "decline")):
-            return False
-        return None
+        return self.phrases.yes_or_no(state.language, typed)
 
     # Answers ----------------------------------------------------------------
 

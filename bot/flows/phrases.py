@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from bot.flows.text import fold, fold_answer
+
 
 class Phrasebook:
     """Phrases by language and key, with `{name}` placeholders; English is the fallback."""
@@ -34,6 +36,22 @@ class Phrasebook:
         """The phrase `key` in `language`, with its placeholders filled in."""
         phrase = self._lookup(language, key)
         return str(phrase).format(**params).strip() if params else str(phrase).strip()
+
+    def yes_or_no(self, language: str, typed: str) -> bool | None:
+        """Whether what someone typed means yes (True) or no (False): in their language
+        first, then in any the bot speaks (a Spanish speaker may answer "sí" in a guide
+        written only in English); None if it means neither. The one reading of yes and
+        no: a guide's consent, the bot's own questions and /forget's shortcut share it."""
+        key = fold_answer(typed)
+        if not key:
+            return None
+        for lang in dict.fromkeys((language, language.split("-")[0], *self._books)):
+            book = self._books.get(lang, {})
+            if key in {fold(str(w)) for w in book.get("yes_words", [])}:
+                return True
+            if key in {fold(str(w)) for w in book.get("no_words", [])}:
+                return False
+        return None
 
     def words(self, language: str, key: str) -> list[str]:
         """A list phrase (such as the words that mean yes), in `language` and the fallback."""

@@ -45,3 +45,8 @@ def fold(text: str) -> str:
     normalized = unicodedata.normalize("NFKD", text)
     stripped = "".join(c for c in normalized if not unicodedata.combining(c))
     return " ".join(stripped.casefold().split())
+
+
+def fold_answer(text: str) -> str:
+    """`fold`, and the punctuation around a short answer dropped: "¡Sí!" is sí."""
+    return fold(text).strip(" .!¡?¿")
