@@ -223,3 +223,19 @@ def load_problems(text: str) -> list[object]:
     from bot.flows.loader import parse_guide
 
     return list(parse_guide(text, "older.yaml").problems)
+
+
+async def test_language_outside_a_conversation_is_kept_and_the_menu_follows_in_it(make_harness):
+    """/language with nothing under way once only showed the menu, in the old language."""
+    h = make_harness(GUIDE)
+    chose = await h.say("/language es", user="ana")
+    assert chose[0].text == "Muy bien, desde ahora te hablo en español."
+    assert chose[1].text.startswith("¡Hola!")
+    helped = await h.say("/help", user="ana")  # later turns too
+    assert "/skip" in helped[0].text and "pregunta" in helped[0].text
+    person = await h.storage.participant(h.pseudonym("ana"))
+    assert person is not None and person.language == "es"
+    for unclear in ("/language", "/language klingon"):
+        listed = await h.say(unclear, user="ben")
+        assert len(listed) == 1 and "English (en), Español (es)" in listed[0].text
+    assert await h.storage.participant(h.pseudonym("ben")) is None  # nothing kept

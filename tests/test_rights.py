@@ -69,6 +69,8 @@ async def test_mydata_is_exactly_their_own(make_harness):  # type: ignore[no-unt
     readable, document = replies[0].text, replies[1].document
     assert "Fair pay for Ana" in readable and "What do you do? retail" in readable
     assert "weekly" in readable and "agreed" in readable
+    # Each conversation by the guide's title and a status in their words, not its id.
+    assert "\nPulse (finished, " in readable and "pulse (" not in readable
     assert "Ben" not in readable and document is not None and "Ben" not in document
     data = json.loads(document)
     assert [a[4] for a in data["answers"]] == ["retail", "Fair pay for Ana"]

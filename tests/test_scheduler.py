@@ -178,6 +178,22 @@ async def test_stop_under_a_check_in_ends_it_and_says_the_check_ins_go_on(town: 
     assert (town.prompts("busy"), town.prompts("stays")) == (2, 3)
 
 
+async def test_a_facilitator_pauses_and_resumes_a_schedule_in_their_language(town: Town):
+    dispatcher, scheduler, deliverer = await setup(town, {"ana": None})
+    invite = await town.houses[-1].roles.invite("facilitator", timedelta(days=7))
+    await town.say(dispatcher, "host", f"/redeem {invite}")
+    await town.say(dispatcher, "host", "/language es")
+    await town.say(dispatcher, "host", "/schedule pause s1")
+    await deliverer.drain("terminal")
+    assert town.texts("host")[-1] == "El envío s1 ahora está en pausa.", town.texts("host")
+    chicago = ZoneInfo("America/Chicago")
+    await at(town, datetime(2026, 10, 19, 9, 0, tzinfo=chicago), scheduler, deliverer)
+    assert town.prompts("ana") == 0
+    await town.say(dispatcher, "host", "/schedule resume s1")
+    await deliverer.drain("terminal")
+    assert town.texts("host")[-1] == "El envío s1 vuelve a estar activo."
+
+
 async def test_a_guide_offers_to_keep_in_touch_and_nobody_else_is_written_to(town: Town):
     dispatcher, scheduler, deliverer = await setup(town, {})
     await town.say(dispatcher, "walkin", "/start pulse")

@@ -408,7 +408,7 @@ class Dispatcher:
         run_row = turn.run
         if run_row is None:
             if command is None or command[0] != "stop":
-                return await self._no_conversation(turn, command[0] if command else None)
+                return await self._no_conversation(turn, command)
             return None
         flow = await self._flow(run_row.guide_hash)
         state = RunState.model_validate_json(run_row.state)
@@ -723,11 +723,15 @@ class Dispatcher:
         sections.append(self._menu_reply(language))
         return [Outbound.from_reply(reply, None) for reply in sections]
 
-    async def _no_conversation(self, turn: Turn, command: str | None) -> str | None:
-        """Someone with no conversation under way: help if asked; a guide if what they
-        typed names one on the menu (its number or title); otherwise the menu."""
-        if command in ("help", "privacy"):
-            turn.say(command)
+    async def _no_conversation(self, turn: Turn, command: tuple[str, str] | None) -> str | None:
+        """Someone with no conversation under way: help if asked; a language chosen; a
+        guide if what they typed names one on the menu (its number or title); otherwise
+        the menu."""
+        name = command[0] if command is not None else None
+        if name in ("help", "privacy"):
+            turn.say(name)
+            return None
+        if name == "language" and command is not None and not self._language(turn, command[1]):
             return None
         if command is None and turn.inbound.tap is None:
             menu = self._menu_reply(turn.language)
@@ -736,6 +740,28 @@ class Dispatcher:
                 return await self._start_guide(turn, picked.value)
         self._menu(turn)
         return None
+
+    def _language(self, turn: Turn, wanted: str) -> bool:
+        """/language outside a conversation: the bot speaks the language named from now
+        on (kept with how to reach them), and says so; False, having listed the languages
+        it speaks, if none was named (it once only showed the menu, in the old one)."""
+        key = fold_answer(wanted)
+        codes = self.phrases.languages
+        chosen = next(
+            (code for number, code in enumerate(codes, start=1)
+             if key and key in (code, str(number), fold_answer(self.phrases.language_name(code)))),
+            None,
+        )  # fmt: skip
+        if chosen is None:
+            listed = ", ".join(f"{self.phrases.language_name(c)} ({c})" for c in codes)
+            turn.say("language_options", languages=listed)
+            return False
+        turn.keep_address()
+        if turn.commit.participant is not None:
+            turn.commit.participant = dataclasses.replace(turn.commit.participant, language=chosen)
+            turn.person = turn.commit.participant
+        turn.say("language_kept")
+        return True
 
 
 # What `_typed_answer` gives for a yes-or-no question answered with neither.

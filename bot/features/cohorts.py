@@ -177,7 +177,7 @@ class Cohorts:
                 turn.say("schedule_unknown", id=words[1][:20])
                 return
             turn.commit.schedule = paused(found, words[0] == "pause", turn.now)
-            turn.say("schedule_changed", id=found.id, state=words[0] + "d")
+            turn.say(f"schedule_{words[0]}d", id=found.id)  # schedule_paused, _resumed
             return
         if not schedules:
             turn.say("schedules_none")

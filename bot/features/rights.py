@@ -81,8 +81,11 @@ class Rights:
             return None
         lines = [say(language, "mydata_heading")]
         questions: dict[tuple[str, str], str] = {}
+        titles: dict[str, str] = {}
         for loaded in self.library.all():
             if loaded.guide is not None:
+                guide = loaded.guide
+                titles[guide.id] = localize(guide.title, language, guide.default_language)
                 for step in loaded.guide.questions:
                     questions[(loaded.guide.id, step.id)] = localize(
                         step.text, language, loaded.guide.default_language
@@ -91,7 +94,10 @@ class Rights:
         for answer in kept.answers:
             by_run.setdefault(answer.run_id, []).append(answer)
         for run in kept.runs:
-            lines.append(f"\n{run.guide_id} ({run.status}, {_day(run.started_at)})")
+            status = say(language, f"run_{run.status}")
+            title = titles.get(run.guide_id, run.guide_id)
+            day = _day(run.started_at)
+            lines.append("\n" + say(language, "mydata_run", guide=title, status=status, day=day))
             for answer in by_run.get(run.id, []):
                 shown = json.loads(answer.value)
                 if isinstance(shown, list):
@@ -100,7 +106,8 @@ class Rights:
                 lines.append(f"• {question} {shown if shown is not None else '–'}")
         if kept.consents:
             items = ", ".join(
-                f"{c.guide_id} {say(language, 'consent_given' if c.given else 'consent_declined')}"
+                f"{titles.get(c.guide_id, c.guide_id)}"
+                f" {say(language, 'consent_given' if c.given else 'consent_declined')}"
                 f" {_day(c.at)}"
                 for c in kept.consents
             )
