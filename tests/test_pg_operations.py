@@ -214,7 +214,7 @@ async def test_after_forget_neither_pg_dump_nor_the_servers_files_hold_their_wor
         assert any("rewrote answers" in line for line in lines), lines
         assert any("cycled the write-ahead log" in line for line in lines), lines
         again = await database.maintain(store)
-        assert again == ["nobody was forgotten since the last round: nothing to clear"]
+        assert again == ["nothing was erased or blanked since the last round: nothing to clear"]
         others = await store.answers("run-4")
         assert {a.step for a in others} == {"week", "story"}  # nobody else lost a word
     finally:
@@ -227,6 +227,26 @@ async def test_after_forget_neither_pg_dump_nor_the_servers_files_hold_their_wor
     assert "Turnos dobles, ñandú 4" in dump  # the dump is real
     assert marker not in dump
     assert _files_holding(folder, marker.encode()) == []
+
+
+async def test_old_text_blanked_by_retention_is_cleared_from_the_files_too(url: str):
+    """Retention's blanking leaves the old values in dead rows and the log, as a delete
+    does: erasure's next round rewrites the files after it, as after /forget."""
+    store = PostgresStorage(url, pool_size=2)
+    await store.open()
+    try:
+        assert all(await store.commit_many(_commits(3)))
+        await database.maintain(store, at_once=True)
+        assert await database.maintain(store) == [
+            "nothing was erased or blanked since the last round: nothing to clear"
+        ]
+        assert await store.expire_texts(["text"], NOW + timedelta(days=1)) == 3
+        lines = await database.maintain(store)
+        assert any("rewrote answers" in line for line in lines), lines
+        assert await store.expire_texts(["text"], NOW + timedelta(days=1)) == 0
+        assert (await database.maintain(store))[0].startswith("nothing was erased")
+    finally:
+        await store.close()
 
 
 async def test_healthz_says_when_the_database_is_away(url: str, tmp_path: Path):

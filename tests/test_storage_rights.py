@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from storage.protocol import Storage
@@ -82,20 +83,44 @@ async def test_forget_leaves_a_tombstone_and_nothing_of_theirs(store: Storage) -
 
 async def test_old_free_text_is_blanked_and_the_rest_kept(store: Storage) -> None:
     old, new = START - timedelta(days=40), START
+    state = '{"step": null, "answers": {"story": "an old hope", "sector": "care"}, "x": 1}'
     await store.commit(
         Commit(
+            runs=[
+                RunRow("r1", "p1", "pulse", 1, "h", "finished", state, old, old),
+                RunRow(
+                    "r2",
+                    "p2",
+                    "pulse",
+                    1,
+                    "h",
+                    "active",
+                    '{"answers": {"story": "a new hope"}}',
+                    new,
+                    new,
+                ),
+            ],
             answers=[
                 AnswerRow("r1", "story", "p1", "pulse", 1, "ask", '"an old hope"', old),
                 AnswerRow("r1", "skipped", "p1", "pulse", 1, "ask", "null", old),
                 AnswerRow("r1", "sector", "p1", "pulse", 1, "choose", '"care"', old),
                 AnswerRow("r2", "story", "p2", "pulse", 1, "ask", '"a new hope"', new),
-            ]
+            ],
         )
     )
     cutoff = START - timedelta(days=30)
     assert await store.expire_texts(["ask"], cutoff) == 1
     assert [a.value for a in await store.answers("r1")] == ['"care"', "null", '""']
     assert [a.value for a in await store.answers("r2")] == ['"a new hope"']
+    # The copy a run's state keeps is blanked too; the rest of the state is as it was.
+    kept = await store.run("r1")
+    assert kept is not None and json.loads(kept.state) == {
+        "step": None,
+        "answers": {"story": "", "sector": "care"},
+        "x": 1,
+    }
+    newer = await store.run("r2")
+    assert newer is not None and "a new hope" in newer.state
     assert await store.expire_texts(["ask"], cutoff) == 0  # nothing left to blank
     assert await store.expire_texts([], cutoff) == 0
 

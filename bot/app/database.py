@@ -193,7 +193,7 @@ async def keep_clearing(storage: Storage, every: float = MAINTAIN_EVERY) -> None
         except STORAGE_FAILURES as error:
             log.warning("could not clear erased rows from the database's files (%s)", error)
             continue
-        if lines and not lines[0].startswith("nobody was forgotten"):
+        if lines and not lines[0].startswith("nothing was erased"):
             log.info("erasure: %s", "; ".join(lines))
 
 

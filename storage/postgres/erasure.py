@@ -56,10 +56,13 @@ class Erasure:
 
 
 async def _pending(connection: Any) -> datetime | None:
-    """When the latest erasure not yet cleared from the files happened (None: none)."""
+    """When the latest erasure not yet cleared from the files happened (None: none): a
+    person forgotten, or old free text blanked (`expire_texts` notes when)."""
     value: datetime | None = await connection.fetchval(
-        "SELECT max(t.at) FROM tombstones AS t"
-        " WHERE t.at > (SELECT m.cleared_through FROM kt_maintenance AS m)"
+        "SELECT max(e.at) FROM (SELECT t.at FROM tombstones AS t UNION ALL"
+        " SELECT convert_from(x.value, 'UTF8')::timestamptz FROM records AS x"
+        " WHERE x.kind = 'erasure' AND x.key = 'texts-blanked') AS e"
+        " WHERE e.at > (SELECT m.cleared_through FROM kt_maintenance AS m)"
     )
     return value
 
@@ -77,7 +80,9 @@ async def clear(connection: Any, at_once: bool = False) -> Erasure:
         through = await _pending(connection)
         if through is None and not at_once:
             result.done = True
-            result.lines.append("nobody was forgotten since the last round: nothing to clear")
+            result.lines.append(
+                "nothing was erased or blanked since the last round: nothing to clear"
+            )
             return result
         seen: list[str] = []
 

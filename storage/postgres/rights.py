@@ -31,14 +31,11 @@ class RightsPG(Connections):
         await self._execute("SELECT kt_erase($1, $2)", participant_id, utc(now))
 
     async def expire_texts(self, kinds: Sequence[str], before: datetime) -> int:
-        """Blank free-text answers older than `before`, keeping the rows (so counts stay)."""
-        status = await self._execute(
-            "UPDATE answers SET value = '\"\"' WHERE kind = ANY($1::text[])"
-            " AND answered_at < $2 AND value NOT IN ('\"\"', 'null')",
-            list(kinds),
-            utc(before),
-        )
-        return int(status.split()[-1])
+        """Blank free-text answers older than `before`, keeping the rows (so counts stay),
+        and the copy of each that its run's state keeps; and note when, so that erasure's
+        next round rewrites the files that still hold the old values (erasure.py)."""
+        blanked: int = await self._value(EXPIRE_TEXTS, list(kinds), utc(before))
+        return blanked
 
     async def tombstone(self, participant_id: str) -> datetime | None:
         found: datetime | None = await self._value(
@@ -83,3 +80,27 @@ class RightsPG(Connections):
             preferences=[KeptPreference(*r) for r in preferences],
             roles=[KeptRole(r[0]) for r in roles],
         )
+
+
+# In one statement: the answers blanked, the copies their runs' states keep (`answers`
+# in the state's JSON, for the guide's texts; found by review to outlive retention),
+# and, if anything was blanked, the moment, for erasure's next round to see.
+EXPIRE_TEXTS = """
+WITH blanked AS (
+    UPDATE answers SET value = '""' WHERE kind = ANY($1::text[])
+        AND answered_at < $2 AND value NOT IN ('""', 'null')
+    RETURNING run_id, step
+), states AS (
+    UPDATE runs AS r SET state = jsonb_set(
+        r.state::jsonb, '{answers}', coalesce(r.state::jsonb -> 'answers', '{}') || b.steps
+    )::text
+    FROM (SELECT run_id, jsonb_object_agg(step, ''::text) AS steps FROM blanked GROUP BY run_id) AS b
+    WHERE r.id = b.run_id AND r.state::jsonb ? 'answers'
+), noted AS (
+    INSERT INTO records (kind, key, value)
+    SELECT 'erasure', 'texts-blanked', convert_to(clock_timestamp()::text, 'UTF8')
+    WHERE EXISTS (SELECT 1 FROM blanked)
+    ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value
+)
+SELECT count(*)::int FROM blanked
+"""

@@ -76,10 +76,23 @@ class RightsSQL(Connections):
         await self._r.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
 
     async def expire_texts(self, kinds: Sequence[str], before: datetime) -> int:
-        """Blank free-text answers older than `before`, keeping the rows (so counts stay)."""
+        """Blank free-text answers older than `before`, keeping the rows (so counts stay),
+        and the copy of each that its run's state keeps (`answers` in the state's JSON)."""
         marks = ", ".join("?" for _ in kinds)
 
         def blank(db: sqlite3.Connection) -> int:
+            old = db.execute(
+                f"SELECT run_id, step FROM answers WHERE kind IN ({marks})"
+                " AND answered_at < ? AND value NOT IN ('\"\"', 'null')",
+                (*kinds, ts(before)),
+            ).fetchall()
+            # The run's state carries each answer too (for the guide's texts): blanked
+            # with it, or a copy of the database kept the words (found by review).
+            db.executemany(
+                "UPDATE runs SET state = json_set(state, '$.answers.' || json_quote(?), '')"
+                " WHERE id = ? AND json_type(state, '$.answers.' || json_quote(?)) = 'text'",
+                [(step, run_id, step) for run_id, step in old],
+            )
             return db.execute(
                 f"UPDATE answers SET value = '\"\"' WHERE kind IN ({marks})"
                 " AND answered_at < ? AND value NOT IN ('\"\"', 'null')",
