@@ -215,6 +215,14 @@ async def test_merge_and_split_by_example(make_harness) -> None:  # type: ignore
     with pytest.raises(CodebookError) as error:
         await service.split("talk", "changed", whole.id, ["nope"], None, start, end)
     assert error.value.key == "themes_error_split_outside"
+    # One answer alone, split off or left behind, would be kept as that person's words.
+    hours = next(t for t in (await service.themes("talk", "changed", start, end)).themes
+                 if t.name == "Hours")  # fmt: skip
+    ids = [e.id for e in await service.examples("talk", "changed", hours.id, start, end)]
+    for alone in (ids[:1], ids[1:]):
+        with pytest.raises(CodebookError) as error:
+            await service.split("talk", "changed", hours.id, alone, None, start, end)
+        assert error.value.key == "themes_error_split_one"
     still = await service.themes("talk", "changed", start, end)
     assert sorted((t.name or "", t.people) for t in still.themes) == [("", 6), ("Hours", 6)]
 
@@ -378,3 +386,14 @@ async def test_a_big_question_is_grouped_in_a_worker_process_to_the_same_themes(
     assert spawned == ["spawn"]
     assert await service._grouped(changed[:-1], 5, None) == find_themes(changed[:-1], min_group=5)
     assert spawned == ["spawn"]  # one answer fewer: in the bot's process
+
+
+def test_a_centre_keeps_only_words_two_answers_share() -> None:
+    """What the codebook keeps of a theme: never one person's own words, even when the
+    theme is made of one answer (a split of one did that; found by review)."""
+    from bot.reports.themes.space import centre_of, fit
+
+    space = fit(["zebulon quartermaine docked my pay", "better pay please", "pay is low"], "en")
+    assert centre_of(space, [0]) == ()
+    shared = dict(centre_of(space, [0, 1, 2]))
+    assert shared and all("zebulon" not in name for name in shared)

@@ -203,6 +203,10 @@ class ThemeService:
             raise CodebookError("themes_error_split_outside", theme=theme_id)
         if picked == set(theme.answers):
             raise CodebookError("themes_error_split_all", theme=theme_id)
+        if len(picked) < 2 or len(set(theme.answers) - picked) < 2:
+            # A theme is what answers share: one answer alone, on either side, would be
+            # kept in the codebook as that person's own words.
+            raise CodebookError("themes_error_split_one", theme=theme_id)
         from bot.reports.themes.space import centre_of, fit  # see find_themes
 
         same = [a for a in answers if a.language == theme.language]

@@ -209,8 +209,9 @@ def centre_of(space: Space, rows: Sequence[int]) -> tuple[tuple[str, float], ...
         return ()
     picked = space.matrix[list(rows)]
     mean = np.asarray(picked.mean(axis=0)).ravel()
-    if len(rows) > 1:  # only what two of its answers share: no one person's own words
-        mean[np.asarray((picked > 0).sum(axis=0)).ravel() < 2] = 0
+    # Only what two of its answers share: no one person's own words, even from one answer
+    # (a centre of one answer kept that person's words in the codebook; found by review).
+    mean[np.asarray((picked > 0).sum(axis=0)).ravel() < 2] = 0
     nonzero = np.flatnonzero(mean)
     # Twice what is kept, so ties at the edge are settled by name in `top_features`.
     best = nonzero[np.argsort(-mean[nonzero], kind="stable")[: 2 * TOP_FEATURES]]
