@@ -99,7 +99,7 @@ async def test_revoking_asks_first_and_takes_the_console_away_at_once(world: Wor
     page = text_of(await (await world.client.get(done.headers["Location"])).text())
     assert "The role of facilitator was taken back." in page
     assert await world.house.roles.role_of(fran) == "participant"
-    assert ("role_revoked", f"facilitator {fran[:12]}") in await audited(world)
+    assert ("role_revoked", f"facilitator {fran[:12]}…") in await audited(world)  # shown short
     gone = await post(world, "/people/revoke", csrf, who=fran)  # twice: nothing to take
     assert "done=gone" in gone.headers["Location"]
 

@@ -81,6 +81,34 @@ async def test_forget_leaves_a_tombstone_and_nothing_of_theirs(store: Storage) -
     assert await store.tombstone("ana") == when + timedelta(days=1)
 
 
+async def test_records_that_name_someone_forgotten_keep_what_happened_not_who(
+    store: Storage,
+) -> None:
+    """The console's audit entries, sessions and sign-in links name people in their
+    values: erasure puts "forgotten" there, and leaves records naming others alone."""
+    ana, ben = "a" * 8 + "0123456789abcdef" + "b" * 8, "c" * 32
+    entry = json.dumps({"who": ana, "what": "gathering_opened", "detail": "QX7P2K supper"})
+    revoked = json.dumps({"who": ben, "what": "role_revoked", "detail": f"facilitator {ana}"})
+    await store.put_record("audit", "20261205T1", entry.encode())
+    await store.put_record("audit", "20261205T2", revoked.encode())
+    await store.put_record("session", "s1", json.dumps({"who": ana}).encode())
+    await store.put_record("session", "s2", json.dumps({"who": ben}).encode())
+    await store.put_record("sealed", "x", b"\x00\xff binary, naming nobody")
+    await store.forget(ana, START)
+    kept = {(r.kind, r.key): r.value for kind in ("audit", "session", "sealed")
+            for r in await store.records_of(kind, START)}  # fmt: skip
+    assert not any(ana.encode() in value for value in kept.values())
+    assert json.loads(kept[("audit", "20261205T1")]) == {
+        "who": "forgotten",
+        "what": "gathering_opened",
+        "detail": "QX7P2K supper",
+    }
+    assert json.loads(kept[("audit", "20261205T2")])["detail"] == "facilitator forgotten"
+    assert json.loads(kept[("session", "s1")]) == {"who": "forgotten"}
+    assert json.loads(kept[("session", "s2")]) == {"who": ben}
+    assert kept[("sealed", "x")] == b"\x00\xff binary, naming nobody"
+
+
 async def test_old_free_text_is_blanked_and_the_rest_kept(store: Storage) -> None:
     old, new = START - timedelta(days=40), START
     state = '{"step": null, "answers": {"story": "an old hope", "sector": "care"}, "x": 1}'

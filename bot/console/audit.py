@@ -5,12 +5,14 @@ Every change made through the console is written here by the page that makes it
 `audit` (no migration), keyed by the time and a random tail so they sort by time and
 two at the same instant never replace each other. They keep no participant's words:
 only the pseudonym of the coordinator, facilitator or admin, the action's name and a
-short detail (a gathering's code, a schedule's id).
+short detail (a gathering's code, a schedule's id). When someone is forgotten, storage
+puts "forgotten" where their pseudonym was, in these entries too.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +21,8 @@ from datetime import datetime
 from storage.protocol import RecordStore
 
 AUDIT = "audit"
+# A pseudonym named in a detail is kept whole (so that erasure finds it) and shown short.
+_PSEUDONYM = re.compile(r"\b([0-9a-f]{12})[0-9a-f]{20}\b")
 SHOWN = 500  # the newest entries the Audit page lists
 
 
@@ -50,6 +54,7 @@ class AuditLog:
         entries = []
         for record in sorted(records, key=lambda r: r.key, reverse=True)[:limit]:
             value = json.loads(record.value)
+            detail = _PSEUDONYM.sub(r"\1…", value.get("detail", ""))  # shown short
             entries.append(Entry(datetime.fromisoformat(value["at"]), value["who"],
-                                 value.get("role", ""), value["what"], value.get("detail", "")))  # fmt: skip
+                                 value.get("role", ""), value["what"], detail))  # fmt: skip
         return entries

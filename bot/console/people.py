@@ -96,5 +96,5 @@ async def revoke(visit: Visit) -> web.StreamResponse:
         return back(visit, "configured")  # from the settings: changed there, not here
     if role is None or not await visit.services.roles.revoke(who):
         return back(visit, "gone")
-    await visit.audit("role_revoked", f"{role} {who[:SHORT]}")
+    await visit.audit("role_revoked", f"{role} {who}")  # whole, so /forget finds it
     return back(visit, "revoked", role)

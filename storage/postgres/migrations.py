@@ -553,6 +553,8 @@ def migrations() -> list[str]:
         RESERVE_MANY,
         # 6: what a turn queues is claimed by the instance that commits it.
         CLAIMED_AT_COMMIT,
+        # 7: erasure also takes the person's pseudonym out of records that name them.
+        ERASE_NAMING_RECORDS,
     ]
 
 
@@ -569,6 +571,45 @@ BEGIN
     DELETE FROM preferences WHERE participant = who;
     DELETE FROM deliveries WHERE participant = who;
     DELETE FROM records WHERE key = who;  -- roles
+    DELETE FROM wrong_codes WHERE participant = who;
+    DELETE FROM participants WHERE id = who;
+    -- Keys of prompts and reminders name the pseudonym: they go too.
+    DELETE FROM inbound WHERE strpos(key, who) > 0;
+    -- Their gatherings stay (others answered in them) but no longer name them.
+    -- Their open gatherings close (nobody can run them now), and the addresses that
+    -- reached them (their private chat; the room, if the room was theirs) go too.
+    UPDATE gatherings SET status = 'closed', closed_at = erased_at
+        WHERE facilitator = who AND status = 'open';
+    UPDATE gatherings SET private_address = '\\x'::bytea WHERE facilitator = who;
+    UPDATE gatherings SET address = '\\x'::bytea WHERE place = who;
+    UPDATE gatherings SET facilitator = 'forgotten', place = 'forgotten'
+        WHERE facilitator = who OR place = who;
+    INSERT INTO tombstones (participant, at) VALUES (who, erased_at)
+        ON CONFLICT (participant) DO UPDATE SET at = excluded.at;
+END
+$$;
+"""
+
+
+# As ERASE_GATHERINGS, and records that name the person keep what happened, not who
+# (as SQLite's `erase`).
+ERASE_NAMING_RECORDS = """
+CREATE OR REPLACE FUNCTION kt_erase(who TEXT, erased_at TIMESTAMPTZ) RETURNS void LANGUAGE plpgsql AS $$
+-- Everything that refers to a participant, leaving a tombstone (as SQLite's `erase`).
+BEGIN
+    DELETE FROM answers WHERE participant = who;
+    DELETE FROM answers WHERE run_id IN (SELECT id FROM runs WHERE participant = who);
+    DELETE FROM runs WHERE participant = who;
+    DELETE FROM consents WHERE participant = who;
+    DELETE FROM outbox WHERE participant = who;
+    DELETE FROM members WHERE participant = who;
+    DELETE FROM preferences WHERE participant = who;
+    DELETE FROM deliveries WHERE participant = who;
+    DELETE FROM records WHERE key = who;  -- roles
+    -- Other records that name them (the console's audit entries, sessions, sign-in
+    -- links) keep what happened, no longer who.
+    UPDATE records SET value = convert_to(replace(convert_from(value, 'UTF8'), who, 'forgotten'), 'UTF8')
+        WHERE position(convert_to(who, 'UTF8') IN value) > 0;
     DELETE FROM wrong_codes WHERE participant = who;
     DELETE FROM participants WHERE id = who;
     -- Keys of prompts and reminders name the pseudonym: they go too.

@@ -34,6 +34,14 @@ def erase(db: sqlite3.Connection, participant_id: str, now: datetime) -> None:
     db.execute("DELETE FROM preferences WHERE participant = ?", p)
     db.execute("DELETE FROM deliveries WHERE participant = ?", p)
     db.execute("DELETE FROM records WHERE key = ?", p)  # roles
+    # Other records that name them (the console's audit entries, sessions, sign-in
+    # links) keep what happened, no longer who: left, they linked the tombstone back to
+    # gatherings and changes (found by review).
+    db.execute(
+        "UPDATE records SET value = CAST(replace(CAST(value AS TEXT), ?, 'forgotten') AS BLOB)"
+        " WHERE instr(value, CAST(? AS BLOB)) > 0",
+        (participant_id, participant_id),
+    )
     db.execute("DELETE FROM wrong_codes WHERE participant = ?", p)
     db.execute("DELETE FROM participants WHERE id = ?", p)
     # Keys of prompts and reminders name the pseudonym: they go too.
