@@ -85,6 +85,29 @@ async def test_cacheable_and_asked_again_with_its_etag(world: World, tmp_path: P
     assert changed.status == 200 and changed.headers["ETag"] != tag
 
 
+async def test_it_moves_on_only_once_enough_people_answered_since(world: World, tmp_path: Path):
+    """Two days' pages must not differ by one person's answers: the report stays where it
+    was until at least k more people have answered, whatever day it is read."""
+    add_guide(world.services.library, tmp_path)
+    await answer(world.storage, [Person("kitchen", 2, 40) for _ in range(6)],
+                 START - timedelta(days=3), "first")  # fmt: skip
+    first = await (await world.client.get(REPORT)).text()
+    assert "All answers up to 2026-03-01." in first
+    assert "once at least 5 more people have answered" in first
+    # One more person, in the office: the next day's page is the same page.
+    await answer(world.storage, [Person("office", 5, 10)], world.clock(), "lone")
+    world.clock.now += timedelta(days=1)
+    second = await (await world.client.get(REPORT)).text()
+    assert _figures(second) == _figures(first)
+    assert "All answers up to 2026-03-01." in second and "Made on 2026-03-03." in second
+    # Four more, then a day: five since it last moved on, so it does.
+    await answer(world.storage, [Person("front", 3, 30) for _ in range(4)], world.clock(), "more")
+    world.clock.now += timedelta(days=1)
+    third = await (await world.client.get(REPORT)).text()
+    assert "All answers up to 2026-03-03." in third
+    assert "11" in _figures(third)  # who took part: all of them now
+
+
 async def test_in_spanish_by_the_browsers_language(world: World, tmp_path: Path):
     add_guide(world.services.library, tmp_path)
     await answer(world.storage, [Person("kitchen", 2, 40) for _ in range(6)],

@@ -70,6 +70,20 @@ async def test_runs_and_people_counted_over_a_period(store: Storage) -> None:
         StepCount("q1", 1),
         StepCount("q2", 2),
     ]
+    assert await store.answerers("pulse", since, until) == 0  # runs here, no answers
+    await store.commit(
+        Commit(
+            answers=[
+                AnswerRow(rid, step, who, "pulse", 1, "ask", '"x"', START + timedelta(days=d))
+                for rid, step, who, d in [("r2", "q1", "ana", 2), ("r2", "q2", "ana", 2),
+                                          ("r3", "q1", "ana", 3), ("r4", "q1", "ben", 4),
+                                          ("r7", "q1", "eve", 9)]
+            ]
+        )
+    )  # fmt: skip
+    assert await store.answerers("pulse", since, until) == 2  # ana once, ben; eve after
+    assert await store.answerers("pulse", START + timedelta(days=4), until) == 1
+    assert await store.answerers("other", since, until) == 0
     assert await store.run_counts(START + 3 * WEEK, START + 4 * WEEK) == []
     assert await store.people_counts(START + 3 * WEEK, START + 4 * WEEK) == []
 

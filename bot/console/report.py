@@ -4,7 +4,9 @@ sign-in, only for guides marked `public: true` (any other guide: 404).
 It shows what the console's results show (`bot/reports/results.py`, the same one
 minimum-group rule: every figure from at least k people, "fewer than k" otherwise),
 with no breakdown, no free text but quotes from quotable questions, and all answers up
-to the start of today in the console's time zone: the page is the same all day, so it
+to the start of a day in the console's time zone (today's, once at least k people have
+answered since the day it last moved to: `published_through`): the page is the same
+all day, so it
 is cacheable (`Cache-Control: public`, an `ETag` of its body, answered 304 when it
 matches, `Last-Modified`), and each instance keeps what it made for as long as a
 reader's cache may (an hour), so an answer erased today is gone from it within the hour. It says the date it was made and links to the open data:
@@ -53,9 +55,11 @@ class Made:
     at: datetime
     body: bytes
     tag: str  # its ETag
+    until: datetime  # the answers it shows are those given before this moment
 
 
 MADE = web.AppKey("report_made", dict)
+PUBLISHED = "public-report"  # records: the moment each guide's public report runs up to
 
 
 def make_reports(services: Services, console: web.Application, stylesheet: str) -> web.Application:
@@ -75,6 +79,25 @@ def make_reports(services: Services, console: web.Application, stylesheet: str) 
     )
     app.router.add_get("/{guide}", show, name="report")
     return app
+
+
+async def published_through(services: Services, guide_id: str, today: datetime) -> datetime:
+    """The moment a guide's public report runs up to: `today` (its start) once at least
+    the minimum group of people have answered since the moment it ran up to before, else
+    that moment still. Moved on daily, anyone comparing two days' pages saw what the one
+    or two people who answered between them said (found by review); moved on by at least
+    k people, the difference is a group's, as every figure is. Kept in the database, so
+    that every instance shows the same."""
+    storage = services.storage
+    kept = await storage.record(PUBLISHED, guide_id, services.clock())
+    if kept is not None:
+        through = datetime.fromisoformat(kept.decode())
+        if through >= today:
+            return through
+        if await storage.answerers(guide_id, through, today) < services.min_group:
+            return through
+    await storage.put_record(PUBLISHED, guide_id, today.isoformat().encode())
+    return today
 
 
 def _not_found(request: web.Request) -> web.Response:
@@ -103,22 +126,25 @@ async def show(request: web.Request) -> web.StreamResponse:
     now = services.clock()
     zone = ZoneInfo(services.timezone)
     today = now.astimezone(zone).date()
-    until = datetime.combine(today, time(), zone)  # the start of today: the same all day
     key = (guide.id, loaded.hash, language, today)
     made = request.app[MADE]
     kept = made.get(key)
     if kept is None or now - kept.at >= timedelta(seconds=MAX_AGE):
+        # Up to the start of today (the same all day), once enough people answered since.
+        until = await published_through(services, guide.id, datetime.combine(today, time(), zone))
         results = await build_results(services.storage, guide, EVER, until,
                                       min_group=services.min_group, language=language)  # fmt: skip
         show_ = ResultsView(lambda key, **p: services.strings.text(language, key, **p),
                             services.min_group)  # fmt: skip
         page = render(
             request, "report.html", services, language, results=results, show=show_,
-            up_to=(today - timedelta(days=1)).isoformat(), made=today.isoformat(),
+            up_to=(until.astimezone(zone).date() - timedelta(days=1)).isoformat(),
+            made=today.isoformat(), min_group=services.min_group,
             open_data=_open_data(request, guide.id), stylesheet=request.app[STYLESHEET],
         )  # fmt: skip
         assert isinstance(page.body, bytes)
-        kept = Made(now, page.body, '"' + hashlib.sha256(page.body).hexdigest()[:32] + '"')
+        tag = '"' + hashlib.sha256(page.body).hexdigest()[:32] + '"'
+        kept = Made(now, page.body, tag, until)
         for old in [k for k, v in made.items() if now - v.at >= timedelta(seconds=MAX_AGE)]:
             del made[old]  # what no reader should get any more
         made[key] = kept
@@ -128,7 +154,7 @@ async def show(request: web.Request) -> web.StreamResponse:
     response.headers.update({
         "Cache-Control": f"public, max-age={MAX_AGE}",
         "ETag": tag,
-        "Last-Modified": format_datetime(until.astimezone(UTC), usegmt=True),
+        "Last-Modified": format_datetime(kept.until.astimezone(UTC), usegmt=True),
         "Vary": "Accept-Language",
     })  # fmt: skip
     if tag in {part.strip() for part in request.headers.get("If-None-Match", "").split(",")}:

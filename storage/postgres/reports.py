@@ -113,6 +113,16 @@ class ReportsPG(Connections):
         )
         return [StepCount(r[0], r[1]) for r in rows]
 
+    async def answerers(self, guide_id: str, since: datetime, until: datetime) -> int:
+        found: int = await self._value(
+            "SELECT count(DISTINCT participant)::int FROM answers"
+            " WHERE guide_id = $1 AND answered_at >= $2 AND answered_at < $3",
+            guide_id,
+            utc(since),
+            utc(until),
+        )
+        return found
+
     async def people_tallies(self, guide_id: str, since: datetime, until: datetime) -> list[Tally]:
         """(step, one value as JSON, distinct people who gave it) for choices, scales and
         numbers; each option of a list of choices counts on its own."""

@@ -103,6 +103,14 @@ class ReportsSQL(Connections):
         )
         return [StepCount(r[0], r[1]) for r in rows]
 
+    async def answerers(self, guide_id: str, since: datetime, until: datetime) -> int:
+        row = await self._one(
+            "SELECT count(DISTINCT participant) FROM answers"
+            " WHERE guide_id = ? AND answered_at >= ? AND answered_at < ?",
+            (guide_id, ts(since), ts(until)),
+        )
+        return int(row[0]) if row else 0
+
     async def people_tallies(self, guide_id: str, since: datetime, until: datetime) -> list[Tally]:
         """(step, one value as JSON, distinct people who gave it) for choices, scales and
         numbers; each option of a list of choices counts on its own."""
