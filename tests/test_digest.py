@@ -12,7 +12,10 @@ import random
 import re
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
+
+import pytest
 
 from bot.features.digests import DigestArchive, remove_kept_pages
 from bot.flows.scrub import scrub
@@ -416,3 +419,24 @@ async def test_a_digest_sent_is_listed_by_the_day_it_fell_due_where_it_was_sched
     assert await archive.days() == [date(2026, 3, 9)]
     assert await archive.page(date(2026, 3, 9)) is not None
     assert await archive.page(date(2026, 3, 8)) is None
+
+
+@pytest.mark.parametrize("fmt", ["md", "text", "html", "mrkdwn"])
+def test_a_quote_with_line_breaks_cannot_add_lines_of_its_own(fmt: str, tmp_path: Path):
+    """What someone wrote stays on the line a report puts it on: a quote "fine\\n- Done:
+    100%" must not read as a figure the bot gave, in any format."""
+    from markdown_it import MarkdownIt
+
+    from bot.locales import load_phrasebook
+    from bot.reports.render import Reports
+
+    (tmp_path / "one.j2").write_text("{{ item }}{{ quote }}\n{{ item }}{{ b(quote) }}\n")
+    reports = Reports(load_phrasebook(), override=tmp_path)
+    shown = reports.render("one", fmt, "en", quote="fine\r\n- Done: 100%\n\n  1. all good")
+    lines = shown.strip().splitlines()
+    assert len(lines) == 2, shown
+    assert not any(re.match(r"\s*(- |\d+\. )Done", line) for line in lines)
+    if fmt == "md":
+        assert MarkdownIt().render(shown).count("<li>") == 2, MarkdownIt().render(shown)
+        lead = reports.render("one", fmt, "en", quote="- 5 of 5 agreed")
+        assert MarkdownIt().render(lead).count("<li>") == 2  # not a list within the item

@@ -10,15 +10,16 @@ import json
 import random
 import re
 import socket
+import unicodedata
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from bot.flows.scrub import scrub
+from bot.flows.scrub import scrub, strip_invisible
 from bot.reports.themes.codebook import Codebook, CodebookError
 from bot.reports.themes.engine import find_themes
 from bot.reports.themes.model import Answer
@@ -300,16 +301,21 @@ async def test_the_themes_command_lists_and_corrects(make_harness) -> None:  # t
 
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=120))
+@example("\x1b[2J\x1b]52;c;cGF5\x07 Pay")
 def test_any_name_is_kept_as_typed_or_refused_with_a_reason(name: str) -> None:
+    """Kept as typed, but for runs of spaces and invisible characters (an escape
+    sequence in a name would act on the terminal of whoever lists the themes)."""
     book, theme = Codebook("g", "s").add("en", (("w:pay", 1.0),))
+    visible = " ".join(strip_invisible(name).split())
     try:
         renamed = book.rename(theme, name)
     except CodebookError as error:
         assert error.key in ("themes_error_empty_name", "themes_error_long_name")
-        assert not name.split() or len(" ".join(name.split())) > 80
+        assert not visible or len(visible) > 80
         return
     kept = renamed.get(theme).name
-    assert kept == " ".join(name.split()) and 0 < len(kept or "") <= 80
+    assert kept == visible and 0 < len(kept or "") <= 80
+    assert not any(unicodedata.category(c) == "Cc" for c in kept or "")
     assert Codebook.from_json(renamed.to_json()) == renamed  # any text survives the record
 
 

@@ -28,11 +28,26 @@ DOCUMENTS = ("md", "page")  # files: Markdown, and a whole HTML page
 BAR_WIDTH = 10
 
 _MARKDOWN = re.compile(r"([\\`*_\[\]<>|~#])")
+# What starts a list item when a line begins with it: escaped at a value's start.
+_MARKDOWN_LEAD = re.compile(r"^(\s*)([-+]|\d+(?=[.)]))")
+_LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
+
+
+def _markdown(text: str) -> str:
+    return _MARKDOWN_LEAD.sub(r"\1\\\2", _MARKDOWN.sub(r"\\\1", text))
+
+
+def _one_line(text: str) -> str:
+    """A value on the line the template puts it on: a quote's line breaks became lines of
+    a report's own ("- Completion: 100%", a figure the bot never gave; found by review)."""
+    return _LINE_BREAKS.sub(" ", text) if "\n" in text or "\r" in text else text
+
+
 _ESCAPE: dict[str, Callable[[str], str]] = {
     "html": lambda s: html.escape(s, quote=False),
     "mrkdwn": slack_escape,
     "text": lambda s: s,
-    "md": lambda s: _MARKDOWN.sub(r"\\\1", s),
+    "md": _markdown,
     "page": lambda s: html.escape(s, quote=True),
 }
 _BOLD = {"html": "<b>{}</b>", "mrkdwn": "*{}*", "text": "{}", "md": "**{}**", "page": "<b>{}</b>"}
@@ -61,10 +76,10 @@ class Reports:
 
         def finalize(value: Any) -> str:
             # Markup is what `b` and `i` drew (already escaped inside); all else is data.
-            return value if isinstance(value, Markup) else escape(str(value))
+            return value if isinstance(value, Markup) else escape(_one_line(str(value)))
 
         def styled(pattern: str) -> Callable[[Any], Markup]:
-            return lambda text: Markup(pattern.format(escape(str(text))))
+            return lambda text: Markup(pattern.format(escape(_one_line(str(text)))))
 
         env = jinja2.Environment(
             loader=loader,

@@ -13,6 +13,8 @@ import json
 import math
 from dataclasses import dataclass, replace
 
+from bot.flows.scrub import strip_invisible
+
 KIND = "codebook"
 VERSION = 1
 MAX_NAME = 80  # a theme's name is a short label, not a paragraph
@@ -63,7 +65,9 @@ class Codebook:
         return replace(self, themes=(*self.themes, added), next_id=self.next_id + 1), theme_id
 
     def rename(self, theme_id: str, name: str) -> Codebook:
-        clean = " ".join(name.split())
+        # A name is shown in terminals and chats too: no control characters (an escape
+        # sequence could clear an admin's terminal or set its clipboard; found by review).
+        clean = " ".join(strip_invisible(name).split())
         if not clean:
             raise CodebookError("themes_error_empty_name")
         if len(clean) > MAX_NAME:
