@@ -161,6 +161,7 @@ async def test_a_question_answered_by_too_few_is_left_out_with_a_note(room: Harn
             for answer in answers_for(n)[3:]:
                 await h.say(answer, user=person)
     summary = text_of(next(m for m in await h.say("/close", user="host") if m.markup))
+    assert "6 took part and fewer than 5 finished." in summary  # two did: not a figure
     assert "fewer than 5 · Health care" in summary  # six answered; two chose this
     hours = summary.split("Hours last week?")[1]
     assert hours.lstrip().startswith("Fewer than 5 people answered this")
