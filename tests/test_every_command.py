@@ -59,8 +59,8 @@ EXPECTED: dict[str, Expect] = {
     "mydata": Expect("", "mydata_heading"),
     "forget": Expect("", "forget_confirm"),
     "leave": Expect("", "cohort_left"),
-    "pause": Expect("", "paused_forever"),
-    "resume": Expect("", "resumed"),
+    "pause": Expect("", "checkins_none"),  # a fresh person is in no check-ins
+    "resume": Expect("", "checkins_none"),
     "timezone": Expect("", "timezone_is"),
     "schedule": Expect("", "schedules_none", admin=True),
     "digest": Expect("", "digest_heading", admin=True),

@@ -194,6 +194,25 @@ async def test_a_facilitator_pauses_and_resumes_a_schedule_in_their_language(tow
     assert town.texts("host")[-1] == "El envío s1 vuelve a estar activo."
 
 
+async def test_pause_and_resume_say_what_will_really_happen(town: Town):
+    dispatcher, _, deliverer = await setup(town, {"ana": None})
+    await town.say(dispatcher, "nobody", "/pause")
+    await town.say(dispatcher, "nobody", "/resume")
+    await town.say(dispatcher, "ana", "/pause until 2026-10-01")  # the town's Friday is later
+    await town.say(dispatcher, "ana", "/language es")
+    await town.say(dispatcher, "ana", "/pause hasta 2026-10-31")
+    await deliverer.drain("terminal")
+    assert [t.startswith("You aren't getting check-ins") for t in town.texts("nobody")] == [
+        True,
+        True,
+    ]
+    assert "already passed" in town.texts("ana")[-4]
+    assert town.texts("ana")[-1].startswith("Las conversaciones están en pausa hasta el 2026-10-31")
+    preference = await dispatcher.storage.preference(town.identity.pseudonym("terminal", "ana"))
+    assert preference is not None and preference.paused_until is not None
+    assert preference.paused_until.date().isoformat() in ("2026-10-31", "2026-11-01")
+
+
 async def test_a_guide_offers_to_keep_in_touch_and_nobody_else_is_written_to(town: Town):
     dispatcher, scheduler, deliverer = await setup(town, {})
     await town.say(dispatcher, "walkin", "/start pulse")

@@ -74,9 +74,19 @@ class Cohorts:
         return None
 
     async def _resume_command(self, turn: Turn, arg: str) -> str | None:
+        if await self._in_none(turn):
+            return None
         await self._set(turn, paused_until=None)
         turn.say("resumed")
         return None
+
+    async def _in_none(self, turn: Turn) -> bool:
+        """True, having told them, if they are in no check-ins: pausing or resuming would
+        only promise what will not happen ("check-ins will come again"; found by review)."""
+        if await self.storage.cohorts_of(turn.participant_id):
+            return False
+        turn.say("checkins_none")
+        return True
 
     async def _timezone_command(self, turn: Turn, arg: str) -> str | None:
         await self._timezone(turn, arg.strip())
@@ -148,7 +158,11 @@ class Cohorts:
         turn.say("timezone_set", tz=found.key)
 
     async def _pause(self, turn: Turn, arg: str) -> None:
-        words = arg.removeprefix("until").strip()
+        if await self._in_none(turn):
+            return
+        # "until 2026-12-31", "hasta 2026-12-31" or just the date: the word before is theirs.
+        parts = arg.split()
+        words = " ".join(parts[1:] if parts and not parts[0][:1].isdigit() else parts)
         if not words:
             await self._set(turn, paused_until=FOREVER)
             turn.say("paused_forever")
@@ -161,6 +175,9 @@ class Cohorts:
         preference = await self.storage.preference(turn.participant_id)
         tz = zone(preference.tz if preference and preference.tz else self.default_tz)
         until = datetime.combine(day, time(23, 59), tzinfo=tz).astimezone(turn.now.tzinfo)
+        if until <= turn.now:
+            turn.say("pause_past")
+            return
         await self._set(turn, paused_until=until)
         turn.say("paused", until=day.isoformat())
 
