@@ -298,3 +298,13 @@ async def test_after_a_close_the_guide_starts_afresh_instead_of_the_closed_run(r
     assert person is not None and person.current_run is not None
     run = await h.storage.run(person.current_run)
     assert run is not None and run.gathering is None  # on their own, not in the room
+
+
+async def test_help_shows_a_facilitator_their_own_commands_too(room: Harness):
+    h = room
+    helped = [m.text for m in await h.say("/help", user="host")]
+    assert len(helped) == 2 and "/mydata" in helped[0]
+    assert helped[1].startswith("As a facilitator, you can also use:")
+    assert "/launch opens a gathering" in helped[1] and "/close closes" in helped[1]
+    others = [m.text for m in await h.say("/help", user="p1")]
+    assert len(others) == 1 and "/launch" not in others[0]

@@ -730,6 +730,8 @@ class Dispatcher:
         name = command[0] if command is not None else None
         if name in ("help", "privacy"):
             turn.say(name)
+            if name == "help":
+                await self._help_for_role(turn)
             return None
         if name == "language" and command is not None and not self._language(turn, command[1]):
             return None
@@ -740,6 +742,15 @@ class Dispatcher:
                 return await self._start_guide(turn, picked.value)
         self._menu(turn)
         return None
+
+    async def _help_for_role(self, turn: Turn) -> None:
+        """After /help's list, the commands this person's role gives them (a facilitator's
+        /launch, /status, /close...), which the list for everyone leaves out."""
+        role = await self._role_of(turn.actor)
+        extra = self.router.for_role(role) if role else []
+        if extra:
+            lines = [f"/{c.name} {turn.text(c.help_key)}" for c in extra]
+            turn.reply(Reply("\n".join([turn.text(f"help_as_{role}"), *lines])))
 
     def _language(self, turn: Turn, wanted: str) -> bool:
         """/language outside a conversation: the bot speaks the language named from now

@@ -39,6 +39,9 @@ class Command:
     after_close: bool = False  # works in a run whose gathering has closed
     listed: bool = True  # in everyone's /help and the platforms' command menus
     usage: str = ""  # the argument, as help shows it: "CODE", "[until DATE]"
+    # Roles whose /help lists it although anyone may send it (a gathering's host's own:
+    # the handler checks they host it).
+    help_for: frozenset[str] = frozenset()
 
     @property
     def help_key(self) -> str:
@@ -67,14 +70,16 @@ class Router:
         listed: bool = True,
         usage: str = "",
         deep_link: bool = False,
+        help_for: Iterable[str] = (),
     ) -> None:
         """Declare a command. `deep_link`: `/start NAME-ARG` means `/NAME ARG` (a link
         into a private chat, such as t.me/bot?start=join-K7M2QP)."""
         if name in self._commands:
             raise ValueError(f"the command /{name} is declared twice")
         self._commands[name] = Command(
-            name, handler, frozenset(roles), refusal, in_groups, after_close, listed, usage
-        )
+            name, handler, frozenset(roles), refusal, in_groups, after_close, listed, usage,
+            frozenset(help_for),
+        )  # fmt: skip
         if deep_link:
             self._deep_links.add(name)
 
@@ -113,6 +118,11 @@ class Router:
     def listed(self) -> list[Command]:
         """What everyone may use, in the order declared: for /help and command menus."""
         return [c for c in self._commands.values() if c.listed and not c.roles]
+
+    def for_role(self, role: str | None) -> list[Command]:
+        """What only some may use and this role may, in the order declared: for /help."""
+        return [c for c in self._commands.values()
+                if (c.listed and role in c.roles) or role in c.help_for]  # fmt: skip
 
     def names(self) -> set[str]:
         return set(self._commands)

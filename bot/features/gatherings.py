@@ -106,7 +106,9 @@ class Gatherings:
         for name in ("status", "next", "close", "summary", "qr"):
             handler = functools.partial(self._gathering_command, name)
             # The host's own: told to them when they launch, not in everyone's help.
-            router.command(name, handler, in_groups=True, usage="[CODE]", listed=False)
+            readers = (*HOSTS, COORDINATOR) if name == "summary" else HOSTS
+            router.command(name, handler, in_groups=True, usage="[CODE]", listed=False,
+                           help_for=readers)  # fmt: skip
         router.button(JOIN_STEP, self._join_tapped)
         router.button(STATUS_STEP, self._refresh)
 
