@@ -86,3 +86,19 @@ async def test_a_paced_question_arrives_while_the_participant_waits(tmp_path: Pa
         participant.stdin.close()
         await asyncio.wait_for(participant.wait(), 30)
     assert participant.returncode == 0
+
+
+def test_an_offer_at_the_end_of_a_guide_waits_for_its_answer(tmp_path: Path):
+    """The chat ended with the guide, so its offer to keep in touch could not be taken."""
+    data = tmp_path / "data"
+    assert kitchen_table("cohort", "add", "weekly", data=data, env=SECRET).returncode == 0
+    guide = tmp_path / "tiny.yaml"
+    guide.write_text(
+        "guide: tiny\nversion: 1\ntitle: Tiny\nkeep_in_touch: weekly\n"
+        "steps:\n  - id: q\n    ask: Anything on your mind?\n"
+    )
+    done = kitchen_table("chat", str(guide), "--as", "ana", data=data, env=SECRET,
+                         stdin="Fair pay\n1\n")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    offer = done.stdout.index("Would you like a short check-in")
+    assert done.stdout.index("You're in", offer) > offer

@@ -50,7 +50,8 @@ async def chat(
     out: TextIO | None = None,
     poll_seconds: float = POLL_SECONDS,
 ) -> int:
-    """Walk one person through a guide; exit 0 when it ends or input runs out."""
+    """Walk one person through a guide; exit 0 when it ends (and anything it asked at the
+    end is answered) or input runs out."""
     source = stdin or sys.stdin
     echo = out or sys.stdout
     interactive = source.isatty()
@@ -65,7 +66,12 @@ async def chat(
             echo.write(dispatcher.phrases.text(language or "en", "storage_error") + "\n\n")
             return False
         await deliverer.drain(CHANNEL)
-        return handled.status is not None and RunStatus(handled.status).ended
+        if handled.status is None or not RunStatus(handled.status).ended:
+            return False
+        # Ended, unless the end asked something (an offer to keep in touch): that waits
+        # for its answer, which it could never get once the chat had gone (found by review).
+        person = await dispatcher.storage.participant(dispatcher.identity.pseudonym(CHANNEL, name))
+        return person is None or not person.pending
 
     if await say(first):  # `/start GUIDE`, or `/join CODE` for a gathering
         return 0
