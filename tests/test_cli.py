@@ -147,7 +147,7 @@ def test_a_whole_gathering_rehearsed_in_terminals(tmp_path: Path):
                              data=data, env=env)  # fmt: skip
     assert launched.returncode == 0, launched.stderr
     code = re.search(r"Join code: ([A-Z0-9]{6})", launched.stdout).group(1)  # type: ignore[union-attr]
-    assert f"send /join {code}" in launched.stdout
+    assert f"sending /join {code}" in launched.stdout
     for n, person in enumerate(["ana", "ben", "cal", "dee", "eve"]):
         answers = f"yes\n{1 + n % 5}\n{35 + n}\nno\nMore <b>rest</b> {n}\n"
         walked = kitchen_table("chat", "--join", code, "--as", person, data=data, stdin=answers,
