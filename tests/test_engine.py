@@ -172,6 +172,12 @@ def test_invalid_answers_re_ask_with_a_helpful_message(phrases):
     assert "from 0 to 100" in feed(flow, at_hours, "lots").replies[0].text
     empty = feed(flow, at_sector, "1", "   ")
     assert "A few words" in empty.replies[0].text
+    # Nothing, or far too much, typed where a choice or a number is asked: told what
+    # that question takes, not asked for "a few words" or to shorten it.
+    assert "pick one of the options" in feed(flow, at_sector, " ").replies[0].text
+    assert "from 1 to 5" in feed(flow, at_worry, "").replies[0].text
+    assert "from 1 to 5" in feed(flow, at_worry, "3" * 5000).replies[0].text
+    assert "from 0 to 100" in feed(flow, at_hours, "\n").replies[0].text
 
 
 def test_over_long_answers_are_refused_and_nothing_is_kept(phrases):

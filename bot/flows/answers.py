@@ -155,9 +155,9 @@ def parse_text(step: Step, typed: str, limit: int) -> Parsed | Invalid:
 
 
 def parse_answer(step: Step, typed: str, limit: int) -> Parsed | Invalid:
-    """Parse typed text for any question step; `limit` caps free-text length."""
-    if not typed.strip() and step.kind is not StepKind.ASK:
-        return Invalid("empty_answer")
+    """Parse typed text for any question step; `limit` caps free-text length. Nothing
+    (or too much) typed for a choice, scale or number is refused as that kind's answer
+    is ("a whole number from 1 to 5"), not as words ("a few words are plenty")."""
     match step.kind:
         case StepKind.CHOOSE:
             return parse_choice(step, typed)

@@ -216,7 +216,7 @@ class Flow:
             result = self._tapped(step, given.value, state)
         else:
             assert isinstance(given, TextInput)
-            if len(given.text) > self.max_answer_chars:
+            if step.kind is StepKind.ASK and len(given.text) > self.max_answer_chars:
                 result = Invalid("too_long", {"limit": self.max_answer_chars})
             else:
                 result = parse_answer(step, given.text, self.max_answer_chars)
