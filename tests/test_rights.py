@@ -163,7 +163,8 @@ async def test_a_stray_yes_never_confirms_an_erasure(make_harness):  # type: ign
     assert person is not None and person.current_run is not None
     assert await h.storage.answers(person.current_run) == []  # not taken as an answer
     kept = await h.say("No.", user="ana")
-    assert "Nothing was erased" in kept[-1].text
+    assert "Nothing was erased" in kept[-2].text
+    assert kept[-1].text == "What do you do?"  # and where they were, asked again
 
     await h.say("/forget", user="ana")
     await h.say("/mydata", user="ana")  # another command: the confirmation is over

@@ -375,7 +375,7 @@ class Dispatcher:
         on_tap = self.router.button_for(tap.step) if tap is not None else None
         if tap is not None and on_tap is not None and not inbound.group:
             turn.pending = ""  # a bot-level question, answered by its button
-            return await on_tap(turn, tap.value)
+            return await self._then_ask_again(turn, await on_tap(turn, tap.value))
         if command is None and tap is None and inbound.kind == "text" and not inbound.group:
             answered = self._typed_answer(turn)
             if answered is UNCLEAR:
@@ -383,7 +383,7 @@ class Dispatcher:
             if answered is not None:
                 on_tap = self.router.button_for(answered.step)
                 if on_tap is not None:
-                    return await on_tap(turn, answered.value)
+                    return await self._then_ask_again(turn, await on_tap(turn, answered.value))
         if command is not None:
             declared = self.router.find(command[0])
             if declared is not None and declared.handler is not None:
@@ -398,7 +398,7 @@ class Dispatcher:
                     turn.pending = ""
                 status = await declared.handler(turn, command[1])
                 if status != TO_GUIDE:
-                    return status
+                    return await self._then_ask_again(turn, status)
         if inbound.group:
             self._group_intro(turn)
             return None
@@ -742,6 +742,32 @@ class Dispatcher:
                 return await self._start_guide(turn, picked.value)
         self._menu(turn)
         return None
+
+    async def _then_ask_again(self, turn: Turn, status: str | None) -> str | None:
+        """After a feature answered in the middle of a guide (their data, a check-in
+        setting, "nothing was erased"), the question they are at again, so they know
+        where they were (it was left unasked; found by review). Not when the feature
+        began, ended or erased a run, asked a question of its own, or spoke to a room."""
+        run = turn.run
+        if (
+            run is None
+            or turn.inbound.group
+            or turn.pending
+            or turn.commit.runs
+            or turn.commit.forget is not None
+            or RunStatus(run.status).ended
+        ):
+            return status
+        if run.gathering is not None:
+            held = await self.storage.gathering(run.gathering)
+            if held is None or held.status != "open":
+                return status  # answers there are closed: nothing to ask
+        flow = await self._flow(run.guide_hash)
+        state = RunState.model_validate_json(run.state)
+        asked = None if flow.expired(state, turn.now) else flow.asking(state)
+        if asked is not None:
+            turn.reply(asked, state.run_id)
+        return status
 
     async def _help_for_role(self, turn: Turn) -> None:
         """After /help's list, the commands this person's role gives them (a facilitator's

@@ -318,13 +318,20 @@ class Flow:
             turn.emit(Reply(self._say(turn.state, phrase)))
 
     def _reprompt(self, turn: _Turn) -> None:
-        state = turn.state
+        asked = self.asking(turn.state)
+        if asked is not None:
+            turn.emit(asked)
+
+    def asking(self, state: RunState) -> Reply | None:
+        """What a run is asking now, as it asks it (None: nothing, it has ended): for the
+        person again, after something else was said meanwhile."""
         if state.status is RunStatus.CONSENT:
-            turn.emit(self._consent_prompt(state))
-        elif state.status is RunStatus.ACTIVE and state.waiting:
-            turn.emit(Reply(self._say(state, "still_waiting")))
-        elif state.status is RunStatus.ACTIVE and state.step is not None:
-            turn.emit(self._prompt(state, self.guide.step(state.step)))
+            return self._consent_prompt(state)
+        if state.status is RunStatus.ACTIVE and state.waiting:
+            return Reply(self._say(state, "still_waiting"))
+        if state.status is RunStatus.ACTIVE and state.step is not None:
+            return self._prompt(state, self.guide.step(state.step))
+        return None
 
     # Commands ---------------------------------------------------------------
 
