@@ -241,6 +241,11 @@ async def test_time_zones_are_checked(town: Town):
     await town.say(dispatcher, "tz", "/timezone Europe/Madrid")
     await deliverer.drain("terminal")
     assert "Europe/Madrid" in town.texts("tz")[-1]
+    # Typed as people type it: any case, spaces for underscores.
+    for typed, kept in (("america/new york", "America/New_York"), ("utc", "UTC")):
+        await town.say(dispatcher, "tz", f"/timezone {typed}")
+        await deliverer.drain("terminal")
+        assert kept in town.texts("tz")[-1], town.texts("tz")[-1]
 
 
 async def test_expired_records_are_cleared_once_a_day_by_one_instance(town: Town):

@@ -19,7 +19,7 @@ from bot.conversation.turn import Turn
 from bot.features.roles import ADMIN, COORDINATOR, FACILITATOR, normal_code
 from bot.flows.events import Button, Reply
 from bot.flows.run import RunStatus
-from bot.scheduling.schedule_time import zone
+from bot.scheduling.schedule_time import typed_zone, zone
 from storage.rows import PreferenceRow, ScheduleRow
 
 if TYPE_CHECKING:
@@ -150,8 +150,8 @@ class Cohorts:
             tz = preference.tz if preference and preference.tz else self.default_tz
             turn.say("timezone_is", tz=tz)
             return
-        found = zone(name)
-        if found is None or ("/" not in name and name.upper() != "UTC"):
+        found = typed_zone(name)
+        if found is None or ("/" not in found.key and found.key != "UTC"):
             turn.say("timezone_unknown")
             return
         await self._set(turn, tz=found.key)

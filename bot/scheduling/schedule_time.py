@@ -7,6 +7,8 @@ Monday, whatever the UTC offset that week. Times in and out are aware datetimes.
 
 from __future__ import annotations
 
+import functools
+import zoneinfo
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -22,6 +24,22 @@ def zone(name: str) -> ZoneInfo | None:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         return None
+
+
+def typed_zone(name: str) -> ZoneInfo | None:
+    """The time zone someone typed, forgiving case and spaces: "america/new york" is
+    America/New_York (a zone name is case-sensitive, and people type in lower case)."""
+    exact = zone(name)
+    if exact is not None:
+        return exact
+    wanted = "_".join(name.split()).casefold()
+    found = _zones_by_folded_name().get(wanted)
+    return None if found is None else zone(found)
+
+
+@functools.cache
+def _zones_by_folded_name() -> dict[str, str]:
+    return {name.casefold(): name for name in zoneinfo.available_timezones()}
 
 
 def trigger(cron: str, tz: str) -> CronTrigger:
