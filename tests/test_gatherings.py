@@ -308,3 +308,21 @@ async def test_help_shows_a_facilitator_their_own_commands_too(room: Harness):
     assert "/launch opens a gathering" in helped[1] and "/close closes" in helped[1]
     others = [m.text for m in await h.say("/help", user="p1")]
     assert len(others) == 1 and "/launch" not in others[0]
+
+
+async def test_a_guide_for_facilitators_is_offered_to_them_only(make_harness):  # type: ignore[no-untyped-def]
+    """`audience: facilitators`: a host's report after a gathering is not on everyone's
+    menu (a worker saw "After the gathering" among their guides), yet starts by name."""
+    report = GUIDE.replace("guide: supper", "guide: host-report").replace(
+        "title: ", "audience: facilitators\ntitle: Host report · ", 1
+    )
+    h: Harness = make_harness(GUIDE, report)
+    h.house.roles.admins.add(h.pseudonym("admin"))
+    code = await h.house.roles.invite("facilitator", timedelta(days=7))
+    await h.say(f"/redeem {code}", user="host")
+    worker = [b.label for m in await h.say("/guides", user="p1") for b in m.buttons]
+    host = [b.label for m in await h.say("/guides", user="host") for b in m.buttons]
+    assert not any("Host report" in label for label in worker) and worker
+    assert any("Host report" in label for label in host) and len(host) == len(worker) + 1
+    started = await h.say("/start host-report", user="p1")
+    assert "Is that all right" in started[-1].text

@@ -480,11 +480,11 @@ class Dispatcher:
     async def _start_command(self, turn: Turn, arg: str) -> str | None:
         if arg:
             return await self._start_guide(turn, arg)
-        self._menu(turn)
+        await self._menu(turn)
         return None
 
     async def _guides_command(self, turn: Turn, arg: str) -> str | None:
-        self._menu(turn)
+        await self._menu(turn)
         return None
 
     async def _start_guide_tapped(self, turn: Turn, guide_id: str) -> str | None:
@@ -506,7 +506,7 @@ class Dispatcher:
         if loaded is None or loaded.guide is None:
             # Echo what they typed only scrubbed and short: it reaches the outbox on disk.
             turn.say("unknown_guide", guide=scrub(guide_id)[:40])
-            self._menu(turn)
+            await self._menu(turn)
             return None
         existing = await self.storage.open_run(turn.participant_id, loaded.guide.id)
         return await self._carry_on_or_begin(turn, loaded, existing, scheduled=scheduled)
@@ -684,11 +684,19 @@ class Dispatcher:
 
     # Messages outside a run ----------------------------------------------------
 
-    def _menu(self, turn: Turn) -> None:
-        turn.ask(self._menu_reply(turn.language))
+    async def _menu(self, turn: Turn) -> None:
+        turn.ask(self._menu_reply(turn.language, await self._role_of(turn.actor)))
 
-    def _menu_reply(self, language: str) -> Reply:
-        guides = [loaded.guide for loaded in self.library.all() if loaded.guide is not None]
+    def _menu_reply(self, language: str, role: str | None) -> Reply:
+        """The guides someone may pick: those for everyone, and for anyone whose role has
+        commands of its own (a facilitator, coordinator or admin) also those for
+        facilitators (a host's report after a gathering)."""
+        staff = role is not None and bool(self.router.for_role(role))
+        guides = [
+            loaded.guide
+            for loaded in self.library.all()
+            if loaded.guide is not None and (loaded.guide.audience == "everyone" or staff)
+        ]
         if not guides:
             return Reply(self.phrases.text(language, "no_guides"))
         buttons = tuple(
@@ -720,7 +728,7 @@ class Dispatcher:
         if unfinished:
             text = self.phrases.text(language, "home_unfinished")
             sections.append(Reply(text, tuple(unfinished), InputKind.CHOICE, step=GUIDE_MENU_STEP))
-        sections.append(self._menu_reply(language))
+        sections.append(self._menu_reply(language, await self._role_of(participant_id)))
         return [Outbound.from_reply(reply, None) for reply in sections]
 
     async def _no_conversation(self, turn: Turn, command: tuple[str, str] | None) -> str | None:
@@ -736,11 +744,11 @@ class Dispatcher:
         if name == "language" and command is not None and not self._language(turn, command[1]):
             return None
         if command is None and turn.inbound.tap is None:
-            menu = self._menu_reply(turn.language)
+            menu = self._menu_reply(turn.language, await self._role_of(turn.actor))
             picked = pick(list(menu.buttons), turn.inbound.text or "", self.phrases, turn.language)
             if picked is not None:
                 return await self._start_guide(turn, picked.value)
-        self._menu(turn)
+        await self._menu(turn)
         return None
 
     async def _then_ask_again(self, turn: Turn, status: str | None) -> str | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -167,6 +167,12 @@ class Guide(BaseModel):
         False,
         description="Publish a report of this guide's results at /report/GUIDE, without sign-in:"
         " figures by the minimum group and quotes from quotable questions only.",
+    )
+    audience: Literal["everyone", "facilitators"] = Field(
+        "everyone",
+        description="Who the menu of guides offers it to: everyone, or only facilitators,"
+        " coordinators and admins (a report a host writes after a gathering). Anyone may"
+        " still start it by name.",
     )
     steps: list[Step] = Field(min_length=1)
 
