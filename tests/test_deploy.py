@@ -175,7 +175,22 @@ def test_the_caddy_example_sends_the_bots_paths_to_the_bot_and_nothing_else():
     text = json.dumps(server)
     assert server["listen"] == [":443"]
     assert '"host": ["bot.example.org"]' in text
-    for path in ("/telegram/*", "/slack/*", "/healthz"):
+    for path in ("/telegram/*", "/slack/*", "/healthz", "/console", "/console/*", "/report/*"):
         assert f'"{path}"' in text
     assert '"dial": "127.0.0.1:8080"' in text
     assert '"status_code": 404' in text
+
+
+def test_the_nginx_example_sends_the_bots_paths_to_the_bot_and_nothing_else():
+    """Read as nginx reads its one location for the bot (a regular expression nginx and
+    Python agree on): the console's sign-in links and the public reports pass (they
+    were 404 in the documented deployment), nothing else does."""
+    conf = (ROOT / "deploy" / "nginx.conf").read_text("utf-8")
+    found = re.search(r"location ~ (\S+) \{\s*proxy_pass http://127\.0\.0\.1:8080;", conf)
+    assert found, conf
+    passes = re.compile(found.group(1))
+    for path in ("/telegram/a1b2", "/slack/events", "/healthz", "/console", "/console/",
+                 "/console/signin?t=x", "/report/weekly-checkin"):  # fmt: skip
+        assert passes.search(path), path
+    for path in ("/", "/healthz/x", "/consoles", "/reports", "/etc/passwd", "/metrics"):
+        assert not passes.search(path), path
