@@ -296,8 +296,9 @@ class ReportStore(Protocol):
         """Where runs of a guide that did not finish stopped: (step, runs)."""
         ...
 
-    async def answerers(self, guide_id: str, since: datetime, until: datetime) -> int:
-        """How many people answered any question of a guide in the period."""
+    async def answerers(self, guide_id: str, since: datetime, until: datetime) -> list[StepCount]:
+        """How many people answered each question of a guide in the period: (step, people),
+        for the questions anyone answered."""
         ...
 
     async def people_tallies(self, guide_id: str, since: datetime, until: datetime) -> list[Tally]:

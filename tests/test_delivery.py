@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from bot.delivery.channel import Capabilities, Failed, RetryAfter, SendResult, Sent
 from bot.delivery.deliverer import Deliverer
 from bot.messages import Outbound
@@ -163,6 +165,23 @@ async def test_a_message_that_cannot_be_read_is_dropped_and_the_next_goes(storag
     await deliverer.drain("terminal")
     assert channel.delivered == [("eve", "e2")]
     assert await storage.next_due("terminal") is None
+
+
+async def test_a_seal_that_will_not_open_waits_for_the_right_key(storage, clock):
+    """An address sealed with another key (an instance given the wrong secret) is not a
+    damaged row: dropping it would lose everyone's messages; it waits and retries."""
+    channel = ScriptedChannel({})
+    other = Identity(b"another-instance-secret")
+    await storage.commit(Commit(outbox=[
+        OutboxRow("terminal", "fay", other.seal("fay"), Outbound(text="f1").model_dump_json(), clock())
+    ]))  # fmt: skip
+    await Deliverer(storage, IDENTITY, {"terminal": channel}, clock).drain("terminal")
+    assert channel.delivered == []
+    assert await storage.next_due("terminal") == clock() + timedelta(seconds=2)  # kept
+    await Deliverer(storage, other, {"terminal": channel}, clock).drain("terminal")
+    clock.advance(seconds=2)
+    await Deliverer(storage, other, {"terminal": channel}, clock).drain("terminal")
+    assert channel.delivered == [("fay", "f1")]
 
 
 async def test_failures_back_off_longer_each_time(storage, clock):

@@ -440,3 +440,6 @@ def test_a_quote_with_line_breaks_cannot_add_lines_of_its_own(fmt: str, tmp_path
         assert MarkdownIt().render(shown).count("<li>") == 2, MarkdownIt().render(shown)
         lead = reports.render("one", fmt, "en", quote="- 5 of 5 agreed")
         assert MarkdownIt().render(lead).count("<li>") == 2  # not a list within the item
+        for plain in ("2.5 or more", "37.5–40.0", "1. all good", "-3 below"):
+            drawn = MarkdownIt().render(reports.render("one", fmt, "en", quote=plain))
+            assert drawn.count(f"<li>{plain}</li>") == 1, drawn  # no backslash shows

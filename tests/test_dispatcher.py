@@ -239,3 +239,21 @@ async def test_language_outside_a_conversation_is_kept_and_the_menu_follows_in_i
         listed = await h.say(unclear, user="ben")
         assert len(listed) == 1 and "English (en), Español (es)" in listed[0].text
     assert await h.storage.participant(h.pseudonym("ben")) is None  # nothing kept
+
+
+async def test_after_a_finished_guide_commands_are_answered_as_with_none_under_way(
+    make_harness,
+):
+    """A finished run stays someone's last: /language and /help after it once got "this
+    conversation is finished" instead of doing what they say."""
+    h = make_harness(GUIDE)
+    for text in ("/start pulse", "yes", "3", "More hours"):
+        await h.say(text, user="ana")
+    person = await h.storage.participant(h.pseudonym("ana"))
+    run = await h.storage.run(person.current_run)
+    assert run.status == "finished"
+    chose = await h.say("/language es", user="ana")
+    assert chose[0].text == "Muy bien, desde ahora te hablo en español."
+    helped = await h.say("/help", user="ana")
+    assert "/skip" in helped[0].text and "pregunta" in helped[0].text
+    assert not any("finished" in m.text or "terminó" in m.text for m in chose + helped)

@@ -6,6 +6,7 @@ cacheable, with the date it was made and a link to the open data. And the guide 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from storage.protocol import Storage
+from storage.rows import AnswerRow, Commit, RunRow
 from tests.conftest import GUIDES, START, FakeClock, load
 from tests.console_world import World, open_world
 from tests.results_world import GUIDE, GUIDE_ID, Person, add_guide, answer
@@ -106,6 +108,37 @@ async def test_it_moves_on_only_once_enough_people_answered_since(world: World, 
     third = await (await world.client.get(REPORT)).text()
     assert "All answers up to 2026-03-03." in third
     assert "11" in _figures(third)  # who took part: all of them now
+
+
+async def test_it_waits_for_a_group_on_every_question_it_shows(world: World, tmp_path: Path):
+    """Five new people, but one question (the quoted story) answered by one of them: the
+    page would show that one's story by difference, so it stays where it was. Answers to
+    what it never shows (a sensitive question) don't hold it back."""
+    add_guide(world.services.library, tmp_path)
+    await answer(world.storage, [Person("kitchen", 2, 40) for _ in range(6)],
+                 START - timedelta(days=3), "first")  # fmt: skip
+    first = await (await world.client.get(REPORT)).text()
+    at = world.clock()
+    for n in range(5):
+        run, who = f"new-run{n}", f"new-p{n}"
+        given = [("dept", "choose", "front"), ("stress", "scale", 3), ("hours", "number", 30),
+                 ("note", "ask", "between us")] + ([("story", "ask", "lone story")] if n == 0 else [])  # fmt: skip
+        await world.storage.commit(Commit(
+            runs=[RunRow(run, who, GUIDE_ID, 1, "h", "finished", "{}", at, at)],
+            answers=[AnswerRow(run, step, who, GUIDE_ID, 1, kind, json.dumps(value), at)
+                     for step, kind, value in given],
+        ))  # fmt: skip
+    world.clock.now += timedelta(days=1)
+    held = await (await world.client.get(REPORT)).text()
+    assert _figures(held) == _figures(first) and "lone story" not in held
+    for n in range(1, 5):  # the others tell a story too: now every question has five
+        run, who = f"new-run{n}", f"new-p{n}"
+        await world.storage.commit(Commit(answers=[
+            AnswerRow(run, "story", who, GUIDE_ID, 1, "ask", json.dumps(f"story {n}"), at)
+        ]))  # fmt: skip
+    world.clock.now += timedelta(days=1)
+    moved = await (await world.client.get(REPORT)).text()
+    assert "11" in _figures(moved) and "All answers up to 2026-03-03." in moved
 
 
 async def test_in_spanish_by_the_browsers_language(world: World, tmp_path: Path):

@@ -126,7 +126,7 @@ async def test_forget_by_typing_yes_and_by_an_admin(make_harness, tmp_path: Path
     await h.say("/forget ¡Sí!", user="beto")  # in Spanish, as yes is read everywhere
     assert await h.storage.participant(h.pseudonym("beto")) is None
     await walk(h, "cy", "two")
-    asked = await h.say("/forget no", user="cy")  # anything but yes asks first
+    asked = await h.say("/forget ok", user="cy")  # anything but a whole yes asks first
     assert await h.storage.participant(h.pseudonym("cy")) is not None
     assert asked[-1].buttons
 

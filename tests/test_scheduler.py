@@ -198,6 +198,7 @@ async def test_pause_and_resume_say_what_will_really_happen(town: Town):
     dispatcher, _, deliverer = await setup(town, {"ana": None})
     await town.say(dispatcher, "nobody", "/pause")
     await town.say(dispatcher, "nobody", "/resume")
+    await town.say(dispatcher, "ana", "/pause tomorrow")  # not a date: not paused for ever
     await town.say(dispatcher, "ana", "/pause until 2026-10-01")  # the town's Friday is later
     await town.say(dispatcher, "ana", "/language es")
     await town.say(dispatcher, "ana", "/pause hasta 2026-10-31")
@@ -206,6 +207,7 @@ async def test_pause_and_resume_say_what_will_really_happen(town: Town):
         True,
         True,
     ]
+    assert "year-month-day" in town.texts("ana")[-5]
     assert "already passed" in town.texts("ana")[-4]
     assert town.texts("ana")[-1].startswith("Las conversaciones están en pausa hasta el 2026-10-31")
     preference = await dispatcher.storage.preference(town.identity.pseudonym("terminal", "ana"))
@@ -265,3 +267,19 @@ async def test_expired_records_are_cleared_once_a_day_by_one_instance(town: Town
     assert (await first.tick()).cleared == 0
     town.clock.advance(days=1)
     assert (await second.tick()).cleared == 1  # the next day: the session that ran out
+
+
+async def test_a_stop_tapped_under_a_finished_check_in_keeps_the_check_ins(town: Town):
+    dispatcher, scheduler, deliverer = await setup(town, {"ana": None})
+    chicago = ZoneInfo("America/Chicago")
+    await at(town, datetime(2026, 10, 19, 9, 0, tzinfo=chicago), scheduler, deliverer)
+    run = await scheduler.storage.open_run(town.identity.pseudonym("terminal", "ana"), "pulse")
+    assert run is not None
+    await town.say(dispatcher, "ana", "4")
+    await town.say(dispatcher, "ana", "A fair week")  # finished
+    old = Inbound("terminal", "ana", "ana", "/stop", control_step="week", tap_run=run.id)
+    await dispatcher.handle(old)  # scrolled up, tapped Stop under last question
+    await deliverer.drain("terminal")
+    assert not any("won't get any more" in t for t in town.texts("ana"))
+    await at(town, datetime(2026, 10, 26, 9, 0, tzinfo=chicago), scheduler, deliverer)
+    assert town.prompts("ana") == 2

@@ -70,7 +70,7 @@ async def test_runs_and_people_counted_over_a_period(store: Storage) -> None:
         StepCount("q1", 1),
         StepCount("q2", 2),
     ]
-    assert await store.answerers("pulse", since, until) == 0  # runs here, no answers
+    assert await store.answerers("pulse", since, until) == []  # runs here, no answers
     await store.commit(
         Commit(
             answers=[
@@ -81,9 +81,12 @@ async def test_runs_and_people_counted_over_a_period(store: Storage) -> None:
             ]
         )
     )  # fmt: skip
-    assert await store.answerers("pulse", since, until) == 2  # ana once, ben; eve after
-    assert await store.answerers("pulse", START + timedelta(days=4), until) == 1
-    assert await store.answerers("other", since, until) == 0
+    # People per question: ana once for q1 (twice answered), ben; eve's after the period.
+    by_step = sorted(await store.answerers("pulse", since, until), key=lambda c: c.step)
+    assert by_step == [StepCount("q1", 2), StepCount("q2", 1)]
+    assert await store.answerers("pulse", START + timedelta(days=4), until) == [StepCount("q1", 1)]
+    assert await store.answerers("other", since, until) == []
+
     assert await store.run_counts(START + 3 * WEEK, START + 4 * WEEK) == []
     assert await store.people_counts(START + 3 * WEEK, START + 4 * WEEK) == []
 
@@ -181,3 +184,23 @@ async def test_free_text_pages_carry_the_run_language_when_asked(store: Storage)
     plain = [a async for page in store.answer_text_pages("pulse", ["story"], START, until)
              for a in page]  # fmt: skip
     assert [(a.participant, a.language) for a in plain] == [("ana", ""), ("ben", ""), ("cy", "")]
+
+
+async def test_a_run_counts_as_it_stood_when_the_period_ended(store: Storage) -> None:
+    """A report of a past period must not change when someone finishes later (the public
+    report's figures would show what one person did): a run that ended after the period
+    is counted as still under way in it."""
+    began, ended = START + timedelta(days=1), START + timedelta(days=6)
+    late = RunRow("r1", "ana", "pulse", 1, "h1", "finished", "{}", began, ended)
+    early = RunRow("r2", "ben", "pulse", 1, "h1", "stopped", "{}", began, began)
+    await store.commit(Commit(runs=[late, early]))
+    then = await store.run_counts(START, START + timedelta(days=3))
+    assert sorted(then, key=lambda c: c.status) == [
+        RunCount("pulse", "active", 1, 1),
+        RunCount("pulse", "stopped", 1, 1),
+    ]
+    now = await store.run_counts(START, START + timedelta(days=7))
+    assert sorted(now, key=lambda c: c.status) == [
+        RunCount("pulse", "finished", 1, 1),
+        RunCount("pulse", "stopped", 1, 1),
+    ]

@@ -133,11 +133,15 @@ async def test_old_free_text_is_blanked_and_the_rest_kept(store: Storage) -> Non
                 AnswerRow("r1", "skipped", "p1", "pulse", 1, "ask", "null", old),
                 AnswerRow("r1", "sector", "p1", "pulse", 1, "choose", '"care"', old),
                 AnswerRow("r2", "story", "p2", "pulse", 1, "ask", '"a new hope"', new),
+                AnswerRow("r3", "story", "p3", "pulse", 1, "ask", '"not in its state"', old),
             ],
         )
     )
+    # A state that keeps no copy of an answer is left as it is (nothing added to it).
+    bare_state = RunRow("r3", "p3", "pulse", 1, "h", "finished", '{"answers": {}}', old, old)
+    await store.commit(Commit(runs=[bare_state]))
     cutoff = START - timedelta(days=30)
-    assert await store.expire_texts(["ask"], cutoff) == 1
+    assert await store.expire_texts(["ask"], cutoff) == 2
     assert [a.value for a in await store.answers("r1")] == ['"care"', "null", '""']
     assert [a.value for a in await store.answers("r2")] == ['"a new hope"']
     # The copy a run's state keeps is blanked too; the rest of the state is as it was.
@@ -149,6 +153,8 @@ async def test_old_free_text_is_blanked_and_the_rest_kept(store: Storage) -> Non
     }
     newer = await store.run("r2")
     assert newer is not None and "a new hope" in newer.state
+    bare = await store.run("r3")
+    assert bare is not None and json.loads(bare.state) == {"answers": {}}
     assert await store.expire_texts(["ask"], cutoff) == 0  # nothing left to blank
     assert await store.expire_texts([], cutoff) == 0
 

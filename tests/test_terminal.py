@@ -98,7 +98,9 @@ def test_an_offer_at_the_end_of_a_guide_waits_for_its_answer(tmp_path: Path):
         "steps:\n  - id: q\n    ask: Anything on your mind?\n"
     )
     done = kitchen_table("chat", str(guide), "--as", "ana", data=data, env=SECRET,
-                         stdin="Fair pay\n1\n")  # fmt: skip
+                         stdin="Fair pay\nmaybe\n1\nnot read: the chat has ended\n")  # fmt: skip
     assert done.returncode == 0, done.stderr
     offer = done.stdout.index("Would you like a short check-in")
+    assert done.stdout.index("Please choose one of the answers above", offer) > offer
     assert done.stdout.index("You're in", offer) > offer
+    assert "Hi! Which conversation" not in done.stdout  # the last line went unread

@@ -58,7 +58,10 @@ async def chat(
     channel = deliverer.channels.get(CHANNEL)
     terminal = channel if isinstance(channel, TerminalChannel) else None
 
+    answering = False  # the guide has ended, with a question of the bot's still open
+
     async def say(text: str) -> bool:
+        nonlocal answering
         try:
             handled = await dispatcher.handle(Inbound(CHANNEL, name, name, text, language=language))
         except NotStored:
@@ -66,12 +69,15 @@ async def chat(
             echo.write(dispatcher.phrases.text(language or "en", "storage_error") + "\n\n")
             return False
         await deliverer.drain(CHANNEL)
-        if handled.status is None or not RunStatus(handled.status).ended:
+        ended = handled.status is not None and RunStatus(handled.status).ended
+        if not ended and not answering:
             return False
         # Ended, unless the end asked something (an offer to keep in touch): that waits
-        # for its answer, which it could never get once the chat had gone (found by review).
+        # for its answer, which it could never get once the chat had gone, and the chat
+        # ends once it is answered (found by review).
         person = await dispatcher.storage.participant(dispatcher.identity.pseudonym(CHANNEL, name))
-        return person is None or not person.pending
+        answering = person is not None and bool(person.pending)
+        return not answering
 
     if await say(first):  # `/start GUIDE`, or `/join CODE` for a gathering
         return 0

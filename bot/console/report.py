@@ -31,6 +31,7 @@ from aiohttp import web
 
 from bot.console.context import SERVICES, Services, language_of, render
 from bot.console.results_view import ResultsView
+from bot.flows.guide import Guide, StepKind
 from bot.reports.results import build_results
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -81,22 +82,27 @@ def make_reports(services: Services, console: web.Application, stylesheet: str) 
     return app
 
 
-async def published_through(services: Services, guide_id: str, today: datetime) -> datetime:
-    """The moment a guide's public report runs up to: `today` (its start) once at least
-    the minimum group of people have answered since the moment it ran up to before, else
-    that moment still. Moved on daily, anyone comparing two days' pages saw what the one
-    or two people who answered between them said (found by review); moved on by at least
-    k people, the difference is a group's, as every figure is. Kept in the database, so
-    that every instance shows the same."""
+async def published_through(services: Services, guide: Guide, today: datetime) -> datetime:
+    """The moment a guide's public report runs up to: `today` (its start) once every
+    question answered since the moment it ran up to before was answered by at least the
+    minimum group of people, else that moment still. Moved on daily, anyone comparing
+    two days' pages saw what the one or two people who answered between them said (found
+    by review); moved on only so, each question's difference is a group's, as every
+    figure is. Only the questions the report shows count (not `sensitive` ones, nor
+    written answers it never quotes). Kept in the database, so that every instance shows
+    the same."""
     storage = services.storage
-    kept = await storage.record(PUBLISHED, guide_id, services.clock())
+    shown = {s.id for s in guide.questions
+             if not s.sensitive and (s.kind is not StepKind.ASK or s.quotable)}  # fmt: skip
+    kept = await storage.record(PUBLISHED, guide.id, services.clock())
     if kept is not None:
         through = datetime.fromisoformat(kept.decode())
         if through >= today:
             return through
-        if await storage.answerers(guide_id, through, today) < services.min_group:
+        since = [c for c in await storage.answerers(guide.id, through, today) if c.step in shown]
+        if not since or min(c.count for c in since) < services.min_group:
             return through
-    await storage.put_record(PUBLISHED, guide_id, today.isoformat().encode())
+    await storage.put_record(PUBLISHED, guide.id, today.isoformat().encode())
     return today
 
 
@@ -131,7 +137,7 @@ async def show(request: web.Request) -> web.StreamResponse:
     kept = made.get(key)
     if kept is None or now - kept.at >= timedelta(seconds=MAX_AGE):
         # Up to the start of today (the same all day), once enough people answered since.
-        until = await published_through(services, guide.id, datetime.combine(today, time(), zone))
+        until = await published_through(services, guide, datetime.combine(today, time(), zone))
         results = await build_results(services.storage, guide, EVER, until,
                                       min_group=services.min_group, language=language)  # fmt: skip
         show_ = ResultsView(lambda key, **p: services.strings.text(language, key, **p),

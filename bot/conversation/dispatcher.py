@@ -410,6 +410,10 @@ class Dispatcher:
             if command is None or command[0] != "stop":
                 return await self._no_conversation(turn, command)
             return None
+        if command is not None and inbound.control_step is None and RunStatus(run_row.status).ended:
+            # Their last conversation has ended: a typed command (/help, /language es) is
+            # answered as with none under way, not with "this conversation is finished".
+            return await self._no_conversation(turn, command)
         flow = await self._flow(run_row.guide_hash)
         state = RunState.model_validate_json(run_row.state)
         if inbound.control_step is not None and (

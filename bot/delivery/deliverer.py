@@ -184,17 +184,18 @@ class Deliverer:
     async def _send_one(self, channel: Channel, row: OutboxRow) -> SendResult:
         try:
             message = Outbound.model_validate_json(row.payload)
+        except ValueError as error:
+            # A payload that can't be read never will be: kept, it was tried every ten
+            # minutes for ever, and held back everything queued after it for this person
+            # (found by review). Dropped, and said in the log. (A seal that won't open is
+            # not this: a wrong secret key is put right, so those wait and retry below.)
+            log.exception("a queued message could not be read; it is dropped")
+            return Dropped(f"unreadable: {type(error).__name__}")
+        try:
             if message.edit is not None and message.edit.startswith(SEALED):
                 message.edit = self.identity.unseal(message.edit[len(SEALED) :].encode())
             message = fit(message, channel.capabilities)
             address = self.identity.unseal(row.address)
-        except Exception as error:
-            # A row that can't be read never will be: kept, it was tried every ten
-            # minutes for ever, and held back everything queued after it for this person
-            # (found by review). Dropped, and said in the log.
-            log.exception("a queued message could not be read; it is dropped")
-            return Dropped(f"unreadable: {type(error).__name__}")
-        try:
             return await channel.send(address, message)
         except Exception as error:
             # Whatever went wrong, this row waits and retries with backoff; nobody else waits.

@@ -58,14 +58,16 @@ class Cohorts:
         return None
 
     async def _stop_command(self, turn: Turn, arg: str) -> str | None:
-        if turn.run is None or RunStatus(turn.run.status).ended:
-            self.leave(turn)  # and the guide, with nothing to end, need not say so
+        under_way = turn.run is not None and not RunStatus(turn.run.status).ended
+        if not under_way and turn.inbound.control_step is None:
+            self.leave(turn)  # typed with nothing under way: no more messages from us
             return None
-        if await self.storage.cohorts_of(turn.participant_id):
-            # Stop sits under every question, beside Skip and Back: it ends this
-            # conversation, not the check-ins they chose (it ended them silently, found
-            # by review). Once the guide has stopped, they are told those go on, and how
-            # to end them too (a Stop under a question long past stops nothing).
+        # Otherwise it ends this conversation, not the check-ins they chose (it ended them
+        # silently; found by review): Stop sits under every question beside Skip and Back,
+        # and one tapped under a conversation long finished stops nothing (the guide says
+        # it has passed). Once the guide has stopped, they are told the check-ins go on,
+        # and how to end them too.
+        if under_way and await self.storage.cohorts_of(turn.participant_id):
             turn.closing.append(_check_ins_go_on)
         return TO_GUIDE
 
@@ -162,7 +164,7 @@ class Cohorts:
             return
         # "until 2026-12-31", "hasta 2026-12-31" or just the date: the word before is theirs.
         parts = arg.split()
-        words = " ".join(parts[1:] if parts and not parts[0][:1].isdigit() else parts)
+        words = " ".join(parts[1:] if len(parts) > 1 and not parts[0][:1].isdigit() else parts)
         if not words:
             await self._set(turn, paused_until=FOREVER)
             turn.say("paused_forever")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from bot.conversation.router import Router
 from bot.conversation.turn import Turn
 from bot.flows.events import Button, Reply
-from bot.flows.text import localize
+from bot.flows.text import fold_answer, localize
 from bot.messages import Outbound
 
 if TYPE_CHECKING:
@@ -41,7 +41,9 @@ class Rights:
         router.button(FORGET_STEP, self._tap, yes_no=True)
 
     async def _forget_command(self, turn: Turn, arg: str) -> str | None:
-        if turn.voice.phrases.yes_or_no(turn.language, arg):
+        # Only a whole "yes" skips the question: erasure can't be undone, and "/forget s"
+        # or "/forget ok" may be a slip (the other yes-words answer the question itself).
+        if fold_answer(arg) in ("yes", "si"):
             self.forget(turn)
             return None
         buttons = (

@@ -216,10 +216,16 @@ class Flow:
             result = self._tapped(step, given.value, state)
         else:
             assert isinstance(given, TextInput)
-            if step.kind is StepKind.ASK and len(given.text) > self.max_answer_chars:
-                result = Invalid("too_long", {"limit": self.max_answer_chars})
+            typed = given.text
+            if len(typed) > self.max_answer_chars:
+                if step.kind is StepKind.ASK:
+                    result = Invalid("too_long", {"limit": self.max_answer_chars})
+                else:
+                    # Not read at all (splitting 40,000 characters into choices costs the
+                    # loop): refused as that kind's answer is, as if nothing was typed.
+                    result = parse_answer(step, "", self.max_answer_chars)
             else:
-                result = parse_answer(step, given.text, self.max_answer_chars)
+                result = parse_answer(step, typed, self.max_answer_chars)
         if isinstance(result, Invalid):
             turn.emit(Reply(self._say(state, result.reason, **result.params)))
             self._reprompt(turn)

@@ -20,6 +20,7 @@ class Phrasebook:
             raise ValueError(f"the phrasebook has no '{fallback}' phrases to fall back on")
         self._books: dict[str, dict[str, Any]] = {lang: dict(b) for lang, b in books.items()}
         self._fallback = fallback
+        self._folded_yes_no: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
 
     @property
     def languages(self) -> list[str]:
@@ -46,12 +47,22 @@ class Phrasebook:
         if not key:
             return None
         for lang in dict.fromkeys((language, language.split("-")[0], *self._books)):
-            book = self._books.get(lang, {})
-            if key in {fold(str(w)) for w in book.get("yes_words", [])}:
+            yes, no = self._yes_no_words(lang)
+            if key in yes:
                 return True
-            if key in {fold(str(w)) for w in book.get("no_words", [])}:
+            if key in no:
                 return False
         return None
+
+    def _yes_no_words(self, language: str) -> tuple[frozenset[str], frozenset[str]]:
+        """One language's own yes-words and no-words, folded (folded once, then kept)."""
+        if language not in self._folded_yes_no:
+            book = self._books.get(language, {})
+            self._folded_yes_no[language] = (
+                frozenset(fold(str(w)) for w in book.get("yes_words", [])),
+                frozenset(fold(str(w)) for w in book.get("no_words", [])),
+            )
+        return self._folded_yes_no[language]
 
     def words(self, language: str, key: str) -> list[str]:
         """A list phrase (such as the words that mean yes), in `language` and the fallback."""

@@ -28,13 +28,18 @@ DOCUMENTS = ("md", "page")  # files: Markdown, and a whole HTML page
 BAR_WIDTH = 10
 
 _MARKDOWN = re.compile(r"([\\`*_\[\]<>|~#])")
-# What starts a list item when a line begins with it: escaped at a value's start.
-_MARKDOWN_LEAD = re.compile(r"^(\s*)([-+]|\d+(?=[.)]))")
+# What starts a list item at a line's start ("- x", "+ x", "1. x", "1) x"): escaped at a
+# value's start as CommonMark allows (a backslash before the "-" or the "."), never before
+# a digit, where the backslash would show ("2.5 or more" stays as it is).
+_MARKDOWN_LEAD = re.compile(r"^(\s*)(?:([-+])|(\d+)([.)]))(?=\s|$)")
 _LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
 
 
 def _markdown(text: str) -> str:
-    return _MARKDOWN_LEAD.sub(r"\1\\\2", _MARKDOWN.sub(r"\\\1", text))
+    escaped = _MARKDOWN.sub(r"\\\1", text)
+    return _MARKDOWN_LEAD.sub(
+        lambda m: m[1] + (f"\\{m[2]}" if m[2] else f"{m[3]}\\{m[4]}"), escaped
+    )
 
 
 def _one_line(text: str) -> str:

@@ -37,8 +37,11 @@ from storage.postgres.connection import session_locking
 
 # Tables whose rows hold what a person typed or what the bot said to them: answers,
 # run states (which carry answers for the guide's texts), the outbox, the pending
-# question; and the table of people itself (their sealed address).
-TABLES = ("answers", "runs", "outbox", "participants")
+# question; the table of people itself (their sealed address); and records, where
+# erasure rewrote what named them (the console's audit entries, sessions).
+TABLES = ("answers", "runs", "outbox", "participants", "records")
+# The record `expire_texts` (storage/postgres/rights.py) leaves when it blanks old text.
+BLANKED = ("erasure", "texts-blanked")
 # One instance at a time rewrites the tables: an advisory lock on this number.
 LOCK = 0x4B54_4552_4153_45  # "KTERASE"
 # Safety stop for the WAL loop: a replication slot or wal_keep_size holds segments.
@@ -56,15 +59,21 @@ class Erasure:
 
 
 async def _pending(connection: Any) -> datetime | None:
-    """When the latest erasure not yet cleared from the files happened (None: none): a
-    person forgotten, or old free text blanked (`expire_texts` notes when)."""
+    """When the latest erasure not yet cleared from the files happened (None: none)."""
     value: datetime | None = await connection.fetchval(
-        "SELECT max(e.at) FROM (SELECT t.at FROM tombstones AS t UNION ALL"
-        " SELECT convert_from(x.value, 'UTF8')::timestamptz FROM records AS x"
-        " WHERE x.kind = 'erasure' AND x.key = 'texts-blanked') AS e"
-        " WHERE e.at > (SELECT m.cleared_through FROM kt_maintenance AS m)"
+        "SELECT max(t.at) FROM tombstones AS t"
+        " WHERE t.at > (SELECT m.cleared_through FROM kt_maintenance AS m)"
     )
     return value
+
+
+async def _blanked(connection: Any) -> bytes | None:
+    """The mark `expire_texts` leaves when it blanks old text (None: none since the last
+    round): its old values are in the files too, until a round rewrites them."""
+    mark: bytes | None = await connection.fetchval(
+        "SELECT value FROM records WHERE kind = $1 AND key = $2", *BLANKED
+    )
+    return mark
 
 
 async def clear(connection: Any, at_once: bool = False) -> Erasure:
@@ -78,7 +87,8 @@ async def clear(connection: Any, at_once: bool = False) -> Erasure:
     try:
         await connection.execute(SCHEMA)  # under the lock: one instance makes it
         through = await _pending(connection)
-        if through is None and not at_once:
+        blanked = await _blanked(connection)
+        if through is None and blanked is None and not at_once:
             result.done = True
             result.lines.append(
                 "nothing was erased or blanked since the last round: nothing to clear"
@@ -111,6 +121,12 @@ async def clear(connection: Any, at_once: bool = False) -> Erasure:
             await connection.execute(
                 "UPDATE kt_maintenance SET cleared_through = greatest(cleared_through, $1)",
                 through,
+            )
+        if blanked is not None:  # unless text was blanked again meanwhile: that waits
+            await connection.execute(
+                "DELETE FROM records WHERE kind = $1 AND key = $2 AND value = $3",
+                *BLANKED,
+                blanked,
             )
         return result
     finally:

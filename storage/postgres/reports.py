@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime
 
+from storage.as_of import AS_OF_UNTIL
 from storage.forgotten import not_forgotten
 from storage.postgres.connection import Connections, ts, utc
 from storage.rows import (
@@ -81,8 +82,8 @@ class ReportsPG(Connections):
     async def run_counts(self, since: datetime, until: datetime) -> list[RunCount]:
         """(guide, status, runs, distinct participants) for runs active in the period."""
         rows = await self._all(
-            "SELECT guide_id, status, count(*), count(DISTINCT participant) FROM runs"
-            " WHERE updated_at >= $1 AND started_at < $2 GROUP BY guide_id, status",
+            f"SELECT guide_id, {AS_OF_UNTIL.format('$2')}, count(*), count(DISTINCT participant)"
+            " FROM runs WHERE updated_at >= $1 AND started_at < $2 GROUP BY 1, 2",
             utc(since),
             utc(until),
         )
@@ -113,15 +114,15 @@ class ReportsPG(Connections):
         )
         return [StepCount(r[0], r[1]) for r in rows]
 
-    async def answerers(self, guide_id: str, since: datetime, until: datetime) -> int:
-        found: int = await self._value(
-            "SELECT count(DISTINCT participant)::int FROM answers"
-            " WHERE guide_id = $1 AND answered_at >= $2 AND answered_at < $3",
+    async def answerers(self, guide_id: str, since: datetime, until: datetime) -> list[StepCount]:
+        rows = await self._all(
+            "SELECT step, count(DISTINCT participant) FROM answers"
+            " WHERE guide_id = $1 AND answered_at >= $2 AND answered_at < $3 GROUP BY step",
             guide_id,
             utc(since),
             utc(until),
         )
-        return found
+        return [StepCount(r[0], r[1]) for r in rows]
 
     async def people_tallies(self, guide_id: str, since: datetime, until: datetime) -> list[Tally]:
         """(step, one value as JSON, distinct people who gave it) for choices, scales and

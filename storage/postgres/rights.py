@@ -83,8 +83,10 @@ class RightsPG(Connections):
 
 
 # In one statement: the answers blanked, the copies their runs' states keep (`answers`
-# in the state's JSON, for the guide's texts; found by review to outlive retention),
-# and, if anything was blanked, the moment, for erasure's next round to see.
+# in the state's JSON, for the guide's texts; found by review to outlive retention:
+# only a text kept there is blanked, as on SQLite), and, if anything was blanked, a
+# mark for erasure's next round to see (a token, not a time: the database's clock and
+# the bot's need not agree).
 EXPIRE_TEXTS = """
 WITH blanked AS (
     UPDATE answers SET value = '""' WHERE kind = ANY($1::text[])
@@ -94,11 +96,14 @@ WITH blanked AS (
     UPDATE runs AS r SET state = jsonb_set(
         r.state::jsonb, '{answers}', coalesce(r.state::jsonb -> 'answers', '{}') || b.steps
     )::text
-    FROM (SELECT run_id, jsonb_object_agg(step, ''::text) AS steps FROM blanked GROUP BY run_id) AS b
-    WHERE r.id = b.run_id AND r.state::jsonb ? 'answers'
+    FROM (SELECT b.run_id, jsonb_object_agg(b.step, ''::text) AS steps
+          FROM blanked AS b JOIN runs AS o ON o.id = b.run_id
+          WHERE jsonb_typeof(o.state::jsonb -> 'answers' -> b.step) = 'string'
+          GROUP BY b.run_id) AS b
+    WHERE r.id = b.run_id
 ), noted AS (
     INSERT INTO records (kind, key, value)
-    SELECT 'erasure', 'texts-blanked', convert_to(clock_timestamp()::text, 'UTF8')
+    SELECT 'erasure', 'texts-blanked', convert_to(gen_random_uuid()::text, 'UTF8')
     WHERE EXISTS (SELECT 1 FROM blanked)
     ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value
 )

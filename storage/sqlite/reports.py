@@ -8,6 +8,7 @@ from datetime import datetime
 
 import aiosqlite
 
+from storage.as_of import AS_OF_UNTIL
 from storage.forgotten import not_forgotten
 from storage.rows import (
     ChoiceCount,
@@ -69,9 +70,9 @@ class ReportsSQL(Connections):
     async def run_counts(self, since: datetime, until: datetime) -> list[RunCount]:
         """(guide, status, runs, distinct participants) for runs active in the period."""
         rows = await self._packed(
-            "SELECT guide_id, status, count(*), count(DISTINCT participant) FROM runs"
-            " WHERE updated_at >= ? AND started_at < ? GROUP BY guide_id, status",
-            (ts(since), ts(until)),
+            f"SELECT guide_id, {AS_OF_UNTIL.format('?')}, count(*), count(DISTINCT participant)"
+            " FROM runs WHERE updated_at >= ? AND started_at < ? GROUP BY 1, 2",
+            (ts(until), ts(since), ts(until)),
             4,
         )
         return [RunCount(r[0], r[1], r[2], r[3]) for r in rows]
@@ -103,13 +104,13 @@ class ReportsSQL(Connections):
         )
         return [StepCount(r[0], r[1]) for r in rows]
 
-    async def answerers(self, guide_id: str, since: datetime, until: datetime) -> int:
-        row = await self._one(
-            "SELECT count(DISTINCT participant) FROM answers"
-            " WHERE guide_id = ? AND answered_at >= ? AND answered_at < ?",
+    async def answerers(self, guide_id: str, since: datetime, until: datetime) -> list[StepCount]:
+        rows = await self._all(
+            "SELECT step, count(DISTINCT participant) FROM answers"
+            " WHERE guide_id = ? AND answered_at >= ? AND answered_at < ? GROUP BY step",
             (guide_id, ts(since), ts(until)),
         )
-        return int(row[0]) if row else 0
+        return [StepCount(r[0], r[1]) for r in rows]
 
     async def people_tallies(self, guide_id: str, since: datetime, until: datetime) -> list[Tally]:
         """(step, one value as JSON, distinct people who gave it) for choices, scales and
