@@ -410,9 +410,14 @@ class Dispatcher:
             if command is None or command[0] != "stop":
                 return await self._no_conversation(turn, command)
             return None
-        if command is not None and inbound.control_step is None and RunStatus(run_row.status).ended:
-            # Their last conversation has ended: a typed command (/help, /language es) is
-            # answered as with none under way, not with "this conversation is finished".
+        if (
+            command is not None
+            and command[0] in ("help", "privacy", "language")
+            and RunStatus(run_row.status).ended
+        ):
+            # Their last conversation has ended: these mean the same with none under way
+            # (/language es is kept, /help lists a role's commands), not "this
+            # conversation is finished". /skip or /back still hear that it is.
             return await self._no_conversation(turn, command)
         flow = await self._flow(run_row.guide_hash)
         state = RunState.model_validate_json(run_row.state)
