@@ -5,11 +5,11 @@ It shows what the console's results show (`bot/reports/results.py`, the same one
 minimum-group rule: every figure from at least k people, "fewer than k" otherwise),
 with no breakdown, no free text but quotes from quotable questions, and all answers up
 to the start of a day in the console's time zone (today's, once at least k people have
-answered since the day it last moved to: `published_through`): the page is the same
-all day, so it
-is cacheable (`Cache-Control: public`, an `ETag` of its body, answered 304 when it
-matches, `Last-Modified`), and each instance keeps what it made for as long as a
-reader's cache may (an hour), so an answer erased today is gone from it within the hour. It says the date it was made and links to the open data:
+answered each question it shows since the day it last moved to: `published_through`):
+the page is the same all day, so it is cacheable (`Cache-Control: public`, an `ETag` of
+its body, answered 304 when it matches, `Last-Modified`), and each instance keeps what
+it made for as long as a reader's cache may (an hour), so an answer erased today is
+gone from it within the hour. It says the date it was made and links to the open data:
 the console's open-data page (coordinators download there; the report's readers are
 pointed to it as the partnership publishes it), or the console when that page is not
 there. It is an aiohttp application of its own, mounted at /report by

@@ -541,13 +541,15 @@ class Dispatcher:
         joining = turn.gathering.id if turn.gathering is not None else None
         if existing is None or (joining is not None and existing.gathering != joining):
             return None
-        if existing.gathering is not None and existing.gathering != joining:
-            held = await self.storage.gathering(existing.gathering)
-            if held is None or held.status != "open":
-                # Its gathering has closed: what was said there stays as summarised, and
-                # the guide begins afresh, on their own (found by review: it was resumed,
-                # only to be refused, again and again).
-                return None
+        if (
+            existing.gathering is not None
+            and existing.gathering != joining
+            and await self._closed(existing.gathering)
+        ):
+            # Its gathering has closed: what was said there stays as summarised, and the
+            # guide begins afresh, on their own (found by review: it was resumed, only to
+            # be refused, again and again).
+            return None
         flow = await self._flow(existing.guide_hash)
         state = RunState.model_validate_json(existing.state)
         # A scheduled prompt ends last week's expired run without a word: this week's
@@ -572,6 +574,11 @@ class Dispatcher:
         )
         await self._record(turn, flow, outcome, loaded)
         return outcome
+
+    async def _closed(self, gathering_id: str) -> bool:
+        """Whether a run's gathering no longer takes answers (closed, or gone)."""
+        held = await self.storage.gathering(gathering_id)
+        return held is None or held.status != "open"
 
     async def _flow(self, guide_hash: str) -> Flow:
         """The flow a run is pinned to: the current guide file, or the stored older text."""
@@ -752,12 +759,12 @@ class Dispatcher:
             return None
         if name == "language" and command is not None and not self._language(turn, command[1]):
             return None
+        menu = self._menu_reply(turn.language, await self._role_of(turn.actor))
         if command is None and turn.inbound.tap is None:
-            menu = self._menu_reply(turn.language, await self._role_of(turn.actor))
             picked = pick(list(menu.buttons), turn.inbound.text or "", self.phrases, turn.language)
             if picked is not None:
                 return await self._start_guide(turn, picked.value)
-        await self._menu(turn)
+        turn.ask(menu)  # the role read once for both
         return None
 
     async def _then_ask_again(self, turn: Turn, status: str | None) -> str | None:
@@ -775,10 +782,8 @@ class Dispatcher:
             or RunStatus(run.status).ended
         ):
             return status
-        if run.gathering is not None:
-            held = await self.storage.gathering(run.gathering)
-            if held is None or held.status != "open":
-                return status  # answers there are closed: nothing to ask
+        if run.gathering is not None and await self._closed(run.gathering):
+            return status  # answers there are closed: nothing to ask
         flow = await self._flow(run.guide_hash)
         state = RunState.model_validate_json(run.state)
         asked = None if flow.expired(state, turn.now) else flow.asking(state)

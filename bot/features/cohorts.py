@@ -4,8 +4,9 @@ A cohort is a named group that people opt into (`/join CODE`, a deep link, or
 "yes" when a guide offers to keep in touch); nobody is messaged first without
 that. `/leave` opts out, and so does `/stop` when no conversation is under way
 (during one, it ends that conversation and says the check-ins go on).
-`/timezone`, `/pause [until DATE]` and `/resume` are each person's own. Facilitators see and pause schedules with
-`/schedule`. Like the dispatcher, everything here only adds to the turn's commit.
+`/timezone`, `/pause [until DATE]` and `/resume` are each person's own. Facilitators
+see and pause schedules with `/schedule`. Like the dispatcher, everything here only
+adds to the turn's commit.
 """
 
 from __future__ import annotations
@@ -129,12 +130,11 @@ class Cohorts:
         )
         turn.ask(Reply(text(language, "keep_in_touch"), buttons))
 
-    def leave(self, turn: Turn, quietly: bool = False) -> None:
+    def leave(self, turn: Turn) -> None:
         turn.commit.left.append((None, turn.participant_id))
         # Kept only to be asked again: with no run of theirs either, they go now.
         turn.commit.delete_unused_participant = turn.participant_id
-        if not quietly:
-            turn.say("cohort_left")
+        turn.say("cohort_left")
 
     # Commands ------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from bot.flows.guide import Guide, StepKind
 from bot.flows.scrub import scrub
 from bot.flows.text import localize
 from bot.reports import min_group as rule
-from bot.reports.breakdown import Breakdown, breakdown
+from bot.reports.breakdown import Breakdown, Count, breakdown
 from bot.reports.themes.model import Answer, QuestionThemes
 from bot.reports.themes.service import answer_id, find_themes, without_answers
 from storage.rows import AnswerRow, RunRow
@@ -59,10 +59,10 @@ class Summary:
     themes: list[QuestionThemes] = field(default_factory=list)  # per free-text question
 
     @property
-    def finished_shown(self) -> int | None:
-        """How many finished, as the minimum-group rule lets it be shown (None: "fewer
-        than k"): "6 took part and 4 finished" told that 2 stopped (found by review)."""
-        return rule.count(self.finished, self.min_group)
+    def finished_shown(self) -> Count:
+        """How many finished, as the minimum-group rule lets it be shown (`n` in the
+        templates): "6 took part and 4 finished" told that 2 stopped (found by review)."""
+        return Count(rule.count(self.finished, self.min_group))
 
     @property
     def nothing_shown(self) -> bool:

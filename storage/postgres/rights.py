@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from storage.postgres.connection import Connections, utc
+from storage.postgres.erasure import BLANKED
 from storage.rows import (
     KeptAbout,
     KeptAnswer,
@@ -32,9 +33,9 @@ class RightsPG(Connections):
 
     async def expire_texts(self, kinds: Sequence[str], before: datetime) -> int:
         """Blank free-text answers older than `before`, keeping the rows (so counts stay),
-        and the copy of each that its run's state keeps; and note when, so that erasure's
-        next round rewrites the files that still hold the old values (erasure.py)."""
-        blanked: int = await self._value(EXPIRE_TEXTS, list(kinds), utc(before))
+        and the copy of each that its run's state keeps; and leave a mark, so that
+        erasure's next round rewrites the files that still hold the old values."""
+        blanked: int = await self._value(EXPIRE_TEXTS, list(kinds), utc(before), *BLANKED)
         return blanked
 
     async def tombstone(self, participant_id: str) -> datetime | None:
@@ -103,7 +104,7 @@ WITH blanked AS (
     WHERE r.id = b.run_id
 ), noted AS (
     INSERT INTO records (kind, key, value)
-    SELECT 'erasure', 'texts-blanked', convert_to(gen_random_uuid()::text, 'UTF8')
+    SELECT $3, $4, convert_to(gen_random_uuid()::text, 'UTF8')
     WHERE EXISTS (SELECT 1 FROM blanked)
     ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value
 )

@@ -90,8 +90,8 @@ class RightsSQL(Connections):
 
         def blank(db: sqlite3.Connection) -> int:
             old = db.execute(
-                f"SELECT run_id, step FROM answers WHERE kind IN ({marks})"
-                " AND answered_at < ? AND value NOT IN ('\"\"', 'null')",
+                f"UPDATE answers SET value = '\"\"' WHERE kind IN ({marks})"
+                " AND answered_at < ? AND value NOT IN ('\"\"', 'null') RETURNING run_id, step",
                 (*kinds, ts(before)),
             ).fetchall()
             # The run's state carries each answer too (for the guide's texts): blanked
@@ -101,11 +101,7 @@ class RightsSQL(Connections):
                 " WHERE id = ? AND json_type(state, '$.answers.' || json_quote(?)) = 'text'",
                 [(step, run_id, step) for run_id, step in old],
             )
-            return db.execute(
-                f"UPDATE answers SET value = '\"\"' WHERE kind IN ({marks})"
-                " AND answered_at < ? AND value NOT IN ('\"\"', 'null')",
-                (*kinds, ts(before)),
-            ).rowcount
+            return len(old)
 
         blanked: int = await self._w.run(blank)
         if blanked:
