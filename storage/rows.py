@@ -216,6 +216,10 @@ class Commit:
     # the rest of the commit (a goodbye under a throwaway id) is written after.
     forget: tuple[str, datetime] | None = None  # (participant, when)
     schedule: ScheduleRow | None = None  # a schedule changed (paused or resumed)
+    # The person whose row the turn read: if they have been erased since (an operator's
+    # `kitchen-table forget`, in another process and under no conversation lock), the
+    # commit writes nothing rather than bring back what was erased.
+    still_kept: str | None = None
 
 
 # What reads hand back besides the rows above: each a name for every column, never a

@@ -117,6 +117,29 @@ async def test_forget_asks_first_then_leaves_only_a_tombstone(make_harness, tmp_
     assert "keep nothing" not in (await h.say("/mydata", user="ana"))[0].text  # the new run only
 
 
+async def test_an_operators_forget_in_the_middle_of_a_turn_is_not_undone_by_it(make_harness):  # type: ignore[no-untyped-def]
+    """`kitchen-table forget` runs in its own process: it can erase someone between
+    their turn's read and its commit. That turn then writes nothing back, and says
+    nothing; what they type next starts afresh."""
+    h: Harness = make_harness(GUIDE)
+    for text in ("/start pulse", "yes"):
+        await h.say(text, user="ana")
+    pseudonym = h.pseudonym("ana")
+    committing = h.storage.commit
+
+    async def erased_first(commit):  # type: ignore[no-untyped-def]
+        h.storage.commit = committing  # type: ignore[method-assign]
+        await h.storage.forget(pseudonym, h.clock())  # the operator, at the worst moment
+        return await committing(commit)
+
+    h.storage.commit = erased_first  # type: ignore[method-assign]
+    assert await h.say("1", user="ana") == []
+    assert await h.storage.participant(pseudonym) is None
+    assert not await h.storage.mine(pseudonym)
+    again = await h.say("/start pulse", user="ana")
+    assert "Is that all right" in again[-1].text
+
+
 async def test_forget_by_typing_yes_and_by_an_admin(make_harness, tmp_path: Path):  # type: ignore[no-untyped-def]
     h: Harness = make_harness(GUIDE)
     await walk(h, "ana", "one")

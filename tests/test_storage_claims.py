@@ -191,3 +191,94 @@ async def test_a_claimant_still_sending_keeps_what_it_holds_past_its_first_lease
     # ...so ben's is still its own after the first lease, and a lease more.
     assert await b.claim_due("terminal", START + LEASE + timedelta(seconds=1), 10) == []
     assert texts(await b.claim_due("terminal", START + 2 * LEASE, 10)) == ["hi ben"]
+
+
+async def test_a_turn_committing_while_someone_is_being_erased_waits_and_writes_nothing(
+    two: tuple[PostgresStorage, PostgresStorage], tmp_path: Path
+) -> None:
+    """An operator's `kitchen-table forget` is under way in its own transaction when a
+    turn that read the person commits: the commit waits for the erasure, then writes
+    nothing (it does not slip in beside it and bring them back)."""
+    import asyncpg
+
+    from storage.rows import ParticipantRow
+    from tests.storage_suite import DATABASE_URL, schema_for
+    from tests.test_pg_locks import until
+
+    a, _ = two
+    ana = ParticipantRow("ana", "terminal", b"sealed")
+    assert await a.commit(Commit(participant=ana))
+    settings = {"search_path": schema_for(tmp_path / "kt.db")}
+    eraser = await asyncpg.connect(DATABASE_URL, server_settings=settings)
+    looking = await asyncpg.connect(DATABASE_URL)
+    try:
+        erasing = eraser.transaction()
+        await erasing.start()
+        await eraser.execute("SELECT kt_erase('ana', now())")
+        turn = Commit(inbound_key="k1", participant=ana, outbox=[message("late", "ana")],
+                      still_kept="ana")  # fmt: skip
+        committing = asyncio.create_task(a.commit(turn))
+
+        async def blocked() -> bool:
+            waiting = await looking.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database()"
+            )
+            return bool(waiting)
+
+        await until(blocked, "the commit waits for the erasure")
+        await erasing.commit()
+        assert await committing is False
+    finally:
+        await eraser.close()
+        await looking.close()
+    assert await a.participant("ana") is None
+    assert await a.claim_due("terminal", START + LEASE, 10) == []
+    assert not await a.inbound_seen("k1")
+
+
+async def test_someone_erased_while_a_turn_of_theirs_commits_is_erased_with_it(
+    two: tuple[PostgresStorage, PostgresStorage], tmp_path: Path
+) -> None:
+    """The other way round: a turn's commit is under way (its transaction still open)
+    when `kitchen-table forget` starts. The erasure waits for it, then erases what it
+    wrote too: nothing of theirs is left."""
+    import asyncpg
+
+    from storage.postgres.commits import encode
+    from storage.rows import AnswerRow, ParticipantRow, RunRow
+    from tests.storage_suite import DATABASE_URL, schema_for
+    from tests.test_pg_locks import until
+
+    a, _ = two
+    ana = ParticipantRow("ana", "terminal", b"sealed")
+    assert await a.commit(Commit(participant=ana))
+    run = RunRow("r1", "ana", "pulse", 1, "h1", "active", "{}", START, START)
+    turn = Commit(inbound_key="k1", participant=ana, runs=[run], outbox=[message("next", "ana")],
+                  answers=[AnswerRow("r1", "story", "ana", "pulse", 1, "ask", '"mine"', START)],
+                  still_kept="ana")  # fmt: skip
+    settings = {"search_path": schema_for(tmp_path / "kt.db")}
+    committer = await asyncpg.connect(DATABASE_URL, server_settings=settings)
+    looking = await asyncpg.connect(DATABASE_URL)
+    try:
+        committing = committer.transaction()
+        await committing.start()
+        assert await committer.fetchval("SELECT kt_commit($1::kt_commit)", encode(turn))
+        erasing = asyncio.create_task(a.forget("ana", START))
+
+        async def blocked() -> bool:
+            waiting = await looking.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database()"
+            )
+            return bool(waiting)
+
+        await until(blocked, "the erasure waits for the commit")
+        await committing.commit()
+        await erasing
+    finally:
+        await committer.close()
+        await looking.close()
+    assert await a.participant("ana") is None
+    assert not await a.mine("ana")
+    assert await a.claim_due("terminal", START + LEASE, 10) == []

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import timedelta
 
@@ -184,3 +185,46 @@ async def test_forgetting_a_facilitator_closes_their_gatherings_and_drops_their_
         assert gathering.private_address == b""
     assert mine.address == b"" and mine.place == "forgotten"
     assert room.address == b"sealed-room"  # the room is not theirs: others may be there
+
+
+async def test_a_turn_that_read_someone_erased_since_writes_nothing(store: Storage) -> None:
+    """A turn reads the person, then commits; an operator's `kitchen-table forget` (its
+    own process, no conversation lock) may erase them in between. The commit then
+    writes nothing, alone or among others, plain or not, rather than bring them back."""
+    import asyncio
+
+    from storage.rows import OutboxRow
+
+    for who in ("ana", "ben", "cy"):
+        await store.commit(someones(who, f"r-{who}", "first words"))
+    await store.forget("ana", START + timedelta(hours=1))
+    await store.forget("cy", START + timedelta(hours=1))
+
+    def turn(who: str, n: int, **more: object) -> Commit:
+        run = RunRow(f"t-{who}", who, "pulse", 2, "h1", "active", "{}", START, START)
+        return Commit(
+            inbound_key=f"{who}-{n}",
+            participant=ParticipantRow(who, "terminal", b"sealed"),
+            runs=[run],
+            answers=[AnswerRow(run.id, "story", who, "pulse", 2, "ask", '"said late"', START)],
+            outbox=[OutboxRow("terminal", who, b"sealed", '{"text": "thanks"}', START)],
+            still_kept=who,
+            **more,  # type: ignore[arg-type]
+        )
+
+    alone = await store.commit(turn("ana", 1))
+    together = await asyncio.gather(*(store.commit(turn(w, 2)) for w in ("ben", "ana", "cy")))
+    not_plain = await store.commit(turn("cy", 3, preference=PreferenceRow("cy", "Europe/Madrid")))
+    assert (alone, together, not_plain) == (False, [True, False, False], False)
+    for who in ("ana", "cy"):
+        assert await store.participant(who) is None
+        assert not await store.mine(who)
+        assert not await store.inbound_seen(f"{who}-1") and not await store.inbound_seen(f"{who}-2")
+    assert await store.participant("ben") is not None
+    assert [a.value for a in (await store.mine("ben")).answers] == ['"care"', '"first words"',
+                                                                    '"said late"']  # fmt: skip
+    owed = await store.claim_due("terminal", START + timedelta(days=1), 100)
+    assert [row.participant for row in owed] == ["ben"]
+    # Someone who comes back after being forgotten is read afresh, with no row: written.
+    assert await store.commit(dataclasses.replace(turn("ana", 4), still_kept=None))
+    assert await store.participant("ana") is not None

@@ -199,6 +199,8 @@ class Dispatcher:
                     not_before=not_before,
                 )
                 turn.commit.inbound_key = seen_key
+                # Written only while they are still kept: see `Commit.still_kept`.
+                turn.commit.still_kept = None if person is None else person.id
                 try:
                     result = await act(turn)
                 except _Skip:
@@ -846,8 +848,8 @@ def pick(
 
 
 def _empty(commit: Commit) -> bool:
-    """A commit that writes nothing at all."""
-    return commit == Commit()
+    """A commit that writes nothing at all (a condition on writing is not a write)."""
+    return commit == Commit(still_kept=commit.still_kept)
 
 
 async def _nobody(_: str) -> str | None:

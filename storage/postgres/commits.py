@@ -56,7 +56,10 @@ CLAIMED = " FROM kt_claiming($2, $3)"
 
 # What a plain commit sets: an answer, or the start of a run. Others are written one by
 # one (`kt_commit`).
-_PLAIN = {"inbound_key", "guide_source", "participant", "runs", "answers", "consents", "outbox"}
+_PLAIN = {
+    "inbound_key", "guide_source", "participant", "runs", "answers", "consents", "outbox",
+    "still_kept",
+}  # fmt: skip
 # The other fields' values at once (one C call, not a getattr apiece: this runs for
 # every answer); unset, each is None or [].
 _not_plain = attrgetter(*(f.name for f in fields(Commit) if f.name not in _PLAIN))
@@ -170,6 +173,7 @@ def encode(c: Commit, refuse_gone: bool = False) -> tuple[Any, ...]:
         None if wrong is None else utc(wrong.at),
         None if wrong is None else utc(wrong.forget_before),
         c.delete_unused_participant,
+        c.still_kept,
     )  # fmt: skip
 
 

@@ -555,6 +555,8 @@ def migrations() -> list[str]:
         CLAIMED_AT_COMMIT,
         # 7: erasure also takes the person's pseudonym out of records that name them.
         ERASE_NAMING_RECORDS,
+        # 8: a turn's commit writes nothing if the person it read was erased since.
+        STILL_KEPT,
     ]
 
 
@@ -650,3 +652,75 @@ LANGUAGE sql VOLATILE AS $$
            set_config('kt.claimed_until', until::text, true);
 $$;
 """
+
+
+def _edited(script: str, *changes: tuple[str, str]) -> str:
+    """An earlier step's script with these parts changed, each found exactly once (so
+    a step made from another can't silently stop saying what it means to)."""
+    for before, after in changes:
+        if script.count(before) != 1:
+            raise ValueError(f"not found once in the step it edits: {before!r}")
+        script = script.replace(before, after)
+    return script
+
+
+# A turn reads the person, then commits. An operator's `kitchen-table forget` (another
+# process, under no conversation lock) may erase them in between: the commit then
+# writes nothing rather than bring back what was erased. A commit locks the person's
+# row (FOR KEY SHARE) before it writes anything, and an erasure locks it (FOR UPDATE)
+# before it deletes anything, so one waits for the other whole: a commit first is
+# erased with the rest; an erasure first leaves the commit nothing to write.
+# `kt_commit` becomes the check in front of the old function; `kt_commit_plain` is
+# migration 3's with the same check, and one more column in its list; `kt_erase` is
+# migration 7's with the lock first.
+STILL_KEPT = (
+    """
+ALTER TYPE kt_commit ADD ATTRIBUTE still_kept TEXT;
+ALTER FUNCTION kt_commit(kt_commit) RENAME TO kt_commit_written;
+CREATE FUNCTION kt_commit(c kt_commit) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    IF c.still_kept IS NOT NULL THEN
+        PERFORM 1 FROM participants AS p WHERE p.id = c.still_kept FOR KEY SHARE;
+        IF NOT FOUND THEN
+            RETURN false;
+        END IF;
+    END IF;
+    RETURN kt_commit_written(c);
+END
+$$;
+"""
+    + _edited(
+        PLAIN,
+        ("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION"),
+        ("delete_unused, n)", "delete_unused, still_kept, n)"),
+        (
+            """    ), seen AS (
+        INSERT INTO inbound (key, at)
+            SELECT g.inbound_key, now() FROM given AS g WHERE g.inbound_key IS NOT NULL""",
+            """    ), kept AS (
+        SELECT p.id FROM participants AS p
+        WHERE p.id IN (SELECT g.still_kept FROM given AS g) FOR KEY SHARE
+    ), alive AS (
+        SELECT g.* FROM given AS g
+        WHERE g.still_kept IS NULL OR g.still_kept IN (SELECT id FROM kept)
+    ), seen AS (
+        INSERT INTO inbound (key, at)
+            SELECT g.inbound_key, now() FROM alive AS g WHERE g.inbound_key IS NOT NULL""",
+        ),
+        (
+            """        SELECT g.* FROM given AS g
+        WHERE g.inbound_key IS NULL OR g.inbound_key IN (SELECT key FROM seen)""",
+            """        SELECT g.* FROM alive AS g
+        WHERE g.inbound_key IS NULL OR g.inbound_key IN (SELECT key FROM seen)""",
+        ),
+        (
+            """    SELECT array_agg(g.inbound_key IS NULL OR g.inbound_key IN (SELECT key FROM seen)
+                     ORDER BY g.n)""",
+            """    SELECT array_agg(g.n IN (SELECT f.n FROM fresh AS f) ORDER BY g.n)""",
+        ),
+    )
+    + _edited(
+        ERASE_NAMING_RECORDS,
+        ("BEGIN\n", "BEGIN\n    PERFORM 1 FROM participants WHERE id = who FOR UPDATE;\n"),
+    )
+)

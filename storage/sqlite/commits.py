@@ -11,6 +11,7 @@ hears back only once they are. Deleted rows are overwritten on disk
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from storage.rows import Commit
@@ -21,7 +22,10 @@ from storage.sqlite.writer import Duplicate
 
 
 def apply(db: sqlite3.Connection, commit: Commit) -> None:
-    """Write one commit; raise Duplicate (undoing it) if its inbound key was seen."""
+    """Write one commit; raise Duplicate (undoing it) if its inbound key was seen, or
+    if the person its turn read has been erased since."""
+    if erased_since_read(db, [commit]):
+        raise Duplicate(f"{commit.still_kept} erased since read")
     if commit.inbound_key is not None:
         try:
             db.execute(
@@ -200,6 +204,17 @@ def apply(db: sqlite3.Connection, commit: Commit) -> None:
 
 # A person with no run and no cohort membership left (`Commit.delete_unused_participant`),
 # and then their settings (time zone, pause), which were only for check-ins.
+def erased_since_read(db: sqlite3.Connection, commits: Sequence[Commit]) -> set[str]:
+    """Of the people these commits' turns read (`still_kept`), those erased since: an
+    operator's `kitchen-table forget` runs in a process of its own, under no
+    conversation lock, and a turn that read them before must not write them back."""
+    read = [c.still_kept for c in commits if c.still_kept is not None]
+    if not read:
+        return set()
+    kept = execute_in(db, "SELECT id FROM participants WHERE id IN ({marks})", read)
+    return set(read) - {row[0] for row in kept}
+
+
 DELETE_UNUSED = (
     "DELETE FROM participants WHERE id IN ({marks})"
     " AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.participant = participants.id)"

@@ -16,7 +16,7 @@ from itertools import islice
 from typing import Any
 
 from storage.rows import Commit, GuideSourceRow
-from storage.sqlite.commits import DELETE_UNUSED, apply
+from storage.sqlite.commits import DELETE_UNUSED, apply, erased_since_read
 from storage.sqlite.connection import execute_in, ts
 from storage.sqlite.writer import Duplicate, Mergeable
 
@@ -63,7 +63,11 @@ def _apply_plain(db: sqlite3.Connection, commits: Sequence[Commit]) -> list[bool
     tombstones_sql = "SELECT participant, at FROM tombstones WHERE participant IN ({marks})"
     forgotten = {row[0]: row[1] for row in execute_in(db, tombstones_sql, people)}  # and when
 
+    erased = erased_since_read(db, commits)
+
     def gone(c: Commit) -> bool:
+        if c.still_kept in erased:
+            return True
         return c.participant is not None and (
             c.participant.id in unreachable
             or (bool(c.runs) and forgotten.get(c.participant.id, "") >= ts(c.runs[0].started_at))
@@ -114,7 +118,8 @@ class Merged(Mergeable):
     @classmethod
     def together(cls, db: sqlite3.Connection, operations: Sequence[Merged]) -> list[Any]:
         commits = [operation.commit for operation in operations]
-        written = _write_fresh(db, commits, lambda _: False)
+        erased = erased_since_read(db, commits)
+        written = _write_fresh(db, commits, lambda c: c.still_kept in erased)
         # As `apply` would: one whose key was taken wrote nothing, and says so.
         return [
             None if w else Duplicate(c.inbound_key) for c, w in zip(commits, written, strict=True)
@@ -128,7 +133,7 @@ class Merged(Mergeable):
 # later too) is written on its own.
 _MERGEABLE = {
     "inbound_key", "guide_source", "participant", "runs", "answers", "consents", "outbox",
-    "delivery", "delete_run", "delete_unused_participant",
+    "delivery", "delete_run", "delete_unused_participant", "still_kept",
 }  # fmt: skip
 NOT_MERGEABLE = tuple(f.name for f in fields(Commit) if f.name not in _MERGEABLE)
 
