@@ -100,6 +100,9 @@ class Outbound(BaseModel):
     # message: it travels in this message's outbox row, so a tap costs one row, not two
     # (`Turn.send`). Only an edit that names no one is carried so (`Inbound.ref_in_chat`).
     mark: Outbound | None = None
+    # Of a message a channel sends in several pieces (a long report), how many the
+    # platform took before a retry was needed: the retry sends only the rest.
+    sent_pieces: int = 0
 
     @classmethod
     def from_reply(cls, reply: Reply, run: str | None) -> Outbound:

@@ -125,7 +125,12 @@ class ConversationStore(Protocol):
         """The platform took these messages: they are owed no more."""
         ...
 
-    async def outbox_retry(self, message_id: int, not_before: datetime, attempts: int) -> None: ...
+    async def outbox_retry(
+        self, message_id: int, not_before: datetime, attempts: int, payload: str | None = None
+    ) -> None:
+        """Send this message again from `not_before`, after `attempts` failures; with
+        `payload`, what is still owed of it (a long message partly sent) in its place."""
+        ...
 
     async def outbox_owed(self, message_ids: Sequence[int]) -> set[int]:
         """Which of these messages are still owed: not yet sent, and not dropped since

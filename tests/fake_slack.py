@@ -64,8 +64,13 @@ class FakeSlack:
 
     # What tests use --------------------------------------------------------
 
-    def fail(self, method: str, status: int, body: dict[str, Any], **headers: str) -> None:
-        self.faults.setdefault(method, []).append((status, body, headers))
+    def fail(
+        self, method: str, status: int, body: dict[str, Any], *, after: int = 0, **headers: str
+    ) -> None:
+        """Answer the next call of `method` (or the one after `after` more that go
+        through) with this error."""
+        planned = self.faults.setdefault(method, [])
+        planned.extend([(0, {}, {})] * after + [(status, body, headers)])
 
     def posts(self, team: str, user: str) -> list[dict[str, Any]]:
         """Messages the bot posted to a person, in order."""
@@ -136,7 +141,9 @@ class FakeSlack:
         async with self._changed:
             self._changed.notify_all()
         planned = self.faults.get(method)
-        if planned:
+        if planned and planned[0][0] == 0:  # one let through before a planned fault
+            planned.pop(0)
+        elif planned:
             params["_failed"] = True
             status, body, headers = planned.pop(0)
             return web.json_response(body, status=status, headers=headers)

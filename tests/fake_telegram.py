@@ -72,8 +72,10 @@ class FakeTelegram:
         async with asyncio.timeout(seconds), self._changed:
             await self._changed.wait_for(predicate)
 
-    def fail_next(self, method: str, status: int, **parameters: Any) -> None:
-        self.faults.setdefault(method, []).append((status, parameters))
+    def fail_next(self, method: str, status: int, *, after: int = 0, **parameters: Any) -> None:
+        """Answer the next call of `method` (or the one after `after` more that go
+        through) with this error."""
+        self.faults.setdefault(method, []).extend([(0, {})] * after + [(status, parameters)])
 
     def sent(self, chat_id: int | None = None) -> list[dict[str, Any]]:
         return [
@@ -197,7 +199,9 @@ class FakeTelegram:
                 {"ok": False, "error_code": 500, "description": "oops"}, status=500
             )
         planned = self.faults.get(method)
-        if planned:
+        if planned and planned[0][0] == 0:  # one let through before a planned fault
+            planned.pop(0)
+        elif planned:
             params["_failed"] = True
             status, parameters = planned.pop(0)
             body: dict[str, Any] = {

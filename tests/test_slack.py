@@ -367,6 +367,55 @@ async def test_ratelimited_waits_for_retry_after_then_sends(workspace: Workspace
     assert "Weekly check-in" in first and "Is that all right" in second
 
 
+async def test_a_long_message_is_posted_in_several_and_goes_on_after_a_fault(
+    workspace: Workspace,
+):
+    """Slack takes 50 blocks and about 12,000 characters a message: someone's data
+    inlined by /mydata, or a long report, is posted in as many as it needs, in order.
+    A fault on the second posts the rest later, never the first again."""
+    from bot.messages import Outbound
+    from storage.rows import Commit, OutboxRow
+
+    ws = workspace
+    lines = [f"line {n:04d} " + "x" * 2990 for n in range(120)]  # a section block each
+    message = Outbound(text="\n".join(lines))
+    row = OutboxRow("slack", "someone", ws.bot.identity.seal("T1:U1"),
+                    message.model_dump_json(exclude_defaults=True), ws.clock())  # fmt: skip
+    await ws.bot.storage.commit(Commit(outbox=[row]))
+    ws.fake.fail("chat.postMessage", 500, {"ok": False, "error": "internal_error"}, after=1)
+    await ws.bot.deliverer.drain("slack")
+    assert len(ws.fake.posts("T1", "U1")) == 1
+    ws.clock.advance(minutes=5)
+    await ws.bot.deliverer.drain("slack")
+    posts = ws.fake.posts("T1", "U1")
+    assert len(posts) > 1
+    for post in posts:
+        assert 0 < len(post["blocks"]) <= 50
+        assert sum(len(b["text"]["text"]) for b in post["blocks"]) <= 10_000
+    shown = "".join(b["text"]["text"] for p in posts for b in p["blocks"])
+    assert [shown.count(f"line {n:04d} ") for n in range(120)] == [1] * 120
+    assert posts[0]["text"].startswith("line 0000") and posts[1]["text"] != posts[0]["text"]
+
+
+def test_someones_data_is_shown_in_code_blocks_that_each_close_and_keep_every_character():
+    """/mydata in Slack (no files): the JSON in code blocks, one a section, each fenced,
+    no `&amp;` cut in two; put back together it is the file, character for character."""
+    from bot.channels.slack.format import blocks
+    from bot.messages import Outbound
+
+    document = json.dumps({"answers": [["r1", f"pay & <hours> {n}"] for n in range(400)]})
+    _, rendered = blocks(Outbound(text="Everything we keep about you", document=document), "/kt")
+    sections = [b["text"]["text"] for b in rendered if b["type"] == "section"]
+    assert sections[0] == "Everything we keep about you"
+    code = sections[1:]
+    assert len(code) > 1 and all(s.startswith("```") and s.endswith("```") for s in code)
+    assert all(len(s) <= 3000 for s in code)
+    assert not [s for s in code if re.search(r"&[a-z]{0,3}$", s[:-3])]  # no entity cut
+    joined = "".join(s[3:-3] for s in code)
+    unescaped = joined.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    assert unescaped == document
+
+
 async def test_a_refused_token_holds_messages_until_it_is_put_right(
     workspace: Workspace, caplog: pytest.LogCaptureFixture
 ):

@@ -159,13 +159,18 @@ async def test_outbox_order_retry_and_sent(store: Storage) -> None:
     )
     first, second, third = await store.claim_due("terminal", START, 10)
     assert first.id is not None and second.id is not None and third.id is not None
-    await store.outbox_retry(first.id, START + timedelta(seconds=30), 1)
+    # The first was partly sent: what is still owed of it goes in its place.
+    await store.outbox_retry(first.id, START + timedelta(seconds=30), 1, '{"text": "the rest"}')
     # p1's second message waits behind their first; p2 is not held up.
     assert [r.id for r in await store.claim_due("terminal", START, 10)] == [third.id]
     await store.outbox_sent([third.id])
     assert await store.next_due("terminal") == START
     later = await store.claim_due("terminal", START + timedelta(minutes=1), 10)
     assert [(r.id, r.attempts) for r in later] == [(first.id, 1), (second.id, 0)]
+    assert [r.payload for r in later] == ['{"text": "the rest"}', second.payload]
+    await store.outbox_retry(second.id, START + timedelta(minutes=1), 1)  # no payload: kept
+    again = await store.claim_due("terminal", START + timedelta(minutes=1), 10)
+    assert [(r.id, r.payload) for r in again] == [(r.id, r.payload) for r in later]
     await store.outbox_sent([first.id, second.id])
     assert await store.next_due("terminal") is None
     assert await store.next_due("nowhere") is None

@@ -384,6 +384,58 @@ async def test_long_texts_are_split_at_paragraphs(phone: Phone, fake: FakeTelegr
     assert "".join(pieces).count("&amp;") == text.count("&")
 
 
+async def queue_long(phone: Phone, paragraphs: int) -> list[str]:
+    """A long message with a button owed to CHAT (a report, say), sent in pieces:
+    each paragraph fills most of one."""
+    from bot.messages import Outbound, OutButton
+    from storage.rows import Commit, OutboxRow
+
+    texts = [f"Part {n}: " + "we talk about work. " * 190 for n in range(1, paragraphs + 1)]
+    message = Outbound(text="\n\n".join(texts), buttons=[OutButton(label="OK", value="ok")])
+    row = OutboxRow("telegram", "someone", phone.identity.seal(str(CHAT)),
+                    message.model_dump_json(exclude_defaults=True), phone.clock())  # fmt: skip
+    await phone.storage.commit(Commit(outbox=[row]))
+    return texts
+
+
+@pytest.mark.parametrize("fault", [500, 429])
+async def test_a_long_message_that_fails_part_way_goes_on_from_where_it_stopped(
+    phone: Phone, fake: FakeTelegram, fault: int
+):
+    """A failure or a wait on the second piece of three sends the second and third
+    later, never the first again; the button comes with the last."""
+    parts = await queue_long(phone, 3)
+    fake.fail_next("sendMessage", fault, after=1, retry_after=5)
+    await phone.deliver()
+    assert [p.startswith("Part 1") for p in fake.texts(CHAT)] == [True]
+    phone.clock.advance(seconds=5)
+    await phone.deliver()
+    pieces = fake.texts(CHAT)
+    assert [p.split(":")[0] for p in pieces] == ["Part 1", "Part 2", "Part 3"]
+    assert [p.strip() for p in pieces] == [t.strip() for t in parts]
+    assert ["reply_markup" in p for p in fake.sent(CHAT)] == [False, False, True]
+    assert await phone.storage.claim_due("telegram", phone.clock() + timedelta(days=1), 9) == []
+
+
+async def test_each_piece_of_a_long_message_waits_for_its_chats_limit(
+    phone: Phone, fake: FakeTelegram
+):
+    """Each piece is a message to Telegram's limits: at one a second to a chat, four
+    pieces take three seconds more, each sent once."""
+    phone.channel.limits = RateLimits(
+        overall=(1000, 1000.0), per_chat=(1, 1.0), per_group=(1000, 1000.0)
+    )
+    phone.channel.clock = lambda: phone.clock().timestamp()  # the limits on the test's time
+    await queue_long(phone, 4)
+    seen = []
+    for _ in range(4):
+        await phone.deliver()
+        seen.append(len(fake.texts(CHAT)))
+        phone.clock.advance(seconds=1)
+    assert seen == [1, 2, 3, 4]
+    assert [p.split(":")[0] for p in fake.texts(CHAT)] == ["Part 1", "Part 2", "Part 3", "Part 4"]
+
+
 async def test_language_command_offers_buttons(phone: Phone):
     await phone.type("/start changing-work")
     replies = await phone.type("/language")

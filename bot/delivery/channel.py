@@ -3,6 +3,8 @@ what a channel can do (the core asks, instead of checking a platform's name)."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,6 +27,7 @@ class RetryAfter:
 
     seconds: float
     everyone: bool = False
+    sent_pieces: int = 0  # of a message sent in pieces, how many went (`Outbound`)
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class Failed:
     """A network error or a server error: retry with backoff."""
 
     reason: str
+    sent_pieces: int = 0  # of a message sent in pieces, how many went (`Outbound`)
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,34 @@ async def reserve(limits: SendLimits, chat: str, is_group: bool, now: float) -> 
     # Only when something must wait: was it the channel's overall limit?
     everyone = await limits.overall_wait(now)
     return RetryAfter(everyone, everyone=True) if everyone > 0 else RetryAfter(wait)
+
+
+@dataclass
+class Pieces:
+    """One message sent as several (a report longer than the platform takes at once),
+    in order, from the first the platform has not taken yet (`Outbound.sent_pieces`).
+
+    Each piece after the first waits for a send slot of its own, as a message would;
+    `sent` says how many went, so that a retry (a wait, a failure) sends only the rest
+    instead of the whole again."""
+
+    sent: int
+
+    async def send(
+        self,
+        count: int,
+        one: Callable[[int], Awaitable[object]],
+        reserve: Callable[[], Awaitable[RetryAfter | None]],
+    ) -> RetryAfter | None:
+        """Send pieces `sent` to `count - 1` with `one(index)`; a wait for a slot stops
+        them, and is returned with what went."""
+        first = self.sent
+        for index in range(first, count):
+            if index > first and (wait := await reserve()) is not None:
+                return dataclasses.replace(wait, sent_pieces=self.sent)
+            await one(index)
+            self.sent = index + 1
+        return None
 
 
 @dataclass(frozen=True)

@@ -163,20 +163,21 @@ class Deliverer:
                 case Unreachable():
                     await self.storage.mark_unreachable(row.participant)
                     return sent, True, []
-                case RetryAfter(seconds=seconds, everyone=True):
-                    # The whole channel waits; this message stays due, first in line.
+                case RetryAfter(seconds=seconds, everyone=everyone, sent_pieces=pieces):
                     until = self.clock() + timedelta(seconds=seconds)
-                    self._held[channel.name] = max(self._held.get(channel.name, until), until)
-                    return sent, sent > 0, rows[n:]
-                case RetryAfter(seconds=seconds):
-                    wait = timedelta(seconds=seconds)
-                    await self.storage.outbox_retry(row.id, self.clock() + wait, row.attempts)
+                    if everyone:
+                        # The whole channel waits; this message stays due, first in line
+                        # (unless part of it went: what is left is written down below).
+                        self._held[channel.name] = max(self._held.get(channel.name, until), until)
+                        if not pieces:
+                            return sent, sent > 0, rows[n:]
+                    await self.storage.outbox_retry(row.id, until, row.attempts, _rest(row, pieces))
                     return sent, sent > 0, []
-                case Failed(reason=reason):
+                case Failed(reason=reason, sent_pieces=pieces):
                     log.info("delivery failed (%s); will retry", reason)
                     attempts = row.attempts + 1
                     await self.storage.outbox_retry(
-                        row.id, self.clock() + backoff(attempts), attempts
+                        row.id, self.clock() + backoff(attempts), attempts, _rest(row, pieces)
                     )
                     return sent, sent > 0, []
         return sent, True, []
@@ -248,3 +249,13 @@ class Deliverer:
         # Not sooner than 50 ms unless a claimed round waits: something due that can't be
         # sent yet (another instance's lease) would otherwise be asked about in a loop.
         return max(0.0 if ready else 0.05, min(60.0, (soonest - self.clock()).total_seconds()))
+
+
+def _rest(row: OutboxRow, pieces: int) -> str | None:
+    """What is still owed of a message whose first `pieces` the platform took (a long
+    report cut in pieces), to send on its retry instead of the whole again; None if
+    none went."""
+    if not pieces:
+        return None
+    message = Outbound.model_validate_json(row.payload)
+    return message.model_copy(update={"sent_pieces": pieces}).model_dump_json(exclude_defaults=True)

@@ -73,8 +73,9 @@ RETURNING o.id, o.channel, o.participant, o.address, o.payload, o.not_before, o.
 RETRY = """
 WITH retried AS (
     UPDATE outbox AS o SET not_before = r.not_before, attempts = r.attempts,
-        claimed_until = NULL, claimed_by = NULL
-    FROM unnest($1::bigint[], $2::timestamptz[], $3::integer[]) AS r (id, not_before, attempts)
+        payload = coalesce(r.payload, o.payload), claimed_until = NULL, claimed_by = NULL
+    FROM unnest($1::bigint[], $2::timestamptz[], $3::integer[], $5::text[])
+        AS r (id, not_before, attempts, payload)
     WHERE o.id = r.id RETURNING o.participant
 )
 UPDATE outbox SET claimed_until = NULL, claimed_by = NULL
@@ -114,7 +115,9 @@ class ConversationsPG(Commits):
         # Delivery says a message was sent as soon as the platform takes it; those said
         # at the same moment go as one statement.
         self._sent: ReadBatch[tuple[int, ...], None] = ReadBatch(self._delete_sent)
-        self._put_off: ReadBatch[tuple[int, datetime, int], None] = ReadBatch(self._retry_many)
+        self._put_off: ReadBatch[tuple[int, datetime, int, str | None], None] = ReadBatch(
+            self._retry_many
+        )
         # What this claimant holds and has not said it sent (ids; some may have been put
         # off or dropped since, which renewing finds out), and the clock its leases are
         # reckoned on: the last claim's `now`, and the monotonic time it was given.
@@ -146,19 +149,25 @@ class ConversationsPG(Commits):
         """Seconds between renewals: a third of a lease, so two may be missed."""
         return self.lease.total_seconds() / 3
 
-    async def outbox_retry(self, message_id: int, not_before: datetime, attempts: int) -> None:
-        await self._put_off.get((message_id, utc(not_before), attempts))
+    async def outbox_retry(
+        self, message_id: int, not_before: datetime, attempts: int, payload: str | None = None
+    ) -> None:
+        await self._put_off.get((message_id, utc(not_before), attempts, payload))
 
-    async def _retry_many(self, batch: Sequence[tuple[int, datetime, int]]) -> list[None]:
-        latest: dict[int, tuple[datetime, int]] = {}
-        for message_id, not_before, attempts in batch:
-            latest[message_id] = (not_before, attempts)  # the same message twice: the later
+    async def _retry_many(
+        self, batch: Sequence[tuple[int, datetime, int, str | None]]
+    ) -> list[None]:
+        latest: dict[int, tuple[datetime, int, str | None]] = {}
+        for message_id, not_before, attempts, payload in batch:
+            # The same message twice: the later.
+            latest[message_id] = (not_before, attempts, payload)
         await self._execute(
             RETRY,
             list(latest),
-            [not_before for not_before, _ in latest.values()],
-            [attempts for _, attempts in latest.values()],
+            [not_before for not_before, _, _ in latest.values()],
+            [attempts for _, attempts, _ in latest.values()],
             self.claimant,
+            [payload for _, _, payload in latest.values()],
         )
         return [None] * len(batch)
 

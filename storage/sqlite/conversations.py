@@ -83,11 +83,14 @@ class ConversationsSQL(Connections):
         # queued together become one statement (see `_Sent`).
         await self._w.run(_Sent(message_ids))
 
-    async def outbox_retry(self, message_id: int, not_before: datetime, attempts: int) -> None:
+    async def outbox_retry(
+        self, message_id: int, not_before: datetime, attempts: int, payload: str | None = None
+    ) -> None:
         await self._w.run(
             lambda db: db.execute(
-                "UPDATE outbox SET not_before = ?, attempts = ? WHERE id = ?",
-                (ts(not_before), attempts, message_id),
+                "UPDATE outbox SET not_before = ?, attempts = ?, payload = coalesce(?, payload)"
+                " WHERE id = ?",
+                (ts(not_before), attempts, payload, message_id),
             )
         )
 

@@ -39,6 +39,7 @@ from bot.channels.slack.format import (
     decode,
     menu_blocks,
     plain_text,
+    posts,
 )
 from bot.delivery import channel as base
 from bot.delivery.ratelimit import RateLimits, SendLimits
@@ -312,30 +313,46 @@ class SlackChannel:
 
     async def send(self, address: str, message: Outbound) -> base.SendResult:
         team, _, user = address.partition(":")
-        wait = await base.reserve(self.limits, address, False, self.clock())
+
+        async def reserve() -> base.RetryAfter | None:
+            return await base.reserve(self.limits, address, False, self.clock())
+
+        wait = await reserve()
         if wait is not None:
             return wait
         token = await self.token_for(team)
         if token is None:
             return base.Unreachable()  # the workspace uninstalled the app
+        pieces = base.Pieces(message.sent_pieces)  # of a long message, those that went
         try:
             if message.edit is not None:
                 channel, _, ts = message.edit.partition(" ")
                 render = answered_blocks if message.input == "answered" else blocks
                 text, rendered = render(message, self.command)
+                # A message changed in place is one post (a question, a status): its first.
                 await self.client.chat_update(
-                    token=token, channel=channel, ts=ts, text=text, blocks=rendered
+                    token=token, channel=channel, ts=ts, text=text, blocks=posts(rendered)[0]
                 )
                 return base.Sent()
             text, rendered = blocks(message, self.command)
-            # Posting to a user id writes in the app's direct messages with them.
-            await self.client.chat_postMessage(
-                token=token, channel=user, text=text, blocks=rendered, unfurl_links=False
-            )
+            # A long report (or /mydata, inlined) is posted as several messages; the
+            # notification's text goes with the first.
+            parts = posts(rendered)
+
+            async def piece(index: int) -> object:
+                # Posting to a user id writes in the app's direct messages with them.
+                return await self.client.chat_postMessage(
+                    token=token, channel=user, text=text if index == 0 else _first_text(parts[index]),
+                    blocks=parts[index], unfurl_links=False,
+                )  # fmt: skip
+
+            wait = await pieces.send(len(parts), piece, reserve)
+            if wait is not None:
+                return wait
         except SlackApiError as error:
-            return _result(error)
+            return _result(error, pieces.sent)
         except Exception as error:  # a network failure: try again later
-            return base.Failed(f"{type(error).__name__}: {error}")
+            return base.Failed(f"{type(error).__name__}: {error}", pieces.sent)
         return base.Sent()
 
 
@@ -370,16 +387,27 @@ def _ticked(body: dict[str, Any]) -> list[str]:
     return values
 
 
-def _result(error: SlackApiError) -> base.SendResult:
+def _first_text(part: list[dict[str, Any]]) -> str:
+    """A later post's notification text: the start of its first section."""
+    for block in part:
+        text = block.get("text")
+        if isinstance(text, dict) and isinstance(text.get("text"), str):
+            return str(text["text"])[:150]
+    return " "
+
+
+def _result(error: SlackApiError, sent_pieces: int = 0) -> base.SendResult:
+    """What Slack's refusal means for the message (`sent_pieces`: of a message in
+    several, how many went before it)."""
     response = error.response
     code = str(response.get("error", "")) if response is not None else ""
     status = response.status_code if response is not None else 0
     if status == 429 or code == "ratelimited":
         retry_after = response.headers.get("Retry-After", "1") if response is not None else "1"
         try:
-            return base.RetryAfter(max(1.0, float(retry_after)))
+            return base.RetryAfter(max(1.0, float(retry_after)), sent_pieces=sent_pieces)
         except ValueError:
-            return base.RetryAfter(1.0)
+            return base.RetryAfter(1.0, sent_pieces=sent_pieces)
     if code in UNREACHABLE:
         return base.Unreachable()
     if code in TOKEN_REFUSED:
@@ -388,7 +416,7 @@ def _result(error: SlackApiError) -> base.SendResult:
             " in the workspace again; messages wait and are tried again",
             code,
         )
-        return base.Failed(code)
+        return base.Failed(code, sent_pieces)
     if status >= 500 or code in ("internal_error", "fatal_error", "service_unavailable"):
-        return base.Failed(code or str(status))
+        return base.Failed(code or str(status), sent_pieces)
     return base.Dropped(code or str(status))

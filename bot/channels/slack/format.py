@@ -19,6 +19,11 @@ SECTION_LIMIT = 3000  # characters in one section block's text
 LABEL_LIMIT = 75  # characters in a button's or a checkbox's label
 CHECKBOXES_LIMIT = 10  # options in one checkboxes element
 ACTIONS_LIMIT = 25  # elements in one actions block
+# One message takes at most 50 blocks, and about 12,000 characters of text in them all
+# (undocumented: Slack answers `msg_blocks_too_long`; seen refused from 11,341): a longer
+# message is posted in several (`posts`).
+BLOCKS_LIMIT = 50
+POST_TEXT_LIMIT = 10_000
 
 ACTION_PREFIX = "kt:"
 BUTTON = "kt:b:"  # a choice, a scale point or a guide in the menu
@@ -90,10 +95,30 @@ def _plain(text: str) -> dict[str, Any]:
     return {"type": "plain_text", "text": text[:LABEL_LIMIT] or " ", "emoji": True}
 
 
-def _sections(text: str) -> list[dict[str, Any]]:
-    escaped = escape(text)
-    pieces = [escaped[i : i + SECTION_LIMIT] for i in range(0, len(escaped), SECTION_LIMIT)]
-    return [{"type": "section", "text": {"type": "mrkdwn", "text": p}} for p in pieces if p]
+def _sections(text: str, fence: str = "") -> list[dict[str, Any]]:
+    """Text in section blocks, escaped; with `fence` ("```"), each a code block of its
+    own, since Slack draws each section apart."""
+    pieces = _cut(escape(text), SECTION_LIMIT - 2 * len(fence))
+    return [_section(f"{fence}{p}{fence}") for p in pieces if p]
+
+
+def _section(mrkdwn: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn}}
+
+
+def _cut(escaped: str, limit: int) -> list[str]:
+    """Escaped text in pieces of at most `limit` characters, never through an entity
+    (`&amp;`, `&lt;`, `&gt;`: cut there, Slack would show its halves)."""
+    pieces: list[str] = []
+    start = 0
+    while start < len(escaped):
+        end = min(start + limit, len(escaped))
+        amp = escaped.rfind("&", max(start, end - 4), end)
+        if end < len(escaped) and amp > start and ";" not in escaped[amp:end]:
+            end = amp
+        pieces.append(escaped[start:end])
+        start = end
+    return pieces
 
 
 def _context(text: str) -> dict[str, Any]:
@@ -143,28 +168,25 @@ def _checkboxes(message: Outbound, options: list[OutButton]) -> list[dict[str, A
 
 
 def blocks(message: Outbound, command: str) -> tuple[str, list[dict[str, Any]]]:
-    """The fallback text (for notifications) and the blocks of one message."""
+    """The fallback text (for notifications) and the blocks of one message: more than
+    `BLOCKS_LIMIT` for a long one, which is posted in several."""
     text = with_command(message.text, command)
     out: list[dict[str, Any]] = []
     if message.markup is not None:
         # A report, rendered and escaped for mrkdwn already.
         # Not `with_command`: a report quotes people, whose words stay as they wrote them.
-        rendered = message.markup["mrkdwn"]
-        out += [
-            {"type": "section", "text": {"type": "mrkdwn", "text": rendered[i : i + SECTION_LIMIT]}}
-            for i in range(0, len(rendered), SECTION_LIMIT)
-        ]
+        out += [_section(piece) for piece in _cut(message.markup["mrkdwn"], SECTION_LIMIT)]
         if message.buttons:
             out += _actions(_choice_buttons(message, message.buttons))
-        return escape(text)[:3000], out[:50]
+        return escape(text)[:3000], out
     if message.qr is not None:
         text = f"{text}\n{message.qr}"
-    if message.document is not None:
-        # Files need another scope; a code block is readable and copies cleanly.
-        text = f"{text}\n```{message.document}```"
     if message.progress:
         out.append(_context(message.progress))
     out += _sections(text)
+    if message.document is not None:
+        # Files need another scope; a code block is readable and copies cleanly.
+        out += _sections(message.document, fence="```")
     if message.hint:
         out.append(_context(with_command(message.hint, command)))
     if message.input == "choices":
@@ -189,7 +211,33 @@ def blocks(message: Outbound, command: str) -> tuple[str, list[dict[str, Any]]]:
             for i, b in enumerate(message.controls)
         ]
         out += _actions(controls)
-    return escape(text)[:3000], out[:50]
+    return escape(text)[:3000], out
+
+
+def posts(rendered: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """A message's blocks as the posts Slack takes (at least one, maybe empty), in order."""
+    out: list[list[dict[str, Any]]] = [[]]
+    size = 0
+    for block in rendered:
+        length = _text_length(block)
+        if out[-1] and (len(out[-1]) == BLOCKS_LIMIT or size + length > POST_TEXT_LIMIT):
+            out.append([])
+            size = 0
+        out[-1].append(block)
+        size += length
+    return out
+
+
+def _text_length(value: object) -> int:
+    """The characters of text in a block, whatever holds them."""
+    if isinstance(value, dict):
+        return sum(
+            len(v) if k == "text" and isinstance(v, str) else _text_length(v)
+            for k, v in value.items()
+        )
+    if isinstance(value, list):
+        return sum(map(_text_length, value))
+    return 0
 
 
 def answered_blocks(message: Outbound, command: str) -> tuple[str, list[dict[str, Any]]]:

@@ -324,10 +324,10 @@ class TelegramChannel:
 
     async def send(self, address: str, message: Outbound) -> base.SendResult:
         chat_id = int(address)
-        wait = await base.reserve(self.limits, address, chat_id < 0, self.clock())
+        wait = await self._reserve(chat_id)
         if wait is not None:
             return wait
-        if message.mark is not None:
+        if message.mark is not None and message.sent_pieces == 0:
             # The tapped question's mark first, then the message itself, on one send slot:
             # Telegram's limits count messages sent, and a slot apiece could leave the
             # message waiting behind its own mark again at every retry. Whatever stops the
@@ -340,8 +340,13 @@ class TelegramChannel:
                 return marked
         return await self._deliver(chat_id, message)
 
+    async def _reserve(self, chat_id: int) -> base.RetryAfter | None:
+        """A send slot for one message to this chat, under the bot's limits."""
+        return await base.reserve(self.limits, str(chat_id), chat_id < 0, self.clock())
+
     async def _deliver(self, chat_id: int, message: Outbound) -> base.SendResult:
         """The Bot API calls that show one message, and what their answer means."""
+        pieces = base.Pieces(message.sent_pieces)  # of a long message, those that went
         try:
             if message.edit is not None and message.markup is not None:
                 await self._call(
@@ -373,18 +378,21 @@ class TelegramChannel:
                     reply_markup=markup,
                 )  # fmt: skip
                 return base.Sent()
-            pieces = (
-                split_text(message.markup["html"]) if message.markup else render_pieces(message)
-            )
-            for index, piece in enumerate(pieces):
-                last = index == len(pieces) - 1
-                await self._call(
-                    "sendMessage", chat_id=chat_id, text=piece, parse_mode=ParseMode.HTML,
+            texts = split_text(message.markup["html"]) if message.markup else render_pieces(message)
+
+            async def piece(index: int) -> object:
+                last = index == len(texts) - 1
+                return await self._call(
+                    "sendMessage", chat_id=chat_id, text=texts[index], parse_mode=ParseMode.HTML,
                     reply_markup=keyboard(message) if last else None,
                     link_preview_options=NO_PREVIEW,
                 )  # fmt: skip
+
+            wait = await pieces.send(len(texts), piece, lambda: self._reserve(chat_id))
+            if wait is not None:
+                return wait
         except RetryAfter as error:
-            return base.RetryAfter(_seconds(error))
+            return base.RetryAfter(_seconds(error), sent_pieces=pieces.sent)
         except Forbidden:
             return base.Unreachable()
         except ChatMigrated:
@@ -395,7 +403,7 @@ class TelegramChannel:
                 return base.Sent()
             return base.Dropped(str(error))
         except (TimedOut, NetworkError) as error:
-            return base.Failed(str(error))
+            return base.Failed(str(error), sent_pieces=pieces.sent)
         return base.Sent()
 
     async def _call(self, method: str, **fields: object) -> object:
