@@ -256,7 +256,8 @@ async def test_the_digest_archive_and_a_digest_made_for_any_week(world: World):
 
 
 async def test_a_digest_sent_opens_without_whoever_has_since_been_forgotten(world: World):
-    stories = {n: f"Robots took over till number {n}" for n in range(8)}
+    # A theme quotes three, and "In their own words" three more: six forgotten of twelve.
+    stories = {n: f"Robots took over till number {n}" for n in range(12)}
     for n, story in stories.items():
         await world.say(f"/start {GUIDE}", f"p{n}")
         for text in ANSWERS:
@@ -272,7 +273,7 @@ async def test_a_digest_sent_opens_without_whoever_has_since_been_forgotten(worl
         await world.say("yes", f"p{n}")
     after = await (await world.client.get("/console/data/digests/2026-03-09")).text()
     assert not [n for n in quoted if stories[n] in after]
-    assert f"People: {8 - len(quoted)}" in after
+    assert f"People: {12 - len(quoted)}" in after
 
 
 async def test_only_coordinators_and_admins(world: World):

@@ -99,3 +99,28 @@ async def test_a_gathering_summary_shows_the_room_its_themes(make_harness) -> No
     assert "&lt;b&gt;better pay&lt;/b&gt;" in telegram and "between us" not in telegram
     golden("summary.telegram.html", telegram + "\n")
     golden("summary.txt", reports.render("summary", "text", "en", s=summary) + "\n")
+
+
+async def test_words_quoted_under_a_theme_are_not_quoted_again_below(make_harness) -> None:  # type: ignore[no-untyped-def]
+    """ "In their own words" leaves out what a theme above already quotes, in digests
+    (whatever the draw: ten periods, ten draws) and in a gathering's summary."""
+    h: Harness = make_harness(GUIDE)
+    start = h.clock()
+    await _answered(h)
+    for late in range(10):
+        digest = await build_digest(h.storage, h.library, start - timedelta(seconds=late),
+                                    h.clock() + timedelta(seconds=1), min_group=5)  # fmt: skip
+        (talk,) = digest.guides
+        under_themes = {q for qt in talk.themes for t in qt.found.themes for q in t.quotes}
+        assert len(under_themes) == 9 and len(talk.quotes) == 3
+        assert not under_themes & set(talk.quotes)
+    guide = h.library.get("talk").guide  # type: ignore[union-attr]
+    kept = [(await h.storage.mine(h.pseudonym(u))).runs[0].id
+            for u in [f"en{n}" for n in range(len(ENGLISH))]]  # fmt: skip
+    rows = [run for run_id in kept if (run := await h.storage.run(run_id)) is not None]
+    answers = [a for row in rows for a in await h.storage.answers(row.id)]
+    for seed in range(10):
+        summary = summarize(guide, "en", "Supper", rows, answers, 5, seed=f"g{seed}")  # type: ignore[arg-type]
+        under_themes = {q for qt in summary.themes for t in qt.found.themes for q in t.quotes}
+        assert under_themes and summary.quotes
+        assert not under_themes & set(summary.quotes)

@@ -27,7 +27,7 @@ from bot.library import GuideLibrary
 from bot.reports import min_group as rule
 from bot.reports.breakdown import Breakdown, Count, Row, breakdown
 from bot.reports.digest_texts import Texts, read_texts
-from bot.reports.themes.model import QuestionThemes
+from bot.reports.themes.model import QuestionThemes, quoted
 from bot.reports.themes.service import question_themes
 from storage.protocol import ReportStore
 from storage.rows import RunCount, Tally
@@ -96,7 +96,7 @@ async def build_digest(
         async with turn:
             return await read_texts(storage, guide, since, until, min_group=min_group,
                                     seed=f"{guide.id}:{since.isoformat()}", words=MAX_WORDS,
-                                    phrases=MAX_PHRASES, quotes=MAX_QUOTES)  # fmt: skip
+                                    phrases=MAX_PHRASES)  # fmt: skip
 
     # Free text takes longest (its words are counted here, in Python), so it starts at
     # once, while the shared reader works out the figures; a guide with nothing to
@@ -164,7 +164,7 @@ async def _guides(
                 rule.rate(finished, started, min_group),
                 dropoff,
                 questions,
-                said.quotes,
+                await said.draw.quotes(MAX_QUOTES, besides=quoted(themes)),
                 [Row(word, Count(n)) for word, n in said.words],
                 [Row(phrase, Count(n)) for phrase, n in said.phrases],
                 held.get(guide.id, []),

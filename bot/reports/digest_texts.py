@@ -5,7 +5,8 @@ Pages come with each person's answers together (`ReportStore.answer_text_pages`)
 word is counted once per person from a small set of that one person's words, never
 from a set of people per word: memory grows with the vocabulary, not with people
 times words. For quotes only the runs of each person's latest answers to quotable
-steps are kept; the answers of the few people drawn are read again, by run, at the end.
+steps are kept (`Draw`); the answers of the few people drawn are read again, by run,
+once the digest knows what its themes quote already.
 
 The rules are the digest's (`bot/reports/digest.py`): quotes only from `quotable` steps that
 at least `min_group` people answered, at most one per person, drawn at random but
@@ -20,6 +21,7 @@ import json
 import random
 import re
 from collections import Counter
+from collections.abc import Collection
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,22 +36,25 @@ _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 
 @dataclass(frozen=True)
 class Texts:
-    """What a period's free text gave: (word or phrase, people), most used first."""
+    """What a period's free text gave: (word or phrase, people), most used first, and
+    who could be quoted."""
 
     words: list[tuple[str, int]]
     phrases: list[tuple[str, int]]
-    quotes: list[str]
+    draw: Draw
 
 
 async def read_texts(
     storage: ReportStore, guide: Guide, since: datetime, until: datetime, *, min_group: int,
-    seed: str, words: int, phrases: int, quotes: int,
+    seed: str, words: int, phrases: int,
 ) -> Texts:  # fmt: skip
-    """The most used `words` and `phrases`, and up to `quotes` quotes, from the answers
-    to the guide's free-text steps (not `sensitive` ones) in [since, until)."""
+    """The most used `words` and `phrases` from the answers to the guide's free-text
+    steps (not `sensitive` ones) in [since, until), and who could be quoted."""
     steps = [s for s in guide.questions if s.kind is StepKind.ASK and not s.sensitive]
     recurring = _Recurring()
-    draw = _Draw([s.id for s in steps if s.quotable])
+    draw = Draw(
+        storage, guide.id, since, until, min_group, seed, [s.id for s in steps if s.quotable]
+    )
     person: str | None = None
     said: list[str] = []
     runs: list[str | None] = []  # the run of their latest answer to each quotable step
@@ -73,7 +78,7 @@ async def read_texts(
     return Texts(
         recurring.top(recurring.words, words, min_group),
         recurring.top(recurring.phrases, phrases, min_group),
-        await draw.quotes(storage, guide.id, since, until, min_group, seed, quotes),
+        draw,
     )
 
 
@@ -138,11 +143,17 @@ class _Recurring:
         return [(word, -n) for n, word in ranked]
 
 
-class _Draw:
+class Draw:
     """Who could be quoted: each person who answered a quotable step, in participant
     order (the order pages come in), as the runs of their latest answer to each."""
 
-    def __init__(self, steps: list[str]) -> None:
+    def __init__(
+        self, storage: ReportStore, guide_id: str, since: datetime, until: datetime,
+        min_group: int, seed: str, steps: list[str],
+    ) -> None:  # fmt: skip
+        self._read = (storage, guide_id, since, until)
+        self._min_group = min_group
+        self._seed = seed
         self.steps = steps
         self.at = {step: n for n, step in enumerate(steps)}
         self.people: list[tuple[str | None, ...]] = []
@@ -151,35 +162,44 @@ class _Draw:
         if any(runs):
             self.people.append(tuple(runs))
 
-    async def quotes(
-        self, storage: ReportStore, guide_id: str, since: datetime, until: datetime, min_group: int,
-        seed: str, most: int,
-    ) -> list[str]:  # fmt: skip
-        """Shuffle everyone who answered a step that `min_group` people answered, take
-        the first `most`, and one of each one's answers to those steps, at random.
+    async def quotes(self, most: int, besides: Collection[str] = ()) -> list[str]:
+        """Shuffle everyone who answered a step that `min_group` people answered, and
+        take one of each one's answers to those steps, at random, in that order, until
+        there are `most`; an answer shown already (`besides`: under a theme) is passed
+        over, and the next person's taken.
 
         People are in sorted order already, and a shuffle depends only on the number of
         things shuffled, so shuffling their positions draws as shuffling them would;
-        only the answers of those drawn are read again."""
+        only the answers of those drawn are read again, a few people at a time."""
+        storage, guide_id, since, until = self._read
         answered = [sum(map(bool, step)) for step in zip(*self.people, strict=True)]
-        shown = [n for n, people in enumerate(answered) if people >= min_group]
+        shown = [n for n, people in enumerate(answered) if people >= self._min_group]
         candidates = [runs for runs in self.people if any(map(runs.__getitem__, shown))]
-        chooser = random.Random(seed)
+        chooser = random.Random(self._seed)
         order = list(range(len(candidates)))
         chooser.shuffle(order)
-        drawn = [candidates[n] for n in order[:most]]
-        found: dict[tuple[str | None, str], str] = {}  # (run, step) -> text
-        pages = storage.answer_text_pages(
-            guide_id, [self.steps[n] for n in shown], since, until,
-            runs=sorted({run for runs in drawn for n in shown if (run := runs[n])}),
-        )  # fmt: skip
-        async with aclosing(pages):
-            async for page in pages:
-                for row in page:
-                    found[row.run_id, row.step] = _text(row.value)
-        quotes = []
-        for runs in drawn:
-            said = [found[key] for n in shown if (key := (runs[n], self.steps[n])) in found]
-            if said:  # else erased since the first read
-                quotes.append(scrub(chooser.choice(said)))
+        already = {quote.casefold() for quote in besides}
+        quotes: list[str] = []
+        start = 0
+        while len(quotes) < most and start < len(order):
+            # As many as are still wanted, then twice as many: nearly always one read.
+            ahead = most if start == 0 else 2 * (most - len(quotes))
+            drawn = [candidates[n] for n in order[start : start + ahead]]
+            start += len(drawn)
+            found: dict[tuple[str | None, str], str] = {}  # (run, step) -> text
+            pages = storage.answer_text_pages(
+                guide_id, [self.steps[n] for n in shown], since, until,
+                runs=sorted({run for runs in drawn for n in shown if (run := runs[n])}),
+            )  # fmt: skip
+            async with aclosing(pages):
+                async for page in pages:
+                    for row in page:
+                        found[row.run_id, row.step] = _text(row.value)
+            for runs in drawn:
+                said = [found[key] for n in shown if (key := (runs[n], self.steps[n])) in found]
+                if not said:  # erased since the first read
+                    continue
+                quote = scrub(chooser.choice(said))
+                if quote.casefold() not in already and len(quotes) < most:
+                    quotes.append(quote)
         return quotes

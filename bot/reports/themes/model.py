@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -83,3 +84,9 @@ class QuestionThemes:
         """The languages its themes are in: reports name a theme's language when more
         than one."""
         return sorted({t.language for t in self.found.themes})
+
+
+def quoted(themes: Sequence[QuestionThemes]) -> set[str]:
+    """Every quote shown under these themes: a report's "In their own words" leaves them
+    out, rather than show the same words twice."""
+    return {quote for qt in themes for theme in qt.found.themes for quote in theme.quotes}
