@@ -320,7 +320,7 @@ async def _serve(settings: Settings) -> int:
             bot.storage, bot.dispatcher, bot.library, bot.clock,
             digest_cron=settings.digest_cron, timezone=settings.timezone,
             retention_days=settings.retention_days,
-            digests=bot.house.digests,
+            digests=bot.house.digests, chores=[bot.house.gatherings.open_left_over],
         )  # fmt: skip
         ticker = run_every(scheduler)
         stoppers.append(functools.partial(_shutdown, ticker))

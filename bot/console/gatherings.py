@@ -230,7 +230,7 @@ async def advance(visit: Visit) -> web.StreamResponse:
     gathering = await reachable(visit)
     if isinstance(gathering, web.Response):
         return gathering
-    outcome = await service(visit).advance(visit.who, gathering)
+    outcome = await service(visit).advance(visit.who, gathering, visit.now)
     if outcome == "not_your_gathering":
         return refused(visit)
     if isinstance(outcome, str):

@@ -361,7 +361,10 @@ class Dispatcher:
             flow = await self._flow(run_row.guide_hash)
             state = RunState.model_validate_json(run_row.state)
             outcome = flow.resume(state, given, turn.now)
-            if outcome.events or outcome.state != state:
+            # Someone it changes nothing for (moved on already) is left as they were:
+            # not even when they last moved, which their run's expiry counts from.
+            moved = outcome.state.model_copy(update={"updated_at": state.updated_at}) != state
+            if outcome.events or moved:
                 await self._record(turn, flow, outcome, None)
 
         await self._take_turn(participant_id, None, act, need_person=True)

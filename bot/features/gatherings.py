@@ -4,7 +4,10 @@ This is the dispatcher's handling of the facilitator's commands, kept apart for
 size: `/launch`, `/join`, `/status`, `/next`, `/close`, `/summary`, `/qr` and
 `/redeem`. Like the dispatcher, it only adds rows to the turn's commit (one
 transaction); work on other people's runs (opening the next question for a paced
-room) happens after that commit, each under that person's own lock.
+room) happens after that commit, each under that person's own lock. An opening is
+written down in the commit that makes it (a record) and crossed off once everyone has
+it: if the process stops part-way, the scheduler's next tick, on any instance, does
+the rest (`open_left_over`), so nobody in the room waits for a question that came.
 
 The same decisions serve the console (`bot/console/gatherings.py`): the service methods
 below the chat commands (`open_gathering`, `advance`, `close`, `status`, `summary`,
@@ -24,7 +27,7 @@ import dataclasses
 import functools
 import logging
 import shlex
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -47,7 +50,7 @@ from bot.flows.text import localize
 from bot.messages import Outbound, OutButton
 from bot.reports.render import Reports
 from bot.reports.summary import Progress, Summary, progress, summarize
-from storage.rows import Commit, GatheringRow, WrongCodeRow
+from storage.rows import Commit, GatheringRow, RecordRow, WrongCodeRow
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -64,6 +67,13 @@ StartGuide = Callable[[Turn, str], Awaitable[str | None]]
 Nudge = Callable[[str, str, Input], Awaitable[None]]
 NewId = Callable[[], str]
 
+OPENING = "opening"  # a record: a question opened to a paced room, until everyone has it
+# An opening left over longer than this is given up: those still waiting catch up when
+# they next type, as anyone does who joins late.
+OPENING_LASTS = timedelta(hours=6)
+# The process that opened a question has this long to cross it off before a tick, on
+# any instance, takes it for left over (doing it again is harmless: only slower).
+OPENING_GRACE = timedelta(minutes=1)
 JOIN_STEP = "_join"
 STATUS_STEP = "_status"
 JOIN_CODE_LENGTH = 6
@@ -257,8 +267,9 @@ class Gatherings:
             return
         part, last = step
         turn.commit.gathering_part = (gathering.id, part)
+        turn.commit.records.append(_opening(gathering.id, part, turn.now))
         self._say(turn, "next_opened", number=part, total=last)
-        turn.after.append(await self._opener(gathering, part))
+        turn.after.append(functools.partial(self._open_for_everyone, gathering.id, part))
 
     async def _close(self, turn: Turn, gathering: GatheringRow, share: bool) -> None:
         if gathering.status == "open":
@@ -328,7 +339,9 @@ class Gatherings:
         await self.storage.commit(Commit(gathering=gathering))
         return gathering
 
-    async def advance(self, who: str, gathering: GatheringRow) -> tuple[int, int] | str:
+    async def advance(
+        self, who: str, gathering: GatheringRow, now: datetime
+    ) -> tuple[int, int] | str:
         """Next: open one more question to everyone in a paced gathering. (the part now
         open, how many there are), or why not: a phrase key (`not_your_gathering`,
         `not_paced`, `gathering_closed`)."""
@@ -337,8 +350,11 @@ class Gatherings:
         step = self._next_part(gathering)
         if isinstance(step, str):
             return step
-        await self.storage.commit(Commit(gathering_part=(gathering.id, step[0])))
-        await (await self._opener(gathering, step[0]))()
+        opened = Commit(
+            gathering_part=(gathering.id, step[0]), records=[_opening(gathering.id, step[0], now)]
+        )
+        await self.storage.commit(opened)
+        await self._open_for_everyone(gathering.id, step[0])
         return step
 
     async def close(self, who: str, gathering: GatheringRow, now: datetime) -> GatheringRow | None:
@@ -405,22 +421,46 @@ class Gatherings:
         last = len(loaded.guide.questions)
         return min(gathering.part + 1, last), last
 
-    async def _opener(
-        self, gathering: GatheringRow, part: int
-    ) -> Callable[[], Coroutine[None, None, None]]:
-        """What opens question `part` for everyone answering, to run once it is committed
-        (each person's run moves under their own lock)."""
-        runs = await self.storage.gathering_runs(gathering.id)
-        waiting = [(r.participant, r.id) for r in runs if r.status in ("active", "consent")]
+    async def _open_for_everyone(self, gathering_id: str, part: int) -> bool:
+        """Open question `part` for everyone answering (each person's run moves under
+        their own lock; someone moved on already is left as they are), then cross the
+        opening off, unless it failed for someone (then a tick tries again). Run once
+        the opening is committed. Whether everyone has it."""
+        runs = await self.storage.gathering_runs(gathering_id)
+        everyone = True
+        for run in runs:
+            if run.status not in ("active", "consent"):
+                continue
+            try:
+                await self.nudge(run.participant, run.id, Open(part))
+            except Exception:  # one person's trouble must not hold the room back
+                log.exception("could not open the next question for one participant")
+                everyone = False
+        if everyone:
+            await self.storage.delete_records(OPENING, _opening_key(gathering_id, part))
+        return everyone
 
-        async def open_for_everyone() -> None:
-            for participant, run_id in waiting:
-                try:
-                    await self.nudge(participant, run_id, Open(part))
-                except Exception:  # one person's trouble must not hold the room back
-                    log.exception("could not open the next question for one participant")
-
-        return open_for_everyone
+    async def open_left_over(self, now: datetime) -> None:
+        """Finish the openings a process began and did not cross off (it stopped
+        part-way): the scheduler's tick, on every instance. Each is claimed like a
+        scheduled occurrence, so one instance takes it up (another, if that one stops
+        too, once its lease has run out)."""
+        for record in await self.storage.records_of(OPENING, now):
+            assert record.expires_at is not None
+            if record.expires_at - OPENING_LASTS > now - OPENING_GRACE:
+                continue  # just opened: its process is most likely at it
+            claim = (f"{OPENING}:{record.key}", "UTC", record.expires_at)
+            if await self.storage.claim_occurrence(*claim, now, OPENING_GRACE) != "claimed":
+                continue
+            gathering_id, _, part = record.key.rpartition(":")
+            gathering = await self.storage.gathering(gathering_id)
+            if gathering is None or gathering.status != "open":  # closed since: as it was
+                await self.storage.delete_records(OPENING, record.key)
+            else:
+                log.info("finishing a paced room's opening that a process left part-way")
+                if not await self._open_for_everyone(gathering_id, int(part)):
+                    continue  # someone still hasn't it: claimed again once the lease ends
+            await self.storage.finish_occurrence(*claim, "sent")
 
     async def _summary_message(self, turn: Turn, gathering: GatheringRow) -> Outbound | None:
         language = self._language(turn)
@@ -477,3 +517,12 @@ def _words(arg: str) -> list[str]:
 
 def _changed(gathering: GatheringRow, **changes: object) -> GatheringRow:
     return dataclasses.replace(gathering, **changes)  # type: ignore[arg-type]
+
+
+def _opening_key(gathering_id: str, part: int) -> str:
+    return f"{gathering_id}:{part}"
+
+
+def _opening(gathering_id: str, part: int, now: datetime) -> RecordRow:
+    """The record of a question opened to a paced room, until everyone has it."""
+    return RecordRow(OPENING, _opening_key(gathering_id, part), b"", now + OPENING_LASTS)

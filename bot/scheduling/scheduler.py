@@ -16,7 +16,9 @@ database decides, never one process's memory:
 - a weekly digest is an occurrence claimed like a schedule's, and each
   coordinator's copy is sent under its own key; the occurrences sent are the
   console's list of digests;
-- retention's daily blanking is an occurrence too, one per UTC day, claimed.
+- retention's daily blanking is an occurrence too, one per UTC day, claimed;
+- features' chores (`chores`: a paced room's opening that a process left part-way)
+  are safe to repeat, and run on every tick.
 
 A schedule's cron is read in each member's own time zone (else the schedule's),
 so "0 9 * * MON" is nine on Monday morning where each person lives, across
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Protocol
@@ -84,6 +86,7 @@ class Scheduler:
         timezone: str = "UTC",
         retention_days: int | None = None,
         digests: WeeklyDigests | None = None,
+        chores: Sequence[Callable[[datetime], Awaitable[object]]] = (),
     ) -> None:
         if digest_cron and digests is None:
             raise ValueError("weekly digests need something that makes them")
@@ -97,6 +100,9 @@ class Scheduler:
         self.digest_cron = digest_cron
         self.timezone = timezone
         self.retention_days = retention_days
+        # What features ask to have done on every tick (a paced room's opening that a
+        # process left part-way): plugged in by the composition root.
+        self.chores = list(chores)
 
     async def tick(self) -> TickReport:
         report = TickReport()
@@ -124,6 +130,11 @@ class Scheduler:
             await self._housekeeping(now, report)
         except Exception:
             log.exception("expired records could not be cleared")
+        for chore in self.chores:
+            try:
+                await chore(now)
+            except Exception:
+                log.exception("a scheduled chore failed; it is tried again next tick")
         return report
 
     async def _housekeeping(self, now: datetime, report: TickReport) -> None:
