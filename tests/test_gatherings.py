@@ -138,6 +138,35 @@ async def test_paced_rooms_move_together_with_next(room: Harness):
     assert "Questions open to everyone: 2" in text_of((await h.say("/status", user="host"))[-1])
 
 
+async def next_left_part_way(h: Harness) -> None:
+    """`/next` by the host, its process stopping right after the commit: the opening is
+    written down and nobody has been handed the question."""
+    gatherings = h.house.gatherings
+    opening = gatherings._open_for_everyone
+
+    async def stopped(gathering_id: str, part: int) -> bool:
+        return False
+
+    gatherings._open_for_everyone = stopped  # type: ignore[method-assign]
+    try:
+        await h.say("/next", user="host")
+    finally:
+        gatherings._open_for_everyone = opening  # type: ignore[method-assign]
+
+
+async def waiting_room(h: Harness, people: list[str]) -> None:
+    """A paced room launched, these people in it, each waiting after question 1."""
+    code = await launch(h, "supper --paced")
+    for person in people:
+        for text in (f"/join {code}", "yes", "1"):
+            await h.say(text, user=person)
+
+
+def asked(h: Harness, person: str) -> int:
+    """How many times `person` was asked question 2."""
+    return sum(m.text.endswith("How worried are you?") for a, m in h.channel.sent if a == person)
+
+
 async def test_an_opening_a_stopped_process_left_part_way_is_finished_by_the_next_tick(
     room: Harness,
 ):
@@ -148,39 +177,24 @@ async def test_an_opening_a_stopped_process_left_part_way_is_finished_by_the_nex
     from bot.scheduling.scheduler import Scheduler
 
     h = room
-    code = await launch(h, "supper --paced")
     people = PEOPLE[:3]
-    for person in people:
-        for text in (f"/join {code}", "yes", "1"):
-            await h.say(text, user=person)
+    await waiting_room(h, people)
+    await next_left_part_way(h)
     gatherings = h.house.gatherings
-    opening = gatherings._open_for_everyone
 
-    async def stopped(gathering_id: str, part: int) -> None:
-        """The process died right after the commit."""
-
-    gatherings._open_for_everyone = stopped  # type: ignore[method-assign]
-    await h.say("/next", user="host")
-    gatherings._open_for_everyone = opening  # type: ignore[method-assign]
-
-    def asked(person: str) -> int:
-        return sum(
-            m.text.endswith("How worried are you?") for a, m in h.channel.sent if a == person
-        )
-
-    assert [asked(p) for p in people] == [0, 0, 0]
+    assert [asked(h, p) for p in people] == [0, 0, 0]
     assert len(await h.storage.records_of(OPENING, h.clock())) == 1
     tick = Scheduler(h.storage, h.dispatcher, h.library, h.clock,
                      chores=[gatherings.open_left_over]).tick  # fmt: skip
     await tick()  # within the grace: its own process may be at it
     await h.deliverer.drain("terminal")
-    assert [asked(p) for p in people] == [0, 0, 0]
+    assert [asked(h, p) for p in people] == [0, 0, 0]
     h.clock.advance(minutes=2)
     for _ in range(2):
         await tick()
         await h.dispatcher.settle()
         await h.deliverer.drain("terminal")
-    assert [asked(p) for p in people] == [1, 1, 1]
+    assert [asked(h, p) for p in people] == [1, 1, 1]
     assert await h.storage.records_of(OPENING, h.clock()) == []
     # An opening that went as it should leaves no record behind.
     await h.say("2", user=people[0])
@@ -189,9 +203,7 @@ async def test_an_opening_a_stopped_process_left_part_way_is_finished_by_the_nex
     # One left over in a room closed since is crossed off, and opens nothing (even to
     # someone waiting for it).
     assert "wait for the group" in (await h.say("30", user=people[0]))[-1].text
-    gatherings._open_for_everyone = stopped  # type: ignore[method-assign]
-    await h.say("/next", user="host")
-    gatherings._open_for_everyone = opening  # type: ignore[method-assign]
+    await next_left_part_way(h)
     await h.say("/close", user="host")
     h.clock.advance(minutes=2)
     before = len(h.channel.sent)
@@ -212,20 +224,11 @@ async def test_an_opening_that_failed_for_someone_is_taken_up_again_by_one_tick(
     from bot.scheduling.scheduler import Scheduler
 
     h = room
-    code = await launch(h, "supper --paced")
     people = PEOPLE[:3]
-    for person in people:
-        for text in (f"/join {code}", "yes", "1"):
-            await h.say(text, user=person)
+    await waiting_room(h, people)
+    await next_left_part_way(h)
     gatherings = h.house.gatherings
-    opening, nudge = gatherings._open_for_everyone, gatherings.nudge
-
-    async def stopped(gathering_id: str, part: int) -> None:
-        """The process died right after the commit."""
-
-    gatherings._open_for_everyone = stopped  # type: ignore[method-assign]
-    await h.say("/next", user="host")
-    gatherings._open_for_everyone = opening  # type: ignore[method-assign]
+    nudge = gatherings.nudge
     troubled = h.pseudonym(people[1])
 
     async def flaky(participant: str, run_id: str, given: object) -> None:
@@ -237,11 +240,6 @@ async def test_an_opening_that_failed_for_someone_is_taken_up_again_by_one_tick(
     ticks = [Scheduler(h.storage, h.dispatcher, h.library, h.clock,
                        chores=[gatherings.open_left_over]).tick for _ in range(2)]  # fmt: skip
 
-    def asked(person: str) -> int:
-        return sum(
-            m.text.endswith("How worried are you?") for a, m in h.channel.sent if a == person
-        )
-
     async def tick(n: int) -> None:
         await ticks[n]()
         await h.dispatcher.settle()
@@ -249,15 +247,15 @@ async def test_an_opening_that_failed_for_someone_is_taken_up_again_by_one_tick(
 
     h.clock.advance(minutes=2)
     await tick(0)
-    assert [asked(p) for p in people] == [1, 0, 1]
+    assert [asked(h, p) for p in people] == [1, 0, 1]
     assert len(await h.storage.records_of(OPENING, h.clock())) == 1
     gatherings.nudge = nudge  # type: ignore[assignment]
     await tick(1)  # another instance, while the first one's claim holds
-    assert [asked(p) for p in people] == [1, 0, 1]
+    assert [asked(h, p) for p in people] == [1, 0, 1]
     first = await h.storage.run((await h.storage.participant(h.pseudonym(people[0]))).current_run)  # type: ignore[union-attr,arg-type]
     h.clock.advance(minutes=1, seconds=1)
     await tick(1)
-    assert [asked(p) for p in people] == [1, 1, 1]
+    assert [asked(h, p) for p in people] == [1, 1, 1]
     assert await h.storage.records_of(OPENING, h.clock()) == []
     again = await h.storage.run(first.id)  # type: ignore[union-attr]
     assert again is not None and again.updated_at == first.updated_at  # type: ignore[union-attr]

@@ -7,10 +7,12 @@ claiming is reading, tested with the rest of the suite.)"""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +26,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 LEASE = timedelta(minutes=1)
+Waiting = Callable[[str], Awaitable[None]]
 
 
 @pytest.fixture
@@ -193,45 +196,57 @@ async def test_a_claimant_still_sending_keeps_what_it_holds_past_its_first_lease
     assert texts(await b.claim_due("terminal", START + 2 * LEASE, 10)) == ["hi ben"]
 
 
+@contextlib.asynccontextmanager
+async def another_transaction(tmp_path: Path) -> AsyncIterator[tuple[Any, Any, Waiting]]:
+    """Another process's connection to the test's schema with a transaction open in it
+    (commit it with the second), and a wait until some session waits for a lock."""
+    import asyncpg
+
+    from tests.storage_suite import DATABASE_URL, schema_for
+    from tests.test_pg_locks import until
+
+    settings = {"search_path": schema_for(tmp_path / "kt.db")}
+    other = await asyncpg.connect(DATABASE_URL, server_settings=settings)
+    looking = await asyncpg.connect(DATABASE_URL)
+
+    async def blocked() -> bool:
+        waiting = await looking.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database()"
+        )
+        return bool(waiting)
+
+    async def waits(what: str) -> None:
+        await until(blocked, what)
+
+    try:
+        transaction = other.transaction()
+        await transaction.start()
+        yield other, transaction, waits
+    finally:
+        await other.close()
+        await looking.close()
+
+
 async def test_a_turn_committing_while_someone_is_being_erased_waits_and_writes_nothing(
     two: tuple[PostgresStorage, PostgresStorage], tmp_path: Path
 ) -> None:
     """An operator's `kitchen-table forget` is under way in its own transaction when a
     turn that read the person commits: the commit waits for the erasure, then writes
     nothing (it does not slip in beside it and bring them back)."""
-    import asyncpg
-
     from storage.rows import ParticipantRow
-    from tests.storage_suite import DATABASE_URL, schema_for
-    from tests.test_pg_locks import until
 
     a, _ = two
     ana = ParticipantRow("ana", "terminal", b"sealed")
     assert await a.commit(Commit(participant=ana))
-    settings = {"search_path": schema_for(tmp_path / "kt.db")}
-    eraser = await asyncpg.connect(DATABASE_URL, server_settings=settings)
-    looking = await asyncpg.connect(DATABASE_URL)
-    try:
-        erasing = eraser.transaction()
-        await erasing.start()
+    async with another_transaction(tmp_path) as (eraser, erasing, waits):
         await eraser.execute("SELECT kt_erase('ana', now())")
         turn = Commit(inbound_key="k1", participant=ana, outbox=[message("late", "ana")],
                       still_kept="ana")  # fmt: skip
         committing = asyncio.create_task(a.commit(turn))
-
-        async def blocked() -> bool:
-            waiting = await looking.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND datname = current_database()"
-            )
-            return bool(waiting)
-
-        await until(blocked, "the commit waits for the erasure")
+        await waits("the commit waits for the erasure")
         await erasing.commit()
         assert await committing is False
-    finally:
-        await eraser.close()
-        await looking.close()
     assert await a.participant("ana") is None
     assert await a.claim_due("terminal", START + LEASE, 10) == []
     assert not await a.inbound_seen("k1")
@@ -243,12 +258,8 @@ async def test_someone_erased_while_a_turn_of_theirs_commits_is_erased_with_it(
     """The other way round: a turn's commit is under way (its transaction still open)
     when `kitchen-table forget` starts. The erasure waits for it, then erases what it
     wrote too: nothing of theirs is left."""
-    import asyncpg
-
     from storage.postgres.commits import encode
     from storage.rows import AnswerRow, ParticipantRow, RunRow
-    from tests.storage_suite import DATABASE_URL, schema_for
-    from tests.test_pg_locks import until
 
     a, _ = two
     ana = ParticipantRow("ana", "terminal", b"sealed")
@@ -257,28 +268,12 @@ async def test_someone_erased_while_a_turn_of_theirs_commits_is_erased_with_it(
     turn = Commit(inbound_key="k1", participant=ana, runs=[run], outbox=[message("next", "ana")],
                   answers=[AnswerRow("r1", "story", "ana", "pulse", 1, "ask", '"mine"', START)],
                   still_kept="ana")  # fmt: skip
-    settings = {"search_path": schema_for(tmp_path / "kt.db")}
-    committer = await asyncpg.connect(DATABASE_URL, server_settings=settings)
-    looking = await asyncpg.connect(DATABASE_URL)
-    try:
-        committing = committer.transaction()
-        await committing.start()
+    async with another_transaction(tmp_path) as (committer, committing, waits):
         assert await committer.fetchval("SELECT kt_commit($1::kt_commit)", encode(turn))
         erasing = asyncio.create_task(a.forget("ana", START))
-
-        async def blocked() -> bool:
-            waiting = await looking.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND datname = current_database()"
-            )
-            return bool(waiting)
-
-        await until(blocked, "the erasure waits for the commit")
+        await waits("the erasure waits for the commit")
         await committing.commit()
         await erasing
-    finally:
-        await committer.close()
-        await looking.close()
     assert await a.participant("ana") is None
     assert not await a.mine("ana")
     assert await a.claim_due("terminal", START + LEASE, 10) == []
