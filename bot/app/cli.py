@@ -25,8 +25,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from telegram.error import InvalidToken, NetworkError, TimedOut
-
 from admin import backup, digests, schedules, sessions
 from admin import guides as guide_admin
 from bot import operator_log
@@ -34,16 +32,6 @@ from bot.app import database, themes_cli, workers
 from bot.app.build import House, build_house, command_menu
 from bot.app.chat import chat
 from bot.app.usage import UsageError
-from bot.app.web import console_app, make_web_app, start_web
-from bot.channels.slack.channel import DEFAULT_API_URL as SLACK_API_URL
-from bot.channels.slack.channel import SlackChannel, slack_limits
-from bot.channels.slack.install import StoredInstallations, StoredStates
-from bot.channels.telegram.channel import (
-    TelegramChannel,
-    make_bot,
-    telegram_limits,
-    webhook_secrets,
-)
 from bot.channels.terminal.channel import CHANNEL as TERMINAL
 from bot.channels.terminal.channel import TerminalChannel
 from bot.config import ConfigError, Settings, load_settings
@@ -74,8 +62,14 @@ SLACK_SCOPES = ["chat:write", "chat:write.public", "commands", "im:history", "im
 # read the data folder and its secret.
 OPERATOR = "operator"
 
+# The platforms' libraries (Telegram, Slack, the web server) are imported by the
+# commands that serve them, not here: every other command (`chat`, `guides check`,
+# `export`...) starts in a third of the time without them.
 if TYPE_CHECKING:
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+    from bot.channels.slack.channel import SlackChannel
+    from bot.channels.telegram.channel import TelegramChannel
 
 log = logging.getLogger("kitchen_table")
 
@@ -246,6 +240,14 @@ async def _chat(
 
 async def _serve(settings: Settings) -> int:
     """Run every configured platform channel until interrupted."""
+    from bot.app.web import console_app, make_web_app, start_web
+    from bot.channels.telegram.channel import (
+        TelegramChannel,
+        make_bot,
+        telegram_limits,
+        webhook_secrets,
+    )
+
     async with build(settings) as bot:
         console = console_app(settings, bot.storage, bot.library, bot.house, bot.clock)
         web_app = make_web_app(functools.partial(database.reachable, bot.storage), console)
@@ -382,6 +384,8 @@ async def start_telegram(
     """Ask Telegram who the bot is. A refused token stops the bot (ConfigError); a network
     that is down is tried again with backoff, one line each time, until it answers (True)
     or the bot is stopped (False)."""
+    from telegram.error import InvalidToken, NetworkError, TimedOut
+
     where = api_url or "https://api.telegram.org"
     delay = RETRY_FIRST
     while True:
@@ -460,6 +464,10 @@ def make_slack(settings: Settings, bot: Bot) -> SlackChannel:
     from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
     from slack_sdk.web.async_client import AsyncWebClient
 
+    from bot.channels.slack.channel import DEFAULT_API_URL as SLACK_API_URL
+    from bot.channels.slack.channel import SlackChannel, slack_limits
+    from bot.channels.slack.install import StoredInstallations, StoredStates
+
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     signing = settings.slack_signing_secret
     if settings.slack_oauth and settings.slack_app_token is not None:
@@ -529,6 +537,8 @@ async def _run(settings: Settings) -> int:
         "No chat platform is set up, so here is the terminal. To add Telegram, set\n"
         "TELEGRAM_BOT_TOKEN (from @BotFather); for Slack, SLACK_BOT_TOKEN (see the README)."
     )
+    from bot.app.web import make_web_app, start_web
+
     runner = None
     with contextlib.suppress(OSError):
         runner = await start_web(make_web_app(), settings.host, settings.port)
@@ -549,6 +559,10 @@ async def _telegram_link(settings: Settings) -> str | None:
         return f"https://t.me/{settings.telegram_bot_username}"
     if settings.telegram_bot_token is None:
         return None
+    from telegram.error import InvalidToken
+
+    from bot.channels.telegram.channel import make_bot
+
     bot = make_bot(settings.telegram_bot_token.get_secret_value(), settings.telegram_api_url)
     try:
         async with bot:
