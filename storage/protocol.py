@@ -301,11 +301,6 @@ class ReportStore(Protocol):
         """Where runs of a guide that did not finish stopped: (step, runs)."""
         ...
 
-    async def answerers(self, guide_id: str, since: datetime, until: datetime) -> list[StepCount]:
-        """How many people answered each question of a guide in the period: (step, people),
-        for the questions anyone answered."""
-        ...
-
     async def people_tallies(self, guide_id: str, since: datetime, until: datetime) -> list[Tally]:
         """Each value given to choices, scales and numbers, with the distinct people who
         gave it (not answers: someone who answered weekly counts once); each option of a

@@ -70,7 +70,7 @@ async def test_runs_and_people_counted_over_a_period(store: Storage) -> None:
         StepCount("q1", 1),
         StepCount("q2", 2),
     ]
-    assert await store.answerers("pulse", since, until) == []  # runs here, no answers
+    assert await store.answer_people("pulse", since, until) == []  # runs here, no answers
     await store.commit(
         Commit(
             answers=[
@@ -82,10 +82,12 @@ async def test_runs_and_people_counted_over_a_period(store: Storage) -> None:
         )
     )  # fmt: skip
     # People per question: ana once for q1 (twice answered), ben; eve's after the period.
-    by_step = sorted(await store.answerers("pulse", since, until), key=lambda c: c.step)
+    by_step = sorted(await store.answer_people("pulse", since, until), key=lambda c: c.step)
     assert by_step == [StepCount("q1", 2), StepCount("q2", 1)]
-    assert await store.answerers("pulse", START + timedelta(days=4), until) == [StepCount("q1", 1)]
-    assert await store.answerers("other", since, until) == []
+    assert await store.answer_people("pulse", START + timedelta(days=4), until) == [
+        StepCount("q1", 1)
+    ]
+    assert await store.answer_people("other", since, until) == []
 
     assert await store.run_counts(START + 3 * WEEK, START + 4 * WEEK) == []
     assert await store.people_counts(START + 3 * WEEK, START + 4 * WEEK) == []

@@ -99,7 +99,8 @@ async def published_through(services: Services, guide: Guide, today: datetime) -
         through = datetime.fromisoformat(kept.decode())
         if through >= today:
             return through
-        since = [c for c in await storage.answerers(guide.id, through, today) if c.step in shown]
+        # Counted as the report counts who answered (`answer_people`, as `build_results`).
+        since = await storage.answer_people(guide.id, through, today, sorted(shown))
         if not since or min(c.count for c in since) < services.min_group:
             return through
     await storage.put_record(PUBLISHED, guide.id, today.isoformat().encode())

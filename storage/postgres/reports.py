@@ -114,16 +114,6 @@ class ReportsPG(Connections):
         )
         return [StepCount(r[0], r[1]) for r in rows]
 
-    async def answerers(self, guide_id: str, since: datetime, until: datetime) -> list[StepCount]:
-        rows = await self._all(
-            "SELECT step, count(DISTINCT participant) FROM answers"
-            " WHERE guide_id = $1 AND answered_at >= $2 AND answered_at < $3 GROUP BY step",
-            guide_id,
-            utc(since),
-            utc(until),
-        )
-        return [StepCount(r[0], r[1]) for r in rows]
-
     async def people_tallies(self, guide_id: str, since: datetime, until: datetime) -> list[Tally]:
         """(step, one value as JSON, distinct people who gave it) for choices, scales and
         numbers; each option of a list of choices counts on its own."""

@@ -104,14 +104,6 @@ class ReportsSQL(Connections):
         )
         return [StepCount(r[0], r[1]) for r in rows]
 
-    async def answerers(self, guide_id: str, since: datetime, until: datetime) -> list[StepCount]:
-        rows = await self._all(
-            "SELECT step, count(DISTINCT participant) FROM answers"
-            " WHERE guide_id = ? AND answered_at >= ? AND answered_at < ? GROUP BY step",
-            (guide_id, ts(since), ts(until)),
-        )
-        return [StepCount(r[0], r[1]) for r in rows]
-
     async def people_tallies(self, guide_id: str, since: datetime, until: datetime) -> list[Tally]:
         """(step, one value as JSON, distinct people who gave it) for choices, scales and
         numbers; each option of a list of choices counts on its own."""
