@@ -7,6 +7,8 @@ all the same is shown without its template parts, never with raw braces.
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 
 from bot.flows.engine import Flow
@@ -82,6 +84,26 @@ def test_a_condition_that_reads_attributes_is_refused_naming_its_line(when: str,
         and reason in line
         for line in found
     ), found
+
+
+@pytest.mark.parametrize(
+    ("say", "when"),
+    [
+        ("{{ 'x' * 99999999 }}", "worry >= 1"),
+        ("Thanks", "\"'x' * 99999999 == sector\""),
+    ],
+)
+def test_what_a_refused_text_would_build_is_never_built_to_check_it(say: str, when: str):
+    # Jinja's compiler works out constant parts ahead of time: a check that compiled
+    # these held a 100 MB string (ten times that took ten seconds to refuse).
+    tracemalloc.start()
+    try:
+        found = problems(say=say, when=when)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert any("'*' and '**' are not allowed" in line for line in found), found
+    assert peak < 20_000_000, f"checking the guide took {peak:,} bytes"
 
 
 @pytest.mark.parametrize(

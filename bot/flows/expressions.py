@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import TemplateSyntaxError, meta, nodes
+from jinja2 import TemplateSyntaxError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 # One sandbox, configured once and never mutated: jinja environments are safe to share.
@@ -76,11 +76,26 @@ def _parse_condition(expression: str) -> nodes.Template:
         raise _too_deep(_quoted(expression)) from None
 
 
+def _names(tree: nodes.Node) -> frozenset[str]:
+    """The names a tree reads and does not set itself.
+
+    Not jinja's `meta.find_undeclared_variables`: that runs the code generator, which
+    works out constant parts ahead, so `'x' * 999999999` took ten seconds and gigabytes
+    to check before it was refused.
+    """
+    stored = {node.name for node in tree.find_all(nodes.Name) if node.ctx != "load"}
+    return frozenset(
+        node.name
+        for node in tree.find_all(nodes.Name)
+        if node.ctx == "load" and node.name not in stored
+    )
+
+
 @lru_cache(maxsize=1024)
 def condition_names(expression: str) -> frozenset[str]:
     """The step ids (and other names) a condition refers to; raises ExpressionError."""
     try:
-        return frozenset(meta.find_undeclared_variables(_parse_condition(expression)))
+        return _names(_parse_condition(expression))
     except RecursionError:
         raise _too_deep(_quoted(expression)) from None
 
@@ -213,7 +228,7 @@ def template_names(source: str) -> set[str]:
     if "{" not in source:
         return set()  # most texts: no need to parse them at all
     try:
-        return set(meta.find_undeclared_variables(_parse_template(source)))
+        return set(_names(_parse_template(source)))
     except RecursionError:
         raise _too_deep(f"the text {_quoted(source)}") from None
 
