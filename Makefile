@@ -32,16 +32,17 @@ lint: $(STAMP)
 # The whole suite twice at once, one process per storage backend (tests/storage_suite.py):
 # SQLite, and PostgreSQL at KT_TEST_DATABASE_URL (postgresql://postgres@127.0.0.1:5432/test
 # by default; its tests are skipped, saying why, where it can't be reached, and fail
-# instead with KT_REQUIRE_POSTGRES=1, as in CI). Each writes its own log and cache; both
-# logs are printed when both are done, and both must pass.
+# instead with KT_REQUIRE_POSTGRES=1, as in CI). Tests that are the same on every backend
+# (marked same_on_every_backend) are shared out between the two (KT_TEST_SHARE=1). Each
+# writes its own log and cache; both logs are printed when both are done, and both must pass.
 TEST_LOGS := .pytest_cache/logs
 
 test: lint
 	@mkdir -p $(TEST_LOGS)
 	@echo "pytest on SQLite and on PostgreSQL at once (logs in $(TEST_LOGS)/)"
-	@{ KT_TEST_BACKEND=sqlite $(BIN)/pytest -o cache_dir=.pytest_cache/sqlite \
+	@{ KT_TEST_SHARE=1 KT_TEST_BACKEND=sqlite $(BIN)/pytest -o cache_dir=.pytest_cache/sqlite \
 		> $(TEST_LOGS)/sqlite.log 2>&1; echo $$? > $(TEST_LOGS)/sqlite.status; } & \
-	{ KT_TEST_BACKEND=postgres $(BIN)/pytest -o cache_dir=.pytest_cache/postgres \
+	{ KT_TEST_SHARE=1 KT_TEST_BACKEND=postgres $(BIN)/pytest -o cache_dir=.pytest_cache/postgres \
 		> $(TEST_LOGS)/postgres.log 2>&1; echo $$? > $(TEST_LOGS)/postgres.status; } & \
 	wait
 	@echo "==================== on SQLite ===================="; cat $(TEST_LOGS)/sqlite.log

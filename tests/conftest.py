@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -124,10 +124,13 @@ async def town(tmp_path: Path) -> AsyncIterator[Town]:
 # of the suite (see tests/storage_suite.py); the coverage check there goes last.
 from tests.storage_suite import (  # noqa: E402
     BACKENDS,
+    MARKED_TEST_UNDER_WAY,
     RUN_BACKEND,
+    SAME_ON_EVERY_BACKEND,
     SERVED,
     SUITE_BACKENDS,
     Recording,
+    asking_for_the_run_store,
     drop_schemas,
     need,
     new_storage,
@@ -135,8 +138,20 @@ from tests.storage_suite import (  # noqa: E402
 )
 
 
+@pytest.fixture(autouse=True)
+def _same_on_every_backend(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test marked `same_on_every_backend` fails if it asks for the run's store (autouse
+    fixtures are set up first, so this is in place before any store fixture)."""
+    marked = request.node.get_closest_marker(SAME_ON_EVERY_BACKEND) is not None
+    if marked:
+        MARKED_TEST_UNDER_WAY.append(request.node.nodeid)
+    yield
+    MARKED_TEST_UNDER_WAY.clear()
+
+
 @pytest.fixture(params=SUITE_BACKENDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+    asking_for_the_run_store()
     name: str = request.param
     await need(name)
     backend = BACKENDS[name](tmp_path / "suite.db")
@@ -166,6 +181,11 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers", "postgres: needs PostgreSQL (KT_TEST_DATABASE_URL, tests/storage_suite.py)"
+    )
+    config.addinivalue_line(
+        "markers",
+        f"{SAME_ON_EVERY_BACKEND}: never uses a store of the run's backend; make test's two"
+        " runs share these tests (tests/storage_suite.py)",
     )
 
 

@@ -81,7 +81,29 @@ SUITE_BACKENDS = [RUN_BACKEND] if "KT_TEST_BACKEND" in os.environ else sorted(BA
 
 def new_storage(path: Path) -> Storage:
     """An unopened store of this run's backend, its data at `path` (see `BACKENDS`)."""
+    asking_for_the_run_store()
     return BACKENDS[RUN_BACKEND](path)
+
+
+# Tests marked `same_on_every_backend` never use a store of the run's backend (the
+# engine, guide checks, the command line's own processes, which keep to SQLite), so
+# running them in both of `make test`'s runs proves nothing twice. With
+# KT_TEST_SHARE=1 (make test) the two runs take turns: the first such test collected
+# runs on the SQLite run, the next on the PostgreSQL run, and so on, so each does half.
+SHARE = os.environ.get("KT_TEST_SHARE") == "1"
+SAME_ON_EVERY_BACKEND = "same_on_every_backend"
+# The marked test under way, if any: asking for the run's store then fails it, so the
+# mark can't hide a test that PostgreSQL's run would need.
+MARKED_TEST_UNDER_WAY: list[str] = []
+
+
+def asking_for_the_run_store() -> None:
+    if MARKED_TEST_UNDER_WAY:
+        pytest.fail(
+            f"{MARKED_TEST_UNDER_WAY[0]} is marked {SAME_ON_EVERY_BACKEND}, but it asks for "
+            "a store of the run's backend: take the mark off",
+            pytrace=False,
+        )
 
 
 def where(url: str) -> str:
@@ -203,7 +225,8 @@ SQLITE_ONLY_TESTS = {
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The coverage check goes last, after every suite test it counts; on the PostgreSQL
-    run, tests of SQLite alone are skipped, saying why."""
+    run, tests of SQLite alone are skipped, saying why; the two runs of `make test` share
+    the tests that are the same on every backend."""
     for item in items:
         reason = SQLITE_ONLY_FILES.get(item.path.name) or SQLITE_ONLY_TESTS.get(
             f"{item.path.name}::{item.name}"
@@ -222,6 +245,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if marker is not None:
                 why = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
                 item.add_marker(pytest.mark.skip(reason=f"SQLite only: {why}"))
+    if SHARE and "KT_TEST_BACKEND" in os.environ:
+        shared = [
+            item
+            for item in items
+            if item.get_closest_marker(SAME_ON_EVERY_BACKEND) is not None
+            and item.get_closest_marker("sqlite_only") is None
+            and item.get_closest_marker("postgres") is None
+        ]
+        mine = 0 if RUN_BACKEND == "sqlite" else 1
+        other = "PostgreSQL" if RUN_BACKEND == "sqlite" else "SQLite"
+        for index, item in enumerate(shared):
+            if index % 2 != mine:
+                item.add_marker(
+                    pytest.mark.skip(reason=f"the same on every backend: in the {other} run")
+                )
     last = [item for item in items if item.path.name == COVERAGE_FILE]
     if last:
         items[:] = [item for item in items if item.path.name != COVERAGE_FILE] + last

@@ -14,6 +14,8 @@ import pytest
 from tests.conftest import DATA, ROOT
 from tests.fake_telegram import FakeTelegram
 
+pytestmark = pytest.mark.same_on_every_backend  # tests/storage_suite.py
+
 EXAMPLE = DATA / "format-example.yaml"
 
 

@@ -11,11 +11,14 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from bot.config import Settings
 from tests.conftest import ROOT
 from tests.test_cli import kitchen_table
 from tests.test_telegram_process import free_port
+
+pytestmark = pytest.mark.same_on_every_backend  # tests/storage_suite.py
 
 
 def test_the_console_is_off_unless_turned_on_and_lives_under_the_public_address():

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bot.config import Settings
 from tests.fake_slack import FakeSlack
 from tests.test_slack import Workspace
+
+pytestmark = pytest.mark.same_on_every_backend  # tests/storage_suite.py
 
 
 async def test_console_in_slack_sends_the_link_privately(slack_api: FakeSlack, tmp_path: Path):

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import string
 
+import pytest
+
 from bot.console.strings import CHAT_KEYS, add_chat_phrases, load_books
 from bot.locales import load_phrasebook
+
+pytestmark = pytest.mark.same_on_every_backend  # tests/storage_suite.py
 
 
 def placeholders(text: object) -> set[str]:

@@ -11,12 +11,16 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from bot.flows.run import RunState
 from bot.messages import Inbound
 from bot.privacy import Identity
 from storage.sqlite import SQLiteStorage
 from tests.conftest import ROOT
 from tests.crash_writer import SECRET, STEPS, burst_dispatcher
+
+pytestmark = pytest.mark.same_on_every_backend  # tests/storage_suite.py
 
 PEOPLE = 12
 

@@ -19,6 +19,8 @@ import pytest
 from bot.config import Settings
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.same_on_every_backend  # tests/storage_suite.py
+
 UNIT = ROOT / "deploy" / "kitchen-table.service"
 
 

@@ -25,6 +25,8 @@ from bot.flows.events import (
 from bot.flows.run import RunStatus
 from tests.conftest import START, flow_for
 
+pytestmark = pytest.mark.same_on_every_backend  # tests/storage_suite.py
+
 GUIDE = """
 guide: demo
 version: 1

@@ -13,6 +13,8 @@ from admin.guides import check, schema_text
 from bot.flows.loader import parse_guide
 from tests.conftest import DATA, GUIDES, ROOT
 
+pytestmark = pytest.mark.same_on_every_backend  # tests/storage_suite.py
+
 EXAMPLE = (DATA / "format-example.yaml").read_text("utf-8")
 SECTOR_OPTIONS = next(line + "\n" for line in EXAMPLE.splitlines() if "Manufacturing" in line)
 

@@ -19,6 +19,8 @@ from bot.library import GuideLibrary, read_guide_file
 from tests.conftest import GUIDES
 from tests.test_cli import kitchen_table
 
+pytestmark = pytest.mark.same_on_every_backend  # tests/storage_suite.py
+
 
 def steps_guide(count: int) -> str:
     steps = "".join(f"  - id: s{n}\n    say: Hello {n}\n" for n in range(count))

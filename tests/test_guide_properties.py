@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bot.flows.expressions import render
 from bot.flows.loader import LoadedGuide, parse_guide
 from tests.conftest import DATA
+
+pytestmark = pytest.mark.same_on_every_backend  # tests/storage_suite.py
 
 EXAMPLE = (DATA / "format-example.yaml").read_text("utf-8")
 EXAMPLE_LINES = EXAMPLE.splitlines()

@@ -19,6 +19,8 @@ from bot.flows.loader import parse_guide
 from bot.locales import load_phrasebook
 from tests.conftest import START
 
+pytestmark = pytest.mark.same_on_every_backend  # tests/storage_suite.py
+
 GUIDE = """\
 guide: t
 version: 1

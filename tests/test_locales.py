@@ -5,7 +5,10 @@ from __future__ import annotations
 import string
 from importlib import resources
 
+import pytest
 import yaml
+
+pytestmark = pytest.mark.same_on_every_backend  # tests/storage_suite.py
 
 BOOKS = {
     entry.name.removesuffix(".yaml"): yaml.safe_load(entry.read_text("utf-8"))

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.reports import min_group as rule
+
+pytestmark = pytest.mark.same_on_every_backend  # tests/storage_suite.py
 
 K = 5
 

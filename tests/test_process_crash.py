@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from bot.channels.telegram.channel import SECRET_HEADER, webhook_secrets
 from bot.delivery.deliverer import CONCURRENCY
@@ -33,6 +34,8 @@ from storage.sqlite import SQLiteStorage
 from tests.conftest import ROOT
 from tests.fake_telegram import FakeTelegram
 from tests.test_telegram_process import SECRET, free_port, start_bot, stop_bot
+
+pytestmark = pytest.mark.same_on_every_backend  # tests/storage_suite.py
 
 PEOPLE = 16
 TYPE, TAP = "type", "tap"

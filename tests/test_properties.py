@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -27,6 +28,8 @@ from bot.flows.run import RunState, RunStatus
 from bot.flows.scrub import scrub
 from bot.locales import load_phrasebook
 from tests.conftest import DATA, START
+
+pytestmark = pytest.mark.same_on_every_backend  # tests/storage_suite.py
 
 EXAMPLE = (DATA / "format-example.yaml").read_text("utf-8")
 LIMIT = 300

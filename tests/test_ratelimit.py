@@ -3,9 +3,13 @@ in-process limits; tests/test_pg_limits.py holds the shared ones to the same num
 
 from __future__ import annotations
 
+import pytest
+
 from bot.channels.telegram.channel import telegram_limits
 from bot.delivery.channel import RetryAfter, reserve
 from bot.delivery.ratelimit import RateLimits
+
+pytestmark = pytest.mark.same_on_every_backend  # tests/storage_suite.py
 
 
 async def sends_within(limits: RateLimits, chat: str, seconds: float, group: bool = False) -> int:

@@ -9,6 +9,8 @@ import pytest
 
 from storage.sqlite.read_batch import ReadBatch
 
+pytestmark = pytest.mark.same_on_every_backend  # tests/storage_suite.py
+
 
 class Squares:
     """A fetch that records the batches it was asked for; it can fail, or wait to answer."""

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from bot.config import ConfigError, load_settings
 from bot.flows.duration import parse_since
 
+pytestmark = pytest.mark.same_on_every_backend  # tests/storage_suite.py
+
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 

@@ -31,6 +31,8 @@ from tests.conftest import ROOT, FakeClock
 from tests.fake_slack import CLIENT_ID, CLIENT_SECRET, FakeSlack, signed_headers
 from tests.test_telegram_process import free_port
 
+pytestmark = pytest.mark.same_on_every_backend  # tests/storage_suite.py
+
 SIGNING = "slack-signing-secret"
 SECRET = "slack-test-secret-0123456789"
 

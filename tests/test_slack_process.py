@@ -10,10 +10,13 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import aiohttp
+import pytest
 
 from tests.conftest import ROOT
 from tests.fake_slack import FakeSlack, signed_headers
 from tests.test_telegram_process import free_port, stop_bot
+
+pytestmark = pytest.mark.same_on_every_backend  # tests/storage_suite.py
 
 SIGNING = "process-signing-secret"
 

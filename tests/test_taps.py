@@ -33,6 +33,8 @@ from tests.conftest import GUIDES, ROOT, FakeClock
 from tests.fake_telegram import FakeTelegram
 from tests.test_telegram import CHAT, SECRET, Phone
 
+pytestmark = pytest.mark.same_on_every_backend  # tests/storage_suite.py
+
 TAP_HEAVY = ROOT / "benchmarks" / "guides"
 # (what the person taps or types, a few words of the question it answers' successor)
 WALK = [

@@ -36,6 +36,8 @@ from storage.sqlite import SQLiteStorage
 from tests.conftest import GUIDES, FakeClock, load
 from tests.fake_telegram import TOKEN, FakeTelegram
 
+pytestmark = pytest.mark.same_on_every_backend  # tests/storage_suite.py
+
 SECRET = b"telegram-test-secret-123"
 CHAT = 4242
 

@@ -10,10 +10,13 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from bot.channels.telegram.channel import SECRET_HEADER, webhook_secrets
 from tests.conftest import ROOT
 from tests.fake_telegram import TOKEN, FakeTelegram
+
+pytestmark = pytest.mark.same_on_every_backend  # tests/storage_suite.py
 
 SECRET = "process-test-secret-0123456789"
 

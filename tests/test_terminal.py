@@ -12,8 +12,12 @@ import sys
 from datetime import date
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
 from tests.test_cli import kitchen_table
+
+pytestmark = pytest.mark.same_on_every_backend  # tests/storage_suite.py
 
 SECRET = {"KT_SECRET_KEY": "terminal-secret-0123456789"}
 

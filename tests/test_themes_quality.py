@@ -20,6 +20,8 @@ from bot.reports.themes.codebook import Codebook
 from bot.reports.themes.engine import find_themes
 from bot.reports.themes.model import Answer, Themes
 
+pytestmark = pytest.mark.same_on_every_backend  # tests/storage_suite.py
+
 DATA = Path(__file__).parent / "data" / "themes"
 MARGIN = 0.05
 MIN_GROUP = 5
