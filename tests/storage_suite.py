@@ -211,7 +211,7 @@ SQLITE_ONLY_TESTS = {
     "test_dispatcher.py::test_a_run_on_a_guide_that_later_checks_refuse_still_carries_on": (
         "rewrites a stored guide in SQLite's file"
     ),
-    "test_exports.py::test_two_hundred_thousand_answers_export_in_flat_memory": (
+    "test_exports.py::test_eighty_thousand_answers_export_in_flat_memory": (
         "writes its answers into SQLite's file"
     ),
     "test_redeem_limits.py::test_the_overall_limit_answers_wrong_codes_later_and_never_refuses_a_right_one": (

@@ -1,6 +1,6 @@
 """Open-data exports: CSV (long and wide) that round-trips, JSON Lines, a FLOIP package
 that frictionless validates, sensitive steps and rare choices left out, and a
-200,000-answer export in flat memory."""
+80,000-answer export in flat memory."""
 
 from __future__ import annotations
 
@@ -149,21 +149,21 @@ async def test_floip_package_validates_and_rows_follow_the_rules(make_harness, t
         assert meta["guide_version"] == 3
 
 
-async def test_two_hundred_thousand_answers_export_in_flat_memory(make_harness, tmp_path: Path):  # type: ignore[no-untyped-def]
+async def test_eighty_thousand_answers_export_in_flat_memory(make_harness, tmp_path: Path):  # type: ignore[no-untyped-def]
     h: Harness = make_harness(GUIDE)
     db = sqlite3.connect(tmp_path / "kt.db")
     with db:
         db.executemany(
             "INSERT INTO runs (id, participant, guide_id, guide_version, guide_hash, status,"
             " state, started_at, updated_at) VALUES (?, ?, 'shop', 3, 'h', 'finished', '{}', ?, ?)",
-            [(f"r{n}", f"{n:032x}", START.isoformat(), START.isoformat()) for n in range(40_000)],
+            [(f"r{n}", f"{n:032x}", START.isoformat(), START.isoformat()) for n in range(16_000)],
         )
         stamp = (START + timedelta(hours=1)).astimezone(UTC)
         db.executemany(
             "INSERT INTO answers (run_id, step, participant, guide_id, guide_version, kind,"
             " value, answered_at) VALUES (?, ?, ?, 'shop', 3, 'ask', ?, ?)",
             [(f"r{n // 5}", f"s{n % 5}", f"{n // 5:032x}", json.dumps("a fairly ordinary answer " * 4),
-              (stamp + timedelta(microseconds=n)).isoformat()) for n in range(200_000)],
+              (stamp + timedelta(microseconds=n)).isoformat()) for n in range(80_000)],
         )  # fmt: skip
     db.close()
 
@@ -175,8 +175,10 @@ async def test_two_hundred_thousand_answers_export_in_flat_memory(make_harness, 
     count = await exports.write_csv(exports.answers(h.storage, guide_of(h)), Null())  # type: ignore[arg-type]
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert count == 200_000
-    assert peak < 16 * 1024 * 1024, peak  # about 25 MB of answers went through
+    assert count == 80_000
+    # About 10 MB of answers went through; held all at once they would take several
+    # times that. Read a page at a time, the peak is under 3 MB, whatever their number.
+    assert peak < 5 * 1024 * 1024, peak
 
 
 FORMULAS = """
