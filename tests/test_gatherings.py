@@ -214,6 +214,29 @@ async def test_an_opening_a_stopped_process_left_part_way_is_finished_by_the_nex
     assert await h.storage.records_of(OPENING, h.clock()) == []
 
 
+async def test_a_room_closed_while_its_next_question_goes_round_is_not_asked_it(
+    room: Harness,
+):
+    """`/next` hands the question to each person in turn, after its commit; a `/close`
+    that comes meanwhile stops the rest from being asked it."""
+    from bot.features.gatherings import OPENING
+
+    h = room
+    people = PEOPLE[:3]
+    await waiting_room(h, people)
+    await next_left_part_way(h)  # committed; nobody handed the question yet
+    (opening,) = await h.storage.records_of(OPENING, h.clock())
+    gathering_id, _, part = opening.key.rpartition(":")
+    await h.say("/close", user="host")
+    before = len(h.channel.sent)
+    # The round /next began goes on after the close, as it would in its own process.
+    await h.house.gatherings._open_for_everyone(gathering_id, int(part))
+    await h.dispatcher.settle()
+    await h.deliverer.drain("terminal")
+    assert [asked(h, p) for p in people] == [0, 0, 0]
+    assert h.channel.sent[before:] == []
+
+
 async def test_an_opening_that_failed_for_someone_is_taken_up_again_by_one_tick(
     room: Harness,
 ):

@@ -358,6 +358,10 @@ class Dispatcher:
             run_row = turn.run
             if run_row is None or run_row.id != run_id:
                 raise _Skip  # they have moved on to another conversation since
+            if run_row.gathering is not None and await self._closed(run_row.gathering):
+                # Closed while the room's nudges went round: what was said stays as it
+                # was summarised, and nobody is asked another question.
+                raise _Skip
             flow = await self._flow(run_row.guide_hash)
             state = RunState.model_validate_json(run_row.state)
             outcome = flow.resume(state, given, turn.now)
