@@ -289,6 +289,11 @@ class RightsStore(Protocol):
 class ReportStore(Protocol):
     """Read-only queries for digests, summaries and exports."""
 
+    async def forgotten_so_far(self) -> tuple[int, datetime | None]:
+        """How many people have been forgotten, and when the latest was: it changes with
+        every erasure, so a report kept a while can tell it may quote someone gone."""
+        ...
+
     async def run_counts(self, since: datetime, until: datetime) -> list[RunCount]:
         """Runs active in the period, by guide and status."""
         ...

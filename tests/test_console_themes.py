@@ -256,6 +256,24 @@ async def test_results_show_a_rename_made_on_another_instance_without_waiting(wo
     assert "Rent and pay" in text_of(main_of(await _page(world, results)))
 
 
+async def test_results_drop_themes_kept_from_before_someone_was_forgotten(world: World):
+    """Themes kept a few minutes count and name what people wrote: once someone is
+    forgotten (by any instance, or `kitchen-table forget` in a process of its own), the
+    kept ones are not shown again; they are found afresh, without that person."""
+    await world.sign_in("cora")
+    results = f"/console/results/{GUIDE_ID}"
+    await _page(world, results)
+    await world.themes_cache().settled()
+    before = text_of(main_of(await _page(world, results)))
+    assert before.count("Themes found: 2") == 2  # the story's themes and the note's
+    await world.storage.forget("now-p0", world.clock())  # not through this console
+    stale = text_of(main_of(await _page(world, results)))
+    assert "Themes found" not in stale  # they wrote both: neither kept copy is shown
+    await world.themes_cache().settled()
+    again = text_of(main_of(await _page(world, results)))
+    assert again.count("Themes found") == 2 and again != before
+
+
 async def test_spanish(world: World):
     link = await world.services.links.issue(world.pseudonym("cora"), "es")
     taken = await world.client.post("/console/signin", data={"t": link.split("t=")[1]},
@@ -316,13 +334,13 @@ async def test_the_cache_keeps_themes_a_few_minutes_and_an_edit_forgets_the_ques
     other = (GUIDE_ID, "note", None, START)
 
     def now_kept(book: bytes | None):  # type: ignore[no-untyped-def]
-        async def read() -> bytes | None:
-            return book
+        async def hold(themes: Themes) -> bool:
+            return themes.codebook == book
 
-        return read
+        return hold
 
-    async def unread() -> bytes | None:
-        raise AssertionError("the codebook was read with nothing kept to compare it with")
+    async def unread(themes: Themes) -> bool:
+        raise AssertionError("the database was read with nothing kept to compare it with")
 
     v1 = now_kept(b"v1")
     assert await cache.get(key, unread) is None

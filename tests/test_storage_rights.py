@@ -82,6 +82,19 @@ async def test_forget_leaves_a_tombstone_and_nothing_of_theirs(store: Storage) -
     assert await store.tombstone("ana") == when + timedelta(days=1)
 
 
+async def test_every_erasure_changes_what_reports_hear_of_the_forgotten(store: Storage) -> None:
+    """How many have been forgotten and when the latest was: what tells a report kept a
+    while that it may quote someone gone (the console's themes)."""
+    assert await store.forgotten_so_far() == (0, None)
+    await store.commit(someones("ana", "r1", "fair pay"))
+    await store.forget("ana", START)
+    assert await store.forgotten_so_far() == (1, START)
+    await store.forget("ben", START + timedelta(hours=1))  # never here: a tombstone all the same
+    assert await store.forgotten_so_far() == (2, START + timedelta(hours=1))
+    await store.forget("ana", START + timedelta(hours=2))  # back since, and gone again
+    assert await store.forgotten_so_far() == (2, START + timedelta(hours=2))
+
+
 async def test_records_that_name_someone_forgotten_keep_what_happened_not_who(
     store: Storage,
 ) -> None:

@@ -5,9 +5,11 @@ Grouping takes 0.1-0.3 s for a few hundred answers and seconds for 100,000, so t
 Results page never groups in its own request: it shows what this cache holds (filled by
 the Themes page, and by a warm-up in the background for questions with few answers) and
 otherwise only the link to the Themes page. Kept per console app (per instance), keyed
-by guide, question and period. Each copy is used only while the question's codebook is
-still the one it was found with (read from the database, a row, so an edit made on any
-instance counts at once); an edit here also forgets that question's copies.
+by guide, question and period. Each copy is used only while it still holds
+(`ThemeService.still_hold`: the question's codebook is the one it was found with, and
+nobody has been forgotten since, both read from the database, so an edit or an erasure
+made by any instance or command counts at once); an edit here also forgets that
+question's copies.
 """
 
 from __future__ import annotations
@@ -40,15 +42,17 @@ class ThemesCache:
         self._pending: dict[Key, asyncio.Task[None]] = {}
 
     async def get(
-        self, key: Key, kept: Callable[[], Awaitable[bytes | None]], within: timedelta | None = None
+        self,
+        key: Key,
+        hold: Callable[[Themes], Awaitable[bool]],
+        within: timedelta | None = None,
     ) -> Themes | None:
-        """These themes if found in the last `within` (at most `lasts`) with the codebook
-        `kept()` reads (the question's, as the database holds it now), else None. The
-        codebook is read only when there are themes to compare it with."""
+        """These themes if found in the last `within` (at most `lasts`) and they still
+        `hold` (asked only when there are themes to ask about), else None."""
         found = self._found.get(key)
         if found is None or self._clock() - found[0] > min(within or self._lasts, self._lasts):
             return None
-        return found[1] if found[1].codebook == await kept() else None
+        return found[1] if await hold(found[1]) else None
 
     def put(self, key: Key, themes: Themes) -> None:
         now = self._clock()

@@ -16,7 +16,6 @@ so the Results page never waits for grouping.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -144,7 +143,7 @@ async def _render_page(
     service = service_of(visit)
     themes = None
     if cache is not None and done in DONE:
-        themes = await cache.get(key, _codebook_now(service, key), JUST_SAVED)
+        themes = await cache.get(key, _still_holding(service, key), JUST_SAVED)
     if themes is None:
         themes = without_answers(await service.themes(*key))
         if cache is not None:
@@ -232,7 +231,7 @@ async def _render_split(
     key: Key = (guide.id, step.id, view.since, view.until)
     cache = _cache(visit)
     # The page the coordinator came from, unless its codebook has changed since.
-    themes = await cache.get(key, _codebook_now(service, key)) if cache else None
+    themes = await cache.get(key, _still_holding(service, key)) if cache else None
     theme = next((t for t in themes.themes if t.id == theme_id), None) if themes else None
     if theme is None:
         themes = without_answers(await service.themes(*key))
@@ -311,7 +310,7 @@ async def summaries(visit: Visit, guide: Guide, results: Results, view: View) ->
         people = answered.get(step.id)
         if not people:  # fewer than the minimum group answered: no themes to find
             continue
-        themes = await cache.get(key, _codebook_now(service, key))
+        themes = await cache.get(key, _still_holding(service, key))
         if themes is None and people <= WARM_MOST:
             cache.warm(key, _finder(service, key))
         link = visit.request.app.router["themes_question"].url_for(guide=guide.id, step=step.id)
@@ -324,11 +323,14 @@ async def summaries(visit: Visit, guide: Guide, results: Results, view: View) ->
     return found
 
 
-def _codebook_now(service: ThemeService, key: Key) -> Callable[[], Awaitable[bytes | None]]:
-    """What a kept copy of these themes is compared with: the question's codebook as the
-    database holds it now."""
+def _still_holding(service: ThemeService, key: Key) -> Callable[[Themes], Awaitable[bool]]:
+    """Whether a kept copy of these themes still holds (`ThemeService.still_hold`)."""
     guide, step, _, until = key
-    return functools.partial(service.kept, guide, step, until)
+
+    async def hold(themes: Themes) -> bool:
+        return await service.still_hold(themes, guide, step, until)
+
+    return hold
 
 
 def _finder(service: ThemeService, key: Key) -> Any:

@@ -89,6 +89,11 @@ class ReportsPG(Connections):
         )
         return [RunCount(r[0], r[1], r[2], r[3]) for r in rows]
 
+    async def forgotten_so_far(self) -> tuple[int, datetime | None]:
+        row = await self._one("SELECT count(*), max(at) FROM tombstones")
+        assert row is not None
+        return row[0], row[1]
+
     async def people_counts(self, since: datetime, until: datetime) -> list[PeopleCount]:
         """(guide, distinct participants in the period, of whom new: first run ever in it)."""
         rows = await self._all(

@@ -21,7 +21,7 @@ from storage.rows import (
     Tally,
     TextAnswer,
 )
-from storage.sqlite.connection import PRAGMAS, Connections, ts
+from storage.sqlite.connection import PRAGMAS, Connections, dt, ts
 
 
 class ReportsSQL(Connections):
@@ -64,6 +64,11 @@ class ReportsSQL(Connections):
             (guide_id,),
         )
         return [ChoiceCount(r[0], r[1], r[2]) for r in rows]
+
+    async def forgotten_so_far(self) -> tuple[int, datetime | None]:
+        row = await self._one("SELECT count(*), max(at) FROM tombstones", ())
+        assert row is not None
+        return row[0], None if row[1] is None else dt(row[1])
 
     # Digests: plain aggregates over one period, each handed over as one row (`_packed`) --
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 
 @dataclass(frozen=True, slots=True)  # a digest holds a week's answers: no dict each
@@ -66,6 +67,9 @@ class Themes:
     # That codebook as it was kept (None: none yet): which edits these themes show, so a
     # copy kept a while can be told from what another instance's edit made since.
     codebook: bytes | None = None
+    # Who had been forgotten when they were found (`ReportStore.forgotten_so_far`): a
+    # copy kept past a later erasure may quote someone whose words are gone.
+    forgotten: tuple[int, datetime | None] = (0, None)
 
     def __bool__(self) -> bool:
         return bool(self.themes)

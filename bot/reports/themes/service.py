@@ -151,10 +151,22 @@ class ThemeService:
     ) -> Themes:
         """The question's themes in [since, until), the codebook applied."""
         guide, step = self.question(guide_id, step_id)
+        # Read before the answers: an erasure between the two makes these look stale.
+        forgotten = await self.storage.forgotten_so_far()
         answers = (await read_answers(self.storage, guide, [step], since, until))[step.id]
         saved = await self.kept(guide_id, step_id, until)
         book = Codebook.from_json(saved) if saved else None
-        return replace(await _grouped(answers, self.min_group, book), codebook=saved)
+        grouped = await _grouped(answers, self.min_group, book)
+        return replace(grouped, codebook=saved, forgotten=forgotten)
+
+    async def still_hold(self, themes: Themes, guide_id: str, step_id: str, now: datetime) -> bool:
+        """Whether themes found a while ago still show what the database holds: the
+        question's codebook is the one they were found with, and nobody has been
+        forgotten since (whose words they might quote). Any instance's edit or erasure
+        counts at once."""
+        if themes.forgotten != await self.storage.forgotten_so_far():
+            return False
+        return themes.codebook == await self.kept(guide_id, step_id, now)
 
     async def examples(
         self, guide_id: str, step_id: str, theme_id: str, since: datetime | None, until: datetime
