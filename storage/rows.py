@@ -54,6 +54,11 @@ class GatheringRow:
     closed_at: datetime | None = None
     place: str = ""  # pseudonym of where it was launched, to find it there without a code
 
+    @property
+    def is_open(self) -> bool:
+        """Still taking answers: not closed by its facilitator (nor with them forgotten)."""
+        return self.status == "open"
+
 
 @dataclass(frozen=True)
 class ScheduleRow:

@@ -103,7 +103,7 @@ async def recent(visit: Visit) -> list[GatheringRow]:
     found: list[GatheringRow] = []
     for each in reversed(held):
         gathering = await storage.gathering_by_code(each.code)
-        if gathering is not None and gathering.status != "open":
+        if gathering is not None and not gathering.is_open:
             found.append(gathering)
     return found
 
@@ -253,7 +253,7 @@ async def close(visit: Visit) -> web.StreamResponse:
     gathering = await reachable(visit)
     if isinstance(gathering, web.Response):
         return gathering
-    was_open = gathering.status == "open"
+    was_open = gathering.is_open
     closed = await service(visit).close(visit.who, gathering, visit.now)
     if closed is None:
         return refused(visit)

@@ -441,7 +441,7 @@ class Dispatcher:
             return outcome.state.status.value
         if run_row.gathering is not None:
             gathering = await self.storage.gathering(run_row.gathering)
-            if gathering is not None and gathering.status != "open":
+            if gathering is not None and not gathering.is_open:
                 # Closed: what was said stays as it was summarised. Only leaving,
                 # help and their own data remain.
                 declared = self.router.find(command[0]) if command is not None else None
@@ -587,7 +587,7 @@ class Dispatcher:
     async def _closed(self, gathering_id: str) -> bool:
         """Whether a run's gathering no longer takes answers (closed, or gone)."""
         held = await self.storage.gathering(gathering_id)
-        return held is None or held.status != "open"
+        return held is None or not held.is_open
 
     async def _flow(self, guide_hash: str) -> Flow:
         """The flow a run is pinned to: the current guide file, or the stored older text."""

@@ -174,7 +174,7 @@ class Gatherings:
             if not (code and await self.cohorts.join(turn, code)):
                 self._say(turn, "join_unknown")
             return None
-        if gathering.status != "open" or turn.now >= gathering.expires_at:
+        if not gathering.is_open or turn.now >= gathering.expires_at:
             self._say(turn, "join_closed", title=gathering.title)
             return None
         runs = await self.storage.gathering_runs(gathering.id)
@@ -272,7 +272,7 @@ class Gatherings:
         turn.after.append(functools.partial(self._open_for_everyone, gathering.id, part))
 
     async def _close(self, turn: Turn, gathering: GatheringRow, share: bool) -> None:
-        if gathering.status == "open":
+        if gathering.is_open:
             turn.commit.gathering_closed = (gathering.id, turn.now)
             gathering = _changed(gathering, status="closed", closed_at=turn.now)
         summary = await self._summary_message(turn, gathering)
@@ -314,7 +314,7 @@ class Gatherings:
         (a summary asked for again as each person joins would show that person's
         answers)."""
         role = await self.roles.role_of(who)
-        owner = who == gathering.facilitator and gathering.status != "open"
+        owner = who == gathering.facilitator and not gathering.is_open
         return role in (COORDINATOR, ADMIN) or owner
 
     async def open_gathering(
@@ -361,7 +361,7 @@ class Gatherings:
         """Close it (its code stops working); None if `who` may not."""
         if not await self.may_run(who, gathering):
             return None
-        if gathering.status == "open":
+        if gathering.is_open:
             await self.storage.commit(Commit(gathering_closed=(gathering.id, now)))
             gathering = _changed(gathering, status="closed", closed_at=now)
         return gathering
@@ -416,7 +416,7 @@ class Gatherings:
         loaded = self.library.get(gathering.guide_id)
         if not gathering.paced or loaded is None or loaded.guide is None:
             return "not_paced"
-        if gathering.status != "open":
+        if not gathering.is_open:
             return "gathering_closed"
         last = len(loaded.guide.questions)
         return min(gathering.part + 1, last), last
@@ -454,7 +454,7 @@ class Gatherings:
                 continue
             gathering_id, _, part = record.key.rpartition(":")
             gathering = await self.storage.gathering(gathering_id)
-            if gathering is None or gathering.status != "open":  # closed since: as it was
+            if gathering is None or not gathering.is_open:  # closed since: as it was
                 await self.storage.delete_records(OPENING, record.key)
             else:
                 log.info("finishing a paced room's opening that a process left part-way")
