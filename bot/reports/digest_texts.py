@@ -21,7 +21,7 @@ import json
 import random
 import re
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Container
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime
@@ -162,10 +162,10 @@ class Draw:
         if any(runs):
             self.people.append(tuple(runs))
 
-    async def quotes(self, most: int, besides: Collection[str] = ()) -> list[str]:
+    async def quotes(self, most: int, besides: Container[str] = ()) -> list[str]:
         """Shuffle everyone who answered a step that `min_group` people answered, and
         take one of each one's answers to those steps, at random, in that order, until
-        there are `most`; an answer shown already (`besides`: under a theme) is passed
+        there are `most`; an answer shown already (`besides`: under a theme, `quoted`) is passed
         over, and the next person's taken.
 
         People are in sorted order already, and a shuffle depends only on the number of
@@ -178,7 +178,6 @@ class Draw:
         chooser = random.Random(self._seed)
         order = list(range(len(candidates)))
         chooser.shuffle(order)
-        already = {quote.casefold() for quote in besides}
         quotes: list[str] = []
         start = 0
         while len(quotes) < most and start < len(order):
@@ -200,6 +199,6 @@ class Draw:
                 if not said:  # erased since the first read
                     continue
                 quote = scrub(chooser.choice(said))
-                if quote.casefold() not in already and len(quotes) < most:
+                if quote not in besides and len(quotes) < most:
                     quotes.append(quote)
         return quotes

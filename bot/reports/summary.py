@@ -26,7 +26,7 @@ from bot.flows.scrub import scrub
 from bot.flows.text import localize
 from bot.reports import min_group as rule
 from bot.reports.breakdown import Breakdown, Count, breakdown
-from bot.reports.themes.model import Answer, QuestionThemes, quoted
+from bot.reports.themes.model import Answer, QuestionThemes, Quoted, quoted
 from bot.reports.themes.service import answer_id, find_themes, without_answers
 from storage.rows import AnswerRow, RunRow
 
@@ -194,13 +194,12 @@ def _key(number: float) -> str:
     return str(int(number)) if float(number).is_integer() else str(number)
 
 
-def _fair_quotes(candidates: list[tuple[str, str]], seed: str, besides: set[str]) -> list[str]:
+def _fair_quotes(candidates: list[tuple[str, str]], seed: str, besides: Quoted) -> list[str]:
     """At most one quote per person, chosen at random (stably for one gathering), none of
     them one shown already (`besides`: under a theme)."""
-    already = {quote.casefold() for quote in besides}
     per_person: dict[str, list[str]] = {}
     for who, text in candidates:
-        if scrub(text).casefold() not in already:
+        if scrub(text) not in besides:
             per_person.setdefault(who, []).append(text)
     chooser = random.Random(seed)
     people = sorted(per_person)

@@ -90,7 +90,19 @@ class QuestionThemes:
         return sorted({t.language for t in self.found.themes})
 
 
-def quoted(themes: Sequence[QuestionThemes]) -> set[str]:
-    """Every quote shown under these themes: a report's "In their own words" leaves them
-    out, rather than show the same words twice."""
-    return {quote for qt in themes for theme in qt.found.themes for quote in theme.quotes}
+@dataclass(frozen=True)
+class Quoted:
+    """The quotes shown under some themes, told apart ignoring case: a report's "In their
+    own words" leaves them out, rather than show the same words twice."""
+
+    folded: frozenset[str]
+
+    def __contains__(self, quote: object) -> bool:
+        return isinstance(quote, str) and quote.casefold() in self.folded
+
+
+def quoted(themes: Sequence[QuestionThemes]) -> Quoted:
+    """Every quote shown under these themes."""
+    return Quoted(
+        frozenset(q.casefold() for qt in themes for theme in qt.found.themes for q in theme.quotes)
+    )
