@@ -202,8 +202,6 @@ def apply(db: sqlite3.Connection, commit: Commit) -> None:
             execute_in(db, sql, [commit.delete_unused_participant])
 
 
-# A person with no run and no cohort membership left (`Commit.delete_unused_participant`),
-# and then their settings (time zone, pause), which were only for check-ins.
 def erased_since_read(db: sqlite3.Connection, commits: Sequence[Commit]) -> set[str]:
     """Of the people these commits' turns read (`still_kept`), those erased since: an
     operator's `kitchen-table forget` runs in a process of its own, under no
@@ -215,6 +213,8 @@ def erased_since_read(db: sqlite3.Connection, commits: Sequence[Commit]) -> set[
     return set(read) - {row[0] for row in kept}
 
 
+# A person with no run and no cohort membership left (`Commit.delete_unused_participant`),
+# and then their settings (time zone, pause), which were only for check-ins.
 DELETE_UNUSED = (
     "DELETE FROM participants WHERE id IN ({marks})"
     " AND NOT EXISTS (SELECT 1 FROM runs WHERE runs.participant = participants.id)"
