@@ -23,7 +23,7 @@ from bot.conversation.fanout import Fanout
 from bot.conversation.locks import ConversationLocks, KeyedLocks
 from bot.conversation.router import TO_GUIDE, Router
 from bot.conversation.turn import Turn, Voice, buttons_of
-from bot.flows.engine import Flow
+from bot.flows.engine import GUIDE_COMMANDS, Flow
 from bot.flows.events import (
     CONSENT_STEP,
     AnswerGiven,
@@ -65,15 +65,6 @@ from storage.rows import (
 
 GUIDE_MENU_STEP = "_guide"
 STALE_STEP = "_stale"
-# The commands of the guide under way: the engine handles them. Which of them still
-# work once a gathering has closed, and which are offered in menus, is declared here.
-GUIDE_COMMANDS = {
-    "skip": {"after_close": False},
-    "back": {"after_close": False},
-    "help": {"after_close": True, "listed": False},
-    "privacy": {"after_close": True},
-    "language": {"after_close": True, "usage": "[en|es]"},
-}
 T = TypeVar("T")
 
 
@@ -132,8 +123,10 @@ class Dispatcher:
         """The commands of the conversation itself: guides, and the guide's own."""
         self.router.command("start", self._start_command, usage="[guide]", listed=False)
         self.router.command("guides", self._guides_command)
-        for name, how in GUIDE_COMMANDS.items():
-            self.router.command(name, None, **how)  # type: ignore[arg-type]
+        for own in GUIDE_COMMANDS.values():  # the engine answers them
+            self.router.command(
+                own.name, None, after_close=own.after_end, listed=own.listed, usage=own.usage
+            )
         self.router.button(GUIDE_MENU_STEP, self._start_guide_tapped)
 
     def plug(
@@ -421,7 +414,8 @@ class Dispatcher:
             return None
         if (
             command is not None
-            and command[0] in ("help", "privacy", "language")
+            and (own := GUIDE_COMMANDS.get(command[0])) is not None
+            and own.after_end
             and RunStatus(run_row.status).ended
         ):
             # Their last conversation has ended: these mean the same with none under way

@@ -7,6 +7,7 @@ were given. The caller stores the state and carries out the events.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -71,6 +72,45 @@ class _Turn:
 
     def outcome(self) -> Outcome:
         return Outcome(self.state, tuple(self.events))
+
+
+@dataclass(frozen=True)
+class GuideCommand:
+    """A command the guide under way answers, as the router declares it."""
+
+    name: str
+    # It means the same once the run has ended or its gathering has closed, so it is
+    # answered then too (by the dispatcher, with no run to resume). /skip and /back are not.
+    after_end: bool = False
+    listed: bool = True  # in everyone's /help and the platforms' command menus
+    usage: str = ""  # the argument, as help shows it
+
+
+_Handler = Callable[["Flow", _Turn, str], None]
+# The guide's commands, each declared once, beside its handler (`_guide_command`): the
+# dispatcher declares these to the router with no handler of their own, so they come here.
+GUIDE_COMMANDS: dict[str, GuideCommand] = {}
+_HANDLERS: dict[str, _Handler] = {}
+
+
+def _guide_command(
+    name: str,
+    *,
+    after_end: bool = False,
+    listed: bool = True,
+    usage: str = "",
+    declare: bool = True,
+) -> Callable[[_Handler], _Handler]:
+    """Make a `Flow` method the handler of `/name`. `declare=False`: a feature declares
+    the command and passes it on to the guide (/stop, which also ends the check-ins)."""
+
+    def register(handler: _Handler) -> _Handler:
+        if declare:
+            GUIDE_COMMANDS[name] = GuideCommand(name, after_end, listed, usage)
+        _HANDLERS[name] = handler
+        return handler
+
+    return register
 
 
 class Flow:
@@ -342,57 +382,77 @@ class Flow:
     # Commands ---------------------------------------------------------------
 
     def _command(self, turn: _Turn, command: Command) -> None:
-        state = turn.state
-        name = command.name.lower()
-        if name == "stop" and state.status is RunStatus.CONSENT:
+        handle = _HANDLERS.get(command.name.lower())
+        if handle is not None:
+            handle(self, turn, command.arg)
+            return
+        turn.emit(Reply(self._say(turn.state, "unknown_command", command="/" + command.name)))
+        self._reprompt(turn)
+
+    @_guide_command("stop", declare=False)
+    def _stop(self, turn: _Turn, arg: str) -> None:
+        if turn.state.status is RunStatus.CONSENT:
             self._end(turn, RunStatus.DECLINED, "declined")
-        elif name == "stop":
-            self._end(turn, RunStatus.STOPPED, "stopped")
-        elif name == "help":
-            help_text = self._say(state, "help")
-            if state.step is not None:
-                extra = self.guide.step(state.step).help
-                if extra is not None:
-                    help_text = self._render(state, extra) + "\n\n" + help_text
-            turn.emit(Reply(help_text))
-            self._reprompt(turn)
-        elif name == "privacy":
-            turn.emit(Reply(self._say(state, "privacy")))
-            self._reprompt(turn)
-        elif name == "language":
-            self._language_command(turn, command.arg)
-        elif name == "skip" and state.waiting:
-            turn.emit(Reply(self._say(state, "still_waiting")))
-        elif name == "skip" and state.status is RunStatus.ACTIVE and state.step:
-            step = self.guide.step(state.step)
-            if step.optional:
-                self._record(turn, step, None)
-                self._advance(turn, self.guide.index_of(step.id) + 1)
-            else:
-                turn.emit(Reply(self._say(state, "cannot_skip")))
-                self._reprompt(turn)
-        elif name == "back" and state.status is RunStatus.ACTIVE:
-            if not state.asked:
-                turn.emit(Reply(self._say(state, "first_question")))
-            else:
-                previous = state.asked.pop()
-                before = state.answers.pop(previous, None)
-                if before is not None:
-                    # Show what they had answered, so they can keep or change it.
-                    shown = self.display(self.guide.step(previous), before, state.language)
-                    turn.emit(Reply(self._say(state, "back_previous", answer=_short(shown))))
-                state.pending = []
-                state.step = previous
-                state.waiting = False
-                turn.emit(AnswerWithdrawn(previous))
-            self._reprompt(turn)
-        elif name in ("skip", "back"):  # while consent is asked: ask it again
-            turn.emit(Reply(self._say(state, "consent_again")))
-            self._reprompt(turn)
         else:
-            turn.emit(Reply(self._say(state, "unknown_command", command="/" + command.name)))
+            self._end(turn, RunStatus.STOPPED, "stopped")
+
+    @_guide_command("skip")
+    def _skip(self, turn: _Turn, arg: str) -> None:
+        state = turn.state
+        if state.waiting:
+            turn.emit(Reply(self._say(state, "still_waiting")))
+        elif state.status is not RunStatus.ACTIVE or not state.step:
+            self._consent_again(turn)
+        elif (step := self.guide.step(state.step)).optional:
+            self._record(turn, step, None)
+            self._advance(turn, self.guide.index_of(step.id) + 1)
+        else:
+            turn.emit(Reply(self._say(state, "cannot_skip")))
             self._reprompt(turn)
 
+    @_guide_command("back")
+    def _back(self, turn: _Turn, arg: str) -> None:
+        state = turn.state
+        if state.status is not RunStatus.ACTIVE:
+            self._consent_again(turn)
+            return
+        if not state.asked:
+            turn.emit(Reply(self._say(state, "first_question")))
+        else:
+            previous = state.asked.pop()
+            before = state.answers.pop(previous, None)
+            if before is not None:
+                # Show what they had answered, so they can keep or change it.
+                shown = self.display(self.guide.step(previous), before, state.language)
+                turn.emit(Reply(self._say(state, "back_previous", answer=_short(shown))))
+            state.pending = []
+            state.step = previous
+            state.waiting = False
+            turn.emit(AnswerWithdrawn(previous))
+        self._reprompt(turn)
+
+    def _consent_again(self, turn: _Turn) -> None:
+        """/skip or /back while consent is asked: there is nothing to skip or go back to."""
+        turn.emit(Reply(self._say(turn.state, "consent_again")))
+        self._reprompt(turn)
+
+    @_guide_command("help", after_end=True, listed=False)
+    def _help(self, turn: _Turn, arg: str) -> None:
+        state = turn.state
+        help_text = self._say(state, "help")
+        if state.step is not None:
+            extra = self.guide.step(state.step).help
+            if extra is not None:
+                help_text = self._render(state, extra) + "\n\n" + help_text
+        turn.emit(Reply(help_text))
+        self._reprompt(turn)
+
+    @_guide_command("privacy", after_end=True)
+    def _privacy(self, turn: _Turn, arg: str) -> None:
+        turn.emit(Reply(self._say(turn.state, "privacy")))
+        self._reprompt(turn)
+
+    @_guide_command("language", after_end=True, usage="[en|es]")
     def _language_command(self, turn: _Turn, wanted: str) -> None:
         state = turn.state
         if wanted.strip():
