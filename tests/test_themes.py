@@ -228,6 +228,36 @@ async def test_merge_and_split_by_example(make_harness) -> None:  # type: ignore
     assert sorted((t.name or "", t.people) for t in still.themes) == [("", 6), ("Hours", 6)]
 
 
+async def test_words_one_person_wrote_twice_stay_out_of_the_codebook(make_harness) -> None:  # type: ignore[no-untyped-def]
+    """A name one person wrote in two weeks' answers was kept in a theme's stored centre,
+    where /forget could not reach it, and a split of their answers alone was allowed
+    (both counted answers, not people; found by review)."""
+    h: Harness = make_harness(GUIDE)
+    service = ThemeService(h.storage, h.library, min_group=5)
+    start = h.clock()
+    await _week(h, 1, HOURS)
+    for _ in range(2):
+        for said in ("/start talk", "supervisor Kowalski cut my hours", "nothing"):
+            await h.say(said, user="kasia")
+        h.clock.advance(days=7)
+    end = h.clock()
+    hours = next(t for t in (await service.themes("talk", "changed", start, end)).themes
+                 if "hours" in t.label)  # fmt: skip
+    assert hours.people == 7 and len(hours.answers) == 8
+    renamed = await service.rename("talk", "changed", hours.id, "Hours", start, end)
+    hours = next(t for t in renamed.themes if t.name == "Hours")
+    saved = json.loads((await service.codebook("talk", "changed", end)).to_json())
+    kept = [name for theme in saved["themes"] for name, _ in theme["centre"]]
+    only_theirs = ("kowa", "wals", "lski", "supe", "perv", "viso")  # no one else wrote these
+    assert kept and not [name for name in kept if any(bit in name for bit in only_theirs)]
+    theirs = [e.id for e in await service.examples("talk", "changed", hours.id, start, end)
+              if "Kowalski" in e.text]  # fmt: skip
+    assert len(theirs) == 2
+    with pytest.raises(CodebookError) as error:
+        await service.split("talk", "changed", hours.id, theirs, None, start, end)
+    assert error.value.key == "themes_error_split_one"
+
+
 async def test_an_edit_made_meanwhile_by_someone_else_is_not_undone(make_harness) -> None:  # type: ignore[no-untyped-def]
     h: Harness = make_harness(GUIDE)
     start = h.clock()
@@ -394,12 +424,17 @@ async def test_a_big_question_is_grouped_in_a_worker_process_to_the_same_themes(
     assert spawned == ["spawn"]  # one answer fewer: in the bot's process
 
 
-def test_a_centre_keeps_only_words_two_answers_share() -> None:
+def test_a_centre_keeps_only_words_two_people_share() -> None:
     """What the codebook keeps of a theme: never one person's own words, even when the
-    theme is made of one answer (a split of one did that; found by review)."""
+    theme is made of one answer (a split of one did that; found by review) or when they
+    wrote them twice (counting answers kept them; found by review)."""
     from bot.reports.themes.space import centre_of, fit
 
-    space = fit(["zebulon quartermaine docked my pay", "better pay please", "pay is low"], "en")
-    assert centre_of(space, [0]) == ()
-    shared = dict(centre_of(space, [0, 1, 2]))
-    assert shared and all("zebulon" not in name for name in shared)
+    texts = ["zebulon quartermaine docked my pay", "better pay please", "pay is low",
+             "zebulon docked my pay again"]  # fmt: skip
+    space = fit(texts, "en")
+    assert centre_of(space, [0], ["p0"]) == ()
+    for rows, people in (([0, 1, 2], ["p0", "p1", "p2"]), ([0, 1, 2, 3], ["p0", "p1", "p2", "p0"])):
+        shared = dict(centre_of(space, rows, people))
+        assert shared and all("zebulon" not in name for name in shared), people
+    assert any("zebulon" in name for name in dict(centre_of(space, [0, 3], ["p0", "p3"])))

@@ -134,7 +134,7 @@ def _themes_in(
                                                                      answers[g.rows[0]].id))  # fmt: skip
     number = {id(g): n for n, g in enumerate(new, start=1)}
     for group, (words, phrases) in zip(kept, labels, strict=True):
-        centre = centre_of(space, group.rows.tolist())
+        centre = centre_of(space, group.rows.tolist(), people[group.rows])
         coded = group.coded
         themes.append(Theme(
             id=coded.id if coded else f"{language}-{number[id(group)]}",
@@ -386,14 +386,14 @@ def _themes_at_scale(
     count = len(fitted) + (labels.max(initial=-1) + 1)
 
     # Each group's centre, from its sampled answers (a coordinator's theme with fewer than
-    # two there: its stored centre).
+    # two people there: its stored centre).
     centres_of: list[Centre] = []
     for g in range(count):
         rows = np.flatnonzero(group_of[chosen] == g)
-        if len(rows) < 2 and g < len(fitted):
+        if len(set(sample_people[rows])) < 2 and g < len(fitted):
             centres_of.append(known[fitted[g]].centre)
         else:
-            centres_of.append(centre_of(space, rows.tolist()))
+            centres_of.append(centre_of(space, rows.tolist(), sample_people[rows]))
     vectors = [space.vector(dict(c)) for c in centres_of]
     quotable = np.array([a.quotable for a in answers])
     terms = len(space.terms)

@@ -215,18 +215,24 @@ class ThemeService:
             raise CodebookError("themes_error_split_outside", theme=theme_id)
         if picked == set(theme.answers):
             raise CodebookError("themes_error_split_all", theme=theme_id)
-        if len(picked) < 2 or len(set(theme.answers) - picked) < 2:
-            # A theme is what answers share: one answer alone, on either side, would be
-            # kept in the codebook as that person's own words.
+        same = [a for a in answers if a.language == theme.language]
+        rows = {a.id: n for n, a in enumerate(same)}
+        stays = [rows[a] for a in theme.answers if a not in picked]
+        leaves = [rows[a] for a in sorted(picked)]
+        if min(len({same[n].person for n in side}) for side in (stays, leaves)) < 2:
+            # A theme is what people share: one person's answers alone, on either side,
+            # would be kept in the codebook as their own words.
             raise CodebookError("themes_error_split_one", theme=theme_id)
         from bot.reports.themes.space import centre_of, fit  # see find_themes
 
-        same = [a for a in answers if a.language == theme.language]
         space = fit([a.text for a in same], theme.language)
-        rows = {a.id: n for n, a in enumerate(same)}
-        stays = [rows[a] for a in theme.answers if a not in picked]
-        book = book.recentre(ids.get(theme_id, theme_id), centre_of(space, stays))
-        book, added = book.add(theme.language, centre_of(space, [rows[a] for a in sorted(picked)]))
+        people = [a.person for a in same]
+        book = book.recentre(
+            ids.get(theme_id, theme_id), centre_of(space, stays, [people[n] for n in stays])
+        )
+        book, added = book.add(
+            theme.language, centre_of(space, leaves, [people[n] for n in leaves])
+        )
         if name is not None:
             book = book.rename(added, name)
         return await self._save(book, was, guide_id, step_id, since, until)

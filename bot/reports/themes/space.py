@@ -202,16 +202,22 @@ def surface(texts: Sequence[str], terms: Sequence[str]) -> list[str]:
             for term in terms]  # fmt: skip
 
 
-def centre_of(space: Space, rows: Sequence[int]) -> tuple[tuple[str, float], ...]:
-    """The stored form of the mean of these answers' rows, from the features at least two
-    of them have, so a codebook keeps what answers share, not what one person wrote."""
+def centre_of(
+    space: Space, rows: Sequence[int], people: Sequence[object]
+) -> tuple[tuple[str, float], ...]:
+    """The stored form of the mean of these answers' rows (written by `people`, one per
+    row), from the features at least two people have, so a codebook keeps what people
+    share, not what one person wrote."""
     if not len(rows) or not space.matrix.shape[1]:
         return ()
     picked = space.matrix[list(rows)]
     mean = np.asarray(picked.mean(axis=0)).ravel()
-    # Only what two of its answers share: no one person's own words, even from one answer
-    # (a centre of one answer kept that person's words in the codebook; found by review).
-    mean[np.asarray((picked > 0).sum(axis=0)).ravel() < 2] = 0
+    # Only what two people share: no one person's own words, even from one answer (a
+    # centre of one answer kept them; found by review) or from several of theirs (a name
+    # written in two weeks' check-ins was kept; found by review).
+    owners = np.unique(np.asarray(people), return_inverse=True)[1]
+    owner = sparse.csr_matrix((np.ones(len(rows)), (owners, np.arange(len(rows)))))
+    mean[np.asarray(((owner @ (picked > 0)) > 0).sum(axis=0)).ravel() < 2] = 0
     nonzero = np.flatnonzero(mean)
     # Twice what is kept, so ties at the edge are settled by name in `top_features`.
     best = nonzero[np.argsort(-mean[nonzero], kind="stable")[: 2 * TOP_FEATURES]]
