@@ -15,6 +15,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from pydantic import ValidationError
+
 from bot.delivery.channel import (
     Channel,
     Dropped,
@@ -185,12 +187,15 @@ class Deliverer:
     async def _send_one(self, channel: Channel, row: OutboxRow) -> SendResult:
         try:
             message = Outbound.model_validate_json(row.payload)
-        except ValueError as error:
+        except ValidationError as error:
             # A payload that can't be read never will be: kept, it was tried every ten
             # minutes for ever, and held back everything queued after it for this person
             # (found by review). Dropped, and said in the log. (A seal that won't open is
             # not this: a wrong secret key is put right, so those wait and retry below.)
-            log.exception("a queued message could not be read; it is dropped")
+            # Where and what, never the input: pydantic's message quotes it (their words).
+            why = [(e["loc"], e["type"]) for e in error.errors(include_input=False)]
+            log.error("a queued message (%s) could not be read; it is dropped: %s %s",
+                      row.id, type(error).__name__, why)  # fmt: skip
             return Dropped(f"unreadable: {type(error).__name__}")
         try:
             if message.edit is not None and message.edit.startswith(SEALED):
