@@ -362,7 +362,7 @@ async def test_markdown_lists_page_title_and_gatherings_by_name(make_harness):  
     h.house.roles.admins.add(h.pseudonym("admin"))
     code = await h.house.roles.invite("facilitator", timedelta(days=7))
     await h.say(f"/redeem {code}", user="host")
-    launched = await h.say("/launch hours Thursday <b>shift</b> supper", user="host")
+    launched = await h.say("/launch hours Thursday <b>shift</b> &copy; supper", user="host")
     join = re.search(r"Join code: ([A-Z0-9]{6})", launched[-1].text)
     assert join
     await six_people_digest(h)
@@ -373,8 +373,9 @@ async def test_markdown_lists_page_title_and_gatherings_by_name(make_harness):  
     html = MarkdownIt().render(md)
     assert "<li>People: 6, of whom new: 6</li>" in html
     assert re.search(r"<li>.*fewer than 5 · Transport to good jobs</li>", html)
-    assert f"Thursday \\<b\\>shift\\</b\\> supper ({join.group(1)})" in md
-    assert "<li>Thursday &lt;b&gt;shift&lt;/b&gt; supper" in html  # a list, escaped
+    assert f"Thursday \\<b\\>shift\\</b\\> \\&copy; supper ({join.group(1)})" in md
+    # A list, escaped; an entity they typed shows as typed, not as "©".
+    assert "<li>Thursday &lt;b&gt;shift&lt;/b&gt; &amp;copy; supper" in html
     page = render("digest_page", "page", "en", d=digest)
     title = re.search(r"<title>(.*)</title>", page)
     assert title and title.group(1) == (
@@ -382,10 +383,11 @@ async def test_markdown_lists_page_title_and_gatherings_by_name(make_harness):  
         " · Achieving the Promise of Work"
     )
     assert (
-        f'<li>Thursday &lt;b&gt;shift&lt;/b&gt; supper <span class="code">{join.group(1)}' in page
+        f'<li>Thursday &lt;b&gt;shift&lt;/b&gt; &amp;copy; supper <span class="code">{join.group(1)}'
+        in page
     )
     text = render("digest", "text", "en", d=digest)
-    assert f"Gatherings held: 1\n  • Thursday <b>shift</b> supper ({join.group(1)})" in text
+    assert f"Gatherings held: 1\n  • Thursday <b>shift</b> &copy; supper ({join.group(1)})" in text
 
 
 def test_pages_earlier_versions_kept_are_removed_and_nothing_else(tmp_path):  # type: ignore[no-untyped-def]

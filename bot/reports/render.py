@@ -27,7 +27,8 @@ FORMATS = ("html", "mrkdwn", "text")  # what chats show: Telegram, Slack, a term
 DOCUMENTS = ("md", "page")  # files: Markdown, and a whole HTML page
 BAR_WIDTH = 10
 
-_MARKDOWN = re.compile(r"([\\`*_\[\]<>|~#])")
+# "&" too: "&copy;" or "&rlm;" typed in a quote showed as "©" or as an invisible mark.
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>|~#&])")
 # What starts a list item at a line's start ("- x", "+ x", "1. x", "1) x"): escaped at a
 # value's start as CommonMark allows (a backslash before the "-" or the "."), never before
 # a digit, where the backslash would show ("2.5 or more" stays as it is).
