@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from datetime import timedelta
+
+import pytest
 
 from bot.delivery.channel import Capabilities, Failed, RetryAfter, SendResult, Sent
 from bot.delivery.deliverer import Deliverer
@@ -153,6 +157,40 @@ async def test_an_unexpected_error_is_retried_later_and_nothing_is_sent_twice(st
     clock.advance(seconds=2)
     await deliverer.drain("terminal")
     assert channel.delivered == [("cy", "c1"), ("cy", "c2"), ("bob", "b1")]
+
+
+async def test_a_database_error_in_one_queue_sends_nobody_elses_messages_twice(storage, clock):
+    """One queue's failure to record a send used to end the round while the others were
+    still sending; the next round claimed their messages again and sent them twice
+    (found by review)."""
+    others_sending = asyncio.Event()
+
+    class Slow(ScriptedChannel):
+        async def send(self, address: str, message: Outbound) -> SendResult:
+            if address == "cy":
+                await others_sending.wait()  # still out when bob's send fails to be recorded
+            return await super().send(address, message)
+
+    channel = Slow({})
+    recorded = storage.outbox_sent
+    failed: list[Sequence[int]] = []
+
+    async def flaky(ids: Sequence[int]) -> None:
+        if not failed:
+            failed.append(ids)
+            others_sending.set()
+            raise ConnectionError("the database went away")
+        await recorded(ids)
+
+    storage.outbox_sent = flaky
+    deliverer = Deliverer(storage, IDENTITY, {"terminal": channel}, clock)
+    await owe(storage, clock, ("bob", "b1"), ("cy", "c1"), ("cy", "c2"))
+    with pytest.raises(ConnectionError):
+        await deliverer.drain("terminal")
+    await deliverer.drain("terminal")  # the run loop's next round
+    for _ in range(20):  # and whatever the first round left running, to its end
+        await asyncio.sleep(0)
+    assert sorted(channel.delivered) == [("bob", "b1"), ("bob", "b1"), ("cy", "c1"), ("cy", "c2")]
 
 
 async def test_a_message_that_cannot_be_read_is_dropped_and_the_next_goes(storage, clock, caplog):

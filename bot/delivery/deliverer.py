@@ -102,9 +102,18 @@ class Deliverer:
                 for row in rows:
                     queues[row.participant].append(row)
                 channel = self.channels[channel_name]
-                results = await asyncio.gather(
-                    *(self._send_in_order(channel, queue) for queue in queues.values())
+                outcomes = await asyncio.gather(
+                    *(self._send_in_order(channel, queue) for queue in queues.values()),
+                    return_exceptions=True,
                 )
+                # Every queue is done before a failure is passed on: one left sending
+                # while the next round began was claimed again by it, and its messages
+                # were sent twice (found by review).
+                results = []
+                for outcome in outcomes:
+                    if isinstance(outcome, BaseException):
+                        raise outcome
+                    results.append(outcome)
                 sent += sum(count for count, _, _ in results)
                 held = self._holds(channel_name)
                 if held is not None:
