@@ -297,6 +297,56 @@ async def test_the_kept_connection_lost_is_replaced_and_its_locks_are_gone(two):
     assert not await advisory_locks_held(looking) & our_ids(first, ["ana"])
 
 
+async def test_a_holder_whose_kept_connection_is_lost_meanwhile_still_gets_out(two):
+    """The release rode a trip that failed with the connection: its holder waited for an
+    answer for ever, and the person's in-process lock with it (found by review)."""
+    first, second, looking = two
+
+    async def turn() -> None:
+        async with first.hold("ana"):
+            kept = first._session._connection
+            await looking.execute("SELECT pg_terminate_backend($1)", kept.get_server_pid())
+
+    await asyncio.wait_for(turn(), 10)
+    await asyncio.wait_for(_one_turn(first, "ana"), 10)
+    await asyncio.wait_for(_one_turn(second, "ana"), 10)
+    assert not await advisory_locks_held(looking) & our_ids(first, ["ana"])
+
+
+async def test_a_turn_cancelled_just_as_its_locks_are_taken_gives_them_back(two):
+    """Cancelled between the trip that took its locks and its own next step (a webhook's
+    deadline), a turn kept them on the kept connection: nobody else could ever take
+    them (found by review)."""
+    first, second, looking = two
+    session = first._session
+    take = session.take
+    turn: asyncio.Task[None] | None = None
+
+    def taken_then_cancelled(wanted: Any) -> asyncio.Future[int | None]:
+        asked = take(wanted)
+        asked.add_done_callback(lambda _: turn.cancel() if turn else None)  # before it resumes
+        return asked
+
+    session.take = taken_then_cancelled  # type: ignore[method-assign]
+    turn = asyncio.create_task(_one_turn(first, "ana"))
+    with pytest.raises(asyncio.CancelledError):
+        await turn
+    session.take = take  # type: ignore[method-assign]
+    await asyncio.wait_for(_one_turn(second, "ana"), 10)  # not kept by the cancelled turn
+    await until(
+        lambda: _none_held(looking, first, ["ana"]), "the cancelled turn's locks given back"
+    )
+
+
+async def _one_turn(locks: PostgresConversationLocks, key: str) -> None:
+    async with locks.hold(key):
+        pass
+
+
+async def _none_held(looking: Any, locks: PostgresConversationLocks, keys: list[str]) -> bool:
+    return not await advisory_locks_held(looking) & our_ids(locks, keys)
+
+
 async def test_two_deployments_on_one_database_do_not_share_locks():
     async with fresh_schema(pools=2) as (_, (first_pool, second_pool)):
         ours = PostgresConversationLocks(first_pool, namespace="ours")

@@ -159,6 +159,12 @@ class Session:
                 for _, future in takes:
                     if not future.done():
                         future.set_result(None)
+                # The server dropped these with the connection: their holders were left
+                # waiting for ever, and their turn's in-process lock with them (found by
+                # review).
+                for _, _, done in releases:
+                    if done is not None and not done.done():
+                        done.set_result(None)
                 continue
             position = 0
             for (ids, shared), future in takes:
@@ -301,7 +307,16 @@ class PostgresConversationLocks:
         """The database's locks for the block: on the kept session if nobody else holds
         them, else on a connection of their own, waiting in the database's queue."""
         if self._session is not None:
-            generation = await self._session.take(wanted)
+            asked = self._session.take(wanted)
+            try:
+                generation = await asked
+            except asyncio.CancelledError:
+                # Cancelled (a webhook's deadline) after the trip took them but before this
+                # resumed: they were kept for the life of the connection (found by review).
+                took = asked.result() if asked.done() and not asked.cancelled() else None
+                if took is not None:
+                    self._session.release(took, wanted)
+                raise
             if generation is not None:
                 try:
                     yield
