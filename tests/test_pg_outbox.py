@@ -5,6 +5,8 @@ server whose autovacuum is off (as CI's is) or not round yet."""
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,6 +105,34 @@ async def test_turns_keep_their_tables_statistics_up(tmp_path: Path):
         assert await rows_known() == 60
     finally:
         await store.close()
+        await drop_schemas()
+
+
+async def test_a_dead_instance_restarted_under_the_same_long_name_is_seen_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A container restarted with the same host name (a long one) and process id: the
+    dead instance's messages are freed at the next look, not when its leases run out."""
+    shared = tmp_path / "shared.db"
+    survivor = postgres_store(shared)
+    with monkeypatch.context() as same:
+        same.setattr(
+            socket, "gethostname", lambda: "kitchen-table-bot-7d9f8c6b5-x2x4q.prod.example"
+        )
+        same.setattr(os, "getpid", lambda: 1)
+        dying, reborn = postgres_store(shared), postgres_store(shared)
+    await survivor.open()
+    await dying.open()
+    try:
+        assert all(await dying.commit_many(prompts(0, 1)))
+        assert len(await dying.claim_due("telegram", NOW, 10)) == 1
+        assert await survivor.reap_dead("telegram") == 0  # its holder is alive
+        await dying.close()
+        await reborn.open()
+        assert await survivor.reap_dead("telegram") == 1
+    finally:
+        for store in (survivor, dying, reborn):
+            await store.close()
         await drop_schemas()
 
 

@@ -121,8 +121,12 @@ class Connections:
         self.schema = schema
         self.lease = lease
         # This instance, as the outbox's leases name it: unique per storage object, so
-        # two in one process (tests) are as two processes.
-        self.claimant = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        # two in one process (tests) are as two processes. The random part first: the
+        # server keeps 63 bytes of a connection's name (`_alive_name`), and a long host
+        # name cut it off, so a container restarted under the same name and process id
+        # looked like the dead one, whose messages then waited out its leases (found by
+        # review).
+        self.claimant = f"{secrets.token_hex(4)}:{os.getpid()}:{socket.gethostname()}"
         self._pool: asyncpg.Pool | None = None
         self._alive: asyncpg.Connection | None = None  # holds this claimant's lock
         # Who to wake when another instance queues many messages (NOTIFY, heard on the
