@@ -196,6 +196,70 @@ async def test_a_crash_part_way_then_a_takeover_prompts_everyone_once(town: Town
     assert len(await storage.deliveries("s1")) == 6
 
 
+async def test_someone_erased_while_their_chunk_is_written_is_not_brought_back(town: Town):
+    """An operator's `kitchen-table forget` that ends between a chunk's reads and its
+    write: the chunk writes nothing of them, for someone mid-run (who goes in the chunk's
+    transaction too) as for anyone else."""
+    people = {"stays": None, "gone": None, "busy": None}
+    dispatcher, scheduler, deliverer = await setup(town, people)
+    town.clock.now = MONDAY_9_CHICAGO - timedelta(hours=1)
+    await town.say(dispatcher, "busy", "/start pulse")
+    storage = dispatcher.storage
+    write = storage.commit_many
+
+    async def erased_meanwhile(commits: Sequence[Commit]) -> list[bool]:
+        for who in ("gone", "busy"):
+            await storage.forget(key_pid(town, who), town.clock())
+        return await write(commits)
+
+    storage.commit_many = erased_meanwhile  # type: ignore[method-assign]
+    town.clock.now = MONDAY_9_CHICAGO
+    assert (await scheduler.tick()).prompted == 1
+    storage.commit_many = write  # type: ignore[method-assign]
+    await deliverer.drain("terminal")
+    assert [town.prompts(who) for who in people] == [1, 0, 0]  # nothing owed to the erased
+    assert [d.participant for d in await storage.deliveries("s1")] == [key_pid(town, "stays")]
+    for who in ("gone", "busy"):
+        kept = await storage.conversation(key_pid(town, who), None)
+        assert kept.participant is None and kept.run is None
+
+
+@pytest.mark.postgres
+async def test_an_erasure_under_way_while_a_chunk_is_written_is_not_undone(town: Town):
+    """On PostgreSQL an operator's erasure is a transaction of its own: a chunk written
+    while it was under way saw no tombstone yet, waited for the person's row, and wrote
+    them back, prompted, once the erasure had deleted it (found by review)."""
+    people = {"stays": None, "gone": None}
+    dispatcher, scheduler, deliverer = await setup(town, people)
+    storage = dispatcher.storage
+    write = storage.commit_many
+    gone = key_pid(town, "gone")
+
+    async def erased_meanwhile(commits: Sequence[Commit]) -> list[bool]:
+        async with storage.pool.acquire() as other, other.transaction():  # type: ignore[attr-defined]
+            await other.execute("SELECT kt_erase($1, $2)", gone, town.clock())
+            writing = asyncio.create_task(write(commits))
+            for _ in range(1000):  # until the chunk waits for the erasure (no timing asserted)
+                waiting = await other.fetchval(
+                    "SELECT count(*) FROM pg_locks AS l JOIN pg_stat_activity AS a USING (pid)"
+                    " WHERE NOT l.granted AND a.datname = current_database()"
+                )
+                if waiting:
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                raise AssertionError("the chunk never waited for the erasure")
+        return await writing
+
+    storage.commit_many = erased_meanwhile  # type: ignore[method-assign]
+    town.clock.now = MONDAY_9_CHICAGO
+    assert (await scheduler.tick()).prompted == 1
+    storage.commit_many = write  # type: ignore[method-assign]
+    await deliverer.drain("terminal")
+    assert [town.prompts(who) for who in people] == [1, 0]
+    assert (await storage.conversation(gone, None)).participant is None
+
+
 async def test_two_processes_in_small_chunks_prompt_each_person_once(town: Town):
     people = {f"p{n}": None for n in range(9)}
     dispatcher, first, deliverer = await setup(town, people)

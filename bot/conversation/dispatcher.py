@@ -285,9 +285,12 @@ class Dispatcher:
         """A scheduled prompt, handled as a message with no text whose key makes it once
         (the fan-out builds these for a whole chunk, under the chunk's locks)."""
         inbound = Inbound(person.channel, "", "", key=key, language=person.language)
-        return Turn(self.voice, inbound, person.id, person, now, person.address,
-                    Commit(inbound_key=self._seen_key(key)), run, actor=person.id,
-                    not_before=not_before)  # fmt: skip
+        # Written only while they are still kept, as a message's turn (`Commit.still_kept`):
+        # an operator's erasure under way while the chunk was written brought them back,
+        # prompted (found by review).
+        commit = Commit(inbound_key=self._seen_key(key), still_kept=person.id)
+        return Turn(self.voice, inbound, person.id, person, now, person.address, commit, run,
+                    actor=person.id, not_before=not_before)  # fmt: skip
 
     @staticmethod
     def _delivered(turn: Turn, key: str, schedule_id: str, guide_id: str) -> bool:

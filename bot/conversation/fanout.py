@@ -116,6 +116,7 @@ class _Opening:
             outbox=[OutboxRow(row.channel, person.id, person.address, run_id.join(payload),
                               row.not_before) for row, payload in self.messages],
             delivery=DeliveryRow(key, self.schedule, person.id, run_id, self.delivered_at),
+            still_kept=person.id,
         )  # fmt: skip
 
 
