@@ -370,7 +370,8 @@ class ReportStore(Protocol):
         ...
 
     async def choice_counts(self, guide_id: str) -> list[ChoiceCount]:
-        """Distinct people per option of choose steps, for public-release thresholds."""
+        """Distinct people per value of choose, scale and number steps, and per option of
+        choose-many ones, for public-release thresholds."""
         ...
 
 

@@ -389,7 +389,8 @@ class ExportRow:
 
 @dataclass(frozen=True)
 class ChoiceCount:
-    """How many distinct people gave one option to a choose step."""
+    """How many distinct people gave one value (JSON) to a step: an option of a choose or
+    choose-many step, a point of a scale, a number."""
 
     step: str
     value: str

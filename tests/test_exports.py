@@ -91,17 +91,28 @@ async def test_wide_csv_is_one_row_per_run(make_harness):  # type: ignore[no-unt
 
 
 async def test_jsonl_and_public_release_thresholds(make_harness):  # type: ignore[no-untyped-def]
+    """A public release holds back whatever fewer than the minimum group gave: it held back
+    rare single choices only, and published each person's own number, rare options of a
+    choose-many answer, and every written answer (found by review)."""
     h = await filled(make_harness)
+    for text in ("/start shop", "1", "2", "4", "30", "skip"):  # a union: one person's option
+        await h.say(text, user="p6")
     out = io.StringIO()
     rows_in = exports.answers(h.storage, guide_of(h), min_group=5)
     await exports.write_jsonl(rows_in, out)
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
-    sectors = [line["answer"] for line in lines if line["step"] == "sector"]
-    assert sectors == ["retail"] * 5  # "other", chosen by one person, is dropped
-    assert next(line["answer"] for line in lines if line["step"] == "helps") == [
-        "training",
-        "better-pay",
-    ]
+    by_step: dict[str, list[object]] = {}
+    for line in lines:
+        by_step.setdefault(line["step"], []).append(line["answer"])
+    assert by_step["sector"] == ["retail"] * 6  # "other", chosen by one person, is dropped
+    assert by_step["helps"] == [["training", "better-pay"]] * 6  # p6's one option: gone
+    assert by_step["worry"] == [4] * 7
+    # No number (30, the only one given twice, is still too few) and no written answer.
+    assert set(by_step) == {"sector", "helps", "worry"}
+    out = io.StringIO()
+    await exports.write_jsonl(exports.answers(h.storage, guide_of(h), min_group=2), out)
+    kept = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [line["answer"] for line in kept if line["step"] == "hours"] == [30, 30]
 
 
 async def test_floip_package_validates_and_rows_follow_the_rules(make_harness, tmp_path: Path):  # type: ignore[no-untyped-def]

@@ -4,6 +4,7 @@ every backend. (Tallies and free-text pages are in tests/test_storage.py.)"""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from storage.protocol import Storage
@@ -158,6 +159,29 @@ async def test_export_pages_follow_each_other_and_leave_out_the_forgotten(store:
         ChoiceCount("shift", '"day"', 1),
         ChoiceCount("shift", '"night"', 1),
     ]
+
+
+async def test_values_counted_by_people_for_public_release(store: Storage) -> None:
+    """Every value a public release may hold back: options of choose and choose-many
+    steps (each option of a list apart; a skipped list has none), scale points and
+    numbers, by distinct people (one person twice is one)."""
+    at = START + timedelta(minutes=1)
+    given = [("ana", "r1", '["pay", "union"]', "3", "40"), ("ben", "r2", '["pay"]', "3", "12.5"),
+             ("ana", "r3", '["pay"]', "5", "40"), ("cy", "r4", "null", "null", "40")]  # fmt: skip
+    steps = (("helps", "choose_many"), ("worry", "scale"), ("hours", "number"), ("story", "ask"))
+    answers = [
+        AnswerRow(r, step, who, "pulse", 1, kind, value, at)
+        for who, r, *values in given
+        for (step, kind), value in zip(steps, [*values, '"hi"'], strict=True)
+    ]
+    await store.commit(Commit(runs=[run(r, who, "finished", 0) for who, r, *_ in given],
+                              answers=answers))  # fmt: skip
+    counted = {(c.step, json.loads(c.value)): c.people for c in await store.choice_counts("pulse")}
+    assert counted == {
+        ("helps", "pay"): 2, ("helps", "union"): 1,
+        ("worry", 3): 2, ("worry", 5): 1, ("worry", None): 1,
+        ("hours", 40): 2, ("hours", 12.5): 1,
+    }  # fmt: skip
 
 
 async def test_free_text_pages_carry_the_run_language_when_asked(store: Storage) -> None:

@@ -4,8 +4,10 @@ Flow Results package.
 Exports stream: answers are read a page at a time and written as they come, so
 memory stays flat however many there are. They carry pseudonyms, never addresses;
 `sensitive` steps are left out unless asked for; answers from people who were
-forgotten never appear. For a public release, `min_group` drops any answer to a
-`choose` option that fewer than that many people chose. A CSV cell that a spreadsheet
+forgotten never appear. For a public release, `min_group` holds back what could
+point to someone: a choice, a point of a scale or a number that fewer than that many
+people gave (an option of a choose-many answer is taken out of it), and written answers
+but to `quotable` questions, as the public report does. A CSV cell that a spreadsheet
 would run as a formula starts with a ' (see `_cell`); JSON Lines and the FLOIP package
 carry answers exactly as stored.
 """
@@ -74,9 +76,10 @@ async def answers(
 ) -> AsyncIterator[Answer]:
     """Every answer to the guide that may be exported, page by page."""
     hidden = set() if include_sensitive else {s.id for s in guide.questions if s.sensitive}
-    rare: set[tuple[str, str]] = set()
+    rare: set[tuple[str, Any]] = set()
     if min_group is not None:
-        rare = {(c.step, c.value) for c in await storage.choice_counts(guide.id)
+        hidden |= {s.id for s in guide.questions if s.kind is StepKind.ASK and not s.quotable}
+        rare = {(c.step, json.loads(c.value)) for c in await storage.choice_counts(guide.id)
                 if c.people < min_group}  # fmt: skip
     after: tuple[str, str, str] | None = None
     count = 0
@@ -85,12 +88,26 @@ async def answers(
         if not page:
             return
         for row in page:
-            if row.step in hidden or (row.step, row.value) in rare:
+            if row.step in hidden:
+                continue
+            value = json.loads(row.value)
+            if rare and isinstance(value, list):
+                value = [option for option in value if (row.step, option) not in rare]
+                if not value:
+                    continue
+            elif rare and (row.step, value) in rare:
                 continue
             count += 1
-            yield Answer(datetime.fromisoformat(row.answered_at), row.run_id, row.step,
-                         row.guide_version, row.participant, row.kind, json.loads(row.value),
-                         row.language)  # fmt: skip
+            yield Answer(
+                datetime.fromisoformat(row.answered_at),
+                row.run_id,
+                row.step,
+                row.guide_version,
+                row.participant,
+                row.kind,
+                value,
+                row.language,
+            )
         last = page[-1]
         after = ((last.run_id, last.step, last.answered_at) if by_run
                  else (last.answered_at, last.run_id, last.step))  # fmt: skip

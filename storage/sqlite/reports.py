@@ -57,11 +57,17 @@ class ReportsSQL(Connections):
         return [ExportRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows]
 
     async def choice_counts(self, guide_id: str) -> list[ChoiceCount]:
-        """(step, option, distinct people) for choose steps, for public-release thresholds."""
+        """(step, value as JSON, distinct people) for every choice, scale and number
+        answer and every option of a choose-many one, for public-release thresholds."""
         rows = await self._all(
             "SELECT step, value, count(DISTINCT participant) FROM answers"
-            " WHERE guide_id = ? AND kind = 'choose' GROUP BY step, value",
-            (guide_id,),
+            " WHERE guide_id = ? AND kind IN ('choose', 'scale', 'number') GROUP BY step, value"
+            " UNION ALL SELECT a.step, json_quote(j.value), count(DISTINCT a.participant)"
+            # A skipped one is null, not a list: it has no options to count.
+            " FROM answers AS a, json_each(CASE json_type(a.value) WHEN 'array'"
+            " THEN a.value ELSE '[]' END) AS j"
+            " WHERE a.guide_id = ? AND a.kind = 'choose_many' GROUP BY 1, 2",
+            (guide_id, guide_id),
         )
         return [ChoiceCount(r[0], r[1], r[2]) for r in rows]
 

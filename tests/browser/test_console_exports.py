@@ -81,7 +81,7 @@ async def test_each_export_and_the_digest_downloaded_through_the_browser(
     await bot.sign_in(page, COORDINATOR)
     await page.get_by_role("link", name="Open data").click()
     await expect(page.get_by_role("heading", level=1)).to_have_text("Open data")
-    await expect(page.get_by_label("Leave out any choice fewer than 5 people made")).to_be_checked()
+    await expect(page.get_by_label("Leave out any answer fewer than 5 people gave")).to_be_checked()
     await expect(page.get_by_label("Include sensitive questions")).to_have_count(0)
     await check_axe(page)
     await no_sideways_scroll(page)
