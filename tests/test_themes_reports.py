@@ -75,7 +75,7 @@ async def test_the_digest_shows_themes_in_every_format(make_harness) -> None:  #
     for shown in (text, markdown, page):
         assert "between us" not in shown and "entre nosotros" not in shown
     assert "<b>better pay</b>" not in page and "&lt;b&gt;better pay&lt;/b&gt;" in page
-    assert "\\<b\\>better pay\\</b\\> & \\*rent\\*" in markdown
+    assert "\\<b\\>better pay\\</b\\> \\& \\*rent\\*" in markdown
     golden("digest.txt", text + "\n")
     golden("digest.md", markdown + "\n")
     golden("digest.html", page + "\n")
