@@ -38,7 +38,7 @@ async def test_each_guide_this_week_and_before_by_the_minimum_group(storage: Sto
     quiet = next(g for g in found.guides if g.id == "changing-work")
     assert quiet.week.took_part == 0 and quiet.before.took_part == 0
     spanish = await build_overview(storage, library, START, min_group=5, language="es")
-    assert "Chequeo semanal" in [g.title for g in spanish.guides]
+    assert "Conversación semanal" in [g.title for g in spanish.guides]
 
 
 async def test_live_gatherings_and_a_facilitators_own(storage: Storage):

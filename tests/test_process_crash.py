@@ -42,9 +42,9 @@ TYPE, TAP = "type", "tap"
 # What a person types and a few words of the bot's answer to it (the next question).
 WALK = [
     ("/start weekly-checkin", "Is that all right"),
-    ("yes", "How was your week"),
+    ("yes", "How was your past week"),
     ("4", "how many hours"),
-    ("38", "anything change"),
+    ("38", "anything change at work in the past week"),
     ("no", "next week better"),
     ("Fewer double shifts", "Thank you"),
 ]

@@ -245,7 +245,7 @@ async def test_the_weekly_check_in_by_slash_command_buttons_and_replies(workspac
     assert answered["ts"] == ws.message_with("I agree", "U1", "T1")["_ts"]
     assert "✓ I agree" in json.dumps(answered["blocks"], ensure_ascii=False)
     assert not any(b["type"] == "actions" for b in answered["blocks"])
-    assert "How was your week" in ws.last_post()["text"]
+    assert "How was your past week" in ws.last_post()["text"]
     await ws.click("4")
     assert "how many hours" in ws.last_post()["text"]
     await ws.say("38")
@@ -290,7 +290,7 @@ async def test_skip_back_and_stop_are_buttons(workspace: Workspace):
         "Stop",
     ]
     await ws.click("Back")
-    assert "How was your week" in ws.last_post()["text"]
+    assert "How was your past week" in ws.last_post()["text"]
     await ws.click("Stop")
     assert (await ws.state())["status"] == "stopped"
 

@@ -104,7 +104,7 @@ async def test_run_serves_slack_by_socket_mode(slack_api: FakeSlack, tmp_path: P
         }
         await slack_api.push("events_api", event, "e2")
         await slack_api.wait_until(
-            lambda: any("How was your week" in t for t in slack_api.texts("T1", "U1"))
+            lambda: any("How was your past week" in t for t in slack_api.texts("T1", "U1"))
         )
     finally:
         await stop_bot(bot)

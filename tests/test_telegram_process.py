@@ -60,7 +60,7 @@ async def test_run_polls_telegram_and_answers(fake: FakeTelegram, tmp_path: Path
         fake.queue(fake.message_update(11, "/start weekly-checkin"))
         await fake.wait_until(lambda: any("Is that all right" in t for t in fake.texts(11)))
         fake.queue(fake.message_update(11, "yes"))
-        await fake.wait_until(lambda: any("How was your week" in t for t in fake.texts(11)))
+        await fake.wait_until(lambda: any("How was your past week" in t for t in fake.texts(11)))
     finally:
         await stop_bot(bot)
 

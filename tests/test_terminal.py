@@ -85,7 +85,7 @@ async def test_a_paced_question_arrives_while_the_participant_waits(tmp_path: Pa
         opened, _ = await asyncio.wait_for(host.communicate(), 30)
         assert host.returncode == 0 and b"Question 2 of 5 is now open" in opened
         # Nothing more is typed: the question shows up on its own.
-        await read_until("[2 of 5] About how many hours did you work last week?")
+        await read_until("[2 of 5] About how many hours did you work in the past seven days?")
     finally:
         participant.stdin.close()
         await asyncio.wait_for(participant.wait(), 30)

@@ -26,8 +26,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 FACILITATOR = 10000
 COORDINATOR = 10001
 PEOPLE = range(10100, 10107)  # seven people answer every question
-BY = "Did anything change at work this week?"
-QUESTION = "How was your week at work?"
+BY = "Did anything change at work in the past week?"
+QUESTION = "How was your past week at work?"
 
 
 async def test_results_a_breakdown_by_keyboard_and_the_permalink(bot: ConsoleBot, page: Page):
