@@ -333,7 +333,10 @@ async def test_every_refusal_is_a_clear_message(room: Harness):
     h = room
     assert "Only facilitators" in (await h.say("/launch supper", user="p1"))[0].text
     assert "didn't work" in (await h.say("/redeem NOTACODE", user="p1"))[0].text
-    assert "couldn't find" in (await h.say("/status", user="host"))[0].text
+    assert "/status and the gathering's code" in (await h.say("/status", user="host"))[0].text
+    assert "couldn't find" in (await h.say("/status QQQQQQ", user="host"))[0].text
+    assert "/join and the code" in (await h.say("/join", user="p1"))[0].text
+    assert "/redeem and the code" in (await h.say("/redeem", user="p1"))[0].text
     code = await launch(h)
     other = await h.house.roles.invite("facilitator", timedelta(days=1))
     await h.say(f"/redeem {other}", user="other-host")

@@ -33,3 +33,21 @@ def test_every_language_has_every_phrase_with_the_same_placeholders():
         assert set(book) == set(english), language
         for key, text in english.items():
             assert placeholders(book[key]) == placeholders(text), (language, key)
+
+
+def test_privacy_promises_the_minimum_group_this_bot_keeps():
+    """/privacy said "five" whatever KT_MIN_GROUP was (found by review)."""
+    from bot.locales import load_phrasebook
+
+    for language, words in (("en", "smaller than 3 people"), ("es", "menos de 3 personas")):
+        said = load_phrasebook(min_group=3).text(language, "privacy")
+        assert words in said and "{" not in said, language
+    assert "smaller than 5 people" in load_phrasebook().text("en", "privacy")
+
+
+def test_parar_is_a_no_in_spanish_as_stop_is_in_english():
+    from bot.locales import load_phrasebook
+
+    phrases = load_phrasebook()
+    assert phrases.yes_or_no("en", "stop") is False
+    assert phrases.yes_or_no("es", "parar") is False

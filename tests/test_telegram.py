@@ -632,7 +632,7 @@ async def test_a_command_in_a_room_without_a_gathering_leaves_other_rooms_alone(
         await phone.type(command, chat=second, chat_type="group")
     assert "is closed" not in " ".join(fake.texts(first))
     assert not [c for c in fake.calls_to("sendPhoto") if int(c["chat_id"]) == second]
-    assert "find that gathering" in fake.texts(host)[-1]
+    assert "gathering&#x27;s code" in fake.texts(host)[-1]  # not the other room's (HTML)
     # The gathering in the first room is still open: someone can join it.
     joined = await phone.type(f"/start join-{code}", chat=9200)
     assert "has closed" not in " ".join(joined)

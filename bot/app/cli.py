@@ -156,7 +156,7 @@ async def build(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
         deliverer = Deliverer(storage, identity, {}, clock)
         admins = admin_pseudonyms(identity, settings.admins)
         admins.add(identity.pseudonym(TERMINAL, OPERATOR))
-        phrases = load_phrasebook()
+        phrases = load_phrasebook(settings.min_group)
         house = build_house(
             storage=storage,
             library=library,
@@ -664,7 +664,7 @@ async def _admin(settings: Settings, args: argparse.Namespace) -> int:
             try:
                 lasts = parse_duration(args.expires)
             except ValueError as error:
-                raise UsageError(f"--expires: {error} (at most 365d)") from None
+                raise UsageError(f"--expires: {error}") from None
             link = await _telegram_link(settings)
             return await sessions.invite(bot.house.roles, args.role, lasts, link, out)
         if args.command == "export":
@@ -860,7 +860,7 @@ def _parser() -> argparse.ArgumentParser:
     roles_commands.add_parser("list", help="who holds a role (by pseudonym)")
     revoke = roles_commands.add_parser("revoke", help="take a role back")
     revoke.add_argument("pseudonym", help="the start of a pseudonym from `roles list`")
-    guides = command("guides", "check, list or describe guides")
+    guides = command("guides", "check or list guides, or print their schema")
     guide_commands = guides.add_subparsers(dest="guides_command", required=True, metavar="ACTION")
     check_cmd = guide_commands.add_parser("check", help="check guides and explain any problem")
     check_cmd.add_argument("paths", nargs="*", type=Path,

@@ -144,7 +144,7 @@ class Cohorts:
         turn.keep_address(reachable=True)
         preference = await self.storage.preference(turn.participant_id)
         tz = preference.tz if preference and preference.tz else self.default_tz
-        turn.say("cohort_joined", cohort=cohort, tz=tz)
+        turn.say("cohort_joined", tz=tz)
 
     async def _timezone(self, turn: Turn, name: str) -> None:
         if not name:

@@ -79,7 +79,7 @@ STATUS_STEP = "_status"
 JOIN_CODE_LENGTH = 6
 HOSTS = (FACILITATOR, ADMIN)  # who may launch a gathering
 PRIVATE_REPLIES = {"not_your_gathering", "only_facilitators", "summary_refused", "no_gathering",
-                   "not_paced", "launch_usage", "unknown_guide"}  # fmt: skip
+                   "gathering_needs_code", "not_paced", "launch_usage", "unknown_guide"}  # fmt: skip
 
 
 class Gatherings:
@@ -143,7 +143,7 @@ class Gatherings:
 
     async def _gathering_command(self, name: str, turn: Turn, arg: str) -> str | None:
         words, flags = _split(arg)
-        gathering = await self._find(turn, words[0] if words else None)
+        gathering = await self._find(turn, words[0] if words else None, name)
         if gathering is None:
             return None
         if name == "summary":
@@ -168,10 +168,13 @@ class Gatherings:
         return None
 
     async def join(self, turn: Turn, code: str) -> str | None:
-        gathering = await self.storage.gathering_by_code(normal_code(code)) if code else None
+        if not code:
+            self._say(turn, "join_needs_code")  # "didn't work" for a code never sent
+            return None
+        gathering = await self.storage.gathering_by_code(normal_code(code))
         if gathering is None:
             # Not a gathering: perhaps a cohort's code, for scheduled check-ins.
-            if not (code and await self.cohorts.join(turn, code)):
+            if not await self.cohorts.join(turn, code):
                 self._say(turn, "join_unknown")
             return None
         if not gathering.is_open or turn.now >= gathering.expires_at:
@@ -187,12 +190,15 @@ class Gatherings:
     # The commands ------------------------------------------------------------------
 
     async def _redeem(self, turn: Turn, words: list[str]) -> None:
+        if not words:
+            self._say(turn, "redeem_needs_code")  # not a wrong code: none was sent
+            return
         since = turn.now - WRONG_CODES_WINDOW
         tried = await self.storage.wrong_codes(turn.actor, since)
         if tried.theirs >= WRONG_CODES_PER_PERSON:
             self._say(turn, "redeem_later")  # not even checked: they are guessing
             return
-        role = await self.roles.invitation(words[0]) if words else None
+        role = await self.roles.invitation(words[0])
         if role is None:
             if tried.everyone >= WRONG_CODES_OVERALL:
                 self._say(turn, "redeem_later")
@@ -200,8 +206,8 @@ class Gatherings:
             if tried.everyone + 1 == WRONG_CODES_OVERALL:
                 log.warning("%d wrong invitation codes in an hour: someone may be guessing",
                             WRONG_CODES_OVERALL)  # fmt: skip
-            if words:  # counted in the turn's own commit: several instances share it
-                turn.commit.wrong_code = WrongCodeRow(turn.actor, turn.now, since)
+            # Counted in the turn's own commit: several instances share it.
+            turn.commit.wrong_code = WrongCodeRow(turn.actor, turn.now, since)
             self._say(turn, "redeem_failed")
             return
         # The code is used up and the role granted in the turn's one commit: a failure
@@ -388,7 +394,7 @@ class Gatherings:
 
     # Helpers -----------------------------------------------------------------------
 
-    async def _find(self, turn: Turn, code: str | None) -> GatheringRow | None:
+    async def _find(self, turn: Turn, code: str | None, command: str) -> GatheringRow | None:
         """The gathering named by its code, or else the latest one launched here."""
         if code:
             found = await self.storage.gathering_by_code(normal_code(code))
@@ -398,8 +404,10 @@ class Gatherings:
                 # Typed in a room with no gathering of its own: /close or /next here must
                 # not act on the facilitator's gathering in another room.
                 found = None
-        if found is None:
+        if found is None and code:
             self._say(turn, "no_gathering")
+        elif found is None:  # none launched here: which one did they mean?
+            self._say(turn, "gathering_needs_code", command=command)
         return found
 
     async def _may_run(self, turn: Turn, gathering: GatheringRow) -> bool:
