@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bot.flows.commands import parse_command
@@ -113,6 +113,9 @@ def assert_valid(state: RunState) -> None:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(inputs, max_size=25), st.sampled_from(["en", "es", "fr", ""]))
+# An optional free-text answer of only an escape character was kept as "" (found here).
+@example([TextInput("1"), TextInput("1"), TextInput("\x1b")], "en")
+@example([TextInput("1"), TextInput("1"), TextInput("\u200b \u200b")], "en")
 def test_no_input_ever_crashes_the_engine_or_breaks_a_run(given_inputs, language):
     gate = 1 if language == "fr" else None  # some runs paced, from the first question
     outcome = FLOW.start(run_id="r", guide_hash="h", language=language, now=START, gate=gate)

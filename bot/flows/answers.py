@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from bot.flows.guide import Step, StepKind
+from bot.flows.scrub import strip_invisible
 from bot.flows.text import all_variants, fold
 
 AnswerValue = str | int | float | list[str] | None
@@ -146,7 +147,9 @@ def parse_number(step: Step, typed: str) -> Parsed | Invalid:
 
 def parse_text(step: Step, typed: str, limit: int) -> Parsed | Invalid:
     text = typed.strip()
-    if not text:
+    # Only invisible characters (an escape, a zero-width space) is nothing typed: kept, it
+    # became an empty answer once scrubbed (found by the property tests).
+    if not strip_invisible(text).strip():
         return Invalid("empty_answer")
     limit = min(limit, step.max_length or limit)
     if len(text) > limit:
