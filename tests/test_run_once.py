@@ -190,3 +190,40 @@ async def test_old_free_text_is_blanked_once_a_day_by_one_instance(town: Town):
     assert [(f"{o.due_at.astimezone(UTC):%m-%d}", o.status) for o in days] == [
         ("10-19", "sent"), ("11-28", "sent"), ("11-29", "sent"),
     ]  # fmt: skip
+
+
+async def test_two_first_instances_with_different_secret_keys_cannot_both_start(town: Town):
+    """On a new database both read "no secret noted yet", then each noted its own, the
+    last unseen: two instances sealed addresses with different keys (found by review)."""
+    from bot.app.database import SECRET_CHECK, check_secret
+    from bot.config import ConfigError
+
+    await town.process()
+    await town.process()
+    first, second = town.storages
+    both_read = asyncio.Barrier(2)
+
+    def reading_together(storage: Any) -> None:
+        read = storage.record
+        waited = False
+
+        async def record(*args: Any) -> Any:
+            nonlocal waited
+            found = await read(*args)
+            if args[:2] == SECRET_CHECK and not waited:
+                waited = True
+                await both_read.wait()  # each has read before either writes
+            return found
+
+        storage.record = record
+
+    reading_together(first)
+    reading_together(second)
+    outcomes = await asyncio.gather(
+        check_secret(first, b"secret-one-0123456789", town.clock()),
+        check_secret(second, b"secret-two-0123456789", town.clock()),
+        return_exceptions=True,
+    )
+    assert sorted(type(o).__name__ for o in outcomes) == ["ConfigError", "NoneType"]
+    refused = next(o for o in outcomes if isinstance(o, ConfigError))
+    assert "written with another secret key" in str(refused)

@@ -119,8 +119,12 @@ async def check_secret(storage: Storage, secret: bytes, now: datetime) -> None:
     mark = secret_mark(secret)
     kept = await storage.record(*SECRET_CHECK, now)
     if kept is None:
-        await storage.put_record(*SECRET_CHECK, mark)
-    elif not hmac.compare_digest(kept, mark):
+        # Written only if still absent: two first instances with different keys both
+        # wrote theirs, the last one winning unseen (found by review).
+        if await storage.replace_record(*SECRET_CHECK, None, mark):
+            return
+        kept = await storage.record(*SECRET_CHECK, now)
+    if kept is None or not hmac.compare_digest(kept, mark):
         raise ConfigError(
             "KT_SECRET_KEY: this database was written with another secret key. Every "
             "instance sharing a database needs the same KT_SECRET_KEY (copy it from the "
