@@ -67,14 +67,16 @@ async def test_mydata_is_exactly_their_own(make_harness):  # type: ignore[no-unt
     await walk(h, "ben", "Rest for Ben")
     replies = await h.say("/mydata", user="ana")
     readable, document = replies[0].text, replies[1].document
-    assert "Fair pay for Ana" in readable and "What do you do? retail" in readable
+    # Options by their label, as they chose them, not their ids (found by review).
+    assert "Fair pay for Ana" in readable and "What do you do? Retail" in readable
     assert "weekly" in readable and "agreed" in readable
     # Each conversation by the guide's title and a status in their words, not its id.
     assert "\nPulse (finished, " in readable and "pulse (" not in readable
     assert "Ben" not in readable and document is not None and "Ben" not in document
     data = json.loads(document)
-    assert [a[4] for a in data["answers"]] == ["retail", "Fair pay for Ana"]
-    assert data["cohorts"][0][0] == "weekly" and len(data["consents"]) == 1
+    # Each row's columns by name, so the file reads without the schema (found by review).
+    assert [a["value"] for a in data["answers"]] == ["retail", "Fair pay for Ana"]
+    assert data["cohorts"][0]["cohort"] == "weekly" and len(data["consents"]) == 1
     nothing = await h.say("/mydata", user="stranger")
     assert "keep nothing" in nothing[0].text
 
@@ -216,3 +218,12 @@ async def test_yes_with_a_mark_answers_the_offer_to_keep_in_touch(make_harness):
     await walk(h, "ana", "more rest")
     await h.say("Yes!", user="ana")
     assert await h.storage.cohorts_of(h.pseudonym("ana")) == ["weekly"]
+
+
+async def test_mydata_names_a_role_in_their_language(make_harness):  # type: ignore[no-untyped-def]
+    """A role in their words, not "Tu rol: coordinator" (found by review)."""
+    h: Harness = make_harness(GUIDE)
+    code = await h.house.roles.invite("coordinator", timedelta(days=1))
+    await h.say(f"/redeem {code}", user="lia", language="es")
+    readable = (await h.say("/mydata", user="lia", language="es"))[0].text
+    assert "Tu rol: coordinación" in readable and "coordinator" not in readable

@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING
 
 from bot.conversation.router import Router
 from bot.conversation.turn import Turn
+from bot.flows.answers import display
 from bot.flows.events import Button, Reply
 from bot.flows.text import fold_answer, localize
 from bot.messages import Outbound
 
 if TYPE_CHECKING:
+    from bot.flows.guide import Guide
     from bot.library import GuideLibrary
     from storage.protocol import RightsStore
     from storage.rows import KeptAnswer
@@ -82,16 +84,8 @@ class Rights:
             turn.say("mydata_nothing")
             return None
         lines = [say(language, "mydata_heading")]
-        questions: dict[tuple[str, str], str] = {}
-        titles: dict[str, str] = {}
-        for loaded in self.library.all():
-            if loaded.guide is not None:
-                guide = loaded.guide
-                titles[guide.id] = localize(guide.title, language, guide.default_language)
-                for step in loaded.guide.questions:
-                    questions[(loaded.guide.id, step.id)] = localize(
-                        step.text, language, loaded.guide.default_language
-                    )
+        guides = {loaded.guide.id: loaded.guide for loaded in self.library.all() if loaded.guide}
+        titles = {g.id: localize(g.title, language, g.default_language) for g in guides.values()}
         by_run: dict[str, list[KeptAnswer]] = {}
         for answer in kept.answers:
             by_run.setdefault(answer.run_id, []).append(answer)
@@ -101,11 +95,7 @@ class Rights:
             day = _day(run.started_at)
             lines.append("\n" + say(language, "mydata_run", guide=title, status=status, day=day))
             for answer in by_run.get(run.id, []):
-                shown = json.loads(answer.value)
-                if isinstance(shown, list):
-                    shown = ", ".join(map(str, shown))
-                question = questions.get((answer.guide_id, answer.step), answer.step)
-                lines.append(f"• {question} {shown if shown is not None else '–'}")
+                lines.append("• " + _answered(guides.get(answer.guide_id), answer, language))
         if kept.consents:
             items = ", ".join(
                 f"{titles.get(c.guide_id, c.guide_id)}"
@@ -118,15 +108,17 @@ class Rights:
             items = ", ".join(c.cohort for c in kept.cohorts)
             lines.append(say(language, "mydata_cohorts", items=items))
         if kept.roles:
-            lines.append(say(language, "mydata_roles", items=", ".join(r.role for r in kept.roles)))
+            roles = ", ".join(say(language, f"role_name_{r.role}") for r in kept.roles)
+            lines.append(say(language, "mydata_roles", items=roles))
         if kept.preferences and kept.preferences[0].tz:
             lines.append(say(language, "mydata_timezone", tz=kept.preferences[0].tz))
         turn.reply(Reply("\n".join(lines)))
-        # Each table a list of rows, each row its values in the order of its columns.
+        # Each table a list of rows, each row its columns by name (bare lists of values
+        # were unreadable without the schema; found by review).
         document = json.dumps(
             {
                 table.name: [
-                    [_plain(getattr(row, column.name)) for column in fields(row)]
+                    {column.name: _plain(getattr(row, column.name)) for column in fields(row)}
                     for row in getattr(kept, table.name)
                 ]
                 for table in fields(kept)
@@ -158,3 +150,15 @@ def _plain(value: object) -> object:
         except ValueError:
             return value
     return value
+
+
+def _answered(guide: Guide | None, answer: KeptAnswer, language: str) -> str:
+    """One answer as they gave it: the question, and the option's label, not its id (a
+    guide since removed: the step's id and the value as kept)."""
+    value = json.loads(answer.value)
+    step = next((s for s in guide.steps if s.id == answer.step), None) if guide else None
+    if guide is None or step is None:
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+        return f"{answer.step} {shown if shown is not None else '–'}"
+    question = localize(step.text, language, guide.default_language)
+    return f"{question} {display(guide, step, value, language)}"

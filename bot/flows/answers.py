@@ -10,9 +10,9 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from bot.flows.guide import Step, StepKind
+from bot.flows.guide import Guide, Step, StepKind
 from bot.flows.scrub import strip_invisible
-from bot.flows.text import all_variants, fold
+from bot.flows.text import all_variants, fold, localize
 
 AnswerValue = str | int | float | list[str] | None
 
@@ -172,3 +172,19 @@ def parse_answer(step: Step, typed: str, limit: int) -> Parsed | Invalid:
             return parse_number(step, typed)
         case _:
             return parse_text(step, typed, limit)
+
+
+def display(guide: Guide, step: Step, value: AnswerValue, language: str) -> str:
+    """An answer as the participant would read it back: labels, not ids."""
+    if value is None:
+        return "–"
+    labels = {o.id: localize(o.label, language, guide.default_language) for o in step.option_list()}
+    if isinstance(value, list):
+        return ", ".join(labels.get(v, v) for v in value)
+    if step.kind is StepKind.CHOOSE:
+        return labels.get(str(value), str(value))
+    if step.kind is StepKind.SCALE and step.labels and isinstance(value, int):
+        label = step.labels.get(value)
+        if label is not None:
+            return f"{value} ({localize(label, language, guide.default_language)})"
+    return str(value)

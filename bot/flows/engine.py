@@ -17,6 +17,7 @@ from bot.flows.answers import (
     Invalid,
     Parsed,
     check_choices,
+    display,
     parse_answer,
     tapped_option,
 )
@@ -593,21 +594,7 @@ class Flow:
 
     def display(self, step: Step, value: AnswerValue, language: str) -> str:
         """An answer as the participant would read it back: labels, not ids."""
-        if value is None:
-            return "–"
-        labels = {
-            o.id: localize(o.label, language, self.guide.default_language)
-            for o in step.option_list()
-        }
-        if isinstance(value, list):
-            return ", ".join(labels.get(v, v) for v in value)
-        if step.kind is StepKind.CHOOSE:
-            return labels.get(str(value), str(value))
-        if step.kind is StepKind.SCALE and step.labels and isinstance(value, int):
-            label = step.labels.get(value)
-            if label is not None:
-                return f"{value} ({localize(label, language, self.guide.default_language)})"
-        return str(value)
+        return display(self.guide, step, value, language)
 
     def _condition_context(self, state: RunState) -> dict[str, AnswerValue]:
         context: dict[str, AnswerValue] = {s.id: None for s in self.guide.questions}
