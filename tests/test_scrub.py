@@ -212,6 +212,9 @@ def test_a_sentence_naming_a_website_keeps_its_words() -> None:
     assert scrub("I work at acme.com now") == "I work at [link] now"
     # Spelled out with a real ending it reads as an address, and is taken for one.
     assert scrub("I work at home dot com now") == "I [email] now"
+    # Endings chats make links of, short links and people's own pages (found by review).
+    for bare in ("bit.ly", "juanperez.xyz", "ana.de", "pedido.ru", "miweb.site"):
+        assert scrub(f"mira {bare} ya") == "mira [link] ya", bare
 
 
 SCRUBBED = """

@@ -27,12 +27,19 @@ _EMAIL = re.compile(r"[^\s@<>()\[\],;:\"]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
 # inside one: starting at every word boundary made "a-a-a-..." cost time quadratic in its
 # length (a 4,000-character answer took 0.5 s of the event loop; now 0.5 ms).
 _LINK_START = r"(?<![\w.+-])"
+# The endings of a bare domain taken for a link: the common ones, the countries the
+# partnership works in and near, and those chats turn into links that people use for
+# short links or their own pages (bit.ly, a name.xyz: left as typed, Telegram and Slack
+# showed them as links in quotes; found by review).
+BARE_ENDINGS = (
+    "com|org|net|io|co|us|mx|es|info|biz|gov|edu|me|dev|app|email|online|site|shop|link|"
+    "club|store|live|news|blog|xyz|top|ai|tv|ly|ru|cn|uk|ca|ar|cl|pe|ve|ec|bo|py|uy|br|gt|"
+    "hn|sv|ni|cr|pa|pr|cu|de|fr|pt|nl|ch|ie|eu|au|nz|ph"
+)
 _URL = re.compile(
     _LINK_START + r"[a-z][a-z0-9+.-]*://\S+|" + _LINK_START + r"www\.\S+"
     r"|" + _LINK_START + r"[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}/\S*"
-    r"|"
-    + _LINK_START
-    + r"[\w-]+(?:\.[\w-]+)*\.(?:com|org|net|io|co|us|mx|es|info|biz|gov|edu|me|dev|app)\b",
+    r"|" + _LINK_START + r"[\w-]+(?:\.[\w-]+)*\.(?:" + BARE_ENDINGS + r")\b",
     re.IGNORECASE,
 )
 _HANDLE = re.compile(r"(?<![\w@])@[A-Za-z0-9_]{2,}")
