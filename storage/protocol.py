@@ -369,7 +369,9 @@ class ReportStore(Protocol):
         or (run, step, answered_at) with `by_run`."""
         ...
 
-    async def choice_counts(self, guide_id: str) -> list[ChoiceCount]:
+    async def choice_counts(
+        self, guide_id: str, since: datetime | None = None, until: datetime | None = None
+    ) -> list[ChoiceCount]:
         """Distinct people per value of choose, scale and number steps, and per option of
         choose-many ones, for public-release thresholds."""
         ...

@@ -43,8 +43,9 @@ steps:
 """
 
 
-async def filled(make_harness) -> Harness:  # type: ignore[no-untyped-def]
-    h: Harness = make_harness(GUIDE)
+async def filled(make_harness, quotable: bool = False) -> Harness:  # type: ignore[no-untyped-def]
+    guide = GUIDE.replace("ask: Tell us one thing.", "ask: Tell us one thing.\n    quotable: true")
+    h: Harness = make_harness(guide if quotable else GUIDE)
     for n in range(6):
         sector = "3" if n == 0 else "1"  # only one person says Other
         for text in ("/start shop", sector, "1, 3", "4", str(30 + n),
@@ -87,32 +88,51 @@ async def test_wide_csv_is_one_row_per_run(make_harness):  # type: ignore[no-unt
     assert [r["hours"] for r in sorted(rows, key=lambda r: r["hours"])] == [
         str(30 + n) for n in range(6)
     ]
-    assert rows[0]["health"] == ""  # the column is there, the answers are not
+    assert "health" not in rows[0]  # sensitive: not even its column, unless asked for
+    out = io.StringIO()
+    everything = exports.answers(h.storage, guide_of(h), include_sensitive=True, by_run=True)
+    await exports.write_wide_csv(everything, guide_of(h), out, include_sensitive=True)
+    assert {r["health"] for r in csv.DictReader(io.StringIO(out.getvalue()))} == {
+        f"private {n}" for n in range(6)
+    }
 
 
 async def test_jsonl_and_public_release_thresholds(make_harness):  # type: ignore[no-untyped-def]
-    """A public release holds back whatever fewer than the minimum group gave: it held back
-    rare single choices only, and published each person's own number, rare options of a
-    choose-many answer, and every written answer (found by review)."""
-    h = await filled(make_harness)
-    for text in ("/start shop", "1", "2", "4", "30", "skip"):  # a union: one person's option
+    """A public release holds back whatever fewer than the minimum group gave, counted
+    over the export's own dates: it held back rare single choices only, and published
+    each person's own number, rare options of a choose-many answer, and every written
+    answer (found by review)."""
+    h = await filled(make_harness, quotable=True)
+    h.clock.advance(days=1)
+    later = h.clock()
+    for text in ("/start shop", "1", "2", "4", "30", "more staff", "fine"):  # a union: theirs
         await h.say(text, user="p6")
-    out = io.StringIO()
-    rows_in = exports.answers(h.storage, guide_of(h), min_group=5)
-    await exports.write_jsonl(rows_in, out)
-    lines = [json.loads(line) for line in out.getvalue().splitlines()]
-    by_step: dict[str, list[object]] = {}
-    for line in lines:
-        by_step.setdefault(line["step"], []).append(line["answer"])
-    assert by_step["sector"] == ["retail"] * 6  # "other", chosen by one person, is dropped
-    assert by_step["helps"] == [["training", "better-pay"]] * 6  # p6's one option: gone
-    assert by_step["worry"] == [4] * 7
-    # No number (30, the only one given twice, is still too few) and no written answer.
-    assert set(by_step) == {"sector", "helps", "worry"}
-    out = io.StringIO()
-    await exports.write_jsonl(exports.answers(h.storage, guide_of(h), min_group=2), out)
-    kept = [json.loads(line) for line in out.getvalue().splitlines()]
-    assert [line["answer"] for line in kept if line["step"] == "hours"] == [30, 30]
+
+    async def released(min_group: int, since: datetime | None = None) -> dict[str, list[object]]:
+        out = io.StringIO()
+        await exports.write_jsonl(
+            exports.answers(h.storage, guide_of(h), since=since, min_group=min_group), out
+        )
+        by_step: dict[str, list[object]] = {}
+        for line in out.getvalue().splitlines():
+            record = json.loads(line)
+            by_step.setdefault(record["step"], []).append(record["answer"])
+        return by_step
+
+    public = await released(5)
+    assert public["sector"] == ["retail"] * 6  # "other", chosen by one person, is dropped
+    assert public["helps"] == [["training", "better-pay"]] * 6  # p6's one option: gone
+    assert public["worry"] == [4] * 7
+    assert len(public["story"]) == 7  # quotable, and seven people answered it
+    # No number (30, the only one given twice, is still too few), nothing sensitive.
+    assert set(public) == {"sector", "helps", "worry", "story"}
+    assert "story" not in await released(8)  # quotes come from at least k people
+    assert [a for a in (await released(2)).get("hours", [])] == [30, 30]
+    # Counted in the export's dates: seven gave worry 4 in all, one since `later`.
+    assert await released(2, since=later) == {}
+    unlimited = io.StringIO()
+    await exports.write_jsonl(exports.answers(h.storage, guide_of(h), since=later), unlimited)
+    assert len(unlimited.getvalue().splitlines()) == 5  # p6's five, with no minimum group
 
 
 async def test_floip_package_validates_and_rows_follow_the_rules(make_harness, tmp_path: Path):  # type: ignore[no-untyped-def]

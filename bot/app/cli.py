@@ -602,8 +602,9 @@ async def _export(bot: Bot, args: argparse.Namespace, out: TextIO) -> int:
     if args.format == "floip":
         folder = args.out
         count = await exports.write_floip(
-            rows, guide, folder, bot.clock(), include_sensitive=args.include_sensitive
-        )
+            rows, guide, folder, bot.clock(), include_sensitive=args.include_sensitive,
+            public=args.min_group is not None,
+        )  # fmt: skip
         target = str(folder)
     else:
         handle = args.out.open("w", newline="", encoding="utf-8") if args.out else sys.stdout
@@ -611,7 +612,9 @@ async def _export(bot: Bot, args: argparse.Namespace, out: TextIO) -> int:
             if args.format == "jsonl":
                 count = await exports.write_jsonl(rows, handle)
             elif args.wide:
-                count = await exports.write_wide_csv(rows, guide, handle)
+                count = await exports.write_wide_csv(
+                    rows, guide, handle, args.include_sensitive, args.min_group is not None
+                )
             else:
                 count = await exports.write_csv(rows, handle)
         finally:

@@ -160,9 +160,9 @@ async def export(visit: Visit) -> web.StreamResponse:
                                   f"sensitive {'included' if asked.sensitive else 'left out'})")  # fmt: skip
     response = await start_download(visit, name, TYPES[asked.format])
     if asked.format == "floip":
-        await stream_floip(visit, rows, guide, response, asked.sensitive)
+        await stream_floip(visit, rows, guide, response, asked.sensitive, asked.min_group)
     else:
-        await stream_text(rows, guide, asked.format, response)
+        await stream_text(rows, guide, asked.format, response, asked.sensitive, asked.min_group)
     await response.write_eof()
     return response
 
@@ -203,14 +203,15 @@ class _Spool(io.StringIO):
 
 
 async def stream_text(
-    rows: AsyncIterator[exports.Answer], guide: Guide, kind: str, response: web.StreamResponse
-) -> None:
+    rows: AsyncIterator[exports.Answer], guide: Guide, kind: str, response: web.StreamResponse,
+    include_sensitive: bool, public: bool,
+) -> None:  # fmt: skip
     spool = _Spool()
     flowing = sending(rows, spool.take, response)
     if kind == "jsonl":
         await exports.write_jsonl(flowing, spool)
     elif kind == "wide":
-        await exports.write_wide_csv(flowing, guide, spool)
+        await exports.write_wide_csv(flowing, guide, spool, include_sensitive, public)
     else:
         await exports.write_csv(flowing, spool)
     await response.write(spool.take(0))
@@ -247,13 +248,14 @@ async def stream_floip(
     guide: Guide,
     response: web.StreamResponse,
     include_sensitive: bool,
+    public: bool,
 ) -> None:
     """A zip holding the package's folder: datapackage.json, then its data file, written
     as the rows come (as `kitchen-table export --format floip` writes the folder)."""
     folder = f"{guide.id}-floip"
     data_file = f"{guide.id}-responses.json"
     descriptor = exports.floip_descriptor(guide, data_file, visit.now, visit.language,
-                                          include_sensitive)  # fmt: skip
+                                          include_sensitive, public)  # fmt: skip
     spool = _ByteSpool()
     with zipfile.ZipFile(spool, "w", compression=zipfile.ZIP_DEFLATED) as package:
         package.writestr(f"{folder}/datapackage.json",

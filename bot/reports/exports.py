@@ -23,12 +23,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot.flows.guide import Guide, StepKind
+from bot.flows.guide import Guide, Step, StepKind
 from bot.flows.scrub import strip_invisible
 from bot.flows.text import localize
 from storage.protocol import ReportStore
 
 PAGE = 2000
+# An export with no dates asks for everything.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 # What a spreadsheet takes as the start of a formula (OWASP, CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\x00")
 LONG_FIELDS = ["run", "participant", "step", "kind", "answer", "answered_at", "guide_version",
@@ -75,11 +78,19 @@ async def answers(
     progress: Callable[[int], None] | None = None,
 ) -> AsyncIterator[Answer]:
     """Every answer to the guide that may be exported, page by page."""
-    hidden = set() if include_sensitive else {s.id for s in guide.questions if s.sensitive}
+    public = min_group is not None
+    shown = {s.id for s in exported_steps(guide, include_sensitive, public)}
+    known = {s.id for s in guide.questions}
     rare: set[tuple[str, Any]] = set()
     if min_group is not None:
-        hidden |= {s.id for s in guide.questions if s.kind is StepKind.ASK and not s.quotable}
-        rare = {(c.step, json.loads(c.value)) for c in await storage.choice_counts(guide.id)
+        # Counted over the export's own dates: what five gave in all, one may have given
+        # in these (found by review).
+        low, high = since or EARLIEST, until or LATEST
+        quotable = [s.id for s in guide.questions if s.kind is StepKind.ASK and s.id in shown]
+        shown -= {c.step for c in await storage.answer_people(guide.id, low, high, quotable)
+                  if c.count < min_group}  # quotes come from k people, as everywhere  # fmt: skip
+        rare = {(c.step, json.loads(c.value))
+                for c in await storage.choice_counts(guide.id, since, until)
                 if c.people < min_group}  # fmt: skip
     after: tuple[str, str, str] | None = None
     count = 0
@@ -88,7 +99,9 @@ async def answers(
         if not page:
             return
         for row in page:
-            if row.step in hidden:
+            # A public release carries only the guide's current questions: a written step
+            # an earlier version had is not known to be quotable.
+            if row.step not in shown and (public or row.step in known):
                 continue
             value = json.loads(row.value)
             if rare and isinstance(value, list):
@@ -113,6 +126,15 @@ async def answers(
                  else (last.answered_at, last.run_id, last.step))  # fmt: skip
         if progress is not None:
             progress(count)
+
+
+def exported_steps(guide: Guide, include_sensitive: bool, public: bool) -> list[Step]:
+    """The questions an export carries, the same for its rows, a wide CSV's columns and a
+    FLOIP package's schema: `sensitive` ones only when asked for, and in a public release
+    (a minimum group) written answers only to `quotable` questions."""
+    return [s for s in guide.questions
+            if (include_sensitive or not s.sensitive)
+            and not (public and s.kind is StepKind.ASK and not s.quotable)]  # fmt: skip
 
 
 def _cell(value: Any) -> str:
@@ -145,9 +167,12 @@ async def write_csv(rows: AsyncIterator[Answer], out: TextIO) -> int:
     return count
 
 
-async def write_wide_csv(rows: AsyncIterator[Answer], guide: Guide, out: TextIO) -> int:
-    """One row per run, a column per step; `rows` must come grouped by run."""
-    steps = [s.id for s in guide.questions]
+async def write_wide_csv(
+    rows: AsyncIterator[Answer], guide: Guide, out: TextIO, include_sensitive: bool = False,
+    public: bool = False,
+) -> int:  # fmt: skip
+    """One row per run, a column per question exported; `rows` must come grouped by run."""
+    steps = [s.id for s in exported_steps(guide, include_sensitive, public)]
     writer = csv.writer(out)
     writer.writerow(map(_cell, ["run", "participant", "guide_version", "language",
                                 "first_answered_at", *steps]))  # fmt: skip
@@ -187,13 +212,12 @@ async def write_jsonl(rows: AsyncIterator[Answer], out: TextIO) -> int:
 
 
 def floip_descriptor(
-    guide: Guide, data_file: str, now: datetime, language: str, include_sensitive: bool = False
-) -> dict[str, Any]:
+    guide: Guide, data_file: str, now: datetime, language: str, include_sensitive: bool = False,
+    public: bool = False,
+) -> dict[str, Any]:  # fmt: skip
     """The `datapackage.json` of a Flow Results package (FLOIP, version 1.0.0)."""
     questions: dict[str, Any] = {}
-    for step in guide.questions:
-        if step.sensitive and not include_sensitive:
-            continue
+    for step in exported_steps(guide, include_sensitive, public):
         options: dict[str, Any] = {}
         if step.kind in (StepKind.CHOOSE, StepKind.CHOOSE_MANY):
             options["choices"] = [o.id for o in step.option_list()]
@@ -239,11 +263,12 @@ async def write_floip(
     now: datetime,
     language: str = "en",
     include_sensitive: bool = False,
+    public: bool = False,
 ) -> int:
     """A Flow Results package in `folder`: datapackage.json and its data file."""
     folder.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
     data_file = f"{guide.id}-responses.json"
-    descriptor = floip_descriptor(guide, data_file, now, language, include_sensitive)
+    descriptor = floip_descriptor(guide, data_file, now, language, include_sensitive, public)
     # A command-line export has nothing else to do meanwhile: plain blocking writes.
     descriptor_text = json.dumps(descriptor, indent=2, ensure_ascii=False)
     (folder / "datapackage.json").write_text(descriptor_text)

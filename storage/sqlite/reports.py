@@ -56,18 +56,24 @@ class ReportsSQL(Connections):
         )
         return [ExportRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows]
 
-    async def choice_counts(self, guide_id: str) -> list[ChoiceCount]:
+    async def choice_counts(
+        self, guide_id: str, since: datetime | None = None, until: datetime | None = None
+    ) -> list[ChoiceCount]:
         """(step, value as JSON, distinct people) for every choice, scale and number
-        answer and every option of a choose-many one, for public-release thresholds."""
+        answer and every option of a choose-many one, answered in the period (all time
+        when not given), for public-release thresholds."""
+        window = (ts(since) if since else "", ts(until) if until else "9999")
         rows = await self._all(
             "SELECT step, value, count(DISTINCT participant) FROM answers"
-            " WHERE guide_id = ? AND kind IN ('choose', 'scale', 'number') GROUP BY step, value"
+            " WHERE guide_id = ? AND answered_at >= ? AND answered_at < ?"
+            " AND kind IN ('choose', 'scale', 'number') GROUP BY step, value"
             " UNION ALL SELECT a.step, json_quote(j.value), count(DISTINCT a.participant)"
             # A skipped one is null, not a list: it has no options to count.
             " FROM answers AS a, json_each(CASE json_type(a.value) WHEN 'array'"
             " THEN a.value ELSE '[]' END) AS j"
-            " WHERE a.guide_id = ? AND a.kind = 'choose_many' GROUP BY 1, 2",
-            (guide_id, guide_id),
+            " WHERE a.guide_id = ? AND a.answered_at >= ? AND a.answered_at < ?"
+            " AND a.kind = 'choose_many' GROUP BY 1, 2",
+            (guide_id, *window, guide_id, *window),
         )
         return [ChoiceCount(r[0], r[1], r[2]) for r in rows]
 
