@@ -313,8 +313,8 @@ class Flow:
         state.answers[step.id] = value
         state.asked.append(step.id)
         state.pending = []
-        display = self.display(step, value, state.language)
-        turn.emit(AnswerGiven(step.id, step.kind.value, value, display))
+        shown = display(self.guide, step, value, state.language)
+        turn.emit(AnswerGiven(step.id, step.kind.value, value, shown))
 
     # Moving through the guide -----------------------------------------------
 
@@ -424,7 +424,7 @@ class Flow:
             before = state.answers.pop(previous, None)
             if before is not None:
                 # Show what they had answered, so they can keep or change it.
-                shown = self.display(self.guide.step(previous), before, state.language)
+                shown = display(self.guide, self.guide.step(previous), before, state.language)
                 turn.emit(Reply(self._say(state, "back_previous", answer=_short(shown))))
             state.pending = []
             state.step = previous
@@ -592,10 +592,6 @@ class Flow:
         positions = {s.id: i for i, s in enumerate(self.guide.steps)}
         return all(positions.get(name, here) < here for name in condition_names(condition))
 
-    def display(self, step: Step, value: AnswerValue, language: str) -> str:
-        """An answer as the participant would read it back: labels, not ids."""
-        return display(self.guide, step, value, language)
-
     def _condition_context(self, state: RunState) -> dict[str, AnswerValue]:
         context: dict[str, AnswerValue] = {s.id: None for s in self.guide.questions}
         context.update(state.answers)
@@ -612,7 +608,9 @@ class Flow:
         }
         for step in self.guide.questions:
             value = state.answers.get(step.id)
-            context[step.id] = None if value is None else self.display(step, value, state.language)
+            context[step.id] = (
+                None if value is None else display(self.guide, step, value, state.language)
+            )
         return context
 
 
