@@ -108,6 +108,15 @@ async def test_turns_keep_their_tables_statistics_up(tmp_path: Path):
         await drop_schemas()
 
 
+async def one_claimed_by(holder: PostgresStorage, seen_alive_by: PostgresStorage) -> None:
+    """Both open; a message queued and claimed by `holder`, which the other sees alive."""
+    await seen_alive_by.open()
+    await holder.open()
+    assert all(await holder.commit_many(prompts(0, 1)))
+    assert len(await holder.claim_due("telegram", NOW, 10)) == 1
+    assert await seen_alive_by.reap_dead("telegram") == 0  # its holder is alive
+
+
 async def test_a_dead_instance_restarted_under_the_same_long_name_is_seen_gone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -121,12 +130,8 @@ async def test_a_dead_instance_restarted_under_the_same_long_name_is_seen_gone(
         )
         same.setattr(os, "getpid", lambda: 1)
         dying, reborn = postgres_store(shared), postgres_store(shared)
-    await survivor.open()
-    await dying.open()
     try:
-        assert all(await dying.commit_many(prompts(0, 1)))
-        assert len(await dying.claim_due("telegram", NOW, 10)) == 1
-        assert await survivor.reap_dead("telegram") == 0  # its holder is alive
+        await one_claimed_by(dying, seen_alive_by=survivor)
         await dying.close()
         await reborn.open()
         assert await survivor.reap_dead("telegram") == 1
@@ -142,12 +147,8 @@ async def test_a_dead_instances_messages_are_taken_over_when_it_is_seen_gone(tmp
     one that started and died between its looks is left to its leases' end."""
     shared = tmp_path / "shared.db"
     survivor, dying, brief = (postgres_store(shared) for _ in range(3))
-    await survivor.open()
-    await dying.open()
     try:
-        assert all(await dying.commit_many(prompts(0, 1)))
-        assert len(await dying.claim_due("telegram", NOW, 10)) == 1
-        assert await survivor.reap_dead("telegram") == 0  # its holder is alive
+        await one_claimed_by(dying, seen_alive_by=survivor)
         assert await survivor.claim_due("telegram", NOW, 10) == []
         await dying.close()  # its process dies: its connections and its lock go
         assert await survivor.reap_dead("telegram") == 1
