@@ -8,8 +8,9 @@ texts list them, and a test runs each one through every channel.
 
 Commands with no handler belong to the guide under way (`/skip`, `/back`): the
 engine declares them beside its handlers (`bot.flows.engine.GUIDE_COMMANDS`), the
-dispatcher declares them here and hands them to the engine. A handler may return `TO_GUIDE` to let the
-guide hear the command too (`/stop` ends the run and the check-ins).
+dispatcher declares them here and hands them to the engine. A handler may return
+`TO_GUIDE` to let the guide hear the command too (`/stop` ends the run and the
+check-ins).
 """
 
 from __future__ import annotations

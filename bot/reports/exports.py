@@ -5,9 +5,10 @@ Exports stream: answers are read a page at a time and written as they come, so
 memory stays flat however many there are. They carry pseudonyms, never addresses;
 `sensitive` steps are left out unless asked for; answers from people who were
 forgotten never appear. For a public release, `min_group` holds back what could
-point to someone: a choice, a point of a scale or a number that fewer than that many
-people gave (an option of a choose-many answer is taken out of it), and written answers
-but to `quotable` questions, as the public report does. A CSV cell that a spreadsheet
+point to someone, counted in the export's dates: a choice, a point of a scale or a
+number that fewer than that many people gave (an option of a choose-many answer is
+taken out of it), and written answers but to `quotable` questions that many people
+answered, as the public report does. A CSV cell that a spreadsheet
 would run as a formula starts with a ' (see `_cell`); JSON Lines and the FLOIP package
 carry answers exactly as stored.
 """
@@ -86,9 +87,10 @@ async def answers(
         # Counted over the export's own dates: what five gave in all, one may have given
         # in these (found by review).
         low, high = since or EARLIEST, until or LATEST
+        # Quotes come from questions at least k people answered, as in every report.
         quotable = [s.id for s in guide.questions if s.kind is StepKind.ASK and s.id in shown]
         shown -= {c.step for c in await storage.answer_people(guide.id, low, high, quotable)
-                  if c.count < min_group}  # quotes come from k people, as everywhere  # fmt: skip
+                  if c.count < min_group}  # fmt: skip
         rare = {(c.step, json.loads(c.value))
                 for c in await storage.choice_counts(guide.id, since, until)
                 if c.people < min_group}  # fmt: skip

@@ -216,17 +216,17 @@ class ThemeService:
         if picked == set(theme.answers):
             raise CodebookError("themes_error_split_all", theme=theme_id)
         same = [a for a in answers if a.language == theme.language]
+        people = [a.person for a in same]
         rows = {a.id: n for n, a in enumerate(same)}
         stays = [rows[a] for a in theme.answers if a not in picked]
         leaves = [rows[a] for a in sorted(picked)]
-        if min(len({same[n].person for n in side}) for side in (stays, leaves)) < 2:
+        if min(len({people[n] for n in side}) for side in (stays, leaves)) < 2:
             # A theme is what people share: one person's answers alone, on either side,
             # would be kept in the codebook as their own words.
             raise CodebookError("themes_error_split_one", theme=theme_id)
         from bot.reports.themes.space import centre_of, fit  # see find_themes
 
         space = fit([a.text for a in same], theme.language)
-        people = [a.person for a in same]
         book = book.recentre(
             ids.get(theme_id, theme_id), centre_of(space, stays, [people[n] for n in stays])
         )
