@@ -370,10 +370,10 @@ class ReportStore(Protocol):
         ...
 
     async def choice_counts(
-        self, guide_id: str, since: datetime | None = None, until: datetime | None = None
+        self, guide_id: str, since: datetime, until: datetime
     ) -> list[ChoiceCount]:
         """Distinct people per value of choose, scale and number steps, and per option of
-        choose-many ones, for public-release thresholds."""
+        choose-many ones, answered in the period, for public-release thresholds."""
         ...
 
 

@@ -154,7 +154,8 @@ async def test_export_pages_follow_each_other_and_leave_out_the_forgotten(store:
         "shift",
     ]
     # Distinct people per option, for holding back rare ones from public data.
-    assert sorted(await store.choice_counts("pulse"), key=lambda c: (c.step, c.value)) == [
+    counts = await store.choice_counts("pulse", START, START + WEEK)
+    assert sorted(counts, key=lambda c: (c.step, c.value)) == [
         ChoiceCount("sector", '"care"', 2),
         ChoiceCount("shift", '"day"', 1),
         ChoiceCount("shift", '"night"', 1),
@@ -176,12 +177,15 @@ async def test_values_counted_by_people_for_public_release(store: Storage) -> No
     ]
     await store.commit(Commit(runs=[run(r, who, "finished", 0) for who, r, *_ in given],
                               answers=answers))  # fmt: skip
-    counted = {(c.step, json.loads(c.value)): c.people for c in await store.choice_counts("pulse")}
+    counts = await store.choice_counts("pulse", START, START + WEEK)
+    counted = {(c.step, json.loads(c.value)): c.people for c in counts}
     assert counted == {
         ("helps", "pay"): 2, ("helps", "union"): 1,
         ("worry", 3): 2, ("worry", 5): 1, ("worry", None): 1,
         ("hours", 40): 2, ("hours", 12.5): 1,
     }  # fmt: skip
+    # Only what was answered in the period asked about.
+    assert await store.choice_counts("pulse", at + timedelta(seconds=1), START + WEEK) == []
 
 
 async def test_free_text_pages_carry_the_run_language_when_asked(store: Storage) -> None:

@@ -92,7 +92,7 @@ async def answers(
         shown -= {c.step for c in await storage.answer_people(guide.id, low, high, quotable)
                   if c.count < min_group}  # fmt: skip
         rare = {(c.step, json.loads(c.value))
-                for c in await storage.choice_counts(guide.id, since, until)
+                for c in await storage.choice_counts(guide.id, low, high)
                 if c.people < min_group}  # fmt: skip
     after: tuple[str, str, str] | None = None
     count = 0

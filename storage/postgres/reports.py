@@ -71,26 +71,24 @@ class ReportsPG(Connections):
         return [ExportRow(ts(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows]
 
     async def choice_counts(
-        self, guide_id: str, since: datetime | None = None, until: datetime | None = None
+        self, guide_id: str, since: datetime, until: datetime
     ) -> list[ChoiceCount]:
         """(step, value as JSON, distinct people) for every choice, scale and number
-        answer and every option of a choose-many one, answered in the period (all time
-        when not given), for public-release thresholds."""
+        answer and every option of a choose-many one, answered in the period, for
+        public-release thresholds."""
         rows = await self._all(
             "SELECT step, value, count(DISTINCT participant) FROM answers"
-            " WHERE guide_id = $1 AND ($2::timestamptz IS NULL OR answered_at >= $2)"
-            " AND ($3::timestamptz IS NULL OR answered_at < $3)"
+            " WHERE guide_id = $1 AND answered_at >= $2 AND answered_at < $3"
             " AND kind IN ('choose', 'scale', 'number') GROUP BY step, value"
             " UNION ALL SELECT a.step, j.value::text, count(DISTINCT a.participant)"
             # A skipped one is null, not a list: it has no options to count.
             " FROM answers AS a, jsonb_array_elements(CASE jsonb_typeof(a.value::jsonb)"
             " WHEN 'array' THEN a.value::jsonb ELSE '[]' END) AS j"
-            " WHERE a.guide_id = $1 AND ($2::timestamptz IS NULL OR a.answered_at >= $2)"
-            " AND ($3::timestamptz IS NULL OR a.answered_at < $3)"
+            " WHERE a.guide_id = $1 AND a.answered_at >= $2 AND a.answered_at < $3"
             " AND a.kind = 'choose_many' GROUP BY 1, 2",
             guide_id,
-            None if since is None else utc(since),
-            None if until is None else utc(until),
+            utc(since),
+            utc(until),
         )
         return [ChoiceCount(r[0], r[1], r[2]) for r in rows]
 

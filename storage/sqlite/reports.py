@@ -57,12 +57,12 @@ class ReportsSQL(Connections):
         return [ExportRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows]
 
     async def choice_counts(
-        self, guide_id: str, since: datetime | None = None, until: datetime | None = None
+        self, guide_id: str, since: datetime, until: datetime
     ) -> list[ChoiceCount]:
         """(step, value as JSON, distinct people) for every choice, scale and number
-        answer and every option of a choose-many one, answered in the period (all time
-        when not given), for public-release thresholds."""
-        window = (ts(since) if since else "", ts(until) if until else "9999")
+        answer and every option of a choose-many one, answered in the period, for
+        public-release thresholds."""
+        window = (ts(since), ts(until))
         rows = await self._all(
             "SELECT step, value, count(DISTINCT participant) FROM answers"
             " WHERE guide_id = ? AND answered_at >= ? AND answered_at < ?"
