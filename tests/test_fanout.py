@@ -17,6 +17,7 @@ from bot.conversation.locks import KeyedLocks
 from bot.flows.events import Tap
 from bot.messages import Inbound, Outbound
 from storage.rows import Commit, RunRow
+from tests.test_pg_locks import until
 from tests.town import Town, setup
 
 MONDAY_9_CHICAGO = datetime(2026, 10, 19, 14, 0, tzinfo=UTC)
@@ -239,16 +240,14 @@ async def test_an_erasure_under_way_while_a_chunk_is_written_is_not_undone(town:
         async with storage.pool.acquire() as other, other.transaction():  # type: ignore[attr-defined]
             await other.execute("SELECT kt_erase($1, $2)", gone, town.clock())
             writing = asyncio.create_task(write(commits))
-            for _ in range(1000):  # until the chunk waits for the erasure (no timing asserted)
-                waiting = await other.fetchval(
+
+            async def chunk_waits() -> bool:
+                return bool(await other.fetchval(
                     "SELECT count(*) FROM pg_locks AS l JOIN pg_stat_activity AS a USING (pid)"
                     " WHERE NOT l.granted AND a.datname = current_database()"
-                )
-                if waiting:
-                    break
-                await asyncio.sleep(0.01)
-            else:
-                raise AssertionError("the chunk never waited for the erasure")
+                ))  # fmt: skip
+
+            await until(chunk_waits, "the chunk waits for the erasure")
         return await writing
 
     storage.commit_many = erased_meanwhile  # type: ignore[method-assign]
