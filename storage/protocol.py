@@ -121,6 +121,14 @@ class ConversationStore(Protocol):
         that two processes never send it twice and a crashed one's claim runs out."""
         ...
 
+    def claim_holds(self, message_id: int) -> bool:
+        """Whether a message `claim_due` handed this caller is still its own to send, as
+        far as it knows without asking (no round trip: asked before each send). A backend
+        shared by several processes says no once the claim may have passed to another
+        (its lease ran short, or the caller lost what tells others it is alive); what
+        was not sent then is claimed again, by whoever may."""
+        ...
+
     async def outbox_sent(self, message_ids: Sequence[int]) -> None:
         """The platform took these messages: they are owed no more."""
         ...

@@ -71,6 +71,8 @@ async def test_a_commit_writes_everything_together(store: Storage) -> None:
     first = due[0]
     assert first == OutboxRow("terminal", "p1", b"sealed", '{"text": "one"}', START, 0, first.id)
     assert isinstance(first.id, int) and due[1].id == first.id + 1
+    # Just claimed: the caller's own to send (on every backend).
+    assert store.claim_holds(first.id) and store.claim_holds(due[1].id)
 
 
 async def test_the_same_inbound_key_commits_once(store: Storage) -> None:

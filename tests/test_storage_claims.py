@@ -196,6 +196,125 @@ async def test_a_claimant_still_sending_keeps_what_it_holds_past_its_first_lease
     assert texts(await b.claim_due("terminal", START + 2 * LEASE, 10)) == ["hi ben"]
 
 
+async def end_alive_connection(store: PostgresStorage) -> None:
+    """The server ends the connection that says `store`'s instance is alive (a restart, a
+    proxy, an operator), and the store's side of it hears so."""
+    import asyncpg
+
+    from tests.storage_suite import DATABASE_URL
+    from tests.test_pg_locks import until
+
+    alive = store._alive
+    assert alive is not None
+    looking = await asyncpg.connect(DATABASE_URL)
+    try:
+        await looking.execute("SELECT pg_terminate_backend($1)", alive.get_server_pid())
+    finally:
+        await looking.close()
+
+    async def closed() -> bool:
+        return alive.is_closed()
+
+    await until(closed, "the connection is seen closed")
+
+
+async def test_a_claimant_that_lost_its_alive_connection_holds_nothing_it_claimed(
+    two: tuple[PostgresStorage, PostgresStorage],
+) -> None:
+    """Once the server has ended the connection saying a is alive, b takes a's leases at
+    once (as a's death): a must not go on sending what it claimed (found by review)."""
+    a, b = two
+    await a.commit_many([Commit(outbox=[message("hi ana", "ana"), message("hi ben", "ben")])])
+    claimed = await a.claim_due("terminal", START, 10)
+    assert all(a.claim_holds(r.id or 0) for r in claimed)
+    await end_alive_connection(a)
+    assert not any(a.claim_holds(r.id or 0) for r in claimed)
+    taken = await b.claim_due("terminal", START, 10)
+    assert [r.id for r in taken] == [r.id for r in claimed]
+    # a is alive again, and claims nothing b holds; what it claims anew is its own.
+    assert await a.claim_due("terminal", START, 10) == []
+    await a.commit_many([Commit(outbox=[message("hi cy", "cy")])])
+    [fresh] = await a.claim_due("terminal", START, 10)
+    assert a.claim_holds(fresh.id or 0)
+    assert not any(a.claim_holds(r.id or 0) for r in claimed)
+
+
+async def test_a_claim_not_renewed_for_half_a_lease_is_not_sent_from_memory(
+    two: tuple[PostgresStorage, PostgresStorage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round that stalls (slow platform calls in front of it) must not send what
+    another instance may claim once the lease runs out; claimed again, it may."""
+    from storage.postgres import conversations
+
+    a, _ = two
+    await a.commit(Commit(outbox=[message("hi ana", "ana")]))
+    [row] = await a.claim_due("terminal", START, 10)
+    real = conversations.monotonic
+    monkeypatch.setattr(conversations, "monotonic", lambda: real() + 29)
+    assert a.claim_holds(row.id or 0)
+    monkeypatch.setattr(conversations, "monotonic", lambda: real() + 31)
+    assert not a.claim_holds(row.id or 0)
+    assert [r.id for r in await a.claim_due("terminal", START, 10)] == [row.id]
+    assert a.claim_holds(row.id or 0)
+
+
+async def test_delivery_that_lost_its_alive_connection_mid_round_leaves_the_rest(
+    two: tuple[PostgresStorage, PostgresStorage],
+) -> None:
+    """a's round is sending ana's first message when the server ends a's alive
+    connection; b takes over and sends everything. a sends nothing more: only the
+    message whose call was already out goes twice (as after a crash)."""
+    from bot.delivery.channel import Capabilities, SendResult, Sent
+    from bot.delivery.deliverer import Deliverer
+    from bot.messages import Outbound
+    from bot.privacy import Identity
+    from tests.conftest import FakeClock
+
+    identity = Identity(b"claims-test-secret")
+
+    class Recorded:
+        name = "terminal"
+        capabilities = Capabilities()
+
+        def __init__(self, hold_first: bool) -> None:
+            self.sent: list[str] = []
+            self.out = asyncio.Event()
+            self.go_on = asyncio.Event()
+            if not hold_first:
+                self.go_on.set()
+
+        async def send(self, address: str, message: Outbound) -> SendResult:
+            self.out.set()
+            await self.go_on.wait()
+            self.sent.append(message.text)
+            return Sent()
+
+    owed = [("ana", "ana 1"), ("ana", "ana 2"), ("ben", "ben 1")]
+    await a_commit_owed(two[0], identity, owed)
+    clock = FakeClock(START)
+    on_a, on_b = Recorded(hold_first=True), Recorded(hold_first=False)
+    a = Deliverer(two[0], identity, {"terminal": on_a}, clock, concurrency=1)
+    b = Deliverer(two[1], identity, {"terminal": on_b}, clock)
+    draining = asyncio.create_task(a.drain("terminal"))
+    await asyncio.wait_for(on_a.out.wait(), 10)  # ana's first call is out
+    await end_alive_connection(two[0])
+    await b.drain("terminal")
+    on_a.go_on.set()
+    await draining
+    assert on_a.sent == ["ana 1"]
+    assert sorted(on_b.sent) == ["ana 1", "ana 2", "ben 1"]
+
+
+async def a_commit_owed(store: PostgresStorage, identity: Any, owed: list[tuple[str, str]]) -> None:
+    from bot.messages import Outbound
+
+    rows = [
+        OutboxRow("terminal", who, identity.seal(who), Outbound(text=text).model_dump_json(), START)
+        for who, text in owed
+    ]
+    await store.commit_many([Commit(outbox=rows)])
+
+
 @contextlib.asynccontextmanager
 async def another_transaction(tmp_path: Path) -> AsyncIterator[tuple[Any, Any, Waiting]]:
     """Another process's connection to the test's schema with a transaction open in it

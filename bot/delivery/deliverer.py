@@ -158,6 +158,10 @@ class Deliverer:
                 if self._holds(channel.name):
                     # Held meanwhile by someone else's send: not even a reservation to ask.
                     return sent, sent > 0, rows[n:]
+                if not self.storage.claim_holds(row.id):
+                    # Its lease may be another instance's by now: whoever claims it next
+                    # sends it and what follows, in order (sent here too, it went twice).
+                    return sent, sent > 0, []
                 result = await self._send_one(channel, row)
                 if isinstance(result, Sent | Dropped):
                     # Owed no more, written down at once (the writer's next transaction,

@@ -178,6 +178,11 @@ class Connections:
             pool, self._pool = self._pool, None
             await pool.close()
 
+    def _alive_held(self) -> bool:
+        """Whether this instance holds its claimant lock, as far as its connection knows
+        (one the server ended is closed as soon as the event loop reads that)."""
+        return self._alive is not None and not self._alive.is_closed()
+
     async def _say_alive(self) -> None:
         """Hold this claimant's lock on a connection of its own for as long as the store
         is open: while it is held, this instance is alive; once its process dies, the

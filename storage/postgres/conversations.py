@@ -118,10 +118,11 @@ class ConversationsPG(Commits):
         self._put_off: ReadBatch[tuple[int, datetime, int, str | None], None] = ReadBatch(
             self._retry_many
         )
-        # What this claimant holds and has not said it sent (ids; some may have been put
-        # off or dropped since, which renewing finds out), and the clock its leases are
-        # reckoned on: the last claim's `now`, and the monotonic time it was given.
-        self._held: set[int] = set()
+        # What this claimant holds and has not said it sent (ids, each with the monotonic
+        # time it was leased or last renewed; some may have been put off or dropped
+        # since, which renewing finds out), and the clock its leases are reckoned on: the
+        # last claim's `now`, and the monotonic time it was given.
+        self._held: dict[int, float] = {}
         self._clock: tuple[datetime, float] | None = None
         self._renewed = 0.0  # monotonic time of the last renewal
 
@@ -130,7 +131,8 @@ class ConversationsPG(Commits):
 
     async def _delete_sent(self, batches: Sequence[tuple[int, ...]]) -> list[None]:
         ids = [i for batch in batches for i in batch]
-        self._held.difference_update(ids)
+        for sent in ids:
+            self._held.pop(sent, None)
         moment = monotonic()
         if self._clock is None or not self._held or moment - self._renewed < self._every:
             await self._execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", ids)
@@ -140,8 +142,16 @@ class ConversationsPG(Commits):
         claimed_at, then = self._clock
         until = utc(claimed_at) + timedelta(seconds=moment - then) + self.lease
         self._renewed = moment
-        rows = await self._all(SENT_AND_RENEW, ids, until, list(self._held), self.claimant)
-        self._held = {row[0] for row in rows}
+        asked = list(self._held)
+        kept = {row[0] for row in await self._all(SENT_AND_RENEW, ids, until, asked, self.claimant)}
+        for message in asked:
+            # Only those asked about (one claimed meanwhile, by another channel's round,
+            # keeps its own time), and only if not sent meanwhile.
+            if message in self._held:
+                if message in kept:
+                    self._held[message] = moment
+                else:
+                    del self._held[message]
         return [None] * len(batches)
 
     @property
@@ -186,6 +196,12 @@ class ConversationsPG(Commits):
 
     async def claim_due(self, channel: str, now: datetime, limit: int) -> list[OutboxRow]:
         moment = monotonic()
+        if not self._alive_held():
+            # The connection that said this instance is alive was lost: another instance
+            # may have taken its leases meanwhile (`reap_dead`). None of them is trusted
+            # again until claimed again, once this instance is seen alive.
+            self._held.clear()
+            self._reaped = float("-inf")
         if moment - self._reaped >= REAP_EVERY:
             # A dead instance's messages are sent now, not when their leases run out.
             self._reaped = moment
@@ -198,11 +214,25 @@ class ConversationsPG(Commits):
         if rows:
             if not self._held:
                 self._renewed = moment  # what it holds was leased just now
-            self._held.update(row[0] for row in rows)
+            self._held.update((row[0], moment) for row in rows)
         return [
             OutboxRow(r[1], r[2], r[3], r[4], r[5], r[6], id=r[0])
             for r in sorted(rows, key=lambda r: int(r[0]))
         ]
+
+    def claim_holds(self, message_id: int) -> bool:
+        """Whether this instance may still send a message it claimed, as far as it knows
+        without asking: not once the connection that says it is alive was lost (another
+        instance may have taken its leases, `reap_dead`), nor once half a lease has gone
+        by since it was leased or renewed (the rest is kept for the send itself: a lease
+        that ran out is anyone's). Both were found by review: an instance that kept
+        sending what it had claimed sent messages another instance sent too."""
+        leased = self._held.get(message_id)
+        return (
+            leased is not None
+            and monotonic() - leased < self.lease.total_seconds() / 2
+            and self._alive_held()
+        )
 
     async def next_due(self, channel: str) -> datetime | None:
         # A message leased to another instance is not this one's to send until the

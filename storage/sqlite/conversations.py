@@ -223,6 +223,9 @@ class ConversationsSQL(Connections):
         row = await self._one("SELECT source FROM guide_sources WHERE hash = ?", (guide_hash,))
         return None if row is None else str(row[0])
 
+    def claim_holds(self, message_id: int) -> bool:
+        return True  # one process drains this outbox: what it read stays its own
+
     async def claim_due(self, channel: str, now: datetime, limit: int) -> list[OutboxRow]:
         # One process drains this outbox (SQLite is the one-process backend): claiming
         # is reading, and no lease is needed.
