@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bot.conversation.locks import KeyedLocks
-from storage.postgres.locks import PostgresConversationLocks, lock_id
+from storage.postgres.locks import PostgresConversationLocks, lock_id, still_open
 from tests.coordination_pg import fresh_schema
 from tests.storage_suite import DATABASE_URL
 
@@ -434,4 +434,138 @@ async def test_two_dispatchers_take_one_persons_burst_one_turn_at_a_time(tmp_pat
             await lock.close()
         for store in stores:
             await store.close()
+        await drop_schemas()
+
+
+@pytest.mark.parametrize("many", [False, True], ids=["a turn", "a cohort's chunk"])
+async def test_a_holder_whose_kept_connection_is_lost_is_told_so_before_it_writes(two, many):
+    """The server ends the kept connection while a turn (or a chunk of a scheduled
+    prompt) holds its lock: another instance may take the lock at once, so the holder
+    must not write as if it still had it."""
+    from storage.postgres.locks import LockLost
+
+    first, second, looking = two
+    holding = first.hold_many(["ana", "ben"]) if many else first.hold("ana")
+    async with holding as held:
+        held.check()
+        kept = first._session._connection
+        await looking.execute("SELECT pg_terminate_backend($1)", kept.get_server_pid())
+
+        async def closed() -> bool:
+            return not still_open(kept)
+
+        await until(closed, "the kept connection is seen closed")
+        async with second.hold("ana") as theirs:  # someone else's turn, under way
+            theirs.check()
+            with pytest.raises(LockLost):
+                held.check()
+
+
+async def test_a_holder_waiting_on_its_own_connection_is_told_when_it_is_lost(two):
+    """The same for a holder that waited in the database's queue on a connection of its
+    own (the lock was another instance's when it asked)."""
+    from storage.postgres.locks import LockLost
+
+    first, second, looking = two
+    first_in, first_out, second_out = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    second_holds: list[Any] = []
+
+    async def first_turn() -> None:
+        async with first.hold("ana"):
+            first_in.set()
+            await first_out.wait()
+
+    async def second_turn() -> None:
+        async with second.hold("ana") as held:
+            second_holds.append(held)
+            await second_out.wait()
+
+    async with asyncio.timeout(20):
+        turns = [asyncio.create_task(first_turn())]
+        await first_in.wait()
+        turns.append(asyncio.create_task(second_turn()))
+        await until(waiting_for(looking, second, "ana"), "the second waits in the queue")
+        first_out.set()
+        await until(lambda: _true(bool(second_holds)), "the second holds the lock")
+        second_holds[0].check()
+        ident = lock_id(second._namespace, "conversation", "ana")
+        await looking.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
+            " AND granted AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1",
+            (ident >> 32) & 0xFFFFFFFF,
+            ident & 0xFFFFFFFF,
+        )
+
+        async def lost() -> bool:
+            try:
+                second_holds[0].check()
+            except LockLost:
+                return True
+            return False
+
+        await until(lost, "the holder is told its lock is lost")
+        second_out.set()
+        await asyncio.gather(*turns)
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_a_turn_whose_lock_is_lost_writes_nothing_and_is_taken_again(tmp_path):
+    """The server ends the locks' kept connection while a turn of ana's is under way on
+    one instance: the turn writes nothing and says storage failed (a webhook answers
+    503), and the platform's retry of the same message is answered once."""
+    from bot.conversation.dispatcher import Dispatcher
+    from bot.library import GuideLibrary
+    from bot.locales import load_phrasebook
+    from bot.messages import Inbound, NotStored
+    from bot.privacy import Identity
+    from tests.conftest import FakeClock, load
+    from tests.storage_suite import drop_schemas, postgres_store
+
+    library = GuideLibrary()
+    library.add(load(GUIDE, "many.yaml"))
+    identity = Identity(b"locks-dispatcher-secret")
+    store = postgres_store(tmp_path / "one.db")
+    locks: PostgresConversationLocks | None = None
+    try:
+        await store.open()
+        locks = await PostgresConversationLocks.open(
+            DATABASE_URL, size=4, namespace=str(store.schema), local=KeyedLocks()
+        )
+        bot = Dispatcher(storage=store, library=library, identity=identity,
+                         phrases=load_phrasebook(), clock=FakeClock(), locks=locks)  # fmt: skip
+        await bot.handle(Inbound("terminal", "ana", "ana", "/start many", key="0"))
+        read = store.conversation
+        cut = asyncio.Event()
+
+        async def read_then_cut(*args: Any) -> Any:
+            loaded = await read(*args)
+            if not cut.is_set():
+                cut.set()
+                kept = locks._session._connection
+                async with store.pool.acquire() as looking:
+                    await looking.execute("SELECT pg_terminate_backend($1)", kept.get_server_pid())
+
+                async def closed() -> bool:
+                    return not still_open(kept)
+
+                await until(closed, "the kept connection is seen closed")
+            return loaded
+
+        store.conversation = read_then_cut  # type: ignore[method-assign]
+        with pytest.raises(NotStored):
+            await bot.handle(Inbound("terminal", "ana", "ana", "a1", key="1"))
+        person = await store.participant(identity.pseudonym("terminal", "ana"))
+        assert person is not None and person.current_run is not None
+        assert await store.answers(person.current_run) == []
+        await bot.handle(Inbound("terminal", "ana", "ana", "a1", key="1"))  # sent again
+        await bot.handle(Inbound("terminal", "ana", "ana", "a2", key="2"))
+        answers = await store.answers(person.current_run)
+        assert [(a.step, a.value) for a in answers] == [("q1", '"a1"'), ("q2", '"a2"')]
+    finally:
+        if locks is not None:
+            await locks.close()
+        await store.close()
         await drop_schemas()

@@ -162,7 +162,7 @@ class Dispatcher:
         a duplicate, or skipped, or storage refused the commit) and what `act` returned.
         """
         seen_key = self._seen_key(key)
-        async with self._locks.hold(participant_id):
+        async with self._locks.hold(participant_id) as held:
             for again in (False, True):
                 loaded = await self.storage.conversation(participant_id, seen_key)
                 person = loaded.participant
@@ -203,7 +203,10 @@ class Dispatcher:
                 self._keep_pending(turn)
                 # A turn that changed nothing (a nudge for a room already caught up) writes
                 # nothing, and wakes nobody.
-                if _empty(turn.commit) or await self.storage.commit(turn.commit):
+                if _empty(turn.commit):
+                    break
+                held.check()  # nobody else's turn of this conversation is under way
+                if await self.storage.commit(turn.commit):
                     break
                 if again or commit is not None or turn.commit.take_record is None:
                     return False, None

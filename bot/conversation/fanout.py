@@ -163,7 +163,7 @@ class Fanout:
         loaded = d.library.get(guide_id.strip().lower())
         one_by_one: list[tuple[str, str]] = []
         written: list[bool] = []
-        async with d._locks.hold_many(participant for participant, _ in prompts):
+        async with d._locks.hold_many(participant for participant, _ in prompts) as held:
             now = d.clock()
             seen_keys = [d._seen_key(key) for _, key in prompts]
             under_way: dict[str, RunRow] = {}
@@ -234,6 +234,7 @@ class Fanout:
                     begun = opening.stamp(person, run_id, key, seen_key)
                     commits.append(begun if ended is None else _after(ended.commit, begun))
                 if commits:
+                    held.check()  # nobody else's turn in these conversations either
                     written = await d.storage.commit_many(commits)
                 starting.clear()
                 commits.clear()  # freed now, before the collector is back

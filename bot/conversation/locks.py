@@ -14,14 +14,34 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
 
+class Held(Protocol):
+    """A lock as its holder has it."""
+
+    def check(self) -> None:
+        """Raise a storage failure (try again later) if the lock may be someone else's by
+        now: asked just before the holder writes, so that two turns of one conversation
+        never both write."""
+        ...
+
+
 class ConversationLocks(Protocol):
-    def hold(self, key: str) -> AbstractAsyncContextManager[None]:
+    def hold(self, key: str) -> AbstractAsyncContextManager[Held]:
         """Hold one conversation's lock for the block."""
         ...
 
-    def hold_many(self, keys: Iterable[str]) -> AbstractAsyncContextManager[None]:
+    def hold_many(self, keys: Iterable[str]) -> AbstractAsyncContextManager[Held]:
         """Hold several together (a chunk of a cohort), never deadlocking another holder."""
         ...
+
+
+class InMemory:
+    """A lock in this process's memory: held until its block ends, whatever happens."""
+
+    def check(self) -> None:
+        return None
+
+
+IN_MEMORY = InMemory()
 
 
 class KeyedLocks:
@@ -30,17 +50,17 @@ class KeyedLocks:
         self._users: dict[str, int] = {}
 
     @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
+    async def hold(self, key: str) -> AsyncIterator[InMemory]:
         lock = self._locks.setdefault(key, asyncio.Lock())
         self._users[key] = self._users.get(key, 0) + 1
         try:
             async with lock:
-                yield
+                yield IN_MEMORY
         finally:
             self._forget(key)
 
     @asynccontextmanager
-    async def hold_many(self, keys: Iterable[str]) -> AsyncIterator[None]:
+    async def hold_many(self, keys: Iterable[str]) -> AsyncIterator[InMemory]:
         """Hold several keys together (a chunk of a scheduled prompt's people).
 
         They are taken in sorted order, so two callers holding several keys at once
@@ -57,7 +77,7 @@ class KeyedLocks:
                 lock = self._locks[key]
                 await lock.acquire()
                 taken.append(lock)
-            yield
+            yield IN_MEMORY
         finally:
             for lock in taken:
                 lock.release()

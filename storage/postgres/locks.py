@@ -42,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any, Protocol
 
@@ -68,10 +68,19 @@ TRY = (
 )
 
 
+class LockLost(ConnectionError):
+    """The connection holding a conversation's locks was lost while its holder ran (the
+    server restarted, or ended that session): another instance may be in the
+    conversation now, so the holder writes nothing and is told to try again later (a
+    storage failure: a webhook answers 503, and the platform sends the update again)."""
+
+
 class Connection(Protocol):
     async def execute(self, query: str, *args: Any) -> str: ...
 
     async def fetchrow(self, query: str, *args: Any) -> Any: ...
+
+    def is_closed(self) -> bool: ...
 
 
 class Pool(Protocol):
@@ -83,9 +92,32 @@ class Pool(Protocol):
 class LocalLocks(Protocol):
     """An in-process lock per key, in front of the database's."""
 
-    def hold(self, key: str) -> AbstractAsyncContextManager[None]: ...
+    def hold(self, key: str) -> AbstractAsyncContextManager[object]: ...
 
-    def hold_many(self, keys: Iterable[str]) -> AbstractAsyncContextManager[None]: ...
+    def hold_many(self, keys: Iterable[str]) -> AbstractAsyncContextManager[object]: ...
+
+
+class Held:
+    """Locks as their holder has them: `check` before writing (see `LockLost`). A lost
+    connection is seen closed as soon as the event loop has read that, so what is left
+    is the moment between the check and the commit's own trip."""
+
+    def __init__(self, still: Callable[[], bool]) -> None:
+        self._still = still  # whether the connection that took them still has them
+
+    def check(self) -> None:
+        if not self._still():
+            raise LockLost("the connection holding this conversation's lock was lost")
+
+
+def still_open(connection: Connection) -> bool:
+    """Whether a connection is still open, as far as its side knows."""
+    try:
+        return not connection.is_closed()
+    except Exception:
+        # A pool's connection that the server ended is taken back by its pool at once,
+        # and asyncpg then refuses any call on it, this one too.
+        return False
 
 
 def lock_id(namespace: str, *parts: str) -> int:
@@ -109,8 +141,8 @@ class Session:
     The session's locks are all this process's: two of its holders never exclude each
     other there (a session's advisory locks are re-entrant), which is right, since the
     in-process locks in front already do. If the connection fails, the server has
-    dropped its locks; the holders that had them carry on (as a holder whose own
-    connection failed would) and the next trip opens another connection.
+    dropped its locks; the holders that had them find so when they `check` before
+    writing (and write nothing), and the next trip opens another connection.
     """
 
     def __init__(self, pool: Pool) -> None:
@@ -129,6 +161,17 @@ class Session:
         self._takes.append((wanted, future))
         self._go()
         return future
+
+    def held_on(self, generation: int) -> Held:
+        """What a holder of locks `take` took in `generation` checks before writing: a
+        failed trip gave that connection back (its locks went with it), and a connection
+        the server ended is seen closed before any trip."""
+
+        def still() -> bool:
+            kept = self._connection
+            return generation == self.generation and kept is not None and still_open(kept)
+
+        return Held(still)
 
     def release(self, generation: int, held: Locks) -> asyncio.Future[None]:
         """Give back what `take` took. Asked for at once, so a holder cancelled while it
@@ -285,25 +328,25 @@ class PostgresConversationLocks:
         return stripes + sorted(ids), [True] * len(stripes) + [False] * len(ids)
 
     @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
+    async def hold(self, key: str) -> AsyncIterator[Held]:
         """Hold one conversation's lock for the block."""
         local = self._local.hold(key) if self._local is not None else nullcontext()
-        async with local, self._held(self._plan({key})):
-            yield
+        async with local, self._held(self._plan({key})) as held:
+            yield held
 
     @asynccontextmanager
-    async def hold_many(self, keys: Iterable[str]) -> AsyncIterator[None]:
+    async def hold_many(self, keys: Iterable[str]) -> AsyncIterator[Held]:
         """Hold several together (a chunk of a cohort), never deadlocking another holder."""
         wanted = set(keys)
         if not wanted:
-            yield
+            yield Held(lambda: True)  # nothing held, nothing to lose
             return
         local = self._local.hold_many(wanted) if self._local is not None else nullcontext()
-        async with local, self._held(self._plan(wanted)):
-            yield
+        async with local, self._held(self._plan(wanted)) as held:
+            yield held
 
     @asynccontextmanager
-    async def _held(self, wanted: Locks) -> AsyncIterator[None]:
+    async def _held(self, wanted: Locks) -> AsyncIterator[Held]:
         """The database's locks for the block: on the kept session if nobody else holds
         them, else on a connection of their own, waiting in the database's queue."""
         if self._session is not None:
@@ -319,7 +362,7 @@ class PostgresConversationLocks:
                 raise
             if generation is not None:
                 try:
-                    yield
+                    yield self._session.held_on(generation)
                 finally:
                     await self._session.release(generation, wanted)
                 return
@@ -327,4 +370,4 @@ class PostgresConversationLocks:
         # lock it holds (asyncpg's default reset does); one whose reset fails is closed.
         async with self._pool.acquire() as connection:
             await connection.execute(TAKE, *wanted)
-            yield
+            yield Held(lambda: still_open(connection))
