@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.messages import Inbound
+from bot.scheduling.scheduler import prompt_key
 from tests.town import CODE, Town, at, setup
 
 
@@ -87,7 +88,8 @@ async def test_a_scheduler_that_died_mid_way_is_taken_over_without_repeats(town:
     assert claim == "claimed"
     for who in ("p0", "p1"):
         pid = town.identity.pseudonym("terminal", who)
-        await dispatcher.prompt(pid, f"prompt:s1:{due.isoformat()}:{pid}", "s1", "pulse")
+        key = prompt_key("s1", due, "America/Chicago", pid)
+        await dispatcher.prompt(pid, key, "s1", "pulse")
     assert (await second.tick()).prompted == 0  # still held by the first
     town.clock.advance(minutes=11)
     assert (await second.tick()).prompted == 4  # taken over: the four not yet prompted
@@ -283,3 +285,26 @@ async def test_a_stop_tapped_under_a_finished_check_in_keeps_the_check_ins(town:
     assert not any("won't get any more" in t for t in town.texts("ana"))
     await at(town, datetime(2026, 10, 26, 9, 0, tzinfo=chicago), scheduler, deliverer)
     assert town.prompts("ana") == 2
+
+
+async def test_someone_who_moves_west_after_their_prompt_is_not_prompted_again(town: Town):
+    """Prompted at nine in Madrid, ana sets her time zone to Chicago's that morning: at
+    nine in Chicago the same Monday she is not prompted a second time for that week;
+    the next Monday she is, at nine in Chicago."""
+    dispatcher, scheduler, deliverer = await setup(town, {"ana": "Europe/Madrid"})
+    madrid, chicago = ZoneInfo("Europe/Madrid"), ZoneInfo("America/Chicago")
+
+    async def prompted() -> int:
+        return len(await scheduler.storage.deliveries("s1"))
+
+    await at(town, datetime(2026, 10, 19, 9, 0, tzinfo=madrid), scheduler, deliverer)
+    assert await prompted() == 1
+    await town.say(dispatcher, "ana", "/timezone America/Chicago")
+    await deliverer.drain("terminal")
+    sent = len(town.texts("ana"))
+    await at(town, datetime(2026, 10, 19, 9, 0, tzinfo=chicago), scheduler, deliverer)
+    assert await prompted() == 1 and len(town.texts("ana")) == sent  # nothing more
+    await at(town, datetime(2026, 10, 26, 8, 59, tzinfo=chicago), scheduler, deliverer)
+    assert await prompted() == 1
+    await at(town, datetime(2026, 10, 26, 9, 0, tzinfo=chicago), scheduler, deliverer)
+    assert await prompted() == 2

@@ -36,6 +36,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from bot.conversation.dispatcher import Dispatcher
 from bot.library import GuideLibrary
@@ -50,6 +51,15 @@ LEASE = timedelta(minutes=10)
 DIGEST = "digest"
 RETENTION = "retention"
 HOUSEKEEPING = "housekeeping"  # expired records cleared, once a UTC day
+
+
+def prompt_key(schedule_id: str, due: datetime, tz: str, participant: str) -> str:
+    """What makes a scheduled prompt go to someone once: the occurrence as the clock on
+    their wall reads it where they are prompted, not the instant. Someone who sets a
+    time zone further west after this week's prompt is not prompted again when the same
+    hour comes round there (found by review: named by the instant, they were)."""
+    local = due.astimezone(ZoneInfo(tz)).replace(tzinfo=None).isoformat()
+    return f"prompt:{schedule_id}:{local}:{participant}"
 
 
 class WeeklyDigests(Protocol):
@@ -218,7 +228,7 @@ class Scheduler:
                     report.missed.append((tz, due))
                     continue
                 report.prompted += await self.dispatcher.prompt_many(
-                    self._prompts(schedule, members, due, now),
+                    self._prompts(schedule, members, due, tz, now),
                     schedule.id,
                     schedule.guide_id,
                     quiet_until(now, tz),
@@ -228,13 +238,12 @@ class Scheduler:
 
     @staticmethod
     def _prompts(
-        schedule: ScheduleRow, members: list[MemberRow], due: datetime, now: datetime
+        schedule: ScheduleRow, members: list[MemberRow], due: datetime, tz: str, now: datetime
     ) -> list[tuple[str, str]]:
         """(participant, key) for each member to prompt: not paused, not unreachable. The
         key names the occurrence and the person, so each is prompted for it once."""
-        occurrence = f"prompt:{schedule.id}:{due.astimezone(UTC).isoformat()}"
         return [
-            (member.participant, f"{occurrence}:{member.participant}")
+            (member.participant, prompt_key(schedule.id, due, tz, member.participant))
             for member in members
             if not member.unreachable
             and (member.paused_until is None or member.paused_until <= now)
