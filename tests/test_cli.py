@@ -65,6 +65,18 @@ def test_chat_resumes_an_unfinished_run_for_the_same_name(tmp_path: Path):
     assert "Welcome back" not in other.stdout
 
 
+def test_after_saying_no_the_terminal_waits_for_the_start_it_offers(tmp_path: Path):
+    """ "If you change your mind, send /start": the chat stays open to take it, rather
+    than ending where nobody can send anything (found by review)."""
+    said = kitchen_table("chat", str(EXAMPLE), "--as", "rosa", data=tmp_path / "data",
+                         stdin="no\n/start changing-work\nyes\n")  # fmt: skip
+    assert said.returncode == 0
+    assert "If you change your mind, send /start." in said.stdout
+    after = said.stdout.split("If you change your mind, send /start.", 1)[1]
+    assert "Is that all right with you?" in after
+    assert "[1 of" in after  # agreed this time: the first question
+
+
 def test_spanish_from_the_command_line(tmp_path: Path):
     done = kitchen_table(
         "chat", "changing-work", "--as", "lu", "--lang", "es", data=tmp_path / "d", stdin=""

@@ -50,8 +50,8 @@ async def chat(
     out: TextIO | None = None,
     poll_seconds: float = POLL_SECONDS,
 ) -> int:
-    """Walk one person through a guide; exit 0 when it ends (and anything it asked at the
-    end is answered) or input runs out."""
+    """Walk one person through a guide; exit 0 when it is finished (and anything it asked
+    at the end is answered) or input runs out."""
     source = stdin or sys.stdin
     echo = out or sys.stdout
     interactive = source.isatty()
@@ -69,7 +69,10 @@ async def chat(
             echo.write(dispatcher.phrases.text(language or "en", "storage_error") + "\n\n")
             return False
         await deliverer.drain(CHANNEL)
-        ended = handled.status is not None and RunStatus(handled.status).ended
+        # The chat ends when the guide is done. Someone who said no, or stopped, is told
+        # they can send /start: the chat waits for it (found by review: it had ended),
+        # and Ctrl-D (or Ctrl-C) leaves.
+        ended = handled.status == RunStatus.FINISHED
         if not ended and not answering:
             return False
         # Ended, unless the end asked something (an offer to keep in touch): that waits
