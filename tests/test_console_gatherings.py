@@ -222,7 +222,7 @@ async def test_the_pages_speak_spanish(world: World):
                                       allow_redirects=False)  # fmt: skip
     assert answer.status == 303
     page = text_of(await (await world.client.get("/console/gatherings")).text())
-    assert "Abrir un encuentro nuevo" in page
+    assert "Abrir una reunión nueva" in page
 
 
 async def test_a_room_of_five_gets_its_figures_in_the_summary_with_every_answer_escaped(
