@@ -103,6 +103,9 @@ class Outbound(BaseModel):
     # Of a message a channel sends in several pieces (a long report), how many the
     # platform took before a retry was needed: the retry sends only the rest.
     sent_pieces: int = 0
+    # Whose words a report quotes (pseudonyms; never shown): erasing one of them
+    # withdraws it while it is still owed (bot/reports/quotes.py).
+    quoting: list[str] = []
 
     @classmethod
     def from_reply(cls, reply: Reply, run: str | None) -> Outbound:

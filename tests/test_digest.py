@@ -449,3 +449,39 @@ def test_a_quote_with_line_breaks_cannot_add_lines_of_its_own(fmt: str, tmp_path
         for plain in ("2.5 or more", "37.5–40.0", "1. all good", "-3 below"):
             drawn = MarkdownIt().render(reports.render("one", fmt, "en", quote=plain))
             assert drawn.count(f"<li>{plain}</li>") == 1, drawn  # no backslash shows
+
+
+async def test_a_digest_still_owed_is_withdrawn_when_someone_it_quotes_is_forgotten(make_harness):  # type: ignore[no-untyped-def]
+    """The weekly digest waits in the outbox (the coordinator's platform is slow, or a
+    scheduled prompt fills the send limit) when someone it quotes asks to be forgotten:
+    it is not sent, and their words are not left in the database either."""
+    from bot.messages import Inbound, Outbound
+
+    h: Harness = make_harness(GUIDE)
+    code = await h.house.roles.invite("coordinator", timedelta(days=1))
+    await h.say(f"/redeem {code}", user="coord")
+    users = [f"p{n}" for n in range(5)]
+    for user in users:
+        await answer(h, user, "1", "3", f"Words only {user} wrote", "x")
+    scheduler = Scheduler(h.storage, h.dispatcher, h.library, h.clock,
+                          digest_cron="0 8 * * MON", timezone="UTC",
+                          digests=h.house.digests)  # fmt: skip
+    await scheduler.tick()
+    h.clock.now = h.clock.now.replace(day=9, hour=8)
+    assert (await scheduler.tick()).digests == 1  # queued, not sent yet
+    [owed] = [Outbound.model_validate_json(row.payload)
+              for row in await h.storage.claim_due("terminal", h.clock(), 100)]  # fmt: skip
+    by_pseudonym = {h.pseudonym(user): user for user in users}
+    quoted = [by_pseudonym[who] for who in owed.quoting]
+    assert quoted and all(f"Words only {user} wrote" in owed.text for user in quoted)
+    gone = quoted[0]
+    for said in ("/forget", "yes"):
+        await h.dispatcher.handle(Inbound("terminal", gone, gone, said))
+    await h.deliverer.drain("terminal")
+    to_coordinator = [m.text for address, m in h.channel.sent if address == "coord"]
+    assert not any(f"Words only {gone} wrote" in text for text in to_coordinator)
+    left = [row.payload for row in await h.storage.claim_due("terminal", h.clock(), 100)]
+    assert not any(f"Words only {gone} wrote" in payload for payload in left)
+    # The archive makes the digest again, without them.
+    page = await DigestArchive(h.storage, h.house.digests, DIGEST).page(date(2026, 3, 9))
+    assert page is not None and f"Words only {gone} wrote" not in page

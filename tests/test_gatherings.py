@@ -97,6 +97,10 @@ async def test_seven_people_from_launch_to_a_shared_summary(room: Harness):
     # Each of the seven stories once: three under their theme, the other four below.
     assert len(quoted) == 3 and len(quotes) == 4
     assert sorted(quoted + quotes) == sorted(f"Story <b>{n}</b> from the line" for n in range(7))
+    # It knows whose words it quotes, so that it is withdrawn if one of them is
+    # forgotten before it goes (never shown).
+    assert summaries[0].quoting == sorted(h.pseudonym(person) for person in PEOPLE)
+    assert not any(h.pseudonym(person) in summary for person in PEOPLE)
     assert "private-" not in summary and "rather keep" not in summary  # sensitive: never
     # Participant text is escaped for each target, never read as markup.
     assert "Story &lt;b&gt;" in summaries[0].markup["html"]  # type: ignore[index]

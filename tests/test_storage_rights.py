@@ -82,6 +82,27 @@ async def test_forget_leaves_a_tombstone_and_nothing_of_theirs(store: Storage) -
     assert await store.tombstone("ana") == when + timedelta(days=1)
 
 
+async def test_reports_owed_to_others_that_quote_someone_forgotten_are_withdrawn(
+    store: Storage,
+) -> None:
+    """A coordinator's digest waiting in the outbox quotes ana (it lists her pseudonym):
+    when she is forgotten it goes unsent, and nothing of her words stays. Messages owed
+    to others that quote only others stay."""
+    from storage.rows import OutboxRow
+
+    ana, ben = "a" * 32, "b" * 32
+
+    def report(words: str, *quoting: str) -> OutboxRow:
+        payload = json.dumps({"text": f"In their own words: {words}", "quoting": quoting})
+        return OutboxRow("terminal", "coord", b"sealed", payload, START)
+
+    await store.commit(someones(ana, "r1", "fair pay"))
+    await store.commit(Commit(outbox=[report("fair pay; rest", ana, ben), report("rest", ben)]))
+    await store.forget(ana, START + timedelta(hours=1))
+    owed = await store.claim_due("terminal", START + timedelta(hours=1), 10)
+    assert [json.loads(m.payload)["text"] for m in owed] == ["In their own words: rest"]
+
+
 async def test_every_erasure_changes_what_reports_hear_of_the_forgotten(store: Storage) -> None:
     """How many have been forgotten and when the latest was: what tells a report kept a
     while that it may quote someone gone (the console's themes)."""

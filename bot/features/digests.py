@@ -59,6 +59,7 @@ class Digests:
         return Outbound(
             text=self.reports.render("digest", "text", language, d=digest),
             markup=self.reports.every_format("digest", language, d=digest),
+            quoting=digest.quoting,
         )
 
     async def page(self, since: datetime, until: datetime, language: str = "en") -> str:

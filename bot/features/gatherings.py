@@ -478,6 +478,7 @@ class Gatherings:
         return Outbound(
             text=self.reports.render("summary", "text", language, s=summary),
             markup=self.reports.every_format("summary", language, s=summary),
+            quoting=summary.quoting,
         )
 
     def _language(self, turn: Turn) -> str:

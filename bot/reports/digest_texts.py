@@ -28,6 +28,7 @@ from datetime import datetime
 
 from bot.flows.guide import Guide, StepKind
 from bot.flows.scrub import scrub
+from bot.reports.quotes import Quote
 from bot.reports.stopwords import STOP_WORDS
 from storage.protocol import ReportStore
 
@@ -185,7 +186,7 @@ class Draw:
             ahead = most if start == 0 else 2 * (most - len(quotes))
             drawn = [candidates[n] for n in order[start : start + ahead]]
             start += len(drawn)
-            found: dict[tuple[str | None, str], str] = {}  # (run, step) -> text
+            found: dict[tuple[str | None, str], tuple[str, str]] = {}  # (run, step) -> text, who
             pages = storage.answer_text_pages(
                 guide_id, [self.steps[n] for n in shown], since, until,
                 runs=sorted({run for runs in drawn for n in shown if (run := runs[n])}),
@@ -193,12 +194,13 @@ class Draw:
             async with aclosing(pages):
                 async for page in pages:
                     for row in page:
-                        found[row.run_id, row.step] = _text(row.value)
+                        found[row.run_id, row.step] = (_text(row.value), row.participant)
             for runs in drawn:
                 said = [found[key] for n in shown if (key := (runs[n], self.steps[n])) in found]
                 if not said:  # erased since the first read
                     continue
-                quote = scrub(chooser.choice(said))
+                text, who = chooser.choice(said)
+                quote = scrub(text)
                 if quote not in besides and len(quotes) < most:
-                    quotes.append(quote)
+                    quotes.append(Quote(quote, who))
         return quotes

@@ -26,6 +26,7 @@ from bot.flows.scrub import scrub
 from bot.flows.text import localize
 from bot.reports import min_group as rule
 from bot.reports.breakdown import Breakdown, Count, breakdown
+from bot.reports.quotes import Quote, quoting
 from bot.reports.themes.model import Answer, QuestionThemes, Quoted, quoted
 from bot.reports.themes.service import answer_id, find_themes, without_answers
 from storage.rows import AnswerRow, RunRow
@@ -63,6 +64,13 @@ class Summary:
         """How many finished, as the minimum-group rule lets it be shown (`n` in the
         templates): "6 took part and 4 finished" told that 2 stopped (found by review)."""
         return Count(rule.count(self.finished, self.min_group))
+
+    @property
+    def quoting(self) -> list[str]:
+        """Whose words it quotes, under its themes or as quotes (see bot/reports/quotes.py)."""
+        return quoting(
+            [*self.quotes, *(q for qt in self.themes for t in qt.found.themes for q in t.quotes)]
+        )
 
     @property
     def nothing_shown(self) -> bool:
@@ -204,7 +212,7 @@ def _fair_quotes(candidates: list[tuple[str, str]], seed: str, besides: Quoted) 
     chooser = random.Random(seed)
     people = sorted(per_person)
     chooser.shuffle(people)
-    return [scrub(chooser.choice(per_person[who])) for who in people[:MAX_QUOTES]]
+    return [Quote(scrub(chooser.choice(per_person[who])), who) for who in people[:MAX_QUOTES]]
 
 
 def progress(

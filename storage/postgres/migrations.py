@@ -557,6 +557,9 @@ def migrations() -> list[str]:
         ERASE_NAMING_RECORDS,
         # 8: a turn's commit writes nothing if the person it read was erased since.
         STILL_KEPT,
+        # 9: erasure also withdraws messages owed to others that name the person (a
+        # report that quotes them).
+        ERASE_QUOTING_MESSAGES,
     ]
 
 
@@ -673,6 +676,12 @@ def _edited(script: str, *changes: tuple[str, str]) -> str:
 # `kt_commit` becomes the check in front of the old function; `kt_commit_plain` is
 # migration 3's with the same check, and one more column in its list; `kt_erase` is
 # migration 7's with the lock first.
+# Erasure locks the person's row before it deletes anything (see STILL_KEPT).
+ERASE_LOCKING = _edited(
+    ERASE_NAMING_RECORDS,
+    ("BEGIN\n", "BEGIN\n    PERFORM 1 FROM participants WHERE id = who FOR UPDATE;\n"),
+)
+
 STILL_KEPT = (
     """
 ALTER TYPE kt_commit ADD ATTRIBUTE still_kept TEXT;
@@ -719,8 +728,16 @@ $$;
             """    SELECT array_agg(g.n IN (SELECT f.n FROM fresh AS f) ORDER BY g.n)""",
         ),
     )
-    + _edited(
-        ERASE_NAMING_RECORDS,
-        ("BEGIN\n", "BEGIN\n    PERFORM 1 FROM participants WHERE id = who FOR UPDATE;\n"),
-    )
+    + ERASE_LOCKING
+)
+
+# As migration 8's erasure, and messages owed to others whose payload names the person
+# go too: a report that quotes someone lists them (bot/reports/quotes.py), and is
+# withdrawn rather than keep their words (as SQLite's `erase`).
+ERASE_QUOTING_MESSAGES = _edited(
+    ERASE_LOCKING,
+    (
+        "    DELETE FROM outbox WHERE participant = who;\n",
+        "    DELETE FROM outbox WHERE participant = who OR strpos(payload, who) > 0;\n",
+    ),
 )

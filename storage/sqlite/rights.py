@@ -30,6 +30,9 @@ def erase(db: sqlite3.Connection, participant_id: str, now: datetime) -> None:
     db.execute("DELETE FROM runs WHERE participant = ?", p)
     db.execute("DELETE FROM consents WHERE participant = ?", p)
     db.execute("DELETE FROM outbox WHERE participant = ?", p)
+    # Messages owed to others that name them: a report that quotes them lists them in
+    # its payload (bot/reports/quotes.py), and goes unsent rather than keep their words.
+    db.execute("DELETE FROM outbox WHERE instr(payload, ?) > 0", p)
     db.execute("DELETE FROM members WHERE participant = ?", p)
     db.execute("DELETE FROM preferences WHERE participant = ?", p)
     db.execute("DELETE FROM deliveries WHERE participant = ?", p)

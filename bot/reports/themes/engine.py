@@ -45,6 +45,7 @@ from threadpoolctl import threadpool_limits
 
 from bot.flows.scrub import scrub
 from bot.reports import min_group as rule
+from bot.reports.quotes import Quote
 from bot.reports.themes.codebook import Centre, Codebook, CodedTheme
 from bot.reports.themes.model import Answer, Theme, Themes
 from bot.reports.themes.space import Space, centre_of, fit, surface
@@ -326,7 +327,7 @@ def _first_quotes(nearest_first: Iterable[Answer]) -> tuple[str, ...]:
         if answer.person not in seen and quote.strip() and quote.casefold() not in said:
             seen.add(answer.person)
             said.add(quote.casefold())
-            quotes.append(quote)
+            quotes.append(Quote(quote, answer.person))
             if len(quotes) == MAX_QUOTES:
                 break
     return tuple(quotes)
