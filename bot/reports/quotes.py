@@ -23,6 +23,10 @@ class Quote(str):
         quote.person = person
         return quote
 
+    def __reduce__(self) -> tuple[type[Quote], tuple[str, str]]:
+        # Themes of a large question are found in a worker process, and come back pickled.
+        return (Quote, (str(self), self.person))
+
 
 def quoting(quotes: Iterable[str]) -> list[str]:
     """Whose words these are (the pseudonyms of the `Quote`s among them), each once, in
