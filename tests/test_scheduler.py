@@ -308,3 +308,19 @@ async def test_someone_who_moves_west_after_their_prompt_is_not_prompted_again(t
     assert await prompted() == 1
     await at(town, datetime(2026, 10, 26, 9, 0, tzinfo=chicago), scheduler, deliverer)
     assert await prompted() == 2
+
+
+def test_the_hour_that_comes_twice_when_the_clocks_go_back_ends_and_prompts_once():
+    """01:30 comes twice in Chicago on 1 November 2026. Looking for the occurrences
+    across it never ended (the second 01:30 led back to itself), and with it the tick
+    and every tick after. Both 01:30s are found, and name the same prompt."""
+    from bot.scheduling.schedule_time import occurrences
+
+    after, until = datetime(2026, 10, 31, 12, tzinfo=UTC), datetime(2026, 11, 2, 12, tzinfo=UTC)
+    found = occurrences("30 1 * * *", "America/Chicago", after, until)
+    assert [f.astimezone(UTC).strftime("%d %H:%M") for f in found] == [
+        "01 06:30", "01 07:30", "02 07:30",
+    ]  # fmt: skip
+    keys = {prompt_key("s1", due, "America/Chicago", "ana") for due in found}
+    assert len(keys) == 2  # 1 November once, 2 November once
+    assert len(occurrences("0 * * * *", "America/Chicago", after, until)) == 48

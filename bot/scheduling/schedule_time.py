@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import zoneinfo
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
@@ -60,8 +60,14 @@ def occurrences(cron: str, tz: str, after: datetime, until: datetime) -> list[da
         fire: datetime | None = fires.get_next_fire_time(previous, now)
         if fire is None or fire > until:
             return found
+        if previous is not None and fire.astimezone(UTC) <= previous.astimezone(UTC):
+            # (In UTC: two times in one zone compare by the wall clock, fold aside.)
+            raise RuntimeError(f"{cron!r} in {tz} came back to {fire.isoformat()}")
         found.append(fire)
-        previous, now = fire, fire + timedelta(microseconds=1)
+        # Moved on in UTC: in the hour that comes twice when the clocks go back, the
+        # second 01:30 (fold=1) plus a microsecond of wall time is the first 01:30 again,
+        # and the same time came back for ever, so a tick never ended (found by review).
+        previous, now = fire, fire.astimezone(UTC) + timedelta(microseconds=1)
 
 
 def quiet_until(
