@@ -569,3 +569,66 @@ async def test_a_turn_whose_lock_is_lost_writes_nothing_and_is_taken_again(tmp_p
             await locks.close()
         await store.close()
         await drop_schemas()
+
+
+async def test_a_cohorts_chunk_whose_lock_is_lost_writes_nothing_and_is_taken_again(tmp_path):
+    """The same for a chunk of a scheduled prompt: its kept connection ended while it
+    read everyone, it writes no one's prompt and says storage failed (the occurrence is
+    taken up again), and taken again it prompts each of them once."""
+    from bot.conversation.dispatcher import Dispatcher
+    from bot.library import GuideLibrary
+    from bot.locales import load_phrasebook
+    from bot.privacy import Identity
+    from storage.postgres.locks import LockLost
+    from storage.rows import Commit, ParticipantRow
+    from tests.conftest import FakeClock, load
+    from tests.storage_suite import drop_schemas, postgres_store
+
+    library = GuideLibrary()
+    library.add(load(GUIDE, "many.yaml"))
+    identity = Identity(b"locks-dispatcher-secret")
+    store = postgres_store(tmp_path / "one.db")
+    locks: PostgresConversationLocks | None = None
+    try:
+        await store.open()
+        locks = await PostgresConversationLocks.open(
+            DATABASE_URL, size=4, namespace=str(store.schema), local=KeyedLocks()
+        )
+        bot = Dispatcher(storage=store, library=library, identity=identity,
+                         phrases=load_phrasebook(), clock=FakeClock(), locks=locks)  # fmt: skip
+        people = {identity.pseudonym("terminal", who): who for who in ("ana", "ben", "cy")}
+        for pid, who in people.items():
+            await store.commit(
+                Commit(participant=ParticipantRow(pid, "terminal", identity.seal(who)))
+            )
+        prompts = [(pid, f"prompt:s1:2026-10-19T09:00:00:{pid}") for pid in people]
+        read = store.conversations
+        cut = asyncio.Event()
+
+        async def read_then_cut(*args: Any) -> Any:
+            loaded = await read(*args)
+            if not cut.is_set():
+                cut.set()
+                kept = locks._session._connection
+                async with store.pool.acquire() as looking:
+                    await looking.execute("SELECT pg_terminate_backend($1)", kept.get_server_pid())
+
+                async def closed() -> bool:
+                    return not still_open(kept)
+
+                await until(closed, "the kept connection is seen closed")
+            return loaded
+
+        store.conversations = read_then_cut  # type: ignore[method-assign]
+        with pytest.raises(LockLost):
+            await bot.prompt_many(prompts, "s1", "many", None)
+        for pid in people:
+            assert await store.open_runs(pid) == []
+        assert await bot.prompt_many(prompts, "s1", "many", None) == 3
+        for pid in people:
+            assert len(await store.open_runs(pid)) == 1
+    finally:
+        if locks is not None:
+            await locks.close()
+        await store.close()
+        await drop_schemas()

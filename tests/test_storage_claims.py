@@ -186,12 +186,17 @@ async def test_a_claimant_still_sending_keeps_what_it_holds_past_its_first_lease
 
     a, b = two
     await a.commit(Commit(outbox=[message("hi ana", "ana"), message("hi ben", "ben")]))
-    [to_ana, _] = await a.claim_due("terminal", START, 10)
-    # A long round: 50 seconds later a has got as far as ana's message...
+    [to_ana, to_ben] = await a.claim_due("terminal", START, 10)
+    # A long round: 25 seconds later a has got as far as ana's message...
     real = conversations.monotonic
-    monkeypatch.setattr(conversations, "monotonic", lambda: real() + 50)
+    monkeypatch.setattr(conversations, "monotonic", lambda: real() + 25)
+    assert a.claim_holds(to_ana.id or 0)
     await a.outbox_sent([to_ana.id or 0])
-    # ...so ben's is still its own after the first lease, and a lease more.
+    # ...which renews what it still holds: 50 seconds after the claim, 25 after the
+    # renewal, ben's is still a's to send (not renewed, half a lease would be past).
+    monkeypatch.setattr(conversations, "monotonic", lambda: real() + 50)
+    assert a.claim_holds(to_ben.id or 0)
+    # ...and in the database ben's is a's after the first lease, and a lease more.
     assert await b.claim_due("terminal", START + LEASE + timedelta(seconds=1), 10) == []
     assert texts(await b.claim_due("terminal", START + 2 * LEASE, 10)) == ["hi ben"]
 
@@ -219,24 +224,64 @@ async def end_alive_connection(store: PostgresStorage) -> None:
 
 
 async def test_a_claimant_that_lost_its_alive_connection_holds_nothing_it_claimed(
-    two: tuple[PostgresStorage, PostgresStorage],
+    two: tuple[PostgresStorage, PostgresStorage], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Once the server has ended the connection saying a is alive, b takes a's leases at
     once (as a's death): a must not go on sending what it claimed (found by review)."""
+    from storage.postgres import conversations
+
     a, b = two
     await a.commit_many([Commit(outbox=[message("hi ana", "ana"), message("hi ben", "ben")])])
     claimed = await a.claim_due("terminal", START, 10)
     assert all(a.claim_holds(r.id or 0) for r in claimed)
     await end_alive_connection(a)
     assert not any(a.claim_holds(r.id or 0) for r in claimed)
-    taken = await b.claim_due("terminal", START, 10)
-    assert [r.id for r in taken] == [r.id for r in claimed]
-    # a is alive again, and claims nothing b holds; what it claims anew is its own.
-    assert await a.claim_due("terminal", START, 10) == []
     await a.commit_many([Commit(outbox=[message("hi cy", "cy")])])
+    assert await a.claim_due("terminal", START, 10) == []  # not alive: claims nothing
+    taken = await b.claim_due("terminal", START, 10)
+    assert texts(taken) == ["hi ana", "hi ben", "hi cy"]
+    # Alive again at its next try, a claims nothing b holds; what it claims anew is its own.
+    real = conversations.monotonic
+    monkeypatch.setattr(conversations, "monotonic", lambda: real() + conversations.REAP_EVERY)
+    assert await a.claim_due("terminal", START, 10) == []
+    await a.commit_many([Commit(outbox=[message("hi dee", "dee")])])
     [fresh] = await a.claim_due("terminal", START, 10)
     assert a.claim_holds(fresh.id or 0)
     assert not any(a.claim_holds(r.id or 0) for r in claimed)
+
+
+async def test_an_instance_that_could_not_take_its_alive_lock_claims_nothing_till_it_does(
+    two: tuple[PostgresStorage, PostgresStorage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Saying it is alive was cut short (a cancel, a timeout) while the lock was still
+    held by the session the server had not yet let go: the instance kept a connection
+    that said alive and held nothing, so another could reap its leases while it sent
+    (found by review). Now it claims nothing until it really holds the lock."""
+    import asyncpg
+
+    from storage.postgres import conversations
+    from storage.postgres.connection import claimant_lock
+    from storage.postgres.conversations import REAP_EVERY
+    from tests.storage_suite import DATABASE_URL
+
+    real = conversations.monotonic
+    a, _ = two
+    await a.commit_many([Commit(outbox=[message("hi ana", "ana")])])
+    await a.claim_due("terminal", START, 10)  # alive, and holding what it claimed
+    await end_alive_connection(a)
+    zombie = await asyncpg.connect(DATABASE_URL)  # a's old session, not yet let go
+    try:
+        await zombie.execute("SELECT pg_advisory_lock($1)", claimant_lock(a.claimant))
+        monkeypatch.setattr(conversations, "monotonic", lambda: real() + 2 * REAP_EVERY)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(a.claim_due("terminal", START, 10), 0.5)
+        assert not a._alive_held()
+        assert await a.claim_due("terminal", START, 10) == []  # tried lately: nothing
+    finally:
+        await zombie.close()
+    monkeypatch.setattr(conversations, "monotonic", lambda: real() + 3 * REAP_EVERY)
+    assert texts(await a.claim_due("terminal", START, 10)) == ["hi ana"]
+    assert a._alive_held()
 
 
 async def test_a_claim_not_renewed_for_half_a_lease_is_not_sent_from_memory(

@@ -13,6 +13,7 @@ instance in the outbox's leases.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -129,6 +130,7 @@ class Connections:
         self.claimant = f"{secrets.token_hex(4)}:{os.getpid()}:{socket.gethostname()}"
         self._pool: asyncpg.Pool | None = None
         self._alive: asyncpg.Connection | None = None  # holds this claimant's lock
+        self._saying_alive = asyncio.Lock()
         # Who to wake when another instance queues many messages (NOTIFY, heard on the
         # connection `_alive` keeps), and this instance's own queueing: how many lately
         # (and when to analyze the outbox), and when it was last counted.
@@ -188,16 +190,30 @@ class Connections:
         is open: while it is held, this instance is alive; once its process dies, the
         server drops the connection and the lock, and another instance takes over its
         leases at once (`reap_dead`) instead of waiting for them to run out."""
-        if self._alive is not None and self._alive.is_closed():
-            # The database went away and took the lock: hold it again (meanwhile another
-            # instance may have taken this one's leases, and sent those messages).
-            self._alive = None
-        if self._alive is None:
+        # One at a time: a second would wait for ever behind the first's lock, which is
+        # the same claimant's (found by review).
+        async with self._saying_alive:
+            if self._alive is not None and self._alive.is_closed():
+                # The database went away and took the lock: hold it again (meanwhile another
+                # instance may have taken this one's leases, and sent those messages).
+                self._alive = None
+            if self._alive is not None:
+                return
             # Named after the claimant, so others see who is alive (`reap_dead`).
             named = self._settings() | {"application_name": self._alive_name}
-            self._alive = await asyncpg.connect(self.url, server_settings=named)
-            await self._alive.execute("SELECT pg_advisory_lock($1)", claimant_lock(self.claimant))
-            await self._alive.add_listener(self._news_channel, self._heard)
+            connection = await asyncpg.connect(self.url, server_settings=named)
+            try:
+                await connection.execute(
+                    "SELECT pg_advisory_lock($1)", claimant_lock(self.claimant)
+                )
+                await connection.add_listener(self._news_channel, self._heard)
+            except BaseException:
+                # Kept only once it holds the lock: kept before, a lock that failed (a
+                # timeout, a cancel) left a connection that said alive and held nothing
+                # (found by review). Closed at once, and the lock with it if it got it.
+                connection.terminate()
+                raise
+            self._alive = connection
 
     # Messages queued by many at once ---------------------------------------------------
 

@@ -13,6 +13,7 @@ and in order: their first message owed is the lock on them all.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from time import monotonic
@@ -30,6 +31,8 @@ from storage.rows import (
     ParticipantRow,
     RunRow,
 )
+
+log = logging.getLogger(__name__)
 
 # For up to $3 people whose first message owed (on any channel) is on this channel,
 # due, and not leased to another claimant, oldest due first: lock that first message
@@ -196,17 +199,25 @@ class ConversationsPG(Commits):
 
     async def claim_due(self, channel: str, now: datetime, limit: int) -> list[OutboxRow]:
         moment = monotonic()
-        if not self._alive_held():
+        alive = self._alive_held()
+        if not alive:
             # The connection that said this instance is alive was lost: another instance
             # may have taken its leases meanwhile (`reap_dead`). None of them is trusted
-            # again until claimed again, once this instance is seen alive.
+            # again until claimed again, and nothing is claimed until this instance is
+            # alive again (tried every REAP_EVERY: delivery pauses meanwhile).
             self._held.clear()
-            self._reaped = float("-inf")
         if moment - self._reaped >= REAP_EVERY:
             # A dead instance's messages are sent now, not when their leases run out.
             self._reaped = moment
-            await self._say_alive()
+            try:
+                await self._say_alive()
+            except Exception as error:
+                log.error("could not tell the other instances this one is alive (%s): it"
+                          " sends nothing until it can", error)  # fmt: skip
+                raise
             await self.reap_dead(channel)
+        elif not alive:
+            return []
         rows = await self._all(
             CLAIM, channel, utc(now), limit, self.claimant, utc(now + self.lease)
         )

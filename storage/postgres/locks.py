@@ -98,9 +98,10 @@ class LocalLocks(Protocol):
 
 
 class Held:
-    """Locks as their holder has them: `check` before writing (see `LockLost`). A lost
-    connection is seen closed as soon as the event loop has read that, so what is left
-    is the moment between the check and the commit's own trip."""
+    """Locks as their holder has them: `check` before writing (see `LockLost`). A
+    connection the server ended is seen closed as soon as the event loop has read that;
+    one cut without a word from the server is not seen until a trip on it fails. What
+    is left is those, and the moment between the check and the commit's own trip."""
 
     def __init__(self, still: Callable[[], bool]) -> None:
         self._still = still  # whether the connection that took them still has them
