@@ -54,10 +54,11 @@ HOUSEKEEPING = "housekeeping"  # expired records cleared, once a UTC day
 
 
 def prompt_key(schedule_id: str, due: datetime, tz: str, participant: str) -> str:
-    """What makes a scheduled prompt go to someone once: the occurrence as the clock on
-    their wall reads it where they are prompted, not the instant. Someone who sets a
-    time zone further west after this week's prompt is not prompted again when the same
-    hour comes round there (found by review: named by the instant, they were)."""
+    """What makes a scheduled prompt go to someone once: the occurrence as the local time
+    it is due in the zone it is sent for, not the instant. Someone who sets a time zone
+    further west after this week's prompt is not prompted again when the same hour comes
+    round there (found by review: named by the instant, they were); and the two 01:30s
+    of the night the clocks go back are one prompt."""
     local = due.astimezone(ZoneInfo(tz)).replace(tzinfo=None).isoformat()
     return f"prompt:{schedule_id}:{local}:{participant}"
 
