@@ -451,6 +451,16 @@ def test_a_quote_with_line_breaks_cannot_add_lines_of_its_own(fmt: str, tmp_path
             assert drawn.count(f"<li>{plain}</li>") == 1, drawn  # no backslash shows
 
 
+async def a_coordinator_and_five_who_wrote(h: Harness) -> list[str]:
+    """ "coord" a coordinator, and five people who each wrote words only they wrote."""
+    code = await h.house.roles.invite("coordinator", timedelta(days=1))
+    await h.say(f"/redeem {code}", user="coord")
+    users = [f"p{n}" for n in range(5)]
+    for user in users:
+        await answer(h, user, "1", "3", f"Words only {user} wrote", "x")
+    return users
+
+
 async def test_a_digest_still_owed_is_withdrawn_when_someone_it_quotes_is_forgotten(make_harness):  # type: ignore[no-untyped-def]
     """The weekly digest waits in the outbox (the coordinator's platform is slow, or a
     scheduled prompt fills the send limit) when someone it quotes asks to be forgotten:
@@ -458,11 +468,7 @@ async def test_a_digest_still_owed_is_withdrawn_when_someone_it_quotes_is_forgot
     from bot.messages import Inbound, Outbound
 
     h: Harness = make_harness(GUIDE)
-    code = await h.house.roles.invite("coordinator", timedelta(days=1))
-    await h.say(f"/redeem {code}", user="coord")
-    users = [f"p{n}" for n in range(5)]
-    for user in users:
-        await answer(h, user, "1", "3", f"Words only {user} wrote", "x")
+    users = await a_coordinator_and_five_who_wrote(h)
     scheduler = Scheduler(h.storage, h.dispatcher, h.library, h.clock,
                           digest_cron="0 8 * * MON", timezone="UTC",
                           digests=h.house.digests)  # fmt: skip
@@ -485,3 +491,37 @@ async def test_a_digest_still_owed_is_withdrawn_when_someone_it_quotes_is_forgot
     # The archive makes the digest again, without them.
     page = await DigestArchive(h.storage, h.house.digests, DIGEST).page(date(2026, 3, 9))
     assert page is not None and f"Words only {gone} wrote" not in page
+
+
+async def test_a_digest_made_before_an_erasure_and_queued_after_it_is_not_sent(make_harness):  # type: ignore[no-untyped-def]
+    """The digest reads the week (minutes, at scale) while someone it will quote is
+    forgotten: the erasure finds nothing to withdraw yet, and the digest is queued after
+    it. Delivery sees that someone it quotes is gone, and drops it (found by review)."""
+    h: Harness = make_harness(GUIDE)
+    users = await a_coordinator_and_five_who_wrote(h)
+    now = h.clock() + timedelta(minutes=1)
+    made = await h.house.digests.message("en", now - timedelta(days=7), now)
+    gone = next(user for user in users if h.pseudonym(user) in made.quoting)
+    await h.storage.forget(h.pseudonym(gone), h.clock())
+    assert await h.dispatcher.send_to(h.pseudonym("coord"), made, "digest:late:coord")
+    await h.deliverer.drain("terminal")
+    to_coordinator = [m.text for address, m in h.channel.sent if address == "coord"]
+    assert not any(f"Words only {gone} wrote" in text for text in to_coordinator)
+    assert not [row for row in await h.storage.claim_due("terminal", h.clock(), 100)]
+
+
+async def test_a_digest_due_in_the_hour_that_comes_twice_goes_once(make_harness):  # type: ignore[no-untyped-def]
+    """A digest at 01:30 on Sundays in Chicago: on 1 November 2026 01:30 comes twice, and
+    the coordinator gets one digest, not two an hour apart."""
+    h: Harness = make_harness(GUIDE)
+    code = await h.house.roles.invite("coordinator", timedelta(days=1))
+    await h.say(f"/redeem {code}", user="coord")
+    scheduler = Scheduler(h.storage, h.dispatcher, h.library, h.clock,
+                          digest_cron="30 1 * * SUN", timezone="America/Chicago",
+                          digests=h.house.digests)  # fmt: skip
+    h.clock.now = datetime(2026, 10, 31, 12, tzinfo=UTC)
+    await scheduler.tick()  # starts the clock on digests
+    h.clock.now = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)  # after both 01:30s
+    assert (await scheduler.tick()).digests == 1
+    await h.deliverer.drain("terminal")
+    assert len([m for a, m in h.channel.sent if a == "coord" and m.markup]) == 1

@@ -174,7 +174,7 @@ class Deliverer:
                 case Sent():
                     sent += 1
                 case Dropped(reason=reason):
-                    log.warning("the platform refused a message for good: %s", reason)
+                    log.warning("a message was dropped, not to be sent again: %s", reason)
                 case Unreachable():
                     await self.storage.mark_unreachable(row.participant)
                     return sent, True, []
@@ -210,6 +210,11 @@ class Deliverer:
             log.error("a queued message (%s) could not be read; it is dropped: %s %s",
                       row.id, type(error).__name__, why)  # fmt: skip
             return Dropped(f"unreadable: {type(error).__name__}")
+        if message.quoting and await self._quotes_someone_gone(message.quoting):
+            # A report made before someone it quotes was forgotten, and queued after the
+            # erasure looked for it (found by review): withdrawn, as erasure withdraws
+            # those it finds (bot/reports/quotes.py).
+            return Dropped("it quotes someone forgotten since it was made")
         try:
             if message.edit is not None and message.edit.startswith(SEALED):
                 message.edit = self.identity.unseal(message.edit[len(SEALED) :].encode())
@@ -220,6 +225,11 @@ class Deliverer:
             # Whatever went wrong, this row waits and retries with backoff; nobody else waits.
             log.exception("sending a message failed unexpectedly")
             return Failed(type(error).__name__)
+
+    async def _quotes_someone_gone(self, quoting: list[str]) -> bool:
+        """Whether someone whose words a report quotes has no row any more (forgotten)."""
+        people = await asyncio.gather(*(self.storage.participant(who) for who in quoting))
+        return any(person is None for person in people)
 
     async def run(self) -> None:
         """Deliver until cancelled: on every wake-up, and when a retry falls due."""
