@@ -198,7 +198,10 @@ class Scheduler:
                 preference = await self.storage.participant(person)
                 language = (preference.language if preference else None) or "en"
                 message = await self.digests.message(language, since, due)
-                key = f"digest:{due.astimezone(UTC).isoformat()}:{person}"
+                # Named by the local time it is due, as prompts are (`prompt_key`): the
+                # two 01:30s of the night the clocks go back are one digest.
+                local = due.astimezone(ZoneInfo(self.timezone)).replace(tzinfo=None)
+                key = f"digest:{local.isoformat()}:{person}"
                 if await self.dispatcher.send_to(person, message, key):
                     report.digests += 1
             await self.storage.finish_occurrence(DIGEST, self.timezone, due, "sent")
