@@ -5,6 +5,7 @@ or is cancelled gives the lock back, and a whole cohort's chunk fits in the lock
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -512,21 +513,19 @@ async def _true(value: bool) -> bool:
     return value
 
 
-async def test_a_turn_whose_lock_is_lost_writes_nothing_and_is_taken_again(tmp_path):
-    """The server ends the locks' kept connection while a turn of ana's is under way on
-    one instance: the turn writes nothing and says storage failed (a webhook answers
-    503), and the platform's retry of the same message is answered once."""
+@contextlib.asynccontextmanager
+async def one_instance(tmp_path: Any) -> AsyncIterator[tuple[Any, Any, PostgresConversationLocks]]:
+    """A dispatcher on PostgreSQL with its locks in the database, as `run` makes it: the
+    dispatcher, its store and its locks."""
     from bot.conversation.dispatcher import Dispatcher
     from bot.library import GuideLibrary
     from bot.locales import load_phrasebook
-    from bot.messages import Inbound, NotStored
     from bot.privacy import Identity
     from tests.conftest import FakeClock, load
     from tests.storage_suite import drop_schemas, postgres_store
 
     library = GuideLibrary()
     library.add(load(GUIDE, "many.yaml"))
-    identity = Identity(b"locks-dispatcher-secret")
     store = postgres_store(tmp_path / "one.db")
     locks: PostgresConversationLocks | None = None
     try:
@@ -534,36 +533,9 @@ async def test_a_turn_whose_lock_is_lost_writes_nothing_and_is_taken_again(tmp_p
         locks = await PostgresConversationLocks.open(
             DATABASE_URL, size=4, namespace=str(store.schema), local=KeyedLocks()
         )
-        bot = Dispatcher(storage=store, library=library, identity=identity,
+        bot = Dispatcher(storage=store, library=library, identity=Identity(b"locks-test-secret"),
                          phrases=load_phrasebook(), clock=FakeClock(), locks=locks)  # fmt: skip
-        await bot.handle(Inbound("terminal", "ana", "ana", "/start many", key="0"))
-        read = store.conversation
-        cut = asyncio.Event()
-
-        async def read_then_cut(*args: Any) -> Any:
-            loaded = await read(*args)
-            if not cut.is_set():
-                cut.set()
-                kept = locks._session._connection
-                async with store.pool.acquire() as looking:
-                    await looking.execute("SELECT pg_terminate_backend($1)", kept.get_server_pid())
-
-                async def closed() -> bool:
-                    return not still_open(kept)
-
-                await until(closed, "the kept connection is seen closed")
-            return loaded
-
-        store.conversation = read_then_cut  # type: ignore[method-assign]
-        with pytest.raises(NotStored):
-            await bot.handle(Inbound("terminal", "ana", "ana", "a1", key="1"))
-        person = await store.participant(identity.pseudonym("terminal", "ana"))
-        assert person is not None and person.current_run is not None
-        assert await store.answers(person.current_run) == []
-        await bot.handle(Inbound("terminal", "ana", "ana", "a1", key="1"))  # sent again
-        await bot.handle(Inbound("terminal", "ana", "ana", "a2", key="2"))
-        answers = await store.answers(person.current_run)
-        assert [(a.step, a.value) for a in answers] == [("q1", '"a1"'), ("q2", '"a2"')]
+        yield bot, store, locks
     finally:
         if locks is not None:
             await locks.close()
@@ -571,55 +543,63 @@ async def test_a_turn_whose_lock_is_lost_writes_nothing_and_is_taken_again(tmp_p
         await drop_schemas()
 
 
+def cut_after_first(store: Any, read: str, locks: PostgresConversationLocks) -> None:
+    """The first time the store's `read` is asked, the server ends the locks' kept
+    connection once it has answered (as a restart or a proxy would)."""
+    reading = getattr(store, read)
+    cut = asyncio.Event()
+
+    async def read_then_cut(*args: Any) -> Any:
+        loaded = await reading(*args)
+        if not cut.is_set():
+            cut.set()
+            kept = locks._session._connection
+            async with store.pool.acquire() as looking:
+                await looking.execute("SELECT pg_terminate_backend($1)", kept.get_server_pid())
+
+            async def closed() -> bool:
+                return not still_open(kept)
+
+            await until(closed, "the kept connection is seen closed")
+        return loaded
+
+    setattr(store, read, read_then_cut)
+
+
+async def test_a_turn_whose_lock_is_lost_writes_nothing_and_is_taken_again(tmp_path):
+    """The server ends the locks' kept connection while a turn of ana's is under way on
+    one instance: the turn writes nothing and says storage failed (a webhook answers
+    503), and the platform's retry of the same message is answered once."""
+    from bot.messages import Inbound, NotStored
+
+    async with one_instance(tmp_path) as (bot, store, locks):
+        await bot.handle(Inbound("terminal", "ana", "ana", "/start many", key="0"))
+        cut_after_first(store, "conversation", locks)
+        with pytest.raises(NotStored):
+            await bot.handle(Inbound("terminal", "ana", "ana", "a1", key="1"))
+        person = await store.participant(bot.identity.pseudonym("terminal", "ana"))
+        assert person is not None and person.current_run is not None
+        assert await store.answers(person.current_run) == []
+        await bot.handle(Inbound("terminal", "ana", "ana", "a1", key="1"))  # sent again
+        await bot.handle(Inbound("terminal", "ana", "ana", "a2", key="2"))
+        answers = await store.answers(person.current_run)
+        assert [(a.step, a.value) for a in answers] == [("q1", '"a1"'), ("q2", '"a2"')]
+
+
 async def test_a_cohorts_chunk_whose_lock_is_lost_writes_nothing_and_is_taken_again(tmp_path):
     """The same for a chunk of a scheduled prompt: its kept connection ended while it
     read everyone, it writes no one's prompt and says storage failed (the occurrence is
     taken up again), and taken again it prompts each of them once."""
-    from bot.conversation.dispatcher import Dispatcher
-    from bot.library import GuideLibrary
-    from bot.locales import load_phrasebook
-    from bot.privacy import Identity
     from storage.postgres.locks import LockLost
     from storage.rows import Commit, ParticipantRow
-    from tests.conftest import FakeClock, load
-    from tests.storage_suite import drop_schemas, postgres_store
 
-    library = GuideLibrary()
-    library.add(load(GUIDE, "many.yaml"))
-    identity = Identity(b"locks-dispatcher-secret")
-    store = postgres_store(tmp_path / "one.db")
-    locks: PostgresConversationLocks | None = None
-    try:
-        await store.open()
-        locks = await PostgresConversationLocks.open(
-            DATABASE_URL, size=4, namespace=str(store.schema), local=KeyedLocks()
-        )
-        bot = Dispatcher(storage=store, library=library, identity=identity,
-                         phrases=load_phrasebook(), clock=FakeClock(), locks=locks)  # fmt: skip
-        people = {identity.pseudonym("terminal", who): who for who in ("ana", "ben", "cy")}
+    async with one_instance(tmp_path) as (bot, store, locks):
+        people = {bot.identity.pseudonym("terminal", who): who for who in ("ana", "ben", "cy")}
         for pid, who in people.items():
-            await store.commit(
-                Commit(participant=ParticipantRow(pid, "terminal", identity.seal(who)))
-            )
+            sealed = bot.identity.seal(who)
+            await store.commit(Commit(participant=ParticipantRow(pid, "terminal", sealed)))
         prompts = [(pid, f"prompt:s1:2026-10-19T09:00:00:{pid}") for pid in people]
-        read = store.conversations
-        cut = asyncio.Event()
-
-        async def read_then_cut(*args: Any) -> Any:
-            loaded = await read(*args)
-            if not cut.is_set():
-                cut.set()
-                kept = locks._session._connection
-                async with store.pool.acquire() as looking:
-                    await looking.execute("SELECT pg_terminate_backend($1)", kept.get_server_pid())
-
-                async def closed() -> bool:
-                    return not still_open(kept)
-
-                await until(closed, "the kept connection is seen closed")
-            return loaded
-
-        store.conversations = read_then_cut  # type: ignore[method-assign]
+        cut_after_first(store, "conversations", locks)
         with pytest.raises(LockLost):
             await bot.prompt_many(prompts, "s1", "many", None)
         for pid in people:
@@ -627,8 +607,3 @@ async def test_a_cohorts_chunk_whose_lock_is_lost_writes_nothing_and_is_taken_ag
         assert await bot.prompt_many(prompts, "s1", "many", None) == 3
         for pid in people:
             assert len(await store.open_runs(pid)) == 1
-    finally:
-        if locks is not None:
-            await locks.close()
-        await store.close()
-        await drop_schemas()

@@ -83,6 +83,10 @@ async def _given_back(connection: asyncpg.Connection) -> None:
 ALIVE_PREFIX = "kitchen-table alive "
 
 
+class AliveLockHeld(Exception):
+    """The lock that says this instance is alive is still held by an earlier session."""
+
+
 def claimant_lock(claimant: str) -> int:
     """The advisory lock an instance holds while alive (64 bits of a hash of its name)."""
     digest = hashlib.blake2b(f"kitchen-table claimant {claimant}".encode(), digest_size=8)
@@ -203,13 +207,18 @@ class Connections:
             named = self._settings() | {"application_name": self._alive_name}
             connection = await asyncpg.connect(self.url, server_settings=named)
             try:
-                await connection.execute(
-                    "SELECT pg_advisory_lock($1)", claimant_lock(self.claimant)
-                )
+                # Tried, not waited for: held, it is held by this instance's own earlier
+                # session that the server has not let go yet (it may take hours to see a
+                # connection cut without a word), and waiting hung delivery unheard.
+                lock = claimant_lock(self.claimant)
+                if not await connection.fetchval("SELECT pg_try_advisory_lock($1)", lock):
+                    raise AliveLockHeld(
+                        "this instance's earlier connection still holds its alive lock"
+                    )
                 await connection.add_listener(self._news_channel, self._heard)
             except BaseException:
-                # Kept only once it holds the lock: kept before, a lock that failed (a
-                # timeout, a cancel) left a connection that said alive and held nothing
+                # Kept only once it holds the lock: kept before, a lock that failed (held
+                # still, a cancel) left a connection that said alive and held nothing
                 # (found by review). Closed at once, and the lock with it if it got it.
                 connection.terminate()
                 raise

@@ -214,7 +214,7 @@ class ConversationsPG(Commits):
             except Exception as error:
                 log.error("could not tell the other instances this one is alive (%s): it"
                           " sends nothing until it can", error)  # fmt: skip
-                raise
+                return []
             await self.reap_dead(channel)
         elif not alive:
             return []
