@@ -289,6 +289,12 @@ class Gatherings:
         if share and in_room:
             room = turn.voice.identity.pseudonym(gathering.channel, f"gathering:{gathering.id}")
             turn.send_to(gathering.channel, room, gathering.address, summary)
+            if turn.inbound.group:
+                # Said after the summary, in its queue: as the room's own reply it raced
+                # it, and came first once delivery looked at whom a summary quotes.
+                said = Outbound(text=turn.text("closed_shared", title=gathering.title))
+                turn.send_to(gathering.channel, room, gathering.address, said)
+            return
         if turn.inbound.group:
             self._say(turn, "closed_shared" if share else "closed", title=gathering.title)
 
