@@ -16,7 +16,7 @@ import pytest
 from bot.conversation.locks import KeyedLocks
 from bot.flows.events import Tap
 from bot.messages import Inbound, Outbound
-from bot.scheduling.scheduler import prompt_key
+from bot.scheduling.scheduler import occurrence_key, prompt_key
 from storage.rows import Commit, RunRow
 from tests.test_pg_locks import until
 from tests.town import Town, setup
@@ -26,7 +26,7 @@ LEASE = timedelta(minutes=10)
 
 
 def key(town: Town, who: str) -> str:
-    return prompt_key("s1", MONDAY_9_CHICAGO, "America/Chicago", key_pid(town, who))
+    return prompt_key(occurrence_key("s1", MONDAY_9_CHICAGO, "America/Chicago"), key_pid(town, who))
 
 
 def questions(town: Town, who: str) -> list[Outbound]:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.messages import Inbound
-from bot.scheduling.scheduler import prompt_key
+from bot.scheduling.scheduler import occurrence_key, prompt_key
 from tests.town import CODE, Town, at, setup
 
 
@@ -88,7 +88,7 @@ async def test_a_scheduler_that_died_mid_way_is_taken_over_without_repeats(town:
     assert claim == "claimed"
     for who in ("p0", "p1"):
         pid = town.identity.pseudonym("terminal", who)
-        key = prompt_key("s1", due, "America/Chicago", pid)
+        key = prompt_key(occurrence_key("s1", due, "America/Chicago"), pid)
         await dispatcher.prompt(pid, key, "s1", "pulse")
     assert (await second.tick()).prompted == 0  # still held by the first
     town.clock.advance(minutes=11)
@@ -321,6 +321,6 @@ def test_the_hour_that_comes_twice_when_the_clocks_go_back_ends_and_prompts_once
     assert [f.astimezone(UTC).strftime("%d %H:%M") for f in found] == [
         "01 06:30", "01 07:30", "02 07:30",
     ]  # fmt: skip
-    keys = {prompt_key("s1", due, "America/Chicago", "ana") for due in found}
+    keys = {prompt_key(occurrence_key("s1", due, "America/Chicago"), "ana") for due in found}
     assert len(keys) == 2  # 1 November once, 2 November once
     assert len(occurrences("0 * * * *", "America/Chicago", after, until)) == 48

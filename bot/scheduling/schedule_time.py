@@ -70,6 +70,12 @@ def occurrences(cron: str, tz: str, after: datetime, until: datetime) -> list[da
         previous, now = fire, fire.astimezone(UTC) + timedelta(microseconds=1)
 
 
+def wall_clock(moment: datetime, tz: str) -> str:
+    """The time on the wall in `tz` at `moment`, as text with no offset: the same for the
+    same hour wherever someone is, and for both of the hour that comes twice."""
+    return moment.astimezone(ZoneInfo(tz)).replace(tzinfo=None).isoformat()
+
+
 def quiet_until(
     now: datetime, tz: str, start: time = QUIET_START, end: time = QUIET_END
 ) -> datetime:

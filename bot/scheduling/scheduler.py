@@ -36,12 +36,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Protocol
-from zoneinfo import ZoneInfo
 
 from bot.conversation.dispatcher import Dispatcher
 from bot.library import GuideLibrary
 from bot.messages import Outbound
-from bot.scheduling.schedule_time import occurrences, quiet_until
+from bot.scheduling.schedule_time import occurrences, quiet_until, wall_clock
 from storage.protocol import Storage
 from storage.rows import MemberRow, ScheduleRow
 
@@ -53,14 +52,18 @@ RETENTION = "retention"
 HOUSEKEEPING = "housekeeping"  # expired records cleared, once a UTC day
 
 
-def prompt_key(schedule_id: str, due: datetime, tz: str, participant: str) -> str:
-    """What makes a scheduled prompt go to someone once: the occurrence as the local time
-    it is due in the zone it is sent for, not the instant. Someone who sets a time zone
-    further west after this week's prompt is not prompted again when the same hour comes
-    round there (found by review: named by the instant, they were); and the two 01:30s
-    of the night the clocks go back are one prompt."""
-    local = due.astimezone(ZoneInfo(tz)).replace(tzinfo=None).isoformat()
-    return f"prompt:{schedule_id}:{local}:{participant}"
+def occurrence_key(schedule_id: str, due: datetime, tz: str) -> str:
+    """What makes a scheduled prompt go to someone once, with `prompt_key`: the occurrence
+    as the local time it is due in the zone it is sent for, not the instant. Someone who
+    sets a time zone further west after this week's prompt is not prompted again when
+    the same hour comes round there (found by review: named by the instant, they were);
+    and the two 01:30s of the night the clocks go back are one prompt."""
+    return f"prompt:{schedule_id}:{wall_clock(due, tz)}"
+
+
+def prompt_key(occurrence: str, participant: str) -> str:
+    """One person's prompt for an occurrence (`occurrence_key`)."""
+    return f"{occurrence}:{participant}"
 
 
 class WeeklyDigests(Protocol):
@@ -198,10 +201,9 @@ class Scheduler:
                 preference = await self.storage.participant(person)
                 language = (preference.language if preference else None) or "en"
                 message = await self.digests.message(language, since, due)
-                # Named by the local time it is due, as prompts are (`prompt_key`): the
-                # two 01:30s of the night the clocks go back are one digest.
-                local = due.astimezone(ZoneInfo(self.timezone)).replace(tzinfo=None)
-                key = f"digest:{local.isoformat()}:{person}"
+                # Named by the local time it is due, as prompts are (`occurrence_key`):
+                # the two 01:30s of the night the clocks go back are one digest.
+                key = f"digest:{wall_clock(due, self.timezone)}:{person}"
                 if await self.dispatcher.send_to(person, message, key):
                     report.digests += 1
             await self.storage.finish_occurrence(DIGEST, self.timezone, due, "sent")
@@ -246,8 +248,9 @@ class Scheduler:
     ) -> list[tuple[str, str]]:
         """(participant, key) for each member to prompt: not paused, not unreachable. The
         key names the occurrence and the person, so each is prompted for it once."""
+        occurrence = occurrence_key(schedule.id, due, tz)  # once, not per member
         return [
-            (member.participant, prompt_key(schedule.id, due, tz, member.participant))
+            (member.participant, prompt_key(occurrence, member.participant))
             for member in members
             if not member.unreachable
             and (member.paused_until is None or member.paused_until <= now)
