@@ -28,7 +28,7 @@ from bot.reports import min_group as rule
 from bot.reports.breakdown import Breakdown, Count, Row, breakdown
 from bot.reports.digest_texts import Texts, read_texts
 from bot.reports.quotes import quoting
-from bot.reports.themes.model import QuestionThemes, quoted
+from bot.reports.themes.model import QuestionThemes, quoted, theme_quotes
 from bot.reports.themes.service import question_themes
 from storage.protocol import ReportStore
 from storage.rows import RunCount, Tally
@@ -81,14 +81,7 @@ class Digest:
     @property
     def quoting(self) -> list[str]:
         """Whose words it quotes, under its themes or as quotes (see bot/reports/quotes.py)."""
-        return quoting(
-            quote
-            for g in self.guides
-            for quote in [
-                *g.quotes,
-                *(q for qt in g.themes for t in qt.found.themes for q in t.quotes),
-            ]
-        )
+        return quoting(q for g in self.guides for q in [*g.quotes, *theme_quotes(g.themes)])
 
 
 async def build_digest(

@@ -27,7 +27,7 @@ from bot.flows.text import localize
 from bot.reports import min_group as rule
 from bot.reports.breakdown import Breakdown, Count, breakdown
 from bot.reports.quotes import Quote, quoting
-from bot.reports.themes.model import Answer, QuestionThemes, Quoted, quoted
+from bot.reports.themes.model import Answer, QuestionThemes, Quoted, quoted, theme_quotes
 from bot.reports.themes.service import answer_id, find_themes, without_answers
 from storage.rows import AnswerRow, RunRow
 
@@ -68,9 +68,7 @@ class Summary:
     @property
     def quoting(self) -> list[str]:
         """Whose words it quotes, under its themes or as quotes (see bot/reports/quotes.py)."""
-        return quoting(
-            [*self.quotes, *(q for qt in self.themes for t in qt.found.themes for q in t.quotes)]
-        )
+        return quoting([*self.quotes, *theme_quotes(self.themes)])
 
     @property
     def nothing_shown(self) -> bool:

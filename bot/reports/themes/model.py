@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -101,8 +101,11 @@ class Quoted:
         return isinstance(quote, str) and quote.casefold() in self.folded
 
 
+def theme_quotes(themes: Sequence[QuestionThemes]) -> Iterator[str]:
+    """Every quote shown under these themes, as each theme shows it."""
+    return (q for qt in themes for theme in qt.found.themes for q in theme.quotes)
+
+
 def quoted(themes: Sequence[QuestionThemes]) -> Quoted:
-    """Every quote shown under these themes."""
-    return Quoted(
-        frozenset(q.casefold() for qt in themes for theme in qt.found.themes for q in theme.quotes)
-    )
+    """Every quote shown under these themes, told apart ignoring case."""
+    return Quoted(frozenset(q.casefold() for q in theme_quotes(themes)))
