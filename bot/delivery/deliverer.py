@@ -227,9 +227,10 @@ class Deliverer:
             return Failed(type(error).__name__)
 
     async def _quotes_someone_gone(self, quoting: list[str]) -> bool:
-        """Whether someone whose words a report quotes has no row any more (forgotten)."""
-        people = await asyncio.gather(*(self.storage.participant(who) for who in quoting))
-        return any(person is None for person in people)
+        """Whether someone whose words a report quotes has no row any more (forgotten):
+        one read for them all, as a chunk of a prompt reads its people."""
+        found = await self.storage.conversations([(who, None) for who in quoting])
+        return any(each.participant is None for each in found)
 
     async def run(self) -> None:
         """Deliver until cancelled: on every wake-up, and when a retry falls due."""
