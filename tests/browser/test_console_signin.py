@@ -162,6 +162,12 @@ async def test_the_console_speaks_the_language_chosen_in_chat(bot: ConsoleBot, p
     await check_axe(page)
     await no_sideways_scroll(page)  # Spanish words are longer: still 360 px
     await shoot(page, "overview-es")
+    # A gathering is a "reunión" here too, as the bot calls it in chat.
+    await page.goto(f"{bot.url}/gatherings")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Reuniones")
+    await expect(page.get_by_text("No hay ninguna reunión abierta ahora.")).to_be_visible()
+    await expect(page.get_by_role("heading", name="Cerradas hace poco")).to_be_visible()
+    await shoot(page, "gatherings-es")
 
 
 async def test_a_role_taken_back_loses_the_console_at_once(bot: ConsoleBot, page: Page) -> None:
