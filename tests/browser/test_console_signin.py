@@ -165,7 +165,7 @@ async def test_the_console_speaks_the_language_chosen_in_chat(bot: ConsoleBot, p
     # A gathering is a "reunión" here too, as the bot calls it in chat.
     await page.goto(f"{bot.url}/gatherings")
     await expect(page.get_by_role("heading", level=1)).to_have_text("Reuniones")
-    await expect(page.get_by_text("No hay ninguna reunión abierta ahora.")).to_be_visible()
+    await expect(page.get_by_role("heading", name="Abiertas ahora")).to_be_visible()
     await expect(page.get_by_role("heading", name="Cerradas hace poco")).to_be_visible()
     await shoot(page, "gatherings-es")
 
