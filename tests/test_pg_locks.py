@@ -372,6 +372,42 @@ async def test_locks_on_a_pool_of_their_own_open_and_close():
         await locks.close()  # twice is harmless
 
 
+async def test_a_kept_connection_cut_without_a_word_holds_up_no_turn_for_long(monkeypatch):
+    """The network forgets the locks' kept connection without a word (a NAT's idle
+    timeout). Every turn's trip on it hung until the system gave up, some fifteen
+    minutes: the whole instance stood still. Now a trip that does not answer ends it; the
+    turns that held locks on it are told so before they write; the next turn goes on;
+    and the server, told to give up on a quiet client within 30 seconds, lets another
+    instance have the lock the cut one held (found while reading what a silent cut does)."""
+    from storage.postgres import locks as module
+    from storage.postgres.locks import LockLost
+    from tests.pg_relay import Relay
+
+    async with fresh_schema(pools=1) as (schema, (other,)):
+        relay = await Relay(DATABASE_URL).start()
+        cut_off = await PostgresConversationLocks.open(
+            relay.url, size=3, namespace=schema, local=KeyedLocks()
+        )
+        theirs = PostgresConversationLocks(other, namespace=schema)
+        try:
+            async with cut_off.hold("ana") as held:
+                kept = cut_off._session._connection
+                # Asked of the server for every connection: give up on a silent client soon.
+                assert await kept.fetchval("SHOW tcp_keepalives_idle") == "10"
+                relay.go_silent()
+                monkeypatch.setattr(module, "TRIP_TIMEOUT", 0.2)
+                await asyncio.wait_for(_enter(cut_off, "ben"), 10)  # not held up
+                with pytest.raises(LockLost):
+                    held.check()
+                waiting = asyncio.create_task(_enter(theirs, "ana"))
+                await until(waiting_for(other, theirs, "ana"), "the other instance waits")
+                relay.server_gives_up()
+                await asyncio.wait_for(waiting, 10)
+        finally:
+            await relay.cut()
+            await cut_off.close()
+
+
 async def _enter(locks: PostgresConversationLocks, key: str) -> None:
     async with locks.hold(key):
         pass

@@ -355,6 +355,64 @@ async def test_delivery_that_lost_its_alive_connection_mid_round_leaves_the_rest
     assert sorted(on_b.sent) == ["ana 1", "ana 2", "ben 1"]
 
 
+async def test_an_instance_cut_off_without_a_word_stops_sending_before_others_take_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """a reaches the database through a relay that falls silent: a NAT that forgot its
+    connections. a's side hears nothing, for hours as far as its system goes; the
+    server (its keepalive settings) gives a's sessions up within 30 seconds and lets go
+    of a's alive lock, and b then takes a's leases at once. a must have stopped sending
+    what it claimed by then: it trusts its alive connection only while a recent ping was
+    answered (found while reading what a silent cut does)."""
+    from storage.postgres import connection
+    from storage.postgres.connection import ALIVE_TRUST, SERVER_GIVES_UP, AliveLockHeld
+    from tests.pg_relay import Relay
+    from tests.storage_suite import DATABASE_URL, schema_for
+    from tests.test_pg_locks import until
+
+    assert ALIVE_TRUST < SERVER_GIVES_UP / 2  # a stops well before the server lets go
+    await need("postgres")
+    relay = await Relay(DATABASE_URL).start()
+    schema = schema_for(tmp_path / "kt.db")
+    a = PostgresStorage(relay.url, pool_size=4, schema=schema)
+    b = postgres_store(tmp_path / "kt.db")
+    await a.open()
+    await b.open()
+    try:
+        await a.commit_many([Commit(outbox=[message("hi ana", "ana")])])
+        [row] = await a.claim_due("terminal", START, 10)
+        assert a.claim_holds(row.id or 0)
+        relay.go_silent()
+        # Nothing said: the alive connection looks open, and the last ping was lately.
+        assert a._alive is not None and not a._alive.is_closed()
+        real = connection.monotonic
+        monkeypatch.setattr(connection, "monotonic", lambda: real() + ALIVE_TRUST)
+        assert not a.claim_holds(row.id or 0)  # no ping answered for ALIVE_TRUST
+        # Asked to say it is alive, a pings, hears nothing, and ends that connection; its
+        # new one finds the alive lock still held by the silent session, and says so.
+        monkeypatch.setattr(connection, "PING_TIMEOUT", 0.2)
+        with caplog.at_level(logging.ERROR), pytest.raises(AliveLockHeld):
+            await a._say_alive()
+        assert "did not answer" in caplog.text
+        assert not a.claim_holds(row.id or 0)
+        # Meanwhile b sees a alive, and waits for a's lease.
+        assert await b.claim_due("terminal", START, 10) == []
+        relay.server_gives_up()
+
+        async def taken_by_b() -> bool:
+            return texts(await b.claim_due("terminal", START, 10)) == ["hi ana"]
+
+        await until(taken_by_b, "b takes over the message a claimed")
+        assert not a.claim_holds(row.id or 0)
+        await a._say_alive()  # the server has let go: a is alive again
+        assert a._alive_held()
+    finally:
+        await relay.cut()  # a's silent connections end, so that it can close
+        await a.close()
+        await b.close()
+        await drop_schemas()
+
+
 async def a_commit_owed(store: PostgresStorage, identity: Any, owed: list[tuple[str, str]]) -> None:
     from bot.messages import Outbound
 

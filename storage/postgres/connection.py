@@ -82,6 +82,32 @@ async def _given_back(connection: asyncpg.Connection) -> None:
 # How an instance's connection that holds its claimant lock is named.
 ALIVE_PREFIX = "kitchen-table alive "
 
+# What every connection asks of its server (each a user's setting): probe a client quiet
+# for 10 seconds every 5 seconds, and give it up 30 seconds after last hearing from it
+# (unanswered probes, or data it has not acknowledged). A connection cut without a word
+# (a NAT or load balancer that forgot it, a machine gone) then ends within about 30
+# seconds, and its advisory locks with it, where the system's defaults take over two
+# hours: a person's conversation lock, or a dead instance's alive lock, stayed held all
+# that time. The probes also keep such boxes from forgetting a connection that is only
+# idle, as the alive connection and the locks' kept one often are.
+QUIET_CUT = {
+    "tcp_keepalives_idle": "10",
+    "tcp_keepalives_interval": "5",
+    "tcp_keepalives_count": "4",
+    "tcp_user_timeout": "30000",
+}
+# So the server lets go of a silent connection's locks no sooner than this (seconds)
+# after it last heard from it.
+SERVER_GIVES_UP = 30.0
+# How often the alive connection is asked whether it is there (seconds), how long an
+# answer may take, and for how long after a ping that was answered was sent this
+# instance trusts it: well inside SERVER_GIVES_UP, so that an instance cut off stops
+# sending what it claimed before the server can let go of its alive lock (when others
+# take its leases). Its side alone would not know of the cut for hours.
+PING_EVERY = 2.0
+PING_TIMEOUT = 5.0
+ALIVE_TRUST = 10.0
+
 
 class AliveLockHeld(Exception):
     """The lock that says this instance is alive is still held by an earlier session."""
@@ -134,7 +160,10 @@ class Connections:
         self.claimant = f"{secrets.token_hex(4)}:{os.getpid()}:{socket.gethostname()}"
         self._pool: asyncpg.Pool | None = None
         self._alive: asyncpg.Connection | None = None  # holds this claimant's lock
-        self._saying_alive = asyncio.Lock()
+        self._saying_alive = asyncio.Lock()  # held by whatever uses that connection
+        # When the last ping it answered was sent (monotonic), and what keeps pinging.
+        self._alive_confirmed = float("-inf")
+        self._pinging: asyncio.Task[None] | None = None
         # Who to wake when another instance queues many messages (NOTIFY, heard on the
         # connection `_alive` keeps), and this instance's own queueing: how many lately
         # (and when to analyze the outbox), and when it was last counted.
@@ -176,6 +205,11 @@ class Connections:
             await connection.close()
 
     async def close(self) -> None:
+        if self._pinging is not None:
+            pinging, self._pinging = self._pinging, None
+            pinging.cancel()
+            with contextlib.suppress(BaseException):
+                await pinging
         if self._alive is not None:
             alive, self._alive = self._alive, None
             with contextlib.suppress(Exception):  # closing its connection is what matters
@@ -185,31 +219,43 @@ class Connections:
             await pool.close()
 
     def _alive_held(self) -> bool:
-        """Whether this instance holds its claimant lock, as far as its connection knows
-        (one the server ended is closed as soon as the event loop reads that)."""
-        return self._alive is not None and not self._alive.is_closed()
+        """Whether this instance holds its claimant lock, as far as it knows: its
+        connection is open (one the server ended is closed as soon as the event loop
+        reads that) and answered a ping sent within ALIVE_TRUST (one cut without a word
+        never says so)."""
+        return (
+            self._alive is not None
+            and not self._alive.is_closed()
+            and monotonic() - self._alive_confirmed < ALIVE_TRUST
+        )
 
     async def _say_alive(self) -> None:
         """Hold this claimant's lock on a connection of its own for as long as the store
         is open: while it is held, this instance is alive; once its process dies, the
         server drops the connection and the lock, and another instance takes over its
-        leases at once (`reap_dead`) instead of waiting for them to run out."""
+        leases at once (`reap_dead`) instead of waiting for them to run out. Returns
+        with the connection open and its last ping answered within ALIVE_TRUST."""
         # One at a time: a second would wait for ever behind the first's lock, which is
         # the same claimant's (found by review).
         async with self._saying_alive:
-            if self._alive is not None and self._alive.is_closed():
-                # The database went away and took the lock: hold it again (meanwhile another
-                # instance may have taken this one's leases, and sent those messages).
-                self._alive = None
-            if self._alive is not None:
-                return
+            alive = self._alive
+            if alive is not None and not alive.is_closed():
+                if monotonic() - self._alive_confirmed < ALIVE_TRUST:
+                    return
+                if await self._ping(alive):  # not heard from lately (a busy event loop)
+                    return
+            # The database went away and took the lock, or the connection is silent: hold
+            # it again (meanwhile another instance may have taken this one's leases, and
+            # sent those messages).
+            self._alive = None
             # Named after the claimant, so others see who is alive (`reap_dead`).
             named = self._settings() | {"application_name": self._alive_name}
+            asked = monotonic()
             connection = await asyncpg.connect(self.url, server_settings=named)
             try:
                 # Tried, not waited for: held, it is held by this instance's own earlier
-                # session that the server has not let go yet (it may take hours to see a
-                # connection cut without a word), and waiting hung delivery unheard.
+                # session that the server has not let go yet (up to SERVER_GIVES_UP after a
+                # cut without a word), and waiting hung delivery unheard.
                 lock = claimant_lock(self.claimant)
                 if not await connection.fetchval("SELECT pg_try_advisory_lock($1)", lock):
                     raise AliveLockHeld(
@@ -222,7 +268,31 @@ class Connections:
                 # (found by review). Closed at once, and the lock with it if it got it.
                 connection.terminate()
                 raise
-            self._alive = connection
+            self._alive, self._alive_confirmed = connection, asked
+            if self._pinging is None or self._pinging.done():
+                self._pinging = asyncio.create_task(self._keep_pinging())
+
+    async def _ping(self, alive: asyncpg.Connection) -> bool:
+        """Ask the alive connection whether it is there (under `_saying_alive`): if it does
+        not answer in time, it is ended here, so that this side knows it holds nothing."""
+        sent = monotonic()
+        try:
+            await alive.fetchval("SELECT 1", timeout=PING_TIMEOUT)
+        except Exception as error:
+            log.error("the connection saying this instance is alive did not answer (%s)", error)
+            alive.terminate()
+            return False
+        self._alive_confirmed = max(self._alive_confirmed, sent)
+        return True
+
+    async def _keep_pinging(self) -> None:
+        """Ping the alive connection every PING_EVERY seconds for as long as it is open."""
+        while True:
+            await asyncio.sleep(PING_EVERY)  # a heartbeat's period, not a test's wait
+            async with self._saying_alive:
+                alive = self._alive
+                if alive is None or alive.is_closed() or not await self._ping(alive):
+                    return
 
     # Messages queued by many at once ---------------------------------------------------
 
@@ -362,7 +432,7 @@ class Connections:
         return versions
 
     def _settings(self) -> dict[str, str]:
-        settings = {"application_name": "kitchen-table"}
+        settings = {"application_name": "kitchen-table", **QUIET_CUT}
         if self.schema is not None:
             settings["search_path"] = _quoted(self.schema)
         return settings

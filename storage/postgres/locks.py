@@ -48,6 +48,12 @@ from typing import Any, Protocol
 
 STRIPES = 1024
 MANY = 512
+# A trip of the kept session only tries locks, so it answers at once; one that has not
+# answered in this long (seconds) is on a connection cut without a word, which would
+# otherwise hang every turn of this instance until the system gave up on it (some
+# fifteen minutes). It is ended: its locks' holders write nothing (`Held.check`), and
+# the server lets go of the locks within `connection.SERVER_GIVES_UP`.
+TRIP_TIMEOUT = 10.0
 
 # Locks taken in the order given: the shared ones (stripes) first, then the exclusive.
 TAKE = (
@@ -81,6 +87,8 @@ class Connection(Protocol):
     async def fetchrow(self, query: str, *args: Any) -> Any: ...
 
     def is_closed(self) -> bool: ...
+
+    def terminate(self) -> None: ...
 
 
 class Pool(Protocol):
@@ -199,7 +207,7 @@ class Session:
             try:
                 taken = await self._trip_once(takes, releases)
             except Exception:
-                await self._drop()
+                await self._drop(failed=True)
                 for _, future in takes:
                     if not future.done():
                         future.set_result(None)
@@ -234,22 +242,28 @@ class Session:
         if self._connection is None:
             self._kept = self._pool.acquire()
             self._connection = await self._kept.__aenter__()
-        row = await self._connection.fetchrow(
-            TRY,
-            [i for _, (ids, _), _ in releases for i in ids],
-            [s for _, (_, shared), _ in releases for s in shared],
-            [i for (ids, _), _ in takes for i in ids],
-            [s for (_, shared), _ in takes for s in shared],
-        )
+        async with asyncio.timeout(TRIP_TIMEOUT):
+            row = await self._connection.fetchrow(
+                TRY,
+                [i for _, (ids, _), _ in releases for i in ids],
+                [s for _, (_, shared), _ in releases for s in shared],
+                [i for (ids, _), _ in takes for i in ids],
+                [s for (_, shared), _ in takes for s in shared],
+            )
         for _, _, done in releases:
             if done is not None and not done.done():
                 done.set_result(None)
         return list(row[1])
 
-    async def _drop(self) -> None:
-        """Give the failed connection back to its pool (which closes a broken one)."""
-        kept, self._kept, self._connection = self._kept, None, None
+    async def _drop(self, *, failed: bool = False) -> None:
+        """Give the connection back to its pool; a failed one is ended first, so that the
+        server lets go of its locks (one whose trip timed out may still have them)."""
+        kept, connection = self._kept, self._connection
+        self._kept, self._connection = None, None
         self.generation += 1
+        if failed and connection is not None:
+            with contextlib.suppress(Exception):
+                connection.terminate()
         if kept is not None:
             with contextlib.suppress(Exception):
                 await kept.__aexit__(None, None, None)
@@ -292,9 +306,11 @@ class PostgresConversationLocks:
         more waiters wait for a connection, in memory). `close` closes it."""
         import asyncpg
 
+        from storage.postgres.connection import QUIET_CUT
+
         pool = await asyncpg.create_pool(
             url, min_size=1, max_size=max(2, size),
-            server_settings={"application_name": "kitchen-table locks"},
+            server_settings={"application_name": "kitchen-table locks", **QUIET_CUT},
         )  # fmt: skip
         locks = cls(pool, namespace=namespace, local=local, keep_session=True)
         locks._owned = pool
