@@ -60,6 +60,34 @@ async def test_a_holder_whose_connection_dies_loses_the_lease_and_hears_it():
         await polling.release()  # after the loss: nothing to do, no error
 
 
+async def test_a_holder_cut_off_without_a_word_hears_it_lost_the_lease(monkeypatch):
+    """The network forgets the polling instance's connection without a word: nothing
+    told it (the server, now told to give a silent client up within 30 seconds, would
+    let another instance poll too). Its connection is pinged, ended when it does not
+    answer, and the holder hears the lease is lost (found while reading what a silent
+    cut does)."""
+    import asyncpg
+
+    from storage.postgres import quiet_cut
+    from tests.pg_relay import Relay
+    from tests.storage_suite import DATABASE_URL
+
+    monkeypatch.setattr(quiet_cut, "PING_EVERY", 0.05)
+    monkeypatch.setattr(quiet_cut, "PING_TIMEOUT", 0.2)
+    async with fresh_schema(pools=0) as (schema, _):
+        relay = await Relay(DATABASE_URL).start()
+        pool = await asyncpg.create_pool(relay.url, min_size=1, max_size=2)
+        try:
+            polling = await PostgresLeases(pool, namespace=schema).try_hold("telegram-polling")
+            assert polling is not None
+            relay.go_silent()
+            await asyncio.wait_for(polling.lost.wait(), 10)
+            await polling.release()
+        finally:
+            await relay.cut()
+            pool.terminate()
+
+
 async def test_two_deployments_on_one_database_hold_their_own_leases():
     async with fresh_schema(pools=2) as (_, (first_pool, second_pool)):
         ours = await PostgresLeases(first_pool, namespace="ours").try_hold("telegram-polling")

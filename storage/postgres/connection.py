@@ -14,7 +14,6 @@ instance in the outbox's leases.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import os
@@ -30,6 +29,7 @@ import asyncpg
 
 from storage.postgres.growth import Growth
 from storage.postgres.migrations import migrations
+from storage.postgres.quiet_cut import QUIET_CUT, SERVER_GIVES_UP, keep_pinging, ping, stop
 from storage.rows import GatheringRow, RunRow
 from storage.schema import NotOurs, SchemaAhead, SchemaBehind
 
@@ -82,31 +82,11 @@ async def _given_back(connection: asyncpg.Connection) -> None:
 # How an instance's connection that holds its claimant lock is named.
 ALIVE_PREFIX = "kitchen-table alive "
 
-# What every connection asks of its server (each a user's setting): probe a client quiet
-# for 10 seconds every 5 seconds, and give it up 30 seconds after last hearing from it
-# (unanswered probes, or data it has not acknowledged). A connection cut without a word
-# (a NAT or load balancer that forgot it, a machine gone) then ends within about 30
-# seconds, and its advisory locks with it, where the system's defaults take over two
-# hours: a person's conversation lock, or a dead instance's alive lock, stayed held all
-# that time. The probes also keep such boxes from forgetting a connection that is only
-# idle, as the alive connection and the locks' kept one often are.
-QUIET_CUT = {
-    "tcp_keepalives_idle": "10",
-    "tcp_keepalives_interval": "5",
-    "tcp_keepalives_count": "4",
-    "tcp_user_timeout": "30000",
-}
-# So the server lets go of a silent connection's locks no sooner than this (seconds)
-# after it last heard from it.
-SERVER_GIVES_UP = 30.0
-# How often the alive connection is asked whether it is there (seconds), how long an
-# answer may take, and for how long after a ping that was answered was sent this
-# instance trusts it: well inside SERVER_GIVES_UP, so that an instance cut off stops
-# sending what it claimed before the server can let go of its alive lock (when others
-# take its leases). Its side alone would not know of the cut for hours.
-PING_EVERY = 2.0
-PING_TIMEOUT = 5.0
-ALIVE_TRUST = 10.0
+# This instance trusts its alive connection only while a ping sent less than this long
+# ago (seconds) was answered: well inside SERVER_GIVES_UP, so that an instance cut off
+# stops sending what it claimed before the server can let go of its alive lock (when
+# others take its leases). Its side alone would not know of the cut for hours.
+ALIVE_TRUST = SERVER_GIVES_UP / 3
 
 
 class AliveLockHeld(Exception):
@@ -161,7 +141,10 @@ class Connections:
         self._pool: asyncpg.Pool | None = None
         self._alive: asyncpg.Connection | None = None  # holds this claimant's lock
         self._saying_alive = asyncio.Lock()  # held by whatever uses that connection
-        # When the last ping it answered was sent (monotonic), and what keeps pinging.
+        # When the alive connection was asked for (monotonic; what this instance claimed
+        # before then may have been taken by others meanwhile), when the last ping it
+        # answered was sent, and what keeps pinging it.
+        self._alive_since = float("inf")
         self._alive_confirmed = float("-inf")
         self._pinging: asyncio.Task[None] | None = None
         # Who to wake when another instance queues many messages (NOTIFY, heard on the
@@ -205,15 +188,13 @@ class Connections:
             await connection.close()
 
     async def close(self) -> None:
-        if self._pinging is not None:
-            pinging, self._pinging = self._pinging, None
-            pinging.cancel()
-            with contextlib.suppress(BaseException):
-                await pinging
+        pinging, self._pinging = self._pinging, None
+        await stop(pinging)
         if self._alive is not None:
+            # Ended, not closed: closing waits for the server's answer, which a connection
+            # cut without a word never gives. Ending it lets go of the lock all the same.
             alive, self._alive = self._alive, None
-            with contextlib.suppress(Exception):  # closing its connection is what matters
-                await alive.close()
+            alive.terminate()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
@@ -242,7 +223,8 @@ class Connections:
             if alive is not None and not alive.is_closed():
                 if monotonic() - self._alive_confirmed < ALIVE_TRUST:
                     return
-                if await self._ping(alive):  # not heard from lately (a busy event loop)
+                # Not heard from lately (a busy event loop, a slow server): asked now.
+                if await self._ping_alive(alive):
                     return
             # The database went away and took the lock, or the connection is silent: hold
             # it again (meanwhile another instance may have taken this one's leases, and
@@ -268,31 +250,23 @@ class Connections:
                 # (found by review). Closed at once, and the lock with it if it got it.
                 connection.terminate()
                 raise
-            self._alive, self._alive_confirmed = connection, asked
-            if self._pinging is None or self._pinging.done():
-                self._pinging = asyncio.create_task(self._keep_pinging())
+            self._alive, self._alive_since, self._alive_confirmed = connection, asked, asked
+            await stop(self._pinging)  # the old connection's, ended by now
+            self._pinging = asyncio.create_task(
+                keep_pinging(
+                    connection, "saying this instance is alive",
+                    answered=self._heard_alive, guard=self._saying_alive,
+                )
+            )  # fmt: skip
 
-    async def _ping(self, alive: asyncpg.Connection) -> bool:
-        """Ask the alive connection whether it is there (under `_saying_alive`): if it does
-        not answer in time, it is ended here, so that this side knows it holds nothing."""
-        sent = monotonic()
-        try:
-            await alive.fetchval("SELECT 1", timeout=PING_TIMEOUT)
-        except Exception as error:
-            log.error("the connection saying this instance is alive did not answer (%s)", error)
-            alive.terminate()
-            return False
+    async def _ping_alive(self, alive: asyncpg.Connection) -> bool:
+        sent = await ping(alive, "saying this instance is alive")
+        if sent is not None:
+            self._heard_alive(sent)
+        return sent is not None
+
+    def _heard_alive(self, sent: float) -> None:
         self._alive_confirmed = max(self._alive_confirmed, sent)
-        return True
-
-    async def _keep_pinging(self) -> None:
-        """Ping the alive connection every PING_EVERY seconds for as long as it is open."""
-        while True:
-            await asyncio.sleep(PING_EVERY)  # a heartbeat's period, not a test's wait
-            async with self._saying_alive:
-                alive = self._alive
-                if alive is None or alive.is_closed() or not await self._ping(alive):
-                    return
 
     # Messages queued by many at once ---------------------------------------------------
 

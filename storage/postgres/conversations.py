@@ -218,6 +218,9 @@ class ConversationsPG(Commits):
             await self.reap_dead(channel)
         elif not alive:
             return []
+        # Reckoned from here: asking to be alive again may have taken a while, and what
+        # was claimed before that connection was asked for is not trusted (`claim_holds`).
+        moment = monotonic()
         rows = await self._all(
             CLAIM, channel, utc(now), limit, self.claimant, utc(now + self.lease)
         )
@@ -243,6 +246,10 @@ class ConversationsPG(Commits):
             leased is not None
             and monotonic() - leased < self.lease.total_seconds() / 2
             and self._alive_held()
+            # Claimed (or renewed) under this alive connection: claimed under one that was
+            # lost, it may have been taken over before this one held the lock (found by
+            # review).
+            and leased >= self._alive_since
         )
 
     async def next_due(self, channel: str) -> datetime | None:

@@ -7,7 +7,9 @@ lease "telegram-polling"; another asking for it is told no at once, and can say 
 A lease is a session advisory lock on a connection kept for the holder's life. If
 the holder's process dies, or its connection is cut, PostgreSQL ends the session
 and the lease is free at once: no expiry to wait for, no row to clean up. A holder
-hears that it lost its connection (and with it the lease) through `lost`.
+hears that it lost its connection (and with it the lease) through `lost`. A
+connection cut without a word tells neither end: it is pinged, and ended when it
+does not answer, well before the server gives it up (storage/postgres/quiet_cut.py).
 """
 
 from __future__ import annotations
@@ -18,11 +20,10 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any, Protocol
 
 from storage.postgres.locks import lock_id
+from storage.postgres.quiet_cut import Pingable, keep_pinging, stop
 
 
-class Connection(Protocol):
-    async def fetchval(self, query: str, *args: Any) -> Any: ...
-
+class Connection(Pingable, Protocol):
     def add_termination_listener(self, callback: Any) -> None: ...
 
     def remove_termination_listener(self, callback: Any) -> None: ...
@@ -45,15 +46,22 @@ class Lease:
         self._connection: Connection | None = connection
         self._kept = kept
         connection.add_termination_listener(self._on_lost)
+        self._pinging = asyncio.create_task(self._ping(connection))
 
     def _on_lost(self, *_: object) -> None:
         self.lost.set()
+
+    async def _ping(self, connection: Connection) -> None:
+        await keep_pinging(connection, f"holding the lease {self.name}")
+        if connection.is_closed():
+            self.lost.set()  # ended for silence (its listener may have gone with it)
 
     async def release(self) -> None:
         """Give the lease up (the connection's reset releases its advisory locks)."""
         connection, self._connection = self._connection, None
         if connection is None:
             return
+        await stop(self._pinging)
         if not self.lost.is_set():
             # A connection that is gone took its listeners with it (and its pool already
             # has it back), which asyncpg reports as an error here: nothing to undo.

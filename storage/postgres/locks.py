@@ -44,7 +44,10 @@ import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from time import monotonic
 from typing import Any, Protocol
+
+from storage.postgres.quiet_cut import QUIET_CUT, SERVER_GIVES_UP
 
 STRIPES = 1024
 MANY = 512
@@ -52,8 +55,13 @@ MANY = 512
 # answered in this long (seconds) is on a connection cut without a word, which would
 # otherwise hang every turn of this instance until the system gave up on it (some
 # fifteen minutes). It is ended: its locks' holders write nothing (`Held.check`), and
-# the server lets go of the locks within `connection.SERVER_GIVES_UP`.
+# the server lets go of the locks within SERVER_GIVES_UP.
 TRIP_TIMEOUT = 10.0
+# How long after taking its locks a holder may still write (seconds). The server heard
+# from their connection when it took them, and gives a connection cut without a word up
+# no sooner than SERVER_GIVES_UP after it last heard from it; nothing tells this side.
+# A turn takes milliseconds, a chunk of a scheduled prompt a second or two.
+HOLD_TRUST = SERVER_GIVES_UP * 2 / 3
 
 # Locks taken in the order given: the shared ones (stripes) first, then the exclusive.
 TAKE = (
@@ -108,15 +116,19 @@ class LocalLocks(Protocol):
 class Held:
     """Locks as their holder has them: `check` before writing (see `LockLost`). A
     connection the server ended is seen closed as soon as the event loop has read that;
-    one cut without a word from the server is not seen until a trip on it fails. What
-    is left is those, and the moment between the check and the commit's own trip."""
+    one cut without a word is not seen at all, so locks are trusted for HOLD_TRUST
+    after they were taken. What is left is the moment between the check and the
+    commit's own trip."""
 
     def __init__(self, still: Callable[[], bool]) -> None:
         self._still = still  # whether the connection that took them still has them
+        self._taken = monotonic()
 
     def check(self) -> None:
         if not self._still():
             raise LockLost("the connection holding this conversation's lock was lost")
+        if monotonic() - self._taken >= HOLD_TRUST:
+            raise LockLost("this conversation's lock was held too long to be sure of")
 
 
 def still_open(connection: Connection) -> bool:
@@ -305,8 +317,6 @@ class PostgresConversationLocks:
         nobody else holds, the others for waiting on those another instance holds;
         more waiters wait for a connection, in memory). `close` closes it."""
         import asyncpg
-
-        from storage.postgres.connection import QUIET_CUT
 
         pool = await asyncpg.create_pool(
             url, min_size=1, max_size=max(2, size),
