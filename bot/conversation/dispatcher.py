@@ -205,7 +205,7 @@ class Dispatcher:
                 # nothing, and wakes nobody.
                 if _empty(turn.commit):
                     break
-                held.check()  # nobody else's turn of this conversation is under way
+                await held.check()  # nobody else's turn of this conversation is under way
                 if await self.storage.commit(turn.commit):
                     break
                 if again or commit is not None or turn.commit.take_record is None:

@@ -234,7 +234,7 @@ class Fanout:
                     begun = opening.stamp(person, run_id, key, seen_key)
                     commits.append(begun if ended is None else _after(ended.commit, begun))
                 if commits:
-                    held.check()  # nobody else's turn in these conversations either
+                    await held.check()  # nobody else's turn in these conversations either
                     written = await d.storage.commit_many(commits)
                 starting.clear()
                 commits.clear()  # freed now, before the collector is back

@@ -17,7 +17,7 @@ from typing import Protocol
 class Held(Protocol):
     """A lock as its holder has it."""
 
-    def check(self) -> None:
+    async def check(self) -> None:
         """Raise a storage failure (try again later) if the lock may be someone else's by
         now: asked just before the holder writes, so that two turns of one conversation
         never both write."""
@@ -37,7 +37,7 @@ class ConversationLocks(Protocol):
 class InMemory:
     """A lock in this process's memory: held until its block ends, whatever happens."""
 
-    def check(self) -> None:
+    async def check(self) -> None:
         return None
 
 

@@ -42,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from time import monotonic
 from typing import Any, Protocol
@@ -57,10 +57,11 @@ MANY = 512
 # fifteen minutes). It is ended: its locks' holders write nothing (`Held.check`), and
 # the server lets go of the locks within SERVER_GIVES_UP.
 TRIP_TIMEOUT = 10.0
-# How long after taking its locks a holder may still write (seconds). The server heard
-# from their connection when it took them, and gives a connection cut without a word up
-# no sooner than SERVER_GIVES_UP after it last heard from it; nothing tells this side.
-# A turn takes milliseconds, a chunk of a scheduled prompt a second or two.
+# How long after the server last heard from its locks' connection a holder may write
+# without asking again (seconds): the server gives a connection cut without a word up no
+# sooner than SERVER_GIVES_UP after that, and nothing tells this side. A turn takes
+# milliseconds; one that took longer (a big gathering's summary) asks its connection
+# once more (a round trip) before writing.
 HOLD_TRUST = SERVER_GIVES_UP * 2 / 3
 
 # Locks taken in the order given: the shared ones (stripes) first, then the exclusive.
@@ -116,19 +117,26 @@ class LocalLocks(Protocol):
 class Held:
     """Locks as their holder has them: `check` before writing (see `LockLost`). A
     connection the server ended is seen closed as soon as the event loop has read that;
-    one cut without a word is not seen at all, so locks are trusted for HOLD_TRUST
-    after they were taken. What is left is the moment between the check and the
-    commit's own trip."""
+    one cut without a word is not seen at all, so the locks are trusted for HOLD_TRUST
+    after the server last heard from their connection (when it took them, or answered
+    `confirm`). What is left is the moment between the check and the commit's trip."""
 
-    def __init__(self, still: Callable[[], bool]) -> None:
+    def __init__(
+        self, still: Callable[[], bool], confirm: Callable[[], Awaitable[bool]] | None = None
+    ) -> None:
         self._still = still  # whether the connection that took them still has them
-        self._taken = monotonic()
+        self._confirm = confirm  # a round trip on it: whether it answered (None: no need)
+        self._heard = monotonic()  # when it was last asked something it answered
 
-    def check(self) -> None:
+    async def check(self) -> None:
         if not self._still():
             raise LockLost("the connection holding this conversation's lock was lost")
-        if monotonic() - self._taken >= HOLD_TRUST:
-            raise LockLost("this conversation's lock was held too long to be sure of")
+        if self._confirm is None or monotonic() - self._heard < HOLD_TRUST:
+            return
+        asked = monotonic()
+        if not await self._confirm() or not self._still():
+            raise LockLost("the connection holding this conversation's lock did not answer")
+        self._heard = asked
 
 
 def still_open(connection: Connection) -> bool:
@@ -192,7 +200,11 @@ class Session:
             kept = self._connection
             return generation == self.generation and kept is not None and still_open(kept)
 
-        return Held(still)
+        async def confirm() -> bool:
+            # A trip that takes nothing: answered on this connection, its locks are held.
+            return await self.take(([], [])) == generation
+
+        return Held(still, confirm)
 
     def release(self, generation: int, held: Locks) -> asyncio.Future[None]:
         """Give back what `take` took. Asked for at once, so a holder cancelled while it
@@ -397,4 +409,14 @@ class PostgresConversationLocks:
         # lock it holds (asyncpg's default reset does); one whose reset fails is closed.
         async with self._pool.acquire() as connection:
             await connection.execute(TAKE, *wanted)
-            yield Held(lambda: still_open(connection))
+
+            async def confirm() -> bool:
+                try:
+                    async with asyncio.timeout(TRIP_TIMEOUT):
+                        await connection.execute("SELECT 1")
+                except Exception:
+                    connection.terminate()  # its locks are let go, whatever held them up
+                    return False
+                return True
+
+            yield Held(lambda: still_open(connection), confirm)
