@@ -400,6 +400,7 @@ async def test_a_kept_connection_cut_without_a_word_holds_up_no_turn_for_long(mo
     up on a quiet client within 30 seconds, lets another instance have the lock the cut
     one held (found while reading what a silent cut does)."""
     from storage.postgres import locks as module
+    from storage.postgres import quiet_cut
     from storage.postgres.locks import LockLost
     from tests.pg_relay import Relay
 
@@ -416,6 +417,7 @@ async def test_a_kept_connection_cut_without_a_word_holds_up_no_turn_for_long(mo
                 assert await kept.fetchval("SHOW tcp_keepalives_idle") == "10"
                 relay.go_silent()
                 monkeypatch.setattr(module, "TRIP_TIMEOUT", 0.2)
+                monkeypatch.setattr(quiet_cut, "PING_TIMEOUT", 0.2)
                 async with asyncio.timeout(10), cut_off.hold("ben") as ben:  # not held up
                     await ben.check()
                     # A turn that took longer than HOLD_TRUST asks its connection again
@@ -509,6 +511,18 @@ async def test_two_dispatchers_take_one_persons_burst_one_turn_at_a_time(tmp_pat
         await drop_schemas()
 
 
+async def end_kept_connection(locks: PostgresConversationLocks, looking: Any) -> None:
+    """The server ends the locks' kept connection (as a restart or a proxy would), and
+    the locks' side of it hears so."""
+    kept = locks._session._connection
+    await looking.execute("SELECT pg_terminate_backend($1)", kept.get_server_pid())
+
+    async def closed() -> bool:
+        return not still_open(kept)
+
+    await until(closed, "the kept connection is seen closed")
+
+
 @pytest.mark.parametrize("many", [False, True], ids=["a turn", "a cohort's chunk"])
 async def test_a_holder_whose_kept_connection_is_lost_is_told_so_before_it_writes(two, many):
     """The server ends the kept connection while a turn (or a chunk of a scheduled
@@ -520,13 +534,7 @@ async def test_a_holder_whose_kept_connection_is_lost_is_told_so_before_it_write
     holding = first.hold_many(["ana", "ben"]) if many else first.hold("ana")
     async with holding as held:
         await held.check()
-        kept = first._session._connection
-        await looking.execute("SELECT pg_terminate_backend($1)", kept.get_server_pid())
-
-        async def closed() -> bool:
-            return not still_open(kept)
-
-        await until(closed, "the kept connection is seen closed")
+        await end_kept_connection(first, looking)
         async with second.hold("ana") as theirs:  # someone else's turn, under way
             await theirs.check()
             with pytest.raises(LockLost):
@@ -624,14 +632,8 @@ def cut_after_first(store: Any, read: str, locks: PostgresConversationLocks) -> 
         loaded = await reading(*args)
         if not cut.is_set():
             cut.set()
-            kept = locks._session._connection
             async with store.pool.acquire() as looking:
-                await looking.execute("SELECT pg_terminate_backend($1)", kept.get_server_pid())
-
-            async def closed() -> bool:
-                return not still_open(kept)
-
-            await until(closed, "the kept connection is seen closed")
+                await end_kept_connection(locks, looking)
         return loaded
 
     setattr(store, read, read_then_cut)

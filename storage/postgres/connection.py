@@ -79,8 +79,9 @@ async def _given_back(connection: asyncpg.Connection) -> None:
         await connection.execute("SELECT pg_advisory_unlock_all()")
 
 
-# How an instance's connection that holds its claimant lock is named.
+# How an instance's connection that holds its claimant lock is named, and said in the log.
 ALIVE_PREFIX = "kitchen-table alive "
+ALIVE_WHAT = "saying this instance is alive"
 
 # This instance trusts its alive connection only while a ping sent less than this long
 # ago (seconds) was answered: well inside SERVER_GIVES_UP, so that an instance cut off
@@ -224,7 +225,7 @@ class Connections:
                 if monotonic() - self._alive_confirmed < ALIVE_TRUST:
                     return
                 # Not heard from lately (a busy event loop, a slow server): asked now.
-                if await self._ping_alive(alive):
+                if await ping(alive, ALIVE_WHAT, self._heard_alive):
                     return
             # The database went away and took the lock, or the connection is silent: hold
             # it again (meanwhile another instance may have taken this one's leases, and
@@ -254,16 +255,9 @@ class Connections:
             await stop(self._pinging)  # the old connection's, ended by now
             self._pinging = asyncio.create_task(
                 keep_pinging(
-                    connection, "saying this instance is alive",
-                    answered=self._heard_alive, guard=self._saying_alive,
+                    connection, ALIVE_WHAT, answered=self._heard_alive, guard=self._saying_alive
                 )
-            )  # fmt: skip
-
-    async def _ping_alive(self, alive: asyncpg.Connection) -> bool:
-        sent = await ping(alive, "saying this instance is alive")
-        if sent is not None:
-            self._heard_alive(sent)
-        return sent is not None
+            )
 
     def _heard_alive(self, sent: float) -> None:
         self._alive_confirmed = max(self._alive_confirmed, sent)

@@ -47,7 +47,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcon
 from time import monotonic
 from typing import Any, Protocol
 
-from storage.postgres.quiet_cut import QUIET_CUT, SERVER_GIVES_UP
+from storage.postgres.quiet_cut import QUIET_CUT, SERVER_GIVES_UP, Pingable, ping
 
 STRIPES = 1024
 MANY = 512
@@ -90,14 +90,10 @@ class LockLost(ConnectionError):
     storage failure: a webhook answers 503, and the platform sends the update again)."""
 
 
-class Connection(Protocol):
+class Connection(Pingable, Protocol):
     async def execute(self, query: str, *args: Any) -> str: ...
 
     async def fetchrow(self, query: str, *args: Any) -> Any: ...
-
-    def is_closed(self) -> bool: ...
-
-    def terminate(self) -> None: ...
 
 
 class Pool(Protocol):
@@ -411,12 +407,6 @@ class PostgresConversationLocks:
             await connection.execute(TAKE, *wanted)
 
             async def confirm() -> bool:
-                try:
-                    async with asyncio.timeout(TRIP_TIMEOUT):
-                        await connection.execute("SELECT 1")
-                except Exception:
-                    connection.terminate()  # its locks are let go, whatever held them up
-                    return False
-                return True
+                return await ping(connection, "holding a conversation's lock")
 
             yield Held(lambda: still_open(connection), confirm)

@@ -51,9 +51,12 @@ class Pingable(Protocol):
     def terminate(self) -> None: ...
 
 
-async def ping(connection: Pingable, what: str) -> float | None:
-    """Ask the connection whether it is there: when the ping it answered was sent
-    (monotonic), or None, having ended it, if it did not answer in PING_TIMEOUT."""
+async def ping(
+    connection: Pingable, what: str, answered: Callable[[float], None] = lambda sent: None
+) -> bool:
+    """Ask the connection whether it is there. Answered: `answered` hears when the ping
+    was sent (monotonic), and True. Not answered in PING_TIMEOUT: the connection is ended
+    (its locks let go, its holder told by its being closed), and False."""
     sent = monotonic()
     try:
         async with asyncio.timeout(PING_TIMEOUT):
@@ -61,8 +64,9 @@ async def ping(connection: Pingable, what: str) -> float | None:
     except Exception as error:
         log.error("the connection %s did not answer (%s): it is ended", what, error)
         connection.terminate()
-        return None
-    return sent
+        return False
+    answered(sent)
+    return True
 
 
 async def keep_pinging(
@@ -78,12 +82,8 @@ async def keep_pinging(
     while True:
         await asyncio.sleep(PING_EVERY)  # a heartbeat's period, not a test's wait
         async with guard if guard is not None else contextlib.nullcontext():
-            if connection.is_closed():
+            if connection.is_closed() or not await ping(connection, what, answered):
                 return
-            sent = await ping(connection, what)
-            if sent is None:
-                return
-            answered(sent)
 
 
 async def stop(task: asyncio.Task[None] | None) -> None:
